@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Helpers shared by every Tapio BPF program. BPF side only. */
+#ifndef TAPIO_BPF_H
+#define TAPIO_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+#include "tapio/events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Default ring-buffer size; userspace overrides it from config with
+ * set_max_entries before load, so this only matters for bpftool users. */
+#define TAPIO_RINGBUF_DEFAULT (256 * 1024)
+
+/*
+ * Every probe declares its own ring buffer (one per domain, so a flood in
+ * one cannot starve another) and its own loss counters with this macro.
+ * Map names are constants in exporter/src/maps.rs.
+ */
+#define TAPIO_PROBE_MAPS()                                                     \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);                            \
+		__uint(max_entries, TAPIO_RINGBUF_DEFAULT);                    \
+	} tapio_events SEC(".maps");                                           \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                       \
+		__uint(max_entries, TAPIO_LOST_REASON_MAX);                    \
+		__type(key, __u32);                                            \
+		__type(value, __u64);                                          \
+	} tapio_lost SEC(".maps")
+
+/* Count one lost event for `reason` on this CPU. Per-CPU, so no atomics. */
+static __always_inline void tapio_count_lost(void *lost_map, __u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(lost_map, &reason);
+	if (n)
+		*n += 1;
+}
+
+/* Reserve `size` bytes in `ringbuf`, counting a failure as lost. */
+static __always_inline void *tapio_reserve(void *ringbuf, void *lost_map, __u64 size)
+{
+	void *e = bpf_ringbuf_reserve(ringbuf, size, 0);
+	if (!e)
+		tapio_count_lost(lost_map, TAPIO_LOST_RINGBUF_FULL);
+	return e;
+}
+
+/* Fill the common header from `task` (the subject of the event, which is
+ * not always current: fork reports the parent, exit may run late). */
+static __always_inline void tapio_fill_header(struct tapio_event_header *h,
+					      struct task_struct *task, __u32 kind)
+{
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->kind = kind;
+	h->pid = BPF_CORE_READ(task, tgid);
+	h->tid = BPF_CORE_READ(task, pid);
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = BPF_CORE_READ(task, real_cred, uid.val);
+	h->gid = BPF_CORE_READ(task, real_cred, gid.val);
+	h->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	bpf_probe_read_kernel_str(h->comm, sizeof(h->comm), &task->comm);
+}
+
+#endif /* TAPIO_BPF_H */

@@ -1,0 +1,238 @@
+//! The one configuration model. Every field has a `///` doc (it is the
+//! reference documentation), a default, and is validated in `validate.rs`.
+//! Unknown keys are errors.
+//!
+//! Fields that an `OTEL_*` environment variable can also set are `Option`s:
+//! `None` means "not in the file", so `settings.rs` can let the file win over
+//! the environment and the environment win over the built-in default.
+
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, time::Duration};
+
+use super::bytesize::ByteSize;
+
+/// Tapio's configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Which probes run and how.
+    pub probes: Probes,
+    /// Where signals are sent. At most one exporter; with none (and no
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`), OTLP-JSON lines go to stdout.
+    pub exporters: Exporters,
+    /// Batching and export intervals per signal.
+    pub pipeline: Pipeline,
+    /// Resource attributes added to every signal.
+    pub resource: Resource,
+}
+
+/// Per-probe settings. A probe left out runs with its defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Probes {
+    /// Process lifecycle: `process.exec`, `process.exit`, fork.
+    pub process: ProcessProbe,
+}
+
+/// The process probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessProbe {
+    /// Run this probe. When the kernel cannot support it and it was enabled
+    /// explicitly, `tapio run` fails; by default it is skipped with a warning.
+    pub enabled: Option<bool>,
+    /// Ring-buffer size in bytes (a power of two, at least 4 KiB; suffixes
+    /// KiB/MiB accepted). One exec record is 1.6 KiB.
+    pub ring_buffer_size: ByteSize,
+    /// Emit `process.exec` records.
+    pub exec: bool,
+    /// Emit `process.exit` records.
+    pub exit: bool,
+    /// Emit `process.fork` records (new processes, not threads).
+    pub fork: bool,
+}
+
+impl Default for ProcessProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            ring_buffer_size: ByteSize(1024 * 1024),
+            exec: true,
+            exit: true,
+            fork: true,
+        }
+    }
+}
+
+/// Exporters, keyed like the OpenTelemetry collector's.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Exporters {
+    /// OTLP over gRPC (the collector's `otlp` exporter).
+    pub otlp: Option<OtlpExporter>,
+    /// OTLP over HTTP with protobuf bodies (the collector's `otlphttp`).
+    pub otlphttp: Option<OtlpExporter>,
+    /// OTLP-JSON, one export request per line, on stdout.
+    pub stdout: Option<StdoutExporter>,
+}
+
+/// Settings shared by the OTLP gRPC and HTTP exporters.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpExporter {
+    /// `http(s)://host:port`. gRPC: the server address. HTTP: the base URL,
+    /// to which `/v1/logs`, `/v1/traces`, `/v1/metrics` are appended.
+    /// Default: `OTEL_EXPORTER_OTLP_ENDPOINT`, else localhost 4317 / 4318.
+    pub endpoint: Option<String>,
+    /// Extra request headers (gRPC metadata), merged over
+    /// `OTEL_EXPORTER_OTLP_HEADERS`.
+    pub headers: BTreeMap<String, String>,
+    /// `gzip` or `none`. Default: `OTEL_EXPORTER_OTLP_COMPRESSION`, else none.
+    pub compression: Option<Compression>,
+    /// Per-request timeout. Default: `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10s.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// TLS for `https` endpoints.
+    pub tls: TlsConfig,
+    /// Retry of failed exports with exponential backoff.
+    pub retry_on_failure: RetryConfig,
+    /// The bounded queue in front of the exporter.
+    pub sending_queue: QueueConfig,
+}
+
+/// Compression of request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip (RFC 1952).
+    Gzip,
+    /// No compression.
+    None,
+}
+
+/// TLS client settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file of CA certificates to trust instead of the system roots.
+    /// Default: `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+    pub ca_file: Option<String>,
+    /// PEM client certificate for mutual TLS.
+    /// Default: `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`.
+    pub cert_file: Option<String>,
+    /// PEM private key of `cert_file`. Default: `OTEL_EXPORTER_OTLP_CLIENT_KEY`.
+    pub key_file: Option<String>,
+    /// Server name to verify, when it differs from the endpoint host.
+    pub server_name: Option<String>,
+}
+
+/// Retry of failed exports, with the collector's defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retry retryable failures (unavailable, throttled, timeouts).
+    pub enabled: bool,
+    /// First backoff.
+    #[serde(with = "humantime_serde")]
+    pub initial_interval: Duration,
+    /// Longest backoff.
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Give up on a batch (and count it dropped) after this long.
+    #[serde(with = "humantime_serde")]
+    pub max_elapsed_time: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_interval: Duration::from_secs(5),
+            max_interval: Duration::from_secs(30),
+            max_elapsed_time: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The bounded queue in front of an exporter. When it is full the oldest
+/// records are dropped and counted in `tapio.export.dropped`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Capacity per signal, in records (log records or spans).
+    pub queue_size: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { queue_size: 16384 }
+    }
+}
+
+/// The stdout exporter has no settings yet; `{}` enables it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdoutExporter {
+    /// Capacity per signal of the queue in front of stdout, in records.
+    pub queue_size: Option<usize>,
+}
+
+/// Batching per signal.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pipeline {
+    /// Log records (`OTEL_BLRP_*`).
+    pub logs: BatchConfig,
+    /// Spans (`OTEL_BSP_*`).
+    pub traces: BatchConfig,
+    /// Metrics.
+    pub metrics: MetricsConfig,
+    /// How long a clean shutdown (SIGINT/SIGTERM) may take to flush.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// One signal's batching.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Longest a record waits before its batch is sent. Default:
+    /// `OTEL_BLRP_SCHEDULE_DELAY` / `OTEL_BSP_SCHEDULE_DELAY`, else 1s.
+    #[serde(with = "humantime_serde")]
+    pub schedule_delay: Option<Duration>,
+    /// Most records in one export request. Default 512.
+    pub max_export_batch_size: Option<usize>,
+}
+
+/// Metric export.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Interval between metric exports. Default:
+    /// `OTEL_METRIC_EXPORT_INTERVAL`, else 60s.
+    #[serde(with = "humantime_serde")]
+    pub export_interval: Option<Duration>,
+}
+
+/// Resource attributes.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resource {
+    /// Added to every signal's resource; win over `OTEL_RESOURCE_ATTRIBUTES`
+    /// and `OTEL_SERVICE_NAME` (`service.name`).
+    pub attributes: BTreeMap<String, AttrValue>,
+}
+
+/// A scalar attribute value as YAML writes it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum AttrValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Double(f64),
+    /// Anything else, as text.
+    String(String),
+}

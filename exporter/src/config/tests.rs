@@ -1,0 +1,61 @@
+use super::*;
+use std::path::PathBuf;
+
+fn testdata() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+#[test]
+fn default_config_round_trips() {
+    let text = serde_yaml_ng::to_string(&Config::default()).unwrap();
+    assert_eq!(parse(&text).unwrap(), Config::default());
+}
+
+#[test]
+fn empty_file_is_default() {
+    assert_eq!(parse("# nothing\n\n").unwrap(), Config::default());
+}
+
+#[test]
+fn good_file_parses() {
+    let text = "probes:\n  process:\n    ring_buffer_size: 4MiB\n    fork: false\nexporters:\n  otlp:\n    endpoint: http://127.0.0.1:4317\n    compression: gzip\n    timeout: 3s\n    retry_on_failure: { initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 10s }\nresource:\n  attributes: { deployment.environment: prod, replicas: 3 }\n";
+    let c = parse(text).unwrap();
+    assert_eq!(c.probes.process.ring_buffer_size.0, 4 << 20);
+    assert!(!c.probes.process.fork);
+    let o = c.exporters.otlp.unwrap();
+    assert_eq!(o.compression, Some(Compression::Gzip));
+    assert_eq!(o.timeout, Some(std::time::Duration::from_secs(3)));
+    assert_eq!(c.resource.attributes.get("replicas"), Some(&AttrValue::Int(3)));
+}
+
+/// Every `testdata/config-*.yaml` is invalid; its `# expect:` lines are the
+/// exact errors (`path (line N): message` prefixes) `parse` must report, and
+/// nothing else.
+#[test]
+fn every_bad_case_reports_its_exact_errors() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(testdata()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("config-") || !name.ends_with(".yaml") {
+            continue;
+        }
+        seen += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(!expected.is_empty(), "{name} has no `# expect:` line");
+        let errs = match parse(&text) {
+            Ok(_) => panic!("{name} parsed but is meant to be invalid"),
+            Err(e) => e.0,
+        };
+        let got: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(got.len(), expected.len(), "{name}: got {got:#?}");
+        for (g, want) in got.iter().zip(&expected) {
+            assert!(g.starts_with(want), "{name}: got `{g}`, want prefix `{want}`");
+        }
+    }
+    assert!(seen >= 5, "only {seen} bad-case fixtures found");
+}

@@ -1,0 +1,175 @@
+//! Semantic checks on a parsed [`Config`]. Collects every error, not the
+//! first, each with its key path.
+
+use super::{model::*, ConfigError};
+use std::{path::Path, time::Duration};
+
+const MIN_RINGBUF: u64 = 4096;
+/// The kernel caps ring buffers far higher; a gigabyte of locked memory per
+/// probe is already a mistake worth naming.
+const MAX_RINGBUF: u64 = 1 << 30;
+const MAX_QUEUE: usize = 10_000_000;
+const MAX_BATCH: usize = 100_000;
+
+impl Config {
+    /// Every problem in this configuration (empty when it is valid).
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        self.probes.validate(&mut errs);
+        self.exporters.validate(&mut errs);
+        self.pipeline.validate(&mut errs);
+        for key in self.resource.attributes.keys() {
+            if key.trim().is_empty() {
+                errs.push(ConfigError::new("resource.attributes", "attribute names cannot be empty"));
+            }
+        }
+        errs
+    }
+}
+
+impl Probes {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        ringbuf_size("probes.process.ring_buffer_size", self.process.ring_buffer_size.0, errs);
+    }
+}
+
+/// Ring buffers must be a power-of-two number of pages.
+pub fn ringbuf_size(path: &str, n: u64, errs: &mut Vec<ConfigError>) {
+    if !n.is_power_of_two() || !(MIN_RINGBUF..=MAX_RINGBUF).contains(&n) {
+        errs.push(ConfigError::new(
+            path,
+            format!("{n} bytes: must be a power of two from 4KiB to 1GiB (e.g. 256KiB, 4MiB)"),
+        ));
+    }
+}
+
+impl Exporters {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        let set: Vec<&str> = [
+            self.otlp.as_ref().map(|_| "otlp"),
+            self.otlphttp.as_ref().map(|_| "otlphttp"),
+            self.stdout.as_ref().map(|_| "stdout"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if set.len() > 1 {
+            errs.push(ConfigError::new(
+                "exporters",
+                format!("configure one exporter, not {} ({})", set.len(), set.join(", ")),
+            ));
+        }
+        if let Some(o) = &self.otlp {
+            o.validate("exporters.otlp", errs);
+        }
+        if let Some(o) = &self.otlphttp {
+            o.validate("exporters.otlphttp", errs);
+        }
+        if let Some(s) = &self.stdout {
+            if let Some(q) = s.queue_size {
+                queue_size("exporters.stdout.queue_size", q, errs);
+            }
+        }
+    }
+}
+
+fn queue_size(path: &str, n: usize, errs: &mut Vec<ConfigError>) {
+    if n == 0 || n > MAX_QUEUE {
+        errs.push(ConfigError::new(path, format!("{n}: must be from 1 to {MAX_QUEUE}")));
+    }
+}
+
+/// An OTLP endpoint: `http://host:port` or `https://host:port[/base]`.
+pub fn check_endpoint(text: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| format!("`{text}` is not a URL ({e}); write e.g. http://127.0.0.1:4317"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{text}`: scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{text}` has no host"));
+    }
+    Ok(())
+}
+
+fn readable(path: &str, file: &Option<String>, errs: &mut Vec<ConfigError>) {
+    if let Some(f) = file {
+        if let Err(e) = std::fs::metadata(Path::new(f)) {
+            errs.push(ConfigError::new(path, format!("cannot read `{f}`: {e}")));
+        }
+    }
+}
+
+impl OtlpExporter {
+    fn validate(&self, base: &str, errs: &mut Vec<ConfigError>) {
+        if let Some(ep) = &self.endpoint {
+            if let Err(m) = check_endpoint(ep) {
+                errs.push(ConfigError::new(format!("{base}.endpoint"), m));
+            }
+        }
+        for (k, v) in &self.headers {
+            let path = format!("{base}.headers.{k}");
+            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                errs.push(ConfigError::new(&path, format!("`{k}` is not a valid header name")));
+            }
+            if reqwest::header::HeaderValue::from_str(v).is_err() {
+                errs.push(ConfigError::new(&path, "value has characters a header cannot carry"));
+            }
+        }
+        if let Some(t) = self.timeout {
+            positive(&format!("{base}.timeout"), t, errs);
+        }
+        readable(&format!("{base}.tls.ca_file"), &self.tls.ca_file, errs);
+        readable(&format!("{base}.tls.cert_file"), &self.tls.cert_file, errs);
+        readable(&format!("{base}.tls.key_file"), &self.tls.key_file, errs);
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            errs.push(ConfigError::new(
+                format!("{base}.tls"),
+                "cert_file and key_file go together (mutual TLS needs both)",
+            ));
+        }
+        let r = &self.retry_on_failure;
+        if r.enabled {
+            positive(&format!("{base}.retry_on_failure.initial_interval"), r.initial_interval, errs);
+            if r.max_interval < r.initial_interval {
+                errs.push(ConfigError::new(
+                    format!("{base}.retry_on_failure.max_interval"),
+                    "must not be shorter than initial_interval",
+                ));
+            }
+        }
+        queue_size(&format!("{base}.sending_queue.queue_size"), self.sending_queue.queue_size, errs);
+    }
+}
+
+fn positive(path: &str, d: Duration, errs: &mut Vec<ConfigError>) {
+    if d.is_zero() {
+        errs.push(ConfigError::new(path, "must be longer than zero"));
+    }
+}
+
+impl Pipeline {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        for (name, b) in [("logs", &self.logs), ("traces", &self.traces)] {
+            if let Some(d) = b.schedule_delay {
+                positive(&format!("pipeline.{name}.schedule_delay"), d, errs);
+            }
+            if let Some(n) = b.max_export_batch_size {
+                if n == 0 || n > MAX_BATCH {
+                    errs.push(ConfigError::new(
+                        format!("pipeline.{name}.max_export_batch_size"),
+                        format!("{n}: must be from 1 to {MAX_BATCH}"),
+                    ));
+                }
+            }
+        }
+        if let Some(d) = self.metrics.export_interval {
+            if d < Duration::from_millis(100) {
+                errs.push(ConfigError::new(
+                    "pipeline.metrics.export_interval",
+                    "must be at least 100ms",
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Tapio: loads eBPF probes, turns what they see into OpenTelemetry signals,
+//! and exports them over OTLP (or as OTLP-JSON on stdout).
+//!
+//! Data flow (see DESIGN.md §1): `probes` (load, attach, read ring buffers,
+//! decode) → `enrich` (process, container, pod) → `otel` (map to OTLP
+//! records) → `export` (bounded queues, batching, sinks). `telemetry` counts
+//! everything that happens on the way, including every loss.
+
+pub mod config;

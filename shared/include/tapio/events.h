@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * Tapio's kernel <-> userspace ABI: every struct and enum a BPF program
+ * writes into a ring buffer or map that userspace reads.
+ *
+ * This header is the single source of truth. The Rust view (crate
+ * `tapio-shared`) is generated from it by bindgen at build time; never mirror
+ * a struct by hand.
+ *
+ * Rules (checked: the pragma below makes any implicit hole a build error in
+ * the BPF compile and in bindgen):
+ *  - fixed-width fields only, ordered large to small, explicit padding;
+ *  - no bool, long, pointers or packed structs;
+ *  - every timestamp is CLOCK_BOOTTIME nanoseconds (bpf_ktime_get_boot_ns),
+ *    so suspend does not skew durations; userspace converts to wall clock.
+ */
+#ifndef TAPIO_EVENTS_H
+#define TAPIO_EVENTS_H
+
+#if defined(__VMLINUX_H__) || defined(__ASM_GENERIC_INT_LL64_H)
+/* The fixed-width types are already there (vmlinux.h or linux/types.h). */
+#else
+/* Self-contained for bindgen (-target bpf has no multiarch include dir). */
+typedef __UINT8_TYPE__ __u8;
+typedef __UINT16_TYPE__ __u16;
+typedef __UINT32_TYPE__ __u32;
+typedef __INT32_TYPE__ __s32;
+typedef __UINT64_TYPE__ __u64;
+#endif
+
+#pragma clang diagnostic push
+#pragma clang diagnostic error "-Wpadded"
+
+/* Kernel task comm length (TASK_COMM_LEN). */
+#define TAPIO_COMM_LEN 16
+/* Executable path captured at exec. Longer paths are cut and flagged. */
+#define TAPIO_PATH_LEN 256
+/* Command line captured at exec: NUL-separated argv, bounded so one exec
+ * costs one fixed-size ring-buffer slot. Longer command lines are flagged. */
+#define TAPIO_ARGS_LEN 1024
+/* One cgroup directory name (kernfs node name). Container runtimes put
+ * the container id in the leaf (64 hex + decoration) and the pod uid in the
+ * parent, so two names are enough to derive container.id and k8s.pod.uid. */
+#define TAPIO_CGROUP_NAME_LEN 128
+
+/* What a ring-buffer record is; the first field of every record. */
+enum tapio_event_kind {
+	TAPIO_EVENT_PROCESS_EXEC = 1,
+	TAPIO_EVENT_PROCESS_EXIT = 2,
+	TAPIO_EVENT_PROCESS_FORK = 3,
+};
+
+/* Why an event did not reach userspace whole. Index into each probe's
+ * per-CPU `tapio_lost` array map. */
+enum tapio_lost_reason {
+	/* bpf_ringbuf_reserve failed: userspace is not draining fast enough
+	 * or the ring buffer is too small for the burst. */
+	TAPIO_LOST_RINGBUF_FULL = 0,
+	/* A tracking map (LRU or hash) refused an insert. */
+	TAPIO_LOST_MAP_FULL = 1,
+	/* A kernel or user memory read failed; the event was dropped. */
+	TAPIO_LOST_READ_ERROR = 2,
+	TAPIO_LOST_REASON_MAX = 3,
+};
+
+/* Bits of tapio_process_exec.flags. */
+enum tapio_exec_flags {
+	/* filename did not fit in TAPIO_PATH_LEN. */
+	TAPIO_EXEC_FILENAME_TRUNCATED = 1,
+	/* argv did not fit in TAPIO_ARGS_LEN. */
+	TAPIO_EXEC_ARGS_TRUNCATED = 2,
+	/* reading argv from user memory failed; args is empty. */
+	TAPIO_EXEC_ARGS_UNREADABLE = 4,
+};
+
+/* Common to every record. 56 bytes. */
+struct tapio_event_header {
+	__u64 ts_ns;        /* CLOCK_BOOTTIME ns when the kernel saw the event */
+	__u64 cgroup_id;    /* cgroup v2 id (kernfs inode) of the task */
+	__u32 kind;         /* enum tapio_event_kind */
+	__u32 pid;          /* thread-group id (userspace "pid") */
+	__u32 tid;          /* thread id */
+	__u32 ppid;         /* real parent's thread-group id */
+	__u32 uid;          /* real uid */
+	__u32 gid;          /* real gid */
+	char comm[TAPIO_COMM_LEN]; /* task comm, NUL-terminated */
+};
+
+/* process.exec: emitted after a successful execve, from the new image. */
+struct tapio_process_exec {
+	struct tapio_event_header hdr;
+	__u64 start_ns;     /* CLOCK_BOOTTIME ns the process (tgid) started */
+	__u32 flags;        /* enum tapio_exec_flags bits */
+	__u32 old_pid;      /* pid before exec (differs when a thread execs) */
+	__u16 filename_len; /* bytes used in filename, without the NUL */
+	__u16 args_len;     /* bytes used in args (NUL-separated argv) */
+	__u32 _pad0;
+	char cgroup_leaf[TAPIO_CGROUP_NAME_LEN];   /* the task's cgroup dir name */
+	char cgroup_parent[TAPIO_CGROUP_NAME_LEN]; /* its parent's dir name */
+	char filename[TAPIO_PATH_LEN];             /* path given to execve */
+	char args[TAPIO_ARGS_LEN];                 /* argv, NUL-separated */
+};
+
+/* process.exit: emitted when the last thread of a process exits. */
+struct tapio_process_exit {
+	struct tapio_event_header hdr;
+	__u64 start_ns;     /* CLOCK_BOOTTIME ns the process started */
+	__s32 exit_code;    /* exit status as exit(2) got it (0..255) */
+	__u32 exit_signal;  /* signal that killed it, 0 if it exited */
+	__u32 core_dumped;  /* 1 when a core was dumped */
+	__u32 _pad0;
+};
+
+/* process.fork: a new process (not a thread) was created. The header
+ * describes the parent, the child fields the new process. */
+struct tapio_process_fork {
+	struct tapio_event_header hdr;
+	__u64 child_start_ns; /* CLOCK_BOOTTIME ns the child started */
+	__u32 child_pid;      /* child's thread-group id */
+	__u32 _pad0;
+};
+
+#pragma clang diagnostic pop
+
+#endif /* TAPIO_EVENTS_H */
