@@ -17,7 +17,11 @@ fn find_clang() -> Result<String> {
         return Ok(c);
     }
     for cand in ["clang-19", "clang"] {
-        if Command::new(cand).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        if Command::new(cand)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             return Ok(cand.to_string());
         }
     }
@@ -33,7 +37,10 @@ fn main() -> Result<()> {
 
     println!("cargo:rerun-if-changed={}", ebpf.display());
     println!("cargo:rerun-if-changed={}", ebpf.join("include").display());
-    println!("cargo:rerun-if-changed={}", shared_inc.join("tapio").join("events.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        shared_inc.join("tapio").join("events.h").display()
+    );
 
     let mut sources: Vec<PathBuf> = fs::read_dir(&ebpf)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -56,7 +63,15 @@ fn compile(clang: &str, src: &Path, inc: &Path, shared_inc: &Path, out: &Path) -
         .context("bad source name")?;
     let obj = out.join(format!("{name}.o"));
     let status = Command::new(clang)
-        .args(["-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall", "-Werror"])
+        .args([
+            "-g",
+            "-O2",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            "-Wall",
+            "-Werror",
+        ])
         .arg("-I")
         .arg(inc)
         .arg("-I")

@@ -6,4 +6,11 @@
 //! records) → `export` (bounded queues, batching, sinks). `telemetry` counts
 //! everything that happens on the way, including every loss.
 
+pub mod bpf_objects;
+pub mod clock;
 pub mod config;
+pub mod enrich;
+pub mod export;
+pub mod otel;
+pub mod probes;
+pub mod telemetry;

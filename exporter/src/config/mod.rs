@@ -21,7 +21,10 @@ use std::path::Path;
 /// the key is in the text, its line.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     // An empty file (or only comments) is the default configuration.
-    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         return Ok(Config::default());
     }
     let de = serde_yaml_ng::Deserializer::from_str(text);
@@ -40,7 +43,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
                 Some((pre, rest)) if !pre.is_empty() && path.starts_with(pre) => rest.to_string(),
                 _ => msg,
             };
-            return Err(ConfigErrors(vec![ConfigError { path, line, message: msg }]));
+            return Err(ConfigErrors(vec![ConfigError {
+                path,
+                line,
+                message: msg,
+            }]));
         }
     };
     let mut errs = cfg.validate();

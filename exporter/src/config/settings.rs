@@ -109,7 +109,10 @@ impl Resolver<'_> {
         match v.trim().parse::<usize>() {
             Ok(n) if n > 0 => Some(n),
             _ => {
-                self.errs.push(ConfigError::new(format!("env {var}"), format!("`{v}` is not a positive count")));
+                self.errs.push(ConfigError::new(
+                    format!("env {var}"),
+                    format!("`{v}` is not a positive count"),
+                ));
                 None
             }
         }
@@ -118,7 +121,9 @@ impl Resolver<'_> {
     /// `k1=v1,k2=v2` with percent-encoded values (W3C baggage style), as
     /// OTEL_EXPORTER_OTLP_HEADERS and OTEL_RESOURCE_ATTRIBUTES use.
     fn pairs(&mut self, var: &str) -> Vec<(String, String)> {
-        let Some(v) = (self.env)(var) else { return Vec::new() };
+        let Some(v) = (self.env)(var) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match item.split_once('=') {
@@ -141,7 +146,8 @@ impl Resolver<'_> {
             None => match (self.env)("OTEL_EXPORTER_OTLP_ENDPOINT") {
                 Some(e) => {
                     if let Err(m) = check_endpoint(&e) {
-                        self.errs.push(ConfigError::new("env OTEL_EXPORTER_OTLP_ENDPOINT", m));
+                        self.errs
+                            .push(ConfigError::new("env OTEL_EXPORTER_OTLP_ENDPOINT", m));
                     }
                     e
                 }
@@ -155,7 +161,10 @@ impl Resolver<'_> {
         }
         let gzip = match file.compression {
             Some(c) => c == Compression::Gzip,
-            None => match (self.env)("OTEL_EXPORTER_OTLP_COMPRESSION").as_deref().map(str::trim) {
+            None => match (self.env)("OTEL_EXPORTER_OTLP_COMPRESSION")
+                .as_deref()
+                .map(str::trim)
+            {
                 None | Some("none") => false,
                 Some("gzip") => true,
                 Some(other) => {
@@ -172,9 +181,15 @@ impl Resolver<'_> {
             .or_else(|| self.millis("OTEL_EXPORTER_OTLP_TIMEOUT"))
             .unwrap_or(Duration::from_secs(10));
         let mut tls = file.tls.clone();
-        tls.ca_file = tls.ca_file.or_else(|| (self.env)("OTEL_EXPORTER_OTLP_CERTIFICATE"));
-        tls.cert_file = tls.cert_file.or_else(|| (self.env)("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"));
-        tls.key_file = tls.key_file.or_else(|| (self.env)("OTEL_EXPORTER_OTLP_CLIENT_KEY"));
+        tls.ca_file = tls
+            .ca_file
+            .or_else(|| (self.env)("OTEL_EXPORTER_OTLP_CERTIFICATE"));
+        tls.cert_file = tls
+            .cert_file
+            .or_else(|| (self.env)("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"));
+        tls.key_file = tls
+            .key_file
+            .or_else(|| (self.env)("OTEL_EXPORTER_OTLP_CLIENT_KEY"));
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             self.errs.push(ConfigError::new(
                 format!("{base}.tls"),
@@ -263,7 +278,10 @@ impl Resolver<'_> {
 impl Config {
     /// Resolve against an environment. Errors name the variable or key.
     pub fn resolve(&self, env: EnvLookup<'_>) -> Result<Settings, Vec<ConfigError>> {
-        let mut r = Resolver { env, errs: Vec::new() };
+        let mut r = Resolver {
+            env,
+            errs: Vec::new(),
+        };
         let sink = r.sink(&self.exporters);
         // SDK defaults: logs 1s, spans 5s, metrics 60s.
         let logs = r.batch(&self.pipeline.logs, "OTEL_BLRP", 1000);
@@ -285,7 +303,10 @@ impl Config {
             logs,
             traces,
             metric_interval,
-            shutdown_timeout: self.pipeline.shutdown_timeout.unwrap_or(Duration::from_secs(5)),
+            shutdown_timeout: self
+                .pipeline
+                .shutdown_timeout
+                .unwrap_or(Duration::from_secs(5)),
             resource,
         })
     }
@@ -297,8 +318,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
@@ -319,13 +342,18 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-token=a%20b,tenant=t1"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             ("OTEL_SERVICE_NAME", "edge"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,service.name=ignored"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod,service.name=ignored",
+            ),
             ("OTEL_METRIC_EXPORT_INTERVAL", "1500"),
             ("OTEL_BSP_SCHEDULE_DELAY", "200"),
             ("OTEL_BLRP_SCHEDULE_DELAY", "300"),
         ]);
         let s = Config::default().resolve(&e).unwrap();
-        let SinkSettings::Otlp(o) = &s.sink else { panic!("want otlp") };
+        let SinkSettings::Otlp(o) = &s.sink else {
+            panic!("want otlp")
+        };
         assert_eq!(o.protocol, Protocol::Grpc);
         assert_eq!(o.endpoint, "http://127.0.0.1:9999");
         assert!(o.gzip);
@@ -333,17 +361,22 @@ mod tests {
         assert_eq!(s.metric_interval, Duration::from_millis(1500));
         assert_eq!(s.traces.schedule_delay, Duration::from_millis(200));
         assert_eq!(s.logs.schedule_delay, Duration::from_millis(300));
-        assert!(s.resource.contains(&("service.name".into(), AttrValue::String("edge".into()))));
         assert!(s
             .resource
-            .contains(&("deployment.environment".into(), AttrValue::String("prod".into()))));
+            .contains(&("service.name".into(), AttrValue::String("edge".into()))));
+        assert!(s.resource.contains(&(
+            "deployment.environment".into(),
+            AttrValue::String("prod".into())
+        )));
     }
 
     #[test]
     fn default_protocol_is_http_protobuf() {
         let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")]);
         let s = Config::default().resolve(&e).unwrap();
-        let SinkSettings::Otlp(o) = &s.sink else { panic!("want otlp") };
+        let SinkSettings::Otlp(o) = &s.sink else {
+            panic!("want otlp")
+        };
         assert_eq!(o.protocol, Protocol::HttpProtobuf);
     }
 
@@ -357,7 +390,9 @@ mod tests {
             ..Default::default()
         });
         c.pipeline.metrics.export_interval = Some(Duration::from_secs(2));
-        c.resource.attributes.insert("service.name".into(), AttrValue::String("from-file".into()));
+        c.resource
+            .attributes
+            .insert("service.name".into(), AttrValue::String("from-file".into()));
         let e = env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9999"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
@@ -366,14 +401,26 @@ mod tests {
             ("OTEL_SERVICE_NAME", "from-env"),
         ]);
         let s = c.resolve(&e).unwrap();
-        let SinkSettings::Otlp(o) = &s.sink else { panic!("want otlp") };
+        let SinkSettings::Otlp(o) = &s.sink else {
+            panic!("want otlp")
+        };
         assert_eq!(o.endpoint, "http://127.0.0.1:1234");
         assert!(!o.gzip);
         assert!(o.headers.contains(&("tenant".into(), "file".into())));
         assert!(o.headers.contains(&("other".into(), "1".into())));
         assert_eq!(s.metric_interval, Duration::from_secs(2));
-        let names: Vec<_> = s.resource.iter().filter(|(k, _)| k == "service.name").collect();
-        assert_eq!(names, vec![&("service.name".to_string(), AttrValue::String("from-file".into()))]);
+        let names: Vec<_> = s
+            .resource
+            .iter()
+            .filter(|(k, _)| k == "service.name")
+            .collect();
+        assert_eq!(
+            names,
+            vec![&(
+                "service.name".to_string(),
+                AttrValue::String("from-file".into())
+            )]
+        );
     }
 
     #[test]
@@ -385,8 +432,20 @@ mod tests {
         ]);
         let errs = Config::default().resolve(&e).unwrap_err();
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        assert!(text.iter().any(|t| t.starts_with("env OTEL_EXPORTER_OTLP_PROTOCOL")), "{text:?}");
-        assert!(text.iter().any(|t| t.starts_with("env OTEL_METRIC_EXPORT_INTERVAL")), "{text:?}");
-        assert!(text.iter().any(|t| t.starts_with("env OTEL_EXPORTER_OTLP_HEADERS")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("env OTEL_EXPORTER_OTLP_PROTOCOL")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("env OTEL_METRIC_EXPORT_INTERVAL")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("env OTEL_EXPORTER_OTLP_HEADERS")),
+            "{text:?}"
+        );
     }
 }

@@ -25,7 +25,10 @@ fn good_file_parses() {
     let o = c.exporters.otlp.unwrap();
     assert_eq!(o.compression, Some(Compression::Gzip));
     assert_eq!(o.timeout, Some(std::time::Duration::from_secs(3)));
-    assert_eq!(c.resource.attributes.get("replicas"), Some(&AttrValue::Int(3)));
+    assert_eq!(
+        c.resource.attributes.get("replicas"),
+        Some(&AttrValue::Int(3))
+    );
 }
 
 /// Every `testdata/config-*.yaml` is invalid; its `# expect:` lines are the
@@ -54,7 +57,10 @@ fn every_bad_case_reports_its_exact_errors() {
         let got: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(got.len(), expected.len(), "{name}: got {got:#?}");
         for (g, want) in got.iter().zip(&expected) {
-            assert!(g.starts_with(want), "{name}: got `{g}`, want prefix `{want}`");
+            assert!(
+                g.starts_with(want),
+                "{name}: got `{g}`, want prefix `{want}`"
+            );
         }
     }
     assert!(seen >= 5, "only {seen} bad-case fixtures found");

@@ -20,7 +20,10 @@ impl Config {
         self.pipeline.validate(&mut errs);
         for key in self.resource.attributes.keys() {
             if key.trim().is_empty() {
-                errs.push(ConfigError::new("resource.attributes", "attribute names cannot be empty"));
+                errs.push(ConfigError::new(
+                    "resource.attributes",
+                    "attribute names cannot be empty",
+                ));
             }
         }
         errs
@@ -29,7 +32,11 @@ impl Config {
 
 impl Probes {
     fn validate(&self, errs: &mut Vec<ConfigError>) {
-        ringbuf_size("probes.process.ring_buffer_size", self.process.ring_buffer_size.0, errs);
+        ringbuf_size(
+            "probes.process.ring_buffer_size",
+            self.process.ring_buffer_size.0,
+            errs,
+        );
     }
 }
 
@@ -56,7 +63,11 @@ impl Exporters {
         if set.len() > 1 {
             errs.push(ConfigError::new(
                 "exporters",
-                format!("configure one exporter, not {} ({})", set.len(), set.join(", ")),
+                format!(
+                    "configure one exporter, not {} ({})",
+                    set.len(),
+                    set.join(", ")
+                ),
             ));
         }
         if let Some(o) = &self.otlp {
@@ -75,7 +86,10 @@ impl Exporters {
 
 fn queue_size(path: &str, n: usize, errs: &mut Vec<ConfigError>) {
     if n == 0 || n > MAX_QUEUE {
-        errs.push(ConfigError::new(path, format!("{n}: must be from 1 to {MAX_QUEUE}")));
+        errs.push(ConfigError::new(
+            path,
+            format!("{n}: must be from 1 to {MAX_QUEUE}"),
+        ));
     }
 }
 
@@ -110,10 +124,16 @@ impl OtlpExporter {
         for (k, v) in &self.headers {
             let path = format!("{base}.headers.{k}");
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                errs.push(ConfigError::new(&path, format!("`{k}` is not a valid header name")));
+                errs.push(ConfigError::new(
+                    &path,
+                    format!("`{k}` is not a valid header name"),
+                ));
             }
             if reqwest::header::HeaderValue::from_str(v).is_err() {
-                errs.push(ConfigError::new(&path, "value has characters a header cannot carry"));
+                errs.push(ConfigError::new(
+                    &path,
+                    "value has characters a header cannot carry",
+                ));
             }
         }
         if let Some(t) = self.timeout {
@@ -130,7 +150,11 @@ impl OtlpExporter {
         }
         let r = &self.retry_on_failure;
         if r.enabled {
-            positive(&format!("{base}.retry_on_failure.initial_interval"), r.initial_interval, errs);
+            positive(
+                &format!("{base}.retry_on_failure.initial_interval"),
+                r.initial_interval,
+                errs,
+            );
             if r.max_interval < r.initial_interval {
                 errs.push(ConfigError::new(
                     format!("{base}.retry_on_failure.max_interval"),
@@ -138,7 +162,11 @@ impl OtlpExporter {
                 ));
             }
         }
-        queue_size(&format!("{base}.sending_queue.queue_size"), self.sending_queue.queue_size, errs);
+        queue_size(
+            &format!("{base}.sending_queue.queue_size"),
+            self.sending_queue.queue_size,
+            errs,
+        );
     }
 }
 

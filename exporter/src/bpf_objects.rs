@@ -1,0 +1,13 @@
+//! The compiled BPF objects, embedded so one binary is all a node needs.
+//! `build.rs` compiles `ebpf/<probe>.bpf.c` into `$OUT_DIR/<probe>.bpf.o`.
+
+/// `ebpf/process.bpf.c`.
+pub static PROCESS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/process.bpf.o"));
+
+/// Which clang compiled them.
+pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt"));
+
+/// Map names every probe object defines (`TAPIO_PROBE_MAPS` in
+/// `ebpf/include/tapio_bpf.h`).
+pub const MAP_EVENTS: &str = "tapio_events";
+pub const MAP_LOST: &str = "tapio_lost";

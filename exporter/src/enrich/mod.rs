@@ -1,0 +1,122 @@
+//! Enrichment: what the kernel record does not carry but an operator wants
+//! on it (user name, container, pod, and for exits the command that ran).
+//! Every cache is bounded.
+
+pub mod cgroup;
+pub mod users;
+
+use cgroup::Workload;
+use lru::LruCache;
+use std::num::NonZeroUsize;
+
+/// Bound on each cache. A node runs far fewer live cgroups and processes
+/// whose exit we still wait for; the LRU keeps the working set.
+const CACHE_ENTRIES: usize = 16_384;
+
+/// What we remember about a process between its exec and its exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub executable_path: String,
+    pub command_line: String,
+}
+
+pub struct Enricher {
+    workloads: LruCache<u64, Workload>,
+    processes: LruCache<u32, ProcessInfo>,
+    pub users: users::Users,
+    /// Where `/proc` is (tests point it elsewhere).
+    proc_root: String,
+}
+
+impl Default for Enricher {
+    fn default() -> Self {
+        Self::new("/proc")
+    }
+}
+
+impl Enricher {
+    pub fn new(proc_root: &str) -> Self {
+        let n = NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            workloads: LruCache::new(n),
+            processes: LruCache::new(n),
+            users: users::Users::default(),
+            proc_root: proc_root.to_string(),
+        }
+    }
+
+    /// Learn a cgroup's workload from the names the kernel captured.
+    pub fn learn_cgroup(&mut self, cgroup_id: u64, leaf: &str, parent: &str) -> Workload {
+        let w = cgroup::from_names(leaf, parent);
+        self.workloads.put(cgroup_id, w.clone());
+        w
+    }
+
+    /// The workload of `cgroup_id`, asking /proc/<pid>/cgroup on a miss
+    /// (the process may already be gone: then there is nothing to say).
+    pub fn workload(&mut self, cgroup_id: u64, pid: u32) -> Workload {
+        if let Some(w) = self.workloads.get(&cgroup_id) {
+            return w.clone();
+        }
+        let path = std::fs::read_to_string(format!("{}/{pid}/cgroup", self.proc_root))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            });
+        match path {
+            Some(p) => {
+                let w = cgroup::from_path(&p);
+                self.workloads.put(cgroup_id, w.clone());
+                w
+            }
+            None => Workload::default(),
+        }
+    }
+
+    pub fn remember_process(&mut self, pid: u32, info: ProcessInfo) {
+        self.processes.put(pid, info);
+    }
+
+    /// What an exiting process ran, forgetting it.
+    pub fn forget_process(&mut self, pid: u32) -> Option<ProcessInfo> {
+        self.processes.pop(&pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_falls_back_to_proc() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "a".repeat(64);
+        std::fs::create_dir_all(dir.path().join("42")).unwrap();
+        std::fs::write(
+            dir.path().join("42/cgroup"),
+            format!("0::/system.slice/docker-{id}.scope\n"),
+        )
+        .unwrap();
+        let mut e = Enricher::new(dir.path().to_str().unwrap());
+        assert_eq!(e.workload(7, 42).container_id.as_deref(), Some(id.as_str()));
+        // cached by cgroup id now, even once the process is gone
+        std::fs::remove_dir_all(dir.path().join("42")).unwrap();
+        assert_eq!(e.workload(7, 42).container_id.as_deref(), Some(id.as_str()));
+        assert_eq!(e.workload(8, 43), Workload::default());
+    }
+
+    #[test]
+    fn processes_are_forgotten_at_exit() {
+        let mut e = Enricher::new("/nonexistent");
+        e.remember_process(
+            1,
+            ProcessInfo {
+                executable_path: "/bin/sh".into(),
+                command_line: "sh".into(),
+            },
+        );
+        assert!(e.forget_process(1).is_some());
+        assert!(e.forget_process(1).is_none());
+    }
+}

@@ -1,0 +1,71 @@
+//! uid → user name, from /etc/passwd, cached. Re-read at most every few
+//! seconds when an unknown uid shows up (users get added at run time).
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+const REREAD_AFTER: Duration = Duration::from_secs(5);
+
+pub struct Users {
+    path: PathBuf,
+    names: HashMap<u32, String>,
+    read_at: Option<Instant>,
+}
+
+impl Default for Users {
+    fn default() -> Self {
+        Self::from_file("/etc/passwd")
+    }
+}
+
+impl Users {
+    pub fn from_file(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            names: HashMap::new(),
+            read_at: None,
+        }
+    }
+
+    fn reload(&mut self) {
+        self.read_at = Some(Instant::now());
+        if let Ok(text) = std::fs::read_to_string(&self.path) {
+            self.names = parse_passwd(&text);
+        }
+    }
+
+    pub fn name(&mut self, uid: u32) -> Option<&str> {
+        let stale = self.read_at.is_none_or(|t| t.elapsed() > REREAD_AFTER);
+        if !self.names.contains_key(&uid) && stale {
+            self.reload();
+        }
+        self.names.get(&uid).map(String::as_str)
+    }
+}
+
+fn parse_passwd(text: &str) -> HashMap<u32, String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let uid = f.nth(1)?.parse().ok()?;
+            Some((uid, name.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_passwd_lines() {
+        let m = super::parse_passwd(
+            "root:x:0:0:root:/root:/bin/bash\nbad line\nnobody:x:65534:65534::/:/sbin/nologin\n",
+        );
+        assert_eq!(m.get(&0).map(String::as_str), Some("root"));
+        assert_eq!(m.get(&65534).map(String::as_str), Some("nobody"));
+        assert_eq!(m.len(), 2);
+    }
+}

@@ -1,0 +1,142 @@
+//! OTLP over HTTP with protobuf bodies (reqwest, rustls).
+
+use super::sink::{Accepted, ExportError, Payload, SinkError};
+use crate::config::OtlpSettings;
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceResponse, metrics::v1::ExportMetricsServiceResponse,
+    trace::v1::ExportTraceServiceResponse,
+};
+use prost::Message;
+use reqwest::{
+    header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE},
+    StatusCode,
+};
+use std::io::Write;
+
+#[derive(Clone)]
+pub struct HttpSink {
+    base: String,
+    client: reqwest::Client,
+    gzip: bool,
+}
+
+fn read(path: &str) -> Result<Vec<u8>, SinkError> {
+    std::fs::read(path).map_err(|e| SinkError::Tls(format!("{path}: {e}")))
+}
+
+impl HttpSink {
+    pub fn new(o: &OtlpSettings) -> Result<Self, SinkError> {
+        let mut headers = HeaderMap::new();
+        for (k, v) in &o.headers {
+            let name =
+                HeaderName::from_bytes(k.as_bytes()).map_err(|_| SinkError::Header(k.clone()))?;
+            let val = HeaderValue::from_str(v).map_err(|_| SinkError::Header(k.clone()))?;
+            headers.insert(name, val);
+        }
+        let mut b = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(o.timeout)
+            .user_agent(concat!("tapio/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &o.tls.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
+                .map_err(|e| SinkError::Tls(format!("{ca}: {e}")))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if let (Some(c), Some(k)) = (&o.tls.cert_file, &o.tls.key_file) {
+            let mut pem = read(c)?;
+            pem.extend(read(k)?);
+            let id =
+                reqwest::Identity::from_pem(&pem).map_err(|e| SinkError::Tls(e.to_string()))?;
+            b = b.identity(id);
+        }
+        let client = b.build().map_err(|e| SinkError::Tls(e.to_string()))?;
+        reqwest::Url::parse(&o.endpoint).map_err(|e| SinkError::Endpoint {
+            endpoint: o.endpoint.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            base: o.endpoint.trim_end_matches('/').to_string(),
+            client,
+            gzip: o.gzip,
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn send(&self, p: &Payload) -> Result<Accepted, ExportError> {
+        let (path, body) = match p {
+            Payload::Logs(r) => ("/v1/logs", r.encode_to_vec()),
+            Payload::Traces(r) => ("/v1/traces", r.encode_to_vec()),
+            Payload::Metrics(r) => ("/v1/metrics", r.encode_to_vec()),
+        };
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(CONTENT_TYPE, "application/x-protobuf");
+        let body = if self.gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&body)
+                .and_then(|_| enc.finish())
+                .map_err(|e| ExportError::permanent(format!("gzip: {e}")))?
+        } else {
+            body
+        };
+        if self.gzip {
+            req = req.header(CONTENT_ENCODING, "gzip");
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ExportError::retryable(format!("HTTP {path}: {}", error_chain(&e))))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(Accepted {
+                rejected: rejected(p, &bytes),
+            });
+        }
+        let msg = format!("HTTP {path}: {status}");
+        // OTLP/HTTP: these statuses are retryable, the rest are not.
+        Err(match status {
+            StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => ExportError::retryable(msg),
+            _ => ExportError::permanent(msg),
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s
+}
+
+/// Partial-success count from a 2xx body (empty bodies mean full success).
+fn rejected(p: &Payload, body: &[u8]) -> u64 {
+    let n = match p {
+        Payload::Logs(_) => ExportLogsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map_or(0, |p| p.rejected_log_records),
+        Payload::Traces(_) => ExportTraceServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map_or(0, |p| p.rejected_spans),
+        Payload::Metrics(_) => ExportMetricsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map_or(0, |p| p.rejected_data_points),
+    };
+    n.max(0) as u64
+}

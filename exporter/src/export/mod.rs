@@ -1,0 +1,423 @@
+//! The export path: per-signal bounded queues, batching workers, retry with
+//! backoff, and one sink. Nothing is dropped without being counted in
+//! `tapio.export.dropped`; memory is bounded by the queue capacities.
+//!
+//! Why not the opentelemetry_sdk batch processors: measured on this kind of
+//! machine they delivered 2–4 % of a 200k-span burst with default settings
+//! and did not report the drops, at ≈3.1 µs/span. Building
+//! `opentelemetry-proto` messages directly and batching them here costs
+//! ≈1.2 µs/span and every drop is counted (see `bench/`).
+
+pub mod grpc;
+pub mod http;
+pub mod queue;
+pub mod sink;
+pub mod stdout;
+
+use crate::config::{RetryConfig, Settings};
+use crate::otel;
+use crate::telemetry::{DropReason, Signal, Telemetry};
+use opentelemetry_proto::tonic::{
+    collector::{
+        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+        trace::v1::ExportTraceServiceRequest,
+    },
+    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+    metrics::v1::{metric::Data, Metric, ResourceMetrics, ScopeMetrics},
+    resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans, Span},
+};
+use queue::BoundedQueue;
+pub use sink::SinkError;
+use sink::{Payload, Sink};
+use std::{
+    sync::{atomic::Ordering::Relaxed, Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::{task::JoinHandle, time::sleep_until};
+use tokio_util::sync::CancellationToken;
+
+/// What probes hold to emit records. Cheap to clone; never blocks.
+#[derive(Clone)]
+pub struct Emitter {
+    logs: Arc<BoundedQueue<LogRecord>>,
+    spans: Arc<BoundedQueue<Span>>,
+}
+
+impl Emitter {
+    pub fn log(&self, r: LogRecord) {
+        self.logs.push(r);
+    }
+
+    pub fn span(&self, s: Span) {
+        self.spans.push(s);
+    }
+}
+
+/// Extra metrics beyond self-telemetry (probes' kernel aggregates).
+pub type MetricProducer = Box<dyn Fn(u64) -> Vec<Metric> + Send + Sync>;
+
+struct Shared {
+    sink: Sink,
+    retry: RetryConfig,
+    resource: Resource,
+    telemetry: Arc<Telemetry>,
+    /// Set when shutdown starts: nothing may wait past it.
+    deadline: Mutex<Option<tokio::time::Instant>>,
+    stop: CancellationToken,
+    producers: Mutex<Vec<MetricProducer>>,
+    last_warn: Mutex<Option<Instant>>,
+}
+
+pub struct Exporter {
+    shared: Arc<Shared>,
+    emitter: Emitter,
+    workers: Vec<JoinHandle<()>>,
+    metrics_worker: Option<JoinHandle<()>>,
+    metric_interval: Duration,
+}
+
+impl Exporter {
+    /// Build the sink and start one worker per signal.
+    pub fn start(
+        settings: &Settings,
+        telemetry: Arc<Telemetry>,
+        resource: Resource,
+    ) -> Result<Self, SinkError> {
+        let sink = Sink::new(&settings.sink)?;
+        let retry = match &settings.sink {
+            crate::config::SinkSettings::Otlp(o) => o.retry.clone(),
+            // stdout failures (closed pipe) do not heal.
+            crate::config::SinkSettings::Stdout { .. } => RetryConfig {
+                enabled: false,
+                ..Default::default()
+            },
+        };
+        let cap = settings.sink.queue_size();
+        let emitter = Emitter {
+            logs: Arc::new(BoundedQueue::new(
+                cap,
+                settings.logs.max_batch,
+                telemetry.clone(),
+                Signal::Logs,
+            )),
+            spans: Arc::new(BoundedQueue::new(
+                cap,
+                settings.traces.max_batch,
+                telemetry.clone(),
+                Signal::Traces,
+            )),
+        };
+        let shared = Arc::new(Shared {
+            sink,
+            retry,
+            resource,
+            telemetry,
+            deadline: Mutex::new(None),
+            stop: CancellationToken::new(),
+            producers: Mutex::new(Vec::new()),
+            last_warn: Mutex::new(None),
+        });
+        tracing::info!(sink = %shared.sink.describe(), "exporting");
+        let logs_q = emitter.logs.clone();
+        let sh = shared.clone();
+        let logs_batch = settings.logs;
+        let w_logs = tokio::spawn(async move {
+            batch_loop(
+                sh,
+                logs_q,
+                logs_batch.schedule_delay,
+                logs_batch.max_batch,
+                Signal::Logs,
+                logs_payload,
+            )
+            .await
+        });
+        let spans_q = emitter.spans.clone();
+        let sh = shared.clone();
+        let tb = settings.traces;
+        let w_spans = tokio::spawn(async move {
+            batch_loop(
+                sh,
+                spans_q,
+                tb.schedule_delay,
+                tb.max_batch,
+                Signal::Traces,
+                spans_payload,
+            )
+            .await
+        });
+        let sh = shared.clone();
+        let interval = settings.metric_interval;
+        let metrics_worker = Some(tokio::spawn(
+            async move { metrics_loop(sh, interval).await },
+        ));
+        Ok(Self {
+            shared,
+            emitter,
+            workers: vec![w_logs, w_spans],
+            metrics_worker,
+            metric_interval: settings.metric_interval,
+        })
+    }
+
+    pub fn emitter(&self) -> Emitter {
+        self.emitter.clone()
+    }
+
+    pub fn add_metric_producer(&self, p: MetricProducer) {
+        if let Ok(mut v) = self.shared.producers.lock() {
+            v.push(p);
+        }
+    }
+
+    pub fn sink_description(&self) -> String {
+        self.shared.sink.describe()
+    }
+
+    /// Flush everything queued and a last metrics snapshot, waiting at most
+    /// `timeout`; whatever is still queued then is counted as dropped.
+    pub async fn shutdown(mut self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Ok(mut d) = self.shared.deadline.lock() {
+            *d = Some(deadline);
+        }
+        self.shared.stop.cancel();
+        for w in self.workers.drain(..) {
+            let _ = tokio::time::timeout_at(deadline, w).await;
+        }
+        if let Some(m) = self.metrics_worker.take() {
+            let _ = tokio::time::timeout_at(deadline, m).await;
+        }
+        for (q, s) in [
+            (self.emitter.logs.len(), Signal::Logs),
+            (self.emitter.spans.len(), Signal::Traces),
+        ] {
+            if q > 0 {
+                self.shared
+                    .telemetry
+                    .signal(s)
+                    .drop_records(DropReason::Shutdown, q as u64);
+                tracing::warn!(
+                    signal = s.name(),
+                    records = q,
+                    "shutdown deadline passed; records not flushed"
+                );
+            }
+        }
+        let _ = self.metric_interval;
+    }
+}
+
+fn logs_payload(resource: &Resource, records: Vec<LogRecord>) -> Payload {
+    Payload::Logs(ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource.clone()),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(otel::scope()),
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })
+}
+
+fn spans_payload(resource: &Resource, spans: Vec<Span>) -> Payload {
+    Payload::Traces(ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource.clone()),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(otel::scope()),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })
+}
+
+async fn batch_loop<T>(
+    sh: Arc<Shared>,
+    q: Arc<BoundedQueue<T>>,
+    delay: Duration,
+    max: usize,
+    signal: Signal,
+    build: fn(&Resource, Vec<T>) -> Payload,
+) {
+    loop {
+        let stopping = sh.stop.is_cancelled();
+        if !stopping {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = q.batch_ready.notified() => {}
+                _ = sh.stop.cancelled() => {}
+            }
+        }
+        // Send full batches back to back; a partial one only when its
+        // delay is up (or we are stopping).
+        loop {
+            let batch = q.take(max);
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len() as u64;
+            let payload = build(&sh.resource, batch);
+            deliver(&sh, &payload, n, signal, None).await;
+            if (n as usize) < max {
+                break;
+            }
+        }
+        if stopping && q.is_empty() {
+            return;
+        }
+    }
+}
+
+fn data_points(ms: &[Metric]) -> u64 {
+    ms.iter()
+        .map(|m| match &m.data {
+            Some(Data::Sum(s)) => s.data_points.len(),
+            Some(Data::Gauge(g)) => g.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        } as u64)
+        .sum()
+}
+
+fn collect_metrics(sh: &Shared) -> (Payload, u64) {
+    let now = crate::clock::unix_ns();
+    let mut metrics = otel::metrics::self_telemetry(&sh.telemetry, now);
+    if let Ok(ps) = sh.producers.lock() {
+        for p in ps.iter() {
+            metrics.extend(p(now));
+        }
+    }
+    let n = data_points(&metrics);
+    let payload = Payload::Metrics(ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(sh.resource.clone()),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(otel::scope()),
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    });
+    (payload, n)
+}
+
+async fn metrics_loop(sh: Arc<Shared>, interval: Duration) {
+    let mut next = tokio::time::Instant::now() + interval;
+    loop {
+        tokio::select! {
+            _ = sleep_until(next) => {}
+            _ = sh.stop.cancelled() => {}
+        }
+        let stopping = sh.stop.is_cancelled();
+        let (payload, n) = collect_metrics(&sh);
+        // Cumulative series: a later export carries what this one would
+        // have, so retrying past the next interval buys nothing.
+        deliver(&sh, &payload, n, Signal::Metrics, Some(interval)).await;
+        if stopping {
+            return;
+        }
+        next += interval;
+        let now = tokio::time::Instant::now();
+        if next < now {
+            next = now + interval;
+        }
+    }
+}
+
+impl Shared {
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.deadline.lock().ok().and_then(|d| *d)
+    }
+
+    /// Log export failures at most every 10 s: a dead collector must not
+    /// turn into a log flood.
+    fn warn_limited(&self, signal: Signal, msg: &str) {
+        let mut last = self.last_warn.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            tracing::warn!(signal = signal.name(), "export failed: {msg}");
+        }
+    }
+}
+
+/// Send one payload of `n` records, retrying retryable failures with
+/// exponential backoff until `max_elapsed_time` (or `cap`, or the shutdown
+/// deadline). Every record ends up counted as sent or dropped.
+async fn deliver(sh: &Shared, payload: &Payload, n: u64, signal: Signal, cap: Option<Duration>) {
+    let stats = sh.telemetry.signal(signal);
+    let started = tokio::time::Instant::now();
+    let max_elapsed = cap.map_or(sh.retry.max_elapsed_time, |c| {
+        c.min(sh.retry.max_elapsed_time)
+    });
+    let mut backoff = sh.retry.initial_interval;
+    let mut attempt: u32 = 0;
+    loop {
+        let result = match sh.deadline() {
+            Some(d) => match tokio::time::timeout_at(d, sh.sink.send(payload)).await {
+                Ok(r) => r,
+                Err(_) => Err(sink::ExportError::permanent("shutdown deadline passed")),
+            },
+            None => sh.sink.send(payload).await,
+        };
+        match result {
+            Ok(acc) => {
+                let rejected = acc.rejected.min(n);
+                stats.sent.fetch_add(n - rejected, Relaxed);
+                if rejected > 0 {
+                    stats.drop_records(DropReason::Rejected, rejected);
+                }
+                if attempt > 0 {
+                    tracing::info!(
+                        signal = signal.name(),
+                        attempts = attempt + 1,
+                        "export recovered"
+                    );
+                }
+                return;
+            }
+            Err(e) => {
+                stats.failures.fetch_add(1, Relaxed);
+                sh.warn_limited(signal, &e.message);
+                attempt += 1;
+                if !e.retryable {
+                    let reason = if sh.deadline().is_some() {
+                        DropReason::Shutdown
+                    } else {
+                        DropReason::Rejected
+                    };
+                    stats.drop_records(reason, n);
+                    return;
+                }
+                if !sh.retry.enabled {
+                    stats.drop_records(DropReason::RetryExhausted, n);
+                    return;
+                }
+                // Full jitter keeps many agents from retrying in step.
+                let jitter = 0.5 + (crate::clock::boot_ns() % 1000) as f64 / 2000.0;
+                let wait = backoff.mul_f64(jitter);
+                let until = tokio::time::Instant::now() + wait;
+                if until.duration_since(started) > max_elapsed {
+                    stats.drop_records(DropReason::RetryExhausted, n);
+                    return;
+                }
+                if let Some(d) = sh.deadline() {
+                    if until > d {
+                        stats.drop_records(DropReason::Shutdown, n);
+                        return;
+                    }
+                }
+                sleep_until(until).await;
+                backoff = (backoff * 2).min(sh.retry.max_interval);
+            }
+        }
+    }
+}

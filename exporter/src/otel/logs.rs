@@ -1,0 +1,297 @@
+//! Typed probe events → OTLP log records (`EventName` set, kernel time).
+
+use super::{kv_bool, kv_f64, kv_int, kv_str, names::attr, names::event, rfc3339};
+use crate::clock::WallClock;
+use crate::enrich::{cgroup::Workload, ProcessInfo};
+use crate::probes::process::{Common, Exec, Exit, Fork};
+use opentelemetry_proto::tonic::{
+    common::v1::{any_value::Value, AnyValue, KeyValue},
+    logs::v1::{LogRecord, SeverityNumber},
+};
+
+/// What enrichment added to a process record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessContext {
+    pub owner: Option<String>,
+    pub workload: Workload,
+    /// For exits: what the process ran, if we saw its exec.
+    pub info: Option<ProcessInfo>,
+}
+
+fn record(
+    name: &str,
+    severity: SeverityNumber,
+    time: u64,
+    observed: u64,
+    body: String,
+    attributes: Vec<KeyValue>,
+) -> LogRecord {
+    LogRecord {
+        time_unix_nano: time,
+        observed_time_unix_nano: observed,
+        severity_number: severity as i32,
+        severity_text: severity_text(severity).to_string(),
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(body)),
+        }),
+        attributes,
+        event_name: name.to_string(),
+        ..Default::default()
+    }
+}
+
+fn severity_text(s: SeverityNumber) -> &'static str {
+    match s {
+        SeverityNumber::Warn => "WARN",
+        SeverityNumber::Error => "ERROR",
+        _ => "INFO",
+    }
+}
+
+fn common_attrs(c: &Common, ctx: &ProcessContext) -> Vec<KeyValue> {
+    let mut a = vec![
+        kv_int(attr::PROCESS_PID, i64::from(c.pid)),
+        kv_int(attr::PROCESS_PARENT_PID, i64::from(c.ppid)),
+        kv_int(attr::THREAD_ID, i64::from(c.tid)),
+        kv_str(attr::PROCESS_EXECUTABLE_NAME, c.comm.clone()),
+        kv_int(attr::PROCESS_USER_ID, i64::from(c.uid)),
+        kv_int(attr::TAPIO_CGROUP_ID, c.cgroup_id as i64),
+    ];
+    if let Some(o) = &ctx.owner {
+        a.push(kv_str(attr::PROCESS_OWNER, o.clone()));
+    }
+    if let Some(id) = &ctx.workload.container_id {
+        a.push(kv_str(attr::CONTAINER_ID, id.clone()));
+    }
+    if let Some(uid) = &ctx.workload.pod_uid {
+        a.push(kv_str(attr::K8S_POD_UID, uid.clone()));
+    }
+    a
+}
+
+/// The command line as one string, the way `ps` shows it.
+pub fn command_line(argv: &[String]) -> String {
+    argv.join(" ")
+}
+
+pub fn process_exec(
+    e: &Exec,
+    exe_path: &str,
+    ctx: &ProcessContext,
+    clock: &WallClock,
+    observed: u64,
+) -> LogRecord {
+    let mut a = common_attrs(&e.common, ctx);
+    let cmd = command_line(&e.argv);
+    a.push(kv_str(attr::PROCESS_EXECUTABLE_PATH, exe_path.to_string()));
+    a.push(kv_str(attr::PROCESS_COMMAND_LINE, cmd.clone()));
+    a.push(kv_str(
+        attr::PROCESS_CREATION_TIME,
+        rfc3339(clock.to_unix_ns(e.start_boot_ns)),
+    ));
+    if e.filename_truncated || e.args_truncated {
+        a.push(kv_bool(attr::TAPIO_TRUNCATED, true));
+    }
+    record(
+        event::PROCESS_EXEC,
+        SeverityNumber::Info,
+        clock.to_unix_ns(e.common.ts_boot_ns),
+        observed,
+        format!("exec {cmd}"),
+        a,
+    )
+}
+
+/// Name of a signal number, for the signals a process dies of.
+pub fn signal_name(sig: u32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        n => return format!("SIG{n}"),
+    };
+    name.to_string()
+}
+
+pub fn process_exit(e: &Exit, ctx: &ProcessContext, clock: &WallClock, observed: u64) -> LogRecord {
+    let mut a = common_attrs(&e.common, ctx);
+    let end = clock.to_unix_ns(e.common.ts_boot_ns);
+    a.push(kv_int(attr::PROCESS_EXIT_CODE, i64::from(e.exit_code)));
+    a.push(kv_str(attr::PROCESS_EXIT_TIME, rfc3339(end)));
+    if e.start_boot_ns > 0 {
+        a.push(kv_str(
+            attr::PROCESS_CREATION_TIME,
+            rfc3339(clock.to_unix_ns(e.start_boot_ns)),
+        ));
+        let secs = e.common.ts_boot_ns.saturating_sub(e.start_boot_ns) as f64 / 1e9;
+        a.push(kv_f64(attr::TAPIO_PROCESS_DURATION, secs));
+    }
+    if let Some(info) = &ctx.info {
+        a.push(kv_str(
+            attr::PROCESS_EXECUTABLE_PATH,
+            info.executable_path.clone(),
+        ));
+        a.push(kv_str(
+            attr::PROCESS_COMMAND_LINE,
+            info.command_line.clone(),
+        ));
+    }
+    // A crash or a kill is worth a look; a clean exit is not.
+    let (severity, body) = if e.signal != 0 {
+        a.push(kv_str(
+            attr::TAPIO_PROCESS_EXIT_SIGNAL,
+            signal_name(e.signal),
+        ));
+        if e.core_dumped {
+            a.push(kv_bool(attr::TAPIO_PROCESS_CORE_DUMPED, true));
+        }
+        (
+            SeverityNumber::Warn,
+            format!("{} killed by {}", e.common.comm, signal_name(e.signal)),
+        )
+    } else {
+        (
+            SeverityNumber::Info,
+            format!("{} exited with code {}", e.common.comm, e.exit_code),
+        )
+    };
+    record(event::PROCESS_EXIT, severity, end, observed, body, a)
+}
+
+pub fn process_fork(e: &Fork, ctx: &ProcessContext, clock: &WallClock, observed: u64) -> LogRecord {
+    let mut a = common_attrs(&e.common, ctx);
+    a.push(kv_int(
+        attr::TAPIO_PROCESS_CHILD_PID,
+        i64::from(e.child_pid),
+    ));
+    record(
+        event::PROCESS_FORK,
+        SeverityNumber::Info,
+        clock.to_unix_ns(e.common.ts_boot_ns),
+        observed,
+        format!("{} forked {}", e.common.comm, e.child_pid),
+        a,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probes::process::{decode, fixtures, ProcessEvent};
+
+    fn attr_of<'a>(r: &'a LogRecord, k: &str) -> Option<&'a Value> {
+        r.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.as_ref()?.value.as_ref())
+    }
+
+    #[test]
+    fn exec_record_has_design_attributes() {
+        let bytes = fixtures::exec_bytes(b"/bin/sh\0-c\0exit 7\0", 0);
+        let ProcessEvent::Exec(e) = decode(&bytes).unwrap() else {
+            panic!()
+        };
+        let clock = WallClock::with_offset(1_000_000_000_000);
+        let ctx = ProcessContext {
+            owner: Some("root".into()),
+            workload: crate::enrich::cgroup::from_names(&e.cgroup_leaf, &e.cgroup_parent),
+            info: None,
+        };
+        let r = process_exec(&e, "/bin/sh", &ctx, &clock, 42);
+        assert_eq!(r.event_name, "process.exec");
+        assert_eq!(r.time_unix_nano, 1_005_000_000_000);
+        assert_eq!(r.observed_time_unix_nano, 42);
+        assert_eq!(r.severity_number, SeverityNumber::Info as i32);
+        assert_eq!(attr_of(&r, "process.pid"), Some(&Value::IntValue(1234)));
+        assert_eq!(attr_of(&r, "process.parent_pid"), Some(&Value::IntValue(1)));
+        assert_eq!(
+            attr_of(&r, "process.executable.path"),
+            Some(&Value::StringValue("/bin/sh".into()))
+        );
+        assert_eq!(
+            attr_of(&r, "process.command_line"),
+            Some(&Value::StringValue("/bin/sh -c exit 7".into()))
+        );
+        assert_eq!(
+            attr_of(&r, "process.owner"),
+            Some(&Value::StringValue("root".into()))
+        );
+        assert_eq!(
+            attr_of(&r, "container.id"),
+            Some(&Value::StringValue("b".repeat(64)))
+        );
+        assert_eq!(attr_of(&r, "k8s.pod.uid"), None);
+        assert_eq!(attr_of(&r, "tapio.truncated"), None);
+    }
+
+    #[test]
+    fn exit_record_carries_code_lifetime_and_severity() {
+        let ProcessEvent::Exit(e) = decode(&fixtures::exit_bytes(7, 0)).unwrap() else {
+            panic!()
+        };
+        let clock = WallClock::with_offset(0);
+        let ctx = ProcessContext {
+            info: Some(ProcessInfo {
+                executable_path: "/bin/sh".into(),
+                command_line: "sh -c exit 7".into(),
+            }),
+            ..Default::default()
+        };
+        let r = process_exit(&e, &ctx, &clock, 0);
+        assert_eq!(r.event_name, "process.exit");
+        assert_eq!(attr_of(&r, "process.exit.code"), Some(&Value::IntValue(7)));
+        assert_eq!(
+            attr_of(&r, "tapio.process.duration"),
+            Some(&Value::DoubleValue(1.0))
+        );
+        assert_eq!(
+            attr_of(&r, "process.command_line"),
+            Some(&Value::StringValue("sh -c exit 7".into()))
+        );
+        assert_eq!(r.severity_number, SeverityNumber::Info as i32);
+
+        let ProcessEvent::Exit(k) = decode(&fixtures::exit_bytes(0, 9)).unwrap() else {
+            panic!()
+        };
+        let r = process_exit(&k, &ProcessContext::default(), &clock, 0);
+        assert_eq!(r.severity_number, SeverityNumber::Warn as i32);
+        assert_eq!(
+            attr_of(&r, "tapio.process.exit.signal"),
+            Some(&Value::StringValue("SIGKILL".into()))
+        );
+    }
+
+    #[test]
+    fn fork_record_names_the_child() {
+        let ProcessEvent::Fork(f) = decode(&fixtures::fork_bytes()).unwrap() else {
+            panic!()
+        };
+        let r = process_fork(
+            &f,
+            &ProcessContext::default(),
+            &WallClock::with_offset(0),
+            0,
+        );
+        assert_eq!(r.event_name, "process.fork");
+        assert_eq!(
+            attr_of(&r, "tapio.process.child_pid"),
+            Some(&Value::IntValue(1300))
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! Mapping to OTLP: one module per signal, plus the names table and the
+//! resource. Pure functions over typed events, tested on fixtures.
+
+pub mod logs;
+pub mod metrics;
+pub mod names;
+pub mod resource;
+
+use opentelemetry_proto::tonic::common::v1::{
+    any_value::Value, AnyValue, InstrumentationScope, KeyValue,
+};
+
+fn kv(key: &str, v: Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+pub fn kv_str(key: &str, v: impl Into<String>) -> KeyValue {
+    kv(key, Value::StringValue(v.into()))
+}
+
+pub fn kv_int(key: &str, v: i64) -> KeyValue {
+    kv(key, Value::IntValue(v))
+}
+
+pub fn kv_f64(key: &str, v: f64) -> KeyValue {
+    kv(key, Value::DoubleValue(v))
+}
+
+pub fn kv_bool(key: &str, v: bool) -> KeyValue {
+    kv(key, Value::BoolValue(v))
+}
+
+pub fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: names::SCOPE_NAME.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        ..Default::default()
+    }
+}
+
+/// RFC 3339 UTC text of a Unix-ns time (semconv uses it for creation/exit
+/// times). Hand-written: ten lines instead of a date crate.
+pub fn rfc3339(unix_ns: u64) -> String {
+    let secs = (unix_ns / 1_000_000_000) as i64;
+    let nanos = unix_ns % 1_000_000_000;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60,
+        nanos
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            super::rfc3339(1_795_000_000_123_456_789),
+            "2026-11-18T11:06:40.123456789Z"
+        );
+        assert_eq!(
+            super::rfc3339(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+    }
+}

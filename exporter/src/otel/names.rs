@@ -1,0 +1,197 @@
+//! Every signal name Tapio emits, in one table. Docs and tests read these
+//! constants; nothing else spells a signal or attribute name.
+//!
+//! Semantic-convention names wherever one exists; Tapio's own under `tapio.`.
+
+/// Instrumentation scope of everything Tapio emits.
+pub const SCOPE_NAME: &str = "tapio";
+
+/// Log event names (`LogRecord.event_name`).
+pub mod event {
+    pub const PROCESS_EXEC: &str = "process.exec";
+    pub const PROCESS_EXIT: &str = "process.exit";
+    pub const PROCESS_FORK: &str = "process.fork";
+}
+
+/// Attribute keys.
+pub mod attr {
+    // semconv process.*
+    pub const PROCESS_PID: &str = "process.pid";
+    pub const PROCESS_PARENT_PID: &str = "process.parent_pid";
+    pub const PROCESS_EXECUTABLE_PATH: &str = "process.executable.path";
+    pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
+    pub const PROCESS_COMMAND_LINE: &str = "process.command_line";
+    pub const PROCESS_OWNER: &str = "process.owner";
+    pub const PROCESS_USER_ID: &str = "process.user.id";
+    pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
+    pub const PROCESS_CREATION_TIME: &str = "process.creation.time";
+    pub const PROCESS_EXIT_TIME: &str = "process.exit.time";
+    pub const THREAD_ID: &str = "thread.id";
+    // semconv container / k8s
+    pub const CONTAINER_ID: &str = "container.id";
+    pub const K8S_POD_UID: &str = "k8s.pod.uid";
+    // Tapio's own
+    /// Lifetime of an exited process, seconds.
+    pub const TAPIO_PROCESS_DURATION: &str = "tapio.process.duration";
+    /// Signal that ended a process (name, e.g. SIGKILL).
+    pub const TAPIO_PROCESS_EXIT_SIGNAL: &str = "tapio.process.exit.signal";
+    pub const TAPIO_PROCESS_CORE_DUMPED: &str = "tapio.process.core_dumped";
+    /// The child of a fork.
+    pub const TAPIO_PROCESS_CHILD_PID: &str = "tapio.process.child_pid";
+    /// Set when the command line or path was longer than the kernel captured.
+    pub const TAPIO_TRUNCATED: &str = "tapio.truncated";
+    pub const TAPIO_CGROUP_ID: &str = "tapio.cgroup.id";
+    pub const TAPIO_PROBE: &str = "tapio.probe";
+    pub const TAPIO_REASON: &str = "tapio.reason";
+    pub const TAPIO_SIGNAL: &str = "tapio.signal";
+    pub const TAPIO_ATTACH_TYPE: &str = "tapio.attach_type";
+    // resource
+    pub const SERVICE_NAME: &str = "service.name";
+    pub const SERVICE_VERSION: &str = "service.version";
+    pub const HOST_NAME: &str = "host.name";
+    pub const HOST_ID: &str = "host.id";
+    pub const OS_TYPE: &str = "os.type";
+    pub const OS_VERSION: &str = "os.version";
+}
+
+/// Kind of instrument a metric is exported as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instrument {
+    /// Monotonic cumulative sum.
+    Counter,
+    /// Non-monotonic value sampled at export.
+    Gauge,
+    /// Explicit-bucket histogram, cumulative.
+    Histogram,
+}
+
+/// One metric's definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub instrument: Instrument,
+    pub description: &'static str,
+    /// Attribute keys the metric is broken down by (all low-cardinality).
+    pub attributes: &'static [&'static str],
+}
+
+pub const EVENTS_RECEIVED: MetricDef = MetricDef {
+    name: "tapio.events.received",
+    unit: "{event}",
+    instrument: Instrument::Counter,
+    description: "Records read from a probe's ring buffer.",
+    attributes: &[attr::TAPIO_PROBE],
+};
+
+pub const EVENTS_LOST: MetricDef = MetricDef {
+    name: "tapio.events.lost",
+    unit: "{event}",
+    instrument: Instrument::Counter,
+    description: "Events that never became a signal, by probe and reason (ringbuf_full, map_full, read_error in the kernel; decode_error in userspace).",
+    attributes: &[attr::TAPIO_PROBE, attr::TAPIO_REASON],
+};
+
+pub const EXPORT_SENT: MetricDef = MetricDef {
+    name: "tapio.export.sent",
+    unit: "{record}",
+    instrument: Instrument::Counter,
+    description: "Records (log records, spans, data points) the exporter's destination accepted.",
+    attributes: &[attr::TAPIO_SIGNAL],
+};
+
+pub const EXPORT_DROPPED: MetricDef = MetricDef {
+    name: "tapio.export.dropped",
+    unit: "{record}",
+    instrument: Instrument::Counter,
+    description: "Records dropped on the way out: queue_full (oldest dropped), retry_exhausted, rejected (permanent error), shutdown (not flushed in time).",
+    attributes: &[attr::TAPIO_SIGNAL, attr::TAPIO_REASON],
+};
+
+pub const EXPORT_FAILURES: MetricDef = MetricDef {
+    name: "tapio.export.failures",
+    unit: "{request}",
+    instrument: Instrument::Counter,
+    description: "Export requests that failed (each retry counts).",
+    attributes: &[attr::TAPIO_SIGNAL],
+};
+
+pub const EXPORT_QUEUE_LENGTH: MetricDef = MetricDef {
+    name: "tapio.export.queue.length",
+    unit: "{record}",
+    instrument: Instrument::Gauge,
+    description: "Records waiting in the export queue.",
+    attributes: &[attr::TAPIO_SIGNAL],
+};
+
+pub const PIPELINE_LATENCY: MetricDef = MetricDef {
+    name: "tapio.pipeline.latency",
+    unit: "s",
+    instrument: Instrument::Histogram,
+    description: "Time from the kernel seeing an event to its record being handed to the exporter.",
+    attributes: &[attr::TAPIO_PROBE],
+};
+
+pub const PROBE_ATTACHED: MetricDef = MetricDef {
+    name: "tapio.probe.attached",
+    unit: "1",
+    instrument: Instrument::Gauge,
+    description: "1 for each running probe, with the attach type the kernel allowed.",
+    attributes: &[attr::TAPIO_PROBE, attr::TAPIO_ATTACH_TYPE],
+};
+
+/// Every metric Tapio exports.
+pub const METRICS: &[MetricDef] = &[
+    EVENTS_RECEIVED,
+    EVENTS_LOST,
+    EXPORT_SENT,
+    EXPORT_DROPPED,
+    EXPORT_FAILURES,
+    EXPORT_QUEUE_LENGTH,
+    PIPELINE_LATENCY,
+    PROBE_ATTACHED,
+];
+
+/// Every log event name, with what it means.
+pub const LOG_EVENTS: &[(&str, &str)] = &[
+    (
+        event::PROCESS_EXEC,
+        "A process replaced its image (execve).",
+    ),
+    (event::PROCESS_EXIT, "The last thread of a process exited."),
+    (
+        event::PROCESS_FORK,
+        "A process created a new process (not a thread).",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
+        names.extend(LOG_EVENTS.iter().map(|(n, _)| *n));
+        let before = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(before, names.len());
+    }
+
+    /// The README's signal table is written from this one; keep them equal.
+    #[test]
+    fn readme_lists_every_signal() {
+        let readme = include_str!("../../../README.md");
+        for m in METRICS {
+            assert!(
+                readme.contains(m.name),
+                "README does not list metric {}",
+                m.name
+            );
+        }
+        for (n, _) in LOG_EVENTS {
+            assert!(readme.contains(n), "README does not list event {n}");
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Probes: one module per `ebpf/<probe>.bpf.c`, each declaring its attach
+//! variants and decoding its records. `load` picks the best variant the
+//! running kernel accepts.
+
+pub mod process;
+
+use crate::bpf_objects::{MAP_EVENTS, MAP_LOST};
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, ProgramError, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
+
+/// How one program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// `tp_btf/<name>`.
+    BtfTracePoint(&'static str),
+    /// `tracepoint/<category>/<name>`.
+    TracePoint(&'static str, &'static str),
+}
+
+/// One way of attaching a probe: all of its programs load, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    /// Reported by `tapio probes` and as `tapio.attach_type`.
+    pub label: &'static str,
+    pub programs: &'static [(&'static str, Attach)],
+}
+
+/// A probe: its object and its variants, best first.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSpec {
+    pub name: &'static str,
+    pub object: &'static [u8],
+    pub variants: &'static [Variant],
+}
+
+/// Every probe Tapio has.
+pub const ALL: &[ProbeSpec] = &[process::SPEC];
+
+/// Text from a fixed-size C char array: up to `len` bytes or the first NUL.
+pub fn cstr(raw: &[core::ffi::c_char], len: usize) -> String {
+    let bytes: Vec<u8> = raw
+        .iter()
+        .take(len.min(raw.len()))
+        .map(|c| *c as u8)
+        .take_while(|b| *b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{probe}: cannot load the BPF object: {source}")]
+    Object {
+        probe: &'static str,
+        #[source]
+        source: aya::EbpfError,
+    },
+    #[error("{probe}: no attach variant works on this kernel:\n{reasons}")]
+    NoVariant {
+        probe: &'static str,
+        reasons: String,
+    },
+    #[error("{probe}: the object has no map `{map}`")]
+    MissingMap {
+        probe: &'static str,
+        map: &'static str,
+    },
+    #[error("{probe}: map `{map}`: {source}")]
+    Map {
+        probe: &'static str,
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// The last lines of a verifier log: the rejection is at the end.
+fn verifier_tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = all.len().saturating_sub(lines);
+    all[start..].join("\n      ")
+}
+
+/// A program error in words, with the verifier's reasons when it refused.
+pub fn describe(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = format!("{verifier_log:?}");
+            let tail = verifier_tail(&log, 12);
+            if tail.is_empty() {
+                format!("BPF_PROG_LOAD: {io_error}")
+            } else {
+                format!("BPF_PROG_LOAD: {io_error}; verifier log tail:\n      {tail}")
+            }
+        }
+        other => {
+            let mut s = other.to_string();
+            let mut src = std::error::Error::source(other);
+            while let Some(e) = src {
+                s.push_str(&format!(": {e}"));
+                src = e.source();
+            }
+            s
+        }
+    }
+}
+
+/// Load (and when `attach`, attach) every program of `v` whose role
+/// `wanted` accepts. On failure the programs loaded so far are unloaded.
+fn try_variant(
+    ebpf: &mut Ebpf,
+    v: &Variant,
+    btf: Option<&Btf>,
+    attach: bool,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<(), String> {
+    let mut loaded: Vec<&str> = Vec::new();
+    let result = (|| {
+        for (prog, how) in v.programs {
+            if !wanted(prog) {
+                continue;
+            }
+            let p = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| format!("program {prog} missing from the object"))?;
+            match how {
+                Attach::BtfTracePoint(tp) => {
+                    let btf = btf.ok_or("kernel BTF unavailable (/sys/kernel/btf/vmlinux)")?;
+                    let p: &mut BtfTracePoint = p.try_into().map_err(|e| describe(&e))?;
+                    p.load(tp, btf)
+                        .map_err(|e| format!("{prog}: {}", describe(&e)))?;
+                    loaded.push(prog);
+                    if attach {
+                        p.attach()
+                            .map_err(|e| format!("{prog}: attach: {}", describe(&e)))?;
+                    }
+                }
+                Attach::TracePoint(cat, name) => {
+                    let p: &mut TracePoint = p.try_into().map_err(|e| describe(&e))?;
+                    p.load().map_err(|e| format!("{prog}: {}", describe(&e)))?;
+                    loaded.push(prog);
+                    if attach {
+                        p.attach(cat, name).map_err(|e| {
+                            format!("{prog}: attach {cat}/{name}: {}", describe(&e))
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for prog in loaded {
+            if let Some(p) = ebpf.program_mut(prog) {
+                let _ = unload(p);
+            }
+        }
+    }
+    result
+}
+
+fn unload(p: &mut aya::programs::Program) -> Result<(), ProgramError> {
+    use aya::programs::Program;
+    match p {
+        Program::BtfTracePoint(p) => p.unload(),
+        Program::TracePoint(p) => p.unload(),
+        _ => Ok(()),
+    }
+}
+
+/// The outcome of trying a probe's variants on this kernel.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    /// Label of the variant that loaded.
+    pub variant: &'static str,
+    /// Why the better variants did not.
+    pub skipped: Vec<(&'static str, String)>,
+}
+
+/// Create a probe's maps (ring buffer sized `ringbuf_bytes`) and load, then
+/// attach if `attach`, the best variant the kernel accepts.
+pub fn load(
+    spec: &ProbeSpec,
+    ringbuf_bytes: u32,
+    btf: Option<&Btf>,
+    attach: bool,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Loaded, LoadError> {
+    let mut ebpf = EbpfLoader::new()
+        .btf(btf)
+        .map_max_entries(MAP_EVENTS, ringbuf_bytes)
+        .load(spec.object)
+        .map_err(|source| LoadError::Object {
+            probe: spec.name,
+            source,
+        })?;
+    let mut skipped = Vec::new();
+    for v in spec.variants {
+        match try_variant(&mut ebpf, v, btf, attach, wanted) {
+            Ok(()) => {
+                return Ok(Loaded {
+                    ebpf,
+                    variant: v.label,
+                    skipped,
+                })
+            }
+            Err(why) => skipped.push((v.label, why)),
+        }
+    }
+    let reasons = skipped
+        .iter()
+        .map(|(l, why)| format!("  {l}: {why}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(LoadError::NoVariant {
+        probe: spec.name,
+        reasons,
+    })
+}
+
+impl Loaded {
+    /// Take the probe's ring buffer, to be read by a [`crate::reader`].
+    pub fn take_ringbuf(&mut self, probe: &'static str) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or(LoadError::MissingMap {
+                probe,
+                map: MAP_EVENTS,
+            })?;
+        RingBuf::try_from(map).map_err(|source| LoadError::Map {
+            probe,
+            map: MAP_EVENTS,
+            source,
+        })
+    }
+
+    /// A reader of the probe's per-CPU loss counters, summed over CPUs.
+    pub fn lost_reader(
+        &mut self,
+        probe: &'static str,
+    ) -> Result<crate::telemetry::KernelLostReader, LoadError> {
+        let map = self.ebpf.take_map(MAP_LOST).ok_or(LoadError::MissingMap {
+            probe,
+            map: MAP_LOST,
+        })?;
+        let arr: PerCpuArray<MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|source| LoadError::Map {
+                probe,
+                map: MAP_LOST,
+                source,
+            })?;
+        let n = crate::telemetry::KERNEL_LOST_REASONS.len() as u32;
+        Ok(Box::new(move || {
+            (0..n)
+                .map(|i| arr.get(&i, 0).ok().map(|v| v.iter().sum::<u64>()))
+                .collect()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cstr_stops_at_nul_and_len() {
+        let raw: Vec<core::ffi::c_char> = b"abc\0def"
+            .iter()
+            .map(|b| *b as core::ffi::c_char)
+            .collect();
+        assert_eq!(cstr(&raw, 7), "abc");
+        assert_eq!(cstr(&raw, 2), "ab");
+        assert_eq!(cstr(&raw, 100), "abc");
+    }
+
+    #[test]
+    fn verifier_tail_keeps_the_end() {
+        let log = (0..30)
+            .map(|i| format!("line {i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let t = verifier_tail(&log, 3);
+        assert!(t.starts_with("line 27") && t.ends_with("line 29"), "{t}");
+    }
+
+    #[test]
+    fn every_probe_has_a_variant_without_trampolines() {
+        // This machine's kernel refuses fentry/fexit/LSM: each probe needs a
+        // variant made only of tracepoint-family attachments.
+        for p in ALL {
+            assert!(p.variants.iter().any(|v| v
+                .programs
+                .iter()
+                .all(|(_, a)| matches!(a, Attach::TracePoint(..) | Attach::BtfTracePoint(..)))));
+        }
+    }
+}

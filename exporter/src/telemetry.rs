@@ -1,0 +1,281 @@
+//! Tapio's own counters: what each probe received and lost, what each
+//! export path sent, dropped and queued, and how long events took to get
+//! through. Hot paths touch only atomics; `otel::metrics` turns a snapshot
+//! into OTLP metrics.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering::Relaxed},
+    Arc, Mutex,
+};
+
+/// Reasons a probe loses events, as exported in `tapio.reason`. The kernel
+/// ones are indexed by `enum tapio_lost_reason` in the shared header.
+pub const KERNEL_LOST_REASONS: [&str;
+    tapio_shared::tapio_lost_reason::TAPIO_LOST_REASON_MAX as usize] =
+    ["ringbuf_full", "map_full", "read_error"];
+
+/// Reads a probe's per-CPU kernel loss counters, summed over CPUs, indexed
+/// like [`KERNEL_LOST_REASONS`].
+pub type KernelLostReader = Box<dyn Fn() -> Option<Vec<u64>> + Send + Sync>;
+
+/// Upper bounds (ns) of the pipeline-latency buckets: 50 µs to 10 s.
+const LATENCY_BOUNDS_NS: &[u64] = &[
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// A cumulative explicit-bucket histogram of nanosecond values.
+pub struct Histogram {
+    counts: Vec<AtomicU64>,
+    sum_ns: AtomicU64,
+}
+
+/// A point-in-time copy of a [`Histogram`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    pub bounds_ns: &'static [u64],
+    pub counts: Vec<u64>,
+    pub sum_ns: u64,
+}
+
+impl HistogramSnapshot {
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: (0..=LATENCY_BOUNDS_NS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn record_ns(&self, ns: u64) {
+        let i = LATENCY_BOUNDS_NS.partition_point(|&b| b < ns);
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds_ns: LATENCY_BOUNDS_NS,
+            counts: self.counts.iter().map(|c| c.load(Relaxed)).collect(),
+            sum_ns: self.sum_ns.load(Relaxed),
+        }
+    }
+}
+
+/// Per-probe counters.
+pub struct ProbeStats {
+    pub name: &'static str,
+    pub received: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub latency: Histogram,
+    attach_type: Mutex<String>,
+    kernel_lost: Mutex<Option<KernelLostReader>>,
+}
+
+impl ProbeStats {
+    pub fn set_attach_type(&self, t: &str) {
+        if let Ok(mut a) = self.attach_type.lock() {
+            *a = t.to_string();
+        }
+    }
+
+    pub fn set_kernel_lost_reader(&self, r: KernelLostReader) {
+        if let Ok(mut k) = self.kernel_lost.lock() {
+            *k = Some(r);
+        }
+    }
+
+    /// Losses by reason name: the kernel's, then userspace decode errors.
+    pub fn lost(&self) -> Vec<(&'static str, u64)> {
+        let mut out: Vec<(&'static str, u64)> =
+            KERNEL_LOST_REASONS.iter().map(|r| (*r, 0)).collect();
+        if let Some(counts) = self
+            .kernel_lost
+            .lock()
+            .ok()
+            .and_then(|k| k.as_ref().and_then(|f| f()))
+        {
+            for (slot, n) in out.iter_mut().zip(counts) {
+                slot.1 = n;
+            }
+        }
+        out.push(("decode_error", self.decode_errors.load(Relaxed)));
+        out
+    }
+
+    pub fn attach_type(&self) -> String {
+        self.attach_type
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Signals the export path carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Logs,
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Logs, Signal::Traces, Signal::Metrics];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Logs => "logs",
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+        }
+    }
+}
+
+/// Why the export path dropped records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The queue was full; the oldest records made room.
+    QueueFull = 0,
+    /// Retries ran out (max_elapsed_time) or retry is disabled.
+    RetryExhausted = 1,
+    /// The destination refused the data with a permanent error.
+    Rejected = 2,
+    /// Shutdown deadline passed before they were flushed.
+    Shutdown = 3,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 4] = [
+        DropReason::QueueFull,
+        DropReason::RetryExhausted,
+        DropReason::Rejected,
+        DropReason::Shutdown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::RetryExhausted => "retry_exhausted",
+            DropReason::Rejected => "rejected",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Per-signal export counters.
+#[derive(Default)]
+pub struct SignalStats {
+    pub sent: AtomicU64,
+    pub failures: AtomicU64,
+    pub queue_len: AtomicU64,
+    dropped: [AtomicU64; 4],
+}
+
+impl SignalStats {
+    pub fn drop_records(&self, reason: DropReason, n: u64) {
+        self.dropped[reason as usize].fetch_add(n, Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Relaxed)
+    }
+}
+
+/// All of Tapio's self-telemetry.
+pub struct Telemetry {
+    /// CLOCK_REALTIME ns when the agent started: the start of every
+    /// cumulative series.
+    pub start_unix_ns: u64,
+    probes: Mutex<Vec<Arc<ProbeStats>>>,
+    signals: [SignalStats; 3],
+}
+
+impl Telemetry {
+    pub fn new(start_unix_ns: u64) -> Arc<Self> {
+        Arc::new(Self {
+            start_unix_ns,
+            probes: Mutex::new(Vec::new()),
+            signals: Default::default(),
+        })
+    }
+
+    /// The counters of probe `name`, created on first use.
+    pub fn probe(&self, name: &'static str) -> Arc<ProbeStats> {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = probes.iter().find(|p| p.name == name) {
+            return p.clone();
+        }
+        let p = Arc::new(ProbeStats {
+            name,
+            received: AtomicU64::new(0),
+            decode_errors: AtomicU64::new(0),
+            latency: Histogram::default(),
+            attach_type: Mutex::new(String::new()),
+            kernel_lost: Mutex::new(None),
+        });
+        probes.push(p.clone());
+        p
+    }
+
+    pub fn probes(&self) -> Vec<Arc<ProbeStats>> {
+        self.probes.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    pub fn signal(&self, s: Signal) -> &SignalStats {
+        &self.signals[s as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_by_upper_bound() {
+        let h = Histogram::default();
+        h.record_ns(50_000); // == first bound: first bucket
+        h.record_ns(50_001);
+        h.record_ns(20_000_000_000); // overflow bucket
+        let s = h.snapshot();
+        assert_eq!(s.counts[0], 1);
+        assert_eq!(s.counts[1], 1);
+        assert_eq!(*s.counts.last().unwrap(), 1);
+        assert_eq!(s.count(), 3);
+        assert_eq!(s.sum_ns, 20_000_100_001);
+    }
+
+    #[test]
+    fn probe_stats_are_shared_by_name() {
+        let t = Telemetry::new(0);
+        t.probe("process").received.fetch_add(2, Relaxed);
+        assert_eq!(t.probe("process").received.load(Relaxed), 2);
+        assert_eq!(t.probes().len(), 1);
+        let lost = t.probe("process").lost();
+        assert_eq!(lost.len(), 4);
+        assert_eq!(lost[3], ("decode_error", 0));
+    }
+}
