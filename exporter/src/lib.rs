@@ -14,3 +14,6 @@ pub mod export;
 pub mod otel;
 pub mod probes;
 pub mod telemetry;
+pub mod reader;
+pub mod features;
+pub mod agent;

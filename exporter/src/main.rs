@@ -1,1 +1,177 @@
-fn main() {}
+//! The `tapio` command.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::{path::PathBuf, process::ExitCode};
+use tapio::{agent, config, features, probes};
+
+#[derive(Parser)]
+#[command(name = "tapio", version, about = "eBPF → OpenTelemetry sidecar")]
+struct Cli {
+    /// Log filter for Tapio's own logs (stderr), e.g. `info`, `tapio=debug`.
+    #[arg(long, global = true, env = "TAPIO_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the probes and export what they see until SIGINT/SIGTERM.
+    Run {
+        /// Configuration file (YAML). Without one: every default probe this
+        /// kernel supports, exported per OTEL_* variables or to stdout.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate configuration files; print every error with its key path
+    /// and line. Exits non-zero when any file is invalid.
+    CheckConfig {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Which probes and attach types this kernel supports, and why not.
+    Probes,
+}
+
+fn init_logs(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log);
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::CheckConfig { files } => check_config(&files),
+        Command::Probes => probes_report(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tapio: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_settings(path: Option<&PathBuf>) -> Result<config::Settings, ExitCode> {
+    let cfg = match path {
+        Some(p) => config::load(p).map_err(|e| {
+            eprint!("{}: {e}", p.display());
+            ExitCode::from(2)
+        })?,
+        None => config::Config::default(),
+    };
+    cfg.resolve(&config::process_env).map_err(|errs| {
+        eprint!("{}", config::ConfigErrors(errs));
+        ExitCode::from(2)
+    })
+}
+
+fn run(path: Option<PathBuf>) -> Result<ExitCode> {
+    let settings = match load_settings(path.as_ref()) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    // reqwest is built without a default TLS provider; pick ring, as tonic does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("tapio")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot watch SIGTERM: {e}");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        agent::run(settings, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(files: &[PathBuf]) -> Result<ExitCode> {
+    let mut ok = true;
+    for f in files {
+        match config::load(f).map_err(|e| e.0).and_then(|c| c.resolve(&config::process_env)) {
+            Ok(_) => println!("{}: ok", f.display()),
+            Err(errs) => {
+                ok = false;
+                print!("{}: {}", f.display(), config::ConfigErrors(errs));
+            }
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn probes_report() -> Result<ExitCode> {
+    if features::privileged() {
+        features::mount_pseudo_filesystems();
+    }
+    println!("kernel {}", features::kernel_release());
+    println!("\nkernel features:");
+    for (name, ok, why) in features::kernel_facts() {
+        println!("  {name:<16} {:<4} {why}", yes(ok));
+    }
+    if !features::privileged() {
+        println!("\nnot privileged: program types and probes cannot be probed (run as root)");
+        return Ok(ExitCode::FAILURE);
+    }
+    features::raise_memlock();
+    println!("\nprogram types:");
+    for (name, r) in features::program_types() {
+        match r {
+            Ok(b) => println!("  {name:<30} {}", yes(b)),
+            // The probe program itself was refused: as good as a no.
+            Err(e) => println!("  {name:<30} no   {e}"),
+        }
+    }
+    let btf = aya::Btf::from_sys_fs().ok();
+    println!("\nprobes (each variant loaded for real, best first; nothing is attached):");
+    let mut all_ok = true;
+    for spec in probes::ALL {
+        for v in spec.variants {
+            let single = std::slice::from_ref(v);
+            let one = probes::ProbeSpec { variants: single, ..*spec };
+            match probes::load(&one, 4096, btf.as_ref(), false, &|_| true) {
+                Ok(_) => println!("  {:<10} {:<12} yes", spec.name, v.label),
+                Err(probes::LoadError::NoVariant { reasons, .. }) => {
+                    let why = reasons.trim().trim_start_matches(&format!("{}: ", v.label)).to_string();
+                    println!("  {:<10} {:<12} no   {why}", spec.name, v.label);
+                }
+                Err(e) => {
+                    all_ok = false;
+                    println!("  {:<10} {:<12} no   {e}", spec.name, v.label);
+                }
+            }
+        }
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -317,3 +317,94 @@ mod tests {
         }
     }
 }
+
+/// Turns process records into log records.
+pub struct Handler {
+    pub emitter: crate::export::Emitter,
+    pub stats: std::sync::Arc<crate::telemetry::ProbeStats>,
+    pub enricher: crate::enrich::Enricher,
+    pub clock: crate::clock::WallClock,
+    pub config: crate::config::ProcessProbe,
+}
+
+impl Handler {
+    /// The program names the config wants attached.
+    pub fn wanted(cfg: &crate::config::ProcessProbe) -> impl Fn(&str) -> bool + '_ {
+        move |prog| match prog {
+            PROG_EXEC_BTF | PROG_EXEC_TP => cfg.exec,
+            PROG_EXIT_BTF | PROG_EXIT_TP => cfg.exit,
+            PROG_FORK_BTF => cfg.fork,
+            _ => true,
+        }
+    }
+
+    fn exe_path(e: &Exec) -> String {
+        // execve's path argument may be relative; the kernel's view of the
+        // image is /proc/<pid>/exe while the process is alive.
+        if e.filename.starts_with('/') {
+            return e.filename.clone();
+        }
+        std::fs::read_link(format!("/proc/{}/exe", e.common.pid))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| e.filename.clone())
+    }
+
+    fn map(&mut self, ev: &ProcessEvent, observed: u64) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
+        use crate::otel::logs::{self, ProcessContext};
+        let c = ev.common();
+        let owner = self.enricher.users.name(c.uid).map(str::to_string);
+        match ev {
+            ProcessEvent::Exec(e) => {
+                let workload = self.enricher.learn_cgroup(c.cgroup_id, &e.cgroup_leaf, &e.cgroup_parent);
+                let path = Self::exe_path(e);
+                self.enricher.remember_process(
+                    c.pid,
+                    crate::enrich::ProcessInfo {
+                        executable_path: path.clone(),
+                        command_line: logs::command_line(&e.argv),
+                    },
+                );
+                let ctx = ProcessContext { owner, workload, info: None };
+                logs::process_exec(e, &path, &ctx, &self.clock, observed)
+            }
+            ProcessEvent::Exit(e) => {
+                let workload = self.enricher.workload(c.cgroup_id, c.pid);
+                let info = self.enricher.forget_process(c.pid);
+                let ctx = ProcessContext { owner, workload, info };
+                logs::process_exit(e, &ctx, &self.clock, observed)
+            }
+            ProcessEvent::Fork(f) => {
+                let workload = self.enricher.workload(c.cgroup_id, c.pid);
+                let ctx = ProcessContext { owner, workload, info: None };
+                logs::process_fork(f, &ctx, &self.clock, observed)
+            }
+        }
+    }
+}
+
+impl crate::reader::RecordHandler for Handler {
+    fn on_wake(&mut self) {
+        self.clock = crate::clock::WallClock::sample();
+    }
+
+    fn handle(&mut self, record: &[u8]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.received.fetch_add(1, Relaxed);
+        let ev = match decode(record) {
+            Ok(ev) => ev,
+            Err(e) => {
+                // Counted as tapio.events.lost{reason=decode_error}; the
+                // first one is logged, the rest only counted.
+                if self.stats.decode_errors.fetch_add(1, Relaxed) == 0 {
+                    tracing::warn!(probe = NAME, "undecodable record: {e}");
+                }
+                return;
+            }
+        };
+        let observed = crate::clock::unix_ns();
+        let rec = self.map(&ev, observed);
+        self.emitter.log(rec);
+        let lat = crate::clock::boot_ns().saturating_sub(ev.common().ts_boot_ns);
+        self.stats.latency.record_ns(lat);
+    }
+}

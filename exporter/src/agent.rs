@@ -1,0 +1,122 @@
+//! `tapio run`: load and attach the enabled probes, read their ring
+//! buffers, export, and shut down cleanly.
+
+use crate::{
+    clock, config::Settings, enrich::Enricher, export::Exporter, features, otel, probes, reader,
+    telemetry::Telemetry,
+};
+use std::future::Future;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "not permitted to load BPF programs: run as root, or grant CAP_BPF and CAP_PERFMON \
+         (CAP_SYS_ADMIN on kernels before 5.8)"
+    )]
+    NotPrivileged,
+    #[error(
+        "this kernel has no BTF at {}: Tapio's probes are CO-RE and need a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y (5.4 or later)",
+        features::BTF_PATH
+    )]
+    NoBtf,
+    #[error("cannot read kernel BTF: {0}")]
+    Btf(#[from] aya::BtfError),
+    #[error(transparent)]
+    Probe(#[from] probes::LoadError),
+    #[error("no probe could be started (see the warnings above)")]
+    NoProbes,
+    #[error("exporter: {0}")]
+    Sink(#[from] crate::export::SinkError),
+    #[error("ring buffer reader: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A probe that is running: its object keeps the programs attached.
+struct Running {
+    name: &'static str,
+    variant: &'static str,
+    _ebpf: aya::Ebpf,
+}
+
+/// Run until `shutdown` resolves, then drain the ring buffers and flush.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    if !features::privileged() {
+        return Err(RunError::NotPrivileged);
+    }
+    if !features::has_btf() {
+        return Err(RunError::NoBtf);
+    }
+    features::raise_memlock();
+    features::mount_pseudo_filesystems();
+    let btf = aya::Btf::from_sys_fs()?;
+
+    let telemetry = Telemetry::new(clock::unix_ns());
+    let resource = otel::resource::build(&settings.resource);
+    let exporter = Exporter::start(&settings, telemetry.clone(), resource)?;
+    let stop = CancellationToken::new();
+    let mut readers = JoinSet::new();
+    let mut running: Vec<Running> = Vec::new();
+
+    // The process probe. Later probes follow the same shape.
+    let pcfg = settings.probes.process.clone();
+    if pcfg.enabled != Some(false) {
+        let spec = &probes::process::SPEC;
+        let wanted = probes::process::Handler::wanted(&pcfg);
+        match probes::load(spec, pcfg.ring_buffer_size.0 as u32, Some(&btf), true, &wanted) {
+            Ok(mut loaded) => {
+                for (variant, why) in &loaded.skipped {
+                    tracing::warn!(probe = spec.name, "{variant} unavailable, falling back: {why}");
+                }
+                let stats = telemetry.probe(spec.name);
+                stats.set_attach_type(loaded.variant);
+                stats.set_kernel_lost_reader(loaded.lost_reader(spec.name)?);
+                let rb = loaded.take_ringbuf(spec.name)?;
+                let handler = probes::process::Handler {
+                    emitter: exporter.emitter(),
+                    stats,
+                    enricher: Enricher::default(),
+                    clock: clock::WallClock::sample(),
+                    config: pcfg.clone(),
+                };
+                let s = stop.clone();
+                readers.spawn(async move { reader::run(rb, handler, s).await });
+                running.push(Running { name: spec.name, variant: loaded.variant, _ebpf: loaded.ebpf });
+            }
+            Err(e) if pcfg.enabled == Some(true) => return Err(e.into()),
+            Err(e) => tracing::warn!("skipping probe: {e}"),
+        }
+    }
+    if running.is_empty() {
+        exporter.shutdown(settings.shutdown_timeout).await;
+        return Err(RunError::NoProbes);
+    }
+    let summary: Vec<String> = running.iter().map(|r| format!("{}={}", r.name, r.variant)).collect();
+    tracing::info!(probes = %summary.join(","), sink = %exporter.sink_description(), "tapio ready");
+
+    let mut failed = None;
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutting down: draining ring buffers and flushing"),
+        Some(res) = readers.join_next() => {
+            // A reader only returns early on an I/O error.
+            if let Ok(Err(e)) = res {
+                tracing::error!("ring buffer reader failed: {e}");
+                failed = Some(e);
+            }
+        }
+    }
+    stop.cancel();
+    while let Some(res) = readers.join_next().await {
+        if let Ok(Err(e)) = res {
+            tracing::error!("ring buffer reader failed while draining: {e}");
+        }
+    }
+    exporter.shutdown(settings.shutdown_timeout).await;
+    drop(running);
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}

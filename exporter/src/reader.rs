@@ -1,0 +1,48 @@
+//! Reads one probe's ring buffer asynchronously: the ring buffer's fd goes
+//! into tokio's `AsyncFd`, each wake drains every record, and on stop the
+//! last records are drained before returning.
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::{unix::AsyncFd, Interest};
+use tokio_util::sync::CancellationToken;
+
+/// Turns a probe's raw records into signals.
+pub trait RecordHandler: Send + 'static {
+    /// Called once per wake, before that wake's records (refresh clocks).
+    fn on_wake(&mut self) {}
+    /// One record, as the kernel wrote it.
+    fn handle(&mut self, record: &[u8]);
+}
+
+/// Read `rb` until `stop`, then drain it and return.
+pub async fn run<H: RecordHandler>(
+    rb: RingBuf<MapData>,
+    mut handler: H,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns
+    // the RingBuf, and `as_raw_fd` always returns that same fd.
+    let mut fd = unsafe { AsyncFd::register_with_interest(rb, Interest::READABLE) }
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    loop {
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard?;
+                handler.on_wake();
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    handler.handle(&item);
+                }
+                guard.clear_ready();
+            }
+            _ = stop.cancelled() => {
+                handler.on_wake();
+                let rb = fd.get_mut();
+                while let Some(item) = rb.next() {
+                    handler.handle(&item);
+                }
+                return Ok(());
+            }
+        }
+    }
+}
