@@ -11,6 +11,13 @@
 
 TAPIO_PROBE_MAPS();
 
+typedef struct tapio_process_exec tapio_process_exec;
+typedef struct tapio_process_exit tapio_process_exit;
+typedef struct tapio_process_fork tapio_process_fork;
+TAPIO_ABI_BTF(tapio_process_exec);
+TAPIO_ABI_BTF(tapio_process_exit);
+TAPIO_ABI_BTF(tapio_process_fork);
+
 /* kernfs_node.parent was renamed __parent in 6.15; read whichever exists. */
 struct kernfs_node___pre615 {
 	struct kernfs_node *parent;

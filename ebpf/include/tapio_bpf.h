@@ -33,6 +33,16 @@ char LICENSE[] SEC("license") = "GPL";
 		__type(value, __u64);                                          \
 	} tapio_lost SEC(".maps")
 
+/*
+ * clang emits BTF only for types a variable or function mentions; records
+ * are written through ringbuf pointers, so without this their layouts
+ * would be missing from the object. The pointer sits in a section of its
+ * own that no loader turns into a map; tests read the BTF to check that
+ * the generated Rust types match the object byte for byte.
+ */
+#define TAPIO_ABI_BTF(type)                                                    \
+	const type *tapio_abi_##type __attribute__((unused, section(".tapio_abi")))
+
 /* Count one lost event for `reason` on this CPU. Per-CPU, so no atomics. */
 static __always_inline void tapio_count_lost(void *lost_map, __u32 reason)
 {

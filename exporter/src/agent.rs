@@ -65,10 +65,19 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     if pcfg.enabled != Some(false) {
         let spec = &probes::process::SPEC;
         let wanted = probes::process::Handler::wanted(&pcfg);
-        match probes::load(spec, pcfg.ring_buffer_size.0 as u32, Some(&btf), true, &wanted) {
+        match probes::load(
+            spec,
+            pcfg.ring_buffer_size.0 as u32,
+            Some(&btf),
+            true,
+            &wanted,
+        ) {
             Ok(mut loaded) => {
                 for (variant, why) in &loaded.skipped {
-                    tracing::warn!(probe = spec.name, "{variant} unavailable, falling back: {why}");
+                    tracing::warn!(
+                        probe = spec.name,
+                        "{variant} unavailable, falling back: {why}"
+                    );
                 }
                 let stats = telemetry.probe(spec.name);
                 stats.set_attach_type(loaded.variant);
@@ -83,7 +92,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 };
                 let s = stop.clone();
                 readers.spawn(async move { reader::run(rb, handler, s).await });
-                running.push(Running { name: spec.name, variant: loaded.variant, _ebpf: loaded.ebpf });
+                running.push(Running {
+                    name: spec.name,
+                    variant: loaded.variant,
+                    _ebpf: loaded.ebpf,
+                });
             }
             Err(e) if pcfg.enabled == Some(true) => return Err(e.into()),
             Err(e) => tracing::warn!("skipping probe: {e}"),
@@ -93,7 +106,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         exporter.shutdown(settings.shutdown_timeout).await;
         return Err(RunError::NoProbes);
     }
-    let summary: Vec<String> = running.iter().map(|r| format!("{}={}", r.name, r.variant)).collect();
+    let summary: Vec<String> = running
+        .iter()
+        .map(|r| format!("{}={}", r.name, r.variant))
+        .collect();
     tracing::info!(probes = %summary.join(","), sink = %exporter.sink_description(), "tapio ready");
 
     let mut failed = None;

@@ -59,7 +59,15 @@ fn mount(fstype: &str, target: &str) -> std::io::Result<()> {
     let src = std::ffi::CString::new(fstype)?;
     let dst = std::ffi::CString::new(target)?;
     // SAFETY: valid C strings; no data argument.
-    let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            src.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {
@@ -87,10 +95,16 @@ pub fn mount_pseudo_filesystems() {
 
 /// Pre-5.11 kernels charge BPF memory to RLIMIT_MEMLOCK.
 pub fn raise_memlock() {
-    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: valid pointer to an rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
-        tracing::debug!("cannot raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+        tracing::debug!(
+            "cannot raise RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -123,7 +137,12 @@ pub fn program_types() -> Vec<(&'static str, Result<bool, String>)> {
     ];
     types
         .into_iter()
-        .map(|(n, t)| (n, aya::sys::is_program_supported(t).map_err(|e| e.to_string())))
+        .map(|(n, t)| {
+            (
+                n,
+                aya::sys::is_program_supported(t).map_err(|e| e.to_string()),
+            )
+        })
         .collect()
 }
 
@@ -132,17 +151,48 @@ pub fn kernel_facts() -> Vec<(&'static str, bool, String)> {
     let lsms = std::fs::read_to_string(SECURITYFS_LSM).unwrap_or_default();
     let kprobe_pmu = Path::new("/sys/bus/event_source/devices/kprobe").exists();
     vec![
-        ("privileges", privileged(), "CAP_SYS_ADMIN, or CAP_BPF + CAP_PERFMON, in the effective set".into()),
-        ("btf", has_btf(), format!("{BTF_PATH} (CO-RE relocations, tp_btf)")),
+        (
+            "privileges",
+            privileged(),
+            "CAP_SYS_ADMIN, or CAP_BPF + CAP_PERFMON, in the effective set".into(),
+        ),
+        (
+            "btf",
+            has_btf(),
+            format!("{BTF_PATH} (CO-RE relocations, tp_btf)"),
+        ),
         ("bpffs", bpffs_mounted(), format!("{BPFFS} (pinning)")),
-        ("tracefs", tracefs_mounted(), format!("{TRACEFS} (classic tracepoints)")),
+        (
+            "tracefs",
+            tracefs_mounted(),
+            format!("{TRACEFS} (classic tracepoints)"),
+        ),
         (
             "bpf_lsm_active",
             lsms.split(',').any(|l| l.trim() == "bpf"),
-            format!("`bpf` in {SECURITYFS_LSM}: {}", if lsms.is_empty() { "(unreadable)" } else { lsms.trim() }),
+            format!(
+                "`bpf` in {SECURITYFS_LSM}: {}",
+                if lsms.is_empty() {
+                    "(unreadable)"
+                } else {
+                    lsms.trim()
+                }
+            ),
         ),
-        ("kprobes", kprobe_pmu, "kprobe PMU in /sys/bus/event_source/devices (CONFIG_KPROBES)".into()),
-        ("tcx", kernel_at_least(6, 6), "TC links (tcx) arrived in 6.6; clsact before".into()),
-        ("ringbuf", kernel_at_least(5, 8), "BPF ring buffer arrived in 5.8".into()),
+        (
+            "kprobes",
+            kprobe_pmu,
+            "kprobe PMU in /sys/bus/event_source/devices (CONFIG_KPROBES)".into(),
+        ),
+        (
+            "tcx",
+            kernel_at_least(6, 6),
+            "TC links (tcx) arrived in 6.6; clsact before".into(),
+        ),
+        (
+            "ringbuf",
+            kernel_at_least(5, 8),
+            "BPF ring buffer arrived in 5.8".into(),
+        ),
     ]
 }

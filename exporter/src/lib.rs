@@ -6,14 +6,14 @@
 //! records) → `export` (bounded queues, batching, sinks). `telemetry` counts
 //! everything that happens on the way, including every loss.
 
+pub mod agent;
 pub mod bpf_objects;
 pub mod clock;
 pub mod config;
 pub mod enrich;
 pub mod export;
+pub mod features;
 pub mod otel;
 pub mod probes;
-pub mod telemetry;
 pub mod reader;
-pub mod features;
-pub mod agent;
+pub mod telemetry;

@@ -91,14 +91,15 @@ fn run(path: Option<PathBuf>) -> Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let shutdown = async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("cannot watch SIGTERM: {e}");
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!("cannot watch SIGTERM: {e}");
+                        let _ = tokio::signal::ctrl_c().await;
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -112,7 +113,10 @@ fn run(path: Option<PathBuf>) -> Result<ExitCode> {
 fn check_config(files: &[PathBuf]) -> Result<ExitCode> {
     let mut ok = true;
     for f in files {
-        match config::load(f).map_err(|e| e.0).and_then(|c| c.resolve(&config::process_env)) {
+        match config::load(f)
+            .map_err(|e| e.0)
+            .and_then(|c| c.resolve(&config::process_env))
+        {
             Ok(_) => println!("{}: ok", f.display()),
             Err(errs) => {
                 ok = false;
@@ -120,7 +124,11 @@ fn check_config(files: &[PathBuf]) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn yes(b: bool) -> &'static str {
@@ -159,11 +167,17 @@ fn probes_report() -> Result<ExitCode> {
     for spec in probes::ALL {
         for v in spec.variants {
             let single = std::slice::from_ref(v);
-            let one = probes::ProbeSpec { variants: single, ..*spec };
+            let one = probes::ProbeSpec {
+                variants: single,
+                ..*spec
+            };
             match probes::load(&one, 4096, btf.as_ref(), false, &|_| true) {
                 Ok(_) => println!("  {:<10} {:<12} yes", spec.name, v.label),
                 Err(probes::LoadError::NoVariant { reasons, .. }) => {
-                    let why = reasons.trim().trim_start_matches(&format!("{}: ", v.label)).to_string();
+                    let why = reasons
+                        .trim()
+                        .trim_start_matches(&format!("{}: ", v.label))
+                        .to_string();
                     println!("  {:<10} {:<12} no   {why}", spec.name, v.label);
                 }
                 Err(e) => {
@@ -173,5 +187,9 @@ fn probes_report() -> Result<ExitCode> {
             }
         }
     }
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

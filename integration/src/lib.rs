@@ -1,1 +1,588 @@
+//! Harness for Tapio's integration tests: a real OTLP receiver (gRPC and
+//! HTTP) in-process, a real collector (`rotel`) on loopback, and the real
+//! `tapio` binary as a child process. Tests assert on what arrived.
+//!
+//! Test functions panic with a message rather than return errors, so a
+//! failure shows where it happened.
 
+use opentelemetry_proto::tonic::{
+    collector::{
+        logs::v1::{
+            logs_service_server::{LogsService, LogsServiceServer},
+            ExportLogsServiceRequest, ExportLogsServiceResponse,
+        },
+        metrics::v1::{
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+        },
+        trace::v1::{
+            trace_service_server::{TraceService, TraceServiceServer},
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+        },
+    },
+    common::v1::{any_value::Value, KeyValue},
+    logs::v1::LogRecord,
+    metrics::v1::{metric::Data, number_data_point, Metric},
+    resource::v1::Resource,
+};
+use prost::Message;
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::sync::oneshot;
+
+/// True when the test may go on with root and BPF. Under `CI=true` a
+/// missing privilege is a failure, never a skip.
+pub fn privileged_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+    if root && btf {
+        return true;
+    }
+    let why = if root { "no kernel BTF" } else { "not root" };
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test}: needs root and BPF but {why}; CI must run privileged tests for real");
+    }
+    eprintln!("SKIP {test}: needs root and BPF ({why})");
+    false
+}
+
+/// Everything a receiver got.
+#[derive(Default, Debug, Clone)]
+pub struct Received {
+    pub logs: Vec<ExportLogsServiceRequest>,
+    pub traces: Vec<ExportTraceServiceRequest>,
+    pub metrics: Vec<ExportMetricsServiceRequest>,
+    pub grpc_requests: usize,
+    pub http_requests: usize,
+    /// Header values seen (lower-case names), for header tests.
+    pub headers: Vec<(String, String)>,
+}
+
+type Store = Arc<Mutex<Received>>;
+
+#[derive(Clone)]
+struct Grpc(Store);
+
+fn note_headers(store: &Store, md: &tonic::metadata::MetadataMap) {
+    let mut s = store.lock().unwrap();
+    s.grpc_requests += 1;
+    for kv in md.iter() {
+        if let tonic::metadata::KeyAndValueRef::Ascii(k, v) = kv {
+            s.headers
+                .push((k.as_str().to_string(), v.to_str().unwrap_or("").to_string()));
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Grpc {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        note_headers(&self.0, req.metadata());
+        self.0.lock().unwrap().logs.push(req.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        note_headers(&self.0, req.metadata());
+        self.0.lock().unwrap().traces.push(req.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        note_headers(&self.0, req.metadata());
+        self.0.lock().unwrap().metrics.push(req.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+fn gunzip_if(headers: &axum::http::HeaderMap, body: &[u8]) -> Vec<u8> {
+    let gz = headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    if !gz {
+        return body.to_vec();
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .expect("valid gzip body");
+    out
+}
+
+async fn http_export(
+    axum::extract::State(store): axum::extract::State<Store>,
+    axum::extract::Path(signal): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    let body = gunzip_if(&headers, &body);
+    let mut s = store.lock().unwrap();
+    s.http_requests += 1;
+    for (k, v) in &headers {
+        s.headers
+            .push((k.as_str().to_string(), v.to_str().unwrap_or("").to_string()));
+    }
+    let ok = match signal.as_str() {
+        "logs" => ExportLogsServiceRequest::decode(body.as_slice())
+            .map(|r| s.logs.push(r))
+            .is_ok(),
+        "traces" => ExportTraceServiceRequest::decode(body.as_slice())
+            .map(|r| s.traces.push(r))
+            .is_ok(),
+        "metrics" => ExportMetricsServiceRequest::decode(body.as_slice())
+            .map(|r| s.metrics.push(r))
+            .is_ok(),
+        _ => false,
+    };
+    if ok {
+        (axum::http::StatusCode::OK, Vec::new())
+    } else {
+        (axum::http::StatusCode::BAD_REQUEST, Vec::new())
+    }
+}
+
+/// An OTLP receiver (gRPC and HTTP/protobuf) on loopback, in-process.
+pub struct Receiver {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    stop: Option<(oneshot::Sender<()>, oneshot::Sender<()>)>,
+}
+
+impl Receiver {
+    /// Start on free loopback ports.
+    pub fn start() -> Self {
+        Self::start_on(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+    }
+
+    /// Start on the given addresses (to restart on the same ports).
+    pub fn start_on(grpc: SocketAddr, http: SocketAddr) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("receiver runtime");
+        let store: Store = Arc::default();
+        let (gtx, grx) = oneshot::channel::<()>();
+        let (htx, hrx) = oneshot::channel::<()>();
+        let (gl, hl) = rt.block_on(async {
+            let gl = tokio::net::TcpListener::bind(grpc)
+                .await
+                .expect("bind gRPC receiver");
+            let hl = tokio::net::TcpListener::bind(http)
+                .await
+                .expect("bind HTTP receiver");
+            (gl, hl)
+        });
+        let grpc_addr = gl.local_addr().expect("gRPC addr");
+        let http_addr = hl.local_addr().expect("HTTP addr");
+        let svc = Grpc(store.clone());
+        let gz = tonic::codec::CompressionEncoding::Gzip;
+        rt.spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(LogsServiceServer::new(svc.clone()).accept_compressed(gz))
+                .add_service(TraceServiceServer::new(svc.clone()).accept_compressed(gz))
+                .add_service(MetricsServiceServer::new(svc).accept_compressed(gz))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(gl),
+                    async {
+                        let _ = grx.await;
+                    },
+                )
+                .await;
+        });
+        let app = axum::Router::new()
+            .route("/v1/{signal}", axum::routing::post(http_export))
+            .with_state(store.clone());
+        rt.spawn(async move {
+            let _ = axum::serve(hl, app)
+                .with_graceful_shutdown(async {
+                    let _ = hrx.await;
+                })
+                .await;
+        });
+        Self {
+            rt,
+            store,
+            grpc_addr,
+            http_addr,
+            stop: Some((gtx, htx)),
+        }
+    }
+
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    pub fn received(&self) -> Received {
+        self.store.lock().unwrap().clone()
+    }
+
+    /// Every log record received so far, with its resource.
+    pub fn log_records(&self) -> Vec<(Resource, LogRecord)> {
+        let s = self.store.lock().unwrap();
+        let mut out = Vec::new();
+        for req in &s.logs {
+            for rl in &req.resource_logs {
+                let res = rl.resource.clone().unwrap_or_default();
+                for sl in &rl.scope_logs {
+                    for r in &sl.log_records {
+                        out.push((res.clone(), r.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every metric received, in arrival order.
+    pub fn metrics(&self) -> Vec<Metric> {
+        let s = self.store.lock().unwrap();
+        s.metrics
+            .iter()
+            .flat_map(|r| r.resource_metrics.iter())
+            .flat_map(|rm| rm.scope_metrics.iter())
+            .flat_map(|sm| sm.metrics.iter().cloned())
+            .collect()
+    }
+
+    /// Poll until `pred` holds on the log records, or panic after `timeout`.
+    pub fn wait_for_logs<F>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: F,
+    ) -> Vec<(Resource, LogRecord)>
+    where
+        F: Fn(&[(Resource, LogRecord)]) -> bool,
+    {
+        let end = Instant::now() + timeout;
+        loop {
+            let logs = self.log_records();
+            if pred(&logs) {
+                return logs;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; got {} log records",
+                    logs.len()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Poll until a metric named `name` has a point whose attributes match
+    /// `attrs` and whose value satisfies `pred`; returns that value.
+    pub fn wait_for_counter(
+        &self,
+        name: &str,
+        attrs: &[(&str, &str)],
+        timeout: Duration,
+        pred: impl Fn(i64) -> bool,
+    ) -> i64 {
+        let end = Instant::now() + timeout;
+        loop {
+            let mut last = None;
+            for m in self.metrics().iter().filter(|m| m.name == name) {
+                if let Some(v) = point_value(m, attrs) {
+                    last = Some(v);
+                }
+            }
+            if let Some(v) = last {
+                if pred(v) {
+                    return v;
+                }
+            }
+            if Instant::now() > end {
+                panic!("timed out waiting for {name}{attrs:?}; last value {last:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop serving (connections are refused afterwards).
+    pub fn stop(mut self) -> (SocketAddr, SocketAddr) {
+        if let Some((g, h)) = self.stop.take() {
+            let _ = g.send(());
+            let _ = h.send(());
+        }
+        let addrs = (self.grpc_addr, self.http_addr);
+        self.rt.shutdown_timeout(Duration::from_secs(2));
+        addrs
+    }
+}
+
+/// The value of `m`'s data point whose attributes include `attrs`.
+pub fn point_value(m: &Metric, attrs: &[(&str, &str)]) -> Option<i64> {
+    let matches = |a: &[KeyValue]| {
+        attrs
+            .iter()
+            .all(|(k, v)| str_attr(a, k).as_deref() == Some(*v))
+    };
+    let points = match &m.data {
+        Some(Data::Sum(s)) => &s.data_points,
+        Some(Data::Gauge(g)) => &g.data_points,
+        _ => return None,
+    };
+    points
+        .iter()
+        .find(|p| matches(&p.attributes))
+        .and_then(|p| match p.value {
+            Some(number_data_point::Value::AsInt(i)) => Some(i),
+            Some(number_data_point::Value::AsDouble(d)) => Some(d as i64),
+            None => None,
+        })
+}
+
+/// A string attribute's value.
+pub fn str_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+/// An integer attribute's value.
+pub fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+            Value::IntValue(i) => Some(*i),
+            _ => None,
+        })
+}
+
+/// The `tapio` binary under test, with its stderr captured.
+pub struct Tapio {
+    child: Child,
+    pub stderr: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Tapio {
+    /// Start `bin run --config <yaml>` with `env`, and wait for "tapio ready".
+    pub fn start(bin: &str, yaml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("tapio.yaml");
+        std::fs::write(&cfg, yaml).expect("write config");
+        let mut cmd = Command::new(bin);
+        cmd.arg("run").arg("--config").arg(&cfg);
+        // Tests own the environment: nothing from the caller's OTEL_* leaks in.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OTEL_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().map(|(k, v)| (*k, *v)))
+            .env("TAPIO_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err_pipe = child.stderr.take().expect("stderr piped");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let buf = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                if line.contains("tapio ready") {
+                    let _ = ready_tx.send(());
+                }
+                let mut b = buf.lock().unwrap();
+                b.push_str(&line);
+                b.push('\n');
+            }
+        });
+        // stdout is not used by these tests; drain it so it never blocks.
+        let out_pipe = child.stdout.take().expect("stdout piped");
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut BufReader::new(out_pipe), &mut std::io::sink());
+        });
+        let mut t = Self {
+            child,
+            stderr,
+            _dir: dir,
+        };
+        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let code = t.child.try_wait().ok().flatten();
+            panic!(
+                "tapio did not become ready (exit: {code:?}); stderr:\n{}",
+                t.stderr()
+            );
+        }
+        t
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, then wait for a clean exit (panics if it is not clean).
+    pub fn terminate(mut self) -> String {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                let err = self.stderr();
+                assert!(
+                    status.success(),
+                    "tapio exited with {status}; stderr:\n{err}"
+                );
+                return err;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "tapio did not exit within 20s of SIGTERM; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tapio {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The rotel collector (PyPI `rotel`): receives OTLP on loopback and
+/// forwards it with its OTLP exporter.
+pub struct Rotel {
+    child: Child,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+}
+
+/// Path of `rotel-agent`: `$ROTEL_AGENT`, else the PyPI package's.
+pub fn rotel_agent() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("ROTEL_AGENT") {
+        return Some(PathBuf::from(p));
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import rotel,os;print(os.path.join(os.path.dirname(rotel.__file__),'rotel-agent'))",
+        ])
+        .output()
+        .ok()?;
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    p.exists().then_some(p)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(addr: SocketAddr, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+impl Rotel {
+    /// Start rotel forwarding everything over OTLP/gRPC to `to`.
+    pub fn start_forwarding_to(to: &str) -> Self {
+        let bin =
+            rotel_agent().expect("rotel-agent not found: pip install rotel (the CI script does)");
+        let grpc_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(bin)
+            .args(["start", "--otlp-grpc-endpoint", &grpc_addr.to_string()])
+            .args(["--otlp-http-endpoint", &http_addr.to_string()])
+            .args(["--exporter", "otlp", "--otlp-exporter-endpoint", to])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn rotel-agent");
+        let r = Self {
+            child,
+            grpc_addr,
+            http_addr,
+        };
+        assert!(
+            wait_port(grpc_addr, Duration::from_secs(20)),
+            "rotel gRPC receiver did not open"
+        );
+        assert!(
+            wait_port(http_addr, Duration::from_secs(20)),
+            "rotel HTTP receiver did not open"
+        );
+        r
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

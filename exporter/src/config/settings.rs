@@ -51,7 +51,7 @@ pub enum SinkSettings {
     /// OTLP-JSON lines on stdout.
     Stdout { queue_size: usize },
     /// OTLP over gRPC or HTTP.
-    Otlp(OtlpSettings),
+    Otlp(Box<OtlpSettings>),
 }
 
 impl SinkSettings {
@@ -210,10 +210,14 @@ impl Resolver<'_> {
 
     fn sink(&mut self, ex: &Exporters) -> SinkSettings {
         if let Some(o) = &ex.otlp {
-            return SinkSettings::Otlp(self.otlp(o, Protocol::Grpc, "exporters.otlp"));
+            return SinkSettings::Otlp(Box::new(self.otlp(o, Protocol::Grpc, "exporters.otlp")));
         }
         if let Some(o) = &ex.otlphttp {
-            return SinkSettings::Otlp(self.otlp(o, Protocol::HttpProtobuf, "exporters.otlphttp"));
+            return SinkSettings::Otlp(Box::new(self.otlp(
+                o,
+                Protocol::HttpProtobuf,
+                "exporters.otlphttp",
+            )));
         }
         if let Some(s) = &ex.stdout {
             return SinkSettings::Stdout {
@@ -239,7 +243,11 @@ impl Resolver<'_> {
                 Protocol::HttpProtobuf
             }
         };
-        SinkSettings::Otlp(self.otlp(&OtlpExporter::default(), protocol, "env"))
+        SinkSettings::Otlp(Box::new(self.otlp(
+            &OtlpExporter::default(),
+            protocol,
+            "env",
+        )))
     }
 
     fn batch(&mut self, file: &BatchConfig, prefix: &str, default_delay_ms: u64) -> BatchSettings {

@@ -65,7 +65,7 @@ pub enum Sink {
 impl Sink {
     pub fn new(settings: &SinkSettings) -> Result<Self, SinkError> {
         Ok(match settings {
-            SinkSettings::Stdout { .. } => Sink::Stdout(StdoutSink::default()),
+            SinkSettings::Stdout { .. } => Sink::Stdout(StdoutSink),
             SinkSettings::Otlp(o) => match o.protocol {
                 Protocol::Grpc => Sink::Grpc(GrpcSink::new(o)?),
                 Protocol::HttpProtobuf => Sink::Http(HttpSink::new(o)?),

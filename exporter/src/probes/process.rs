@@ -349,13 +349,19 @@ impl Handler {
             .unwrap_or_else(|_| e.filename.clone())
     }
 
-    fn map(&mut self, ev: &ProcessEvent, observed: u64) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
+    fn map(
+        &mut self,
+        ev: &ProcessEvent,
+        observed: u64,
+    ) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
         use crate::otel::logs::{self, ProcessContext};
         let c = ev.common();
         let owner = self.enricher.users.name(c.uid).map(str::to_string);
         match ev {
             ProcessEvent::Exec(e) => {
-                let workload = self.enricher.learn_cgroup(c.cgroup_id, &e.cgroup_leaf, &e.cgroup_parent);
+                let workload =
+                    self.enricher
+                        .learn_cgroup(c.cgroup_id, &e.cgroup_leaf, &e.cgroup_parent);
                 let path = Self::exe_path(e);
                 self.enricher.remember_process(
                     c.pid,
@@ -364,18 +370,30 @@ impl Handler {
                         command_line: logs::command_line(&e.argv),
                     },
                 );
-                let ctx = ProcessContext { owner, workload, info: None };
+                let ctx = ProcessContext {
+                    owner,
+                    workload,
+                    info: None,
+                };
                 logs::process_exec(e, &path, &ctx, &self.clock, observed)
             }
             ProcessEvent::Exit(e) => {
                 let workload = self.enricher.workload(c.cgroup_id, c.pid);
                 let info = self.enricher.forget_process(c.pid);
-                let ctx = ProcessContext { owner, workload, info };
+                let ctx = ProcessContext {
+                    owner,
+                    workload,
+                    info,
+                };
                 logs::process_exit(e, &ctx, &self.clock, observed)
             }
             ProcessEvent::Fork(f) => {
                 let workload = self.enricher.workload(c.cgroup_id, c.pid);
-                let ctx = ProcessContext { owner, workload, info: None };
+                let ctx = ProcessContext {
+                    owner,
+                    workload,
+                    info: None,
+                };
                 logs::process_fork(f, &ctx, &self.clock, observed)
             }
         }

@@ -1,0 +1,127 @@
+//! The generated Rust wire types agree with the compiled BPF object's BTF:
+//! same size, same members, same offsets. (bindgen's layout tests already
+//! hold them to the C compiler; this holds them to what the kernel gets.)
+
+use std::{collections::HashMap, process::Command};
+use tapio_shared::*;
+
+/// struct name → (size, [(member, bit offset)]) from `bpftool btf dump`.
+fn btf_structs(object: &[u8]) -> HashMap<String, (usize, Vec<(String, usize)>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probe.bpf.o");
+    std::fs::write(&path, object).unwrap();
+    let out = Command::new("bpftool")
+        .args(["btf", "dump", "file"])
+        .arg(&path)
+        .args(["format", "raw"])
+        .output()
+        .expect("bpftool (apt-get install bpftool) is needed for this test");
+    assert!(
+        out.status.success(),
+        "bpftool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut structs = HashMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            current = None;
+            if let Some(rest) = line.split_once("] STRUCT '").map(|x| x.1) {
+                let (name, tail) = rest.split_once('\'').unwrap();
+                let size: usize = tail
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("size="))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                structs.insert(name.to_string(), (size, Vec::new()));
+                current = Some(name.to_string());
+            }
+        } else if let Some(name) = &current {
+            let t = line.trim();
+            if let Some(rest) = t.strip_prefix('\'') {
+                let (member, tail) = rest.split_once('\'').unwrap();
+                let bits: usize = tail
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("bits_offset="))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                structs
+                    .get_mut(name)
+                    .unwrap()
+                    .1
+                    .push((member.to_string(), bits));
+            }
+        }
+    }
+    structs
+}
+
+macro_rules! check_struct {
+    ($btf:expr, $t:ident { $($f:ident),* $(,)? }) => {{
+        let name = stringify!($t);
+        let (size, members) = $btf.get(name).unwrap_or_else(|| panic!("{name} missing from the object's BTF"));
+        assert_eq!(*size, core::mem::size_of::<$t>(), "{name}: size");
+        let rust: Vec<(&str, usize)> = vec![$((stringify!($f), core::mem::offset_of!($t, $f) * 8)),*];
+        let btf: Vec<(&str, usize)> = members
+            .iter()
+            .filter(|(m, _)| !m.starts_with("_pad"))
+            .map(|(m, b)| (m.as_str(), *b))
+            .collect();
+        assert_eq!(rust, btf, "{name}: members and offsets (bits)");
+    }};
+}
+
+#[test]
+fn process_records_match_the_object_btf() {
+    let btf = btf_structs(tapio::bpf_objects::PROCESS);
+    check_struct!(
+        btf,
+        tapio_event_header {
+            ts_ns,
+            cgroup_id,
+            kind,
+            pid,
+            tid,
+            ppid,
+            uid,
+            gid,
+            comm
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_process_exec {
+            hdr,
+            start_ns,
+            flags,
+            old_pid,
+            filename_len,
+            args_len,
+            cgroup_leaf,
+            cgroup_parent,
+            filename,
+            args
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_process_exit {
+            hdr,
+            start_ns,
+            exit_code,
+            exit_signal,
+            core_dumped
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_process_fork {
+            hdr,
+            child_start_ns,
+            child_pid
+        }
+    );
+}

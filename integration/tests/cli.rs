@@ -1,0 +1,183 @@
+//! The `tapio` command line: check-config on every shipped example and on
+//! the bad fixtures, `tapio probes`, and the stdout default of `tapio run`.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+use tapio_integration::privileged_or_skip;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tapio");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every Tapio config in the repository (otel-config/tapio*.yaml and
+/// docker/ and deploy examples) passes `tapio check-config`.
+#[test]
+fn every_example_config_is_valid() {
+    let mut files = Vec::new();
+    for dir in ["otel-config", "docker"] {
+        let Ok(rd) = std::fs::read_dir(repo().join(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("tapio") && name.ends_with(".yaml") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(!files.is_empty(), "no example configs found");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .args(&files)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "check-config failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.ends_with(": ok")).count(),
+        files.len(),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_reports_errors_with_path_and_line_and_fails() {
+    let bad = repo().join("exporter/testdata/config-two-exporters-bad-endpoint.yaml");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3 configuration errors"), "{text}");
+    assert!(text.contains("exporters.otlp.endpoint (line 6)"), "{text}");
+    assert!(
+        text.contains("exporters.otlp.sending_queue.queue_size (line 8)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_with_a_bad_config_refuses_to_start() {
+    let bad = repo().join("exporter/testdata/config-unknown-key.yaml");
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("probes.process.ring_bufer_size (line 6): unknown field"),
+        "{err}"
+    );
+}
+
+#[test]
+fn probes_reports_attach_types_for_this_kernel() {
+    if !privileged_or_skip("probes_reports_attach_types_for_this_kernel") {
+        return;
+    }
+    let out = Command::new(BIN).arg("probes").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "kernel features:",
+        "btf ",
+        "program types:",
+        "tracepoint",
+        "process    tp_btf       yes",
+        "process    tracepoint   yes",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+}
+
+/// With no config and no OTEL_* variables, records go to stdout as
+/// OTLP-JSON lines.
+#[test]
+fn run_without_config_writes_otlp_json_to_stdout() {
+    if !privileged_or_skip("run_without_config_writes_otlp_json_to_stdout") {
+        return;
+    }
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // Wait for readiness on stderr.
+    let mut err = Vec::new();
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&err).contains("tapio ready") {
+        assert!(
+            Instant::now() < end,
+            "not ready: {}",
+            String::from_utf8_lossy(&err)
+        );
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "tapio exited: {}", String::from_utf8_lossy(&err));
+        err.extend_from_slice(&buf[..n]);
+    }
+    let mut sh = Command::new("/bin/sh")
+        .args(["-c", "exit 5"])
+        .spawn()
+        .unwrap();
+    let pid = sh.id().to_string();
+    sh.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut found = false;
+    for line in stdout.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).expect("each stdout line is one JSON document");
+        for rl in v["resourceLogs"].as_array().into_iter().flatten() {
+            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                for r in sl["logRecords"].as_array().into_iter().flatten() {
+                    let attrs = r["attributes"].as_array().unwrap();
+                    let get = |k: &str| {
+                        attrs
+                            .iter()
+                            .find(|a| a["key"] == k)
+                            .map(|a| a["value"].clone())
+                    };
+                    if r["eventName"] == "process.exit"
+                        && get("process.pid").map(|v| v["intValue"].clone())
+                            == Some(serde_json::json!(pid))
+                    {
+                        assert_eq!(get("process.exit.code").unwrap()["intValue"], "5");
+                        found = true;
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found,
+        "no process.exit for pid {pid} on stdout:\n{}",
+        &stdout[..stdout.len().min(2000)]
+    );
+}
