@@ -1,0 +1,56 @@
+# Tapio: the two commands a new machine needs are `make run` and `make test`.
+# Everything else here is what those two are made of.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# Debian 12 packages the build and the tests need. bpftool reads the
+# objects' BTF in a test; libbpf-tools' execsnoop is the benchmark baseline.
+APT_PACKAGES := clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip
+TAPIO := $(or $(CARGO_TARGET_DIR),target)/release/tapio
+
+.PHONY: run test setup deps mounts build check fmt clippy unit bench vmlinux
+
+## run: install what is missing, build, and run Tapio (OTLP-JSON on stdout
+## unless a config or OTEL_EXPORTER_OTLP_ENDPOINT says otherwise).
+run: setup build
+	$(TAPIO) run $(if $(CONFIG),--config $(CONFIG))
+
+## test: install what is missing, then lint and run every test, the
+## privileged ones for real (they fail under CI=true without root).
+test: setup fmt clippy
+	$(CARGO) test --workspace --release
+
+setup: deps mounts
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check rotel
+
+# Tapio mounts these itself at start; the tests' own tools (bpftool) want
+# them too.
+mounts:
+	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || true
+	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing || true
+
+build:
+	$(CARGO) build --release
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
+
+## bench: exec-heavy workload alone, with Tapio, and with execsnoop; export
+## path CPU per record. Prints figures; asserts nothing.
+bench: setup build
+	bash bench/exec_overhead.sh
+	$(CARGO) bench -p tapio --bench export_path
+
+## vmlinux: regenerate ebpf/include/vmlinux.h from this kernel's BTF.
+vmlinux:
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > ebpf/include/vmlinux.h
