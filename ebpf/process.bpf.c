@@ -101,7 +101,7 @@ static __always_inline int emit_exec(struct task_struct *task, const char *filen
 	}
 	read_cgroup_names(e, task);
 	read_args(e, task);
-	bpf_ringbuf_submit(e, 0);
+	tapio_submit(&tapio_events, e);
 	return 0;
 }
 
@@ -141,7 +141,7 @@ static __always_inline int emit_exit(struct task_struct *task)
 	e->exit_code = (status >> 8) & 0xff;
 	e->exit_signal = status & 0x7f;
 	e->core_dumped = (status & 0x80) ? 1 : 0;
-	bpf_ringbuf_submit(e, 0);
+	tapio_submit(&tapio_events, e);
 	return 0;
 }
 
@@ -173,7 +173,7 @@ int BPF_PROG(tapio_fork_btf, struct task_struct *parent, struct task_struct *chi
 	tapio_fill_header(&e->hdr, parent, TAPIO_EVENT_PROCESS_FORK);
 	e->child_pid = child_tgid;
 	e->child_start_ns = BPF_CORE_READ(child, start_boottime);
-	bpf_ringbuf_submit(e, 0);
+	tapio_submit(&tapio_events, e);
 	return 0;
 }
 

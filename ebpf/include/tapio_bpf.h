@@ -43,6 +43,25 @@ char LICENSE[] SEC("license") = "GPL";
 #define TAPIO_ABI_BTF(type)                                                    \
 	const type *tapio_abi_##type __attribute__((unused, section(".tapio_abi")))
 
+/*
+ * Wakeup batching: waking userspace costs an epoll round trip per record,
+ * which dominates on exec-heavy nodes. Records are submitted without a
+ * wakeup until this many bytes are waiting; userspace also drains on a
+ * short timer (probes.<name>.wakeup_interval), so latency stays bounded.
+ * Set before load by userspace; 0 wakes on every record.
+ */
+const volatile __u64 tapio_wakeup_bytes = 0;
+
+static __always_inline void tapio_submit(void *ringbuf, void *e)
+{
+	__u64 flags = 0;
+	if (tapio_wakeup_bytes) {
+		__u64 avail = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA);
+		flags = avail >= tapio_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	}
+	bpf_ringbuf_submit(e, flags);
+}
+
 /* Count one lost event for `reason` on this CPU. Per-CPU, so no atomics. */
 static __always_inline void tapio_count_lost(void *lost_map, __u32 reason)
 {

@@ -65,13 +65,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     if pcfg.enabled != Some(false) {
         let spec = &probes::process::SPEC;
         let wanted = probes::process::Handler::wanted(&pcfg);
-        match probes::load(
-            spec,
-            pcfg.ring_buffer_size.0 as u32,
-            Some(&btf),
-            true,
-            &wanted,
-        ) {
+        let ring = probes::RingConfig::new(pcfg.ring_buffer_size.0, pcfg.wakeup_interval);
+        match probes::load(spec, ring, Some(&btf), true, &wanted) {
             Ok(mut loaded) => {
                 for (variant, why) in &loaded.skipped {
                     tracing::warn!(
@@ -91,7 +86,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                     config: pcfg.clone(),
                 };
                 let s = stop.clone();
-                readers.spawn(async move { reader::run(rb, handler, s).await });
+                let interval = pcfg.wakeup_interval;
+                readers.spawn(async move { reader::run(rb, handler, interval, s).await });
                 running.push(Running {
                     name: spec.name,
                     variant: loaded.variant,

@@ -11,3 +11,6 @@ pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt")
 /// `ebpf/include/tapio_bpf.h`).
 pub const MAP_EVENTS: &str = "tapio_events";
 pub const MAP_LOST: &str = "tapio_lost";
+
+/// `.rodata` global: ring-buffer bytes that trigger a wakeup (tapio_bpf.h).
+pub const GLOBAL_WAKEUP_BYTES: &str = "tapio_wakeup_bytes";

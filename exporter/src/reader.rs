@@ -14,12 +14,17 @@ pub trait RecordHandler: Send + 'static {
     fn handle(&mut self, record: &[u8]);
 }
 
-/// Read `rb` until `stop`, then drain it and return.
+/// Read `rb` until `stop`, then drain it and return. Besides the kernel's
+/// wakeups (batched, see `tapio_submit`), drain every `interval`, which
+/// bounds how long a record can wait when the kernel does not wake us.
 pub async fn run<H: RecordHandler>(
     rb: RingBuf<MapData>,
     mut handler: H,
+    interval: std::time::Duration,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
+    let mut tick = tokio::time::interval(interval.max(std::time::Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns
     // the RingBuf, and `as_raw_fd` always returns that same fd.
     let mut fd = unsafe { AsyncFd::register_with_interest(rb, Interest::READABLE) }
@@ -34,6 +39,13 @@ pub async fn run<H: RecordHandler>(
                     handler.handle(&item);
                 }
                 guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                handler.on_wake();
+                let rb = fd.get_mut();
+                while let Some(item) = rb.next() {
+                    handler.handle(&item);
+                }
             }
             _ = stop.cancelled() => {
                 handler.on_wake();

@@ -44,6 +44,11 @@ pub struct ProcessProbe {
     /// Ring-buffer size in bytes (a power of two, at least 4 KiB; suffixes
     /// KiB/MiB accepted). One exec record is 1.6 KiB.
     pub ring_buffer_size: ByteSize,
+    /// Longest a record waits in the ring buffer before userspace reads it.
+    /// The kernel wakes userspace early once an eighth of the ring buffer is
+    /// full; `0s` wakes it for every record (lowest latency, most CPU).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
     /// Emit `process.exec` records.
     pub exec: bool,
     /// Emit `process.exit` records.
@@ -57,6 +62,7 @@ impl Default for ProcessProbe {
         Self {
             enabled: None,
             ring_buffer_size: ByteSize(1024 * 1024),
+            wakeup_interval: Duration::from_millis(100),
             exec: true,
             exit: true,
             fork: true,

@@ -4,7 +4,7 @@
 
 pub mod process;
 
-use crate::bpf_objects::{MAP_EVENTS, MAP_LOST};
+use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError, TracePoint},
@@ -183,18 +183,36 @@ pub struct Loaded {
     pub skipped: Vec<(&'static str, String)>,
 }
 
-/// Create a probe's maps (ring buffer sized `ringbuf_bytes`) and load, then
-/// attach if `attach`, the best variant the kernel accepts.
+/// How a probe's ring buffer is sized and drained.
+#[derive(Debug, Clone, Copy)]
+pub struct RingConfig {
+    pub bytes: u32,
+    /// Wake userspace only once this many bytes wait (0: every record).
+    pub wakeup_bytes: u64,
+}
+
+impl RingConfig {
+    /// Batch wakeups at an eighth of the ring, unless the interval is zero.
+    pub fn new(bytes: u64, wakeup_interval: std::time::Duration) -> Self {
+        let bytes = bytes.min(u64::from(u32::MAX)) as u32;
+        let wakeup_bytes = if wakeup_interval.is_zero() { 0 } else { u64::from(bytes / 8) };
+        Self { bytes, wakeup_bytes }
+    }
+}
+
+/// Create a probe's maps and load, then attach if `attach`, the best
+/// variant the kernel accepts.
 pub fn load(
     spec: &ProbeSpec,
-    ringbuf_bytes: u32,
+    ring: RingConfig,
     btf: Option<&Btf>,
     attach: bool,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Loaded, LoadError> {
     let mut ebpf = EbpfLoader::new()
         .btf(btf)
-        .map_max_entries(MAP_EVENTS, ringbuf_bytes)
+        .map_max_entries(MAP_EVENTS, ring.bytes)
+        .override_global(GLOBAL_WAKEUP_BYTES, &ring.wakeup_bytes, true)
         .load(spec.object)
         .map_err(|source| LoadError::Object {
             probe: spec.name,
