@@ -155,3 +155,44 @@ fn clean_shutdown_flushes_everything_accepted() {
         .iter()
         .any(|m| m.name == "tapio.events.received"));
 }
+
+/// A ring buffer that userspace does not drain fills up; every record the
+/// kernel could not reserve is counted as tapio.events.lost{reason=ringbuf_full}.
+#[test]
+fn ring_buffer_overflow_is_counted_per_reason() {
+    if !privileged_or_skip("ring_buffer_overflow_is_counted_per_reason") {
+        return;
+    }
+    let rx = Receiver::start();
+    let yaml = format!(
+        "probes:\n  process:\n    ring_buffer_size: 4KiB\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n  metrics: {{ export_interval: 300ms }}\n",
+        rx.grpc_endpoint()
+    );
+    let t = Tapio::start(BIN, &yaml, &[]);
+    // Freeze the agent: nothing drains the 4 KiB ring (two exec records).
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(t.pid() as i32, libc::SIGSTOP) };
+    let n = 50;
+    let spawned = exec_burst(n, Duration::from_secs(30));
+    unsafe { libc::kill(t.pid() as i32, libc::SIGCONT) };
+    // fork + exec + exit per process, nearly all of them refused.
+    let lost = rx.wait_for_counter(
+        "tapio.events.lost",
+        &[("tapio.probe", "process"), ("tapio.reason", "ringbuf_full")],
+        WAIT,
+        |v| v as usize >= spawned,
+    );
+    let received = rx.wait_for_counter("tapio.events.received", &[("tapio.probe", "process")], WAIT, |_| true);
+    assert!(
+        (lost + received) as usize >= 3 * spawned,
+        "lost {lost} + received {received} < 3 x {spawned}"
+    );
+    let decode = rx.wait_for_counter(
+        "tapio.events.lost",
+        &[("tapio.probe", "process"), ("tapio.reason", "decode_error")],
+        WAIT,
+        |_| true,
+    );
+    assert_eq!(decode, 0);
+    t.terminate();
+}

@@ -209,7 +209,7 @@ impl Exporter {
     }
 }
 
-fn logs_payload(resource: &Resource, records: Vec<LogRecord>) -> Payload {
+pub fn logs_payload(resource: &Resource, records: Vec<LogRecord>) -> Payload {
     Payload::Logs(ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(resource.clone()),
