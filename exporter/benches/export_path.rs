@@ -47,8 +47,14 @@ fn record(i: usize) -> Vec<u8> {
     let args = b"curl\0-s\0-o\0/dev/null\0https://example.invalid/health\0";
     put(&mut r.args, args);
     r.args_len = args.len() as u16;
-    put(&mut r.cgroup_leaf, format!("cri-containerd-{}.scope\0", "c".repeat(64)).as_bytes());
-    put(&mut r.cgroup_parent, b"kubepods-besteffort-pod1a2b3c4d_5e6f_7081_9203_a4b5c6d7e8f9.slice\0");
+    put(
+        &mut r.cgroup_leaf,
+        format!("cri-containerd-{}.scope\0", "c".repeat(64)).as_bytes(),
+    );
+    put(
+        &mut r.cgroup_parent,
+        b"kubepods-besteffort-pod1a2b3c4d_5e6f_7081_9203_a4b5c6d7e8f9.slice\0",
+    );
     as_bytes(&r).to_vec()
 }
 
@@ -62,11 +68,17 @@ fn measure(name: &str, f: impl Fn() -> usize) -> f64 {
         let c0 = cpu_secs();
         let w0 = Instant::now();
         bytes = f();
-        runs.push(((cpu_secs() - c0) * 1e6 / N as f64, w0.elapsed().as_secs_f64() * 1e3));
+        runs.push((
+            (cpu_secs() - c0) * 1e6 / N as f64,
+            w0.elapsed().as_secs_f64() * 1e3,
+        ));
     }
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (us, wall) = runs[RUNS / 2];
-    println!("{name:<44} {us:>7.3} µs/record CPU  ({wall:.0} ms wall, {:.1} MB out)", bytes as f64 / 1e6);
+    println!(
+        "{name:<44} {us:>7.3} µs/record CPU  ({wall:.0} ms wall, {:.1} MB out)",
+        bytes as f64 / 1e6
+    );
     us
 }
 
@@ -88,7 +100,10 @@ fn main() {
             _ => unreachable!(),
         })
         .collect();
-    let batches: Vec<Payload> = ready.chunks(BATCH).map(|c| logs_payload(&resource, c.to_vec())).collect();
+    let batches: Vec<Payload> = ready
+        .chunks(BATCH)
+        .map(|c| logs_payload(&resource, c.to_vec()))
+        .collect();
     drop(ready);
     let base = measure("baseline: protobuf-encode ready requests", || {
         batches
@@ -144,7 +159,13 @@ fn main() {
         }
         out
     });
-    println!("\nratio tapio protobuf path / encode-only baseline: {:.2}", full / base);
-    println!("ratio tapio OTLP-JSON path / encode-only baseline: {:.2}", json / base);
+    println!(
+        "\nratio tapio protobuf path / encode-only baseline: {:.2}",
+        full / base
+    );
+    println!(
+        "ratio tapio OTLP-JSON path / encode-only baseline: {:.2}",
+        json / base
+    );
     println!("({N} exec records, batches of {BATCH}, median of {RUNS} runs)");
 }

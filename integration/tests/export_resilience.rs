@@ -182,7 +182,12 @@ fn ring_buffer_overflow_is_counted_per_reason() {
         WAIT,
         |v| v as usize >= spawned,
     );
-    let received = rx.wait_for_counter("tapio.events.received", &[("tapio.probe", "process")], WAIT, |_| true);
+    let received = rx.wait_for_counter(
+        "tapio.events.received",
+        &[("tapio.probe", "process")],
+        WAIT,
+        |_| true,
+    );
     assert!(
         (lost + received) as usize >= 3 * spawned,
         "lost {lost} + received {received} < 3 x {spawned}"

@@ -195,8 +195,15 @@ impl RingConfig {
     /// Batch wakeups at an eighth of the ring, unless the interval is zero.
     pub fn new(bytes: u64, wakeup_interval: std::time::Duration) -> Self {
         let bytes = bytes.min(u64::from(u32::MAX)) as u32;
-        let wakeup_bytes = if wakeup_interval.is_zero() { 0 } else { u64::from(bytes / 8) };
-        Self { bytes, wakeup_bytes }
+        let wakeup_bytes = if wakeup_interval.is_zero() {
+            0
+        } else {
+            u64::from(bytes / 8)
+        };
+        Self {
+            bytes,
+            wakeup_bytes,
+        }
     }
 }
 
