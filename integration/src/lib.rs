@@ -183,6 +183,16 @@ impl Receiver {
 
     /// Start on the given addresses (to restart on the same ports).
     pub fn start_on(grpc: SocketAddr, http: SocketAddr) -> Self {
+        Self::start_with(grpc, http, None)
+    }
+
+    /// Start with the gRPC receiver behind TLS (and mutual TLS when the
+    /// config has a client CA).
+    pub fn start_tls(tls: tonic::transport::ServerTlsConfig) -> Self {
+        Self::start_with("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap(), Some(tls))
+    }
+
+    fn start_with(grpc: SocketAddr, http: SocketAddr, tls: Option<tonic::transport::ServerTlsConfig>) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -204,8 +214,12 @@ impl Receiver {
         let http_addr = hl.local_addr().expect("HTTP addr");
         let svc = Grpc(store.clone());
         let gz = tonic::codec::CompressionEncoding::Gzip;
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).expect("server TLS config");
+        }
         rt.spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = builder
                 .add_service(LogsServiceServer::new(svc.clone()).accept_compressed(gz))
                 .add_service(TraceServiceServer::new(svc.clone()).accept_compressed(gz))
                 .add_service(MetricsServiceServer::new(svc).accept_compressed(gz))
@@ -584,5 +598,52 @@ impl Drop for Rotel {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A throwaway PKI made with the openssl CLI: a CA, a server certificate for
+/// 127.0.0.1 and a client certificate, all signed by the CA.
+pub struct TestPki {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sh = |args: &str| {
+            let out = Command::new("sh").arg("-c").arg(args).current_dir(d).output().expect("openssl");
+            assert!(out.status.success(), "{args}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=tapio-test-ca");
+        sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > san.ext");
+        for name in ["server", "client"] {
+            sh(&format!("openssl req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name}"));
+            sh(&format!(
+                "openssl x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {name}.pem -days 2 -extfile san.ext"
+            ));
+        }
+        Self { dir }
+    }
+
+    pub fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).to_string_lossy().into_owned()
+    }
+
+    pub fn read(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(file)).unwrap()
+    }
+
+    /// Server TLS requiring a client certificate signed by the CA.
+    pub fn mutual_tls_server(&self) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(self.read("server.pem"), self.read("server.key")))
+            .client_ca_root(tonic::transport::Certificate::from_pem(self.read("ca.pem")))
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -181,3 +181,19 @@ fn run_without_config_writes_otlp_json_to_stdout() {
         &stdout[..stdout.len().min(2000)]
     );
 }
+
+/// Without capabilities, `tapio run` says what it needs instead of failing
+/// somewhere in the loader. (Root with an empty bounding set: no caps.)
+#[test]
+fn run_without_capabilities_explains_what_is_missing() {
+    if !privileged_or_skip("run_without_capabilities_explains_what_is_missing") {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--bounding-set", "-all", "--inh-caps", "-all", "--", BIN, "run"])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not permitted to load BPF programs: run as root, or grant CAP_BPF and CAP_PERFMON"), "{err}");
+}

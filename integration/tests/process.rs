@@ -271,3 +271,37 @@ fn container_and_pod_ids_from_cgroups_and_fork() {
     assert_eq!(int_attr(&fork.1.attributes, "process.pid"), Some(me));
     t.terminate();
 }
+
+/// OTLP/gRPC over mutual TLS: Tapio trusts the configured CA and presents
+/// its client certificate; the receiver requires both.
+#[test]
+fn process_events_over_grpc_with_mutual_tls() {
+    if !privileged_or_skip("process_events_over_grpc_with_mutual_tls") {
+        return;
+    }
+    let pki = tapio_integration::TestPki::new();
+    let rx = Receiver::start_tls(pki.mutual_tls_server());
+    let endpoint = format!("https://{}", rx.grpc_addr);
+    let extra = format!(
+        "    tls:\n      ca_file: {}\n      cert_file: {}\n      key_file: {}",
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key")
+    );
+    let t = Tapio::start(BIN, &config("otlp", &endpoint, &extra), &[]);
+    assert_sh_exit_7(&rx);
+    t.terminate();
+
+    // Without the CA, the server's certificate is not trusted: nothing is
+    // delivered and the failure is reported, not ignored.
+    let rx2 = Receiver::start_tls(pki.mutual_tls_server());
+    let endpoint = format!("https://{}", rx2.grpc_addr);
+    let t = Tapio::start(BIN, &config("otlp", &endpoint, ""), &[]);
+    let end = std::time::Instant::now() + WAIT;
+    while !t.stderr().contains("export failed") {
+        assert!(std::time::Instant::now() < end, "no export failure reported:\n{}", t.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(rx2.log_records().is_empty());
+    t.terminate();
+}

@@ -48,7 +48,32 @@ enum tapio_event_kind {
 	TAPIO_EVENT_PROCESS_EXEC = 1,
 	TAPIO_EVENT_PROCESS_EXIT = 2,
 	TAPIO_EVENT_PROCESS_FORK = 3,
+	TAPIO_EVENT_TCP_CONNECT = 10,
+	TAPIO_EVENT_TCP_CLOSE = 11,
 };
+
+/* How an outbound TCP connection attempt ended. */
+enum tapio_tcp_outcome {
+	TAPIO_TCP_OK = 0,          /* SYN_SENT -> ESTABLISHED */
+	TAPIO_TCP_REFUSED = 1,     /* RST answered the SYN (ECONNREFUSED) */
+	TAPIO_TCP_TIMEOUT = 2,     /* SYN retries ran out (ETIMEDOUT) */
+	TAPIO_TCP_UNREACHABLE = 3, /* ICMP unreachable (EHOSTUNREACH, ENETUNREACH) */
+	TAPIO_TCP_ERROR = 4,       /* any other socket error */
+	TAPIO_TCP_CANCELLED = 5,   /* closed by its owner before an answer */
+	TAPIO_TCP_OUTCOME_MAX = 6,
+};
+
+/* Address families as the kernel numbers them. */
+enum tapio_family {
+	TAPIO_AF_INET = 2,
+	TAPIO_AF_INET6 = 10,
+};
+
+/* Series of the in-kernel connect-latency histogram: outcome x family. */
+#define TAPIO_TCP_HIST_SERIES (TAPIO_TCP_OUTCOME_MAX * 2)
+/* log2(ns) buckets: bucket i counts durations in [2^i, 2^(i+1)) ns;
+ * 2^40 ns is 18 minutes, far past any SYN retry budget. */
+#define TAPIO_HIST_BUCKETS 40
 
 /* Why an event did not reach userspace whole. Index into each probe's
  * per-CPU `tapio_lost` array map. */
@@ -118,6 +143,49 @@ struct tapio_process_fork {
 	__u64 child_start_ns; /* CLOCK_BOOTTIME ns the child started */
 	__u32 child_pid;      /* child's thread-group id */
 	__u32 _pad0;
+};
+
+/* One side of a TCP connection. IPv4 is stored v4-mapped (::ffff:a.b.c.d),
+ * so one layout covers both families; `family` says which it was. */
+struct tapio_tcp_tuple {
+	__u8 saddr[16];   /* local address, network order */
+	__u8 daddr[16];   /* remote address, network order */
+	__u16 sport;      /* local port, host order */
+	__u16 dport;      /* remote port, host order */
+	__u16 family;     /* enum tapio_family */
+	__u16 _pad0;
+};
+
+/* tcp.connect: one outbound connection attempt, SYN sent to its outcome.
+ * The header describes the process that called connect(). */
+struct tapio_tcp_connect {
+	struct tapio_event_header hdr;
+	__u64 start_ns;   /* CLOCK_BOOTTIME ns the SYN was sent (SYN_SENT) */
+	__u64 end_ns;     /* CLOCK_BOOTTIME ns of ESTABLISHED or failure */
+	__u64 sock_cookie; /* socket cookie, to join with the close record */
+	__u32 outcome;    /* enum tapio_tcp_outcome */
+	__s32 error;      /* sk_err at failure (errno), 0 on success */
+	struct tapio_tcp_tuple tuple;
+};
+
+/* network.connection.close: an established connection (either direction)
+ * went away. The header is the connecting process for outbound
+ * connections, the closing task otherwise. */
+struct tapio_tcp_close {
+	struct tapio_event_header hdr;
+	__u64 established_ns; /* CLOCK_BOOTTIME ns it became ESTABLISHED */
+	__u64 bytes_sent;     /* tcp_sock.bytes_acked: bytes the peer acked */
+	__u64 bytes_received; /* tcp_sock.bytes_received */
+	__u64 sock_cookie;
+	__u32 inbound;        /* 1: accepted from a listener, 0: connect() */
+	__u32 srtt_us;        /* smoothed RTT at close, microseconds */
+	struct tapio_tcp_tuple tuple;
+};
+
+/* Value of the per-CPU connect-latency histogram map, one per series. */
+struct tapio_hist {
+	__u64 buckets[TAPIO_HIST_BUCKETS];
+	__u64 sum_ns;
 };
 
 #pragma clang diagnostic pop
