@@ -16,6 +16,8 @@ fn main() {
         .rustified_enum("tapio_event_kind")
         .constified_enum_module("tapio_lost_reason")
         .constified_enum_module("tapio_exec_flags")
+        .constified_enum_module("tapio_tcp_outcome")
+        .constified_enum_module("tapio_family")
         .derive_default(true)
         .derive_debug(true)
         .impl_debug(false)

@@ -41,6 +41,54 @@ struct Running {
     _ebpf: aya::Ebpf,
 }
 
+/// What starting a probe needs.
+struct StartCtx<'a> {
+    btf: &'a aya::Btf,
+    telemetry: &'a std::sync::Arc<Telemetry>,
+    stop: &'a CancellationToken,
+    readers: &'a mut JoinSet<std::io::Result<()>>,
+    running: &'a mut Vec<Running>,
+}
+
+impl StartCtx<'_> {
+    /// Load and attach `spec` unless disabled, and start reading its ring
+    /// buffer with the handler `make` builds. A probe the kernel cannot run
+    /// is skipped with a warning, unless it was enabled explicitly.
+    fn start<H: reader::RecordHandler>(
+        &mut self,
+        spec: &probes::ProbeSpec,
+        enabled: Option<bool>,
+        ring: probes::RingConfig,
+        wanted: &dyn Fn(&str) -> bool,
+        interval: std::time::Duration,
+        make: impl FnOnce(&mut probes::Loaded, std::sync::Arc<crate::telemetry::ProbeStats>) -> Result<H, probes::LoadError>,
+    ) -> Result<(), RunError> {
+        if enabled == Some(false) {
+            return Ok(());
+        }
+        let mut loaded = match probes::load(spec, ring, Some(self.btf), true, wanted) {
+            Ok(l) => l,
+            Err(e) if enabled == Some(true) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!("skipping probe: {e}");
+                return Ok(());
+            }
+        };
+        for (variant, why) in &loaded.skipped {
+            tracing::warn!(probe = spec.name, "{variant} unavailable, falling back: {why}");
+        }
+        let stats = self.telemetry.probe(spec.name);
+        stats.set_attach_type(loaded.variant);
+        stats.set_kernel_lost_reader(loaded.lost_reader(spec.name)?);
+        let rb = loaded.take_ringbuf(spec.name)?;
+        let handler = make(&mut loaded, stats)?;
+        let s = self.stop.clone();
+        self.readers.spawn(async move { reader::run(rb, handler, interval, s).await });
+        self.running.push(Running { name: spec.name, variant: loaded.variant, _ebpf: loaded.ebpf });
+        Ok(())
+    }
+}
+
 /// Run until `shutdown` resolves, then drain the ring buffers and flush.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     if !features::privileged() {
@@ -60,44 +108,42 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let mut readers = JoinSet::new();
     let mut running: Vec<Running> = Vec::new();
 
-    // The process probe. Later probes follow the same shape.
+    let mut ctx = StartCtx {
+        btf: &btf,
+        telemetry: &telemetry,
+        stop: &stop,
+        readers: &mut readers,
+        running: &mut running,
+    };
+
     let pcfg = settings.probes.process.clone();
-    if pcfg.enabled != Some(false) {
-        let spec = &probes::process::SPEC;
-        let wanted = probes::process::Handler::wanted(&pcfg);
-        let ring = probes::RingConfig::new(pcfg.ring_buffer_size.0, pcfg.wakeup_interval);
-        match probes::load(spec, ring, Some(&btf), true, &wanted) {
-            Ok(mut loaded) => {
-                for (variant, why) in &loaded.skipped {
-                    tracing::warn!(
-                        probe = spec.name,
-                        "{variant} unavailable, falling back: {why}"
-                    );
-                }
-                let stats = telemetry.probe(spec.name);
-                stats.set_attach_type(loaded.variant);
-                stats.set_kernel_lost_reader(loaded.lost_reader(spec.name)?);
-                let rb = loaded.take_ringbuf(spec.name)?;
-                let handler = probes::process::Handler {
-                    emitter: exporter.emitter(),
-                    stats,
-                    enricher: Enricher::default(),
-                    clock: clock::WallClock::sample(),
-                    config: pcfg.clone(),
-                };
-                let s = stop.clone();
-                let interval = pcfg.wakeup_interval;
-                readers.spawn(async move { reader::run(rb, handler, interval, s).await });
-                running.push(Running {
-                    name: spec.name,
-                    variant: loaded.variant,
-                    _ebpf: loaded.ebpf,
-                });
-            }
-            Err(e) if pcfg.enabled == Some(true) => return Err(e.into()),
-            Err(e) => tracing::warn!("skipping probe: {e}"),
-        }
-    }
+    let ring = probes::RingConfig::new(pcfg.ring_buffer_size.0, pcfg.wakeup_interval);
+    let wanted = probes::process::Handler::wanted(&pcfg);
+    ctx.start(&probes::process::SPEC, pcfg.enabled, ring, &wanted, pcfg.wakeup_interval, |_, stats| {
+        Ok(probes::process::Handler {
+            emitter: exporter.emitter(),
+            stats,
+            enricher: Enricher::default(),
+            clock: clock::WallClock::sample(),
+            config: pcfg.clone(),
+        })
+    })?;
+
+    let ncfg = settings.probes.network.clone();
+    let ring = probes::RingConfig::new(ncfg.ring_buffer_size.0, ncfg.wakeup_interval)
+        .sampled(ncfg.sample_rate, ncfg.slow_threshold);
+    ctx.start(&probes::network::SPEC, ncfg.enabled, ring, &|_| true, ncfg.wakeup_interval, |loaded, stats| {
+        let hist = loaded.take_percpu_array(probes::network::NAME, probes::network::MAP_HIST)?;
+        exporter.add_metric_producer(probes::network::histogram_producer(hist, telemetry.start_unix_ns));
+        Ok(probes::network::Handler {
+            emitter: exporter.emitter(),
+            stats,
+            enricher: Enricher::default(),
+            clock: clock::WallClock::sample(),
+            ids: otel::traces::IdGenerator::default(),
+        })
+    })?;
+
     if running.is_empty() {
         exporter.shutdown(settings.shutdown_timeout).await;
         return Err(RunError::NoProbes);

@@ -4,6 +4,9 @@
 /// `ebpf/process.bpf.c`.
 pub static PROCESS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/process.bpf.o"));
 
+/// `ebpf/network.bpf.c`.
+pub static NETWORK: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/network.bpf.o"));
+
 /// Which clang compiled them.
 pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt"));
 
@@ -14,3 +17,6 @@ pub const MAP_LOST: &str = "tapio_lost";
 
 /// `.rodata` global: ring-buffer bytes that trigger a wakeup (tapio_bpf.h).
 pub const GLOBAL_WAKEUP_BYTES: &str = "tapio_wakeup_bytes";
+/// `.rodata` globals of probes that sample (network, dns).
+pub const GLOBAL_SAMPLE_THRESHOLD: &str = "tapio_sample_threshold";
+pub const GLOBAL_SLOW_NS: &str = "tapio_slow_ns";

@@ -171,10 +171,7 @@ fn probes_report() -> Result<ExitCode> {
                 variants: single,
                 ..*spec
             };
-            let ring = probes::RingConfig {
-                bytes: 4096,
-                wakeup_bytes: 0,
-            };
+            let ring = probes::RingConfig::new(4096, std::time::Duration::ZERO);
             match probes::load(&one, ring, btf.as_ref(), false, &|_| true) {
                 Ok(_) => println!("  {:<10} {:<12} yes", spec.name, v.label),
                 Err(probes::LoadError::NoVariant { reasons, .. }) => {

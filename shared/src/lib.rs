@@ -45,6 +45,10 @@ wire!(
     tapio_process_exec,
     tapio_process_exit,
     tapio_process_fork,
+    tapio_tcp_tuple,
+    tapio_tcp_connect,
+    tapio_tcp_close,
+    tapio_hist,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

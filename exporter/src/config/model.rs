@@ -32,6 +32,42 @@ pub struct Config {
 pub struct Probes {
     /// Process lifecycle: `process.exec`, `process.exit`, fork.
     pub process: ProcessProbe,
+    /// TCP connections: `tcp.connect` spans, `network.connection.close`
+    /// logs, `tapio.tcp.connect.duration`.
+    pub network: NetworkProbe,
+}
+
+/// The network probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkProbe {
+    /// Run this probe (see `probes.process.enabled`).
+    pub enabled: Option<bool>,
+    /// Ring-buffer size in bytes (power of two, at least 4 KiB).
+    pub ring_buffer_size: ByteSize,
+    /// Longest a record waits in the ring buffer (see `probes.process`).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// Fraction (0.0–1.0) of successful connects exported as spans, and of
+    /// closes exported as logs. Refused, timed-out, unreachable and slow
+    /// connects are always exported; the duration histogram counts every
+    /// attempt whatever the rate.
+    pub sample_rate: f64,
+    /// Connects at least this slow are always exported as spans.
+    #[serde(with = "humantime_serde")]
+    pub slow_threshold: Duration,
+}
+
+impl Default for NetworkProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            ring_buffer_size: ByteSize(1024 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            sample_rate: 1.0,
+            slow_threshold: Duration::from_millis(500),
+        }
+    }
 }
 
 /// The process probe.

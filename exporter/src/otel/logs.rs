@@ -48,7 +48,7 @@ fn severity_text(s: SeverityNumber) -> &'static str {
     }
 }
 
-fn common_attrs(c: &Common, ctx: &ProcessContext) -> Vec<KeyValue> {
+pub(crate) fn common_attrs(c: &Common, ctx: &ProcessContext) -> Vec<KeyValue> {
     let mut a = vec![
         kv_int(attr::PROCESS_PID, i64::from(c.pid)),
         kv_int(attr::PROCESS_PARENT_PID, i64::from(c.ppid)),
@@ -189,6 +189,38 @@ pub fn process_fork(e: &Fork, ctx: &ProcessContext, clock: &WallClock, observed:
     )
 }
 
+/// `network.connection.close`: direction, lifetime, bytes, RTT.
+pub fn connection_close(
+    c: &crate::probes::network::Close,
+    ctx: &ProcessContext,
+    clock: &WallClock,
+    observed: u64,
+) -> LogRecord {
+    let mut a = super::traces::connection_attrs(&c.tuple, !c.inbound);
+    if c.common.pid != 0 {
+        a.extend(common_attrs(&c.common, ctx));
+    }
+    let dir = if c.inbound { "inbound" } else { "outbound" };
+    let secs = c.common.ts_boot_ns.saturating_sub(c.established_boot_ns) as f64 / 1e9;
+    a.push(kv_str(attr::TAPIO_CONNECTION_DIRECTION, dir));
+    a.push(kv_f64(attr::TAPIO_CONNECTION_DURATION, secs));
+    a.push(kv_int(attr::TAPIO_TCP_BYTES_SENT, c.bytes_sent.min(i64::MAX as u64) as i64));
+    a.push(kv_int(attr::TAPIO_TCP_BYTES_RECEIVED, c.bytes_received.min(i64::MAX as u64) as i64));
+    a.push(kv_f64(attr::TAPIO_TCP_SRTT, f64::from(c.srtt_us) / 1e6));
+    let body = format!(
+        "{dir} tcp {}:{} -> {}:{} closed after {secs:.3}s, {} B sent, {} B received",
+        c.tuple.local, c.tuple.local_port, c.tuple.remote, c.tuple.remote_port, c.bytes_sent, c.bytes_received
+    );
+    record(
+        event::NETWORK_CONNECTION_CLOSE,
+        SeverityNumber::Info,
+        clock.to_unix_ns(c.common.ts_boot_ns),
+        observed,
+        body,
+        a,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +307,20 @@ mod tests {
             attr_of(&r, "tapio.process.exit.signal"),
             Some(&Value::StringValue("SIGKILL".into()))
         );
+    }
+
+    #[test]
+    fn close_record_has_direction_bytes_and_duration() {
+        use crate::probes::network::{decode, fixtures::*, NetworkEvent};
+        let b = close_bytes(true, v4_tuple([127, 0, 0, 1], 8080, [127, 0, 0, 1], 5555));
+        let NetworkEvent::Close(c) = decode(&b).unwrap() else { panic!() };
+        let r = connection_close(&c, &ProcessContext::default(), &WallClock::with_offset(0), 0);
+        assert_eq!(r.event_name, "network.connection.close");
+        assert_eq!(attr_of(&r, "tapio.connection.direction"), Some(&Value::StringValue("inbound".into())));
+        assert_eq!(attr_of(&r, "server.port"), Some(&Value::IntValue(8080)));
+        assert_eq!(attr_of(&r, "client.port"), Some(&Value::IntValue(5555)));
+        assert_eq!(attr_of(&r, "tapio.tcp.bytes_sent"), Some(&Value::IntValue(100)));
+        assert_eq!(attr_of(&r, "tapio.connection.duration"), Some(&Value::DoubleValue(3.0)));
     }
 
     #[test]

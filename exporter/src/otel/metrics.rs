@@ -85,6 +85,40 @@ pub fn histogram_seconds(
     )
 }
 
+/// A cumulative histogram from in-kernel log2 buckets: bucket i counted
+/// durations in [2^i, 2^(i+1)) ns; exported with upper bounds 2^(i+1) ns, in
+/// seconds.
+pub fn log2_histogram_seconds(
+    def: &MetricDef,
+    start: u64,
+    now: u64,
+    points: Vec<(Vec<KeyValue>, Vec<u64>, u64)>,
+) -> Metric {
+    let data_points = points
+        .into_iter()
+        .map(|(attributes, buckets, sum_ns)| {
+            let n = buckets.len();
+            HistogramDataPoint {
+                attributes,
+                start_time_unix_nano: start,
+                time_unix_nano: now,
+                count: buckets.iter().sum(),
+                sum: Some(sum_ns as f64 / 1e9),
+                explicit_bounds: (1..n).map(|i| (1u64 << i) as f64 / 1e9).collect(),
+                bucket_counts: buckets,
+                ..Default::default()
+            }
+        })
+        .collect();
+    metric(
+        def,
+        Data::Histogram(Histogram {
+            data_points,
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+        }),
+    )
+}
+
 /// Every self-telemetry metric, as of `now` (Unix ns).
 pub fn self_telemetry(t: &Telemetry, now: u64) -> Vec<Metric> {
     use names::attr::{TAPIO_ATTACH_TYPE, TAPIO_PROBE, TAPIO_REASON, TAPIO_SIGNAL};
@@ -161,7 +195,7 @@ mod tests {
             .drop_records(DropReason::QueueFull, 7);
         let ms = self_telemetry(&t, 20);
         let got: Vec<&str> = ms.iter().map(|m| m.name.as_str()).collect();
-        let want: Vec<&str> = names::METRICS.iter().map(|m| m.name).collect();
+        let want: Vec<&str> = names::SELF_METRICS.iter().map(|m| m.name).collect();
         assert_eq!(got, want);
 
         let lost = ms.iter().find(|m| m.name == "tapio.events.lost").unwrap();

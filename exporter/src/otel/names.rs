@@ -11,6 +11,12 @@ pub mod event {
     pub const PROCESS_EXEC: &str = "process.exec";
     pub const PROCESS_EXIT: &str = "process.exit";
     pub const PROCESS_FORK: &str = "process.fork";
+    pub const NETWORK_CONNECTION_CLOSE: &str = "network.connection.close";
+}
+
+/// Span names.
+pub mod span {
+    pub const TCP_CONNECT: &str = "tcp.connect";
 }
 
 /// Attribute keys.
@@ -27,6 +33,14 @@ pub mod attr {
     pub const PROCESS_CREATION_TIME: &str = "process.creation.time";
     pub const PROCESS_EXIT_TIME: &str = "process.exit.time";
     pub const THREAD_ID: &str = "thread.id";
+    // semconv network / server / client / error
+    pub const NETWORK_TRANSPORT: &str = "network.transport";
+    pub const NETWORK_TYPE: &str = "network.type";
+    pub const SERVER_ADDRESS: &str = "server.address";
+    pub const SERVER_PORT: &str = "server.port";
+    pub const CLIENT_ADDRESS: &str = "client.address";
+    pub const CLIENT_PORT: &str = "client.port";
+    pub const ERROR_TYPE: &str = "error.type";
     // semconv container / k8s
     pub const CONTAINER_ID: &str = "container.id";
     pub const K8S_POD_UID: &str = "k8s.pod.uid";
@@ -41,6 +55,16 @@ pub mod attr {
     /// Set when the command line or path was longer than the kernel captured.
     pub const TAPIO_TRUNCATED: &str = "tapio.truncated";
     pub const TAPIO_CGROUP_ID: &str = "tapio.cgroup.id";
+    /// `inbound` (accepted) or `outbound` (connect()).
+    pub const TAPIO_CONNECTION_DIRECTION: &str = "tapio.connection.direction";
+    /// Lifetime of a closed connection, seconds.
+    pub const TAPIO_CONNECTION_DURATION: &str = "tapio.connection.duration";
+    pub const TAPIO_TCP_BYTES_SENT: &str = "tapio.tcp.bytes_sent";
+    pub const TAPIO_TCP_BYTES_RECEIVED: &str = "tapio.tcp.bytes_received";
+    /// Smoothed RTT at close, seconds.
+    pub const TAPIO_TCP_SRTT: &str = "tapio.tcp.srtt";
+    /// errno name of a failed connect (ECONNREFUSED…).
+    pub const TAPIO_ERRNO: &str = "tapio.errno";
     pub const TAPIO_PROBE: &str = "tapio.probe";
     pub const TAPIO_REASON: &str = "tapio.reason";
     pub const TAPIO_SIGNAL: &str = "tapio.signal";
@@ -140,6 +164,26 @@ pub const PROBE_ATTACHED: MetricDef = MetricDef {
     attributes: &[attr::TAPIO_PROBE, attr::TAPIO_ATTACH_TYPE],
 };
 
+pub const TCP_CONNECT_DURATION: MetricDef = MetricDef {
+    name: "tapio.tcp.connect.duration",
+    unit: "s",
+    instrument: Instrument::Histogram,
+    description: "Outbound TCP connect time, SYN sent to established or failure; every attempt, aggregated in the kernel.",
+    attributes: &[attr::NETWORK_TYPE, attr::ERROR_TYPE],
+};
+
+/// Tapio's self-telemetry metrics (`otel::metrics::self_telemetry`).
+pub const SELF_METRICS: &[MetricDef] = &[
+    EVENTS_RECEIVED,
+    EVENTS_LOST,
+    EXPORT_SENT,
+    EXPORT_DROPPED,
+    EXPORT_FAILURES,
+    EXPORT_QUEUE_LENGTH,
+    PIPELINE_LATENCY,
+    PROBE_ATTACHED,
+];
+
 /// Every metric Tapio exports.
 pub const METRICS: &[MetricDef] = &[
     EVENTS_RECEIVED,
@@ -150,6 +194,7 @@ pub const METRICS: &[MetricDef] = &[
     EXPORT_QUEUE_LENGTH,
     PIPELINE_LATENCY,
     PROBE_ATTACHED,
+    TCP_CONNECT_DURATION,
 ];
 
 /// Every log event name, with what it means.
@@ -190,7 +235,7 @@ mod tests {
                 m.name
             );
         }
-        for (n, _) in LOG_EVENTS {
+        for (n, _) in LOG_EVENTS.iter().chain(SPANS) {
             assert!(readme.contains(n), "README does not list event {n}");
         }
     }

@@ -2,9 +2,10 @@
 //! variants and decoding its records. `load` picks the best variant the
 //! running kernel accepts.
 
+pub mod network;
 pub mod process;
 
-use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST};
+use crate::bpf_objects::{GLOBAL_SAMPLE_THRESHOLD, GLOBAL_SLOW_NS, GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError, TracePoint},
@@ -37,7 +38,7 @@ pub struct ProbeSpec {
 }
 
 /// Every probe Tapio has.
-pub const ALL: &[ProbeSpec] = &[process::SPEC];
+pub const ALL: &[ProbeSpec] = &[process::SPEC, network::SPEC];
 
 /// Text from a fixed-size C char array: up to `len` bytes or the first NUL.
 pub fn cstr(raw: &[core::ffi::c_char], len: usize) -> String {
@@ -183,12 +184,26 @@ pub struct Loaded {
     pub skipped: Vec<(&'static str, String)>,
 }
 
-/// How a probe's ring buffer is sized and drained.
+/// How a probe's ring buffer is sized and drained, and the sampling
+/// globals of the probes that sample.
 #[derive(Debug, Clone, Copy)]
 pub struct RingConfig {
     pub bytes: u32,
     /// Wake userspace only once this many bytes wait (0: every record).
     pub wakeup_bytes: u64,
+    /// `Some((threshold, slow_ns))` for objects with sampling globals.
+    pub sampling: Option<(u32, u64)>,
+}
+
+/// `bpf_get_prandom_u32() <= threshold` keeps a record: rate 1.0 keeps all.
+pub fn sample_threshold(rate: f64) -> u32 {
+    if rate >= 1.0 {
+        u32::MAX
+    } else if rate <= 0.0 {
+        0
+    } else {
+        (rate * f64::from(u32::MAX)) as u32
+    }
 }
 
 impl RingConfig {
@@ -200,10 +215,13 @@ impl RingConfig {
         } else {
             u64::from(bytes / 8)
         };
-        Self {
-            bytes,
-            wakeup_bytes,
-        }
+        Self { bytes, wakeup_bytes, sampling: None }
+    }
+
+    /// With the sampling globals set.
+    pub fn sampled(mut self, rate: f64, slow: std::time::Duration) -> Self {
+        self.sampling = Some((sample_threshold(rate), slow.as_nanos().min(u128::from(u64::MAX)) as u64));
+        self
     }
 }
 
@@ -216,10 +234,18 @@ pub fn load(
     attach: bool,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Loaded, LoadError> {
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .btf(btf)
         .map_max_entries(MAP_EVENTS, ring.bytes)
-        .override_global(GLOBAL_WAKEUP_BYTES, &ring.wakeup_bytes, true)
+        .override_global(GLOBAL_WAKEUP_BYTES, &ring.wakeup_bytes, true);
+    let (threshold, slow_ns) = ring.sampling.unwrap_or((u32::MAX, 0));
+    if ring.sampling.is_some() {
+        loader
+            .override_global(GLOBAL_SAMPLE_THRESHOLD, &threshold, true)
+            .override_global(GLOBAL_SLOW_NS, &slow_ns, true);
+    }
+    let mut ebpf = loader
         .load(spec.object)
         .map_err(|source| LoadError::Object {
             probe: spec.name,
@@ -266,6 +292,16 @@ impl Loaded {
         })
     }
 
+    /// Take a per-CPU array map of `V` out of the object.
+    pub fn take_percpu_array<V: aya::Pod>(
+        &mut self,
+        probe: &'static str,
+        map: &'static str,
+    ) -> Result<PerCpuArray<MapData, V>, LoadError> {
+        let m = self.ebpf.take_map(map).ok_or(LoadError::MissingMap { probe, map })?;
+        PerCpuArray::try_from(m).map_err(|source| LoadError::Map { probe, map, source })
+    }
+
     /// A reader of the probe's per-CPU loss counters, summed over CPUs.
     pub fn lost_reader(
         &mut self,
@@ -303,6 +339,13 @@ mod tests {
         assert_eq!(cstr(&raw, 7), "abc");
         assert_eq!(cstr(&raw, 2), "ab");
         assert_eq!(cstr(&raw, 100), "abc");
+    }
+
+    #[test]
+    fn sample_thresholds() {
+        assert_eq!(sample_threshold(1.0), u32::MAX);
+        assert_eq!(sample_threshold(0.0), 0);
+        assert_eq!(sample_threshold(0.5), u32::MAX / 2);
     }
 
     #[test]
