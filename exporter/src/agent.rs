@@ -61,7 +61,10 @@ impl StartCtx<'_> {
         ring: probes::RingConfig,
         wanted: &dyn Fn(&str) -> bool,
         interval: std::time::Duration,
-        make: impl FnOnce(&mut probes::Loaded, std::sync::Arc<crate::telemetry::ProbeStats>) -> Result<H, probes::LoadError>,
+        make: impl FnOnce(
+            &mut probes::Loaded,
+            std::sync::Arc<crate::telemetry::ProbeStats>,
+        ) -> Result<H, probes::LoadError>,
     ) -> Result<(), RunError> {
         if enabled == Some(false) {
             return Ok(());
@@ -75,7 +78,10 @@ impl StartCtx<'_> {
             }
         };
         for (variant, why) in &loaded.skipped {
-            tracing::warn!(probe = spec.name, "{variant} unavailable, falling back: {why}");
+            tracing::warn!(
+                probe = spec.name,
+                "{variant} unavailable, falling back: {why}"
+            );
         }
         let stats = self.telemetry.probe(spec.name);
         stats.set_attach_type(loaded.variant);
@@ -83,8 +89,13 @@ impl StartCtx<'_> {
         let rb = loaded.take_ringbuf(spec.name)?;
         let handler = make(&mut loaded, stats)?;
         let s = self.stop.clone();
-        self.readers.spawn(async move { reader::run(rb, handler, interval, s).await });
-        self.running.push(Running { name: spec.name, variant: loaded.variant, _ebpf: loaded.ebpf });
+        self.readers
+            .spawn(async move { reader::run(rb, handler, interval, s).await });
+        self.running.push(Running {
+            name: spec.name,
+            variant: loaded.variant,
+            _ebpf: loaded.ebpf,
+        });
         Ok(())
     }
 }
@@ -119,30 +130,48 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let pcfg = settings.probes.process.clone();
     let ring = probes::RingConfig::new(pcfg.ring_buffer_size.0, pcfg.wakeup_interval);
     let wanted = probes::process::Handler::wanted(&pcfg);
-    ctx.start(&probes::process::SPEC, pcfg.enabled, ring, &wanted, pcfg.wakeup_interval, |_, stats| {
-        Ok(probes::process::Handler {
-            emitter: exporter.emitter(),
-            stats,
-            enricher: Enricher::default(),
-            clock: clock::WallClock::sample(),
-            config: pcfg.clone(),
-        })
-    })?;
+    ctx.start(
+        &probes::process::SPEC,
+        pcfg.enabled,
+        ring,
+        &wanted,
+        pcfg.wakeup_interval,
+        |_, stats| {
+            Ok(probes::process::Handler {
+                emitter: exporter.emitter(),
+                stats,
+                enricher: Enricher::default(),
+                clock: clock::WallClock::sample(),
+                config: pcfg.clone(),
+            })
+        },
+    )?;
 
     let ncfg = settings.probes.network.clone();
     let ring = probes::RingConfig::new(ncfg.ring_buffer_size.0, ncfg.wakeup_interval)
         .sampled(ncfg.sample_rate, ncfg.slow_threshold);
-    ctx.start(&probes::network::SPEC, ncfg.enabled, ring, &|_| true, ncfg.wakeup_interval, |loaded, stats| {
-        let hist = loaded.take_percpu_array(probes::network::NAME, probes::network::MAP_HIST)?;
-        exporter.add_metric_producer(probes::network::histogram_producer(hist, telemetry.start_unix_ns));
-        Ok(probes::network::Handler {
-            emitter: exporter.emitter(),
-            stats,
-            enricher: Enricher::default(),
-            clock: clock::WallClock::sample(),
-            ids: otel::traces::IdGenerator::default(),
-        })
-    })?;
+    ctx.start(
+        &probes::network::SPEC,
+        ncfg.enabled,
+        ring,
+        &|_| true,
+        ncfg.wakeup_interval,
+        |loaded, stats| {
+            let hist =
+                loaded.take_percpu_array(probes::network::NAME, probes::network::MAP_HIST)?;
+            exporter.add_metric_producer(probes::network::histogram_producer(
+                hist,
+                telemetry.start_unix_ns,
+            ));
+            Ok(probes::network::Handler {
+                emitter: exporter.emitter(),
+                stats,
+                enricher: Enricher::default(),
+                clock: clock::WallClock::sample(),
+                ids: otel::traces::IdGenerator::default(),
+            })
+        },
+    )?;
 
     if running.is_empty() {
         exporter.shutdown(settings.shutdown_timeout).await;

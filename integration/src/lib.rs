@@ -189,10 +189,18 @@ impl Receiver {
     /// Start with the gRPC receiver behind TLS (and mutual TLS when the
     /// config has a client CA).
     pub fn start_tls(tls: tonic::transport::ServerTlsConfig) -> Self {
-        Self::start_with("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap(), Some(tls))
+        Self::start_with(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+            Some(tls),
+        )
     }
 
-    fn start_with(grpc: SocketAddr, http: SocketAddr, tls: Option<tonic::transport::ServerTlsConfig>) -> Self {
+    fn start_with(
+        grpc: SocketAddr,
+        http: SocketAddr,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -612,8 +620,17 @@ impl TestPki {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let sh = |args: &str| {
-            let out = Command::new("sh").arg("-c").arg(args).current_dir(d).output().expect("openssl");
-            assert!(out.status.success(), "{args}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "{args}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=tapio-test-ca");
         sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > san.ext");
@@ -637,7 +654,10 @@ impl TestPki {
     /// Server TLS requiring a client certificate signed by the CA.
     pub fn mutual_tls_server(&self) -> tonic::transport::ServerTlsConfig {
         tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(self.read("server.pem"), self.read("server.key")))
+            .identity(tonic::transport::Identity::from_pem(
+                self.read("server.pem"),
+                self.read("server.key"),
+            ))
             .client_ca_root(tonic::transport::Certificate::from_pem(self.read("ca.pem")))
     }
 }
@@ -645,5 +665,85 @@ impl TestPki {
 impl Default for TestPki {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A network namespace made by the test, removed on drop (even on panic).
+pub struct NetNs {
+    pub name: String,
+}
+
+/// Run a command, panicking with its stderr when it fails.
+pub fn sh(cmd: &str) {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetNs {
+    pub fn new(name: &str) -> Self {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        sh(&format!("ip netns add {name}"));
+        sh(&format!("ip -n {name} link set lo up"));
+        Self {
+            name: name.to_string(),
+        }
+    }
+
+    /// `ip netns exec <ns> <cmd…>` as a Command (ip execs, so the child's
+    /// pid is the command's pid).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Two namespaces joined by a veth pair: `a` 198.18.0.1/24 + 2001:db8::1/64,
+/// `b` 198.18.0.2/24 + 2001:db8::2/64. Test traffic never leaves them.
+pub struct NsPair {
+    pub a: NetNs,
+    pub b: NetNs,
+}
+
+impl NsPair {
+    pub fn new(tag: &str) -> Self {
+        let a = NetNs::new(&format!("tapio-{tag}-a"));
+        let b = NetNs::new(&format!("tapio-{tag}-b"));
+        let (va, vb) = (format!("tv{tag}a"), format!("tv{tag}b"));
+        sh(&format!(
+            "ip -n {} link add {va} type veth peer name {vb} netns {}",
+            a.name, b.name
+        ));
+        for (ns, dev, v4, v6) in [
+            (&a, &va, "198.18.0.1/24", "2001:db8::1/64"),
+            (&b, &vb, "198.18.0.2/24", "2001:db8::2/64"),
+        ] {
+            sh(&format!("ip -n {} addr add {v4} dev {dev}", ns.name));
+            sh(&format!("ip -n {} addr add {v6} dev {dev} nodad", ns.name));
+            sh(&format!("ip -n {} link set {dev} up", ns.name));
+        }
+        Self { a, b }
+    }
+
+    /// Name of `a`'s end of the veth.
+    pub fn a_dev(&self) -> String {
+        let tag = self
+            .a
+            .name
+            .trim_start_matches("tapio-")
+            .trim_end_matches("-a");
+        format!("tv{tag}a")
     }
 }

@@ -125,3 +125,44 @@ fn process_records_match_the_object_btf() {
         }
     );
 }
+
+#[test]
+fn network_records_match_the_object_btf() {
+    let btf = btf_structs(tapio::bpf_objects::NETWORK);
+    check_struct!(
+        btf,
+        tapio_tcp_tuple {
+            saddr,
+            daddr,
+            sport,
+            dport,
+            family
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_tcp_connect {
+            hdr,
+            start_ns,
+            end_ns,
+            sock_cookie,
+            outcome,
+            error,
+            tuple
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_tcp_close {
+            hdr,
+            established_ns,
+            bytes_sent,
+            bytes_received,
+            sock_cookie,
+            inbound,
+            srtt_us,
+            tuple
+        }
+    );
+    check_struct!(btf, tapio_hist { buckets, sum_ns });
+}

@@ -190,10 +190,23 @@ fn run_without_capabilities_explains_what_is_missing() {
         return;
     }
     let out = Command::new("setpriv")
-        .args(["--bounding-set", "-all", "--inh-caps", "-all", "--", BIN, "run"])
+        .args([
+            "--bounding-set",
+            "-all",
+            "--inh-caps",
+            "-all",
+            "--",
+            BIN,
+            "run",
+        ])
         .output()
         .expect("setpriv (util-linux)");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not permitted to load BPF programs: run as root, or grant CAP_BPF and CAP_PERFMON"), "{err}");
+    assert!(
+        err.contains(
+            "not permitted to load BPF programs: run as root, or grant CAP_BPF and CAP_PERFMON"
+        ),
+        "{err}"
+    );
 }

@@ -299,7 +299,11 @@ fn process_events_over_grpc_with_mutual_tls() {
     let t = Tapio::start(BIN, &config("otlp", &endpoint, ""), &[]);
     let end = std::time::Instant::now() + WAIT;
     while !t.stderr().contains("export failed") {
-        assert!(std::time::Instant::now() < end, "no export failure reported:\n{}", t.stderr());
+        assert!(
+            std::time::Instant::now() < end,
+            "no export failure reported:\n{}",
+            t.stderr()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(rx2.log_records().is_empty());

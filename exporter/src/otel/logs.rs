@@ -204,12 +204,23 @@ pub fn connection_close(
     let secs = c.common.ts_boot_ns.saturating_sub(c.established_boot_ns) as f64 / 1e9;
     a.push(kv_str(attr::TAPIO_CONNECTION_DIRECTION, dir));
     a.push(kv_f64(attr::TAPIO_CONNECTION_DURATION, secs));
-    a.push(kv_int(attr::TAPIO_TCP_BYTES_SENT, c.bytes_sent.min(i64::MAX as u64) as i64));
-    a.push(kv_int(attr::TAPIO_TCP_BYTES_RECEIVED, c.bytes_received.min(i64::MAX as u64) as i64));
+    a.push(kv_int(
+        attr::TAPIO_TCP_BYTES_SENT,
+        c.bytes_sent.min(i64::MAX as u64) as i64,
+    ));
+    a.push(kv_int(
+        attr::TAPIO_TCP_BYTES_RECEIVED,
+        c.bytes_received.min(i64::MAX as u64) as i64,
+    ));
     a.push(kv_f64(attr::TAPIO_TCP_SRTT, f64::from(c.srtt_us) / 1e6));
     let body = format!(
         "{dir} tcp {}:{} -> {}:{} closed after {secs:.3}s, {} B sent, {} B received",
-        c.tuple.local, c.tuple.local_port, c.tuple.remote, c.tuple.remote_port, c.bytes_sent, c.bytes_received
+        c.tuple.local,
+        c.tuple.local_port,
+        c.tuple.remote,
+        c.tuple.remote_port,
+        c.bytes_sent,
+        c.bytes_received
     );
     record(
         event::NETWORK_CONNECTION_CLOSE,
@@ -313,14 +324,30 @@ mod tests {
     fn close_record_has_direction_bytes_and_duration() {
         use crate::probes::network::{decode, fixtures::*, NetworkEvent};
         let b = close_bytes(true, v4_tuple([127, 0, 0, 1], 8080, [127, 0, 0, 1], 5555));
-        let NetworkEvent::Close(c) = decode(&b).unwrap() else { panic!() };
-        let r = connection_close(&c, &ProcessContext::default(), &WallClock::with_offset(0), 0);
+        let NetworkEvent::Close(c) = decode(&b).unwrap() else {
+            panic!()
+        };
+        let r = connection_close(
+            &c,
+            &ProcessContext::default(),
+            &WallClock::with_offset(0),
+            0,
+        );
         assert_eq!(r.event_name, "network.connection.close");
-        assert_eq!(attr_of(&r, "tapio.connection.direction"), Some(&Value::StringValue("inbound".into())));
+        assert_eq!(
+            attr_of(&r, "tapio.connection.direction"),
+            Some(&Value::StringValue("inbound".into()))
+        );
         assert_eq!(attr_of(&r, "server.port"), Some(&Value::IntValue(8080)));
         assert_eq!(attr_of(&r, "client.port"), Some(&Value::IntValue(5555)));
-        assert_eq!(attr_of(&r, "tapio.tcp.bytes_sent"), Some(&Value::IntValue(100)));
-        assert_eq!(attr_of(&r, "tapio.connection.duration"), Some(&Value::DoubleValue(3.0)));
+        assert_eq!(
+            attr_of(&r, "tapio.tcp.bytes_sent"),
+            Some(&Value::IntValue(100))
+        );
+        assert_eq!(
+            attr_of(&r, "tapio.connection.duration"),
+            Some(&Value::DoubleValue(3.0))
+        );
     }
 
     #[test]

@@ -208,7 +208,17 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
         event::PROCESS_FORK,
         "A process created a new process (not a thread).",
     ),
+    (
+        event::NETWORK_CONNECTION_CLOSE,
+        "An established TCP connection closed: direction, duration, payload bytes.",
+    ),
 ];
+
+/// Every span name, with what it covers.
+pub const SPANS: &[(&str, &str)] = &[(
+    span::TCP_CONNECT,
+    "Outbound TCP connect: SYN sent to established or failure.",
+)];
 
 #[cfg(test)]
 mod tests {
@@ -217,7 +227,7 @@ mod tests {
     #[test]
     fn names_are_unique() {
         let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
-        names.extend(LOG_EVENTS.iter().map(|(n, _)| *n));
+        names.extend(LOG_EVENTS.iter().chain(SPANS).map(|(n, _)| *n));
         let before = names.len();
         names.sort_unstable();
         names.dedup();

@@ -14,7 +14,11 @@ pub struct IdGenerator(u64);
 
 impl Default for IdGenerator {
     fn default() -> Self {
-        Self(crate::clock::unix_ns() ^ (u64::from(std::process::id()) << 32) ^ crate::clock::boot_ns().rotate_left(17))
+        Self(
+            crate::clock::unix_ns()
+                ^ (u64::from(std::process::id()) << 32)
+                ^ crate::clock::boot_ns().rotate_left(17),
+        )
     }
 }
 
@@ -55,11 +59,19 @@ pub(crate) fn connection_attrs(t: &Tuple, outbound: bool) -> Vec<KeyValue> {
     ]
 }
 
-pub fn tcp_connect(c: &Connect, ctx: &ProcessContext, clock: &WallClock, ids: &mut IdGenerator) -> Span {
+pub fn tcp_connect(
+    c: &Connect,
+    ctx: &ProcessContext,
+    clock: &WallClock,
+    ids: &mut IdGenerator,
+) -> Span {
     let mut attributes = connection_attrs(&c.tuple, true);
     attributes.extend(super::logs::common_attrs(&c.common, ctx));
     let status = match c.outcome.error_type() {
-        None => Status { code: StatusCode::Ok as i32, ..Default::default() },
+        None => Status {
+            code: StatusCode::Ok as i32,
+            ..Default::default()
+        },
         Some(e) => {
             attributes.push(kv_str(attr::ERROR_TYPE, e));
             let errno = errno_name(c.errno);
@@ -75,7 +87,10 @@ pub fn tcp_connect(c: &Connect, ctx: &ProcessContext, clock: &WallClock, ids: &m
             };
             Status {
                 code: StatusCode::Error as i32,
-                message: format!("{what} ({errno}) to {}:{}", c.tuple.remote, c.tuple.remote_port),
+                message: format!(
+                    "{what} ({errno}) to {}:{}",
+                    c.tuple.remote, c.tuple.remote_port
+                ),
             }
         }
     };
@@ -100,27 +115,53 @@ mod tests {
     use tapio_shared::tapio_tcp_outcome as oc;
 
     fn attr_of<'a>(s: &'a Span, k: &str) -> Option<&'a Value> {
-        s.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.as_ref()?.value.as_ref())
+        s.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.as_ref()?.value.as_ref())
     }
 
     #[test]
     fn refused_connect_is_an_error_client_span() {
-        let b = connect_bytes(oc::TAPIO_TCP_REFUSED, 111, v4_tuple([127, 0, 0, 1], 40000, [127, 0, 0, 1], 9));
-        let NetworkEvent::Connect(c) = decode(&b).unwrap() else { panic!() };
-        let s = tcp_connect(&c, &ProcessContext::default(), &WallClock::with_offset(0), &mut IdGenerator::default());
+        let b = connect_bytes(
+            oc::TAPIO_TCP_REFUSED,
+            111,
+            v4_tuple([127, 0, 0, 1], 40000, [127, 0, 0, 1], 9),
+        );
+        let NetworkEvent::Connect(c) = decode(&b).unwrap() else {
+            panic!()
+        };
+        let s = tcp_connect(
+            &c,
+            &ProcessContext::default(),
+            &WallClock::with_offset(0),
+            &mut IdGenerator::default(),
+        );
         assert_eq!(s.name, "tcp.connect");
         assert_eq!(s.kind, SpanKind::Client as i32);
-        assert_eq!((s.start_time_unix_nano, s.end_time_unix_nano), (5_000_000_000, 5_002_000_000));
+        assert_eq!(
+            (s.start_time_unix_nano, s.end_time_unix_nano),
+            (5_000_000_000, 5_002_000_000)
+        );
         assert_eq!(s.trace_id.len(), 16);
         assert_eq!(s.span_id.len(), 8);
         let st = s.status.as_ref().unwrap();
         assert_eq!(st.code, StatusCode::Error as i32);
         assert!(st.message.contains("refused"), "{}", st.message);
-        assert_eq!(attr_of(&s, "error.type"), Some(&Value::StringValue("refused".into())));
-        assert_eq!(attr_of(&s, "tapio.errno"), Some(&Value::StringValue("ECONNREFUSED".into())));
+        assert_eq!(
+            attr_of(&s, "error.type"),
+            Some(&Value::StringValue("refused".into()))
+        );
+        assert_eq!(
+            attr_of(&s, "tapio.errno"),
+            Some(&Value::StringValue("ECONNREFUSED".into()))
+        );
         assert_eq!(attr_of(&s, "server.port"), Some(&Value::IntValue(9)));
         assert_eq!(attr_of(&s, "client.port"), Some(&Value::IntValue(40000)));
-        assert_eq!(attr_of(&s, "network.type"), Some(&Value::StringValue("ipv4".into())));
+        assert_eq!(
+            attr_of(&s, "network.type"),
+            Some(&Value::StringValue("ipv4".into()))
+        );
         assert_eq!(attr_of(&s, "process.pid"), Some(&Value::IntValue(1234)));
     }
 

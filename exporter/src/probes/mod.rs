@@ -5,7 +5,9 @@
 pub mod network;
 pub mod process;
 
-use crate::bpf_objects::{GLOBAL_SAMPLE_THRESHOLD, GLOBAL_SLOW_NS, GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST};
+use crate::bpf_objects::{
+    GLOBAL_SAMPLE_THRESHOLD, GLOBAL_SLOW_NS, GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST,
+};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError, TracePoint},
@@ -215,12 +217,19 @@ impl RingConfig {
         } else {
             u64::from(bytes / 8)
         };
-        Self { bytes, wakeup_bytes, sampling: None }
+        Self {
+            bytes,
+            wakeup_bytes,
+            sampling: None,
+        }
     }
 
     /// With the sampling globals set.
     pub fn sampled(mut self, rate: f64, slow: std::time::Duration) -> Self {
-        self.sampling = Some((sample_threshold(rate), slow.as_nanos().min(u128::from(u64::MAX)) as u64));
+        self.sampling = Some((
+            sample_threshold(rate),
+            slow.as_nanos().min(u128::from(u64::MAX)) as u64,
+        ));
         self
     }
 }
@@ -298,7 +307,10 @@ impl Loaded {
         probe: &'static str,
         map: &'static str,
     ) -> Result<PerCpuArray<MapData, V>, LoadError> {
-        let m = self.ebpf.take_map(map).ok_or(LoadError::MissingMap { probe, map })?;
+        let m = self
+            .ebpf
+            .take_map(map)
+            .ok_or(LoadError::MissingMap { probe, map })?;
         PerCpuArray::try_from(m).map_err(|source| LoadError::Map { probe, map, source })
     }
 

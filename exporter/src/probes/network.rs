@@ -6,8 +6,8 @@
 use super::{process::Common, Attach, ProbeSpec, Variant};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tapio_shared::{
-    read_record, record_kind, tapio_event_kind as kind, tapio_family, tapio_tcp_close, tapio_tcp_connect,
-    tapio_tcp_outcome as outcome, tapio_tcp_tuple, ShortRecord,
+    read_record, record_kind, tapio_event_kind as kind, tapio_family, tapio_tcp_close,
+    tapio_tcp_connect, tapio_tcp_outcome as outcome, tapio_tcp_tuple, ShortRecord,
 };
 
 pub const NAME: &str = "network";
@@ -25,7 +25,10 @@ pub const SPEC: ProbeSpec = ProbeSpec {
         },
         Variant {
             label: "tracepoint",
-            programs: &[(PROG_STATE_TP, Attach::TracePoint("sock", "inet_sock_set_state"))],
+            programs: &[(
+                PROG_STATE_TP,
+                Attach::TracePoint("sock", "inet_sock_set_state"),
+            )],
         },
     ],
 };
@@ -97,13 +100,28 @@ impl From<&tapio_tcp_tuple> for Tuple {
         let (local, remote) = if u32::from(t.family) == tapio_family::TAPIO_AF_INET {
             // Stored v4-mapped by the kernel side.
             (
-                IpAddr::V4(Ipv4Addr::new(t.saddr[12], t.saddr[13], t.saddr[14], t.saddr[15])),
-                IpAddr::V4(Ipv4Addr::new(t.daddr[12], t.daddr[13], t.daddr[14], t.daddr[15])),
+                IpAddr::V4(Ipv4Addr::new(
+                    t.saddr[12],
+                    t.saddr[13],
+                    t.saddr[14],
+                    t.saddr[15],
+                )),
+                IpAddr::V4(Ipv4Addr::new(
+                    t.daddr[12],
+                    t.daddr[13],
+                    t.daddr[14],
+                    t.daddr[15],
+                )),
             )
         } else {
             (addr(t.saddr), addr(t.daddr))
         };
-        Self { local, local_port: t.sport, remote, remote_port: t.dport }
+        Self {
+            local,
+            local_port: t.sport,
+            remote,
+            remote_port: t.dport,
+        }
     }
 }
 
@@ -254,7 +272,12 @@ impl crate::reader::RecordHandler for Handler {
                 self.emitter.span(span);
             }
             NetworkEvent::Close(close) => {
-                self.emitter.log(crate::otel::logs::connection_close(close, &ctx, &self.clock, observed));
+                self.emitter.log(crate::otel::logs::connection_close(
+                    close,
+                    &ctx,
+                    &self.clock,
+                    observed,
+                ));
             }
         }
         let lat = crate::clock::boot_ns().saturating_sub(ev.common().ts_boot_ns);
@@ -270,12 +293,16 @@ pub fn histogram_producer(
     use crate::otel::{kv_str, metrics::log2_histogram_seconds, names};
     let map = std::sync::Mutex::new(map);
     Box::new(move |now| {
-        let Ok(map) = map.lock() else { return Vec::new() };
+        let Ok(map) = map.lock() else {
+            return Vec::new();
+        };
         let mut points = Vec::new();
         for (i, oc) in Outcome::ALL.iter().enumerate() {
             for (v6, net) in [(0usize, "ipv4"), (1, "ipv6")] {
                 let series = (i * 2 + v6) as u32;
-                let Ok(per_cpu) = map.get(&series, 0) else { continue };
+                let Ok(per_cpu) = map.get(&series, 0) else {
+                    continue;
+                };
                 let mut buckets = vec![0u64; tapio_shared::TAPIO_HIST_BUCKETS as usize];
                 let mut sum = 0u64;
                 for h in per_cpu.iter() {
@@ -297,7 +324,12 @@ pub fn histogram_producer(
         if points.is_empty() {
             return Vec::new();
         }
-        vec![log2_histogram_seconds(&names::TCP_CONNECT_DURATION, start_unix_ns, now, points)]
+        vec![log2_histogram_seconds(
+            &names::TCP_CONNECT_DURATION,
+            start_unix_ns,
+            now,
+            points,
+        )]
     })
 }
 
@@ -307,7 +339,12 @@ pub(crate) mod fixtures {
     use tapio_shared::as_bytes;
 
     pub fn v4_tuple(local: [u8; 4], lport: u16, remote: [u8; 4], rport: u16) -> tapio_tcp_tuple {
-        let mut t = tapio_tcp_tuple { family: tapio_family::TAPIO_AF_INET as u16, sport: lport, dport: rport, ..Default::default() };
+        let mut t = tapio_tcp_tuple {
+            family: tapio_family::TAPIO_AF_INET as u16,
+            sport: lport,
+            dport: rport,
+            ..Default::default()
+        };
         t.saddr[10] = 0xff;
         t.saddr[11] = 0xff;
         t.saddr[12..].copy_from_slice(&local);
@@ -328,7 +365,6 @@ pub(crate) mod fixtures {
             error: err,
             sock_cookie: 99,
             tuple,
-            ..Default::default()
         };
         as_bytes(&r).to_vec()
     }
@@ -357,18 +393,31 @@ mod tests {
 
     #[test]
     fn decodes_connect_v4_and_v6() {
-        let bytes = connect_bytes(outcome::TAPIO_TCP_REFUSED, 111, v4_tuple([127, 0, 0, 1], 40000, [127, 0, 0, 1], 9));
-        let NetworkEvent::Connect(c) = decode(&bytes).unwrap() else { panic!() };
+        let bytes = connect_bytes(
+            outcome::TAPIO_TCP_REFUSED,
+            111,
+            v4_tuple([127, 0, 0, 1], 40000, [127, 0, 0, 1], 9),
+        );
+        let NetworkEvent::Connect(c) = decode(&bytes).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.outcome, Outcome::Refused);
         assert_eq!(c.outcome.error_type(), Some("refused"));
         assert_eq!(c.tuple.remote, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(c.tuple.remote_port, 9);
         assert_eq!(c.tuple.network_type(), "ipv4");
 
-        let mut t6 = tapio_tcp_tuple { family: tapio_family::TAPIO_AF_INET6 as u16, sport: 1, dport: 443, ..Default::default() };
+        let mut t6 = tapio_tcp_tuple {
+            family: tapio_family::TAPIO_AF_INET6 as u16,
+            sport: 1,
+            dport: 443,
+            ..Default::default()
+        };
         t6.daddr[15] = 1; // ::1
         t6.saddr[15] = 1;
-        let NetworkEvent::Connect(c) = decode(&connect_bytes(0, 0, t6)).unwrap() else { panic!() };
+        let NetworkEvent::Connect(c) = decode(&connect_bytes(0, 0, t6)).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.tuple.remote, IpAddr::V6(Ipv6Addr::LOCALHOST));
         assert_eq!(c.tuple.network_type(), "ipv6");
         assert_eq!(c.outcome, Outcome::Ok);
@@ -376,14 +425,20 @@ mod tests {
         // v4-mapped on an AF_INET6 socket is IPv4 on the wire.
         let mut m = v4_tuple([127, 0, 0, 1], 1, [198, 18, 0, 2], 80);
         m.family = tapio_family::TAPIO_AF_INET6 as u16;
-        let NetworkEvent::Connect(c) = decode(&connect_bytes(0, 0, m)).unwrap() else { panic!() };
+        let NetworkEvent::Connect(c) = decode(&connect_bytes(0, 0, m)).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.tuple.remote, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)));
         assert_eq!(c.tuple.network_type(), "ipv4");
     }
 
     #[test]
     fn decodes_close() {
-        let NetworkEvent::Close(c) = decode(&close_bytes(true, v4_tuple([127, 0, 0, 1], 80, [127, 0, 0, 1], 5555))).unwrap() else {
+        let NetworkEvent::Close(c) = decode(&close_bytes(
+            true,
+            v4_tuple([127, 0, 0, 1], 80, [127, 0, 0, 1], 5555),
+        ))
+        .unwrap() else {
             panic!()
         };
         assert!(c.inbound);

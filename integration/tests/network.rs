@@ -1,0 +1,307 @@
+//! The network probe, end to end: real TCP connections on loopback and
+//! between test namespaces → `tcp.connect` spans, `network.connection.close`
+//! logs and the `tapio.tcp.connect.duration` histogram at a real receiver.
+
+use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
+use tapio_integration::{int_attr, privileged_or_skip, sh, str_attr, NsPair, Receiver, Tapio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tapio");
+const WAIT: Duration = Duration::from_secs(30);
+
+fn start() -> (Receiver, Tapio) {
+    let rx = Receiver::start();
+    let yaml = format!(
+        "exporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n  traces: {{ schedule_delay: 100ms }}\n  metrics: {{ export_interval: 300ms }}\n",
+        rx.grpc_endpoint()
+    );
+    let t = Tapio::start(BIN, &yaml, &[]);
+    (rx, t)
+}
+
+fn spans(rx: &Receiver) -> Vec<Span> {
+    rx.received()
+        .traces
+        .iter()
+        .flat_map(|r| r.resource_spans.iter())
+        .flat_map(|rs| rs.scope_spans.iter())
+        .flat_map(|ss| ss.spans.iter().cloned())
+        .collect()
+}
+
+/// Wait for the tcp.connect span whose client port is `port`.
+fn span_for_client_port(rx: &Receiver, port: u16, what: &str) -> Span {
+    let end = Instant::now() + WAIT;
+    loop {
+        if let Some(s) = spans(rx).into_iter().find(|s| {
+            s.name == "tcp.connect"
+                && int_attr(&s.attributes, "client.port") == Some(i64::from(port))
+        }) {
+            return s;
+        }
+        assert!(
+            Instant::now() < end,
+            "no tcp.connect span for {what} (client port {port})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_span(rx: &Receiver, what: &str, pred: impl Fn(&Span) -> bool) -> Span {
+    let end = Instant::now() + WAIT;
+    loop {
+        if let Some(s) = spans(rx).into_iter().find(|s| pred(s)) {
+            return s;
+        }
+        assert!(Instant::now() < end, "no span for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A listener that reads `expect` bytes, answers `reply` bytes, and closes.
+fn serve_once(l: TcpListener, expect: usize, reply: usize) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = vec![0u8; expect];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&vec![b'r'; reply]).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    })
+}
+
+#[test]
+fn connect_spans_for_ipv4_ipv6_and_v4_mapped() {
+    if !privileged_or_skip("connect_spans_for_ipv4_ipv6_and_v4_mapped") {
+        return;
+    }
+    let (rx, t) = start();
+    let me = i64::from(std::process::id());
+    let l4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let l6 = TcpListener::bind("[::1]:0").unwrap();
+    let p4 = l4.local_addr().unwrap().port();
+    let p6 = l6.local_addr().unwrap().port();
+    let cases: Vec<(SocketAddr, &str, &str, &TcpListener)> = vec![
+        (
+            format!("127.0.0.1:{p4}").parse().unwrap(),
+            "ipv4",
+            "127.0.0.1",
+            &l4,
+        ),
+        (format!("[::1]:{p6}").parse().unwrap(), "ipv6", "::1", &l6),
+        (
+            format!("[::ffff:127.0.0.1]:{p4}").parse().unwrap(),
+            "ipv4",
+            "127.0.0.1",
+            &l4,
+        ),
+    ];
+    for (addr, net, server, l) in cases {
+        let t0 = Instant::now();
+        let c = TcpStream::connect(addr).unwrap();
+        let client_took = t0.elapsed();
+        let (_accepted, _) = l.accept().unwrap();
+        let local = c.local_addr().unwrap().port();
+        let s = span_for_client_port(&rx, local, &addr.to_string());
+        let a = &s.attributes;
+        assert_eq!(s.kind, 3, "CLIENT span");
+        assert_eq!(s.status.as_ref().unwrap().code, StatusCode::Ok as i32);
+        assert_eq!(str_attr(a, "network.type").as_deref(), Some(net), "{addr}");
+        assert_eq!(str_attr(a, "network.transport").as_deref(), Some("tcp"));
+        assert_eq!(
+            str_attr(a, "server.address").as_deref(),
+            Some(server),
+            "{addr}"
+        );
+        assert_eq!(int_attr(a, "server.port"), Some(i64::from(addr.port())));
+        assert_eq!(int_attr(a, "process.pid"), Some(me));
+        assert_eq!(str_attr(a, "error.type"), None);
+        let took = s.end_time_unix_nano - s.start_time_unix_nano;
+        assert!(
+            took > 0 && took <= client_took.as_nanos() as u64 + 5_000_000,
+            "span {took} ns, client saw {client_took:?}"
+        );
+    }
+    // Every attempt is in the histogram, whatever the sampling.
+    rx.wait_for_counter(
+        "tapio.events.received",
+        &[("tapio.probe", "network")],
+        WAIT,
+        |v| v >= 3,
+    );
+    let end = Instant::now() + WAIT;
+    loop {
+        let ok = rx.metrics().iter().any(|m| {
+            m.name == "tapio.tcp.connect.duration"
+                && matches!(&m.data, Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h))
+                    if h.data_points.iter().any(|p| str_attr(&p.attributes, "network.type").as_deref() == Some("ipv6")
+                        && str_attr(&p.attributes, "error.type").is_none() && p.count >= 1))
+        });
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "no ipv6 success in tapio.tcp.connect.duration"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.terminate();
+}
+
+#[test]
+fn refused_connect_is_an_error_span() {
+    if !privileged_or_skip("refused_connect_is_an_error_span") {
+        return;
+    }
+    let (rx, t) = start();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let s = wait_span(&rx, "refused connect", |s| {
+        s.name == "tcp.connect" && int_attr(&s.attributes, "server.port") == Some(i64::from(port))
+    });
+    assert_eq!(s.status.as_ref().unwrap().code, StatusCode::Error as i32);
+    assert_eq!(
+        str_attr(&s.attributes, "error.type").as_deref(),
+        Some("refused")
+    );
+    assert_eq!(
+        str_attr(&s.attributes, "tapio.errno").as_deref(),
+        Some("ECONNREFUSED")
+    );
+    t.terminate();
+}
+
+#[test]
+fn closes_report_direction_duration_and_exact_payload_bytes() {
+    if !privileged_or_skip("closes_report_direction_duration_and_exact_payload_bytes") {
+        return;
+    }
+    let (rx, t) = start();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = serve_once(l, 1000, 500);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let local = c.local_addr().unwrap().port();
+    c.write_all(&[b'q'; 1000]).unwrap();
+    let mut got = vec![0u8; 500];
+    c.read_exact(&mut got).unwrap();
+    drop(c);
+    server.join().unwrap();
+    let logs = rx.wait_for_logs("both closes", WAIT, |logs| {
+        logs.iter()
+            .filter(|(_, r)| {
+                r.event_name == "network.connection.close"
+                    && int_attr(&r.attributes, "client.port") == Some(i64::from(local))
+            })
+            .count()
+            == 2
+    });
+    let close = |dir: &str| {
+        logs.iter()
+            .find(|(_, r)| {
+                r.event_name == "network.connection.close"
+                    && int_attr(&r.attributes, "client.port") == Some(i64::from(local))
+                    && str_attr(&r.attributes, "tapio.connection.direction").as_deref() == Some(dir)
+            })
+            .map(|(_, r)| r.clone())
+            .unwrap()
+    };
+    let out = close("outbound");
+    assert_eq!(
+        int_attr(&out.attributes, "tapio.tcp.bytes_sent"),
+        Some(1000)
+    );
+    assert_eq!(
+        int_attr(&out.attributes, "tapio.tcp.bytes_received"),
+        Some(500)
+    );
+    assert_eq!(
+        int_attr(&out.attributes, "server.port"),
+        Some(i64::from(port))
+    );
+    assert_eq!(
+        int_attr(&out.attributes, "process.pid"),
+        Some(i64::from(std::process::id()))
+    );
+    let inb = close("inbound");
+    assert_eq!(int_attr(&inb.attributes, "tapio.tcp.bytes_sent"), Some(500));
+    assert_eq!(
+        int_attr(&inb.attributes, "tapio.tcp.bytes_received"),
+        Some(1000)
+    );
+    assert_eq!(
+        int_attr(&inb.attributes, "server.port"),
+        Some(i64::from(port))
+    );
+    t.terminate();
+}
+
+/// Between two test namespaces: a SYN into a black hole times out, a host
+/// that does not answer ARP is unreachable. The client runs inside `a`.
+#[test]
+fn timeout_and_unreachable_between_namespaces() {
+    if !privileged_or_skip("timeout_and_unreachable_between_namespaces") {
+        return;
+    }
+    let pair = NsPair::new(&format!("n{}", std::process::id() % 100_000));
+    // Two SYN retries: a timeout after ~7 s instead of ~2 min, still after
+    // ARP gives up on the missing host (~3 s), which makes it unreachable.
+    sh(&format!(
+        "ip netns exec {} sysctl -qw net.ipv4.tcp_syn_retries=2",
+        pair.a.name
+    ));
+    // 198.18.0.4 "exists" (static neighbour) but no one takes its frames.
+    sh(&format!(
+        "ip -n {} neigh add 198.18.0.4 lladdr 02:00:00:00:00:99 dev {} nud permanent",
+        pair.a.name,
+        pair.a_dev()
+    ));
+    let (rx, t) = start();
+    let connect = |ip: &str| {
+        let code = format!("import socket\ns=socket.socket()\ntry:\n  s.connect(('{ip}', 9))\nexcept OSError:\n  pass\n");
+        pair.a
+            .command("python3")
+            .args(["-c", &code])
+            .spawn()
+            .unwrap()
+    };
+    let mut black_hole = connect("198.18.0.4");
+    let mut no_host = connect("198.18.0.3");
+    let (bh_pid, nh_pid) = (i64::from(black_hole.id()), i64::from(no_host.id()));
+    black_hole.wait().unwrap();
+    no_host.wait().unwrap();
+    let s = wait_span(&rx, "timeout", |s| {
+        int_attr(&s.attributes, "process.pid") == Some(bh_pid)
+    });
+    assert_eq!(
+        str_attr(&s.attributes, "error.type").as_deref(),
+        Some("timeout")
+    );
+    assert_eq!(
+        str_attr(&s.attributes, "server.address").as_deref(),
+        Some("198.18.0.4")
+    );
+    assert!(s.end_time_unix_nano - s.start_time_unix_nano >= 2_000_000_000);
+    let s = wait_span(&rx, "unreachable", |s| {
+        int_attr(&s.attributes, "process.pid") == Some(nh_pid)
+    });
+    assert_eq!(
+        str_attr(&s.attributes, "error.type").as_deref(),
+        Some("unreachable")
+    );
+    assert_eq!(
+        str_attr(&s.attributes, "tapio.errno").as_deref(),
+        Some("EHOSTUNREACH")
+    );
+    t.terminate();
+}
