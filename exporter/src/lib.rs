@@ -17,3 +17,4 @@ pub mod otel;
 pub mod probes;
 pub mod reader;
 pub mod telemetry;
+pub mod dnsmsg;

@@ -50,6 +50,26 @@ enum tapio_event_kind {
 	TAPIO_EVENT_PROCESS_FORK = 3,
 	TAPIO_EVENT_TCP_CONNECT = 10,
 	TAPIO_EVENT_TCP_CLOSE = 11,
+	TAPIO_EVENT_DNS_PACKET = 20,
+};
+
+/* DNS payload bytes copied per packet: the classic UDP message limit.
+ * Header and question always fit; long answer sections are cut (flagged). */
+#define TAPIO_DNS_PAYLOAD 512
+
+/* Bits of tapio_dns_packet.flags. */
+enum tapio_dns_flags {
+	/* The payload was longer than TAPIO_DNS_PAYLOAD; the rest is cut. */
+	TAPIO_DNS_TRUNCATED = 1,
+	/* The payload was not in the packet's linear data and could not be
+	 * copied (payload_len is 0). */
+	TAPIO_DNS_NOT_CAPTURED = 2,
+};
+
+/* Which way a DNS packet went, seen from this host's client. */
+enum tapio_dns_direction {
+	TAPIO_DNS_QUERY = 0,    /* sent to a DNS server port */
+	TAPIO_DNS_RESPONSE = 1, /* received from a DNS server port */
 };
 
 /* How an outbound TCP connection attempt ended. */
@@ -180,6 +200,21 @@ struct tapio_tcp_close {
 	__u32 inbound;        /* 1: accepted from a listener, 0: connect() */
 	__u32 srtt_us;        /* smoothed RTT at close, microseconds */
 	struct tapio_tcp_tuple tuple;
+};
+
+/* dns: one DNS packet to or from a server port, as the client's kernel
+ * sent or delivered it. The header is the sending (query) or receiving
+ * (response) process. The tuple is oriented client -> server: saddr/sport
+ * are this host's client socket, daddr/dport the server. */
+struct tapio_dns_packet {
+	struct tapio_event_header hdr;
+	__u16 payload_len;  /* bytes of payload copied into `payload` */
+	__u16 wire_len;     /* payload bytes on the wire (UDP or TCP segment) */
+	__u8 direction;     /* enum tapio_dns_direction */
+	__u8 protocol;      /* IPPROTO_UDP (17) or IPPROTO_TCP (6) */
+	__u16 flags;        /* enum tapio_dns_flags bits */
+	struct tapio_tcp_tuple tuple;
+	__u8 payload[TAPIO_DNS_PAYLOAD];
 };
 
 /* Value of the per-CPU connect-latency histogram map, one per series. */

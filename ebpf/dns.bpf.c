@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * DNS packets of this host's clients, UDP and TCP, IPv4 and IPv6:
+ *   queries   at net_dev_queue (egress, in the sender's context) when the
+ *             destination port is a configured DNS port;
+ *   responses at skb_copy_datagram_iovec (the client's recvmsg copying the
+ *             datagram out, in the receiver's context) when the source port
+ *             is one.
+ * A bounded copy of the payload goes to userspace, which parses the DNS
+ * message and matches responses to queries (tuple + transaction id).
+ * Servers on this host are not traced (their packets have the DNS port on
+ * the other side).
+ */
+#include "tapio_bpf.h"
+
+TAPIO_PROBE_MAPS();
+
+typedef struct tapio_dns_packet tapio_dns_packet;
+TAPIO_ABI_BTF(tapio_dns_packet);
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_UDP_ 17
+#define IPPROTO_TCP_ 6
+
+/* Server ports to trace (host order); filled by userspace from config. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u16);
+	__type(value, __u8);
+} tapio_dns_ports SEC(".maps");
+
+struct parsed {
+	__u32 payload_off;  /* offset of the DNS payload from skb->head */
+	__u32 payload_len;  /* payload bytes on the wire */
+	__u16 sport, dport;
+	__u8 protocol;
+	__u8 v6;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* Parse IP and UDP/TCP headers from the skb's offsets. 0 on success. */
+static __always_inline int parse(const struct sk_buff *skb, struct parsed *p)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 th = BPF_CORE_READ(skb, transport_header);
+	if (!head || nh == (__u16)~0U || th == (__u16)~0U)
+		return -1;
+	__u8 vihl;
+	if (bpf_probe_read_kernel(&vihl, 1, head + nh))
+		return -1;
+	__u32 ip_payload; /* bytes after the fixed IP header */
+	__u32 ip_hdr_len; /* the fixed IP header: IHL for v4, 40 for v6 */
+	if ((vihl >> 4) == 4) {
+		struct iphdr ip;
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return -1;
+		p->protocol = ip.protocol;
+		p->v6 = 0;
+		__builtin_memset(p->saddr, 0, 16);
+		__builtin_memset(p->daddr, 0, 16);
+		p->saddr[10] = p->saddr[11] = 0xff;
+		p->daddr[10] = p->daddr[11] = 0xff;
+		__builtin_memcpy(&p->saddr[12], &ip.saddr, 4);
+		__builtin_memcpy(&p->daddr[12], &ip.daddr, 4);
+		__u32 ihl = (vihl & 0xf) * 4;
+		__u32 tot = bpf_ntohs(ip.tot_len);
+		if (tot < ihl)
+			return -1;
+		ip_payload = tot - ihl;
+		ip_hdr_len = ihl;
+		/* Fragments: only the first carries ports, and a DNS message is
+		 * rarely fragmented; userspace counts what does not parse. */
+		if (bpf_ntohs(ip.frag_off) & 0x1fff)
+			return -1;
+	} else if ((vihl >> 4) == 6) {
+		struct ipv6hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return -1;
+		/* Extension headers are not walked: DNS over IPv6 does not use them. */
+		p->protocol = ip6.nexthdr;
+		p->v6 = 1;
+		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
+		ip_payload = bpf_ntohs(ip6.payload_len);
+		ip_hdr_len = 40;
+	} else {
+		return -1;
+	}
+	if (p->protocol == IPPROTO_UDP_) {
+		struct udphdr uh;
+		if (bpf_probe_read_kernel(&uh, sizeof(uh), head + th))
+			return -1;
+		p->sport = bpf_ntohs(uh.source);
+		p->dport = bpf_ntohs(uh.dest);
+		__u32 ulen = bpf_ntohs(uh.len);
+		if (ulen < 8)
+			return -1;
+		p->payload_off = th + 8;
+		p->payload_len = ulen - 8;
+	} else if (p->protocol == IPPROTO_TCP_) {
+		struct tcphdr tcp;
+		if (bpf_probe_read_kernel(&tcp, sizeof(tcp), head + th))
+			return -1;
+		p->sport = bpf_ntohs(tcp.source);
+		p->dport = bpf_ntohs(tcp.dest);
+		__u32 doff = tcp.doff * 4;
+		if (th < nh + ip_hdr_len)
+			return -1;
+		/* Extension headers between the fixed IP header and TCP. */
+		__u32 ext = th - nh - ip_hdr_len;
+		if (ip_payload < ext + doff)
+			return -1;
+		p->payload_off = th + doff;
+		p->payload_len = ip_payload - ext - doff;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+static __always_inline int is_dns_port(__u16 port)
+{
+	return bpf_map_lookup_elem(&tapio_dns_ports, &port) != NULL;
+}
+
+static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __u8 direction)
+{
+	if (p->payload_len == 0)
+		return; /* handshakes and bare ACKs */
+	struct tapio_dns_packet *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
+	if (!e)
+		return;
+	/* Zero the fixed part (the payload is bounded by payload_len). */
+	__builtin_memset(e, 0, offsetof(struct tapio_dns_packet, payload));
+	tapio_fill_header(&e->hdr, bpf_get_current_task_btf(), TAPIO_EVENT_DNS_PACKET);
+	e->direction = direction;
+	e->protocol = p->protocol;
+	e->wire_len = p->payload_len > 0xffff ? 0xffff : p->payload_len;
+	e->tuple.family = p->v6 ? 10 : 2;
+	/* Oriented client -> server. */
+	if (direction == TAPIO_DNS_QUERY) {
+		__builtin_memcpy(e->tuple.saddr, p->saddr, 16);
+		__builtin_memcpy(e->tuple.daddr, p->daddr, 16);
+		e->tuple.sport = p->sport;
+		e->tuple.dport = p->dport;
+	} else {
+		__builtin_memcpy(e->tuple.saddr, p->daddr, 16);
+		__builtin_memcpy(e->tuple.daddr, p->saddr, 16);
+		e->tuple.sport = p->dport;
+		e->tuple.dport = p->sport;
+	}
+
+	/* Only the linear part of the skb can be read here; beyond it the
+	 * payload sits in page fragments. */
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned char *data = BPF_CORE_READ(skb, data);
+	__u32 linear_end = (__u32)(data - head) + BPF_CORE_READ(skb, len) - BPF_CORE_READ(skb, data_len);
+	__u32 want = p->payload_len;
+	if (want > TAPIO_DNS_PAYLOAD) {
+		want = TAPIO_DNS_PAYLOAD;
+		e->flags |= TAPIO_DNS_TRUNCATED;
+	}
+	if (p->payload_off + want > linear_end) {
+		e->flags |= TAPIO_DNS_NOT_CAPTURED;
+		tapio_submit(&tapio_events, e);
+		return;
+	}
+	want &= (TAPIO_DNS_PAYLOAD * 2 - 1);
+	if (want == 0 || want > TAPIO_DNS_PAYLOAD ||
+	    bpf_probe_read_kernel(e->payload, want, head + p->payload_off)) {
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_READ_ERROR);
+		bpf_ringbuf_discard(e, 0);
+		return;
+	}
+	e->payload_len = want;
+	tapio_submit(&tapio_events, e);
+}
+
+static __always_inline int on_egress(const struct sk_buff *skb)
+{
+	struct parsed p = {};
+	if (parse(skb, &p) || !is_dns_port(p.dport))
+		return 0;
+	emit(skb, &p, TAPIO_DNS_QUERY);
+	return 0;
+}
+
+static __always_inline int on_deliver(const struct sk_buff *skb)
+{
+	struct parsed p = {};
+	if (parse(skb, &p) || !is_dns_port(p.sport))
+		return 0;
+	emit(skb, &p, TAPIO_DNS_RESPONSE);
+	return 0;
+}
+
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(tapio_dns_egress_btf, struct sk_buff *skb)
+{
+	return on_egress(skb);
+}
+
+SEC("tp_btf/skb_copy_datagram_iovec")
+int BPF_PROG(tapio_dns_deliver_btf, const struct sk_buff *skb, int len)
+{
+	return on_deliver(skb);
+}
+
+SEC("tracepoint/net/net_dev_queue")
+int tapio_dns_egress_tp(struct trace_event_raw_net_dev_template *ctx)
+{
+	return on_egress((const struct sk_buff *)BPF_CORE_READ(ctx, skbaddr));
+}
+
+SEC("tracepoint/skb/skb_copy_datagram_iovec")
+int tapio_dns_deliver_tp(struct trace_event_raw_skb_copy_datagram_iovec *ctx)
+{
+	return on_deliver((const struct sk_buff *)BPF_CORE_READ(ctx, skbaddr));
+}

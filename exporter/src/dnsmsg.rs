@@ -1,0 +1,445 @@
+//! DNS wire-format parsing for captured packets.
+//!
+//! Hand-written rather than hickory-proto or simple-dns because captures are
+//! cut at 512 bytes: we want the header and question (always there) and as
+//! many answers as fit, not an all-or-nothing parse. Every loop is bounded:
+//! names by length and label count, compression by strictly backward
+//! pointers (so no loop can form) and a jump limit, records by the counts
+//! and the buffer.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Longest name in presentation form (RFC 1035: 255 octets on the wire).
+const MAX_NAME: usize = 255;
+/// Compression pointers followed per name. Backward-only pointers already
+/// rule out loops; this bounds the work on hostile input.
+const MAX_JUMPS: usize = 32;
+/// Questions we look at (real queries have one).
+const MAX_QUESTIONS: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("message shorter than the 12-byte header")]
+    ShortHeader,
+    #[error("name runs past the end of the message")]
+    NameTruncated,
+    #[error("label or name longer than the protocol allows")]
+    NameTooLong,
+    #[error("compression pointer does not point backwards")]
+    BadPointer,
+    #[error("too many compression pointers")]
+    TooManyJumps,
+    #[error("reserved label type")]
+    BadLabel,
+    #[error("question runs past the end of the message")]
+    QuestionTruncated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    pub name: String,
+    pub qtype: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub name: String,
+    pub rtype: u16,
+    pub ttl: u32,
+    /// Presentation form of the data (address, target name, …).
+    pub data: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: u16,
+    pub response: bool,
+    pub opcode: u8,
+    pub rcode: u8,
+    /// The TC bit: the server cut the message (client retries over TCP).
+    pub tc: bool,
+    pub questions: Vec<Question>,
+    pub answers: Vec<Answer>,
+    /// The answer count the header announced.
+    pub answer_count: u16,
+    /// Answers were announced but the capture or the limit cut them.
+    pub answers_cut: bool,
+}
+
+fn be16(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
+}
+
+fn be32(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_be_bytes([*b.get(off)?, *b.get(off + 1)?, *b.get(off + 2)?, *b.get(off + 3)?]))
+}
+
+/// Read a (possibly compressed) name at `off`. Returns the name and the
+/// offset just after it in the original stream.
+pub fn read_name(msg: &[u8], mut off: usize) -> Result<(String, usize), ParseError> {
+    let mut name = String::new();
+    let mut end_after: Option<usize> = None;
+    let mut jumps = 0;
+    // The lowest position read so far: pointers must go below it.
+    let mut floor = off;
+    loop {
+        let len = *msg.get(off).ok_or(ParseError::NameTruncated)? as usize;
+        match len & 0xC0 {
+            0x00 => {
+                if len == 0 {
+                    let next = end_after.unwrap_or(off + 1);
+                    if name.is_empty() {
+                        name.push('.');
+                    }
+                    return Ok((name, next));
+                }
+                let label = msg.get(off + 1..off + 1 + len).ok_or(ParseError::NameTruncated)?;
+                if name.len() + len + 1 > MAX_NAME {
+                    return Err(ParseError::NameTooLong);
+                }
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                for &c in label {
+                    // Keep names printable; escape the rest like dig does.
+                    if c.is_ascii_graphic() && c != b'.' && c != b'\\' {
+                        name.push(c as char);
+                    } else {
+                        name.push_str(&format!("\\{c:03}"));
+                    }
+                }
+                off += 1 + len;
+            }
+            0xC0 => {
+                let b2 = *msg.get(off + 1).ok_or(ParseError::NameTruncated)? as usize;
+                let target = ((len & 0x3F) << 8) | b2;
+                if target >= floor {
+                    return Err(ParseError::BadPointer);
+                }
+                jumps += 1;
+                if jumps > MAX_JUMPS {
+                    return Err(ParseError::TooManyJumps);
+                }
+                if end_after.is_none() {
+                    end_after = Some(off + 2);
+                }
+                floor = target;
+                off = target;
+            }
+            _ => return Err(ParseError::BadLabel),
+        }
+    }
+}
+
+fn rdata(msg: &[u8], rtype: u16, start: usize, len: usize) -> String {
+    let Some(d) = msg.get(start..start + len) else {
+        return String::new();
+    };
+    match (rtype, len) {
+        (1, 4) => Ipv4Addr::new(d[0], d[1], d[2], d[3]).to_string(),
+        (28, 16) => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(d);
+            Ipv6Addr::from(a).to_string()
+        }
+        (5 | 2 | 12, _) => read_name(msg, start).map(|(n, _)| n).unwrap_or_default(),
+        (15, _) if len > 2 => {
+            let pref = u16::from_be_bytes([d[0], d[1]]);
+            let host = read_name(msg, start + 2).map(|(n, _)| n).unwrap_or_default();
+            format!("{pref} {host}")
+        }
+        (16, _) => {
+            // TXT: length-prefixed strings.
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < d.len() {
+                let l = d[i] as usize;
+                let s = d.get(i + 1..(i + 1 + l).min(d.len())).unwrap_or(&[]);
+                out.push(String::from_utf8_lossy(s).into_owned());
+                i += 1 + l;
+            }
+            out.join(" ")
+        }
+        _ => format!("{} ({len} bytes)", type_name(rtype)),
+    }
+}
+
+/// Parse one DNS message; at most `max_answers` answers are decoded.
+pub fn parse(msg: &[u8], max_answers: usize) -> Result<Message, ParseError> {
+    if msg.len() < 12 {
+        return Err(ParseError::ShortHeader);
+    }
+    let id = be16(msg, 0).ok_or(ParseError::ShortHeader)?;
+    let flags = be16(msg, 2).ok_or(ParseError::ShortHeader)?;
+    let qd = be16(msg, 4).ok_or(ParseError::ShortHeader)?;
+    let an = be16(msg, 6).ok_or(ParseError::ShortHeader)?;
+    let mut m = Message {
+        id,
+        response: flags & 0x8000 != 0,
+        opcode: ((flags >> 11) & 0xF) as u8,
+        rcode: (flags & 0xF) as u8,
+        tc: flags & 0x0200 != 0,
+        questions: Vec::new(),
+        answers: Vec::new(),
+        answer_count: an,
+        answers_cut: false,
+    };
+    let mut off = 12;
+    for i in 0..usize::from(qd) {
+        let (name, next) = read_name(msg, off)?;
+        let qtype = be16(msg, next).ok_or(ParseError::QuestionTruncated)?;
+        be16(msg, next + 2).ok_or(ParseError::QuestionTruncated)?;
+        off = next + 4;
+        if i < MAX_QUESTIONS {
+            m.questions.push(Question { name, qtype });
+        }
+    }
+    for _ in 0..an {
+        if m.answers.len() >= max_answers {
+            m.answers_cut = true;
+            break;
+        }
+        // A cut capture ends the answers, it does not fail the message.
+        let Ok((name, next)) = read_name(msg, off) else {
+            m.answers_cut = true;
+            break;
+        };
+        let (Some(rtype), Some(ttl), Some(rdlen)) = (be16(msg, next), be32(msg, next + 4), be16(msg, next + 8)) else {
+            m.answers_cut = true;
+            break;
+        };
+        let start = next + 10;
+        let len = usize::from(rdlen);
+        if start + len > msg.len() {
+            m.answers_cut = true;
+            break;
+        }
+        m.answers.push(Answer { name, rtype, ttl, data: rdata(msg, rtype, start, len) });
+        off = start + len;
+    }
+    Ok(m)
+}
+
+/// DNS over TCP: each message has a 2-byte length prefix, and one segment
+/// may carry several (or the start of one). Returns the messages found, the
+/// last possibly cut.
+pub fn split_tcp(stream: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    // At most one message per 14 bytes (2 + 12-byte header): bounded.
+    while off + 2 <= stream.len() {
+        let len = usize::from(u16::from_be_bytes([stream[off], stream[off + 1]]));
+        if len == 0 {
+            break;
+        }
+        let end = (off + 2 + len).min(stream.len());
+        out.push(&stream[off + 2..end]);
+        off += 2 + len;
+    }
+    out
+}
+
+pub fn type_name(t: u16) -> String {
+    match t {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        12 => "PTR",
+        15 => "MX",
+        16 => "TXT",
+        28 => "AAAA",
+        33 => "SRV",
+        41 => "OPT",
+        64 => "SVCB",
+        65 => "HTTPS",
+        255 => "ANY",
+        n => return format!("TYPE{n}"),
+    }
+    .to_string()
+}
+
+pub fn rcode_name(r: u8) -> String {
+    match r {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        n => return format!("RCODE{n}"),
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+pub(crate) mod build {
+    //! Builds wire-format messages for tests.
+    pub fn name(n: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        for l in n.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+            v.push(l.len() as u8);
+            v.extend_from_slice(l.as_bytes());
+        }
+        v.push(0);
+        v
+    }
+
+    pub fn header(id: u16, flags: u16, qd: u16, an: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        for x in [id, flags, qd, an, 0, 0] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v
+    }
+
+    pub fn query(id: u16, qname: &str, qtype: u16) -> Vec<u8> {
+        let mut v = header(id, 0x0100, 1, 0);
+        v.extend(name(qname));
+        v.extend_from_slice(&qtype.to_be_bytes());
+        v.extend_from_slice(&1u16.to_be_bytes());
+        v
+    }
+
+    /// A response to `qname` with a CNAME to `target` (compressed against
+    /// the question) and an A record for it.
+    pub fn cname_response(id: u16, qname: &str, target: &str, ip: [u8; 4]) -> Vec<u8> {
+        let mut v = header(id, 0x8180, 1, 2);
+        v.extend(name(qname));
+        v.extend_from_slice(&[0, 1, 0, 1]);
+        // answer 1: <ptr to qname at 12> CNAME target
+        v.extend_from_slice(&[0xC0, 12, 0, 5, 0, 1, 0, 0, 0, 60]);
+        let t = name(target);
+        v.extend_from_slice(&(t.len() as u16).to_be_bytes());
+        let target_off = v.len();
+        v.extend(t);
+        // answer 2: <ptr to target> A ip
+        v.extend_from_slice(&[0xC0, target_off as u8, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        v.extend_from_slice(&ip);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{build::*, *};
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_query_and_cname_chain_with_compression() {
+        let q = parse(&query(0xBEEF, "www.example.com", 1), 16).unwrap();
+        assert_eq!(q.id, 0xBEEF);
+        assert!(!q.response);
+        assert_eq!(q.questions, vec![Question { name: "www.example.com".into(), qtype: 1 }]);
+
+        let r = parse(&cname_response(7, "alias.tapio.test", "www.tapio.test", [198, 18, 0, 10]), 16).unwrap();
+        assert!(r.response);
+        assert_eq!(rcode_name(r.rcode), "NOERROR");
+        assert_eq!(r.answers.len(), 2);
+        assert_eq!(r.answers[0].name, "alias.tapio.test");
+        assert_eq!(type_name(r.answers[0].rtype), "CNAME");
+        assert_eq!(r.answers[0].data, "www.tapio.test");
+        assert_eq!(r.answers[1].name, "www.tapio.test");
+        assert_eq!(r.answers[1].data, "198.18.0.10");
+        assert!(!r.answers_cut);
+    }
+
+    #[test]
+    fn truncated_answers_keep_the_question() {
+        let full = cname_response(7, "alias.tapio.test", "www.tapio.test", [1, 2, 3, 4]);
+        let cut = &full[..full.len() - 3];
+        let r = parse(cut, 16).unwrap();
+        assert_eq!(r.questions[0].name, "alias.tapio.test");
+        assert_eq!(r.answers.len(), 1);
+        assert!(r.answers_cut);
+        let r = parse(&full, 1).unwrap();
+        assert_eq!(r.answers.len(), 1);
+        assert!(r.answers_cut);
+    }
+
+    #[test]
+    fn pointer_loops_and_forward_pointers_are_refused() {
+        // A name at 12 that points to itself.
+        let mut m = header(1, 0, 1, 0);
+        m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
+        assert_eq!(parse(&m, 4), Err(ParseError::BadPointer));
+        // Two pointers pointing at each other.
+        let mut m = header(1, 0, 1, 0);
+        m.extend_from_slice(&[0xC0, 14, 0xC0, 12, 0, 1, 0, 1]);
+        assert_eq!(parse(&m, 4), Err(ParseError::BadPointer));
+        // Reserved label type 0x40.
+        let mut m = header(1, 0, 1, 0);
+        m.extend_from_slice(&[0x41, 0]);
+        assert_eq!(parse(&m, 4), Err(ParseError::BadLabel));
+        assert_eq!(parse(&[0; 5], 4), Err(ParseError::ShortHeader));
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        let mut m = header(1, 0, 1, 0);
+        for _ in 0..10 {
+            m.push(63);
+            m.extend(std::iter::repeat_n(b'a', 63));
+        }
+        m.push(0);
+        assert_eq!(parse(&m, 4), Err(ParseError::NameTooLong));
+    }
+
+    #[test]
+    fn tcp_framing_splits_several_messages() {
+        let a = query(1, "a.test", 1);
+        let b = query(2, "b.test", 28);
+        let mut s = Vec::new();
+        for m in [&a, &b] {
+            s.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            s.extend_from_slice(m);
+        }
+        let parts = split_tcp(&s);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parse(parts[1], 4).unwrap().questions[0].qtype, 28);
+        // A cut second message is returned cut.
+        let parts = split_tcp(&s[..s.len() - 4]);
+        assert_eq!(parts.len(), 2);
+        assert!(parse(parts[1], 4).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// Garbage never panics or hangs.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse(&bytes, 16);
+            for m in split_tcp(&bytes) {
+                let _ = parse(m, 16);
+            }
+        }
+
+        /// Valid messages with random mutations never panic; unmutated ones
+        /// round-trip their question.
+        #[test]
+        fn mutated_messages_never_panic(
+            label in "[a-z0-9]{1,20}",
+            qtype in any::<u16>(),
+            flips in proptest::collection::vec((0usize..200, any::<u8>()), 0..8),
+        ) {
+            let qname = format!("{label}.tapio.test");
+            let msg = cname_response(9, &qname, "t.tapio.test", [10, 0, 0, 1]);
+            let ok = parse(&query(3, &qname, qtype), 16).unwrap();
+            prop_assert_eq!(&ok.questions[0].name, &qname);
+            prop_assert_eq!(ok.questions[0].qtype, qtype);
+            let mut m = msg.clone();
+            for (i, v) in flips {
+                if let Some(b) = m.get_mut(i) {
+                    *b = v;
+                }
+            }
+            let _ = parse(&m, 16);
+        }
+    }
+}
