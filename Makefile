@@ -4,8 +4,10 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian 12 packages the build and the tests need. bpftool reads the
-# objects' BTF in a test; libbpf-tools' execsnoop is the benchmark baseline.
-APT_PACKAGES := clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip
+# objects' BTF in a test; dnsmasq and dig are the DNS tests' server and
+# client; libbpf-tools and bpftrace are the benchmarks' baselines.
+APT_PACKAGES := clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip \
+	dnsmasq-base bind9-dnsutils iproute2 bpftrace
 TAPIO := $(or $(CARGO_TARGET_DIR),target)/release/tapio
 
 .PHONY: run test setup deps mounts build check fmt clippy unit bench vmlinux

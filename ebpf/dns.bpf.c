@@ -3,9 +3,10 @@
  * DNS packets of this host's clients, UDP and TCP, IPv4 and IPv6:
  *   queries   at net_dev_queue (egress, in the sender's context) when the
  *             destination port is a configured DNS port;
- *   responses at skb_copy_datagram_iovec (the client's recvmsg copying the
- *             datagram out, in the receiver's context) when the source port
- *             is one.
+ *   responses at netif_receive_skb (softirq, every received packet) when
+ *             the source port is one; the response inherits the query's
+ *             process. (skb_copy_datagram_iovec would run in the receiver's
+ *             context, but UDP copies linear datagrams without it.)
  * A bounded copy of the payload goes to userspace, which parses the DNS
  * message and matches responses to queries (tuple + transaction id).
  * Servers on this host are not traced (their packets have the DNS port on
@@ -31,6 +32,33 @@ struct {
 	__type(value, __u8);
 } tapio_dns_ports SEC(".maps");
 
+/* Who owns a socket, learnt in process context (sock_send_length), for
+ * packets that leave later from softirq: a first packet to a new neighbour
+ * waits for ARP/NDP and is sent by whoever processes the answer. */
+struct sock_owner {
+	struct tapio_event_header hdr;
+	__u64 ino; /* socket inode: tells a reused struct sock address apart */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct sock_owner);
+} tapio_dns_sock_owner SEC(".maps");
+
+/* Inode number of the socket a sock belongs to (0 if none). */
+static __always_inline __u64 sock_ino(const struct sock *sk)
+{
+	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+	if (!so)
+		return 0;
+	struct socket_alloc *sa = container_of(so, struct socket_alloc, socket);
+	return BPF_CORE_READ(sa, vfs_inode.i_ino);
+}
+
+#define PF_KTHREAD 0x00200000
+
 struct parsed {
 	__u32 payload_off;  /* offset of the DNS payload from skb->head */
 	__u32 payload_len;  /* payload bytes on the wire */
@@ -41,13 +69,24 @@ struct parsed {
 	__u8 daddr[16];
 };
 
-/* Parse IP and UDP/TCP headers from the skb's offsets. 0 on success. */
-static __always_inline int parse(const struct sk_buff *skb, struct parsed *p)
+/* Parse IP and UDP/TCP headers. On egress the stack has set the header
+ * offsets; on receive (`from_data`) skb->data is the IP header and the
+ * transport offset is computed here, since drivers leave it unset. */
+static __always_inline int parse(const struct sk_buff *skb, struct parsed *p, int from_data)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 th = BPF_CORE_READ(skb, transport_header);
-	if (!head || nh == (__u16)~0U || th == (__u16)~0U)
+	if (!head)
+		return -1;
+	__u32 nh, th = 0;
+	if (from_data) {
+		nh = BPF_CORE_READ(skb, data) - head;
+	} else {
+		nh = BPF_CORE_READ(skb, network_header);
+		th = BPF_CORE_READ(skb, transport_header);
+		if (nh == 0xffff || th == 0xffff)
+			return -1;
+	}
+	if (nh > 0xffff)
 		return -1;
 	__u8 vihl;
 	if (bpf_probe_read_kernel(&vihl, 1, head + nh))
@@ -72,6 +111,8 @@ static __always_inline int parse(const struct sk_buff *skb, struct parsed *p)
 			return -1;
 		ip_payload = tot - ihl;
 		ip_hdr_len = ihl;
+		if (from_data)
+			th = nh + ihl;
 		/* Fragments: only the first carries ports, and a DNS message is
 		 * rarely fragmented; userspace counts what does not parse. */
 		if (bpf_ntohs(ip.frag_off) & 0x1fff)
@@ -87,6 +128,8 @@ static __always_inline int parse(const struct sk_buff *skb, struct parsed *p)
 		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
 		ip_payload = bpf_ntohs(ip6.payload_len);
 		ip_hdr_len = 40;
+		if (from_data)
+			th = nh + 40;
 	} else {
 		return -1;
 	}
@@ -136,7 +179,21 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 		return;
 	/* Zero the fixed part (the payload is bounded by payload_len). */
 	__builtin_memset(e, 0, offsetof(struct tapio_dns_packet, payload));
-	tapio_fill_header(&e->hdr, bpf_get_current_task_btf(), TAPIO_EVENT_DNS_PACKET);
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (direction == TAPIO_DNS_QUERY && (BPF_CORE_READ(task, flags) & PF_KTHREAD)) {
+		/* Sent later from a kernel thread (ksoftirqd after ARP/NDP): the
+		 * process is the socket's owner as learnt at send time, or
+		 * unknown; never the kernel thread. */
+		const struct sock *s = BPF_CORE_READ(skb, sk);
+		__u64 key = (__u64)s;
+		struct sock_owner *o = s ? bpf_map_lookup_elem(&tapio_dns_sock_owner, &key) : NULL;
+		if (o && o->ino == sock_ino(s))
+			e->hdr = o->hdr;
+		e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+		e->hdr.kind = TAPIO_EVENT_DNS_PACKET;
+	} else {
+		tapio_fill_header(&e->hdr, task, TAPIO_EVENT_DNS_PACKET);
+	}
 	e->direction = direction;
 	e->protocol = p->protocol;
 	e->wire_len = p->payload_len > 0xffff ? 0xffff : p->payload_len;
@@ -183,19 +240,51 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 static __always_inline int on_egress(const struct sk_buff *skb)
 {
 	struct parsed p = {};
-	if (parse(skb, &p) || !is_dns_port(p.dport))
+	if (parse(skb, &p, 0) || !is_dns_port(p.dport))
 		return 0;
 	emit(skb, &p, TAPIO_DNS_QUERY);
 	return 0;
 }
 
-static __always_inline int on_deliver(const struct sk_buff *skb)
+static __always_inline int on_receive(const struct sk_buff *skb)
 {
 	struct parsed p = {};
-	if (parse(skb, &p) || !is_dns_port(p.sport))
+	if (parse(skb, &p, 1) || !is_dns_port(p.sport))
 		return 0;
 	emit(skb, &p, TAPIO_DNS_RESPONSE);
 	return 0;
+}
+
+static __always_inline int on_send(const struct sock *sk)
+{
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	if (proto != IPPROTO_UDP_ && proto != IPPROTO_TCP_)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 key = (__u64)sk;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 ino = sock_ino(sk);
+	struct sock_owner *cur = bpf_map_lookup_elem(&tapio_dns_sock_owner, &key);
+	/* Only write when the owner changes: this runs for every send. */
+	if (cur && cur->hdr.pid == tgid && cur->ino == ino)
+		return 0;
+	struct sock_owner o = {};
+	tapio_fill_header(&o.hdr, task, TAPIO_EVENT_DNS_PACKET);
+	o.ino = ino;
+	bpf_map_update_elem(&tapio_dns_sock_owner, &key, &o, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tapio_dns_send_btf, struct sock *sk, int ret, int flags)
+{
+	return on_send(sk);
+}
+
+SEC("tracepoint/sock/sock_send_length")
+int tapio_dns_send_tp(struct trace_event_raw_sock_msg_length *ctx)
+{
+	return on_send((const struct sock *)BPF_CORE_READ(ctx, sk));
 }
 
 SEC("tp_btf/net_dev_queue")
@@ -204,10 +293,10 @@ int BPF_PROG(tapio_dns_egress_btf, struct sk_buff *skb)
 	return on_egress(skb);
 }
 
-SEC("tp_btf/skb_copy_datagram_iovec")
-int BPF_PROG(tapio_dns_deliver_btf, const struct sk_buff *skb, int len)
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(tapio_dns_receive_btf, struct sk_buff *skb)
 {
-	return on_deliver(skb);
+	return on_receive(skb);
 }
 
 SEC("tracepoint/net/net_dev_queue")
@@ -216,8 +305,8 @@ int tapio_dns_egress_tp(struct trace_event_raw_net_dev_template *ctx)
 	return on_egress((const struct sk_buff *)BPF_CORE_READ(ctx, skbaddr));
 }
 
-SEC("tracepoint/skb/skb_copy_datagram_iovec")
-int tapio_dns_deliver_tp(struct trace_event_raw_skb_copy_datagram_iovec *ctx)
+SEC("tracepoint/net/netif_receive_skb")
+int tapio_dns_receive_tp(struct trace_event_raw_net_dev_template *ctx)
 {
-	return on_deliver((const struct sk_buff *)BPF_CORE_READ(ctx, skbaddr));
+	return on_receive((const struct sk_buff *)BPF_CORE_READ(ctx, skbaddr));
 }

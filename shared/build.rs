@@ -18,6 +18,8 @@ fn main() {
         .constified_enum_module("tapio_exec_flags")
         .constified_enum_module("tapio_tcp_outcome")
         .constified_enum_module("tapio_family")
+        .constified_enum_module("tapio_dns_flags")
+        .constified_enum_module("tapio_dns_direction")
         .derive_default(true)
         .derive_debug(true)
         .impl_debug(false)

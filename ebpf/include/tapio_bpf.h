@@ -93,7 +93,9 @@ static __always_inline void tapio_fill_header(struct tapio_event_header *h,
 	h->uid = BPF_CORE_READ(task, real_cred, uid.val);
 	h->gid = BPF_CORE_READ(task, real_cred, gid.val);
 	h->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	bpf_probe_read_kernel_str(h->comm, sizeof(h->comm), &task->comm);
+	/* The process's name, not the thread's (dig sends from "isc-net-0000"). */
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	bpf_probe_read_kernel_str(h->comm, sizeof(h->comm), leader ? leader->comm : task->comm);
 }
 
 #endif /* TAPIO_BPF_H */

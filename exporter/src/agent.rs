@@ -173,6 +173,30 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         },
     )?;
 
+    let dcfg = settings.probes.dns.clone();
+    let ring = probes::RingConfig::new(dcfg.ring_buffer_size.0, dcfg.wakeup_interval);
+    ctx.start(
+        &probes::dns::SPEC,
+        dcfg.enabled,
+        ring,
+        &|_| true,
+        dcfg.wakeup_interval,
+        |loaded, stats| {
+            loaded.fill_u16_set(probes::dns::NAME, probes::dns::MAP_PORTS, &dcfg.ports)?;
+            let histograms = probes::dns::DnsHistograms::default();
+            exporter.add_metric_producer(probes::dns::histogram_producer(
+                histograms.clone(),
+                telemetry.start_unix_ns,
+            ));
+            Ok(probes::dns::Handler::new(
+                exporter.emitter(),
+                stats,
+                dcfg.clone(),
+                histograms,
+            ))
+        },
+    )?;
+
     if running.is_empty() {
         exporter.shutdown(settings.shutdown_timeout).await;
         return Err(RunError::NoProbes);

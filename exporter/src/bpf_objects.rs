@@ -7,6 +7,9 @@ pub static PROCESS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// `ebpf/network.bpf.c`.
 pub static NETWORK: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/network.bpf.o"));
 
+/// `ebpf/dns.bpf.c`.
+pub static DNS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns.bpf.o"));
+
 /// Which clang compiled them.
 pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt"));
 

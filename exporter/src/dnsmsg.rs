@@ -71,7 +71,12 @@ fn be16(b: &[u8], off: usize) -> Option<u16> {
 }
 
 fn be32(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([*b.get(off)?, *b.get(off + 1)?, *b.get(off + 2)?, *b.get(off + 3)?]))
+    Some(u32::from_be_bytes([
+        *b.get(off)?,
+        *b.get(off + 1)?,
+        *b.get(off + 2)?,
+        *b.get(off + 3)?,
+    ]))
 }
 
 /// Read a (possibly compressed) name at `off`. Returns the name and the
@@ -93,7 +98,9 @@ pub fn read_name(msg: &[u8], mut off: usize) -> Result<(String, usize), ParseErr
                     }
                     return Ok((name, next));
                 }
-                let label = msg.get(off + 1..off + 1 + len).ok_or(ParseError::NameTruncated)?;
+                let label = msg
+                    .get(off + 1..off + 1 + len)
+                    .ok_or(ParseError::NameTruncated)?;
                 if name.len() + len + 1 > MAX_NAME {
                     return Err(ParseError::NameTooLong);
                 }
@@ -145,7 +152,9 @@ fn rdata(msg: &[u8], rtype: u16, start: usize, len: usize) -> String {
         (5 | 2 | 12, _) => read_name(msg, start).map(|(n, _)| n).unwrap_or_default(),
         (15, _) if len > 2 => {
             let pref = u16::from_be_bytes([d[0], d[1]]);
-            let host = read_name(msg, start + 2).map(|(n, _)| n).unwrap_or_default();
+            let host = read_name(msg, start + 2)
+                .map(|(n, _)| n)
+                .unwrap_or_default();
             format!("{pref} {host}")
         }
         (16, _) => {
@@ -204,7 +213,9 @@ pub fn parse(msg: &[u8], max_answers: usize) -> Result<Message, ParseError> {
             m.answers_cut = true;
             break;
         };
-        let (Some(rtype), Some(ttl), Some(rdlen)) = (be16(msg, next), be32(msg, next + 4), be16(msg, next + 8)) else {
+        let (Some(rtype), Some(ttl), Some(rdlen)) =
+            (be16(msg, next), be32(msg, next + 4), be16(msg, next + 8))
+        else {
             m.answers_cut = true;
             break;
         };
@@ -214,7 +225,12 @@ pub fn parse(msg: &[u8], max_answers: usize) -> Result<Message, ParseError> {
             m.answers_cut = true;
             break;
         }
-        m.answers.push(Answer { name, rtype, ttl, data: rdata(msg, rtype, start, len) });
+        m.answers.push(Answer {
+            name,
+            rtype,
+            ttl,
+            data: rdata(msg, rtype, start, len),
+        });
         off = start + len;
     }
     Ok(m)
@@ -335,9 +351,19 @@ mod tests {
         let q = parse(&query(0xBEEF, "www.example.com", 1), 16).unwrap();
         assert_eq!(q.id, 0xBEEF);
         assert!(!q.response);
-        assert_eq!(q.questions, vec![Question { name: "www.example.com".into(), qtype: 1 }]);
+        assert_eq!(
+            q.questions,
+            vec![Question {
+                name: "www.example.com".into(),
+                qtype: 1
+            }]
+        );
 
-        let r = parse(&cname_response(7, "alias.tapio.test", "www.tapio.test", [198, 18, 0, 10]), 16).unwrap();
+        let r = parse(
+            &cname_response(7, "alias.tapio.test", "www.tapio.test", [198, 18, 0, 10]),
+            16,
+        )
+        .unwrap();
         assert!(r.response);
         assert_eq!(rcode_name(r.rcode), "NOERROR");
         assert_eq!(r.answers.len(), 2);

@@ -94,9 +94,21 @@ pub struct ProbeStats {
     pub latency: Histogram,
     attach_type: Mutex<String>,
     kernel_lost: Mutex<Option<KernelLostReader>>,
+    /// Probe-specific userspace losses (e.g. dns `unmatched`), by reason.
+    user_lost: Mutex<Vec<(&'static str, u64)>>,
 }
 
 impl ProbeStats {
+    /// Count `n` events lost in userspace for `reason`. Only loss paths
+    /// take this lock.
+    pub fn lose(&self, reason: &'static str, n: u64) {
+        let mut v = self.user_lost.lock().unwrap_or_else(|p| p.into_inner());
+        match v.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, c)) => *c += n,
+            None => v.push((reason, n)),
+        }
+    }
+
     pub fn set_attach_type(&self, t: &str) {
         if let Ok(mut a) = self.attach_type.lock() {
             *a = t.to_string();
@@ -124,6 +136,9 @@ impl ProbeStats {
             }
         }
         out.push(("decode_error", self.decode_errors.load(Relaxed)));
+        if let Ok(v) = self.user_lost.lock() {
+            out.extend(v.iter().copied());
+        }
         out
     }
 
@@ -236,6 +251,7 @@ impl Telemetry {
             latency: Histogram::default(),
             attach_type: Mutex::new(String::new()),
             kernel_lost: Mutex::new(None),
+            user_lost: Mutex::new(Vec::new()),
         });
         probes.push(p.clone());
         p

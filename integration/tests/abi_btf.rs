@@ -166,3 +166,21 @@ fn network_records_match_the_object_btf() {
     );
     check_struct!(btf, tapio_hist { buckets, sum_ns });
 }
+
+#[test]
+fn dns_records_match_the_object_btf() {
+    let btf = btf_structs(tapio::bpf_objects::DNS);
+    check_struct!(
+        btf,
+        tapio_dns_packet {
+            hdr,
+            payload_len,
+            wire_len,
+            direction,
+            protocol,
+            flags,
+            tuple,
+            payload
+        }
+    );
+}

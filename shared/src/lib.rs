@@ -49,6 +49,7 @@ wire!(
     tapio_tcp_connect,
     tapio_tcp_close,
     tapio_hist,
+    tapio_dns_packet,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

@@ -35,6 +35,51 @@ pub struct Probes {
     /// TCP connections: `tcp.connect` spans, `network.connection.close`
     /// logs, `tapio.tcp.connect.duration`.
     pub network: NetworkProbe,
+    /// DNS over UDP and TCP: `dns.query` spans, `dns.lookup.duration`.
+    pub dns: DnsProbe,
+}
+
+/// The dns probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsProbe {
+    /// Run this probe (see `probes.process.enabled`).
+    pub enabled: Option<bool>,
+    /// Ring-buffer size in bytes (power of two, at least 4 KiB). A packet
+    /// record is 616 bytes.
+    pub ring_buffer_size: ByteSize,
+    /// Longest a record waits in the ring buffer (see `probes.process`).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// DNS server ports to trace (1 to 16 of them).
+    pub ports: Vec<u16>,
+    /// A query with no response after this long ends as an error span.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Fraction (0.0–1.0) of NOERROR lookups exported as spans. Errors,
+    /// NXDOMAIN, timeouts and slow lookups are always exported; the
+    /// histogram counts every lookup.
+    pub sample_rate: f64,
+    /// Lookups at least this slow are always exported as spans.
+    #[serde(with = "humantime_serde")]
+    pub slow_threshold: Duration,
+    /// Most answers put on a span (`dns.answers`).
+    pub max_answers: usize,
+}
+
+impl Default for DnsProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            ring_buffer_size: ByteSize(1024 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            ports: vec![53],
+            timeout: Duration::from_secs(5),
+            sample_rate: 1.0,
+            slow_threshold: Duration::from_millis(500),
+            max_answers: 16,
+        }
+    }
 }
 
 /// The network probe.

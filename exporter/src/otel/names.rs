@@ -17,6 +17,7 @@ pub mod event {
 /// Span names.
 pub mod span {
     pub const TCP_CONNECT: &str = "tcp.connect";
+    pub const DNS_QUERY: &str = "dns.query";
 }
 
 /// Attribute keys.
@@ -41,6 +42,15 @@ pub mod attr {
     pub const CLIENT_ADDRESS: &str = "client.address";
     pub const CLIENT_PORT: &str = "client.port";
     pub const ERROR_TYPE: &str = "error.type";
+    // semconv dns
+    pub const DNS_QUESTION_NAME: &str = "dns.question.name";
+    pub const DNS_QUESTION_TYPE: &str = "dns.question.type";
+    pub const DNS_RESPONSE_CODE: &str = "dns.response.code";
+    pub const DNS_ANSWERS: &str = "dns.answers";
+    /// DNS transaction id.
+    pub const TAPIO_DNS_ID: &str = "tapio.dns.id";
+    /// The answer section was longer than captured or configured.
+    pub const TAPIO_DNS_ANSWERS_CUT: &str = "tapio.dns.answers_cut";
     // semconv container / k8s
     pub const CONTAINER_ID: &str = "container.id";
     pub const K8S_POD_UID: &str = "k8s.pod.uid";
@@ -172,6 +182,18 @@ pub const TCP_CONNECT_DURATION: MetricDef = MetricDef {
     attributes: &[attr::NETWORK_TYPE, attr::ERROR_TYPE],
 };
 
+pub const DNS_LOOKUP_DURATION: MetricDef = MetricDef {
+    name: "dns.lookup.duration",
+    unit: "s",
+    instrument: Instrument::Histogram,
+    description: "DNS query to response (or timeout) as the client's kernel saw it; every lookup.",
+    attributes: &[
+        attr::DNS_RESPONSE_CODE,
+        attr::NETWORK_TRANSPORT,
+        attr::ERROR_TYPE,
+    ],
+};
+
 /// Tapio's self-telemetry metrics (`otel::metrics::self_telemetry`).
 pub const SELF_METRICS: &[MetricDef] = &[
     EVENTS_RECEIVED,
@@ -195,6 +217,7 @@ pub const METRICS: &[MetricDef] = &[
     PIPELINE_LATENCY,
     PROBE_ATTACHED,
     TCP_CONNECT_DURATION,
+    DNS_LOOKUP_DURATION,
 ];
 
 /// Every log event name, with what it means.
@@ -215,10 +238,16 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
 ];
 
 /// Every span name, with what it covers.
-pub const SPANS: &[(&str, &str)] = &[(
-    span::TCP_CONNECT,
-    "Outbound TCP connect: SYN sent to established or failure.",
-)];
+pub const SPANS: &[(&str, &str)] = &[
+    (
+        span::TCP_CONNECT,
+        "Outbound TCP connect: SYN sent to established or failure.",
+    ),
+    (
+        span::DNS_QUERY,
+        "A DNS query to its response or timeout, UDP or TCP.",
+    ),
+];
 
 #[cfg(test)]
 mod tests {

@@ -2,9 +2,11 @@
 
 use super::{kv_int, kv_str, logs::ProcessContext, names::attr, names::span};
 use crate::clock::WallClock;
+use crate::dnsmsg;
+use crate::probes::dns::Lookup;
 use crate::probes::network::{errno_name, Connect, Outcome, Tuple};
 use opentelemetry_proto::tonic::{
-    common::v1::KeyValue,
+    common::v1::{any_value::Value, AnyValue, ArrayValue, KeyValue},
     trace::v1::{span::SpanKind, status::StatusCode, Span, Status},
 };
 
@@ -29,6 +31,11 @@ impl IdGenerator {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// A uniform u32, for sampling decisions.
+    pub fn next_u32(&mut self) -> u32 {
+        (self.next() >> 32) as u32
     }
 
     pub fn trace_id(&mut self) -> Vec<u8> {
@@ -101,6 +108,78 @@ pub fn tcp_connect(
         kind: SpanKind::Client as i32,
         start_time_unix_nano: clock.to_unix_ns(c.start_boot_ns),
         end_time_unix_nano: clock.to_unix_ns(c.end_boot_ns),
+        attributes,
+        status: Some(status),
+        ..Default::default()
+    }
+}
+
+/// server.*/client.*/network.* of a DNS lookup (the tuple is oriented
+/// client -> server already).
+fn dns_connection_attrs(t: &Tuple, transport: &str) -> Vec<KeyValue> {
+    let mut a = connection_attrs(t, true);
+    a[0] = kv_str(attr::NETWORK_TRANSPORT, transport);
+    a
+}
+
+/// `dns.query`: query sent to response received (or timeout).
+pub fn dns_query(l: &Lookup, max_answers: usize, clock: &WallClock, ids: &mut IdGenerator) -> Span {
+    let mut attributes = dns_connection_attrs(&l.key.tuple, l.key.transport.name());
+    attributes.extend(super::logs::common_attrs(&l.query.common, &l.query.ctx));
+    attributes.push(kv_str(attr::DNS_QUESTION_NAME, l.query.name.clone()));
+    attributes.push(kv_str(
+        attr::DNS_QUESTION_TYPE,
+        dnsmsg::type_name(l.query.qtype),
+    ));
+    attributes.push(kv_int(attr::TAPIO_DNS_ID, i64::from(l.key.id)));
+    if let Some(m) = &l.response {
+        attributes.push(kv_str(attr::DNS_RESPONSE_CODE, dnsmsg::rcode_name(m.rcode)));
+        let answers: Vec<AnyValue> = m
+            .answers
+            .iter()
+            .take(max_answers)
+            .map(|a| AnyValue {
+                value: Some(Value::StringValue(format!(
+                    "{} {} {}",
+                    a.name,
+                    dnsmsg::type_name(a.rtype),
+                    a.data
+                ))),
+            })
+            .collect();
+        attributes.push(KeyValue {
+            key: attr::DNS_ANSWERS.to_string(),
+            value: Some(AnyValue {
+                value: Some(Value::ArrayValue(ArrayValue { values: answers })),
+            }),
+            ..Default::default()
+        });
+        if m.answers_cut {
+            attributes.push(super::kv_bool(attr::TAPIO_DNS_ANSWERS_CUT, true));
+        }
+    }
+    if let Some(e) = l.error_type() {
+        attributes.push(kv_str(attr::ERROR_TYPE, e));
+    }
+    let status = if l.failed() {
+        let what = match &l.response {
+            None => format!("no response within {:?}", crate::probes::dns::duration(l)),
+            Some(m) => format!("server answered {}", dnsmsg::rcode_name(m.rcode)),
+        };
+        Status {
+            code: StatusCode::Error as i32,
+            message: format!("{what} for {}", l.query.name),
+        }
+    } else {
+        Status::default()
+    };
+    Span {
+        trace_id: ids.trace_id(),
+        span_id: ids.span_id(),
+        name: span::DNS_QUERY.to_string(),
+        kind: SpanKind::Client as i32,
+        start_time_unix_nano: clock.to_unix_ns(l.query.sent_boot_ns),
+        end_time_unix_nano: clock.to_unix_ns(l.end_boot_ns),
         attributes,
         status: Some(status),
         ..Default::default()

@@ -2,6 +2,7 @@
 //! variants and decoding its records. `load` picks the best variant the
 //! running kernel accepts.
 
+pub mod dns;
 pub mod network;
 pub mod process;
 
@@ -40,7 +41,7 @@ pub struct ProbeSpec {
 }
 
 /// Every probe Tapio has.
-pub const ALL: &[ProbeSpec] = &[process::SPEC, network::SPEC];
+pub const ALL: &[ProbeSpec] = &[process::SPEC, network::SPEC, dns::SPEC];
 
 /// Text from a fixed-size C char array: up to `len` bytes or the first NUL.
 pub fn cstr(raw: &[core::ffi::c_char], len: usize) -> String {
@@ -312,6 +313,26 @@ impl Loaded {
             .take_map(map)
             .ok_or(LoadError::MissingMap { probe, map })?;
         PerCpuArray::try_from(m).map_err(|source| LoadError::Map { probe, map, source })
+    }
+
+    /// Put every value of `keys` into the hash map `map` (a set: u16 -> 1).
+    pub fn fill_u16_set(
+        &mut self,
+        probe: &'static str,
+        map: &'static str,
+        keys: &[u16],
+    ) -> Result<(), LoadError> {
+        let m = self
+            .ebpf
+            .map_mut(map)
+            .ok_or(LoadError::MissingMap { probe, map })?;
+        let mut set: aya::maps::HashMap<_, u16, u8> = aya::maps::HashMap::try_from(m)
+            .map_err(|source| LoadError::Map { probe, map, source })?;
+        for k in keys {
+            set.insert(k, 1, 0)
+                .map_err(|source| LoadError::Map { probe, map, source })?;
+        }
+        Ok(())
     }
 
     /// A reader of the probe's per-CPU loss counters, summed over CPUs.

@@ -79,7 +79,7 @@ impl Outcome {
 }
 
 /// Local and remote ends; v4-mapped addresses come back as IPv4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tuple {
     pub local: IpAddr,
     pub local_port: u16,

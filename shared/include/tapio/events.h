@@ -128,7 +128,7 @@ struct tapio_event_header {
 	__u32 ppid;         /* real parent's thread-group id */
 	__u32 uid;          /* real uid */
 	__u32 gid;          /* real gid */
-	char comm[TAPIO_COMM_LEN]; /* task comm, NUL-terminated */
+	char comm[TAPIO_COMM_LEN]; /* process (group leader) comm, NUL-terminated */
 };
 
 /* process.exec: emitted after a successful execve, from the new image. */

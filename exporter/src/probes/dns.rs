@@ -1,0 +1,538 @@
+//! The dns probe: `ebpf/dns.bpf.c` ↔ this module. The kernel hands over
+//! DNS packets of local clients; here they are parsed (`dnsmsg`), queries
+//! are matched with responses by tuple + transport + transaction id, and
+//! each lookup becomes a `dns.query` span (`otel::traces`) and a point in
+//! `dns.lookup.duration`. Queries unanswered within the timeout end as
+//! error spans.
+
+use super::{network::Tuple, process::Common, Attach, ProbeSpec, Variant};
+use crate::{
+    dnsmsg,
+    enrich::Enricher,
+    otel::logs::ProcessContext,
+    telemetry::{Histogram, ProbeStats},
+};
+use lru::LruCache;
+use std::{
+    collections::HashMap,
+    num::NonZeroUsize,
+    sync::{atomic::Ordering::Relaxed, Arc, Mutex},
+    time::Duration,
+};
+use tapio_shared::{
+    read_record, record_kind, tapio_dns_direction, tapio_dns_flags, tapio_dns_packet,
+    tapio_event_kind as kind, ShortRecord,
+};
+
+pub const NAME: &str = "dns";
+pub const MAP_PORTS: &str = "tapio_dns_ports";
+
+pub const SPEC: ProbeSpec = ProbeSpec {
+    name: NAME,
+    object: crate::bpf_objects::DNS,
+    // sock_send_length (6.3+) learns socket owners in process context, so
+    // queries sent later from softirq (after ARP/NDP) keep their process;
+    // without it those queries carry no process.
+    variants: &[
+        Variant {
+            label: "tp_btf",
+            programs: &[
+                (
+                    "tapio_dns_send_btf",
+                    Attach::BtfTracePoint("sock_send_length"),
+                ),
+                (
+                    "tapio_dns_egress_btf",
+                    Attach::BtfTracePoint("net_dev_queue"),
+                ),
+                (
+                    "tapio_dns_receive_btf",
+                    Attach::BtfTracePoint("netif_receive_skb"),
+                ),
+            ],
+        },
+        Variant {
+            label: "tp_btf-no-owner",
+            programs: &[
+                (
+                    "tapio_dns_egress_btf",
+                    Attach::BtfTracePoint("net_dev_queue"),
+                ),
+                (
+                    "tapio_dns_receive_btf",
+                    Attach::BtfTracePoint("netif_receive_skb"),
+                ),
+            ],
+        },
+        Variant {
+            label: "tracepoint",
+            programs: &[
+                (
+                    "tapio_dns_send_tp",
+                    Attach::TracePoint("sock", "sock_send_length"),
+                ),
+                (
+                    "tapio_dns_egress_tp",
+                    Attach::TracePoint("net", "net_dev_queue"),
+                ),
+                (
+                    "tapio_dns_receive_tp",
+                    Attach::TracePoint("net", "netif_receive_skb"),
+                ),
+            ],
+        },
+        Variant {
+            label: "tracepoint-no-owner",
+            programs: &[
+                (
+                    "tapio_dns_egress_tp",
+                    Attach::TracePoint("net", "net_dev_queue"),
+                ),
+                (
+                    "tapio_dns_receive_tp",
+                    Attach::TracePoint("net", "netif_receive_skb"),
+                ),
+            ],
+        },
+    ],
+};
+
+/// Outstanding queries we remember; beyond this the oldest are dropped and
+/// counted (`tapio.events.lost{reason=pending_evicted}`).
+const MAX_PENDING: usize = 65_536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// One captured packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub common: Common,
+    pub response: bool,
+    pub transport: Transport,
+    /// Oriented client -> server.
+    pub tuple: Tuple,
+    pub payload: Vec<u8>,
+    pub wire_len: u16,
+    pub truncated: bool,
+    pub not_captured: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Short(#[from] ShortRecord),
+    #[error("unknown dns record kind {0}")]
+    UnknownKind(u32),
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
+    let k = record_kind(bytes)?;
+    if k != kind::TAPIO_EVENT_DNS_PACKET as u32 {
+        return Err(DecodeError::UnknownKind(k));
+    }
+    let r: tapio_dns_packet = read_record(bytes)?;
+    let n = usize::from(r.payload_len).min(r.payload.len());
+    Ok(Packet {
+        common: Common::from(&r.hdr),
+        response: u32::from(r.direction) == tapio_dns_direction::TAPIO_DNS_RESPONSE,
+        transport: if r.protocol == 6 {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        },
+        tuple: Tuple::from(&r.tuple),
+        payload: r.payload[..n].to_vec(),
+        wire_len: r.wire_len,
+        truncated: u32::from(r.flags) & tapio_dns_flags::TAPIO_DNS_TRUNCATED != 0,
+        not_captured: u32::from(r.flags) & tapio_dns_flags::TAPIO_DNS_NOT_CAPTURED != 0,
+    })
+}
+
+/// Query ↔ response key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub tuple: Tuple,
+    pub transport: Transport,
+    pub id: u16,
+}
+
+/// A query waiting for its response.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub common: Common,
+    pub ctx: ProcessContext,
+    pub sent_boot_ns: u64,
+    pub name: String,
+    pub qtype: u16,
+}
+
+/// A finished lookup, ready to become a span.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub key: Key,
+    pub query: Pending,
+    /// None: timed out.
+    pub response: Option<dnsmsg::Message>,
+    pub end_boot_ns: u64,
+}
+
+impl Lookup {
+    /// `error.type` of the lookup: `timeout`, or the rcode when it is not
+    /// NOERROR.
+    pub fn error_type(&self) -> Option<String> {
+        match &self.response {
+            None => Some("timeout".into()),
+            Some(m) if m.rcode != 0 => Some(dnsmsg::rcode_name(m.rcode)),
+            Some(_) => None,
+        }
+    }
+
+    /// Failures worth an ERROR status: no answer, or the server failed.
+    /// NXDOMAIN is an answer.
+    pub fn failed(&self) -> bool {
+        match &self.response {
+            None => true,
+            Some(m) => !matches!(m.rcode, 0 | 3),
+        }
+    }
+}
+
+/// Histograms by (`dns.response.code` or `error.type`, transport).
+pub type DnsHistograms = Arc<Mutex<HashMap<(String, bool, Transport), Arc<Histogram>>>>;
+
+pub struct Handler {
+    pub emitter: crate::export::Emitter,
+    pub stats: Arc<ProbeStats>,
+    pub enricher: Enricher,
+    pub clock: crate::clock::WallClock,
+    pub ids: crate::otel::traces::IdGenerator,
+    pub config: crate::config::DnsProbe,
+    pub histograms: DnsHistograms,
+    pending: LruCache<Key, Pending>,
+    sample_threshold: u32,
+}
+
+impl Handler {
+    pub fn new(
+        emitter: crate::export::Emitter,
+        stats: Arc<ProbeStats>,
+        config: crate::config::DnsProbe,
+        histograms: DnsHistograms,
+    ) -> Self {
+        Self {
+            emitter,
+            stats,
+            enricher: Enricher::default(),
+            clock: crate::clock::WallClock::sample(),
+            ids: crate::otel::traces::IdGenerator::default(),
+            sample_threshold: super::sample_threshold(config.sample_rate),
+            config,
+            histograms,
+            pending: LruCache::new(NonZeroUsize::new(MAX_PENDING).unwrap_or(NonZeroUsize::MIN)),
+        }
+    }
+
+    fn context(&mut self, c: &Common) -> ProcessContext {
+        if c.pid == 0 {
+            return ProcessContext::default();
+        }
+        ProcessContext {
+            owner: self.enricher.users.name(c.uid).map(str::to_string),
+            workload: self.enricher.workload(c.cgroup_id, c.pid),
+            info: None,
+        }
+    }
+
+    fn on_query(&mut self, p: &Packet, msg: dnsmsg::Message) {
+        let Some(q) = msg.questions.first() else {
+            self.stats.lose("parse_error", 1);
+            return;
+        };
+        let key = Key {
+            tuple: p.tuple,
+            transport: p.transport,
+            id: msg.id,
+        };
+        let pending = Pending {
+            common: p.common.clone(),
+            ctx: self.context(&p.common),
+            sent_boot_ns: p.common.ts_boot_ns,
+            name: q.name.clone(),
+            qtype: q.qtype,
+        };
+        // A retransmission of the same query keeps the first send time.
+        if self.pending.contains(&key) {
+            return;
+        }
+        if let Some((old, _)) = self.pending.push(key, pending) {
+            if old != key {
+                self.stats.lose("pending_evicted", 1);
+            }
+        }
+    }
+
+    fn on_response(&mut self, p: &Packet, msg: dnsmsg::Message) {
+        let key = Key {
+            tuple: p.tuple,
+            transport: p.transport,
+            id: msg.id,
+        };
+        let Some(query) = self.pending.pop(&key) else {
+            // Tapio started after the query, or the query was not captured.
+            self.stats.lose("unmatched", 1);
+            return;
+        };
+        self.finish(Lookup {
+            key,
+            query,
+            response: Some(msg),
+            end_boot_ns: p.common.ts_boot_ns,
+        });
+    }
+
+    fn finish(&mut self, l: Lookup) {
+        let dur = l.end_boot_ns.saturating_sub(l.query.sent_boot_ns);
+        let (label, is_err) = match (&l.response, l.error_type()) {
+            (None, _) => ("timeout".to_string(), true),
+            (Some(m), _) => (dnsmsg::rcode_name(m.rcode), false),
+        };
+        let h = {
+            let mut hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+            hs.entry((label, is_err, l.key.transport))
+                .or_default()
+                .clone()
+        };
+        h.record_ns(dur);
+        let always =
+            l.error_type().is_some() || dur >= self.config.slow_threshold.as_nanos() as u64;
+        let sampled =
+            self.sample_threshold == u32::MAX || (self.ids.next_u32() <= self.sample_threshold);
+        if always || sampled {
+            let span = crate::otel::traces::dns_query(
+                &l,
+                self.config.max_answers,
+                &self.clock,
+                &mut self.ids,
+            );
+            self.emitter.span(span);
+        }
+    }
+
+    /// End every query older than the timeout as a timed-out lookup.
+    fn expire(&mut self) {
+        let now = crate::clock::boot_ns();
+        let timeout = self.config.timeout.as_nanos() as u64;
+        // Queries enter in time order and are never touched again, so the
+        // least recently used entry is the oldest.
+        while let Some((_, p)) = self.pending.peek_lru() {
+            if now.saturating_sub(p.sent_boot_ns) < timeout {
+                break;
+            }
+            let Some((key, query)) = self.pending.pop_lru() else {
+                break;
+            };
+            let end = query.sent_boot_ns + timeout;
+            self.finish(Lookup {
+                key,
+                query,
+                response: None,
+                end_boot_ns: end,
+            });
+        }
+    }
+}
+
+impl crate::reader::RecordHandler for Handler {
+    fn on_wake(&mut self) {
+        self.clock = crate::clock::WallClock::sample();
+        self.expire();
+    }
+
+    fn handle(&mut self, record: &[u8]) {
+        self.stats.received.fetch_add(1, Relaxed);
+        let p = match decode(record) {
+            Ok(p) => p,
+            Err(e) => {
+                if self.stats.decode_errors.fetch_add(1, Relaxed) == 0 {
+                    tracing::warn!(probe = NAME, "undecodable record: {e}");
+                }
+                return;
+            }
+        };
+        tracing::debug!(probe = NAME, pid = p.common.pid, comm = %p.common.comm, response = p.response, transport = ?p.transport, tuple = ?p.tuple, len = p.payload.len(), "packet");
+        if p.not_captured {
+            self.stats.lose("not_captured", 1);
+            return;
+        }
+        let messages: Vec<&[u8]> = match p.transport {
+            Transport::Udp => vec![&p.payload[..]],
+            Transport::Tcp => dnsmsg::split_tcp(&p.payload),
+        };
+        for m in messages {
+            match dnsmsg::parse(m, self.config.max_answers) {
+                Ok(msg) if msg.response == p.response => {
+                    if p.response {
+                        self.on_response(&p, msg);
+                    } else {
+                        self.on_query(&p, msg);
+                    }
+                }
+                // A message flowing the wrong way is not a client lookup.
+                Ok(_) => self.stats.lose("unexpected_direction", 1),
+                Err(_) => self.stats.lose("parse_error", 1),
+            }
+        }
+        let lat = crate::clock::boot_ns().saturating_sub(p.common.ts_boot_ns);
+        self.stats.latency.record_ns(lat);
+    }
+}
+
+/// Exports the lookup histograms.
+pub fn histogram_producer(h: DnsHistograms, start_unix_ns: u64) -> crate::export::MetricProducer {
+    use crate::otel::{kv_str, metrics::histogram_seconds, names};
+    Box::new(move |now| {
+        let Ok(hs) = h.lock() else { return Vec::new() };
+        if hs.is_empty() {
+            return Vec::new();
+        }
+        let points = hs
+            .iter()
+            .map(|((label, is_err, transport), hist)| {
+                let mut attrs = vec![kv_str(names::attr::NETWORK_TRANSPORT, transport.name())];
+                if *is_err {
+                    attrs.push(kv_str(names::attr::ERROR_TYPE, label.clone()));
+                } else {
+                    attrs.push(kv_str(names::attr::DNS_RESPONSE_CODE, label.clone()));
+                }
+                (attrs, hist.snapshot())
+            })
+            .collect();
+        vec![histogram_seconds(
+            &names::DNS_LOOKUP_DURATION,
+            start_unix_ns,
+            now,
+            points,
+        )]
+    })
+}
+
+/// How long a lookup took.
+pub fn duration(l: &Lookup) -> Duration {
+    Duration::from_nanos(l.end_boot_ns.saturating_sub(l.query.sent_boot_ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dnsmsg::build;
+    use crate::telemetry::Telemetry;
+    use tapio_shared::{as_bytes, tapio_tcp_tuple};
+
+    fn packet(response: bool, payload: &[u8], ts: u64) -> Vec<u8> {
+        let mut hdr = crate::probes::process::fixtures::header(kind::TAPIO_EVENT_PROCESS_EXEC);
+        hdr.kind = kind::TAPIO_EVENT_DNS_PACKET as u32;
+        hdr.ts_ns = ts;
+        let mut t =
+            crate::probes::network::fixtures::v4_tuple([127, 0, 0, 1], 40000, [127, 0, 0, 53], 53);
+        t._pad0 = 0;
+        let mut r = tapio_dns_packet {
+            hdr,
+            payload_len: payload.len() as u16,
+            wire_len: payload.len() as u16,
+            direction: u8::from(response),
+            protocol: 17,
+            flags: 0,
+            tuple: tapio_tcp_tuple { ..t },
+            payload: [0; 512],
+        };
+        r.payload[..payload.len()].copy_from_slice(payload);
+        as_bytes(&r).to_vec()
+    }
+
+    fn handler() -> (Handler, crate::export::Exporter, tokio::runtime::Runtime) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let t = Telemetry::new(0);
+        let settings = crate::config::Config::default().resolve(&|_| None).unwrap();
+        let ex = rt.block_on(async {
+            crate::export::Exporter::start(&settings, t.clone(), crate::otel::resource::build(&[]))
+                .unwrap()
+        });
+        let h = Handler::new(
+            ex.emitter(),
+            t.probe(NAME),
+            crate::config::DnsProbe::default(),
+            DnsHistograms::default(),
+        );
+        (h, ex, rt)
+    }
+
+    #[test]
+    fn decodes_packets() {
+        let p = decode(&packet(false, &build::query(5, "a.test", 1), 1)).unwrap();
+        assert!(!p.response);
+        assert_eq!(p.transport, Transport::Udp);
+        assert_eq!(p.tuple.remote_port, 53);
+        assert_eq!(dnsmsg::parse(&p.payload, 4).unwrap().id, 5);
+    }
+
+    #[test]
+    fn matches_response_to_query_and_counts_the_unmatched() {
+        use crate::reader::RecordHandler;
+        let (mut h, _ex, _rt) = handler();
+        h.handle(&packet(
+            false,
+            &build::query(77, "alias.tapio.test", 1),
+            1_000_000_000,
+        ));
+        assert_eq!(h.pending.len(), 1);
+        h.handle(&packet(
+            true,
+            &build::cname_response(77, "alias.tapio.test", "www.tapio.test", [1, 2, 3, 4]),
+            1_003_000_000,
+        ));
+        assert_eq!(h.pending.len(), 0);
+        let hs = h.histograms.lock().unwrap();
+        let hist = hs
+            .get(&("NOERROR".to_string(), false, Transport::Udp))
+            .unwrap();
+        assert_eq!(hist.snapshot().count(), 1);
+        assert_eq!(hist.snapshot().sum_ns, 3_000_000);
+        drop(hs);
+        h.handle(&packet(
+            true,
+            &build::cname_response(78, "x.test", "y.test", [1, 2, 3, 4]),
+            2,
+        ));
+        assert!(h.stats.lost().contains(&("unmatched", 1)));
+        h.handle(&packet(false, b"\x01\x02garbage", 3));
+        assert!(h.stats.lost().contains(&("parse_error", 1)));
+    }
+
+    #[test]
+    fn unanswered_queries_time_out() {
+        let (mut h, _ex, _rt) = handler();
+        h.config.timeout = Duration::from_millis(1);
+        use crate::reader::RecordHandler;
+        h.handle(&packet(false, &build::query(9, "slow.test", 28), 1));
+        h.on_wake();
+        assert_eq!(h.pending.len(), 0);
+        let hs = h.histograms.lock().unwrap();
+        assert!(hs.contains_key(&("timeout".to_string(), true, Transport::Udp)));
+    }
+}
