@@ -59,6 +59,32 @@ static __always_inline __u64 sock_ino(const struct sock *sk)
 
 #define PF_KTHREAD 0x00200000
 
+/* [0]: 1 when the cgroup_skb programs below carry TCP, so the tracepoint
+ * paths (which cannot read TCP payload in page fragments) leave TCP alone.
+ * Set by userspace after it attached them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} tapio_dns_cfg SEC(".maps");
+
+/* TCP DNS sockets' owners by socket cookie (never reused), learnt at
+ * connect() in process context. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct tapio_event_header);
+} tapio_dns_tcp_owner SEC(".maps");
+
+static __always_inline int tcp_via_cgroup(void)
+{
+	__u32 k = 0;
+	__u32 *v = bpf_map_lookup_elem(&tapio_dns_cfg, &k);
+	return v && *v;
+}
+
 struct parsed {
 	__u32 payload_off;  /* offset of the DNS payload from skb->head */
 	__u32 payload_len;  /* payload bytes on the wire */
@@ -242,6 +268,8 @@ static __always_inline int on_egress(const struct sk_buff *skb)
 	struct parsed p = {};
 	if (parse(skb, &p, 0) || !is_dns_port(p.dport))
 		return 0;
+	if (p.protocol == IPPROTO_TCP_ && tcp_via_cgroup())
+		return 0;
 	emit(skb, &p, TAPIO_DNS_QUERY);
 	return 0;
 }
@@ -250,6 +278,8 @@ static __always_inline int on_receive(const struct sk_buff *skb)
 {
 	struct parsed p = {};
 	if (parse(skb, &p, 1) || !is_dns_port(p.sport))
+		return 0;
+	if (p.protocol == IPPROTO_TCP_ && tcp_via_cgroup())
 		return 0;
 	emit(skb, &p, TAPIO_DNS_RESPONSE);
 	return 0;
@@ -309,4 +339,139 @@ SEC("tracepoint/net/netif_receive_skb")
 int tapio_dns_receive_tp(struct trace_event_raw_net_dev_template *ctx)
 {
 	return on_receive((const struct sk_buff *)BPF_CORE_READ(ctx, skbaddr));
+}
+
+/*
+ * DNS over TCP. The stack keeps TCP payload in page fragments, which
+ * tracing programs cannot read; cgroup_skb programs (attached to the cgroup
+ * v2 root, so every local socket) read it with bpf_skb_load_bytes.
+ */
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tapio_dns_tcp_connect_btf, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (newstate != TCP_SYN_SENT || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_)
+		return 0;
+	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (!is_dns_port(dport))
+		return 0;
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+	struct tapio_event_header h = {};
+	tapio_fill_header(&h, bpf_get_current_task_btf(), TAPIO_EVENT_DNS_PACKET);
+	if (bpf_map_update_elem(&tapio_dns_tcp_owner, &cookie, &h, BPF_ANY))
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	return 0;
+}
+
+/* Parse from skb offset 0 (the IP header in cgroup_skb). 0 on success. */
+static __always_inline int parse_cg(struct __sk_buff *skb, struct parsed *p)
+{
+	__u8 vihl;
+	__u32 th, ip_payload, ip_hdr_len;
+	if (bpf_skb_load_bytes(skb, 0, &vihl, 1))
+		return -1;
+	if ((vihl >> 4) == 4) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return -1;
+		p->protocol = ip.protocol;
+		p->v6 = 0;
+		p->saddr[10] = p->saddr[11] = 0xff;
+		p->daddr[10] = p->daddr[11] = 0xff;
+		__builtin_memcpy(&p->saddr[12], &ip.saddr, 4);
+		__builtin_memcpy(&p->daddr[12], &ip.daddr, 4);
+		ip_hdr_len = (vihl & 0xf) * 4;
+		__u32 tot = bpf_ntohs(ip.tot_len);
+		if (tot < ip_hdr_len || (bpf_ntohs(ip.frag_off) & 0x1fff))
+			return -1;
+		ip_payload = tot - ip_hdr_len;
+	} else if ((vihl >> 4) == 6) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+			return -1;
+		p->protocol = ip6.nexthdr;
+		p->v6 = 1;
+		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
+		ip_hdr_len = 40;
+		ip_payload = bpf_ntohs(ip6.payload_len);
+	} else {
+		return -1;
+	}
+	if (p->protocol != IPPROTO_TCP_)
+		return -1;
+	th = ip_hdr_len;
+	struct tcphdr tcp;
+	if (bpf_skb_load_bytes(skb, th, &tcp, sizeof(tcp)))
+		return -1;
+	p->sport = bpf_ntohs(tcp.source);
+	p->dport = bpf_ntohs(tcp.dest);
+	__u32 doff = tcp.doff * 4;
+	if (ip_payload < doff)
+		return -1;
+	p->payload_off = th + doff;
+	p->payload_len = ip_payload - doff;
+	return 0;
+}
+
+static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u8 direction)
+{
+	if (p->payload_len == 0)
+		return;
+	struct tapio_dns_packet *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
+	if (!e)
+		return;
+	__builtin_memset(e, 0, offsetof(struct tapio_dns_packet, payload));
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct tapio_event_header *owner = bpf_map_lookup_elem(&tapio_dns_tcp_owner, &cookie);
+	if (owner)
+		e->hdr = *owner;
+	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.kind = TAPIO_EVENT_DNS_PACKET;
+	e->direction = direction;
+	e->protocol = IPPROTO_TCP_;
+	e->wire_len = p->payload_len > 0xffff ? 0xffff : p->payload_len;
+	e->tuple.family = p->v6 ? 10 : 2;
+	if (direction == TAPIO_DNS_QUERY) {
+		__builtin_memcpy(e->tuple.saddr, p->saddr, 16);
+		__builtin_memcpy(e->tuple.daddr, p->daddr, 16);
+		e->tuple.sport = p->sport;
+		e->tuple.dport = p->dport;
+	} else {
+		__builtin_memcpy(e->tuple.saddr, p->daddr, 16);
+		__builtin_memcpy(e->tuple.daddr, p->saddr, 16);
+		e->tuple.sport = p->dport;
+		e->tuple.dport = p->sport;
+	}
+	__u32 want = p->payload_len;
+	if (want > TAPIO_DNS_PAYLOAD) {
+		want = TAPIO_DNS_PAYLOAD;
+		e->flags |= TAPIO_DNS_TRUNCATED;
+	}
+	if (want == 0 || want > TAPIO_DNS_PAYLOAD ||
+	    bpf_skb_load_bytes(skb, p->payload_off, e->payload, want)) {
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_READ_ERROR);
+		bpf_ringbuf_discard(e, 0);
+		return;
+	}
+	e->payload_len = want;
+	tapio_submit(&tapio_events, e);
+}
+
+SEC("cgroup_skb/egress")
+int tapio_dns_tcp_egress(struct __sk_buff *skb)
+{
+	struct parsed p = {};
+	if (!parse_cg(skb, &p) && is_dns_port(p.dport))
+		emit_cg(skb, &p, TAPIO_DNS_QUERY);
+	return 1; /* observe only: always let the packet through */
+}
+
+SEC("cgroup_skb/ingress")
+int tapio_dns_tcp_ingress(struct __sk_buff *skb)
+{
+	struct parsed p = {};
+	if (!parse_cg(skb, &p) && is_dns_port(p.sport))
+		emit_cg(skb, &p, TAPIO_DNS_RESPONSE);
+	return 1;
 }

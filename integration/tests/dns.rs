@@ -248,6 +248,41 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
     );
     assert_ne!(s.status.as_ref().unwrap().code, StatusCode::Error as i32);
 
+    // DNS over TCP: two queries on one connection (+keepopen), each its
+    // own span, matched by transaction id behind the length prefixes.
+    let (pid, out, _) = dig(
+        &pair,
+        &[
+            "+tcp",
+            "+keepopen",
+            "@198.18.0.2",
+            "www.tapio.test",
+            "A",
+            "alias.tapio.test",
+            "A",
+        ],
+    );
+    assert!(out.contains("198.18.0.10"), "{out}");
+    for name in ["www.tapio.test", "alias.tapio.test"] {
+        let s = wait_span(&rx, &format!("tcp {name}"), |s| {
+            int_attr(&s.attributes, "process.pid") == Some(pid)
+                && str_attr(&s.attributes, "dns.question.name").as_deref() == Some(name)
+        });
+        assert_eq!(
+            str_attr(&s.attributes, "network.transport").as_deref(),
+            Some("tcp")
+        );
+        assert_eq!(
+            str_attr(&s.attributes, "dns.response.code").as_deref(),
+            Some("NOERROR")
+        );
+        assert!(
+            answers(&s).contains(&"www.tapio.test A 198.18.0.10".to_string()),
+            "{:?}",
+            answers(&s)
+        );
+    }
+
     // No answer at all: a timeout span after the configured second.
     let (pid, _, _) = dig(&pair, &["@198.18.0.4", "www.tapio.test", "A"]);
     let s = wait_span(&rx, "timeout", |s| {

@@ -5,7 +5,7 @@
 //! `dns.lookup.duration`. Queries unanswered within the timeout end as
 //! error spans.
 
-use super::{network::Tuple, process::Common, Attach, ProbeSpec, Variant};
+use super::{network::Tuple, process::Common, Attach, ProbeSpec, SkbDirection, Variant};
 use crate::{
     dnsmsg,
     enrich::Enricher,
@@ -26,14 +26,49 @@ use tapio_shared::{
 
 pub const NAME: &str = "dns";
 pub const MAP_PORTS: &str = "tapio_dns_ports";
+pub const MAP_CFG: &str = "tapio_dns_cfg";
+/// The variant whose cgroup_skb programs carry TCP.
+pub const VARIANT_TCP: &str = "tp_btf+cgroup_skb";
 
 pub const SPEC: ProbeSpec = ProbeSpec {
     name: NAME,
     object: crate::bpf_objects::DNS,
+    // DNS over TCP needs the cgroup_skb programs (TCP payload sits in page
+    // fragments only bpf_skb_load_bytes reads); without them TCP lookups are
+    // counted as not_captured.
     // sock_send_length (6.3+) learns socket owners in process context, so
     // queries sent later from softirq (after ARP/NDP) keep their process;
     // without it those queries carry no process.
     variants: &[
+        Variant {
+            label: VARIANT_TCP,
+            programs: &[
+                (
+                    "tapio_dns_send_btf",
+                    Attach::BtfTracePoint("sock_send_length"),
+                ),
+                (
+                    "tapio_dns_egress_btf",
+                    Attach::BtfTracePoint("net_dev_queue"),
+                ),
+                (
+                    "tapio_dns_receive_btf",
+                    Attach::BtfTracePoint("netif_receive_skb"),
+                ),
+                (
+                    "tapio_dns_tcp_connect_btf",
+                    Attach::BtfTracePoint("inet_sock_set_state"),
+                ),
+                (
+                    "tapio_dns_tcp_egress",
+                    Attach::CgroupSkb(SkbDirection::Egress),
+                ),
+                (
+                    "tapio_dns_tcp_ingress",
+                    Attach::CgroupSkb(SkbDirection::Ingress),
+                ),
+            ],
+        },
         Variant {
             label: "tp_btf",
             programs: &[

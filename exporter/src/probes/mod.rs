@@ -11,7 +11,10 @@ use crate::bpf_objects::{
 };
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError, TracePoint},
+    programs::{
+        cgroup_skb::CgroupSkbAttachType, links::CgroupAttachMode, BtfTracePoint, CgroupSkb,
+        ProgramError, TracePoint,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 
@@ -22,6 +25,34 @@ pub enum Attach {
     BtfTracePoint(&'static str),
     /// `tracepoint/<category>/<name>`.
     TracePoint(&'static str, &'static str),
+    /// `cgroup_skb/{ingress,egress}` on the cgroup v2 root (every socket).
+    CgroupSkb(SkbDirection),
+}
+
+/// Which way a cgroup_skb program sees packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkbDirection {
+    Ingress,
+    Egress,
+}
+
+impl From<SkbDirection> for CgroupSkbAttachType {
+    fn from(d: SkbDirection) -> Self {
+        match d {
+            SkbDirection::Ingress => CgroupSkbAttachType::Ingress,
+            SkbDirection::Egress => CgroupSkbAttachType::Egress,
+        }
+    }
+}
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup` or, in hybrid mode,
+/// `/sys/fs/cgroup/unified`).
+pub fn cgroup2_root() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 2 && f[2] == "cgroup2").then(|| f[1].to_string())
+    })
 }
 
 /// One way of attaching a probe: all of its programs load, or none.
@@ -145,6 +176,20 @@ fn try_variant(
                             .map_err(|e| format!("{prog}: attach: {}", describe(&e)))?;
                     }
                 }
+                Attach::CgroupSkb(dir) => {
+                    let p: &mut CgroupSkb = p.try_into().map_err(|e| describe(&e))?;
+                    p.load().map_err(|e| format!("{prog}: {}", describe(&e)))?;
+                    loaded.push(prog);
+                    if attach {
+                        let root =
+                            cgroup2_root().ok_or("no cgroup v2 mount for cgroup_skb programs")?;
+                        let f = std::fs::File::open(&root).map_err(|e| format!("{root}: {e}"))?;
+                        // A bpf_link (5.7+) takes no multi flag and never
+                        // displaces other programs on the cgroup.
+                        p.attach(&f, (*dir).into(), CgroupAttachMode::Single)
+                            .map_err(|e| format!("{prog}: attach to {root}: {}", describe(&e)))?;
+                    }
+                }
                 Attach::TracePoint(cat, name) => {
                     let p: &mut TracePoint = p.try_into().map_err(|e| describe(&e))?;
                     p.load().map_err(|e| format!("{prog}: {}", describe(&e)))?;
@@ -174,6 +219,7 @@ fn unload(p: &mut aya::programs::Program) -> Result<(), ProgramError> {
     match p {
         Program::BtfTracePoint(p) => p.unload(),
         Program::TracePoint(p) => p.unload(),
+        Program::CgroupSkb(p) => p.unload(),
         _ => Ok(()),
     }
 }
@@ -315,6 +361,24 @@ impl Loaded {
         PerCpuArray::try_from(m).map_err(|source| LoadError::Map { probe, map, source })
     }
 
+    /// Set `map[index] = value` in an array map of u32.
+    pub fn set_u32(
+        &mut self,
+        probe: &'static str,
+        map: &'static str,
+        index: u32,
+        value: u32,
+    ) -> Result<(), LoadError> {
+        let m = self
+            .ebpf
+            .map_mut(map)
+            .ok_or(LoadError::MissingMap { probe, map })?;
+        let mut arr: aya::maps::Array<_, u32> = aya::maps::Array::try_from(m)
+            .map_err(|source| LoadError::Map { probe, map, source })?;
+        arr.set(index, value, 0)
+            .map_err(|source| LoadError::Map { probe, map, source })
+    }
+
     /// Put every value of `keys` into the hash map `map` (a set: u16 -> 1).
     pub fn fill_u16_set(
         &mut self,
@@ -396,10 +460,13 @@ mod tests {
         // This machine's kernel refuses fentry/fexit/LSM: each probe needs a
         // variant made only of tracepoint-family attachments.
         for p in ALL {
-            assert!(p.variants.iter().any(|v| v
-                .programs
+            assert!(p
+                .variants
                 .iter()
-                .all(|(_, a)| matches!(a, Attach::TracePoint(..) | Attach::BtfTracePoint(..)))));
+                .any(|v| v.programs.iter().all(|(_, a)| matches!(
+                    a,
+                    Attach::TracePoint(..) | Attach::BtfTracePoint(..) | Attach::CgroupSkb(..)
+                ))));
         }
     }
 }
