@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Connect-heavy workload, side by side in one run:
-#   alone | with tapio (network probe: spans, close logs, histogram) |
+#   alone | with tapio (network probe: spans, close logs, histogram; the
+#   dns probe on too, to price its per-packet hooks on non-DNS traffic) |
 #   with a bpftrace script on the same tracepoint doing the same job
 #   (SYN_SENT -> ESTABLISHED latency per socket into a histogram).
 # Prints median wall time, slowdown ratios, tracer CPU, and kernel ns per
@@ -18,6 +19,8 @@ command -v bpftrace >/dev/null || { echo "needs bpftrace (apt-get install bpftra
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; sysctl -qw kernel.bpf_stats_enabled=0 || true; rm -rf "$work"' EXIT
 TICK=$(getconf CLK_TCK)
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 cat >"$work/load.py" <<'PY'
 import socket, sys, time
@@ -43,21 +46,6 @@ tracepoint:sock:inet_sock_set_state
 BT
 
 workload() { python3 "$work/load.py" "$N"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-wait_for() {
-	for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-	echo "timed out waiting for $2 in $1" >&2; return 1
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-prog_ns() {
-	bpftool prog show -j | python3 -c '
-import json,sys
-pre=sys.argv[1]; t=c=0
-for p in json.load(sys.stdin):
-    if p.get("name","").startswith(pre):
-        t+=p.get("run_time_ns",0); c+=p.get("run_cnt",0)
-print(f"{t/c:.0f}" if c else "n/a", c)' "$1"
-}
 
 sysctl -qw kernel.bpf_stats_enabled=1
 declare -a base tap bt tap_cpu bt_cpu
@@ -65,7 +53,7 @@ for r in $(seq 1 "$RUNS"); do
 	base+=("$(workload)")
 
 	cat >"$work/tapio.yaml" <<Y
-probes: { process: { enabled: false } }
+probes: { process: { enabled: false }, dns: { enabled: true } }
 exporters: { stdout: {} }
 pipeline: { metrics: { export_interval: 1s } }
 Y
@@ -77,6 +65,9 @@ Y
 	sleep 1.5
 	c1=$(cpu_ticks $tp)
 	read -r tns _ < <(prog_ns tapio_tcp)
+	# The dns probe's packet hooks run for every packet, DNS or not.
+	read -r dns_eg dns_egc < <(prog_ns tapio_dns_egres)
+	read -r dns_rx dns_rxc < <(prog_ns tapio_dns_recei)
 	kill -INT $tp; wait $tp || true
 	tap_cpu+=("$(((c1 - c0) * 1000000 / TICK))")
 	counts=$(python3 -c '
@@ -110,13 +101,14 @@ print(last.get("tapio.events.received/",0), lost)' "$work/tapio.json")
 done
 B=$(printf '%s\n' "${base[@]}" | median); T=$(printf '%s\n' "${tap[@]}" | median); E=$(printf '%s\n' "${bt[@]}" | median)
 TC=$(printf '%s\n' "${tap_cpu[@]}" | median); EC=$(printf '%s\n' "${bt_cpu[@]}" | median)
-python3 - "$N" "$B" "$T" "$E" "$TC" "$EC" "$tns" "$bns" <<'PY'
+python3 - "$N" "$B" "$T" "$E" "$TC" "$EC" "$tns" "$bns" "$dns_eg" "$dns_rx" <<'PY'
 import sys
-n,b,t,e,tc,ec=map(int,sys.argv[1:7]); tns,bns=sys.argv[7:9]
+n,b,t,e,tc,ec=map(int,sys.argv[1:7]); tns,bns,deg,drx=sys.argv[7:11]
 print(f"\nconnect workload: {n} x (connect, accept, close) on 127.0.0.1, median of runs")
 print("| setup | wall (ms) | slowdown vs alone | tracer CPU (ms) | kernel ns per program run |")
 print("|---|---|---|---|---|")
 print(f"| alone | {b/1e6:.0f} | 1.00 | - | - |")
 print(f"| tapio network probe (spans + close logs + histogram) | {t/1e6:.0f} | {t/b:.3f} | {tc/1e3:.0f} | {tns} |")
 print(f"| bpftrace, same tracepoint, latency histogram only | {e/1e6:.0f} | {e/b:.3f} | {ec/1e3:.0f} | {bns} |")
+print(f"\ndns probe packet hooks on this (non-DNS) traffic: net_dev_queue {deg} ns/packet, netif_receive_skb {drx} ns/packet")
 PY

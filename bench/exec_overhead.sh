@@ -18,6 +18,8 @@ XS=/usr/sbin/exitsnoop
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; sysctl -qw kernel.bpf_stats_enabled=0 || true; rm -rf "$work"' EXIT
 TICK=$(getconf CLK_TCK)
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 workload() { # prints wall ns
 	local t0 t1
@@ -27,25 +29,10 @@ workload() { # prints wall ns
 	echo $((t1 - t0))
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-wait_for() { # file pattern
-	for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-	echo "timed out waiting for $2 in $1" >&2; return 1
-}
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # kernel ns/run of every loaded program whose name starts with $1
-prog_ns() {
-	bpftool prog show -j | python3 -c '
-import json,sys
-pre=sys.argv[1]; t=c=0
-for p in json.load(sys.stdin):
-    if p.get("name","").startswith(pre):
-        t+=p.get("run_time_ns",0); c+=p.get("run_cnt",0)
-print(f"{t/c:.0f}" if c else "n/a", c)' "$1"
-}
 
 sysctl -qw kernel.bpf_stats_enabled=1
 declare -a base tap es tap_cpu es_cpu tap_ev es_ev

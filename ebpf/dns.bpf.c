@@ -191,6 +191,18 @@ static __always_inline int parse(const struct sk_buff *skb, struct parsed *p, in
 	return 0;
 }
 
+/* Orient the record's tuple client -> server whichever way it went. */
+static __always_inline void fill_tuple(struct tapio_dns_packet *e, const struct parsed *p,
+				       __u8 direction)
+{
+	int q = direction == TAPIO_DNS_QUERY;
+	e->tuple.family = p->v6 ? 10 : 2;
+	__builtin_memcpy(e->tuple.saddr, q ? p->saddr : p->daddr, 16);
+	__builtin_memcpy(e->tuple.daddr, q ? p->daddr : p->saddr, 16);
+	e->tuple.sport = q ? p->sport : p->dport;
+	e->tuple.dport = q ? p->dport : p->sport;
+}
+
 static __always_inline int is_dns_port(__u16 port)
 {
 	return bpf_map_lookup_elem(&tapio_dns_ports, &port) != NULL;
@@ -223,19 +235,7 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 	e->direction = direction;
 	e->protocol = p->protocol;
 	e->wire_len = p->payload_len > 0xffff ? 0xffff : p->payload_len;
-	e->tuple.family = p->v6 ? 10 : 2;
-	/* Oriented client -> server. */
-	if (direction == TAPIO_DNS_QUERY) {
-		__builtin_memcpy(e->tuple.saddr, p->saddr, 16);
-		__builtin_memcpy(e->tuple.daddr, p->daddr, 16);
-		e->tuple.sport = p->sport;
-		e->tuple.dport = p->dport;
-	} else {
-		__builtin_memcpy(e->tuple.saddr, p->daddr, 16);
-		__builtin_memcpy(e->tuple.daddr, p->saddr, 16);
-		e->tuple.sport = p->dport;
-		e->tuple.dport = p->sport;
-	}
+	fill_tuple(e, p, direction);
 
 	/* Only the linear part of the skb can be read here; beyond it the
 	 * payload sits in page fragments. */
@@ -431,18 +431,7 @@ static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u
 	e->direction = direction;
 	e->protocol = IPPROTO_TCP_;
 	e->wire_len = p->payload_len > 0xffff ? 0xffff : p->payload_len;
-	e->tuple.family = p->v6 ? 10 : 2;
-	if (direction == TAPIO_DNS_QUERY) {
-		__builtin_memcpy(e->tuple.saddr, p->saddr, 16);
-		__builtin_memcpy(e->tuple.daddr, p->daddr, 16);
-		e->tuple.sport = p->sport;
-		e->tuple.dport = p->dport;
-	} else {
-		__builtin_memcpy(e->tuple.saddr, p->daddr, 16);
-		__builtin_memcpy(e->tuple.daddr, p->saddr, 16);
-		e->tuple.sport = p->dport;
-		e->tuple.dport = p->sport;
-	}
+	fill_tuple(e, p, direction);
 	__u32 want = p->payload_len;
 	if (want > TAPIO_DNS_PAYLOAD) {
 		want = TAPIO_DNS_PAYLOAD;

@@ -99,6 +99,22 @@ pub struct ProbeStats {
 }
 
 impl ProbeStats {
+    /// Count a record read from the ring buffer and pass on its decoding;
+    /// a decode error is counted (`tapio.events.lost{reason=decode_error}`)
+    /// and logged the first time only, so garbage cannot flood the logs.
+    pub fn decoded<T, E: std::fmt::Display>(&self, r: Result<T, E>) -> Option<T> {
+        self.received.fetch_add(1, Relaxed);
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if self.decode_errors.fetch_add(1, Relaxed) == 0 {
+                    tracing::warn!(probe = self.name, "undecodable record: {e}");
+                }
+                None
+            }
+        }
+    }
+
     /// Count `n` events lost in userspace for `reason`. Only loss paths
     /// take this lock.
     pub fn lose(&self, reason: &'static str, n: u64) {

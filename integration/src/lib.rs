@@ -24,6 +24,7 @@ use opentelemetry_proto::tonic::{
     logs::v1::LogRecord,
     metrics::v1::{metric::Data, number_data_point, Metric},
     resource::v1::Resource,
+    trace::v1::Span,
 };
 use prost::Message;
 use std::{
@@ -285,6 +286,55 @@ impl Receiver {
             }
         }
         out
+    }
+
+    /// Every span received, in arrival order.
+    pub fn spans(&self) -> Vec<Span> {
+        let s = self.store.lock().unwrap();
+        s.traces
+            .iter()
+            .flat_map(|r| r.resource_spans.iter())
+            .flat_map(|rs| rs.scope_spans.iter())
+            .flat_map(|ss| ss.spans.iter().cloned())
+            .collect()
+    }
+
+    /// Poll until a span satisfies `pred`; on timeout, panic listing the
+    /// spans that did arrive (name and attributes), which is what one needs
+    /// to see why.
+    pub fn wait_for_span(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Span) -> bool,
+    ) -> Span {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.spans().into_iter().find(|s| pred(s)) {
+                return s;
+            }
+            if Instant::now() > end {
+                let seen: Vec<String> = self
+                    .spans()
+                    .iter()
+                    .map(|s| {
+                        let attrs: Vec<String> = s
+                            .attributes
+                            .iter()
+                            .filter_map(|a| {
+                                Some(format!("{}={:?}", a.key, a.value.as_ref()?.value.as_ref()?))
+                            })
+                            .collect();
+                        format!("{} {{{}}}", s.name, attrs.join(", "))
+                    })
+                    .collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for a span: {what}; got:\n{}",
+                    seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Every metric received, in arrival order.

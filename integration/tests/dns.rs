@@ -23,69 +23,8 @@ impl Drop for Dnsmasq {
     }
 }
 
-fn spans(rx: &Receiver) -> Vec<Span> {
-    rx.received()
-        .traces
-        .iter()
-        .flat_map(|r| r.resource_spans.iter())
-        .flat_map(|rs| rs.scope_spans.iter())
-        .flat_map(|ss| ss.spans.iter().cloned())
-        .collect()
-}
-
 fn wait_span(rx: &Receiver, what: &str, pred: impl Fn(&Span) -> bool) -> Span {
-    let end = Instant::now() + WAIT;
-    loop {
-        if let Some(s) = spans(rx)
-            .into_iter()
-            .find(|s| s.name == "dns.query" && pred(s))
-        {
-            return s;
-        }
-        if Instant::now() > end {
-            let seen: Vec<_> = spans(rx)
-                .iter()
-                .filter(|s| s.name == "dns.query")
-                .map(|s| {
-                    (
-                        int_attr(&s.attributes, "process.pid"),
-                        str_attr(&s.attributes, "dns.question.name"),
-                        str_attr(&s.attributes, "dns.question.type"),
-                        str_attr(&s.attributes, "error.type"),
-                    )
-                })
-                .collect();
-            panic!(
-                "no dns.query span for {what}; saw {seen:?}; lost {:?}",
-                lost(rx)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn lost(rx: &Receiver) -> Vec<(String, i64)> {
-    let mut out = Vec::new();
-    for m in rx
-        .metrics()
-        .iter()
-        .filter(|m| m.name == "tapio.events.lost")
-    {
-        for r in [
-            "unmatched",
-            "parse_error",
-            "not_captured",
-            "ringbuf_full",
-            "unexpected_direction",
-        ] {
-            if let Some(v) =
-                tapio_integration::point_value(m, &[("tapio.probe", "dns"), ("tapio.reason", r)])
-            {
-                out.push((r.to_string(), v));
-            }
-        }
-    }
-    out.into_iter().rev().take(5).collect()
+    rx.wait_for_span(what, WAIT, |s| s.name == "dns.query" && pred(s))
 }
 
 fn answers(s: &Span) -> Vec<String> {

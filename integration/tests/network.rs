@@ -23,43 +23,11 @@ fn start() -> (Receiver, Tapio) {
     (rx, t)
 }
 
-fn spans(rx: &Receiver) -> Vec<Span> {
-    rx.received()
-        .traces
-        .iter()
-        .flat_map(|r| r.resource_spans.iter())
-        .flat_map(|rs| rs.scope_spans.iter())
-        .flat_map(|ss| ss.spans.iter().cloned())
-        .collect()
-}
-
-/// Wait for the tcp.connect span whose client port is `port`.
+/// The tcp.connect span whose client port is `port`.
 fn span_for_client_port(rx: &Receiver, port: u16, what: &str) -> Span {
-    let end = Instant::now() + WAIT;
-    loop {
-        if let Some(s) = spans(rx).into_iter().find(|s| {
-            s.name == "tcp.connect"
-                && int_attr(&s.attributes, "client.port") == Some(i64::from(port))
-        }) {
-            return s;
-        }
-        assert!(
-            Instant::now() < end,
-            "no tcp.connect span for {what} (client port {port})"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_span(rx: &Receiver, what: &str, pred: impl Fn(&Span) -> bool) -> Span {
-    let end = Instant::now() + WAIT;
-    loop {
-        if let Some(s) = spans(rx).into_iter().find(|s| pred(s)) {
-            return s;
-        }
-        assert!(Instant::now() < end, "no span for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    rx.wait_for_span(what, WAIT, |s| {
+        s.name == "tcp.connect" && int_attr(&s.attributes, "client.port") == Some(i64::from(port))
+    })
 }
 
 /// A listener that reads `expect` bytes, answers `reply` bytes, and closes.
@@ -166,7 +134,7 @@ fn refused_connect_is_an_error_span() {
         .port();
     let err = TcpStream::connect(("127.0.0.1", port)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
-    let s = wait_span(&rx, "refused connect", |s| {
+    let s = rx.wait_for_span("refused connect", WAIT, |s| {
         s.name == "tcp.connect" && int_attr(&s.attributes, "server.port") == Some(i64::from(port))
     });
     assert_eq!(s.status.as_ref().unwrap().code, StatusCode::Error as i32);
@@ -280,7 +248,7 @@ fn timeout_and_unreachable_between_namespaces() {
     let (bh_pid, nh_pid) = (i64::from(black_hole.id()), i64::from(no_host.id()));
     black_hole.wait().unwrap();
     no_host.wait().unwrap();
-    let s = wait_span(&rx, "timeout", |s| {
+    let s = rx.wait_for_span("timeout", WAIT, |s| {
         int_attr(&s.attributes, "process.pid") == Some(bh_pid)
     });
     assert_eq!(
@@ -292,7 +260,7 @@ fn timeout_and_unreachable_between_namespaces() {
         Some("198.18.0.4")
     );
     assert!(s.end_time_unix_nano - s.start_time_unix_nano >= 2_000_000_000);
-    let s = wait_span(&rx, "unreachable", |s| {
+    let s = rx.wait_for_span("unreachable", WAIT, |s| {
         int_attr(&s.attributes, "process.pid") == Some(nh_pid)
     });
     assert_eq!(

@@ -16,7 +16,7 @@ use lru::LruCache;
 use std::{
     collections::HashMap,
     num::NonZeroUsize,
-    sync::{atomic::Ordering::Relaxed, Arc, Mutex},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 use tapio_shared::{
@@ -397,15 +397,8 @@ impl crate::reader::RecordHandler for Handler {
     }
 
     fn handle(&mut self, record: &[u8]) {
-        self.stats.received.fetch_add(1, Relaxed);
-        let p = match decode(record) {
-            Ok(p) => p,
-            Err(e) => {
-                if self.stats.decode_errors.fetch_add(1, Relaxed) == 0 {
-                    tracing::warn!(probe = NAME, "undecodable record: {e}");
-                }
-                return;
-            }
+        let Some(p) = self.stats.decoded(decode(record)) else {
+            return;
         };
         tracing::debug!(probe = NAME, pid = p.common.pid, comm = %p.common.comm, response = p.response, transport = ?p.transport, tuple = ?p.tuple, len = p.payload.len(), "packet");
         if p.not_captured {

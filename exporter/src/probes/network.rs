@@ -244,16 +244,8 @@ impl crate::reader::RecordHandler for Handler {
 
     fn handle(&mut self, record: &[u8]) {
         use crate::otel::logs::ProcessContext;
-        use std::sync::atomic::Ordering::Relaxed;
-        self.stats.received.fetch_add(1, Relaxed);
-        let ev = match decode(record) {
-            Ok(ev) => ev,
-            Err(e) => {
-                if self.stats.decode_errors.fetch_add(1, Relaxed) == 0 {
-                    tracing::warn!(probe = NAME, "undecodable record: {e}");
-                }
-                return;
-            }
+        let Some(ev) = self.stats.decoded(decode(record)) else {
+            return;
         };
         let c = ev.common();
         let ctx = if c.pid == 0 {

@@ -406,18 +406,8 @@ impl crate::reader::RecordHandler for Handler {
     }
 
     fn handle(&mut self, record: &[u8]) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.stats.received.fetch_add(1, Relaxed);
-        let ev = match decode(record) {
-            Ok(ev) => ev,
-            Err(e) => {
-                // Counted as tapio.events.lost{reason=decode_error}; the
-                // first one is logged, the rest only counted.
-                if self.stats.decode_errors.fetch_add(1, Relaxed) == 0 {
-                    tracing::warn!(probe = NAME, "undecodable record: {e}");
-                }
-                return;
-            }
+        let Some(ev) = self.stats.decoded(decode(record)) else {
+            return;
         };
         let observed = crate::clock::unix_ns();
         let rec = self.map(&ev, observed);
