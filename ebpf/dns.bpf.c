@@ -263,9 +263,38 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 	tapio_submit(&tapio_events, e);
 }
 
+/*
+ * These hooks run for every packet on the host, so first look only at the
+ * one port that matters (two bytes) and leave all other traffic after a
+ * couple of reads; the full parse runs for DNS ports only. A non-UDP/TCP
+ * packet whose bytes happen to match is refused by the full parse.
+ */
+static __always_inline int port_is_dns(const struct sk_buff *skb, int from_data, int src)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u32 th;
+	if (from_data) {
+		__u32 nh = BPF_CORE_READ(skb, data) - head;
+		__u8 vihl;
+		if (bpf_probe_read_kernel(&vihl, 1, head + nh))
+			return 0;
+		th = (vihl >> 4) == 6 ? nh + 40 : nh + (vihl & 0xf) * 4;
+	} else {
+		th = BPF_CORE_READ(skb, transport_header);
+		if (th == 0xffff)
+			return 0;
+	}
+	__be16 port;
+	if (bpf_probe_read_kernel(&port, 2, head + th + (src ? 0 : 2)))
+		return 0;
+	return is_dns_port(bpf_ntohs(port));
+}
+
 static __always_inline int on_egress(const struct sk_buff *skb)
 {
 	struct parsed p = {};
+	if (!port_is_dns(skb, 0, 0))
+		return 0;
 	if (parse(skb, &p, 0) || !is_dns_port(p.dport))
 		return 0;
 	if (p.protocol == IPPROTO_TCP_ && tcp_via_cgroup())
@@ -277,6 +306,8 @@ static __always_inline int on_egress(const struct sk_buff *skb)
 static __always_inline int on_receive(const struct sk_buff *skb)
 {
 	struct parsed p = {};
+	if (!port_is_dns(skb, 1, 1))
+		return 0;
 	if (parse(skb, &p, 1) || !is_dns_port(p.sport))
 		return 0;
 	if (p.protocol == IPPROTO_TCP_ && tcp_via_cgroup())
