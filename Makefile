@@ -7,10 +7,10 @@ CARGO ?= cargo
 # objects' BTF in a test; dnsmasq and dig are the DNS tests' server and
 # client; libbpf-tools and bpftrace are the benchmarks' baselines.
 APT_PACKAGES := clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip \
-	dnsmasq-base bind9-dnsutils iproute2 bpftrace
+	dnsmasq-base bind9-dnsutils iproute2 bpftrace qemu-system-x86 busybox-static cpio
 TAPIO := $(or $(CARGO_TARGET_DIR),target)/release/tapio
 
-.PHONY: run test setup deps mounts build check fmt clippy unit bench vmlinux
+.PHONY: run test matrix setup deps mounts build fmt clippy bench vmlinux
 
 ## run: install what is missing, build, and run Tapio (OTLP-JSON on stdout
 ## unless a config or OTEL_EXPORTER_OTLP_ENDPOINT says otherwise).
@@ -21,6 +21,11 @@ run: setup build
 ## privileged ones for real (they fail under CI=true without root).
 test: setup fmt clippy
 	$(CARGO) test --workspace --release
+	TAPIO=$(TAPIO) bash integration/vm/run.sh
+
+## matrix: only the kernel matrix (Debian 6.1 and 6.12 guests under qemu).
+matrix: setup build
+	TAPIO=$(TAPIO) bash integration/vm/run.sh
 
 setup: deps mounts
 
@@ -51,6 +56,8 @@ clippy:
 ## path CPU per record. Prints figures; asserts nothing.
 bench: setup build
 	bash bench/exec_overhead.sh
+	bash bench/connect_overhead.sh
+	bash bench/dns_overhead.sh
 	$(CARGO) bench -p tapio --bench export_path
 
 ## vmlinux: regenerate ebpf/include/vmlinux.h from this kernel's BTF.

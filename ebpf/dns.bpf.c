@@ -203,6 +203,18 @@ static __always_inline void fill_tuple(struct tapio_dns_packet *e, const struct 
 	e->tuple.dport = q ? p->dport : p->sport;
 }
 
+/* A copy length in [1, TAPIO_DNS_PAYLOAD] that every verifier can see.
+ * Older ones (6.1) lose a checked bound when clang spills and reloads it,
+ * and reject a size that might be 0, so the mask is applied in asm right
+ * before the call, to (want - 1), and 1 added back: for want in [1, 512]
+ * that is want itself. TAPIO_DNS_PAYLOAD must be a power of two. */
+static __always_inline __u64 payload_len_bound(__u64 want)
+{
+	__u64 n = want - 1;
+	asm volatile("%[n] &= %[m]" : [n] "+r"(n) : [m] "i"(TAPIO_DNS_PAYLOAD - 1));
+	return n + 1;
+}
+
 static __always_inline int is_dns_port(__u16 port)
 {
 	return bpf_map_lookup_elem(&tapio_dns_ports, &port) != NULL;
@@ -252,9 +264,8 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 		tapio_submit(&tapio_events, e);
 		return;
 	}
-	want &= (TAPIO_DNS_PAYLOAD * 2 - 1);
-	if (want == 0 || want > TAPIO_DNS_PAYLOAD ||
-	    bpf_probe_read_kernel(e->payload, want, head + p->payload_off)) {
+	__u64 n = payload_len_bound(want);
+	if (bpf_probe_read_kernel(e->payload, n, head + p->payload_off)) {
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_READ_ERROR);
 		bpf_ringbuf_discard(e, 0);
 		return;
@@ -468,13 +479,13 @@ static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u
 		want = TAPIO_DNS_PAYLOAD;
 		e->flags |= TAPIO_DNS_TRUNCATED;
 	}
-	if (want == 0 || want > TAPIO_DNS_PAYLOAD ||
-	    bpf_skb_load_bytes(skb, p->payload_off, e->payload, want)) {
+	__u64 n = payload_len_bound(want);
+	if (bpf_skb_load_bytes(skb, p->payload_off, e->payload, n)) {
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_READ_ERROR);
 		bpf_ringbuf_discard(e, 0);
 		return;
 	}
-	e->payload_len = want;
+	e->payload_len = n;
 	tapio_submit(&tapio_events, e);
 }
 

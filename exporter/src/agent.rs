@@ -183,7 +183,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         dcfg.wakeup_interval,
         |loaded, stats| {
             loaded.fill_u16_set(probes::dns::NAME, probes::dns::MAP_PORTS, &dcfg.ports)?;
-            if loaded.variant == probes::dns::VARIANT_TCP {
+            if [probes::dns::VARIANT_TCP, probes::dns::VARIANT_TCP_NO_OWNER]
+                .contains(&loaded.variant)
+            {
                 loaded.set_u32(probes::dns::NAME, probes::dns::MAP_CFG, 0, 1)?;
             }
             let histograms = probes::dns::DnsHistograms::default();

@@ -27,8 +27,9 @@ use tapio_shared::{
 pub const NAME: &str = "dns";
 pub const MAP_PORTS: &str = "tapio_dns_ports";
 pub const MAP_CFG: &str = "tapio_dns_cfg";
-/// The variant whose cgroup_skb programs carry TCP.
+/// The variants whose cgroup_skb programs carry TCP.
 pub const VARIANT_TCP: &str = "tp_btf+cgroup_skb";
+pub const VARIANT_TCP_NO_OWNER: &str = "tp_btf+cgroup_skb-no-owner";
 
 pub const SPEC: ProbeSpec = ProbeSpec {
     name: NAME,
@@ -47,6 +48,31 @@ pub const SPEC: ProbeSpec = ProbeSpec {
                     "tapio_dns_send_btf",
                     Attach::BtfTracePoint("sock_send_length"),
                 ),
+                (
+                    "tapio_dns_egress_btf",
+                    Attach::BtfTracePoint("net_dev_queue"),
+                ),
+                (
+                    "tapio_dns_receive_btf",
+                    Attach::BtfTracePoint("netif_receive_skb"),
+                ),
+                (
+                    "tapio_dns_tcp_connect_btf",
+                    Attach::BtfTracePoint("inet_sock_set_state"),
+                ),
+                (
+                    "tapio_dns_tcp_egress",
+                    Attach::CgroupSkb(SkbDirection::Egress),
+                ),
+                (
+                    "tapio_dns_tcp_ingress",
+                    Attach::CgroupSkb(SkbDirection::Ingress),
+                ),
+            ],
+        },
+        Variant {
+            label: VARIANT_TCP_NO_OWNER,
+            programs: &[
                 (
                     "tapio_dns_egress_btf",
                     Attach::BtfTracePoint("net_dev_queue"),
