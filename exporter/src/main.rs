@@ -90,22 +90,21 @@ fn run(path: Option<PathBuf>) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let shutdown = async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!("cannot watch SIGTERM: {e}");
-                        let _ = tokio::signal::ctrl_c().await;
-                        return;
-                    }
-                };
+        // Install the handlers now, not when the future is first polled:
+        // a SIGTERM that arrives while probes load must still mean "flush
+        // and exit", never the default "die".
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+        let shutdown = async move {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
         };
-        agent::run(settings, shutdown).await
+        agent::run(settings, shutdown)
+            .await
+            .map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,42 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 ip addr add 198.18.0.1/32 dev lo
 
+# Kernel command-line words the kernel does not know become our
+# environment: tapio_mode=bench runs the connect benchmark instead.
+if [ "$tapio_mode" = bench ]; then
+	sysctl -w kernel.bpf_stats_enabled=1 >/dev/null
+	nc -lk -p 8080 -e true >/dev/null 2>&1 &
+	N=400
+	load() { # prints wall ms of N connects
+		s=$(cut -d' ' -f1 /proc/uptime)
+		i=0
+		while [ $i -lt $N ]; do nc 127.0.0.1 8080 </dev/null >/dev/null 2>&1; i=$((i + 1)); done
+		e=$(cut -d' ' -f1 /proc/uptime)
+		echo "$s $e" | awk '{printf "%d", ($2 - $1) * 1000}'
+	}
+	# Sum run_time_ns/run_cnt over one process's BPF programs (fdinfo).
+	prog_ns() {
+		cat /proc/$1/fdinfo/* 2>/dev/null | awk '/^run_time_ns/ {t += $2} /^run_cnt/ {c += $2} END {if (c) printf "%d ns x %d", t / c, c; else print "n/a"}'
+	}
+	cpu_ms() { awk '{print ($14 + $15) * 10}' /proc/$1/stat; }
+	load >/dev/null
+	echo "BENCH alone_ms $(load)"
+	printf 'probes: { process: { enabled: false }, dns: { enabled: false } }\nexporters: { stdout: {} }\n' >/tmp/bench.yaml
+	/tapio run --config /tmp/bench.yaml >/tmp/out.json 2>/tmp/err.txt &
+	TP=$!
+	while ! grep -q "tapio ready" /tmp/err.txt; do sleep 0.2; done
+	c0=$(cpu_ms $TP)
+	echo "BENCH tapio_ms $(load) cpu_ms $(($(cpu_ms $TP) - c0)) kernel $(prog_ns $TP) spans $(grep -o '"name":"tcp.connect"' /tmp/out.json | wc -l)"
+	kill -INT $TP; wait $TP
+	tcpconnlat >/tmp/tcl.txt 2>&1 &
+	TC=$!
+	sleep 3
+	c0=$(cpu_ms $TC)
+	echo "BENCH tcpconnlat_ms $(load) cpu_ms $(($(cpu_ms $TC) - c0)) kernel $(prog_ns $TC) lines $(($(wc -l </tmp/tcl.txt) - 1))"
+	kill -INT $TC; wait $TC
+	poweroff -f
+fi
+
 echo "=== probes begin"
 /tapio probes
 echo "=== probes end"

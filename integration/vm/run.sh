@@ -6,6 +6,8 @@
 #
 #   bash integration/vm/run.sh            # all pinned kernels
 #   KERNELS=6.12.115+deb12-cloud-amd64 bash integration/vm/run.sh
+#   BENCH=1 bash integration/vm/run.sh   # connect benchmark vs libbpf-tools
+#                                        # tcpconnlat, inside the guests
 #
 # Kernels are pinned (Debian moves them); the .debs are downloaded once into
 # $CACHE and unpacked there, the host's /boot is never touched.
@@ -21,6 +23,8 @@ KERNELS=${KERNELS:-"6.1.0-56-cloud-amd64 6.12.115+deb12-cloud-amd64"}
 [ -x "$TAPIO" ] || { echo "build first: cargo build --release ($TAPIO missing)"; exit 1; }
 command -v qemu-system-x86_64 >/dev/null || { echo "needs qemu-system-x86 and busybox-static"; exit 1; }
 mkdir -p "$CACHE"
+# Keep the consoles of the last few runs only.
+ls -dt "$CACHE"/run.* 2>/dev/null | tail -n +6 | xargs -r rm -rf
 
 kernel_image() { # version -> path of vmlinuz, downloading once
 	local v=$1 img="$CACHE/root/boot/vmlinuz-$1"
@@ -30,16 +34,26 @@ kernel_image() { # version -> path of vmlinuz, downloading once
 	echo "$img"
 }
 
+# Per-run files, so concurrent runs (a developer and CI) never share them.
+RUN=$(mktemp -d "$CACHE/run.XXXXXX")
+trap 'rm -f "$RUN/initrd.gz"' EXIT
+
 build_initrd() { # -> path of initrd
-	local dir out=$CACHE/initrd.gz
+	local dir out=$RUN/initrd.gz
 	dir=$(mktemp -d)
 	mkdir -p "$dir"/{bin,proc,sys,dev,tmp,etc,run}
 	cp /bin/busybox "$dir/bin/busybox"
 	strip -o "$dir/tapio" "$TAPIO"
-	# The guest's DNS server (busybox has no dnsd here).
+	# The guest's DNS server (busybox has no dnsd here), and the benchmark's
+	# baseline (fentry/kprobes, which this host's kernel refuses).
 	cp /usr/sbin/dnsmasq "$dir/bin/dnsmasq"
-	# Both binaries are dynamic: bring their libraries along.
-	for lib in $(ldd "$TAPIO" /usr/sbin/dnsmasq | awk '/=>/ && $3 ~ /^\// {print $3} /^\t\// {print $1}' | sort -u); do
+	extra=/usr/sbin/dnsmasq
+	if [ -x /usr/sbin/tcpconnlat ]; then
+		cp /usr/sbin/tcpconnlat "$dir/bin/tcpconnlat"
+		extra="$extra /usr/sbin/tcpconnlat"
+	fi
+	# The binaries are dynamic: bring their libraries along.
+	for lib in $(ldd "$TAPIO" $extra | awk '/=>/ && $3 ~ /^\// {print $3} /^\t\// {print $1}' | sort -u); do
 		mkdir -p "$dir$(dirname "$lib")"
 		cp -L "$lib" "$dir$lib"
 	done
@@ -56,13 +70,17 @@ initrd=$(build_initrd)
 fail=0
 for v in $KERNELS; do
 	img=$(kernel_image "$v")
-	log="$CACHE/console-$v.log"
+	log="$RUN/console-$v.log"
 	start=$(date +%s)
 	timeout 600 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 1024 -smp 2 -nographic -no-reboot \
 		-kernel "$img" -initrd "$initrd" \
-		-append "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,bpf" >"$log" 2>&1 || true
+		-append "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,bpf tapio_mode=${BENCH:+bench}" >"$log" 2>&1 || true
 	took=$(($(date +%s) - start))
 	echo "== kernel $v (${took}s under emulation; console: $log)"
+	if [ -n "${BENCH:-}" ]; then
+		tr -d '\r' <"$log" | grep '^BENCH' || { echo "  no benchmark output"; fail=1; }
+		continue
+	fi
 	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns) ' || true
 	chosen=$(tr -d '\r' <"$log" | grep -o 'tapio ready probes=[^ ]*' | head -1 | cut -d= -f2-)
 	echo "  attached: ${chosen:-none}"
