@@ -30,20 +30,25 @@ if [ "$tapio_mode" = bench ]; then
 	}
 	cpu_ms() { awk '{print ($14 + $15) * 10}' /proc/$1/stat; }
 	load >/dev/null
+	load >/dev/null
 	echo "BENCH alone_ms $(load)"
 	printf 'probes: { process: { enabled: false }, dns: { enabled: false } }\nexporters: { stdout: {} }\n' >/tmp/bench.yaml
 	/tapio run --config /tmp/bench.yaml >/tmp/out.json 2>/tmp/err.txt &
 	TP=$!
 	while ! grep -q "tapio ready" /tmp/err.txt; do sleep 0.2; done
 	c0=$(cpu_ms $TP)
-	echo "BENCH tapio_ms $(load) cpu_ms $(($(cpu_ms $TP) - c0)) kernel $(prog_ns $TP) spans $(grep -o '"name":"tcp.connect"' /tmp/out.json | wc -l)"
+	ms=$(load)
+	line="BENCH tapio_ms $ms cpu_ms $(($(cpu_ms $TP) - c0)) kernel $(prog_ns $TP)"
 	kill -INT $TP; wait $TP
+	echo "$line spans $(grep -o '"name":"tcp.connect"' /tmp/out.json | wc -l)"
 	tcpconnlat >/tmp/tcl.txt 2>&1 &
 	TC=$!
 	sleep 3
 	c0=$(cpu_ms $TC)
-	echo "BENCH tcpconnlat_ms $(load) cpu_ms $(($(cpu_ms $TC) - c0)) kernel $(prog_ns $TC) lines $(($(wc -l </tmp/tcl.txt) - 1))"
+	ms=$(load)
+	line="BENCH tcpconnlat_ms $ms cpu_ms $(($(cpu_ms $TC) - c0)) kernel $(prog_ns $TC)"
 	kill -INT $TC; wait $TC
+	echo "$line lines $(($(wc -l </tmp/tcl.txt) - 1))"
 	poweroff -f
 fi
 

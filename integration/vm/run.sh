@@ -24,7 +24,7 @@ KERNELS=${KERNELS:-"6.1.0-56-cloud-amd64 6.12.115+deb12-cloud-amd64"}
 command -v qemu-system-x86_64 >/dev/null || { echo "needs qemu-system-x86 and busybox-static"; exit 1; }
 mkdir -p "$CACHE"
 # Keep the consoles of the last few runs only.
-ls -dt "$CACHE"/run.* 2>/dev/null | tail -n +6 | xargs -r rm -rf
+{ ls -dt "$CACHE"/run.* 2>/dev/null || true; } | tail -n +6 | xargs -r rm -rf
 
 kernel_image() { # version -> path of vmlinuz, downloading once
 	local v=$1 img="$CACHE/root/boot/vmlinuz-$1"
@@ -78,7 +78,7 @@ for v in $KERNELS; do
 	took=$(($(date +%s) - start))
 	echo "== kernel $v (${took}s under emulation; console: $log)"
 	if [ -n "${BENCH:-}" ]; then
-		tr -d '\r' <"$log" | grep '^BENCH' || { echo "  no benchmark output"; fail=1; }
+		tr -d '\r' <"$log" | grep -o 'BENCH.*' || { echo "  no benchmark output"; fail=1; }
 		continue
 	fi
 	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns) ' || true
