@@ -21,7 +21,7 @@ use std::{
 };
 use tapio_shared::{
     read_record, record_kind, tapio_dns_direction, tapio_dns_flags, tapio_dns_packet,
-    tapio_event_kind as kind, ShortRecord,
+    tapio_event_kind as kind,
 };
 
 pub const NAME: &str = "dns";
@@ -191,13 +191,7 @@ pub struct Packet {
     pub not_captured: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error(transparent)]
-    Short(#[from] ShortRecord),
-    #[error("unknown dns record kind {0}")]
-    UnknownKind(u32),
-}
+pub use super::DecodeError;
 
 pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
     let k = record_kind(bytes)?;

@@ -74,6 +74,15 @@ pub struct ProbeSpec {
 /// Every probe Tapio has.
 pub const ALL: &[ProbeSpec] = &[process::SPEC, network::SPEC, dns::SPEC];
 
+/// A ring-buffer record that is not what its probe writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Short(#[from] tapio_shared::ShortRecord),
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+}
+
 /// Text from a fixed-size C char array: up to `len` bytes or the first NUL.
 pub fn cstr(raw: &[core::ffi::c_char], len: usize) -> String {
     let bytes: Vec<u8> = raw

@@ -7,7 +7,7 @@ use super::{process::Common, Attach, ProbeSpec, Variant};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tapio_shared::{
     read_record, record_kind, tapio_event_kind as kind, tapio_family, tapio_tcp_close,
-    tapio_tcp_connect, tapio_tcp_outcome as outcome, tapio_tcp_tuple, ShortRecord,
+    tapio_tcp_connect, tapio_tcp_outcome as outcome, tapio_tcp_tuple,
 };
 
 pub const NAME: &str = "network";
@@ -177,13 +177,7 @@ impl NetworkEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error(transparent)]
-    Short(#[from] ShortRecord),
-    #[error("unknown network record kind {0}")]
-    UnknownKind(u32),
-}
+pub use super::DecodeError;
 
 pub fn decode(bytes: &[u8]) -> Result<NetworkEvent, DecodeError> {
     let k = record_kind(bytes)?;

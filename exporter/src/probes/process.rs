@@ -5,7 +5,6 @@ use super::{cstr, Attach, ProbeSpec, Variant};
 use tapio_shared::{
     read_record, record_kind, tapio_event_header, tapio_event_kind as kind,
     tapio_exec_flags as flags, tapio_process_exec, tapio_process_exit, tapio_process_fork,
-    ShortRecord,
 };
 
 pub const NAME: &str = "process";
@@ -126,13 +125,7 @@ impl ProcessEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error(transparent)]
-    Short(#[from] ShortRecord),
-    #[error("unknown process record kind {0}")]
-    UnknownKind(u32),
-}
+pub use super::DecodeError;
 
 /// argv as the kernel copied it: NUL-separated, the last one maybe cut.
 fn split_args(raw: &[u8]) -> Vec<String> {
