@@ -23,6 +23,10 @@ enum Command {
         /// kernel supports, exported per OTEL_* variables or to stdout.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// An OpenTelemetry collector's config: export to its OTLP receiver
+        /// (gRPC preferred). An exporter in --config wins over it.
+        #[arg(long)]
+        collector_config: Option<PathBuf>,
     },
     /// Validate configuration files; print every error with its key path
     /// and line. Exits non-zero when any file is invalid.
@@ -49,7 +53,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(&cli.log);
     let result = match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run {
+            config,
+            collector_config,
+        } => run(config, collector_config),
         Command::CheckConfig { files } => check_config(&files),
         Command::Probes => probes_report(),
     };
@@ -62,22 +69,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_settings(path: Option<&PathBuf>) -> Result<config::Settings, ExitCode> {
-    let cfg = match path {
+fn load_settings(
+    path: Option<&PathBuf>,
+    collector: Option<&PathBuf>,
+) -> Result<config::Settings, ExitCode> {
+    let mut cfg = match path {
         Some(p) => config::load(p).map_err(|e| {
             eprint!("{}: {e}", p.display());
             ExitCode::from(2)
         })?,
         None => config::Config::default(),
     };
+    if let Some(c) = collector {
+        let ex = &cfg.exporters;
+        if ex.otlp.is_none() && ex.otlphttp.is_none() && ex.stdout.is_none() {
+            let text = std::fs::read_to_string(c).map_err(|e| {
+                eprintln!("{}: {e}", c.display());
+                ExitCode::from(2)
+            })?;
+            match config::collector::from_collector_yaml(&text) {
+                Ok(config::collector::FromCollector::Grpc(o)) => cfg.exporters.otlp = Some(o),
+                Ok(config::collector::FromCollector::Http(o)) => cfg.exporters.otlphttp = Some(o),
+                Err(e) => {
+                    eprintln!("{}: {e}", c.display());
+                    return Err(ExitCode::from(2));
+                }
+            }
+        }
+    }
     cfg.resolve(&config::process_env).map_err(|errs| {
         eprint!("{}", config::ConfigErrors(errs));
         ExitCode::from(2)
     })
 }
 
-fn run(path: Option<PathBuf>) -> Result<ExitCode> {
-    let settings = match load_settings(path.as_ref()) {
+fn run(path: Option<PathBuf>, collector: Option<PathBuf>) -> Result<ExitCode> {
+    let settings = match load_settings(path.as_ref(), collector.as_ref()) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };

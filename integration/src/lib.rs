@@ -469,11 +469,28 @@ pub struct Tapio {
 impl Tapio {
     /// Start `bin run --config <yaml>` with `env`, and wait for "tapio ready".
     pub fn start(bin: &str, yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(bin, yaml, &[], env)
+    }
+
+    /// Like [`Tapio::start`], with extra `run` arguments; `{dir}` in them is
+    /// replaced by the temporary directory holding the config (for files
+    /// the test writes next to it).
+    pub fn start_with_args(
+        bin: &str,
+        yaml: &str,
+        args: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("tapio.yaml");
         std::fs::write(&cfg, yaml).expect("write config");
         let mut cmd = Command::new(bin);
         cmd.arg("run").arg("--config").arg(&cfg);
+        for (flag, file_text) in args {
+            let f = dir.path().join(flag.trim_start_matches('-'));
+            std::fs::write(&f, file_text).expect("write argument file");
+            cmd.arg(flag).arg(&f);
+        }
         // Tests own the environment: nothing from the caller's OTEL_* leaks in.
         for (k, _) in std::env::vars() {
             if k.starts_with("OTEL_") {

@@ -20,7 +20,7 @@ fn repo() -> PathBuf {
 #[test]
 fn every_example_config_is_valid() {
     let mut files = Vec::new();
-    for dir in ["otel-config", "docker"] {
+    for dir in ["otel-config", "docker", "docker/k8s"] {
         let Ok(rd) = std::fs::read_dir(repo().join(dir)) else {
             continue;
         };
@@ -209,4 +209,42 @@ fn run_without_capabilities_explains_what_is_missing() {
         ),
         "{err}"
     );
+}
+
+/// The Kubernetes manifest is valid YAML, runs unprivileged with the
+/// capabilities Tapio needs, and embeds a valid Tapio config. (No cluster
+/// here: this is the static check.)
+#[test]
+fn daemonset_manifest_is_valid_and_unprivileged() {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(repo().join("docker/k8s/daemonset.yaml")).unwrap();
+    let docs: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde_yaml_ng::Value::deserialize(d).expect("valid YAML document"))
+        .collect();
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .expect("a ConfigMap");
+    let cfg = cm["data"]["tapio.yaml"]
+        .as_str()
+        .expect("tapio.yaml in the ConfigMap");
+    tapio::config::parse(cfg).expect("the ConfigMap's tapio.yaml is valid");
+    let ds = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("a DaemonSet");
+    let c = &ds["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["securityContext"]["privileged"],
+        serde_yaml_ng::Value::Bool(false)
+    );
+    let caps: Vec<&str> = c["securityContext"]["capabilities"]["add"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for need in ["BPF", "PERFMON", "NET_ADMIN"] {
+        assert!(caps.contains(&need), "missing CAP_{need}: {caps:?}");
+    }
 }

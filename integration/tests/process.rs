@@ -309,3 +309,25 @@ fn process_events_over_grpc_with_mutual_tls() {
     assert!(rx2.log_records().is_empty());
     t.terminate();
 }
+
+/// A sidecar next to a collector reads the collector's own YAML for the
+/// OTLP receiver endpoint: no endpoint in Tapio's config at all.
+#[test]
+fn collector_config_supplies_the_endpoint() {
+    if !privileged_or_skip("collector_config_supplies_the_endpoint") {
+        return;
+    }
+    let rx = Receiver::start();
+    let collector = format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:{}\nexporters:\n  debug: {{}}\n",
+        rx.grpc_addr.port()
+    );
+    let t = Tapio::start_with_args(
+        BIN,
+        "pipeline:\n  logs: { schedule_delay: 100ms }\n",
+        &[("--collector-config", &collector)],
+        &[],
+    );
+    assert_sh_exit_7(&rx);
+    t.terminate();
+}

@@ -3,6 +3,7 @@
 //! `OTEL_*` environment variables ([`settings`]).
 
 mod bytesize;
+pub mod collector;
 mod error;
 mod location;
 pub mod model;
