@@ -248,3 +248,93 @@ fn daemonset_manifest_is_valid_and_unprivileged() {
         assert!(caps.contains(&need), "missing CAP_{need}: {caps:?}");
     }
 }
+
+/// Every Prometheus query in the Grafana dashboards names a metric Tapio
+/// emits, spelled the way the collector's Prometheus exporter spells it
+/// (dots to underscores, unit suffix, `_total` for counters, `_bucket`,
+/// `_count` and `_sum` for histograms).
+#[test]
+fn dashboards_query_only_metrics_tapio_emits() {
+    use tapio::otel::names::{Instrument, METRICS};
+    let known: Vec<String> = METRICS
+        .iter()
+        .flat_map(|m| {
+            let base = m.name.replace('.', "_");
+            let base = if m.unit == "s" {
+                format!("{base}_seconds")
+            } else {
+                base
+            };
+            match m.instrument {
+                Instrument::Counter => vec![format!("{base}_total")],
+                Instrument::Gauge => vec![base],
+                Instrument::Histogram => {
+                    vec![
+                        format!("{base}_bucket"),
+                        format!("{base}_count"),
+                        format!("{base}_sum"),
+                    ]
+                }
+            }
+        })
+        .collect();
+    let dir = repo().join("docker/grafana/dashboards");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+        for p in v["panels"].as_array().unwrap() {
+            if p["datasource"]["type"] != "prometheus" {
+                continue;
+            }
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"].as_str().unwrap();
+                let names: Vec<&str> = expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("tapio_") || w.starts_with("dns_lookup"))
+                    .filter(|w| {
+                        !w.starts_with("tapio_probe")
+                            && !w.starts_with("tapio_reason")
+                            && !w.starts_with("tapio_signal")
+                    })
+                    .collect();
+                assert!(!names.is_empty(), "no metric in `{expr}`");
+                for n in names {
+                    assert!(
+                        known.iter().any(|k| k == n),
+                        "dashboard queries unknown metric {n}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} metric references checked");
+}
+
+/// The compose stack has every service, and every file it mounts exists.
+#[test]
+fn compose_stack_is_complete() {
+    let text = std::fs::read_to_string(repo().join("docker/compose.yaml")).unwrap();
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let services = v["services"].as_mapping().unwrap();
+    for s in [
+        "tapio",
+        "otelcol",
+        "jaeger",
+        "prometheus",
+        "loki",
+        "grafana",
+    ] {
+        assert!(services.contains_key(s), "compose lacks {s}");
+    }
+    for (_, svc) in services {
+        for vol in svc["volumes"].as_sequence().into_iter().flatten() {
+            let src = vol.as_str().unwrap().split(':').next().unwrap();
+            if src.starts_with('.') {
+                let p = repo().join("docker").join(src);
+                assert!(p.exists(), "compose mounts missing {}", p.display());
+            }
+        }
+    }
+}
