@@ -65,3 +65,47 @@ fn every_bad_case_reports_its_exact_errors() {
     }
     assert!(seen >= 5, "only {seen} bad-case fixtures found");
 }
+
+/// Every key of the configuration model appears in the README's
+/// configuration reference, so the reference cannot fall behind the model.
+#[test]
+fn readme_documents_every_config_key() {
+    fn keys(v: &serde_yaml_ng::Value, prefix: &str, out: &mut Vec<String>) {
+        if let Some(m) = v.as_mapping() {
+            for (k, v) in m {
+                let k = k.as_str().unwrap_or_default();
+                out.push(k.to_string());
+                keys(v, &format!("{prefix}{k}."), out);
+            }
+        }
+    }
+    let mut cfg = Config::default();
+    // Optional sections appear only when set; set them to list their keys.
+    cfg.exporters.otlp = Some(OtlpExporter {
+        endpoint: Some("http://x:1".into()),
+        compression: Some(Compression::Gzip),
+        timeout: Some(std::time::Duration::from_secs(1)),
+        tls: TlsConfig {
+            ca_file: Some("a".into()),
+            cert_file: Some("b".into()),
+            key_file: Some("c".into()),
+            server_name: Some("d".into()),
+        },
+        ..Default::default()
+    });
+    cfg.exporters.stdout = Some(StdoutExporter { queue_size: Some(1) });
+    cfg.pipeline.logs.schedule_delay = Some(std::time::Duration::from_secs(1));
+    cfg.pipeline.logs.max_export_batch_size = Some(1);
+    cfg.pipeline.metrics.export_interval = Some(std::time::Duration::from_secs(1));
+    cfg.pipeline.shutdown_timeout = Some(std::time::Duration::from_secs(1));
+    cfg.probes.process.enabled = Some(true);
+    let v = serde_yaml_ng::to_value(&cfg).unwrap();
+    let mut all = Vec::new();
+    keys(&v, "", &mut all);
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("## Configuration").expect("README has a Configuration section");
+    let section = &readme[start..];
+    for k in all {
+        assert!(section.contains(&format!("{k}:")), "README's configuration reference lacks `{k}:`");
+    }
+}
