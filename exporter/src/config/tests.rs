@@ -93,7 +93,9 @@ fn readme_documents_every_config_key() {
         },
         ..Default::default()
     });
-    cfg.exporters.stdout = Some(StdoutExporter { queue_size: Some(1) });
+    cfg.exporters.stdout = Some(StdoutExporter {
+        queue_size: Some(1),
+    });
     cfg.pipeline.logs.schedule_delay = Some(std::time::Duration::from_secs(1));
     cfg.pipeline.logs.max_export_batch_size = Some(1);
     cfg.pipeline.metrics.export_interval = Some(std::time::Duration::from_secs(1));
@@ -103,9 +105,14 @@ fn readme_documents_every_config_key() {
     let mut all = Vec::new();
     keys(&v, "", &mut all);
     let readme = include_str!("../../../README.md");
-    let start = readme.find("## Configuration").expect("README has a Configuration section");
+    let start = readme
+        .find("## Configuration")
+        .expect("README has a Configuration section");
     let section = &readme[start..];
     for k in all {
-        assert!(section.contains(&format!("{k}:")), "README's configuration reference lacks `{k}:`");
+        assert!(
+            section.contains(&format!("{k}:")),
+            "README's configuration reference lacks `{k}:`"
+        );
     }
 }
