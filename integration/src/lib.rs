@@ -814,3 +814,38 @@ impl NsPair {
         format!("tv{tag}a")
     }
 }
+
+/// A dnsmasq in a test namespace, killed on drop.
+pub struct Dnsmasq(Child);
+
+impl Dnsmasq {
+    /// Serve on `listen` (comma-separated addresses) in `ns`, with no
+    /// upstream and only the records `extra` gives (`--host-record=…`,
+    /// `--cname=…`, `--local=…`).
+    pub fn start(ns: &NetNs, listen: &str, extra: &[&str]) -> Self {
+        let child = ns
+            .command("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--user=root",
+                "--pid-file=",
+            ])
+            .arg(format!("--listen-address={listen}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt-get install dnsmasq-base)");
+        Self(child)
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

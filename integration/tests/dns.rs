@@ -7,21 +7,15 @@ use opentelemetry_proto::tonic::{
     trace::v1::{status::StatusCode, Span},
 };
 use std::{
-    process::{Child, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
-use tapio_integration::{int_attr, privileged_or_skip, sh, str_attr, NsPair, Receiver, Tapio};
+use tapio_integration::{
+    int_attr, privileged_or_skip, sh, str_attr, Dnsmasq, NsPair, Receiver, Tapio,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tapio");
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Dnsmasq(Child);
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn wait_span(rx: &Receiver, what: &str, pred: impl Fn(&Span) -> bool) -> Span {
     rx.wait_for_span(what, WAIT, |s| s.name == "dns.query" && pred(s))
@@ -77,25 +71,14 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
         pair.a.name,
         pair.a_dev()
     ));
-    let _dnsmasq = Dnsmasq(
-        pair.b
-            .command("dnsmasq")
-            .args([
-                "--no-daemon",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=198.18.0.2,2001:db8::2",
-                "--local=/tapio.test/",
-                "--host-record=www.tapio.test,198.18.0.10,2001:db8::10",
-                "--cname=alias.tapio.test,www.tapio.test",
-                "--user=root",
-                "--pid-file=",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (apt-get install dnsmasq-base)"),
+    let _dnsmasq = Dnsmasq::start(
+        &pair.b,
+        "198.18.0.2,2001:db8::2",
+        &[
+            "--local=/tapio.test/",
+            "--host-record=www.tapio.test,198.18.0.10,2001:db8::10",
+            "--cname=alias.tapio.test,www.tapio.test",
+        ],
     );
     // dnsmasq answers once it is listening.
     let end = Instant::now() + WAIT;

@@ -5,23 +5,14 @@
 
 use std::{
     net::{TcpListener, TcpStream},
-    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 use tapio_integration::{
-    int_attr, point_value, privileged_or_skip, str_attr, NsPair, Receiver, Rotel, Tapio,
+    int_attr, point_value, privileged_or_skip, str_attr, Dnsmasq, NsPair, Receiver, Rotel, Tapio,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_tapio");
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn three_probes_through_rotel_over_grpc_and_http() {
@@ -29,23 +20,10 @@ fn three_probes_through_rotel_over_grpc_and_http() {
         return;
     }
     let pair = NsPair::new(&format!("e{}", std::process::id() % 100_000));
-    let _dnsmasq = Kill(
-        pair.b
-            .command("dnsmasq")
-            .args([
-                "--no-daemon",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=198.18.0.2",
-                "--host-record=e2e.tapio.test,198.18.0.10",
-                "--user=root",
-                "--pid-file=",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq"),
+    let _dnsmasq = Dnsmasq::start(
+        &pair.b,
+        "198.18.0.2",
+        &["--host-record=e2e.tapio.test,198.18.0.10"],
     );
     let dig = || {
         let out = pair

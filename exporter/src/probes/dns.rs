@@ -266,7 +266,9 @@ impl Lookup {
 }
 
 /// Histograms by (`dns.response.code` or `error.type`, transport).
-pub type DnsHistograms = Arc<Mutex<HashMap<(String, bool, Transport), Arc<Histogram>>>>;
+/// Keyed by (rcode, transport); rcode `None` is a timeout. Names are made
+/// at export, not per lookup.
+pub type DnsHistograms = Arc<Mutex<HashMap<(Option<u8>, Transport), Arc<Histogram>>>>;
 
 pub struct Handler {
     pub emitter: crate::export::Emitter,
@@ -360,19 +362,13 @@ impl Handler {
 
     fn finish(&mut self, l: Lookup) {
         let dur = l.end_boot_ns.saturating_sub(l.query.sent_boot_ns);
-        let (label, is_err) = match (&l.response, l.error_type()) {
-            (None, _) => ("timeout".to_string(), true),
-            (Some(m), _) => (dnsmsg::rcode_name(m.rcode), false),
-        };
+        let rcode = l.response.as_ref().map(|m| m.rcode);
         let h = {
             let mut hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-            hs.entry((label, is_err, l.key.transport))
-                .or_default()
-                .clone()
+            hs.entry((rcode, l.key.transport)).or_default().clone()
         };
         h.record_ns(dur);
-        let always =
-            l.error_type().is_some() || dur >= self.config.slow_threshold.as_nanos() as u64;
+        let always = rcode != Some(0) || dur >= self.config.slow_threshold.as_nanos() as u64;
         let sampled =
             self.sample_threshold == u32::MAX || (self.ids.next_u32() <= self.sample_threshold);
         if always || sampled {
@@ -458,12 +454,14 @@ pub fn histogram_producer(h: DnsHistograms, start_unix_ns: u64) -> crate::export
         }
         let points = hs
             .iter()
-            .map(|((label, is_err, transport), hist)| {
+            .map(|((rcode, transport), hist)| {
                 let mut attrs = vec![kv_str(names::attr::NETWORK_TRANSPORT, transport.name())];
-                if *is_err {
-                    attrs.push(kv_str(names::attr::ERROR_TYPE, label.clone()));
-                } else {
-                    attrs.push(kv_str(names::attr::DNS_RESPONSE_CODE, label.clone()));
+                match rcode {
+                    None => attrs.push(kv_str(names::attr::ERROR_TYPE, "timeout")),
+                    Some(r) => attrs.push(kv_str(
+                        names::attr::DNS_RESPONSE_CODE,
+                        dnsmsg::rcode_name(*r),
+                    )),
                 }
                 (attrs, hist.snapshot())
             })
@@ -556,9 +554,7 @@ mod tests {
         ));
         assert_eq!(h.pending.len(), 0);
         let hs = h.histograms.lock().unwrap();
-        let hist = hs
-            .get(&("NOERROR".to_string(), false, Transport::Udp))
-            .unwrap();
+        let hist = hs.get(&(Some(0), Transport::Udp)).unwrap();
         assert_eq!(hist.snapshot().count(), 1);
         assert_eq!(hist.snapshot().sum_ns, 3_000_000);
         drop(hs);
@@ -581,6 +577,6 @@ mod tests {
         h.on_wake();
         assert_eq!(h.pending.len(), 0);
         let hs = h.histograms.lock().unwrap();
-        assert!(hs.contains_key(&("timeout".to_string(), true, Transport::Udp)));
+        assert!(hs.contains_key(&(None, Transport::Udp)));
     }
 }
