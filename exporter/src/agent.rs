@@ -1,11 +1,13 @@
 //! `tapio run`: load and attach the enabled probes, read their ring
 //! buffers, export, and shut down cleanly.
 
+use crate::reload::{PolicyTarget, Reloader};
 use crate::{
     clock, config::Settings, enrich::Enricher, export::Exporter, features, otel, probes, reader,
     telemetry::Telemetry,
 };
 use std::future::Future;
+use std::path::PathBuf;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +50,8 @@ struct StartCtx<'a> {
     stop: &'a CancellationToken,
     readers: &'a mut JoinSet<std::io::Result<()>>,
     running: &'a mut Vec<Running>,
+    /// Probes whose policy follows the config file.
+    policies: &'a mut Vec<Box<dyn PolicyTarget>>,
 }
 
 impl StartCtx<'_> {
@@ -69,7 +73,24 @@ impl StartCtx<'_> {
         if enabled == Some(false) {
             return Ok(());
         }
-        let mut loaded = match probes::load(spec, ring, Some(self.btf), true, wanted) {
+        let loaded = probes::load(spec, ring, Some(self.btf), true, wanted);
+        self.start_loaded(spec.name, loaded, enabled, interval, make)
+    }
+
+    /// Start reading a probe that its own code loaded and attached (probes
+    /// attached to interfaces, whose targets come from config).
+    fn start_loaded<H: reader::RecordHandler>(
+        &mut self,
+        name: &'static str,
+        loaded: Result<probes::Loaded, probes::LoadError>,
+        enabled: Option<bool>,
+        interval: std::time::Duration,
+        make: impl FnOnce(
+            &mut probes::Loaded,
+            std::sync::Arc<crate::telemetry::ProbeStats>,
+        ) -> Result<H, probes::LoadError>,
+    ) -> Result<(), RunError> {
+        let mut loaded = match loaded {
             Ok(l) => l,
             Err(e) if enabled == Some(true) => return Err(e.into()),
             Err(e) => {
@@ -78,30 +99,38 @@ impl StartCtx<'_> {
             }
         };
         for (variant, why) in &loaded.skipped {
-            tracing::warn!(
-                probe = spec.name,
-                "{variant} unavailable, falling back: {why}"
-            );
+            tracing::warn!(probe = name, "{variant} unavailable, falling back: {why}");
         }
-        let stats = self.telemetry.probe(spec.name);
+        let stats = self.telemetry.probe(name);
         stats.set_attach_type(loaded.variant);
-        stats.set_kernel_lost_reader(loaded.lost_reader(spec.name)?);
-        let rb = loaded.take_ringbuf(spec.name)?;
+        stats.set_kernel_lost_reader(loaded.lost_reader(name)?);
+        let rb = loaded.take_ringbuf(name)?;
         let handler = make(&mut loaded, stats)?;
         let s = self.stop.clone();
         self.readers
             .spawn(async move { reader::run(rb, handler, interval, s).await });
         self.running.push(Running {
-            name: spec.name,
+            name: name,
             variant: loaded.variant,
             _ebpf: loaded.ebpf,
         });
         Ok(())
     }
+
+    /// Let the config file change `target`'s policy while it runs.
+    fn follow_policy(&mut self, target: Box<dyn PolicyTarget>) {
+        self.policies.push(target);
+    }
 }
 
 /// Run until `shutdown` resolves, then drain the ring buffers and flush.
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+/// With `source` (the config file and what it held at start), policy
+/// changes in the file are applied while running.
+pub async fn run(
+    settings: Settings,
+    source: Option<(PathBuf, crate::config::Config)>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     if !features::privileged() {
         return Err(RunError::NotPrivileged);
     }
@@ -118,6 +147,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let stop = CancellationToken::new();
     let mut readers = JoinSet::new();
     let mut running: Vec<Running> = Vec::new();
+    let mut policies: Vec<Box<dyn PolicyTarget>> = Vec::new();
 
     let mut ctx = StartCtx {
         btf: &btf,
@@ -125,6 +155,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         stop: &stop,
         readers: &mut readers,
         running: &mut running,
+        policies: &mut policies,
     };
 
     let pcfg = settings.probes.process.clone();
@@ -211,6 +242,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         .map(|r| format!("{}={}", r.name, r.variant))
         .collect();
     tracing::info!(probes = %summary.join(","), sink = %exporter.sink_description(), "tapio ready");
+
+    if let Some((path, cfg)) = source {
+        let reloader = Reloader::new(path, cfg, policies, telemetry.clone(), exporter.emitter());
+        let s = stop.clone();
+        tokio::spawn(reloader.run(s));
+    }
 
     let mut failed = None;
     tokio::select! {

@@ -17,4 +17,5 @@ pub mod features;
 pub mod otel;
 pub mod probes;
 pub mod reader;
+pub mod reload;
 pub mod telemetry;

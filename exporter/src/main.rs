@@ -69,17 +69,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The resolved settings, and the config file as written (the baseline for
+/// live policy reloads).
 fn load_settings(
     path: Option<&PathBuf>,
     collector: Option<&PathBuf>,
-) -> Result<config::Settings, ExitCode> {
-    let mut cfg = match path {
+) -> Result<(config::Settings, config::Config), ExitCode> {
+    let file = match path {
         Some(p) => config::load(p).map_err(|e| {
             eprint!("{}: {e}", p.display());
             ExitCode::from(2)
         })?,
         None => config::Config::default(),
     };
+    let mut cfg = file.clone();
     if let Some(c) = collector {
         let ex = &cfg.exporters;
         if ex.otlp.is_none() && ex.otlphttp.is_none() && ex.stdout.is_none() {
@@ -97,17 +100,19 @@ fn load_settings(
             }
         }
     }
-    cfg.resolve(&config::process_env).map_err(|errs| {
+    let settings = cfg.resolve(&config::process_env).map_err(|errs| {
         eprint!("{}", config::ConfigErrors(errs));
         ExitCode::from(2)
-    })
+    })?;
+    Ok((settings, file))
 }
 
 fn run(path: Option<PathBuf>, collector: Option<PathBuf>) -> Result<ExitCode> {
-    let settings = match load_settings(path.as_ref(), collector.as_ref()) {
+    let (settings, file) = match load_settings(path.as_ref(), collector.as_ref()) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    let source = path.map(|p| (p, file));
     // reqwest is built without a default TLS provider; pick ring, as tonic does.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -129,7 +134,7 @@ fn run(path: Option<PathBuf>, collector: Option<PathBuf>) -> Result<ExitCode> {
                 _ = term.recv() => {}
             }
         };
-        agent::run(settings, shutdown)
+        agent::run(settings, source, shutdown)
             .await
             .map_err(anyhow::Error::from)
     })?;

@@ -236,6 +236,47 @@ impl SignalStats {
     }
 }
 
+/// How a config reload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new policy is in force.
+    Applied = 0,
+    /// The file did not parse or validate; nothing changed.
+    Rejected = 1,
+    /// The kernel refused a map update; that probe keeps its old policy.
+    Failed = 2,
+}
+
+impl ReloadResult {
+    pub const ALL: [ReloadResult; 3] = [
+        ReloadResult::Applied,
+        ReloadResult::Rejected,
+        ReloadResult::Failed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReloadResult::Applied => "applied",
+            ReloadResult::Rejected => "rejected",
+            ReloadResult::Failed => "failed",
+        }
+    }
+}
+
+/// Config reloads by result.
+#[derive(Default)]
+pub struct ReloadStats([AtomicU64; 3]);
+
+impl ReloadStats {
+    pub fn count(&self, r: ReloadResult) {
+        self.0[r as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn get(&self, r: ReloadResult) -> u64 {
+        self.0[r as usize].load(Relaxed)
+    }
+}
+
 /// All of Tapio's self-telemetry.
 pub struct Telemetry {
     /// CLOCK_REALTIME ns when the agent started: the start of every
@@ -243,6 +284,7 @@ pub struct Telemetry {
     pub start_unix_ns: u64,
     probes: Mutex<Vec<Arc<ProbeStats>>>,
     signals: [SignalStats; 3],
+    pub reloads: ReloadStats,
 }
 
 impl Telemetry {
@@ -251,6 +293,7 @@ impl Telemetry {
             start_unix_ns,
             probes: Mutex::new(Vec::new()),
             signals: Default::default(),
+            reloads: ReloadStats::default(),
         })
     }
 

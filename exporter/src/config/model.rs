@@ -37,6 +37,152 @@ pub struct Probes {
     pub network: NetworkProbe,
     /// DNS over UDP and TCP: `dns.query` spans, `dns.lookup.duration`.
     pub dns: DnsProbe,
+    /// XDP packet filter on chosen interfaces: block/allow lists, rate
+    /// limits, SYN-flood and DNS-amplification defence, `tapio.xdp.*`.
+    pub xdp: XdpProbe,
+}
+
+impl Config {
+    /// This configuration with every live (`policy`) section emptied: two
+    /// configs that differ only in policy compare equal.
+    pub fn without_policy(&self) -> Config {
+        let mut c = self.clone();
+        c.probes.xdp.policy = XdpPolicy::default();
+        c
+    }
+}
+
+impl Probes {
+    /// Whether every probe's live policy is the same in both.
+    pub fn policies_equal(&self, other: &Probes) -> bool {
+        self.xdp.policy == other.xdp.policy
+    }
+}
+
+/// The xdp probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdpProbe {
+    /// Run this probe. It needs `interfaces`: with none it does not run,
+    /// and `enabled: true` without interfaces is an error.
+    pub enabled: Option<bool>,
+    /// Interfaces to filter (ingress), by name.
+    pub interfaces: Vec<String>,
+    /// `auto` attaches in the driver (native) where it supports XDP and
+    /// falls back to generic (skb) mode; `native` and `generic` insist.
+    pub mode: XdpMode,
+    /// Ring-buffer size in bytes for auto-block events (power of two).
+    pub ring_buffer_size: ByteSize,
+    /// Longest an auto-block event waits in the ring buffer.
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// The filter policy. Live: changing it in the file applies it without
+    /// reloading the program; an invalid file keeps the previous policy.
+    pub policy: XdpPolicy,
+}
+
+impl Default for XdpProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            interfaces: Vec::new(),
+            mode: XdpMode::Auto,
+            ring_buffer_size: ByteSize(64 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            policy: XdpPolicy::default(),
+        }
+    }
+}
+
+/// Where an XDP program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native where the driver supports it, generic otherwise.
+    Auto,
+    /// In the driver; fail if it cannot.
+    Native,
+    /// In the kernel's generic receive path (any interface, slower).
+    Generic,
+}
+
+/// What the XDP filter does with inbound packets, in this order: allow
+/// list (pass), block list (drop), active auto-blocks (drop), replies to
+/// flows this host opened (pass), DNS-amplification check, SYN-flood
+/// check, per-source rate limit.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdpPolicy {
+    /// Source CIDRs (IPv4 or IPv6) always passed, before any other check.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Source CIDRs dropped.
+    pub block: Vec<ipnet::IpNet>,
+    /// Per-source packet rate limit (all packets that are not replies to
+    /// flows this host opened). Off when absent.
+    pub rate_limit: Option<RateLimit>,
+    /// SYN-flood defence. Off when absent.
+    pub syn_flood: Option<SynFlood>,
+    /// Drop DNS responses nobody asked for. Off when absent.
+    pub dns_amplification: Option<DnsAmplification>,
+}
+
+/// A token bucket per source address.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained packets per second from one source.
+    pub packets_per_second: u32,
+    /// Packets a source may send at once above the sustained rate.
+    pub burst: u32,
+}
+
+/// SYN-flood detection and mitigation.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynFlood {
+    /// SYNs per second one source may send; a source over it is blocked
+    /// for `block_for` (a `security.ddos_mitigation` log when the block
+    /// starts and when it ends).
+    pub per_source: u32,
+    /// SYNs per second all sources together may send to one destination
+    /// address; SYNs over it are dropped (no source is blocked). 0 = off.
+    pub per_destination: u32,
+    /// How long an auto-block lasts.
+    #[serde(with = "humantime_serde")]
+    pub block_for: Duration,
+}
+
+impl Default for SynFlood {
+    fn default() -> Self {
+        Self {
+            per_source: 100,
+            per_destination: 0,
+            block_for: Duration::from_secs(60),
+        }
+    }
+}
+
+/// DNS-amplification defence: an inbound UDP packet from port 53 passes
+/// only if this host sent a query to that server, from that port, with
+/// that DNS id, within `query_window`, and is at most
+/// `max_response_size` bytes of UDP payload.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsAmplification {
+    /// How long after a query its response is accepted.
+    #[serde(with = "humantime_serde")]
+    pub query_window: Duration,
+    /// Largest UDP payload accepted from port 53, in bytes (0 = any size).
+    pub max_response_size: u32,
+}
+
+impl Default for DnsAmplification {
+    fn default() -> Self {
+        Self {
+            query_window: Duration::from_secs(5),
+            max_response_size: 4096,
+        }
+    }
 }
 
 /// The dns probe.

@@ -37,6 +37,90 @@ impl Probes {
             self.process.ring_buffer_size.0,
             errs,
         );
+        self.xdp.validate(errs);
+    }
+}
+
+/// The XDP maps' capacity per list and address family.
+pub const XDP_MAX_CIDRS: usize = 16_384;
+
+impl XdpProbe {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        ringbuf_size("probes.xdp.ring_buffer_size", self.ring_buffer_size.0, errs);
+        if self.enabled == Some(true) && self.interfaces.is_empty() {
+            errs.push(ConfigError::new(
+                "probes.xdp.interfaces",
+                "the xdp probe is enabled but names no interface to attach to",
+            ));
+        }
+        for (i, name) in self.interfaces.iter().enumerate() {
+            // IFNAMSIZ is 16 including the NUL.
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                errs.push(ConfigError::new(
+                    format!("probes.xdp.interfaces[{i}]"),
+                    format!("{name:?} is not an interface name (1-15 characters, no '/' or space)"),
+                ));
+            }
+        }
+        self.policy.validate("probes.xdp.policy", errs);
+    }
+}
+
+impl XdpPolicy {
+    pub fn validate(&self, path: &str, errs: &mut Vec<ConfigError>) {
+        for (key, list) in [("allow", &self.allow), ("block", &self.block)] {
+            for family_v6 in [false, true] {
+                let n = list
+                    .iter()
+                    .filter(|c| matches!(c, ipnet::IpNet::V6(_)) == family_v6)
+                    .count();
+                if n > XDP_MAX_CIDRS {
+                    errs.push(ConfigError::new(
+                        format!("{path}.{key}"),
+                        format!(
+                            "{n} IPv{} CIDRs: at most {XDP_MAX_CIDRS}",
+                            if family_v6 { 6 } else { 4 }
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(r) = &self.rate_limit {
+            if r.packets_per_second == 0 {
+                errs.push(ConfigError::new(
+                    format!("{path}.rate_limit.packets_per_second"),
+                    "must be at least 1 (remove rate_limit to turn it off)",
+                ));
+            }
+            if r.burst == 0 {
+                errs.push(ConfigError::new(
+                    format!("{path}.rate_limit.burst"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if let Some(s) = &self.syn_flood {
+            if s.per_source == 0 {
+                errs.push(ConfigError::new(
+                    format!("{path}.syn_flood.per_source"),
+                    "must be at least 1 (remove syn_flood to turn it off)",
+                ));
+            }
+            if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&s.block_for) {
+                errs.push(ConfigError::new(
+                    format!("{path}.syn_flood.block_for"),
+                    "must be from 1s to 24h",
+                ));
+            }
+        }
+        if let Some(d) = &self.dns_amplification {
+            if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&d.query_window) {
+                errs.push(ConfigError::new(
+                    format!("{path}.dns_amplification.query_window"),
+                    "must be from 100ms to 5m",
+                ));
+            }
+        }
     }
 }
 

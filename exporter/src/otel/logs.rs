@@ -4,6 +4,7 @@ use super::{kv_bool, kv_f64, kv_int, kv_str, names::attr, names::event, rfc3339}
 use crate::clock::WallClock;
 use crate::enrich::{cgroup::Workload, ProcessInfo};
 use crate::probes::process::{Common, Exec, Exit, Fork};
+use crate::telemetry::ReloadResult;
 use opentelemetry_proto::tonic::{
     common::v1::{any_value::Value, AnyValue, KeyValue},
     logs::v1::{LogRecord, SeverityNumber},
@@ -367,4 +368,27 @@ mod tests {
             Some(&Value::IntValue(1300))
         );
     }
+}
+
+/// A config reload: INFO when the new policy is in force, ERROR (with the
+/// reason as the body) when the previous policy stays.
+pub fn config_reload(path: &str, result: ReloadResult, why: Option<&str>, now: u64) -> LogRecord {
+    let (severity, body) = match why {
+        None => (SeverityNumber::Info, format!("{path}: policy reloaded")),
+        Some(w) => (
+            SeverityNumber::Error,
+            format!("{path}: {w}; the previous policy stays in force"),
+        ),
+    };
+    record(
+        event::TAPIO_CONFIG_RELOAD,
+        severity,
+        now,
+        now,
+        body,
+        vec![
+            kv_str(attr::TAPIO_RELOAD_RESULT, result.name()),
+            kv_str(attr::TAPIO_CONFIG_PATH, path.to_string()),
+        ],
+    )
 }

@@ -2,7 +2,7 @@
 //! OTLP metrics: cumulative sums, gauges and explicit-bucket histograms.
 
 use super::{kv_str, names, names::MetricDef};
-use crate::telemetry::{DropReason, HistogramSnapshot, Signal, Telemetry};
+use crate::telemetry::{DropReason, HistogramSnapshot, ReloadResult, Signal, Telemetry};
 use opentelemetry_proto::tonic::{
     common::v1::KeyValue,
     metrics::v1::{
@@ -175,6 +175,20 @@ pub fn self_telemetry(t: &Telemetry, now: u64) -> Vec<Metric> {
         gauge(&names::EXPORT_QUEUE_LENGTH, now, queue),
         histogram_seconds(&names::PIPELINE_LATENCY, start, now, latency),
         gauge(&names::PROBE_ATTACHED, now, attached),
+        counter(
+            &names::CONFIG_RELOADS,
+            start,
+            now,
+            ReloadResult::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        vec![kv_str(names::attr::TAPIO_RELOAD_RESULT, r.name())],
+                        t.reloads.get(*r),
+                    )
+                })
+                .collect(),
+        ),
     ]
 }
 

@@ -12,6 +12,7 @@ pub mod event {
     pub const PROCESS_EXIT: &str = "process.exit";
     pub const PROCESS_FORK: &str = "process.fork";
     pub const NETWORK_CONNECTION_CLOSE: &str = "network.connection.close";
+    pub const TAPIO_CONFIG_RELOAD: &str = "tapio.config.reload";
 }
 
 /// Span names.
@@ -79,6 +80,10 @@ pub mod attr {
     pub const TAPIO_REASON: &str = "tapio.reason";
     pub const TAPIO_SIGNAL: &str = "tapio.signal";
     pub const TAPIO_ATTACH_TYPE: &str = "tapio.attach_type";
+    /// How a config reload ended: `applied`, `rejected`, `failed`.
+    pub const TAPIO_RELOAD_RESULT: &str = "tapio.reload.result";
+    /// The config file a reload read.
+    pub const TAPIO_CONFIG_PATH: &str = "tapio.config.path";
     // resource
     pub const SERVICE_NAME: &str = "service.name";
     pub const SERVICE_VERSION: &str = "service.version";
@@ -194,6 +199,14 @@ pub const DNS_LOOKUP_DURATION: MetricDef = MetricDef {
     ],
 };
 
+pub const CONFIG_RELOADS: MetricDef = MetricDef {
+    name: "tapio.config.reloads",
+    unit: "{reload}",
+    instrument: Instrument::Counter,
+    description: "Changes of the config file seen while running, by result; `rejected` and `failed` left the previous policy in force.",
+    attributes: &[attr::TAPIO_RELOAD_RESULT],
+};
+
 /// Tapio's self-telemetry metrics (`otel::metrics::self_telemetry`).
 pub const SELF_METRICS: &[MetricDef] = &[
     EVENTS_RECEIVED,
@@ -204,6 +217,7 @@ pub const SELF_METRICS: &[MetricDef] = &[
     EXPORT_QUEUE_LENGTH,
     PIPELINE_LATENCY,
     PROBE_ATTACHED,
+    CONFIG_RELOADS,
 ];
 
 /// Every metric Tapio exports.
@@ -216,6 +230,7 @@ pub const METRICS: &[MetricDef] = &[
     EXPORT_QUEUE_LENGTH,
     PIPELINE_LATENCY,
     PROBE_ATTACHED,
+    CONFIG_RELOADS,
     TCP_CONNECT_DURATION,
     DNS_LOOKUP_DURATION,
 ];
@@ -234,6 +249,10 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::NETWORK_CONNECTION_CLOSE,
         "An established TCP connection closed: direction, duration, payload bytes.",
+    ),
+    (
+        event::TAPIO_CONFIG_RELOAD,
+        "Tapio re-read its config file: the new policy is in force (INFO), or it was rejected and the previous policy stays (ERROR, with the reason in the body).",
     ),
 ];
 
