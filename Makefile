@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Debian 12 packages the build and the tests need. bpftool reads the
 # objects' BTF in a test; dnsmasq and dig are the DNS tests' server and
 # client; libbpf-tools and bpftrace are the benchmarks' baselines.
-APT_PACKAGES := clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip \
+APT_PACKAGES := clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip iputils-ping \
 	dnsmasq-base bind9-dnsutils iproute2 bpftrace qemu-system-x86 busybox-static cpio
 TAPIO := $(or $(CARGO_TARGET_DIR),target)/release/tapio
 

@@ -110,7 +110,7 @@ impl StartCtx<'_> {
         self.readers
             .spawn(async move { reader::run(rb, handler, interval, s).await });
         self.running.push(Running {
-            name: name,
+            name,
             variant: loaded.variant,
             _ebpf: loaded.ebpf,
         });
@@ -232,6 +232,74 @@ pub async fn run(
             ))
         },
     )?;
+
+    let xcfg = settings.probes.xdp.clone();
+    if xcfg.enabled != Some(false) && !xcfg.interfaces.is_empty() {
+        let ring = probes::RingConfig::new(xcfg.ring_buffer_size.0, xcfg.wakeup_interval);
+        let started = probes::xdp::start(&xcfg, ring, Some(&btf));
+        let mut policy = None;
+        let loaded = started.map(|s| {
+            policy = Some((s.policy, s.attached));
+            s.loaded
+        });
+        let names = policy
+            .as_ref()
+            .map(|(_, att)| probes::xdp::if_names(att))
+            .unwrap_or_default();
+        // Explicitly configured interfaces make the probe wanted: fail
+        // rather than run without the filter the operator asked for.
+        let enabled = Some(true);
+        ctx.start_loaded(
+            probes::xdp::NAME,
+            loaded,
+            enabled,
+            xcfg.wakeup_interval,
+            |loaded, stats| {
+                let name = probes::xdp::NAME;
+                let mut map = |m| {
+                    loaded
+                        .ebpf
+                        .take_map(m)
+                        .ok_or(probes::LoadError::MissingMap {
+                            probe: name,
+                            map: m,
+                        })
+                };
+                let counters = map(probes::xdp::MAP_COUNTERS)?;
+                let counters = aya::maps::PerCpuHashMap::try_from(counters).map_err(|source| {
+                    probes::LoadError::Map {
+                        probe: name,
+                        map: probes::xdp::MAP_COUNTERS,
+                        source,
+                    }
+                })?;
+                exporter.add_metric_producer(probes::xdp::counters_producer(
+                    counters,
+                    names.clone(),
+                    telemetry.start_unix_ns,
+                ));
+                let autoblock = map(probes::xdp::MAP_AUTOBLOCK)?;
+                let autoblock = aya::maps::HashMap::try_from(autoblock).map_err(|source| {
+                    probes::LoadError::Map {
+                        probe: name,
+                        map: probes::xdp::MAP_AUTOBLOCK,
+                        source,
+                    }
+                })?;
+                Ok(probes::xdp::Handler {
+                    emitter: exporter.emitter(),
+                    stats,
+                    clock: clock::WallClock::sample(),
+                    names: names.clone(),
+                    autoblock,
+                    last_sweep: std::time::Instant::now(),
+                })
+            },
+        )?;
+        if let Some((p, _)) = policy {
+            ctx.follow_policy(Box::new(p));
+        }
+    }
 
     if running.is_empty() {
         exporter.shutdown(settings.shutdown_timeout).await;

@@ -197,9 +197,42 @@ impl Receiver {
         )
     }
 
+    /// Start on free loopback ports of the network namespace `netns`
+    /// (for a Tapio that runs inside it: its loopback is not ours).
+    pub fn start_in_netns(netns: &str) -> Self {
+        let path = format!("/run/netns/{netns}");
+        // setns(2) moves only the calling thread; sockets keep the
+        // namespace they were created in after the thread is gone.
+        let (g, h) = std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).expect("open netns");
+            // SAFETY: setns on a valid namespace fd, for this thread only.
+            let rc = unsafe {
+                use std::os::fd::AsRawFd;
+                libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET)
+            };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            let g = std::net::TcpListener::bind("127.0.0.1:0").expect("bind gRPC");
+            let h = std::net::TcpListener::bind("127.0.0.1:0").expect("bind HTTP");
+            (g, h)
+        })
+        .join()
+        .expect("netns thread");
+        Self::start_listeners(g, h, None)
+    }
+
     fn start_with(
         grpc: SocketAddr,
         http: SocketAddr,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> Self {
+        let g = std::net::TcpListener::bind(grpc).expect("bind gRPC receiver");
+        let h = std::net::TcpListener::bind(http).expect("bind HTTP receiver");
+        Self::start_listeners(g, h, tls)
+    }
+
+    fn start_listeners(
+        g: std::net::TcpListener,
+        h: std::net::TcpListener,
         tls: Option<tonic::transport::ServerTlsConfig>,
     ) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -210,13 +243,11 @@ impl Receiver {
         let store: Store = Arc::default();
         let (gtx, grx) = oneshot::channel::<()>();
         let (htx, hrx) = oneshot::channel::<()>();
+        g.set_nonblocking(true).expect("nonblocking");
+        h.set_nonblocking(true).expect("nonblocking");
         let (gl, hl) = rt.block_on(async {
-            let gl = tokio::net::TcpListener::bind(grpc)
-                .await
-                .expect("bind gRPC receiver");
-            let hl = tokio::net::TcpListener::bind(http)
-                .await
-                .expect("bind HTTP receiver");
+            let gl = tokio::net::TcpListener::from_std(g).expect("gRPC listener");
+            let hl = tokio::net::TcpListener::from_std(h).expect("HTTP listener");
             (gl, hl)
         });
         let grpc_addr = gl.local_addr().expect("gRPC addr");
@@ -481,10 +512,48 @@ impl Tapio {
         args: &[(&str, &str)],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn(None, bin, yaml, args, env)
+    }
+
+    /// Like [`Tapio::start`], inside the network namespace `netns` (only
+    /// the network namespace: mounts and cgroups stay the host's).
+    pub fn start_in_netns(netns: &str, bin: &str, yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(Some(netns), bin, yaml, &[], env)
+    }
+
+    /// The config file this Tapio was started with (tests rewrite it to
+    /// exercise live reload).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("tapio.yaml")
+    }
+
+    /// Replace the config file the way editors and ConfigMaps do: write a
+    /// new file next to it and rename it over the old one.
+    pub fn rewrite_config(&self, yaml: &str) {
+        let tmp = self._dir.path().join(".tapio.yaml.new");
+        std::fs::write(&tmp, yaml).expect("write new config");
+        std::fs::rename(&tmp, self.config_path()).expect("rename config");
+    }
+
+    fn spawn(
+        netns: Option<&str>,
+        bin: &str,
+        yaml: &str,
+        args: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("tapio.yaml");
         std::fs::write(&cfg, yaml).expect("write config");
-        let mut cmd = Command::new(bin);
+        let mut cmd = match netns {
+            // nsenter execs: the child's pid is Tapio's.
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("run").arg("--config").arg(&cfg);
         for (flag, file_text) in args {
             let f = dir.path().join(flag.trim_start_matches('-'));

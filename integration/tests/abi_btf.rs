@@ -184,3 +184,45 @@ fn dns_records_match_the_object_btf() {
         }
     );
 }
+
+#[test]
+fn xdp_records_match_the_object_btf() {
+    let btf = btf_structs(tapio::bpf_objects::XDP);
+    check_struct!(
+        btf,
+        tapio_xdp_block {
+            hdr,
+            until_ns,
+            ifindex,
+            reason,
+            addr
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_xdp_policy {
+            rate_interval_ns,
+            rate_tolerance_ns,
+            syn_src_interval_ns,
+            syn_src_tolerance_ns,
+            syn_dst_interval_ns,
+            syn_dst_tolerance_ns,
+            block_ns,
+            dns_window_ns,
+            dns_max_size,
+            flags
+        }
+    );
+    check_struct!(btf, tapio_xdp_counter_key { ifindex, reason });
+    check_struct!(btf, tapio_xdp_counter { packets, bytes });
+    check_struct!(
+        btf,
+        tapio_xdp_block_state {
+            since_ns,
+            until_ns,
+            dropped,
+            ifindex,
+            _pad
+        }
+    );
+}

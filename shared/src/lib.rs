@@ -50,6 +50,11 @@ wire!(
     tapio_tcp_close,
     tapio_hist,
     tapio_dns_packet,
+    tapio_xdp_policy,
+    tapio_xdp_counter_key,
+    tapio_xdp_counter,
+    tapio_xdp_block_state,
+    tapio_xdp_block,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

@@ -233,6 +233,76 @@ pub fn connection_close(
     )
 }
 
+/// A config reload: INFO when the new policy is in force, ERROR (with the
+/// reason as the body) when the previous policy stays.
+pub fn config_reload(path: &str, result: ReloadResult, why: Option<&str>, now: u64) -> LogRecord {
+    let (severity, body) = match why {
+        None => (SeverityNumber::Info, format!("{path}: policy reloaded")),
+        Some(w) => (
+            SeverityNumber::Error,
+            format!("{path}: {w}; the previous policy stays in force"),
+        ),
+    };
+    record(
+        event::TAPIO_CONFIG_RELOAD,
+        severity,
+        now,
+        now,
+        body,
+        vec![
+            kv_str(attr::TAPIO_RELOAD_RESULT, result.name()),
+            kv_str(attr::TAPIO_CONFIG_PATH, path.to_string()),
+        ],
+    )
+}
+
+/// An XDP auto-block started (WARN) or ended (INFO).
+pub fn ddos_mitigation(
+    m: &crate::probes::xdp::Mitigation,
+    clock: &WallClock,
+    observed: u64,
+) -> LogRecord {
+    let state = if m.started { "started" } else { "ended" };
+    let mut attributes = vec![
+        kv_str(attr::SOURCE_ADDRESS, m.source.to_string()),
+        kv_str(attr::NETWORK_INTERFACE_NAME, m.interface.clone()),
+        kv_str(attr::TAPIO_XDP_REASON, m.reason.name()),
+        kv_str(attr::TAPIO_MITIGATION_STATE, state),
+        kv_str(
+            attr::TAPIO_MITIGATION_UNTIL,
+            rfc3339(clock.to_unix_ns(m.until_ns)),
+        ),
+    ];
+    let (severity, body) = if m.started {
+        (
+            SeverityNumber::Warn,
+            format!(
+                "{} blocked on {} for {}s: over its SYN rate",
+                m.source,
+                m.interface,
+                m.until_ns.saturating_sub(m.at_ns) / 1_000_000_000
+            ),
+        )
+    } else {
+        attributes.push(kv_int(attr::TAPIO_MITIGATION_DROPPED, m.dropped as i64));
+        (
+            SeverityNumber::Info,
+            format!(
+                "{} unblocked on {} after dropping {} packets",
+                m.source, m.interface, m.dropped
+            ),
+        )
+    };
+    record(
+        event::SECURITY_DDOS_MITIGATION,
+        severity,
+        clock.to_unix_ns(m.at_ns),
+        observed,
+        body,
+        attributes,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,27 +438,4 @@ mod tests {
             Some(&Value::IntValue(1300))
         );
     }
-}
-
-/// A config reload: INFO when the new policy is in force, ERROR (with the
-/// reason as the body) when the previous policy stays.
-pub fn config_reload(path: &str, result: ReloadResult, why: Option<&str>, now: u64) -> LogRecord {
-    let (severity, body) = match why {
-        None => (SeverityNumber::Info, format!("{path}: policy reloaded")),
-        Some(w) => (
-            SeverityNumber::Error,
-            format!("{path}: {w}; the previous policy stays in force"),
-        ),
-    };
-    record(
-        event::TAPIO_CONFIG_RELOAD,
-        severity,
-        now,
-        now,
-        body,
-        vec![
-            kv_str(attr::TAPIO_RELOAD_RESULT, result.name()),
-            kv_str(attr::TAPIO_CONFIG_PATH, path.to_string()),
-        ],
-    )
 }

@@ -13,6 +13,7 @@ pub mod event {
     pub const PROCESS_FORK: &str = "process.fork";
     pub const NETWORK_CONNECTION_CLOSE: &str = "network.connection.close";
     pub const TAPIO_CONFIG_RELOAD: &str = "tapio.config.reload";
+    pub const SECURITY_DDOS_MITIGATION: &str = "security.ddos_mitigation";
 }
 
 /// Span names.
@@ -80,6 +81,18 @@ pub mod attr {
     pub const TAPIO_REASON: &str = "tapio.reason";
     pub const TAPIO_SIGNAL: &str = "tapio.signal";
     pub const TAPIO_ATTACH_TYPE: &str = "tapio.attach_type";
+    /// `pass` or `drop`: what the XDP filter returned.
+    pub const TAPIO_XDP_ACTION: &str = "tapio.xdp.action";
+    /// Why the XDP filter passed or dropped (blocklist, rate_limit, ...).
+    pub const TAPIO_XDP_REASON: &str = "tapio.xdp.reason";
+    pub const NETWORK_INTERFACE_NAME: &str = "network.interface.name";
+    pub const SOURCE_ADDRESS: &str = "source.address";
+    /// `started` or `ended`.
+    pub const TAPIO_MITIGATION_STATE: &str = "tapio.mitigation.state";
+    /// When an auto-block ends (RFC 3339).
+    pub const TAPIO_MITIGATION_UNTIL: &str = "tapio.mitigation.until";
+    /// Packets dropped under an auto-block that ended.
+    pub const TAPIO_MITIGATION_DROPPED: &str = "tapio.mitigation.dropped";
     /// How a config reload ended: `applied`, `rejected`, `failed`.
     pub const TAPIO_RELOAD_RESULT: &str = "tapio.reload.result";
     /// The config file a reload read.
@@ -207,6 +220,30 @@ pub const CONFIG_RELOADS: MetricDef = MetricDef {
     attributes: &[attr::TAPIO_RELOAD_RESULT],
 };
 
+pub const XDP_PACKETS: MetricDef = MetricDef {
+    name: "tapio.xdp.packets",
+    unit: "{packet}",
+    instrument: Instrument::Counter,
+    description: "Packets the XDP filter saw, by action, reason and interface; counted per CPU in the kernel.",
+    attributes: &[
+        attr::TAPIO_XDP_ACTION,
+        attr::TAPIO_XDP_REASON,
+        attr::NETWORK_INTERFACE_NAME,
+    ],
+};
+
+pub const XDP_BYTES: MetricDef = MetricDef {
+    name: "tapio.xdp.bytes",
+    unit: "By",
+    instrument: Instrument::Counter,
+    description: "Bytes (whole frames) the XDP filter saw, by action, reason and interface.",
+    attributes: &[
+        attr::TAPIO_XDP_ACTION,
+        attr::TAPIO_XDP_REASON,
+        attr::NETWORK_INTERFACE_NAME,
+    ],
+};
+
 /// Tapio's self-telemetry metrics (`otel::metrics::self_telemetry`).
 pub const SELF_METRICS: &[MetricDef] = &[
     EVENTS_RECEIVED,
@@ -233,6 +270,8 @@ pub const METRICS: &[MetricDef] = &[
     CONFIG_RELOADS,
     TCP_CONNECT_DURATION,
     DNS_LOOKUP_DURATION,
+    XDP_PACKETS,
+    XDP_BYTES,
 ];
 
 /// Every log event name, with what it means.
@@ -249,6 +288,10 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::NETWORK_CONNECTION_CLOSE,
         "An established TCP connection closed: direction, duration, payload bytes.",
+    ),
+    (
+        event::SECURITY_DDOS_MITIGATION,
+        "The XDP filter auto-blocked a source over its SYN rate (WARN, `started`), or the block expired (INFO, `ended`, with the packets it dropped).",
     ),
     (
         event::TAPIO_CONFIG_RELOAD,

@@ -51,6 +51,7 @@ enum tapio_event_kind {
 	TAPIO_EVENT_TCP_CONNECT = 10,
 	TAPIO_EVENT_TCP_CLOSE = 11,
 	TAPIO_EVENT_DNS_PACKET = 20,
+	TAPIO_EVENT_XDP_BLOCK = 30,
 };
 
 /* DNS payload bytes copied per packet: the classic UDP message limit.
@@ -221,6 +222,85 @@ struct tapio_dns_packet {
 struct tapio_hist {
 	__u64 buckets[TAPIO_HIST_BUCKETS];
 	__u64 sum_ns;
+};
+
+/* Why the XDP filter passed or dropped a packet: the index of its counter.
+ * Whether a reason passes or drops is fixed (userspace's table). */
+enum tapio_xdp_reason {
+	TAPIO_XDP_PASS = 0,            /* every enabled check passed */
+	TAPIO_XDP_ALLOWLIST = 1,       /* source in the allow list */
+	TAPIO_XDP_ESTABLISHED = 2,     /* reply on a flow this host sent on */
+	TAPIO_XDP_NOT_IP = 3,          /* not IPv4/IPv6 (ARP, LLDP...): passed */
+	TAPIO_XDP_MALFORMED = 4,       /* headers truncated or inconsistent: passed to the stack, which drops it */
+	TAPIO_XDP_FRAGMENT = 5,        /* later IP fragment: address checks only */
+	TAPIO_XDP_UNPARSED_L4 = 6,     /* transport header not found (extension header chain too long): address checks only */
+	TAPIO_XDP_BLOCKLIST = 7,       /* source in the block list: dropped */
+	TAPIO_XDP_AUTO_BLOCK = 8,      /* source under an active auto-block: dropped */
+	TAPIO_XDP_SYN_FLOOD = 9,       /* SYN over the per-source or per-destination rate: dropped */
+	TAPIO_XDP_RATE_LIMIT = 10,     /* source over its packet rate: dropped */
+	TAPIO_XDP_DNS_UNSOLICITED = 11, /* DNS response matching no recent query: dropped */
+	TAPIO_XDP_DNS_OVERSIZE = 12,   /* DNS response over the size limit: dropped */
+	TAPIO_XDP_REASON_MAX = 13,
+};
+
+/* Bits of tapio_xdp_policy.flags: which checks are on. */
+enum tapio_xdp_policy_flags {
+	TAPIO_XDP_F_ALLOW4 = 1,     /* allow list has IPv4 entries */
+	TAPIO_XDP_F_ALLOW6 = 2,
+	TAPIO_XDP_F_BLOCK4 = 4,     /* block list has IPv4 entries */
+	TAPIO_XDP_F_BLOCK6 = 8,
+	TAPIO_XDP_F_RATE = 16,      /* per-source rate limit */
+	TAPIO_XDP_F_SYN = 32,       /* SYN-flood defence */
+	TAPIO_XDP_F_DNS = 64,       /* DNS-amplification defence */
+};
+
+/* One generation of the XDP policy's scalars (the CIDR lists are LPM maps
+ * of the same generation). Rates are GCRA: one packet per `*_interval_ns`;
+ * a packet conforms while the theoretical arrival time is at most
+ * `*_tolerance_ns` ((burst - 1) intervals) ahead of now. A zero interval
+ * turns a check off. */
+struct tapio_xdp_policy {
+	__u64 rate_interval_ns;
+	__u64 rate_tolerance_ns;
+	__u64 syn_src_interval_ns;
+	__u64 syn_src_tolerance_ns;
+	__u64 syn_dst_interval_ns;
+	__u64 syn_dst_tolerance_ns;
+	__u64 block_ns;      /* auto-block duration */
+	__u64 dns_window_ns; /* a response must follow its query within this */
+	__u32 dns_max_size;  /* largest UDP payload from port 53; 0 = any */
+	__u32 flags;         /* enum tapio_xdp_policy_flags */
+};
+
+/* Key of the XDP packet/byte counters (per-CPU hash). */
+struct tapio_xdp_counter_key {
+	__u32 ifindex;
+	__u32 reason; /* enum tapio_xdp_reason */
+};
+
+struct tapio_xdp_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* A source auto-blocked by the SYN-flood check (value of the
+ * `xdp_autoblock` map, keyed by the 16-byte, v4-mapped address). */
+struct tapio_xdp_block_state {
+	__u64 since_ns;   /* CLOCK_BOOTTIME ns the block started */
+	__u64 until_ns;   /* ... and ends */
+	__u64 dropped;    /* packets dropped under this block (approximate across CPUs) */
+	__u32 ifindex;    /* where it started */
+	__u32 _pad;
+};
+
+/* security.ddos_mitigation start, from the XDP filter (softirq: the
+ * header's process fields are zero). */
+struct tapio_xdp_block {
+	struct tapio_event_header hdr;
+	__u64 until_ns;
+	__u32 ifindex;
+	__u32 reason;     /* enum tapio_xdp_reason */
+	__u8 addr[16];    /* source, IPv6 or v4-mapped */
 };
 
 #pragma clang diagnostic pop
