@@ -7,7 +7,8 @@
  *   2. block list (source LPM)                  -> DROP  blocklist
  *   3. active auto-block of the source          -> DROP  auto_block
  *   4. UDP from port 53 (DNS amplification)     -> DROP  dns_unsolicited / dns_oversize
- *   5. reply on a flow this host sent on        -> PASS  established (skips 6 and 7)
+ *   5. reply on a flow this host sent on        -> PASS  established (skips 6 and 7;
+ *      looked up only when 6 or 7 is on)
  *   6. TCP SYN: per-destination and per-source SYN rates; a source over its
  *      rate is auto-blocked for block_ns       -> DROP  syn_flood
  *   7. per-source packet rate                   -> DROP  rate_limit
@@ -35,12 +36,10 @@ TAPIO_PROBE_MAPS();
 
 typedef struct tapio_xdp_block tapio_xdp_block;
 typedef struct tapio_xdp_policy tapio_xdp_policy;
-typedef struct tapio_xdp_counter_key tapio_xdp_counter_key;
 typedef struct tapio_xdp_counter tapio_xdp_counter;
 typedef struct tapio_xdp_block_state tapio_xdp_block_state;
 TAPIO_ABI_BTF(tapio_xdp_block);
 TAPIO_ABI_BTF(tapio_xdp_policy);
-TAPIO_ABI_BTF(tapio_xdp_counter_key);
 TAPIO_ABI_BTF(tapio_xdp_counter);
 TAPIO_ABI_BTF(tapio_xdp_block_state);
 
@@ -101,10 +100,13 @@ struct {
 	__type(value, __u32);
 } xdp_active SEC(".maps");
 
+/* Counters per (interface slot, reason): slot = ifindex % TAPIO_XDP_IF_SLOTS
+ * (userspace refuses interfaces that share a slot). An array, not a hash:
+ * this is touched by every packet. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct tapio_xdp_counter_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TAPIO_XDP_IF_SLOTS * TAPIO_XDP_REASON_MAX);
+	__type(key, __u32);
 	__type(value, struct tapio_xdp_counter);
 } xdp_counters SEC(".maps");
 
@@ -324,21 +326,12 @@ static __always_inline int parse(void *data, void *end, struct pkt *p)
 
 static __always_inline void count(__u32 ifindex, __u32 reason, __u64 bytes)
 {
-	struct tapio_xdp_counter_key k = {.ifindex = ifindex, .reason = reason};
+	__u32 k = (ifindex % TAPIO_XDP_IF_SLOTS) * TAPIO_XDP_REASON_MAX + reason;
 	struct tapio_xdp_counter *c = bpf_map_lookup_elem(&xdp_counters, &k);
-	if (!c) {
-		struct tapio_xdp_counter zero = {};
-		if (bpf_map_update_elem(&xdp_counters, &k, &zero, BPF_NOEXIST) &&
-		    bpf_map_lookup_elem(&xdp_counters, &k) == NULL) {
-			tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
-			return;
-		}
-		c = bpf_map_lookup_elem(&xdp_counters, &k);
-		if (!c)
-			return;
+	if (c) {
+		c->packets += 1;
+		c->bytes += bytes;
 	}
-	c->packets += 1;
-	c->bytes += bytes;
 }
 
 /* GCRA: 1 if a packet for `key` is within the rate, updating the state. */
@@ -394,8 +387,7 @@ static __always_inline void report_block(struct pkt *p, __u32 ifindex, __u64 now
 	tapio_submit(&tapio_events, e);
 }
 
-static __always_inline __u32 decide(void *data, void *end, __u32 ifindex, struct pkt *p,
-				    __u64 now)
+static __always_inline __u32 decide(void *data, void *end, __u32 ifindex, struct pkt *p)
 {
 	int r = parse(data, end, p);
 	if (r == PARSE_NOT_IP)
@@ -410,16 +402,23 @@ static __always_inline __u32 decide(void *data, void *end, __u32 ifindex, struct
 	if (!pol)
 		return TAPIO_XDP_PASS;
 	__u32 f = pol->flags;
+	/* The clock only for the checks that keep time. */
+	__u64 now = (f & (TAPIO_XDP_F_SYN | TAPIO_XDP_F_RATE | TAPIO_XDP_F_DNS))
+			    ? bpf_ktime_get_boot_ns()
+			    : 0;
 
 	if ((f & (p->v6 ? TAPIO_XDP_F_ALLOW6 : TAPIO_XDP_F_ALLOW4)) && in_lpm(p->v6, gen, p, 0))
 		return TAPIO_XDP_ALLOWLIST;
 	if ((f & (p->v6 ? TAPIO_XDP_F_BLOCK6 : TAPIO_XDP_F_BLOCK4)) && in_lpm(p->v6, gen, p, 1))
 		return TAPIO_XDP_BLOCKLIST;
 
-	struct tapio_xdp_block_state *blk = bpf_map_lookup_elem(&xdp_autoblock, &p->src);
-	if (blk && blk->until_ns > now) {
-		blk->dropped += 1;
-		return TAPIO_XDP_AUTO_BLOCK;
+	/* Auto-blocks exist only while the SYN defence is on. */
+	if (f & TAPIO_XDP_F_SYN) {
+		struct tapio_xdp_block_state *blk = bpf_map_lookup_elem(&xdp_autoblock, &p->src);
+		if (blk && blk->until_ns > now) {
+			blk->dropped += 1;
+			return TAPIO_XDP_AUTO_BLOCK;
+		}
 	}
 
 	int l4 = r == PARSE_OK && !p->fragment;
@@ -441,7 +440,9 @@ static __always_inline __u32 decide(void *data, void *end, __u32 ifindex, struct
 
 	int syn = l4 && p->proto == PROTO_TCP &&
 		  (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
-	if (l4 && !syn && (p->proto == PROTO_TCP || p->proto == PROTO_UDP)) {
+	/* Conntrack only saves work when a rate check follows. */
+	if (l4 && !syn && (f & (TAPIO_XDP_F_RATE | TAPIO_XDP_F_SYN)) &&
+	    (p->proto == PROTO_TCP || p->proto == PROTO_UDP)) {
 		struct flow_key fk = {.remote_port = p->sport, .local_port = p->dport,
 				      .proto = p->proto};
 		fk.remote = p->src;
@@ -497,8 +498,7 @@ int tapio_xdp_filter(struct xdp_md *ctx)
 	void *end = (void *)(long)ctx->data_end;
 	__u32 ifindex = ctx->ingress_ifindex;
 	struct pkt p = {};
-	__u64 now = bpf_ktime_get_boot_ns();
-	__u32 reason = decide(data, end, ifindex, &p, now);
+	__u32 reason = decide(data, end, ifindex, &p);
 	count(ifindex, reason, (__u64)(end - data));
 	return drops(reason) ? XDP_DROP : XDP_PASS;
 }
@@ -514,17 +514,27 @@ int tapio_xdp_learn(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (p.proto != PROTO_TCP && p.proto != PROTO_UDP)
 		return TC_ACT_OK;
+	__u32 zero = 0;
+	__u32 *active = bpf_map_lookup_elem(&xdp_active, &zero);
+	__u32 gen = active && *active ? 1 : 0;
+	struct tapio_xdp_policy *pol = bpf_map_lookup_elem(&xdp_policy, &gen);
+	__u32 f = pol ? pol->flags : 0;
+	int flows = f & (TAPIO_XDP_F_RATE | TAPIO_XDP_F_SYN);
+	int dns = (f & TAPIO_XDP_F_DNS) && p.proto == PROTO_UDP &&
+		  p.dport == bpf_htons(DNS_PORT) && p.have_dns_id;
+	if (!flows && !dns)
+		return TC_ACT_OK;
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct flow_key fk = {.remote_port = p.dport, .local_port = p.sport, .proto = p.proto};
 	fk.remote = p.dst;
 	/* Refresh at most once a second per flow: a map write per packet
 	 * would cost more than the lookup it saves on ingress. */
-	__u64 *seen = bpf_map_lookup_elem(&xdp_flows, &fk);
-	if (!seen || now - *seen > 1000000000ULL) {
+	__u64 *seen = flows ? bpf_map_lookup_elem(&xdp_flows, &fk) : NULL;
+	if (flows && (!seen || now - *seen > 1000000000ULL)) {
 		if (bpf_map_update_elem(&xdp_flows, &fk, &now, BPF_ANY))
 			tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
 	}
-	if (p.proto == PROTO_UDP && p.dport == bpf_htons(DNS_PORT) && p.have_dns_id) {
+	if (dns) {
 		struct dns_key dk = {.local_port = p.sport, .id = p.dns_id};
 		dk.server = p.dst;
 		if (bpf_map_update_elem(&xdp_dns_queries, &dk, &now, BPF_ANY))

@@ -266,7 +266,7 @@ pub async fn run(
                         })
                 };
                 let counters = map(probes::xdp::MAP_COUNTERS)?;
-                let counters = aya::maps::PerCpuHashMap::try_from(counters).map_err(|source| {
+                let counters = aya::maps::PerCpuArray::try_from(counters).map_err(|source| {
                     probes::LoadError::Map {
                         probe: name,
                         map: probes::xdp::MAP_COUNTERS,

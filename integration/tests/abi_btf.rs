@@ -213,7 +213,6 @@ fn xdp_records_match_the_object_btf() {
             flags
         }
     );
-    check_struct!(btf, tapio_xdp_counter_key { ifindex, reason });
     check_struct!(btf, tapio_xdp_counter { packets, bytes });
     check_struct!(
         btf,
@@ -221,8 +220,7 @@ fn xdp_records_match_the_object_btf() {
             since_ns,
             until_ns,
             dropped,
-            ifindex,
-            _pad
+            ifindex
         }
     );
 }

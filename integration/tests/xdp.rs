@@ -128,20 +128,15 @@ impl Bench {
         p.test_run(opts).expect("BPF_PROG_TEST_RUN (tc)");
     }
 
-    /// Packets counted per reason, over every interface.
+    /// Packets counted per reason (test runs arrive on loopback).
     fn counts(&self) -> std::collections::BTreeMap<Reason, u64> {
         let m = self.ebpf.map(xdp::MAP_COUNTERS).expect("counters map");
-        let m: aya::maps::PerCpuHashMap<
-            _,
-            tapio_shared::tapio_xdp_counter_key,
-            tapio_shared::tapio_xdp_counter,
-        > = aya::maps::PerCpuHashMap::try_from(m).unwrap();
-        let mut out = std::collections::BTreeMap::new();
-        for (k, v) in m.iter().map(Result::unwrap) {
-            let reason = Reason::from_raw(k.reason).unwrap();
-            *out.entry(reason).or_insert(0) += v.iter().map(|c| c.packets).sum::<u64>();
-        }
-        out
+        let m: aya::maps::PerCpuArray<_, tapio_shared::tapio_xdp_counter> =
+            aya::maps::PerCpuArray::try_from(m).unwrap();
+        xdp::read_counters(&m, [1])
+            .into_iter()
+            .map(|((_, r), (p, _))| (r, p))
+            .collect()
     }
 }
 

@@ -51,7 +51,6 @@ wire!(
     tapio_hist,
     tapio_dns_packet,
     tapio_xdp_policy,
-    tapio_xdp_counter_key,
     tapio_xdp_counter,
     tapio_xdp_block_state,
     tapio_xdp_block,

@@ -8,7 +8,7 @@ use super::{LoadError, Loaded, RingConfig};
 use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS};
 use crate::config::{XdpMode, XdpPolicy, XdpProbe};
 use crate::reload::{PolicyError, PolicyTarget};
-use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuHashMap};
+use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray};
 use aya::programs::{
     tc::{self, TcAttachOptions},
     xdp::XdpMode as AyaXdpMode,
@@ -18,8 +18,8 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tapio_shared::{
-    tapio_xdp_block, tapio_xdp_block_state, tapio_xdp_counter, tapio_xdp_counter_key,
-    tapio_xdp_policy, tapio_xdp_policy_flags as pf, tapio_xdp_reason as r,
+    tapio_xdp_block, tapio_xdp_block_state, tapio_xdp_counter, tapio_xdp_policy,
+    tapio_xdp_policy_flags as pf, tapio_xdp_reason as r,
 };
 
 pub const NAME: &str = "xdp";
@@ -328,10 +328,22 @@ pub fn start(cfg: &XdpProbe, ring: RingConfig, btf: Option<&Btf>) -> Result<Star
     policy
         .install(&cfg.policy)
         .map_err(|e| attach_err(e.to_string()))?;
-    let mut attached = Vec::new();
+    let mut attached: Vec<Attached> = Vec::new();
     for iface in &cfg.interfaces {
         let ifindex =
             ifindex(iface).ok_or_else(|| attach_err(format!("{iface}: no such interface")))?;
+        if let Some(other) = attached
+            .iter()
+            .find(|a| if_slot(a.ifindex) == if_slot(ifindex))
+        {
+            return Err(attach_err(format!(
+                "{iface} (ifindex {ifindex}) and {} (ifindex {}) share a counter slot \
+                 (ifindex mod {}); filter them from separate Tapio instances",
+                other.interface,
+                other.ifindex,
+                tapio_shared::TAPIO_XDP_IF_SLOTS
+            )));
+        }
         let xdp_mode = attach_xdp(&mut ebpf, iface, cfg.mode)?;
         let egress = attach_egress(&mut ebpf, iface)?;
         tracing::info!(
@@ -467,30 +479,43 @@ fn if_name(names: &IfNames, ifindex: u32) -> String {
         .unwrap_or_else(|| format!("ifindex:{ifindex}"))
 }
 
-/// Summed per-CPU counters: (ifindex, reason) -> (packets, bytes).
-pub fn read_counters(
-    map: &PerCpuHashMap<MapData, tapio_xdp_counter_key, tapio_xdp_counter>,
+/// The counters' slot of an interface (`TAPIO_XDP_IF_SLOTS` in events.h).
+pub fn if_slot(ifindex: u32) -> u32 {
+    ifindex % tapio_shared::TAPIO_XDP_IF_SLOTS
+}
+
+/// Summed per-CPU counters of `ifindexes`: (ifindex, reason) ->
+/// (packets, bytes); series that never counted are left out.
+pub fn read_counters<T: std::borrow::Borrow<MapData>>(
+    map: &PerCpuArray<T, tapio_xdp_counter>,
+    ifindexes: impl IntoIterator<Item = u32>,
 ) -> BTreeMap<(u32, Reason), (u64, u64)> {
     let mut out = BTreeMap::new();
-    for (k, per_cpu) in map.iter().filter_map(Result::ok) {
-        let Some(reason) = Reason::from_raw(k.reason) else {
-            continue;
-        };
-        let (mut p, mut b) = (0u64, 0u64);
-        for c in per_cpu.iter() {
-            p += c.packets;
-            b += c.bytes;
+    for ifindex in ifindexes {
+        for raw in 0..r::TAPIO_XDP_REASON_MAX {
+            let Some(reason) = Reason::from_raw(raw) else {
+                continue;
+            };
+            let idx = if_slot(ifindex) * r::TAPIO_XDP_REASON_MAX + raw;
+            let Ok(per_cpu) = map.get(&idx, 0) else {
+                continue;
+            };
+            let (mut p, mut b) = (0u64, 0u64);
+            for c in per_cpu.iter() {
+                p += c.packets;
+                b += c.bytes;
+            }
+            if p > 0 {
+                out.insert((ifindex, reason), (p, b));
+            }
         }
-        let e = out.entry((k.ifindex, reason)).or_insert((0, 0));
-        e.0 += p;
-        e.1 += b;
     }
     out
 }
 
 /// `tapio.xdp.packets` and `tapio.xdp.bytes`, cumulative since start.
 pub fn counters_producer(
-    map: PerCpuHashMap<MapData, tapio_xdp_counter_key, tapio_xdp_counter>,
+    map: PerCpuArray<MapData, tapio_xdp_counter>,
     names: IfNames,
     start_unix_ns: u64,
 ) -> crate::export::MetricProducer {
@@ -500,7 +525,7 @@ pub fn counters_producer(
         let Ok(map) = map.lock() else {
             return Vec::new();
         };
-        let counts = read_counters(&map);
+        let counts = read_counters(&map, names.keys().copied());
         if counts.is_empty() {
             return Vec::new();
         }

@@ -272,11 +272,9 @@ struct tapio_xdp_policy {
 	__u32 flags;         /* enum tapio_xdp_policy_flags */
 };
 
-/* Key of the XDP packet/byte counters (per-CPU hash). */
-struct tapio_xdp_counter_key {
-	__u32 ifindex;
-	__u32 reason; /* enum tapio_xdp_reason */
-};
+/* The XDP counters are a per-CPU array indexed by
+ * (ifindex % TAPIO_XDP_IF_SLOTS) * TAPIO_XDP_REASON_MAX + reason. */
+#define TAPIO_XDP_IF_SLOTS 256
 
 struct tapio_xdp_counter {
 	__u64 packets;
