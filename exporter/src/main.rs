@@ -219,6 +219,25 @@ fn probes_report() -> Result<ExitCode> {
             }
         }
     }
+    // Interface probes attach where config says; what the kernel decides
+    // per interface (native or generic XDP, tcx or clsact) shows in `tapio
+    // run`'s log and `tapio.attach_type`.
+    let ring = probes::RingConfig::new(4096, std::time::Duration::ZERO);
+    let tcx = aya::util::KernelVersion::current()
+        .map(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+        .unwrap_or(false);
+    let egress = if tcx { "tcx" } else { "clsact" };
+    match probes::xdp::load_only(ring, btf.as_ref()) {
+        Ok(_) => println!(
+            "  {:<10} {:<12} yes  egress learner via {egress}; native or generic XDP chosen per interface",
+            probes::xdp::NAME,
+            "xdp"
+        ),
+        Err(e) => {
+            all_ok = false;
+            println!("  {:<10} {:<12} no   {e}", probes::xdp::NAME, "xdp");
+        }
+    }
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {

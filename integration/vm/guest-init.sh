@@ -60,10 +60,31 @@ dnsmasq --no-resolv --no-hosts --listen-address=127.0.0.1 --bind-interfaces \
 	--host-record=www.tapio.test,198.18.0.10 --user=root --pid-file=/tmp/dnsmasq.pid
 nc -l -p 8080 -e cat >/dev/null 2>&1 &
 
+# XDP: a veth pair, one end in a network namespace of its own
+# (198.18.3.2), the filter on the other (198.18.3.1) blocking it. Busybox
+# names the peer veth0.
+for m in veth sch_ingress cls_bpf; do insmod /lib/modules/$(uname -r)/$m.ko 2>/dev/null; done
+unshare -n sleep 600 &
+NSP=$!
+sleep 0.3
+ip link add tva type veth
+ip link set veth0 netns $NSP
+ip addr add 198.18.3.1/24 dev tva
+ip link set tva up
+nsenter -t $NSP -n ip link set lo up
+nsenter -t $NSP -n ip addr add 198.18.3.2/24 dev veth0
+nsenter -t $NSP -n ip link set veth0 up
+nsenter -t $NSP -n ping -c 1 -W 2 198.18.3.1 >/dev/null 2>&1 && echo "CHECK veth reachable before the filter"
+
 cat >/tmp/tapio.yaml <<Y
 pipeline:
   logs: { schedule_delay: 200ms }
   traces: { schedule_delay: 200ms }
+  metrics: { export_interval: 500ms }
+probes:
+  xdp:
+    interfaces: [tva]
+    policy: { block: [198.18.3.2/32] }
 Y
 /tapio run --config /tmp/tapio.yaml >/tmp/out.json 2>/tmp/err.txt &
 TP=$!
@@ -80,6 +101,7 @@ sh -c 'exit 7'
 echo hi | nc 127.0.0.1 8080 >/dev/null 2>&1
 nc 127.0.0.1 1 </dev/null >/dev/null 2>&1
 nslookup www.tapio.test 127.0.0.1 >/dev/null 2>&1
+nsenter -t $NSP -n ping -c 3 -W 1 198.18.3.1 >/dev/null 2>&1 || echo "CHECK xdp blocked ping"
 sleep 2
 kill -INT $TP
 wait $TP
@@ -87,6 +109,9 @@ wait $TP
 for e in process.exec process.exit process.fork network.connection.close; do
 	grep -q "\"eventName\":\"$e\"" /tmp/out.json && echo "CHECK eventName $e"
 done
+grep -q '"tapio.xdp.packets"' /tmp/out.json && grep -q '"stringValue":"blocklist"' /tmp/out.json &&
+	echo "CHECK metric tapio.xdp.packets blocklist"
+kill $NSP
 for s in tcp.connect dns.query; do
 	grep -q "\"name\":\"$s\"" /tmp/out.json && echo "CHECK span $s"
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boot Debian's 6.1 and 6.12 cloud kernels under qemu (software emulation)
 # with a busybox initramfs holding the host-built `tapio`, run `tapio probes`
-# and a short `tapio run` with a real exec, connect and DNS lookup in each
+# and a short `tapio run` with a real exec, connect, DNS lookup and an XDP
+# block list on a veth pair (one end in a guest network namespace) in each
 # guest, and print a pass/fail line per kernel and check.
 #
 #   bash integration/vm/run.sh            # all pinned kernels
@@ -57,6 +58,21 @@ build_initrd() { # -> path of initrd
 		mkdir -p "$dir$(dirname "$lib")"
 		cp -L "$lib" "$dir$lib"
 	done
+	# The cloud kernels build veth and the clsact qdisc as modules, and the
+	# guest has no modprobe to load them on demand: bring each kernel's own
+	# (veth is also the module the guests load for module-load checks).
+	for v in $KERNELS; do
+		mkdir -p "$dir/lib/modules/$v"
+		for name in veth sch_ingress cls_bpf; do
+			local mod
+			mod=$(find "$CACHE/root/lib/modules/$v" -name "$name.ko*" | head -1)
+			case $mod in
+			*.xz) xz -dc "$mod" >"$dir/lib/modules/$v/$name.ko" ;;
+			*.zst) zstd -qdc "$mod" >"$dir/lib/modules/$v/$name.ko" ;;
+			*) cp "$mod" "$dir/lib/modules/$v/$name.ko" ;;
+			esac
+		done
+	done
 	cp integration/vm/guest-init.sh "$dir/init"
 	chmod +x "$dir/init"
 	echo 'root:x:0:0:root:/:/bin/sh' >"$dir/etc/passwd"
@@ -66,6 +82,7 @@ build_initrd() { # -> path of initrd
 	echo "$out"
 }
 
+for v in $KERNELS; do kernel_image "$v" >/dev/null; done
 initrd=$(build_initrd)
 fail=0
 for v in $KERNELS; do
@@ -81,10 +98,11 @@ for v in $KERNELS; do
 		tr -d '\r' <"$log" | grep -o 'BENCH.*' || { echo "  no benchmark output"; fail=1; }
 		continue
 	fi
-	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns) ' || true
+	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns|xdp) ' || true
 	chosen=$(tr -d '\r' <"$log" | grep -o 'tapio ready probes=[^ ]*' | head -1 | cut -d= -f2-)
 	echo "  attached: ${chosen:-none}"
-	for check in "tapio ready" "eventName process.exec" "eventName process.exit" "span tcp.connect" "span dns.query"; do
+	for check in "tapio ready" "eventName process.exec" "eventName process.exit" "span tcp.connect" "span dns.query" \
+		"veth reachable before the filter" "xdp blocked ping" "metric tapio.xdp.packets blocklist"; do
 		if tr -d '\r' <"$log" | grep -q "^CHECK $check"; then
 			echo "  pass  $check"
 		else
