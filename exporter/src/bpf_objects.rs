@@ -10,6 +10,10 @@ pub static NETWORK: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// `ebpf/dns.bpf.c`.
 pub static DNS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns.bpf.o"));
 
+/// `ebpf/security.bpf.c`.
+pub static SECURITY: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/security.bpf.o"));
+
 /// Which clang compiled them.
 pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt"));
 

@@ -50,6 +50,9 @@ wire!(
     tapio_tcp_close,
     tapio_hist,
     tapio_dns_packet,
+    tapio_ids,
+    tapio_sec_cred,
+    tapio_sec_event,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.
