@@ -260,19 +260,23 @@ static __always_inline void set_name_kernel(struct tapio_sec_event *e, const voi
 /* ------------------------------------------------------------------ */
 /* Credentials                                                          */
 
+/* `task` comes from bpf_get_current_task_btf(): a BTF pointer, so its
+ * fields are read with plain (fault-safe, CO-RE-relocated) loads, several
+ * times cheaper than a bpf_probe_read_kernel call each. This runs on every
+ * set*id and exec twice. */
 static __always_inline void snap_cred(struct cred_snap *s, struct task_struct *task)
 {
-	const struct cred *c = BPF_CORE_READ(task, real_cred);
+	const struct cred *c = task->real_cred;
 	if (!c)
 		return;
-	s->ids.uid = BPF_CORE_READ(c, uid.val);
-	s->ids.euid = BPF_CORE_READ(c, euid.val);
-	s->ids.suid = BPF_CORE_READ(c, suid.val);
-	s->ids.fsuid = BPF_CORE_READ(c, fsuid.val);
-	s->ids.gid = BPF_CORE_READ(c, gid.val);
-	s->ids.egid = BPF_CORE_READ(c, egid.val);
-	s->ids.sgid = BPF_CORE_READ(c, sgid.val);
-	s->ids.fsgid = BPF_CORE_READ(c, fsgid.val);
+	s->ids.uid = c->uid.val;
+	s->ids.euid = c->euid.val;
+	s->ids.suid = c->suid.val;
+	s->ids.fsuid = c->fsuid.val;
+	s->ids.gid = c->gid.val;
+	s->ids.egid = c->egid.val;
+	s->ids.sgid = c->sgid.val;
+	s->ids.fsgid = c->fsgid.val;
 	/* kernel_cap_t is { u64 val } since 6.3 and { u32 cap[2] } before:
 	 * the same 8 little-endian bytes either way. */
 	bpf_core_read(&s->cap_eff, sizeof(s->cap_eff), &c->cap_effective);
@@ -492,15 +496,21 @@ int tapio_sec_bpf_enter(struct sys_enter_ctx *ctx)
 	return 0;
 }
 
-/* fd -> struct file of the current task, NULL when not open. */
+/* fd -> struct file of the current task, NULL when not open. `task` is a
+ * BTF pointer (bpf_get_current_task_btf): direct loads down to the fd
+ * array, which is indexed with a helper (no variable offsets on BTF
+ * pointers). This is on every write() when files are watched. */
 static __always_inline struct file *fd_file(struct task_struct *task, __u64 fd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct files_struct *files = task->files;
+	if (!files)
+		return 0;
+	struct fdtable *fdt = files->fdt;
 	if (!fdt)
 		return 0;
-	if (fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd >= fdt->max_fds)
 		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *f = 0;
 	if (!fds)
 		return 0;
@@ -566,8 +576,19 @@ static __always_inline __u32 inode_dev(struct inode *inode)
 	return BPF_CORE_READ(inode, i_sb, s_dev);
 }
 
+/* Filesystems (kernel dev_t) that hold a watched directory: a file on any
+ * other filesystem cannot be under one, and skips the parent walk. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} tapio_sec_watch_devs SEC(".maps");
+
 /* Is the dentry's inode, or one of its first `depth` ancestors, watched?
- * Returns the watch index + 1 (0: no) and the level in *level. */
+ * Returns the watch index + 1 (0: no) and the level in *level. The walk
+ * follows d_parent, which never leaves the filesystem, so the device is
+ * read once. Cost: about five kernel reads and one lookup per level. */
 static __always_inline __u32 watched_dentry(struct dentry *d, __u32 depth, __u64 *ino_out,
 					    __u32 *dev_out, __u32 *level)
 {
@@ -584,6 +605,8 @@ static __always_inline __u32 watched_dentry(struct dentry *d, __u32 depth, __u64
 		*level = 0;
 		return *w + 1;
 	}
+	if (!depth || !bpf_map_lookup_elem(&tapio_sec_watch_devs, &k.dev))
+		return 0;
 	for (__u32 i = 1; i <= MAX_FIM_DEPTH; i++) {
 		if (i > depth)
 			break;
@@ -591,11 +614,9 @@ static __always_inline __u32 watched_dentry(struct dentry *d, __u32 depth, __u64
 		if (!p || p == d)
 			break; /* the root of this filesystem */
 		d = p;
-		inode = BPF_CORE_READ(d, d_inode);
-		if (!inode)
+		k.ino = BPF_CORE_READ(d, d_inode, i_ino);
+		if (!k.ino)
 			break;
-		k.ino = BPF_CORE_READ(inode, i_ino);
-		k.dev = inode_dev(inode);
 		w = bpf_map_lookup_elem(&tapio_sec_watch_ino, &k);
 		if (w) {
 			*level = i;

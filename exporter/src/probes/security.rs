@@ -18,6 +18,7 @@ pub const NAME: &str = "security";
 pub const MAP_CFG: &str = "tapio_sec_cfg";
 pub const MAP_WATCH_INO: &str = "tapio_sec_watch_ino";
 pub const MAP_WATCH_REL: &str = "tapio_sec_watch_rel";
+pub const MAP_WATCH_DEVS: &str = "tapio_sec_watch_devs";
 /// Indexes of `tapio_sec_cfg` (enum in the C file).
 pub const CFG_SELF_TGID: u32 = 0;
 pub const CFG_FIM_DEPTH: u32 = 1;
@@ -594,6 +595,8 @@ pub struct WatchSet {
     pub by_rel: Vec<(WatchRel, u32)>,
     /// Some watched path is a directory (the kernel walks parents).
     pub has_dirs: bool,
+    /// Filesystems (kernel dev_t) holding a watched directory.
+    pub dir_devs: Vec<u32>,
     /// Paths that could not be resolved, with why.
     pub skipped: Vec<(String, String)>,
 }
@@ -620,6 +623,9 @@ pub fn resolve_watches(paths: &[String]) -> WatchSet {
         let idx = set.paths.len() as u32;
         set.paths.push(canon.to_string_lossy().into_owned());
         set.has_dirs |= md.is_dir();
+        if md.is_dir() && !set.dir_devs.contains(&kernel_dev(md.dev())) {
+            set.dir_devs.push(kernel_dev(md.dev()));
+        }
         set.by_inode.push((
             WatchIno {
                 ino: md.ino(),
@@ -692,6 +698,19 @@ pub fn configure(
             aya::maps::HashMap::try_from(m).map_err(|e| map_err(MAP_WATCH_REL, e))?;
         for (k, v) in &watches.by_rel {
             h.insert(k, v, 0).map_err(|e| map_err(MAP_WATCH_REL, e))?;
+        }
+    }
+    {
+        let m = ebpf
+            .map_mut(MAP_WATCH_DEVS)
+            .ok_or(super::LoadError::MissingMap {
+                probe: NAME,
+                map: MAP_WATCH_DEVS,
+            })?;
+        let mut h: aya::maps::HashMap<_, u32, u8> =
+            aya::maps::HashMap::try_from(m).map_err(|e| map_err(MAP_WATCH_DEVS, e))?;
+        for d in &watches.dir_devs {
+            h.insert(d, 1, 0).map_err(|e| map_err(MAP_WATCH_DEVS, e))?;
         }
     }
     let m = ebpf.map_mut(MAP_CFG).ok_or(super::LoadError::MissingMap {
