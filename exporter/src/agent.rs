@@ -207,7 +207,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let ring = probes::RingConfig::new(scfg.ring_buffer_size.0, scfg.wakeup_interval);
     let swanted = probes::security::Handler::wanted(&scfg);
     ctx.start(
-        &probes::security::SPEC,
+        probes::security::spec(&scfg),
         scfg.enabled,
         ring,
         &swanted,

@@ -80,6 +80,10 @@ sh -c 'exit 7'
 echo hi | nc 127.0.0.1 8080 >/dev/null 2>&1
 nc 127.0.0.1 1 </dev/null >/dev/null 2>&1
 nslookup www.tapio.test 127.0.0.1 >/dev/null 2>&1
+# security probe: a module from this kernel's own package, and a
+# credential change (busybox su drops root to nobody).
+insmod "/lib/modules/$(uname -r)/crc7.ko" && echo "CHECK insmod crc7"
+su -s /bin/true nobody
 sleep 2
 kill -INT $TP
 wait $TP
@@ -87,6 +91,10 @@ wait $TP
 for e in process.exec process.exit process.fork network.connection.close; do
 	grep -q "\"eventName\":\"$e\"" /tmp/out.json && echo "CHECK eventName $e"
 done
+grep '"eventName":"security.module.load"' /tmp/out.json | grep -q crc7 &&
+	echo "CHECK eventName security.module.load crc7"
+grep -q '"eventName":"security.credentials.change"' /tmp/out.json &&
+	echo "CHECK eventName security.credentials.change"
 for s in tcp.connect dns.query; do
 	grep -q "\"name\":\"$s\"" /tmp/out.json && echo "CHECK span $s"
 done

@@ -57,10 +57,22 @@ build_initrd() { # -> path of initrd
 		mkdir -p "$dir$(dirname "$lib")"
 		cp -L "$lib" "$dir$lib"
 	done
+	# A dependency-free module from each guest kernel's own package, for the
+	# security probe's module-load check (Debian 6.12 ships them xz'ed).
+	for v in $KERNELS; do
+		kernel_image "$v" >/dev/null
+		local m="$CACHE/root/lib/modules/$v/kernel/lib/crc7.ko"
+		mkdir -p "$dir/lib/modules/$v"
+		if [ -f "$m" ]; then
+			cp "$m" "$dir/lib/modules/$v/crc7.ko"
+		elif [ -f "$m.xz" ]; then
+			xz -dc "$m.xz" >"$dir/lib/modules/$v/crc7.ko"
+		fi
+	done
 	cp integration/vm/guest-init.sh "$dir/init"
 	chmod +x "$dir/init"
-	echo 'root:x:0:0:root:/:/bin/sh' >"$dir/etc/passwd"
-	echo 'root:x:0:' >"$dir/etc/group"
+	printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/true\n' >"$dir/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' >"$dir/etc/group"
 	(cd "$dir" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$out"
 	rm -rf "$dir"
 	echo "$out"
@@ -81,10 +93,11 @@ for v in $KERNELS; do
 		tr -d '\r' <"$log" | grep -o 'BENCH.*' || { echo "  no benchmark output"; fail=1; }
 		continue
 	fi
-	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns) ' || true
+	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns|security) ' || true
 	chosen=$(tr -d '\r' <"$log" | grep -o 'tapio ready probes=[^ ]*' | head -1 | cut -d= -f2-)
 	echo "  attached: ${chosen:-none}"
-	for check in "tapio ready" "eventName process.exec" "eventName process.exit" "span tcp.connect" "span dns.query"; do
+	for check in "tapio ready" "eventName process.exec" "eventName process.exit" "span tcp.connect" "span dns.query" \
+		"insmod crc7" "eventName security.module.load crc7" "eventName security.credentials.change"; do
 		if tr -d '\r' <"$log" | grep -q "^CHECK $check"; then
 			echo "  pass  $check"
 		else

@@ -205,6 +205,14 @@ fn try_variant(
                     }
                 }
                 Attach::TracePoint(cat, name) | Attach::OptionalTracePoint(cat, name) => {
+                    let optional = matches!(how, Attach::OptionalTracePoint(..));
+                    // Say so plainly: loading would fail first, on a CO-RE
+                    // relocation of the missing event's record type.
+                    if !optional && tracefs_mounted() && !tracepoint_exists(cat, name) {
+                        return Err(format!(
+                            "{prog}: this kernel has no tracepoint {cat}/{name}"
+                        ));
+                    }
                     let p: &mut TracePoint = p.try_into().map_err(|e| describe(&e))?;
                     // One program may serve several tracepoints (the same
                     // body for every syscall of a family): load it once.
@@ -212,7 +220,6 @@ fn try_variant(
                         p.load().map_err(|e| format!("{prog}: {}", describe(&e)))?;
                         loaded.push(prog);
                     }
-                    let optional = matches!(how, Attach::OptionalTracePoint(..));
                     if attach && (!optional || tracepoint_exists(cat, name)) {
                         p.attach(cat, name).map_err(|e| {
                             format!("{prog}: attach {cat}/{name}: {}", describe(&e))
@@ -231,6 +238,16 @@ fn try_variant(
         }
     }
     result
+}
+
+/// Is tracefs mounted (so that a missing event really is missing)?
+fn tracefs_mounted() -> bool {
+    [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).is_dir())
 }
 
 /// Does tracefs list `category/name` on this kernel?

@@ -164,50 +164,67 @@ macro_rules! programs {
     };
 }
 
+const VARIANT_BTF_CAP: Variant = Variant {
+    label: "tp_btf+cap_capable",
+    programs: programs!(
+        (PROG_EXEC_BTF, Attach::BtfTracePoint("sched_process_exec")),
+        (
+            PROG_CAPABLE,
+            Attach::TracePoint("capability", "cap_capable")
+        ),
+    ),
+};
+const VARIANT_BTF: Variant = Variant {
+    label: "tp_btf-no-capability",
+    programs: programs!((PROG_EXEC_BTF, Attach::BtfTracePoint("sched_process_exec"))),
+};
+const VARIANT_TP_CAP: Variant = Variant {
+    label: "tracepoint+cap_capable",
+    programs: programs!(
+        (
+            PROG_EXEC_TP,
+            Attach::TracePoint("sched", "sched_process_exec")
+        ),
+        (
+            PROG_CAPABLE,
+            Attach::TracePoint("capability", "cap_capable")
+        ),
+    ),
+};
+const VARIANT_TP: Variant = Variant {
+    label: "tracepoint-no-capability",
+    programs: programs!((
+        PROG_EXEC_TP,
+        Attach::TracePoint("sched", "sched_process_exec")
+    )),
+};
+
+/// tp_btf/sched_process_exec hands over bprm->file; the classic tracepoint
+/// reads mm->exe_file, the same file by then. The capability/cap_capable
+/// tracepoint is new (6.14): without it the probe runs without capability
+/// records, and says so in its variant.
 pub const SPEC: ProbeSpec = ProbeSpec {
     name: NAME,
     object: crate::bpf_objects::SECURITY,
-    // tp_btf/sched_process_exec hands over bprm->file; the classic
-    // tracepoint reads mm->exe_file, the same file by then. The
-    // capability/cap_capable tracepoint is new (6.14): without it the
-    // probe runs without capability records, and says so.
-    variants: &[
-        Variant {
-            label: "tp_btf+cap_capable",
-            programs: programs!(
-                (PROG_EXEC_BTF, Attach::BtfTracePoint("sched_process_exec")),
-                (
-                    PROG_CAPABLE,
-                    Attach::TracePoint("capability", "cap_capable")
-                ),
-            ),
-        },
-        Variant {
-            label: "tp_btf-no-capability",
-            programs: programs!((PROG_EXEC_BTF, Attach::BtfTracePoint("sched_process_exec"))),
-        },
-        Variant {
-            label: "tracepoint+cap_capable",
-            programs: programs!(
-                (
-                    PROG_EXEC_TP,
-                    Attach::TracePoint("sched", "sched_process_exec")
-                ),
-                (
-                    PROG_CAPABLE,
-                    Attach::TracePoint("capability", "cap_capable")
-                ),
-            ),
-        },
-        Variant {
-            label: "tracepoint-no-capability",
-            programs: programs!((
-                PROG_EXEC_TP,
-                Attach::TracePoint("sched", "sched_process_exec")
-            )),
-        },
-    ],
+    variants: &[VARIANT_BTF_CAP, VARIANT_BTF, VARIANT_TP_CAP, VARIANT_TP],
 };
+
+/// What `tapio run` loads when `capabilities` is off (the default), so the
+/// reported variant does not claim a hook that is not attached.
+pub const SPEC_NO_CAPABILITY: ProbeSpec = ProbeSpec {
+    name: NAME,
+    object: crate::bpf_objects::SECURITY,
+    variants: &[VARIANT_BTF, VARIANT_TP],
+};
+
+/// The spec to run with `cfg`.
+pub fn spec(cfg: &crate::config::SecurityProbe) -> &'static ProbeSpec {
+    if cfg.capabilities {
+        &SPEC
+    } else {
+        &SPEC_NO_CAPABILITY
+    }
+}
 
 /// Capability names by number (include/uapi/linux/capability.h).
 pub const CAPABILITIES: &[&str] = &[
@@ -1019,6 +1036,18 @@ mod tests {
             .iter()
             .any(|(k, _)| k.ino == rm.ino() && k.hash == fnv1a64(rel.as_bytes())));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_capabilities_no_variant_claims_cap_capable() {
+        let mut cfg = crate::config::SecurityProbe::default();
+        assert!(!cfg.capabilities, "capability records are opt-in");
+        for v in spec(&cfg).variants {
+            assert!(!v.label.contains("cap_capable"), "{}", v.label);
+            assert!(v.programs.iter().all(|(p, _)| *p != PROG_CAPABLE));
+        }
+        cfg.capabilities = true;
+        assert_eq!(spec(&cfg).variants[0].label, "tp_btf+cap_capable");
     }
 
     #[test]
