@@ -286,6 +286,48 @@ libc.ptrace(17, {tpid}, None, None)
 }
 
 #[test]
+fn process_vm_writev_is_reported_with_the_target() {
+    if !privileged_or_skip("process_vm_writev_is_reported_with_the_target") {
+        return;
+    }
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    // After fork the child's buffer sits at the parent's address: write
+    // into it from the parent, and let the child check it arrived.
+    let (pid, out) = python(
+        r#"
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+buf = ctypes.create_string_buffer(16)
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    os.read(r, 1)
+    os._exit(0 if buf.value == b"tapio" else 1)
+src = ctypes.create_string_buffer(b"tapio")
+local = iovec(ctypes.addressof(src), 6)
+remote = iovec(ctypes.addressof(buf), 6)
+n = libc.process_vm_writev(child, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+os.write(w, b"x")
+_, status = os.waitpid(child, 0)
+assert n == 6 and status == 0, (n, status)
+print(child)
+"#,
+    );
+    let child: i64 = out.trim().parse().unwrap();
+    let logs = rx.wait_for_logs("process_vm_writev", WAIT, |l| {
+        of(l, "security.process_vm_writev", pid).next().is_some()
+    });
+    let r = of(&logs, "security.process_vm_writev", pid).next().unwrap();
+    assert_eq!(i(r, "tapio.security.target.pid"), Some(child));
+    assert_eq!(r.severity_text, "WARN");
+    assert!(str_attr(&r.attributes, "error.type").is_none());
+    t.terminate();
+}
+
+#[test]
 fn memfd_exec_and_rwx_memory_are_reported() {
     if !privileged_or_skip("memfd_exec_and_rwx_memory_are_reported") {
         return;
