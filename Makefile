@@ -58,6 +58,7 @@ bench: setup build
 	bash bench/exec_overhead.sh
 	bash bench/connect_overhead.sh
 	bash bench/dns_overhead.sh
+	bash bench/security_overhead.sh
 	$(CARGO) bench -p tapio --bench export_path
 
 ## vmlinux: regenerate ebpf/include/vmlinux.h from this kernel's BTF.

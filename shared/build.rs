@@ -22,6 +22,8 @@ fn main() {
         .constified_enum_module("tapio_dns_direction")
         .constified_enum_module("tapio_xdp_reason")
         .constified_enum_module("tapio_xdp_policy_flags")
+        .constified_enum_module("tapio_sec_op")
+        .constified_enum_module("tapio_sec_flags")
         .derive_default(true)
         .derive_debug(true)
         .impl_debug(false)

@@ -301,6 +301,34 @@ pub async fn run(
         }
     }
 
+    // Last, so Tapio's own BPF loads are done before it reports others'.
+    let scfg = settings.probes.security.clone();
+    let ring = probes::RingConfig::new(scfg.ring_buffer_size.0, scfg.wakeup_interval);
+    let swanted = probes::security::Handler::wanted(&scfg);
+    ctx.start(
+        probes::security::spec(&scfg),
+        scfg.enabled,
+        ring,
+        &swanted,
+        scfg.wakeup_interval,
+        |loaded, stats| {
+            // Re-resolved at every start: inode numbers change when a file
+            // is replaced.
+            let watches = probes::security::resolve_watches(&scfg.watch_paths);
+            for (path, why) in &watches.skipped {
+                tracing::warn!(probe = "security", "not watching {path}: {why}");
+            }
+            probes::security::configure(loaded, &scfg, &watches)?;
+            Ok(probes::security::Handler {
+                emitter: exporter.emitter(),
+                stats,
+                enricher: Enricher::default(),
+                clock: clock::WallClock::sample(),
+                watch_paths: watches.paths,
+            })
+        },
+    )?;
+
     if running.is_empty() {
         exporter.shutdown(settings.shutdown_timeout).await;
         return Err(RunError::NoProbes);

@@ -12,6 +12,9 @@ pub static DNS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/d
 
 /// `ebpf/xdp.bpf.c`.
 pub static XDP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp.bpf.o"));
+/// `ebpf/security.bpf.c`.
+pub static SECURITY: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/security.bpf.o"));
 
 /// Which clang compiled them.
 pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt"));

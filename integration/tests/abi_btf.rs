@@ -224,3 +224,54 @@ fn xdp_records_match_the_object_btf() {
         }
     );
 }
+
+#[test]
+fn security_records_match_the_object_btf() {
+    let btf = btf_structs(tapio::bpf_objects::SECURITY);
+    check_struct!(
+        btf,
+        tapio_ids {
+            uid,
+            euid,
+            suid,
+            fsuid,
+            gid,
+            egid,
+            sgid,
+            fsgid
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_sec_cred {
+            hdr,
+            old_cap_eff,
+            new_cap_eff,
+            old_cap_prm,
+            new_cap_prm,
+            old_ids,
+            new_ids,
+            syscall_nr
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_sec_event {
+            hdr,
+            arg0,
+            arg1,
+            arg2,
+            arg3,
+            ino,
+            ret,
+            op,
+            syscall_nr,
+            target_pid,
+            dev,
+            watch,
+            flags,
+            name_len,
+            name
+        }
+    );
+}

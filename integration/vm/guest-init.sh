@@ -102,6 +102,10 @@ echo hi | nc 127.0.0.1 8080 >/dev/null 2>&1
 nc 127.0.0.1 1 </dev/null >/dev/null 2>&1
 nslookup www.tapio.test 127.0.0.1 >/dev/null 2>&1
 nsenter -t $NSP -n ping -c 3 -W 1 198.18.3.1 >/dev/null 2>&1 || echo "CHECK xdp blocked ping"
+# security probe: a module from this kernel's own package, and a
+# credential change (busybox su drops root to nobody).
+insmod "/lib/modules/$(uname -r)/crc7.ko" && echo "CHECK insmod crc7"
+su -s /bin/true nobody
 sleep 2
 kill -INT $TP
 wait $TP
@@ -112,6 +116,10 @@ done
 grep -q '"tapio.xdp.packets"' /tmp/out.json && grep -q '"stringValue":"blocklist"' /tmp/out.json &&
 	echo "CHECK metric tapio.xdp.packets blocklist"
 kill $NSP
+grep '"eventName":"security.module.load"' /tmp/out.json | grep -q crc7 &&
+	echo "CHECK eventName security.module.load crc7"
+grep -q '"eventName":"security.credentials.change"' /tmp/out.json &&
+	echo "CHECK eventName security.credentials.change"
 for s in tcp.connect dns.query; do
 	grep -q "\"name\":\"$s\"" /tmp/out.json && echo "CHECK span $s"
 done

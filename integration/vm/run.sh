@@ -59,11 +59,12 @@ build_initrd() { # -> path of initrd
 		cp -L "$lib" "$dir$lib"
 	done
 	# The cloud kernels build veth and the clsact qdisc as modules, and the
-	# guest has no modprobe to load them on demand: bring each kernel's own
-	# (veth is also the module the guests load for module-load checks).
+	# guest has no modprobe to load them on demand: bring each kernel's own.
+	# crc7 (dependency-free, from the same package) is what the guests load
+	# for the security probe's module-load check.
 	for v in $KERNELS; do
 		mkdir -p "$dir/lib/modules/$v"
-		for name in veth sch_ingress cls_bpf; do
+		for name in veth sch_ingress cls_bpf crc7; do
 			local mod
 			mod=$(find "$CACHE/root/lib/modules/$v" -name "$name.ko*" | head -1)
 			case $mod in
@@ -75,8 +76,8 @@ build_initrd() { # -> path of initrd
 	done
 	cp integration/vm/guest-init.sh "$dir/init"
 	chmod +x "$dir/init"
-	echo 'root:x:0:0:root:/:/bin/sh' >"$dir/etc/passwd"
-	echo 'root:x:0:' >"$dir/etc/group"
+	printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/true\n' >"$dir/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' >"$dir/etc/group"
 	(cd "$dir" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$out"
 	rm -rf "$dir"
 	echo "$out"
@@ -98,11 +99,12 @@ for v in $KERNELS; do
 		tr -d '\r' <"$log" | grep -o 'BENCH.*' || { echo "  no benchmark output"; fail=1; }
 		continue
 	fi
-	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns|xdp) ' || true
+	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns|xdp|security) ' || true
 	chosen=$(tr -d '\r' <"$log" | grep -o 'tapio ready probes=[^ ]*' | head -1 | cut -d= -f2-)
 	echo "  attached: ${chosen:-none}"
 	for check in "tapio ready" "eventName process.exec" "eventName process.exit" "span tcp.connect" "span dns.query" \
-		"veth reachable before the filter" "xdp blocked ping" "metric tapio.xdp.packets blocklist"; do
+		"veth reachable before the filter" "xdp blocked ping" "metric tapio.xdp.packets blocklist" \
+		"insmod crc7" "eventName security.module.load crc7" "eventName security.credentials.change"; do
 		if tr -d '\r' <"$log" | grep -q "^CHECK $check"; then
 			echo "  pass  $check"
 		else

@@ -54,6 +54,9 @@ wire!(
     tapio_xdp_counter,
     tapio_xdp_block_state,
     tapio_xdp_block,
+    tapio_ids,
+    tapio_sec_cred,
+    tapio_sec_event,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

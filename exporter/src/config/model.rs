@@ -40,6 +40,70 @@ pub struct Probes {
     /// XDP packet filter on chosen interfaces: block/allow lists, rate
     /// limits, SYN-flood and DNS-amplification defence, `tapio.xdp.*`.
     pub xdp: XdpProbe,
+    /// Security observability: `security.*` log records (credentials,
+    /// capabilities, code injection, module/BPF loads, watched files).
+    pub security: SecurityProbe,
+}
+
+/// The security probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityProbe {
+    /// Run this probe (see `probes.process.enabled`).
+    pub enabled: Option<bool>,
+    /// Ring-buffer size in bytes (power of two, at least 4 KiB). A record
+    /// is 392 bytes.
+    pub ring_buffer_size: ByteSize,
+    /// Longest a record waits in the ring buffer (see `probes.process`).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// `security.credentials.change`: set*id syscalls and execs that
+    /// change uids, gids or capabilities.
+    pub credentials: bool,
+    /// `security.capability.use` (needs the `capability/cap_capable`
+    /// tracepoint, Linux 6.14+; reported by `tapio probes` when absent).
+    /// Off by default: one record per process and capability is still one
+    /// record per new process on most nodes, because every mmap accounting
+    /// check (`vm_enough_memory`) tests CAP_SYS_ADMIN and the tracepoint
+    /// cannot tell that check from a real use.
+    pub capabilities: bool,
+    /// `security.ptrace`, `security.process_vm_writev`,
+    /// `security.memfd.exec`, `security.memory.wx`.
+    pub code_injection: bool,
+    /// `security.module.load`.
+    pub modules: bool,
+    /// `security.bpf.load` (BPF programs loaded by other processes).
+    pub bpf: bool,
+    /// Absolute paths of files and directories whose changes become
+    /// `security.file.change` records. A directory covers everything under
+    /// it (up to `watch_depth` levels, same filesystem). Resolved to inodes
+    /// when Tapio starts; a path missing then is skipped with a warning.
+    pub watch_paths: Vec<String>,
+    /// Levels of parent directories checked above a changed file when a
+    /// watched directory should cover its subtree (0 to 16).
+    pub watch_depth: u32,
+    /// Writes by one process to one watched file within this window become
+    /// one record (the next one counts the writes folded into it).
+    #[serde(with = "humantime_serde")]
+    pub write_dedup_window: Duration,
+}
+
+impl Default for SecurityProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            ring_buffer_size: ByteSize(1024 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            credentials: true,
+            capabilities: false,
+            code_injection: true,
+            modules: true,
+            bpf: true,
+            watch_paths: Vec::new(),
+            watch_depth: 8,
+            write_dedup_window: Duration::from_secs(1),
+        }
+    }
 }
 
 impl Config {

@@ -38,6 +38,46 @@ impl Probes {
             errs,
         );
         self.xdp.validate(errs);
+        self.security.validate(errs);
+    }
+}
+
+/// Most watched paths: each costs one inode entry plus one entry per
+/// ancestor directory in the kernel's maps.
+pub const MAX_WATCH_PATHS: usize = 256;
+/// Deepest parent walk the kernel program does.
+pub const MAX_WATCH_DEPTH: u32 = 16;
+
+impl SecurityProbe {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        ringbuf_size(
+            "probes.security.ring_buffer_size",
+            self.ring_buffer_size.0,
+            errs,
+        );
+        if self.watch_paths.len() > MAX_WATCH_PATHS {
+            errs.push(ConfigError::new(
+                "probes.security.watch_paths",
+                format!(
+                    "{} paths: at most {MAX_WATCH_PATHS} (watch a directory instead)",
+                    self.watch_paths.len()
+                ),
+            ));
+        }
+        for (i, p) in self.watch_paths.iter().enumerate() {
+            if !p.starts_with('/') {
+                errs.push(ConfigError::new(
+                    format!("probes.security.watch_paths[{i}]"),
+                    format!("`{p}` is not an absolute path"),
+                ));
+            }
+        }
+        if self.watch_depth > MAX_WATCH_DEPTH {
+            errs.push(ConfigError::new(
+                "probes.security.watch_depth",
+                format!("{}: must be from 0 to {MAX_WATCH_DEPTH}", self.watch_depth),
+            ));
+        }
     }
 }
 

@@ -19,7 +19,7 @@ pub struct ProcessContext {
     pub info: Option<ProcessInfo>,
 }
 
-fn record(
+pub(crate) fn record(
     name: &str,
     severity: SeverityNumber,
     time: u64,

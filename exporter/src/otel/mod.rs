@@ -5,6 +5,7 @@ pub mod logs;
 pub mod metrics;
 pub mod names;
 pub mod resource;
+pub mod security;
 pub mod traces;
 
 use opentelemetry_proto::tonic::common::v1::{

@@ -14,6 +14,15 @@ pub mod event {
     pub const NETWORK_CONNECTION_CLOSE: &str = "network.connection.close";
     pub const TAPIO_CONFIG_RELOAD: &str = "tapio.config.reload";
     pub const SECURITY_DDOS_MITIGATION: &str = "security.ddos_mitigation";
+    pub const SECURITY_CREDENTIALS_CHANGE: &str = "security.credentials.change";
+    pub const SECURITY_CAPABILITY_USE: &str = "security.capability.use";
+    pub const SECURITY_PTRACE: &str = "security.ptrace";
+    pub const SECURITY_PROCESS_VM_WRITEV: &str = "security.process_vm_writev";
+    pub const SECURITY_MEMFD_EXEC: &str = "security.memfd.exec";
+    pub const SECURITY_MEMORY_WX: &str = "security.memory.wx";
+    pub const SECURITY_MODULE_LOAD: &str = "security.module.load";
+    pub const SECURITY_BPF_LOAD: &str = "security.bpf.load";
+    pub const SECURITY_FILE_CHANGE: &str = "security.file.change";
 }
 
 /// Span names.
@@ -97,6 +106,60 @@ pub mod attr {
     pub const TAPIO_RELOAD_RESULT: &str = "tapio.reload.result";
     /// The config file a reload read.
     pub const TAPIO_CONFIG_PATH: &str = "tapio.config.path";
+    // semconv file
+    pub const FILE_PATH: &str = "file.path";
+    pub const FILE_NAME: &str = "file.name";
+    pub const FILE_INODE: &str = "file.inode";
+    // security probe (Tapio's own: semconv has no names for these)
+    /// Syscall that produced a security record (setuid, ptrace, mmap…).
+    pub const TAPIO_SECURITY_SYSCALL: &str = "tapio.security.syscall";
+    /// Credentials before and after a change.
+    pub const TAPIO_SECURITY_OLD_UID: &str = "tapio.security.old.uid";
+    pub const TAPIO_SECURITY_NEW_UID: &str = "tapio.security.new.uid";
+    pub const TAPIO_SECURITY_OLD_EUID: &str = "tapio.security.old.euid";
+    pub const TAPIO_SECURITY_NEW_EUID: &str = "tapio.security.new.euid";
+    pub const TAPIO_SECURITY_OLD_SUID: &str = "tapio.security.old.suid";
+    pub const TAPIO_SECURITY_NEW_SUID: &str = "tapio.security.new.suid";
+    pub const TAPIO_SECURITY_OLD_FSUID: &str = "tapio.security.old.fsuid";
+    pub const TAPIO_SECURITY_NEW_FSUID: &str = "tapio.security.new.fsuid";
+    pub const TAPIO_SECURITY_OLD_GID: &str = "tapio.security.old.gid";
+    pub const TAPIO_SECURITY_NEW_GID: &str = "tapio.security.new.gid";
+    pub const TAPIO_SECURITY_OLD_EGID: &str = "tapio.security.old.egid";
+    pub const TAPIO_SECURITY_NEW_EGID: &str = "tapio.security.new.egid";
+    /// Capabilities in the effective set after a change and not before
+    /// (comma-separated names).
+    pub const TAPIO_SECURITY_CAPABILITIES_GAINED: &str = "tapio.security.capabilities.gained";
+    /// Capabilities dropped from the effective set.
+    pub const TAPIO_SECURITY_CAPABILITIES_LOST: &str = "tapio.security.capabilities.lost";
+    /// A capability name (CAP_SYS_ADMIN…) and whether the check passed.
+    pub const TAPIO_SECURITY_CAPABILITY: &str = "tapio.security.capability";
+    pub const TAPIO_SECURITY_CAPABILITY_GRANTED: &str = "tapio.security.capability.granted";
+    /// ptrace request (PTRACE_ATTACH…).
+    pub const TAPIO_SECURITY_PTRACE_REQUEST: &str = "tapio.security.ptrace.request";
+    /// The process acted upon (ptrace, process_vm_writev).
+    pub const TAPIO_SECURITY_TARGET_PID: &str = "tapio.security.target.pid";
+    pub const TAPIO_SECURITY_TARGET_EXECUTABLE_PATH: &str = "tapio.security.target.executable.path";
+    pub const TAPIO_SECURITY_TARGET_EXECUTABLE_NAME: &str = "tapio.security.target.executable.name";
+    /// W+X memory: address, length, protection (e.g. rwx).
+    pub const TAPIO_SECURITY_MEMORY_ADDRESS: &str = "tapio.security.memory.address";
+    pub const TAPIO_SECURITY_MEMORY_LENGTH: &str = "tapio.security.memory.length";
+    pub const TAPIO_SECURITY_MEMORY_PROTECTION: &str = "tapio.security.memory.protection";
+    pub const TAPIO_SECURITY_MODULE_NAME: &str = "tapio.security.module.name";
+    pub const TAPIO_SECURITY_BPF_PROG_TYPE: &str = "tapio.security.bpf.prog.type";
+    pub const TAPIO_SECURITY_BPF_PROG_NAME: &str = "tapio.security.bpf.prog.name";
+    pub const TAPIO_SECURITY_BPF_INSN_COUNT: &str = "tapio.security.bpf.insn_count";
+    /// write, truncate, rename, unlink, chmod, chown.
+    pub const TAPIO_SECURITY_FILE_OPERATION: &str = "tapio.security.file.operation";
+    /// The configured watch entry that matched.
+    pub const TAPIO_SECURITY_WATCH_PATH: &str = "tapio.security.watch.path";
+    /// Writes by the same process to the same file folded into this record.
+    pub const TAPIO_SECURITY_WRITES_SUPPRESSED: &str = "tapio.security.file.writes_suppressed";
+    /// rename: the destination path matched (a watched file was replaced).
+    pub const TAPIO_SECURITY_RENAME_TARGET: &str = "tapio.security.rename.target";
+    /// chmod: the new mode (octal text); chown: new owner ids.
+    pub const TAPIO_SECURITY_FILE_MODE: &str = "tapio.security.file.mode";
+    pub const TAPIO_SECURITY_FILE_UID: &str = "tapio.security.file.uid";
+    pub const TAPIO_SECURITY_FILE_GID: &str = "tapio.security.file.gid";
     // resource
     pub const SERVICE_NAME: &str = "service.name";
     pub const SERVICE_VERSION: &str = "service.version";
@@ -296,6 +359,42 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::TAPIO_CONFIG_RELOAD,
         "Tapio re-read its config file: the new policy is in force (INFO), or it was rejected and the previous policy stays (ERROR, with the reason in the body).",
+    ),
+    (
+        event::SECURITY_CREDENTIALS_CHANGE,
+        "A set*id syscall or an exec changed a process's uids/gids or capabilities (WARN when it gains root or capabilities).",
+    ),
+    (
+        event::SECURITY_CAPABILITY_USE,
+        "A process exercised a capability (granted or denied); once per process, capability and outcome.",
+    ),
+    (
+        event::SECURITY_PTRACE,
+        "ptrace attach/seize or memory/register writes into another process (WARN).",
+    ),
+    (
+        event::SECURITY_PROCESS_VM_WRITEV,
+        "A process wrote into another process's memory (WARN).",
+    ),
+    (
+        event::SECURITY_MEMFD_EXEC,
+        "exec of a file with no name on disk: a memfd or an unlinked tmpfs file (WARN).",
+    ),
+    (
+        event::SECURITY_MEMORY_WX,
+        "A process mapped memory writable and executable; first time per process (WARN).",
+    ),
+    (
+        event::SECURITY_MODULE_LOAD,
+        "A kernel module load (init_module/finit_module) (WARN).",
+    ),
+    (
+        event::SECURITY_BPF_LOAD,
+        "Another process loaded a BPF program (Tapio's own loads are not reported).",
+    ),
+    (
+        event::SECURITY_FILE_CHANGE,
+        "A watched file was written, truncated, renamed, unlinked, chmod'ed or chown'ed (WARN).",
     ),
 ];
 

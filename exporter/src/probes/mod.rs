@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod network;
 pub mod process;
+pub mod security;
 pub mod xdp;
 
 use crate::bpf_objects::{
@@ -26,6 +27,10 @@ pub enum Attach {
     BtfTracePoint(&'static str),
     /// `tracepoint/<category>/<name>`.
     TracePoint(&'static str, &'static str),
+    /// `tracepoint/<category>/<name>` where the kernel has it; skipped
+    /// (not an error) when tracefs has no such event, e.g. the module
+    /// syscalls on a kernel built without CONFIG_MODULES.
+    OptionalTracePoint(&'static str, &'static str),
     /// `cgroup_skb/{ingress,egress}` on the cgroup v2 root (every socket).
     CgroupSkb(SkbDirection),
 }
@@ -73,7 +78,7 @@ pub struct ProbeSpec {
 }
 
 /// Every probe Tapio has.
-pub const ALL: &[ProbeSpec] = &[process::SPEC, network::SPEC, dns::SPEC];
+pub const ALL: &[ProbeSpec] = &[process::SPEC, network::SPEC, dns::SPEC, security::SPEC];
 
 /// A ring-buffer record that is not what its probe writes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -200,11 +205,23 @@ fn try_variant(
                             .map_err(|e| format!("{prog}: attach to {root}: {}", describe(&e)))?;
                     }
                 }
-                Attach::TracePoint(cat, name) => {
+                Attach::TracePoint(cat, name) | Attach::OptionalTracePoint(cat, name) => {
+                    let optional = matches!(how, Attach::OptionalTracePoint(..));
+                    // Say so plainly: loading would fail first, on a CO-RE
+                    // relocation of the missing event's record type.
+                    if !optional && tracefs_mounted() && !tracepoint_exists(cat, name) {
+                        return Err(format!(
+                            "{prog}: this kernel has no tracepoint {cat}/{name}"
+                        ));
+                    }
                     let p: &mut TracePoint = p.try_into().map_err(|e| describe(&e))?;
-                    p.load().map_err(|e| format!("{prog}: {}", describe(&e)))?;
-                    loaded.push(prog);
-                    if attach {
+                    // One program may serve several tracepoints (the same
+                    // body for every syscall of a family): load it once.
+                    if p.fd().is_err() {
+                        p.load().map_err(|e| format!("{prog}: {}", describe(&e)))?;
+                        loaded.push(prog);
+                    }
+                    if attach && (!optional || tracepoint_exists(cat, name)) {
                         p.attach(cat, name).map_err(|e| {
                             format!("{prog}: attach {cat}/{name}: {}", describe(&e))
                         })?;
@@ -222,6 +239,23 @@ fn try_variant(
         }
     }
     result
+}
+
+/// Is tracefs mounted (so that a missing event really is missing)?
+fn tracefs_mounted() -> bool {
+    [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).is_dir())
+}
+
+/// Does tracefs list `category/name` on this kernel?
+pub fn tracepoint_exists(category: &str, name: &str) -> bool {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|root| std::path::Path::new(&format!("{root}/events/{category}/{name}")).exists())
 }
 
 fn unload(p: &mut aya::programs::Program) -> Result<(), ProgramError> {
@@ -475,7 +509,10 @@ mod tests {
                 .iter()
                 .any(|v| v.programs.iter().all(|(_, a)| matches!(
                     a,
-                    Attach::TracePoint(..) | Attach::BtfTracePoint(..) | Attach::CgroupSkb(..)
+                    Attach::TracePoint(..)
+                        | Attach::OptionalTracePoint(..)
+                        | Attach::BtfTracePoint(..)
+                        | Attach::CgroupSkb(..)
                 ))));
         }
     }

@@ -25,6 +25,7 @@ typedef __UINT8_TYPE__ __u8;
 typedef __UINT16_TYPE__ __u16;
 typedef __UINT32_TYPE__ __u32;
 typedef __INT32_TYPE__ __s32;
+typedef __INT64_TYPE__ __s64;
 typedef __UINT64_TYPE__ __u64;
 #endif
 
@@ -52,6 +53,8 @@ enum tapio_event_kind {
 	TAPIO_EVENT_TCP_CLOSE = 11,
 	TAPIO_EVENT_DNS_PACKET = 20,
 	TAPIO_EVENT_XDP_BLOCK = 30,
+	TAPIO_EVENT_SEC_CRED = 40,
+	TAPIO_EVENT_SEC = 41,
 };
 
 /* DNS payload bytes copied per packet: the classic UDP message limit.
@@ -216,6 +219,104 @@ struct tapio_dns_packet {
 	__u16 flags;        /* enum tapio_dns_flags bits */
 	struct tapio_tcp_tuple tuple;
 	__u8 payload[TAPIO_DNS_PAYLOAD];
+};
+
+/* What a security record (struct tapio_sec_event) reports. */
+enum tapio_sec_op {
+	/* A capability check (cap_capable tracepoint). arg0: capability
+	 * number; ret: 0 granted, negative errno denied. */
+	TAPIO_SEC_CAPABILITY = 1,
+	/* ptrace(2). arg0: request, arg1: addr; target_pid. */
+	TAPIO_SEC_PTRACE = 2,
+	/* process_vm_writev(2). target_pid; ret: bytes written or -errno. */
+	TAPIO_SEC_VM_WRITEV = 3,
+	/* exec of a file with no name on disk (memfd or unlinked tmpfs
+	 * file). name: the file's dentry name; ino/dev: its inode;
+	 * arg0: superblock magic. */
+	TAPIO_SEC_MEMFD_EXEC = 4,
+	/* mmap/mprotect/pkey_mprotect with PROT_WRITE|PROT_EXEC.
+	 * arg0: address (mmap: the mapping it returned), arg1: length,
+	 * arg2: prot, arg3: mmap flags (0 for mprotect). */
+	TAPIO_SEC_MEMORY_WX = 5,
+	/* init_module/finit_module. name: module name (module_load
+	 * tracepoint) or the file's name (finit_module). */
+	TAPIO_SEC_MODULE_LOAD = 6,
+	/* bpf(BPF_PROG_LOAD). arg0: prog type, arg1: insn count,
+	 * arg2: expected attach type; name: prog name; ret: fd or -errno. */
+	TAPIO_SEC_BPF_LOAD = 7,
+	/* Changes to a watched file. ino/dev: the matched file (fd ops) or
+	 * 0 (path ops); watch: index of the watched path that matched;
+	 * name: the path as the caller passed it (path ops) or the file's
+	 * dentry name (fd ops). */
+	TAPIO_SEC_FILE_WRITE = 10,    /* arg0: fd; arg1: writes suppressed since the last record */
+	TAPIO_SEC_FILE_TRUNCATE = 11, /* arg0: fd (ftruncate, open) or length (truncate) */
+	TAPIO_SEC_FILE_RENAME = 12,
+	TAPIO_SEC_FILE_UNLINK = 13,
+	TAPIO_SEC_FILE_CHMOD = 14,    /* arg1: new mode */
+	TAPIO_SEC_FILE_CHOWN = 15,    /* arg1: new uid, arg2: new gid (u32 -1: unchanged) */
+};
+
+/* Bits of tapio_sec_event.flags. */
+enum tapio_sec_flags {
+	/* name did not fit in TAPIO_PATH_LEN. */
+	TAPIO_SEC_NAME_TRUNCATED = 1,
+	/* The file was matched through its fd (exact inode match; the
+	 * ancestor level that matched is in arg2). */
+	TAPIO_SEC_BY_FD = 2,
+	/* rename: the destination path matched, not the source. */
+	TAPIO_SEC_RENAME_TARGET = 4,
+	/* memfd exec: the dentry name starts with "memfd:". */
+	TAPIO_SEC_MEMFD_NAMED = 8,
+	/* file op reached through open(O_TRUNC). */
+	TAPIO_SEC_FROM_OPEN = 16,
+};
+
+/* A task's identity as struct cred holds it. */
+struct tapio_ids {
+	__u32 uid;   /* real */
+	__u32 euid;  /* effective */
+	__u32 suid;  /* saved */
+	__u32 fsuid; /* filesystem */
+	__u32 gid;
+	__u32 egid;
+	__u32 sgid;
+	__u32 fsgid;
+};
+
+/* security.credentials.change: a set*id syscall or an exec (setuid/
+ * setgid binaries, file capabilities) succeeded and changed the task's
+ * ids or capabilities. The header is the task after the change. */
+struct tapio_sec_cred {
+	struct tapio_event_header hdr;
+	__u64 old_cap_eff;  /* effective capability set before (bit n: CAP n) */
+	__u64 new_cap_eff;  /* ... and after */
+	__u64 old_cap_prm;  /* permitted set before */
+	__u64 new_cap_prm;  /* ... and after */
+	struct tapio_ids old_ids;
+	struct tapio_ids new_ids;
+	__u32 syscall_nr;   /* syscall number (x86_64 numbering) */
+	__u32 _pad0;
+};
+
+/* One security signal other than credentials; see enum tapio_sec_op for
+ * what each field means per op. The header is the acting task. */
+struct tapio_sec_event {
+	struct tapio_event_header hdr;
+	__u64 arg0;
+	__u64 arg1;
+	__u64 arg2;
+	__u64 arg3;
+	__u64 ino;          /* inode number, when the op has a file */
+	__s64 ret;          /* the syscall's return value (0 if none) */
+	__u32 op;           /* enum tapio_sec_op */
+	__u32 syscall_nr;   /* syscall number (x86_64 numbering), 0 if none */
+	__u32 target_pid;   /* ptrace / process_vm_writev target tgid or tid */
+	__u32 dev;          /* kernel dev_t (major << 20 | minor) of ino's superblock */
+	__u32 watch;        /* file ops: index of the matched watched path */
+	__u32 flags;        /* enum tapio_sec_flags bits */
+	__u16 name_len;     /* bytes used in name, without the NUL */
+	__u16 _pad0[3];
+	char name[TAPIO_PATH_LEN];
 };
 
 /* Value of the per-CPU connect-latency histogram map, one per series. */

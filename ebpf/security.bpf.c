@@ -1,0 +1,1104 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Security observability: credential changes, capability use, code
+ * injection signals (ptrace, process_vm_writev, memfd exec, W+X memory),
+ * kernel module and BPF program loads, and changes to watched files.
+ *
+ * Only tracepoint-family hooks: this probe must work where kprobes,
+ * fentry/fexit and BPF LSM are refused. Most signals are syscall
+ * tracepoints in two halves: the sys_enter program decides whether the
+ * call is interesting and parks what it knows in a per-thread pending
+ * map; the sys_exit program adds the result and emits. So a record says
+ * what happened, not what was attempted, and failures carry their errno.
+ *
+ * Some programs are attached to several syscalls (one body per argument
+ * layout); exit programs are shared by every syscall of a family.
+ */
+#include "tapio_bpf.h"
+
+TAPIO_PROBE_MAPS();
+
+typedef struct tapio_sec_cred tapio_sec_cred;
+typedef struct tapio_sec_event tapio_sec_event;
+TAPIO_ABI_BTF(tapio_sec_cred);
+TAPIO_ABI_BTF(tapio_sec_event);
+
+/* Syscall tracepoint records (include/trace/syscall.h): the layout is
+ * fixed ABI of the tracing subsystem, the same on every kernel. */
+struct sys_enter_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__u64 args[6];
+};
+struct sys_exit_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__s64 ret;
+};
+
+/* Index into tapio_sec_cfg (set by userspace after load). */
+enum {
+	CFG_SELF_TGID = 0,   /* Tapio's own pid: its BPF loads and capability
+			      * checks are not reported */
+	CFG_FIM_DEPTH = 1,   /* ancestors checked above a file (0: files only) */
+	CFG_WRITE_WINDOW = 2,/* ns: one write record per (process, file) per window */
+	CFG_MAX = 4,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CFG_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} tapio_sec_cfg SEC(".maps");
+
+/* Syscalls between enter and exit, by thread id. LRU: a thread killed
+ * mid-syscall never reaches its exit, and its entry must not leak. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct tapio_sec_event);
+} tapio_sec_pending SEC(".maps");
+
+struct cred_snap {
+	__u64 cap_eff;
+	__u64 cap_prm;
+	struct tapio_ids ids;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct cred_snap);
+} tapio_sec_cred_pending SEC(".maps");
+
+/* "Already reported" set: capability use per (process, cap, outcome),
+ * W+X per process, ptrace pokes per (tracer, target, request),
+ * process_vm_writev per (writer, target). start_ns tells a reused pid
+ * from the process that had it before. LRU bounds memory; an evicted
+ * entry is reported again, which errs on the side of telling. */
+struct dedup_key {
+	__u64 start_ns;
+	__u64 extra;
+	__u32 tgid;
+	__u32 op;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dedup_key);
+	__type(value, __u8);
+} tapio_sec_seen SEC(".maps");
+
+/* Watched files and directories by inode, value: watch index. */
+struct watch_ino {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct watch_ino);
+	__type(value, __u32);
+} tapio_sec_watch_ino SEC(".maps");
+
+/* Watched paths relative to each of their ancestor directories: key
+ * (ancestor inode, FNV-1a 64 of the rest of the path), value: watch
+ * index. A path argument is hashed from its start directory (cwd, dfd
+ * or root) and looked up at every '/' and at its end. */
+struct watch_rel {
+	__u64 ino;
+	__u64 hash;
+	__u32 dev;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct watch_rel);
+	__type(value, __u32);
+} tapio_sec_watch_rel SEC(".maps");
+
+/* Write dedup: last record time per (process, file). */
+struct write_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 tgid;
+};
+
+struct write_seen {
+	__u64 last_ns;
+	__u64 suppressed;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct write_key);
+	__type(value, struct write_seen);
+} tapio_sec_writes SEC(".maps");
+
+/* Records are built here, not on the 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tapio_sec_event);
+} tapio_sec_scratch SEC(".maps");
+
+#define AT_FDCWD_ -100
+#define PROT_WRITE_ 0x2
+#define PROT_EXEC_ 0x4
+#define O_TRUNC_ 01000
+#define S_IFMT_ 00170000
+#define S_IFREG_ 0100000
+#define TMPFS_MAGIC_ 0x01021994
+#define HUGETLBFS_MAGIC_ 0x958458f6
+/* Longest chain of parents checked above a file. */
+#define MAX_FIM_DEPTH 16
+
+static __always_inline __u64 cfg(__u32 i)
+{
+	__u64 *v = bpf_map_lookup_elem(&tapio_sec_cfg, &i);
+	return v ? *v : 0;
+}
+
+static __always_inline __u32 self_tid(void)
+{
+	return (__u32)bpf_get_current_pid_tgid();
+}
+
+static __always_inline __u32 self_tgid(void)
+{
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+static __always_inline __u64 proc_start(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, group_leader, start_boottime);
+}
+
+/* First report of `op`/`extra` for the current process? Marks it seen. */
+static __always_inline int first_time(struct task_struct *task, __u32 op, __u64 extra)
+{
+	struct dedup_key k = {
+		.start_ns = proc_start(task),
+		.extra = extra,
+		.tgid = self_tgid(),
+		.op = op,
+	};
+	__u8 one = 1;
+	if (bpf_map_lookup_elem(&tapio_sec_seen, &k))
+		return 0;
+	if (bpf_map_update_elem(&tapio_sec_seen, &k, &one, BPF_ANY))
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	return 1;
+}
+
+static __always_inline struct tapio_sec_event *scratch(void)
+{
+	__u32 zero = 0;
+	struct tapio_sec_event *e = bpf_map_lookup_elem(&tapio_sec_scratch, &zero);
+	if (!e)
+		return 0;
+	/* Clear the fixed part; name is bounded by name_len. */
+	__builtin_memset(e, 0, offsetof(struct tapio_sec_event, name));
+	e->name[0] = 0;
+	return e;
+}
+
+/* Park `e` until the syscall's exit. */
+static __always_inline void park(struct tapio_sec_event *e)
+{
+	__u32 tid = self_tid();
+	if (bpf_map_update_elem(&tapio_sec_pending, &tid, e, BPF_ANY))
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+}
+
+/* Copy `e` to the ring buffer and submit it. */
+static __always_inline void emit(struct tapio_sec_event *e)
+{
+	struct tapio_sec_event *r = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*r));
+	if (!r)
+		return;
+	bpf_probe_read_kernel(r, sizeof(*r), e);
+	tapio_submit(&tapio_events, r);
+}
+
+static __always_inline void set_name_user(struct tapio_sec_event *e, const void *p)
+{
+	long n = bpf_probe_read_user_str(e->name, sizeof(e->name), p);
+	if (n > 0) {
+		e->name_len = n - 1;
+		if (n == sizeof(e->name))
+			e->flags |= TAPIO_SEC_NAME_TRUNCATED;
+	} else {
+		e->name[0] = 0;
+	}
+}
+
+static __always_inline void set_name_kernel(struct tapio_sec_event *e, const void *p)
+{
+	long n = bpf_probe_read_kernel_str(e->name, sizeof(e->name), p);
+	if (n > 0) {
+		e->name_len = n - 1;
+		if (n == sizeof(e->name))
+			e->flags |= TAPIO_SEC_NAME_TRUNCATED;
+	} else {
+		e->name[0] = 0;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Credentials                                                          */
+
+/* `task` comes from bpf_get_current_task_btf(): a BTF pointer, so its
+ * fields are read with plain (fault-safe, CO-RE-relocated) loads, several
+ * times cheaper than a bpf_probe_read_kernel call each. This runs on every
+ * set*id and exec twice. */
+static __always_inline void snap_cred(struct cred_snap *s, struct task_struct *task)
+{
+	const struct cred *c = task->real_cred;
+	if (!c)
+		return;
+	s->ids.uid = c->uid.val;
+	s->ids.euid = c->euid.val;
+	s->ids.suid = c->suid.val;
+	s->ids.fsuid = c->fsuid.val;
+	s->ids.gid = c->gid.val;
+	s->ids.egid = c->egid.val;
+	s->ids.sgid = c->sgid.val;
+	s->ids.fsgid = c->fsgid.val;
+	/* kernel_cap_t is { u64 val } since 6.3 and { u32 cap[2] } before:
+	 * the same 8 little-endian bytes either way. */
+	bpf_core_read(&s->cap_eff, sizeof(s->cap_eff), &c->cap_effective);
+	bpf_core_read(&s->cap_prm, sizeof(s->cap_prm), &c->cap_permitted);
+}
+
+/* Attached to sys_enter of setuid, setgid, setreuid, setregid,
+ * setresuid, setresgid, setfsuid, setfsgid, execve, execveat. */
+SEC("tracepoint/syscalls/sys_enter_setuid")
+int tapio_sec_cred_enter(struct sys_enter_ctx *ctx)
+{
+	struct cred_snap s = {};
+	__u32 tid = self_tid();
+	snap_cred(&s, bpf_get_current_task_btf());
+	if (bpf_map_update_elem(&tapio_sec_cred_pending, &tid, &s, BPF_ANY))
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_setuid")
+int tapio_sec_cred_exit(struct sys_exit_ctx *ctx)
+{
+	__u32 tid = self_tid();
+	struct cred_snap *old = bpf_map_lookup_elem(&tapio_sec_cred_pending, &tid);
+	if (!old)
+		return 0;
+	struct cred_snap now = {};
+	struct task_struct *task = bpf_get_current_task_btf();
+	snap_cred(&now, task);
+	/* setfsuid/setfsgid return the previous fsuid, not 0: change is what
+	 * counts, so the return value is not checked. */
+	if (__builtin_memcmp(&now.ids, &old->ids, sizeof(now.ids)) == 0 &&
+	    now.cap_eff == old->cap_eff && now.cap_prm == old->cap_prm) {
+		bpf_map_delete_elem(&tapio_sec_cred_pending, &tid);
+		return 0;
+	}
+	struct tapio_sec_cred *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
+	if (!e) {
+		bpf_map_delete_elem(&tapio_sec_cred_pending, &tid);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	tapio_fill_header(&e->hdr, task, TAPIO_EVENT_SEC_CRED);
+	e->old_ids = old->ids;
+	e->new_ids = now.ids;
+	e->old_cap_eff = old->cap_eff;
+	e->new_cap_eff = now.cap_eff;
+	e->old_cap_prm = old->cap_prm;
+	e->new_cap_prm = now.cap_prm;
+	e->syscall_nr = ctx->nr;
+	bpf_map_delete_elem(&tapio_sec_cred_pending, &tid);
+	tapio_submit(&tapio_events, e);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Capability use                                                       */
+
+SEC("tracepoint/capability/cap_capable")
+int tapio_sec_capable(struct trace_event_raw_cap_capable *ctx)
+{
+	__u32 tgid = self_tgid();
+	if (tgid == cfg(CFG_SELF_TGID) || tgid == 0)
+		return 0;
+	int cap = BPF_CORE_READ(ctx, cap);
+	int ret = BPF_CORE_READ(ctx, ret);
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 extra = ((__u64)(cap & 0xffff)) | ((ret == 0 ? 0ULL : 1ULL) << 16);
+	if (!first_time(task, TAPIO_SEC_CAPABILITY, extra))
+		return 0;
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	tapio_fill_header(&e->hdr, task, TAPIO_EVENT_SEC);
+	e->op = TAPIO_SEC_CAPABILITY;
+	e->arg0 = cap;
+	e->ret = ret;
+	emit(e);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* ptrace, process_vm_writev, W+X memory, BPF and module loads          */
+
+#define PTRACE_POKETEXT_ 4
+#define PTRACE_POKEDATA_ 5
+#define PTRACE_POKEUSER_ 6
+#define PTRACE_SETREGS_ 13
+#define PTRACE_SETFPREGS_ 15
+#define PTRACE_ATTACH_ 16
+#define PTRACE_SETREGSET_ 0x4205
+#define PTRACE_SEIZE_ 0x4206
+
+SEC("tracepoint/syscalls/sys_enter_ptrace")
+int tapio_sec_ptrace_enter(struct sys_enter_ctx *ctx)
+{
+	__u64 req = ctx->args[0];
+	__u32 target = ctx->args[1];
+	struct task_struct *task = bpf_get_current_task_btf();
+	switch (req) {
+	case PTRACE_ATTACH_:
+	case PTRACE_SEIZE_:
+		break;
+	case PTRACE_POKETEXT_:
+	case PTRACE_POKEDATA_:
+	case PTRACE_POKEUSER_:
+	case PTRACE_SETREGS_:
+	case PTRACE_SETFPREGS_:
+	case PTRACE_SETREGSET_:
+		/* A debugger pokes thousands of words: once per tracer,
+		 * target and request. */
+		if (!first_time(task, TAPIO_SEC_PTRACE, ((__u64)target << 32) | (req & 0xffffffff)))
+			return 0;
+		break;
+	default:
+		return 0;
+	}
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	e->op = TAPIO_SEC_PTRACE;
+	e->syscall_nr = ctx->nr;
+	e->arg0 = req;
+	e->arg1 = ctx->args[2];
+	e->target_pid = target;
+	park(e);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_process_vm_writev")
+int tapio_sec_vm_writev_enter(struct sys_enter_ctx *ctx)
+{
+	__u32 target = ctx->args[0];
+	if (!first_time(bpf_get_current_task_btf(), TAPIO_SEC_VM_WRITEV, target))
+		return 0;
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	e->op = TAPIO_SEC_VM_WRITEV;
+	e->syscall_nr = ctx->nr;
+	e->target_pid = target;
+	park(e);
+	return 0;
+}
+
+/* W+X is reported once per process (JITs map W+X memory all the time);
+ * the first one is the interesting one for an interpreter that never
+ * does it. Shared by mmap (prot is args[2]) and mprotect/pkey_mprotect
+ * (prot is args[2] too). */
+static __always_inline int wx_enter(struct sys_enter_ctx *ctx, __u64 flags)
+{
+	__u64 prot = ctx->args[2];
+	if ((prot & (PROT_WRITE_ | PROT_EXEC_)) != (PROT_WRITE_ | PROT_EXEC_))
+		return 0;
+	if (!first_time(bpf_get_current_task_btf(), TAPIO_SEC_MEMORY_WX, 0))
+		return 0;
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	e->op = TAPIO_SEC_MEMORY_WX;
+	e->syscall_nr = ctx->nr;
+	e->arg0 = ctx->args[0];
+	e->arg1 = ctx->args[1];
+	e->arg2 = prot;
+	e->arg3 = flags;
+	park(e);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int tapio_sec_mmap_enter(struct sys_enter_ctx *ctx)
+{
+	return wx_enter(ctx, ctx->args[3]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_mprotect")
+int tapio_sec_mprotect_enter(struct sys_enter_ctx *ctx)
+{
+	return wx_enter(ctx, 0);
+}
+
+#define BPF_PROG_LOAD_ 5
+/* union bpf_attr, BPF_PROG_LOAD member (uapi, fixed offsets). */
+#define ATTR_PROG_NAME_OFF 48
+#define ATTR_EXPECTED_ATTACH_OFF 68
+
+SEC("tracepoint/syscalls/sys_enter_bpf")
+int tapio_sec_bpf_enter(struct sys_enter_ctx *ctx)
+{
+	if (ctx->args[0] != BPF_PROG_LOAD_)
+		return 0;
+	if (self_tgid() == cfg(CFG_SELF_TGID))
+		return 0;
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	const char *attr = (const char *)ctx->args[1];
+	__u64 size = ctx->args[2];
+	__u32 head[2] = {}; /* prog_type, insn_cnt */
+	bpf_probe_read_user(head, sizeof(head), attr);
+	e->op = TAPIO_SEC_BPF_LOAD;
+	e->syscall_nr = ctx->nr;
+	e->arg0 = head[0];
+	e->arg1 = head[1];
+	if (size >= ATTR_EXPECTED_ATTACH_OFF + 4) {
+		__u32 eat = 0;
+		bpf_probe_read_user(&eat, sizeof(eat), attr + ATTR_EXPECTED_ATTACH_OFF);
+		e->arg2 = eat;
+	}
+	if (size >= ATTR_PROG_NAME_OFF + 16) {
+		/* BPF_OBJ_NAME_LEN is 16 and the kernel requires a NUL in it. */
+		long n = bpf_probe_read_user_str(e->name, 16, attr + ATTR_PROG_NAME_OFF);
+		if (n > 0)
+			e->name_len = n - 1;
+	}
+	park(e);
+	return 0;
+}
+
+/* fd -> struct file of the current task, NULL when not open. `task` is a
+ * BTF pointer (bpf_get_current_task_btf): direct loads down to the fd
+ * array, which is indexed with a helper (no variable offsets on BTF
+ * pointers). This is on every write() when files are watched. */
+static __always_inline struct file *fd_file(struct task_struct *task, __u64 fd)
+{
+	struct files_struct *files = task->files;
+	if (!files)
+		return 0;
+	struct fdtable *fdt = files->fdt;
+	if (!fdt)
+		return 0;
+	if (fd >= fdt->max_fds)
+		return 0;
+	struct file **fds = fdt->fd;
+	struct file *f = 0;
+	if (!fds)
+		return 0;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xffffff]);
+	return f;
+}
+
+/* init_module(image, len, args) and finit_module(fd, args, flags). */
+SEC("tracepoint/syscalls/sys_enter_init_module")
+int tapio_sec_init_module_enter(struct sys_enter_ctx *ctx)
+{
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	e->op = TAPIO_SEC_MODULE_LOAD;
+	e->syscall_nr = ctx->nr;
+	park(e);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_finit_module")
+int tapio_sec_finit_module_enter(struct sys_enter_ctx *ctx)
+{
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	e->op = TAPIO_SEC_MODULE_LOAD;
+	e->syscall_nr = ctx->nr;
+	e->arg0 = ctx->args[0];
+	struct file *f = fd_file(bpf_get_current_task_btf(), ctx->args[0]);
+	if (f)
+		set_name_kernel(e, BPF_CORE_READ(f, f_path.dentry, d_name.name));
+	park(e);
+	return 0;
+}
+
+/* module:module_load fires inside load_module(), in the loading task:
+ * put the module's own name into the pending record. The record layout
+ * is fixed (taints, __data_loc name). */
+struct module_load_ctx {
+	__u64 common;
+	__u32 taints;
+	__u32 data_loc_name;
+};
+
+SEC("tracepoint/module/module_load")
+int tapio_sec_module_load(struct module_load_ctx *ctx)
+{
+	__u32 tid = self_tid();
+	struct tapio_sec_event *e = bpf_map_lookup_elem(&tapio_sec_pending, &tid);
+	if (!e || e->op != TAPIO_SEC_MODULE_LOAD)
+		return 0;
+	e->flags &= ~TAPIO_SEC_NAME_TRUNCATED;
+	set_name_kernel(e, (const char *)ctx + (ctx->data_loc_name & 0xFFFF));
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* File integrity                                                       */
+
+static __always_inline __u32 inode_dev(struct inode *inode)
+{
+	return BPF_CORE_READ(inode, i_sb, s_dev);
+}
+
+/* Filesystems (kernel dev_t) that hold a watched directory: a file on any
+ * other filesystem cannot be under one, and skips the parent walk. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} tapio_sec_watch_devs SEC(".maps");
+
+/* Is the dentry's inode, or one of its first `depth` ancestors, watched?
+ * Returns the watch index + 1 (0: no) and the level in *level. The walk
+ * follows d_parent, which never leaves the filesystem, so the device is
+ * read once. Cost: about five kernel reads and one lookup per level. */
+static __always_inline __u32 watched_dentry(struct dentry *d, __u32 depth, __u64 *ino_out,
+					    __u32 *dev_out, __u32 *level)
+{
+	struct watch_ino k = {};
+	struct inode *inode = BPF_CORE_READ(d, d_inode);
+	if (!inode)
+		return 0;
+	k.ino = BPF_CORE_READ(inode, i_ino);
+	k.dev = inode_dev(inode);
+	*ino_out = k.ino;
+	*dev_out = k.dev;
+	__u32 *w = bpf_map_lookup_elem(&tapio_sec_watch_ino, &k);
+	if (w) {
+		*level = 0;
+		return *w + 1;
+	}
+	if (!depth || !bpf_map_lookup_elem(&tapio_sec_watch_devs, &k.dev))
+		return 0;
+	for (__u32 i = 1; i <= MAX_FIM_DEPTH; i++) {
+		if (i > depth)
+			break;
+		struct dentry *p = BPF_CORE_READ(d, d_parent);
+		if (!p || p == d)
+			break; /* the root of this filesystem */
+		d = p;
+		k.ino = BPF_CORE_READ(d, d_inode, i_ino);
+		if (!k.ino)
+			break;
+		w = bpf_map_lookup_elem(&tapio_sec_watch_ino, &k);
+		if (w) {
+			*level = i;
+			return *w + 1;
+		}
+	}
+	return 0;
+}
+
+/* fd-based file op: match the open file against the watch set. */
+static __always_inline int fd_op_enter(struct sys_enter_ctx *ctx, __u32 op, int regular_only)
+{
+	__u64 fd = ctx->args[0];
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file *f = fd_file(task, fd);
+	if (!f)
+		return 0;
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	if (!inode)
+		return 0;
+	/* Cheapest test first: most writes go to pipes, sockets, ttys. */
+	if (regular_only && (BPF_CORE_READ(inode, i_mode) & S_IFMT_) != S_IFREG_)
+		return 0;
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	__u64 ino = 0;
+	__u32 dev = 0, level = 0;
+	__u32 w = watched_dentry(d, cfg(CFG_FIM_DEPTH), &ino, &dev, &level);
+	if (!w)
+		return 0;
+	__u64 suppressed = 0;
+	if (op == TAPIO_SEC_FILE_WRITE) {
+		/* One record per (process, file) per window; the next record
+		 * says how many writes it stands for. */
+		struct write_key wk = { .ino = ino, .dev = dev, .tgid = self_tgid() };
+		__u64 now = bpf_ktime_get_boot_ns();
+		struct write_seen *s = bpf_map_lookup_elem(&tapio_sec_writes, &wk);
+		if (s && now - s->last_ns < cfg(CFG_WRITE_WINDOW)) {
+			__sync_fetch_and_add(&s->suppressed, 1);
+			return 0;
+		}
+		if (s) {
+			suppressed = s->suppressed;
+			s->suppressed = 0;
+			s->last_ns = now;
+		} else {
+			struct write_seen n = { .last_ns = now };
+			if (bpf_map_update_elem(&tapio_sec_writes, &wk, &n, BPF_ANY))
+				tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+		}
+	}
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	e->op = op;
+	e->syscall_nr = ctx->nr;
+	e->flags = TAPIO_SEC_BY_FD;
+	e->watch = w - 1;
+	e->ino = ino;
+	e->dev = dev;
+	e->arg0 = fd;
+	e->arg1 = op == TAPIO_SEC_FILE_WRITE ? suppressed : ctx->args[1];
+	e->arg2 = op == TAPIO_SEC_FILE_CHOWN ? ctx->args[2] : level;
+	set_name_kernel(e, BPF_CORE_READ(d, d_name.name));
+	park(e);
+	return 0;
+}
+
+/* write, pwrite64, writev, pwritev, pwritev2 */
+SEC("tracepoint/syscalls/sys_enter_write")
+int tapio_sec_write_enter(struct sys_enter_ctx *ctx)
+{
+	return fd_op_enter(ctx, TAPIO_SEC_FILE_WRITE, 1);
+}
+
+SEC("tracepoint/syscalls/sys_enter_ftruncate")
+int tapio_sec_ftruncate_enter(struct sys_enter_ctx *ctx)
+{
+	return fd_op_enter(ctx, TAPIO_SEC_FILE_TRUNCATE, 1);
+}
+
+SEC("tracepoint/syscalls/sys_enter_fchmod")
+int tapio_sec_fchmod_enter(struct sys_enter_ctx *ctx)
+{
+	return fd_op_enter(ctx, TAPIO_SEC_FILE_CHMOD, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_fchown")
+int tapio_sec_fchown_enter(struct sys_enter_ctx *ctx)
+{
+	return fd_op_enter(ctx, TAPIO_SEC_FILE_CHOWN, 0);
+}
+
+/* open/openat with O_TRUNC: the file is known only once the kernel
+ * resolved the path, so the exit program matches the new fd. (O_CREAT
+ * alone is not reported: the exit cannot tell a created file from an
+ * existing one; the first write to a new file is.) */
+static __always_inline int open_enter(struct sys_enter_ctx *ctx, __u64 flags)
+{
+	if (!(flags & O_TRUNC_))
+		return 0;
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	e->op = TAPIO_SEC_FILE_TRUNCATE;
+	e->syscall_nr = ctx->nr;
+	e->flags = TAPIO_SEC_FROM_OPEN;
+	e->arg1 = flags;
+	park(e);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int tapio_sec_openat_enter(struct sys_enter_ctx *ctx)
+{
+	return open_enter(ctx, ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_open")
+int tapio_sec_open_enter(struct sys_enter_ctx *ctx)
+{
+	return open_enter(ctx, ctx->args[1]);
+}
+
+/* Directory a path argument starts from: root for absolute paths, the
+ * cwd for AT_FDCWD, else the directory open at dfd. */
+static __always_inline struct dentry *start_dir(struct task_struct *task, __s64 dfd, char first)
+{
+	if (first == '/')
+		return BPF_CORE_READ(task, fs, root.dentry);
+	if (dfd == AT_FDCWD_)
+		return BPF_CORE_READ(task, fs, pwd.dentry);
+	struct file *f = fd_file(task, dfd);
+	return f ? BPF_CORE_READ(f, f_path.dentry) : 0;
+}
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+struct hash_walk {
+	struct tapio_sec_event *e;
+	struct watch_rel key;
+	__u64 h;
+	__u32 pos;
+	__u32 len;
+	__u32 found; /* watch index + 1 */
+	__u32 any;
+};
+
+/* One character of the path: hash it; at a '/' look the prefix up. */
+static long hash_step(__u64 idx, void *data)
+{
+	struct hash_walk *hw = data;
+	__u32 at = hw->pos + (__u32)idx;
+	if (at >= hw->len || at >= TAPIO_PATH_LEN)
+		return 1;
+	/* Restate the bound where the verifier sees it: clang drops a mask
+	 * it can prove redundant, the verifier cannot prove it. */
+	asm volatile("%0 &= 255" : "+r"(at));
+	char c = hw->e->name[at];
+	if (c == '/' && hw->any) {
+		hw->key.hash = hw->h;
+		__u32 *w = bpf_map_lookup_elem(&tapio_sec_watch_rel, &hw->key);
+		if (w) {
+			hw->found = *w + 1;
+			return 1;
+		}
+	}
+	hw->h ^= (__u8)c;
+	hw->h *= FNV_PRIME;
+	hw->any = 1;
+	return 0;
+}
+
+/* Match the path in e->name (read from the caller) against the watch
+ * set, starting at directory `dir`. Returns watch index + 1, or 0. */
+static __always_inline __u32 match_path(struct tapio_sec_event *e, struct dentry *dir)
+{
+	struct inode *inode = BPF_CORE_READ(dir, d_inode);
+	if (!inode)
+		return 0;
+	struct watch_rel k = {
+		.ino = BPF_CORE_READ(inode, i_ino),
+		.dev = inode_dev(inode),
+	};
+	__u32 len = e->name_len;
+	__u32 i = 0;
+	/* Skip leading '/' and "./": both mean the start directory. */
+	for (int s = 0; s < 8; s++) {
+		if (i + 1 < len && e->name[i & (TAPIO_PATH_LEN - 1)] == '.' &&
+		    e->name[(i + 1) & (TAPIO_PATH_LEN - 1)] == '/')
+			i += 2;
+		else if (i < len && e->name[i & (TAPIO_PATH_LEN - 1)] == '/')
+			i += 1;
+		else
+			break;
+	}
+	struct hash_walk hw = { .e = e, .key = k, .h = FNV_OFFSET, .pos = i, .len = len };
+	/* bpf_loop (5.17+): the verifier checks the body once instead of
+	 * once per character, which a 256-step loop with a map lookup per
+	 * '/' would need (it blows the 1M-instruction budget). */
+	bpf_loop(TAPIO_PATH_LEN, hash_step, &hw, 0);
+	if (hw.found)
+		return hw.found;
+	if (!hw.any)
+		return 0;
+	hw.key.hash = hw.h;
+	__u32 *w = bpf_map_lookup_elem(&tapio_sec_watch_rel, &hw.key);
+	return w ? *w + 1 : 0;
+}
+
+/* Path-based file op: read the path, match it from its start directory;
+ * a relative path from inside a watched directory matches too. */
+static __always_inline __u32 path_matches(struct tapio_sec_event *e, struct task_struct *task,
+					  __s64 dfd, const char *upath)
+{
+	e->flags &= ~TAPIO_SEC_NAME_TRUNCATED;
+	set_name_user(e, upath);
+	if (e->name_len == 0)
+		return 0;
+	struct dentry *dir = start_dir(task, dfd, e->name[0]);
+	if (!dir)
+		return 0;
+	__u32 w = match_path(e, dir);
+	if (w)
+		return w;
+	if (e->name[0] != '/') {
+		__u64 ino;
+		__u32 dev, level;
+		/* the start dir itself or an ancestor is a watched directory */
+		w = watched_dentry(dir, cfg(CFG_FIM_DEPTH), &ino, &dev, &level);
+		if (w)
+			e->arg2 = level + 1;
+	}
+	return w;
+}
+
+static __always_inline int path_op_enter(struct sys_enter_ctx *ctx, __u32 op, __s64 dfd,
+					 const char *upath, __u64 arg1, __u64 arg2)
+{
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	__u32 w = path_matches(e, bpf_get_current_task_btf(), dfd, upath);
+	if (!w)
+		return 0;
+	e->op = op;
+	e->syscall_nr = ctx->nr;
+	e->watch = w - 1;
+	e->arg0 = op == TAPIO_SEC_FILE_TRUNCATE ? arg1 : 0;
+	e->arg1 = arg1;
+	e->arg2 = op == TAPIO_SEC_FILE_CHOWN ? arg2 : e->arg2;
+	park(e);
+	return 0;
+}
+
+/* unlink(path), rmdir(path) */
+SEC("tracepoint/syscalls/sys_enter_unlink")
+int tapio_sec_unlink_enter(struct sys_enter_ctx *ctx)
+{
+	return path_op_enter(ctx, TAPIO_SEC_FILE_UNLINK, AT_FDCWD_, (const char *)ctx->args[0], 0, 0);
+}
+
+/* unlinkat(dfd, path, flags) */
+SEC("tracepoint/syscalls/sys_enter_unlinkat")
+int tapio_sec_unlinkat_enter(struct sys_enter_ctx *ctx)
+{
+	return path_op_enter(ctx, TAPIO_SEC_FILE_UNLINK, (__s32)ctx->args[0],
+			     (const char *)ctx->args[1], 0, 0);
+}
+
+/* chmod(path, mode) */
+SEC("tracepoint/syscalls/sys_enter_chmod")
+int tapio_sec_chmod_enter(struct sys_enter_ctx *ctx)
+{
+	return path_op_enter(ctx, TAPIO_SEC_FILE_CHMOD, AT_FDCWD_, (const char *)ctx->args[0],
+			     ctx->args[1], 0);
+}
+
+/* fchmodat(dfd, path, mode), fchmodat2(dfd, path, mode, flags) */
+SEC("tracepoint/syscalls/sys_enter_fchmodat")
+int tapio_sec_fchmodat_enter(struct sys_enter_ctx *ctx)
+{
+	return path_op_enter(ctx, TAPIO_SEC_FILE_CHMOD, (__s32)ctx->args[0],
+			     (const char *)ctx->args[1], ctx->args[2], 0);
+}
+
+/* chown(path, uid, gid), lchown(path, uid, gid) */
+SEC("tracepoint/syscalls/sys_enter_chown")
+int tapio_sec_chown_enter(struct sys_enter_ctx *ctx)
+{
+	return path_op_enter(ctx, TAPIO_SEC_FILE_CHOWN, AT_FDCWD_, (const char *)ctx->args[0],
+			     ctx->args[1], ctx->args[2]);
+}
+
+/* fchownat(dfd, path, uid, gid, flags) */
+SEC("tracepoint/syscalls/sys_enter_fchownat")
+int tapio_sec_fchownat_enter(struct sys_enter_ctx *ctx)
+{
+	return path_op_enter(ctx, TAPIO_SEC_FILE_CHOWN, (__s32)ctx->args[0],
+			     (const char *)ctx->args[1], ctx->args[2], ctx->args[3]);
+}
+
+/* truncate(path, length) */
+SEC("tracepoint/syscalls/sys_enter_truncate")
+int tapio_sec_truncate_enter(struct sys_enter_ctx *ctx)
+{
+	return path_op_enter(ctx, TAPIO_SEC_FILE_TRUNCATE, AT_FDCWD_, (const char *)ctx->args[0],
+			     ctx->args[1], 0);
+}
+
+/* Renames: the source path (a watched file moved away) or the target
+ * path (a watched file replaced: the editor's and the attacker's way of
+ * writing a file atomically). */
+static __always_inline int rename_enter(struct sys_enter_ctx *ctx, __s64 odfd, const char *old,
+					__s64 ndfd, const char *new)
+{
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 w = path_matches(e, task, odfd, old);
+	if (!w) {
+		e->arg2 = 0;
+		w = path_matches(e, task, ndfd, new);
+		if (!w)
+			return 0;
+		e->flags |= TAPIO_SEC_RENAME_TARGET;
+	}
+	e->op = TAPIO_SEC_FILE_RENAME;
+	e->syscall_nr = ctx->nr;
+	e->watch = w - 1;
+	park(e);
+	return 0;
+}
+
+/* rename(old, new) */
+SEC("tracepoint/syscalls/sys_enter_rename")
+int tapio_sec_rename_enter(struct sys_enter_ctx *ctx)
+{
+	return rename_enter(ctx, AT_FDCWD_, (const char *)ctx->args[0], AT_FDCWD_,
+			    (const char *)ctx->args[1]);
+}
+
+/* renameat(odfd, old, ndfd, new), renameat2(odfd, old, ndfd, new, flags) */
+SEC("tracepoint/syscalls/sys_enter_renameat")
+int tapio_sec_renameat_enter(struct sys_enter_ctx *ctx)
+{
+	return rename_enter(ctx, (__s32)ctx->args[0], (const char *)ctx->args[1],
+			    (__s32)ctx->args[2], (const char *)ctx->args[3]);
+}
+
+/* ------------------------------------------------------------------ */
+/* The shared exit: add the result, emit what the enter half parked.    */
+
+static __always_inline int open_exit(struct tapio_sec_event *e, __s64 ret)
+{
+	if (ret < 0)
+		return 0;
+	struct file *f = fd_file(bpf_get_current_task_btf(), ret);
+	if (!f)
+		return 0;
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	__u64 ino = 0;
+	__u32 dev = 0, level = 0;
+	__u32 w = watched_dentry(d, cfg(CFG_FIM_DEPTH), &ino, &dev, &level);
+	if (!w)
+		return 0;
+	e->watch = w - 1;
+	e->ino = ino;
+	e->dev = dev;
+	e->arg0 = ret;
+	e->arg2 = level;
+	e->flags |= TAPIO_SEC_BY_FD;
+	set_name_kernel(e, BPF_CORE_READ(d, d_name.name));
+	return 1;
+}
+
+static __always_inline int exit_common(struct sys_exit_ctx *ctx)
+{
+	__u32 tid = self_tid();
+	struct tapio_sec_event *e = bpf_map_lookup_elem(&tapio_sec_pending, &tid);
+	if (!e)
+		return 0;
+	__s64 ret = ctx->ret;
+	int keep;
+	switch (e->op) {
+	case TAPIO_SEC_PTRACE:
+	case TAPIO_SEC_VM_WRITEV:
+	case TAPIO_SEC_MODULE_LOAD:
+	case TAPIO_SEC_BPF_LOAD:
+		keep = 1; /* attempts matter: a refusal carries its errno */
+		break;
+	case TAPIO_SEC_MEMORY_WX:
+		keep = ret >= 0 || ret < -4095; /* mmap returns an address */
+		if (keep && e->arg3)
+			e->arg0 = ret; /* mmap: where it landed */
+		break;
+	default:
+		if (e->flags & TAPIO_SEC_FROM_OPEN)
+			keep = open_exit(e, ret);
+		else
+			keep = ret >= 0; /* a file op that failed changed nothing */
+	}
+	if (keep) {
+		e->ret = ret;
+		tapio_fill_header(&e->hdr, bpf_get_current_task_btf(), TAPIO_EVENT_SEC);
+		emit(e);
+	}
+	bpf_map_delete_elem(&tapio_sec_pending, &tid);
+	return 0;
+}
+
+/* One exit program per family, so a family that is off in the config
+ * adds no hook (the file family would otherwise tax every write()). */
+SEC("tracepoint/syscalls/sys_exit_ptrace")
+int tapio_sec_exit_inject(struct sys_exit_ctx *ctx)
+{
+	return exit_common(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_bpf")
+int tapio_sec_exit_bpf(struct sys_exit_ctx *ctx)
+{
+	return exit_common(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_finit_module")
+int tapio_sec_exit_module(struct sys_exit_ctx *ctx)
+{
+	return exit_common(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int tapio_sec_exit_file(struct sys_exit_ctx *ctx)
+{
+	return exit_common(ctx);
+}
+
+/* ------------------------------------------------------------------ */
+/* exec of a memfd (or any file with no name left on a tmpfs)          */
+
+static __always_inline int memfd_exec(struct task_struct *task, struct file *file)
+{
+	if (!file)
+		return 0;
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	if (!inode)
+		return 0;
+	__u64 magic = BPF_CORE_READ(inode, i_sb, s_magic);
+	if (magic != TMPFS_MAGIC_ && magic != HUGETLBFS_MAGIC_)
+		return 0;
+	/* memfds are never linked into a directory; a tmpfs file that was
+	 * unlinked after being opened is just as fileless. */
+	if (BPF_CORE_READ(inode, __i_nlink) != 0)
+		return 0;
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	tapio_fill_header(&e->hdr, task, TAPIO_EVENT_SEC);
+	e->op = TAPIO_SEC_MEMFD_EXEC;
+	e->arg0 = magic;
+	e->ino = BPF_CORE_READ(inode, i_ino);
+	e->dev = inode_dev(inode);
+	set_name_kernel(e, BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	if (e->name_len >= 6 && e->name[0] == 'm' && e->name[1] == 'e' && e->name[2] == 'm' &&
+	    e->name[3] == 'f' && e->name[4] == 'd' && e->name[5] == ':')
+		e->flags |= TAPIO_SEC_MEMFD_NAMED;
+	emit(e);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(tapio_sec_exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return memfd_exec(p, BPF_CORE_READ(bprm, file));
+}
+
+/* Classic tracepoint: the record has no file, but by now the new image
+ * is mm->exe_file (set by begin_new_exec before this tracepoint). */
+SEC("tracepoint/sched/sched_process_exec")
+int tapio_sec_exec_tp(void *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	return memfd_exec(task, BPF_CORE_READ(task, mm, exe_file));
+}

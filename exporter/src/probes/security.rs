@@ -1,0 +1,1070 @@
+//! The security probe: `ebpf/security.bpf.c` ↔ this module. Decodes
+//! credential changes and the other security records, resolves the watched
+//! paths of the config into the kernel's inode maps, and hands typed events
+//! to `otel::security` for mapping.
+
+use super::{cstr, process::Common, Attach, ProbeSpec, Variant};
+use crate::enrich::Enricher;
+use std::{
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+use tapio_shared::{
+    read_record, record_kind, tapio_event_kind as kind, tapio_sec_cred, tapio_sec_event,
+    tapio_sec_flags as flags, tapio_sec_op as op,
+};
+
+pub const NAME: &str = "security";
+pub const MAP_CFG: &str = "tapio_sec_cfg";
+pub const MAP_WATCH_INO: &str = "tapio_sec_watch_ino";
+pub const MAP_WATCH_REL: &str = "tapio_sec_watch_rel";
+pub const MAP_WATCH_DEVS: &str = "tapio_sec_watch_devs";
+/// Indexes of `tapio_sec_cfg` (enum in the C file).
+pub const CFG_SELF_TGID: u32 = 0;
+pub const CFG_FIM_DEPTH: u32 = 1;
+pub const CFG_WRITE_WINDOW: u32 = 2;
+
+pub const PROG_CRED_ENTER: &str = "tapio_sec_cred_enter";
+pub const PROG_CRED_EXIT: &str = "tapio_sec_cred_exit";
+pub const PROG_CAPABLE: &str = "tapio_sec_capable";
+pub const PROG_PTRACE: &str = "tapio_sec_ptrace_enter";
+pub const PROG_VM_WRITEV: &str = "tapio_sec_vm_writev_enter";
+pub const PROG_MMAP: &str = "tapio_sec_mmap_enter";
+pub const PROG_MPROTECT: &str = "tapio_sec_mprotect_enter";
+pub const PROG_EXEC_BTF: &str = "tapio_sec_exec_btf";
+pub const PROG_EXEC_TP: &str = "tapio_sec_exec_tp";
+pub const PROG_EXIT_INJECT: &str = "tapio_sec_exit_inject";
+pub const PROG_BPF: &str = "tapio_sec_bpf_enter";
+pub const PROG_EXIT_BPF: &str = "tapio_sec_exit_bpf";
+pub const PROG_INIT_MODULE: &str = "tapio_sec_init_module_enter";
+pub const PROG_FINIT_MODULE: &str = "tapio_sec_finit_module_enter";
+pub const PROG_MODULE_LOAD: &str = "tapio_sec_module_load";
+pub const PROG_EXIT_MODULE: &str = "tapio_sec_exit_module";
+pub const PROG_EXIT_FILE: &str = "tapio_sec_exit_file";
+/// Programs of the file-integrity family (attached only with watch paths).
+pub const FILE_PROGRAMS: &[&str] = &[
+    "tapio_sec_write_enter",
+    "tapio_sec_ftruncate_enter",
+    "tapio_sec_fchmod_enter",
+    "tapio_sec_fchown_enter",
+    "tapio_sec_openat_enter",
+    "tapio_sec_open_enter",
+    "tapio_sec_unlink_enter",
+    "tapio_sec_unlinkat_enter",
+    "tapio_sec_chmod_enter",
+    "tapio_sec_fchmodat_enter",
+    "tapio_sec_chown_enter",
+    "tapio_sec_fchownat_enter",
+    "tapio_sec_truncate_enter",
+    "tapio_sec_rename_enter",
+    "tapio_sec_renameat_enter",
+    PROG_EXIT_FILE,
+];
+
+const fn tp(name: &'static str) -> Attach {
+    Attach::TracePoint("syscalls", name)
+}
+const fn opt(name: &'static str) -> Attach {
+    Attach::OptionalTracePoint("syscalls", name)
+}
+
+/// Every variant attaches these; they differ in exec and capability hooks.
+macro_rules! programs {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            (PROG_CRED_ENTER, tp("sys_enter_setuid")),
+            (PROG_CRED_ENTER, tp("sys_enter_setgid")),
+            (PROG_CRED_ENTER, tp("sys_enter_setreuid")),
+            (PROG_CRED_ENTER, tp("sys_enter_setregid")),
+            (PROG_CRED_ENTER, tp("sys_enter_setresuid")),
+            (PROG_CRED_ENTER, tp("sys_enter_setresgid")),
+            (PROG_CRED_ENTER, tp("sys_enter_setfsuid")),
+            (PROG_CRED_ENTER, tp("sys_enter_setfsgid")),
+            (PROG_CRED_ENTER, tp("sys_enter_execve")),
+            (PROG_CRED_ENTER, tp("sys_enter_execveat")),
+            (PROG_CRED_EXIT, tp("sys_exit_setuid")),
+            (PROG_CRED_EXIT, tp("sys_exit_setgid")),
+            (PROG_CRED_EXIT, tp("sys_exit_setreuid")),
+            (PROG_CRED_EXIT, tp("sys_exit_setregid")),
+            (PROG_CRED_EXIT, tp("sys_exit_setresuid")),
+            (PROG_CRED_EXIT, tp("sys_exit_setresgid")),
+            (PROG_CRED_EXIT, tp("sys_exit_setfsuid")),
+            (PROG_CRED_EXIT, tp("sys_exit_setfsgid")),
+            (PROG_CRED_EXIT, tp("sys_exit_execve")),
+            (PROG_CRED_EXIT, tp("sys_exit_execveat")),
+            (PROG_PTRACE, tp("sys_enter_ptrace")),
+            (PROG_VM_WRITEV, tp("sys_enter_process_vm_writev")),
+            (PROG_MMAP, tp("sys_enter_mmap")),
+            (PROG_MPROTECT, tp("sys_enter_mprotect")),
+            (PROG_MPROTECT, opt("sys_enter_pkey_mprotect")),
+            (PROG_EXIT_INJECT, tp("sys_exit_ptrace")),
+            (PROG_EXIT_INJECT, tp("sys_exit_process_vm_writev")),
+            (PROG_EXIT_INJECT, tp("sys_exit_mmap")),
+            (PROG_EXIT_INJECT, tp("sys_exit_mprotect")),
+            (PROG_EXIT_INJECT, opt("sys_exit_pkey_mprotect")),
+            // Absent on kernels without CONFIG_MODULES (nothing to see).
+            (PROG_INIT_MODULE, opt("sys_enter_init_module")),
+            (PROG_FINIT_MODULE, opt("sys_enter_finit_module")),
+            (PROG_MODULE_LOAD, Attach::OptionalTracePoint("module", "module_load")),
+            (PROG_EXIT_MODULE, opt("sys_exit_init_module")),
+            (PROG_EXIT_MODULE, opt("sys_exit_finit_module")),
+            ("tapio_sec_write_enter", tp("sys_enter_write")),
+            ("tapio_sec_write_enter", tp("sys_enter_pwrite64")),
+            ("tapio_sec_write_enter", tp("sys_enter_writev")),
+            ("tapio_sec_write_enter", tp("sys_enter_pwritev")),
+            ("tapio_sec_write_enter", opt("sys_enter_pwritev2")),
+            ("tapio_sec_ftruncate_enter", tp("sys_enter_ftruncate")),
+            ("tapio_sec_fchmod_enter", tp("sys_enter_fchmod")),
+            ("tapio_sec_fchown_enter", tp("sys_enter_fchown")),
+            ("tapio_sec_openat_enter", tp("sys_enter_openat")),
+            ("tapio_sec_open_enter", opt("sys_enter_open")),
+            ("tapio_sec_unlink_enter", opt("sys_enter_unlink")),
+            ("tapio_sec_unlink_enter", opt("sys_enter_rmdir")),
+            ("tapio_sec_unlinkat_enter", tp("sys_enter_unlinkat")),
+            ("tapio_sec_chmod_enter", opt("sys_enter_chmod")),
+            ("tapio_sec_fchmodat_enter", tp("sys_enter_fchmodat")),
+            ("tapio_sec_fchmodat_enter", opt("sys_enter_fchmodat2")),
+            ("tapio_sec_chown_enter", opt("sys_enter_chown")),
+            ("tapio_sec_chown_enter", opt("sys_enter_lchown")),
+            ("tapio_sec_fchownat_enter", tp("sys_enter_fchownat")),
+            ("tapio_sec_truncate_enter", tp("sys_enter_truncate")),
+            ("tapio_sec_rename_enter", opt("sys_enter_rename")),
+            ("tapio_sec_renameat_enter", opt("sys_enter_renameat")),
+            ("tapio_sec_renameat_enter", tp("sys_enter_renameat2")),
+            (PROG_EXIT_FILE, tp("sys_exit_write")),
+            (PROG_EXIT_FILE, tp("sys_exit_pwrite64")),
+            (PROG_EXIT_FILE, tp("sys_exit_writev")),
+            (PROG_EXIT_FILE, tp("sys_exit_pwritev")),
+            (PROG_EXIT_FILE, opt("sys_exit_pwritev2")),
+            (PROG_EXIT_FILE, tp("sys_exit_ftruncate")),
+            (PROG_EXIT_FILE, tp("sys_exit_fchmod")),
+            (PROG_EXIT_FILE, tp("sys_exit_fchown")),
+            (PROG_EXIT_FILE, tp("sys_exit_openat")),
+            (PROG_EXIT_FILE, opt("sys_exit_open")),
+            (PROG_EXIT_FILE, opt("sys_exit_unlink")),
+            (PROG_EXIT_FILE, opt("sys_exit_rmdir")),
+            (PROG_EXIT_FILE, tp("sys_exit_unlinkat")),
+            (PROG_EXIT_FILE, opt("sys_exit_chmod")),
+            (PROG_EXIT_FILE, tp("sys_exit_fchmodat")),
+            (PROG_EXIT_FILE, opt("sys_exit_fchmodat2")),
+            (PROG_EXIT_FILE, opt("sys_exit_chown")),
+            (PROG_EXIT_FILE, opt("sys_exit_lchown")),
+            (PROG_EXIT_FILE, tp("sys_exit_fchownat")),
+            (PROG_EXIT_FILE, tp("sys_exit_truncate")),
+            (PROG_EXIT_FILE, opt("sys_exit_rename")),
+            (PROG_EXIT_FILE, opt("sys_exit_renameat")),
+            (PROG_EXIT_FILE, tp("sys_exit_renameat2")),
+            // Last: each entry is loaded then attached in order, so Tapio's
+            // own program loads and capability checks happen before these
+            // hooks exist (its pid reaches the kernel only after attach).
+            $($extra,)*
+            (PROG_EXIT_BPF, tp("sys_exit_bpf")),
+            (PROG_BPF, tp("sys_enter_bpf")),
+        ]
+    };
+}
+
+const VARIANT_BTF_CAP: Variant = Variant {
+    label: "tp_btf+cap_capable",
+    programs: programs!(
+        (PROG_EXEC_BTF, Attach::BtfTracePoint("sched_process_exec")),
+        (
+            PROG_CAPABLE,
+            Attach::TracePoint("capability", "cap_capable")
+        ),
+    ),
+};
+const VARIANT_BTF: Variant = Variant {
+    label: "tp_btf-no-capability",
+    programs: programs!((PROG_EXEC_BTF, Attach::BtfTracePoint("sched_process_exec"))),
+};
+const VARIANT_TP_CAP: Variant = Variant {
+    label: "tracepoint+cap_capable",
+    programs: programs!(
+        (
+            PROG_EXEC_TP,
+            Attach::TracePoint("sched", "sched_process_exec")
+        ),
+        (
+            PROG_CAPABLE,
+            Attach::TracePoint("capability", "cap_capable")
+        ),
+    ),
+};
+const VARIANT_TP: Variant = Variant {
+    label: "tracepoint-no-capability",
+    programs: programs!((
+        PROG_EXEC_TP,
+        Attach::TracePoint("sched", "sched_process_exec")
+    )),
+};
+
+/// tp_btf/sched_process_exec hands over bprm->file; the classic tracepoint
+/// reads mm->exe_file, the same file by then. The capability/cap_capable
+/// tracepoint is new (6.14): without it the probe runs without capability
+/// records, and says so in its variant.
+pub const SPEC: ProbeSpec = ProbeSpec {
+    name: NAME,
+    object: crate::bpf_objects::SECURITY,
+    variants: &[VARIANT_BTF_CAP, VARIANT_BTF, VARIANT_TP_CAP, VARIANT_TP],
+};
+
+/// What `tapio run` loads when `capabilities` is off (the default), so the
+/// reported variant does not claim a hook that is not attached.
+pub const SPEC_NO_CAPABILITY: ProbeSpec = ProbeSpec {
+    name: NAME,
+    object: crate::bpf_objects::SECURITY,
+    variants: &[VARIANT_BTF, VARIANT_TP],
+};
+
+/// The spec to run with `cfg`.
+pub fn spec(cfg: &crate::config::SecurityProbe) -> &'static ProbeSpec {
+    if cfg.capabilities {
+        &SPEC
+    } else {
+        &SPEC_NO_CAPABILITY
+    }
+}
+
+/// Capability names by number (include/uapi/linux/capability.h).
+pub const CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+pub fn capability_name(cap: u64) -> String {
+    CAPABILITIES
+        .get(cap as usize)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("CAP_{cap}"))
+}
+
+/// Names of the capabilities set in `mask`.
+pub fn capability_names(mask: u64) -> Vec<String> {
+    (0..64)
+        .filter(|i| mask & (1u64 << i) != 0)
+        .map(capability_name)
+        .collect()
+}
+
+/// Names of the x86_64 syscalls this probe hooks.
+pub fn syscall_name(nr: u32) -> String {
+    let n = match nr {
+        1 => "write",
+        2 => "open",
+        9 => "mmap",
+        10 => "mprotect",
+        18 => "pwrite64",
+        20 => "writev",
+        59 => "execve",
+        76 => "truncate",
+        77 => "ftruncate",
+        82 => "rename",
+        84 => "rmdir",
+        87 => "unlink",
+        90 => "chmod",
+        91 => "fchmod",
+        92 => "chown",
+        93 => "fchown",
+        94 => "lchown",
+        101 => "ptrace",
+        105 => "setuid",
+        106 => "setgid",
+        113 => "setreuid",
+        114 => "setregid",
+        117 => "setresuid",
+        119 => "setresgid",
+        122 => "setfsuid",
+        123 => "setfsgid",
+        175 => "init_module",
+        257 => "openat",
+        260 => "fchownat",
+        263 => "unlinkat",
+        264 => "renameat",
+        268 => "fchmodat",
+        296 => "pwritev",
+        311 => "process_vm_writev",
+        313 => "finit_module",
+        316 => "renameat2",
+        321 => "bpf",
+        322 => "execveat",
+        328 => "pwritev2",
+        329 => "pkey_mprotect",
+        452 => "fchmodat2",
+        0 => "",
+        n => return format!("syscall_{n}"),
+    };
+    n.to_string()
+}
+
+/// A task's ids (struct cred).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ids {
+    pub uid: u32,
+    pub euid: u32,
+    pub suid: u32,
+    pub fsuid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub sgid: u32,
+    pub fsgid: u32,
+}
+
+impl From<&tapio_shared::tapio_ids> for Ids {
+    fn from(i: &tapio_shared::tapio_ids) -> Self {
+        Self {
+            uid: i.uid,
+            euid: i.euid,
+            suid: i.suid,
+            fsuid: i.fsuid,
+            gid: i.gid,
+            egid: i.egid,
+            sgid: i.sgid,
+            fsgid: i.fsgid,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredChange {
+    pub common: Common,
+    pub old: Ids,
+    pub new: Ids,
+    pub old_cap_eff: u64,
+    pub new_cap_eff: u64,
+    pub old_cap_prm: u64,
+    pub new_cap_prm: u64,
+    pub syscall: String,
+}
+
+impl CredChange {
+    /// Capabilities in the effective set now that were not before.
+    pub fn gained(&self) -> u64 {
+        self.new_cap_eff & !self.old_cap_eff
+    }
+    pub fn lost(&self) -> u64 {
+        self.old_cap_eff & !self.new_cap_eff
+    }
+    /// Gaining root, or gaining capabilities without having been root.
+    pub fn suspicious(&self) -> bool {
+        let to_root = (self.new.euid == 0 && self.old.euid != 0)
+            || (self.new.uid == 0 && self.old.uid != 0)
+            || (self.new.fsuid == 0 && self.old.fsuid != 0);
+        to_root || (self.old.euid != 0 && self.gained() != 0)
+    }
+}
+
+/// File operations reported for watched paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOp {
+    Write,
+    Truncate,
+    Rename,
+    Unlink,
+    Chmod,
+    Chown,
+}
+
+impl FileOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            FileOp::Write => "write",
+            FileOp::Truncate => "truncate",
+            FileOp::Rename => "rename",
+            FileOp::Unlink => "unlink",
+            FileOp::Chmod => "chmod",
+            FileOp::Chown => "chown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Capability {
+        cap: u64,
+        granted: bool,
+    },
+    Ptrace {
+        request: u64,
+    },
+    VmWritev,
+    MemfdExec {
+        named_memfd: bool,
+    },
+    MemoryWx {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        mmap_flags: u64,
+    },
+    ModuleLoad,
+    BpfLoad {
+        prog_type: u64,
+        insn_count: u64,
+    },
+    File {
+        op: FileOp,
+        /// The fd the file was reached through (fd ops and open).
+        fd: Option<u64>,
+        /// Levels above the file where the watch matched (fd ops), or
+        /// 1 + level of the watched directory above the start dir (path
+        /// ops matched by directory).
+        level: u64,
+        writes_suppressed: u64,
+        rename_target: bool,
+        mode: Option<u64>,
+        owner: Option<(u32, u32)>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecEvent {
+    pub common: Common,
+    pub kind: Kind,
+    pub ret: i64,
+    pub syscall: String,
+    pub target_pid: u32,
+    pub ino: u64,
+    pub dev: u32,
+    pub watch: u32,
+    pub name: String,
+    pub name_truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityEvent {
+    Cred(CredChange),
+    Event(SecEvent),
+}
+
+impl SecurityEvent {
+    pub fn common(&self) -> &Common {
+        match self {
+            SecurityEvent::Cred(c) => &c.common,
+            SecurityEvent::Event(e) => &e.common,
+        }
+    }
+}
+
+pub use super::DecodeError;
+
+/// Decode one ring-buffer record of the security probe.
+pub fn decode(bytes: &[u8]) -> Result<SecurityEvent, DecodeError> {
+    let k = record_kind(bytes)?;
+    if k == kind::TAPIO_EVENT_SEC_CRED as u32 {
+        let r: tapio_sec_cred = read_record(bytes)?;
+        return Ok(SecurityEvent::Cred(CredChange {
+            common: Common::from(&r.hdr),
+            old: Ids::from(&r.old_ids),
+            new: Ids::from(&r.new_ids),
+            old_cap_eff: r.old_cap_eff,
+            new_cap_eff: r.new_cap_eff,
+            old_cap_prm: r.old_cap_prm,
+            new_cap_prm: r.new_cap_prm,
+            syscall: syscall_name(r.syscall_nr),
+        }));
+    }
+    if k != kind::TAPIO_EVENT_SEC as u32 {
+        return Err(DecodeError::UnknownKind(k));
+    }
+    let r: tapio_sec_event = read_record(bytes)?;
+    let fd_op = r.flags & flags::TAPIO_SEC_BY_FD != 0;
+    let file = |op: FileOp| Kind::File {
+        op,
+        fd: fd_op.then_some(r.arg0),
+        level: r.arg2,
+        writes_suppressed: if op == FileOp::Write { r.arg1 } else { 0 },
+        rename_target: r.flags & flags::TAPIO_SEC_RENAME_TARGET != 0,
+        mode: (op == FileOp::Chmod).then_some(r.arg1),
+        owner: (op == FileOp::Chown).then_some((r.arg1 as u32, r.arg2 as u32)),
+    };
+    let kind = match r.op {
+        op::TAPIO_SEC_CAPABILITY => Kind::Capability {
+            cap: r.arg0,
+            granted: r.ret == 0,
+        },
+        op::TAPIO_SEC_PTRACE => Kind::Ptrace { request: r.arg0 },
+        op::TAPIO_SEC_VM_WRITEV => Kind::VmWritev,
+        op::TAPIO_SEC_MEMFD_EXEC => Kind::MemfdExec {
+            named_memfd: r.flags & flags::TAPIO_SEC_MEMFD_NAMED != 0,
+        },
+        op::TAPIO_SEC_MEMORY_WX => Kind::MemoryWx {
+            addr: r.arg0,
+            len: r.arg1,
+            prot: r.arg2,
+            mmap_flags: r.arg3,
+        },
+        op::TAPIO_SEC_MODULE_LOAD => Kind::ModuleLoad,
+        op::TAPIO_SEC_BPF_LOAD => Kind::BpfLoad {
+            prog_type: r.arg0,
+            insn_count: r.arg1,
+        },
+        op::TAPIO_SEC_FILE_WRITE => file(FileOp::Write),
+        op::TAPIO_SEC_FILE_TRUNCATE => file(FileOp::Truncate),
+        op::TAPIO_SEC_FILE_RENAME => file(FileOp::Rename),
+        op::TAPIO_SEC_FILE_UNLINK => file(FileOp::Unlink),
+        op::TAPIO_SEC_FILE_CHMOD => file(FileOp::Chmod),
+        op::TAPIO_SEC_FILE_CHOWN => file(FileOp::Chown),
+        other => return Err(DecodeError::UnknownKind(other)),
+    };
+    Ok(SecurityEvent::Event(SecEvent {
+        common: Common::from(&r.hdr),
+        kind,
+        ret: r.ret,
+        syscall: syscall_name(r.syscall_nr),
+        target_pid: r.target_pid,
+        ino: r.ino,
+        dev: r.dev,
+        watch: r.watch,
+        name: cstr(&r.name, usize::from(r.name_len)),
+        name_truncated: r.flags & flags::TAPIO_SEC_NAME_TRUNCATED != 0,
+    }))
+}
+
+// ---------------------------------------------------------------------
+// Watched paths → kernel maps
+
+/// FNV-1a 64, as `match_path` in the C file computes it.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A userspace `st_dev` as the kernel's `s_dev` (MKDEV: major << 20 | minor).
+pub fn kernel_dev(st_dev: u64) -> u32 {
+    let major = ((st_dev >> 8) & 0xfff) | ((st_dev >> 32) & !0xfff);
+    let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
+    ((major << 20) | (minor & 0xfffff)) as u32
+}
+
+/// Map key of `tapio_sec_watch_ino` (struct watch_ino).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WatchIno {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+// SAFETY: two integers and explicit padding, no holes.
+unsafe impl aya::Pod for WatchIno {}
+
+/// Map key of `tapio_sec_watch_rel` (struct watch_rel).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WatchRel {
+    pub ino: u64,
+    pub hash: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+// SAFETY: integers and explicit padding, no holes.
+unsafe impl aya::Pod for WatchRel {}
+
+/// What the kernel maps get for the configured watch paths.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WatchSet {
+    /// Watch index → the canonical path.
+    pub paths: Vec<String>,
+    pub by_inode: Vec<(WatchIno, u32)>,
+    pub by_rel: Vec<(WatchRel, u32)>,
+    /// Some watched path is a directory (the kernel walks parents).
+    pub has_dirs: bool,
+    /// Filesystems (kernel dev_t) holding a watched directory.
+    pub dir_devs: Vec<u32>,
+    /// Paths that could not be resolved, with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Resolve `paths` (symlinks followed) to inodes, and to (ancestor inode,
+/// hash of the rest) pairs for every ancestor directory.
+pub fn resolve_watches(paths: &[String]) -> WatchSet {
+    let mut set = WatchSet::default();
+    for p in paths {
+        let canon = match std::fs::canonicalize(p) {
+            Ok(c) => c,
+            Err(e) => {
+                set.skipped.push((p.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let md = match std::fs::metadata(&canon) {
+            Ok(m) => m,
+            Err(e) => {
+                set.skipped.push((p.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let idx = set.paths.len() as u32;
+        set.paths.push(canon.to_string_lossy().into_owned());
+        set.has_dirs |= md.is_dir();
+        if md.is_dir() && !set.dir_devs.contains(&kernel_dev(md.dev())) {
+            set.dir_devs.push(kernel_dev(md.dev()));
+        }
+        set.by_inode.push((
+            WatchIno {
+                ino: md.ino(),
+                dev: kernel_dev(md.dev()),
+                _pad: 0,
+            },
+            idx,
+        ));
+        for anc in canon.ancestors().skip(1) {
+            let Ok(am) = std::fs::metadata(anc) else {
+                continue;
+            };
+            let Ok(rest) = canon.strip_prefix(anc) else {
+                continue;
+            };
+            let rest = rest.to_string_lossy();
+            if rest.is_empty() {
+                continue;
+            }
+            set.by_rel.push((
+                WatchRel {
+                    ino: am.ino(),
+                    hash: fnv1a64(rest.as_bytes()),
+                    dev: kernel_dev(am.dev()),
+                    _pad: 0,
+                },
+                idx,
+            ));
+        }
+    }
+    set
+}
+
+fn map_err(map: &'static str, source: aya::maps::MapError) -> super::LoadError {
+    super::LoadError::Map {
+        probe: NAME,
+        map,
+        source,
+    }
+}
+
+/// Fill the probe's config and watch maps.
+pub fn configure(
+    loaded: &mut super::Loaded,
+    cfg: &crate::config::SecurityProbe,
+    watches: &WatchSet,
+) -> Result<(), super::LoadError> {
+    let ebpf = &mut loaded.ebpf;
+    {
+        let m = ebpf
+            .map_mut(MAP_WATCH_INO)
+            .ok_or(super::LoadError::MissingMap {
+                probe: NAME,
+                map: MAP_WATCH_INO,
+            })?;
+        let mut h: aya::maps::HashMap<_, WatchIno, u32> =
+            aya::maps::HashMap::try_from(m).map_err(|e| map_err(MAP_WATCH_INO, e))?;
+        for (k, v) in &watches.by_inode {
+            h.insert(k, v, 0).map_err(|e| map_err(MAP_WATCH_INO, e))?;
+        }
+    }
+    {
+        let m = ebpf
+            .map_mut(MAP_WATCH_REL)
+            .ok_or(super::LoadError::MissingMap {
+                probe: NAME,
+                map: MAP_WATCH_REL,
+            })?;
+        let mut h: aya::maps::HashMap<_, WatchRel, u32> =
+            aya::maps::HashMap::try_from(m).map_err(|e| map_err(MAP_WATCH_REL, e))?;
+        for (k, v) in &watches.by_rel {
+            h.insert(k, v, 0).map_err(|e| map_err(MAP_WATCH_REL, e))?;
+        }
+    }
+    {
+        let m = ebpf
+            .map_mut(MAP_WATCH_DEVS)
+            .ok_or(super::LoadError::MissingMap {
+                probe: NAME,
+                map: MAP_WATCH_DEVS,
+            })?;
+        let mut h: aya::maps::HashMap<_, u32, u8> =
+            aya::maps::HashMap::try_from(m).map_err(|e| map_err(MAP_WATCH_DEVS, e))?;
+        for d in &watches.dir_devs {
+            h.insert(d, 1, 0).map_err(|e| map_err(MAP_WATCH_DEVS, e))?;
+        }
+    }
+    let m = ebpf.map_mut(MAP_CFG).ok_or(super::LoadError::MissingMap {
+        probe: NAME,
+        map: MAP_CFG,
+    })?;
+    let mut arr: aya::maps::Array<_, u64> =
+        aya::maps::Array::try_from(m).map_err(|e| map_err(MAP_CFG, e))?;
+    let depth = if watches.has_dirs {
+        u64::from(cfg.watch_depth)
+    } else {
+        0
+    };
+    let window = cfg.write_dedup_window.as_nanos().min(u128::from(u64::MAX)) as u64;
+    for (i, v) in [
+        (CFG_SELF_TGID, u64::from(std::process::id())),
+        (CFG_FIM_DEPTH, depth),
+        (CFG_WRITE_WINDOW, window),
+    ] {
+        arr.set(i, v, 0).map_err(|e| map_err(MAP_CFG, e))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------
+// Handler
+
+/// Turns security records into log records.
+pub struct Handler {
+    pub emitter: crate::export::Emitter,
+    pub stats: std::sync::Arc<crate::telemetry::ProbeStats>,
+    pub enricher: Enricher,
+    pub clock: crate::clock::WallClock,
+    /// Watch index → watched path.
+    pub watch_paths: Vec<String>,
+}
+
+impl Handler {
+    /// The program names the config wants attached.
+    pub fn wanted(cfg: &crate::config::SecurityProbe) -> impl Fn(&str) -> bool + '_ {
+        move |prog| match prog {
+            PROG_CRED_ENTER | PROG_CRED_EXIT => cfg.credentials,
+            PROG_CAPABLE => cfg.capabilities,
+            PROG_PTRACE | PROG_VM_WRITEV | PROG_MMAP | PROG_MPROTECT | PROG_EXEC_BTF
+            | PROG_EXEC_TP | PROG_EXIT_INJECT => cfg.code_injection,
+            PROG_BPF | PROG_EXIT_BPF => cfg.bpf,
+            PROG_INIT_MODULE | PROG_FINIT_MODULE | PROG_MODULE_LOAD | PROG_EXIT_MODULE => {
+                cfg.modules
+            }
+            p if FILE_PROGRAMS.contains(&p) => !cfg.watch_paths.is_empty(),
+            _ => true,
+        }
+    }
+
+    /// Best-effort path of the changed file, for `file.path`.
+    pub fn file_path(&self, e: &SecEvent, fd: Option<u64>, level: u64) -> String {
+        let watched = self.watch_paths.get(e.watch as usize).cloned();
+        if let Some(fd) = fd {
+            if level == 0 {
+                if let Some(w) = watched {
+                    return w;
+                }
+            }
+            // The writer usually still has the file open.
+            if let Ok(p) = std::fs::read_link(format!("/proc/{}/fd/{fd}", e.common.pid)) {
+                let p = p.to_string_lossy().into_owned();
+                if watched.as_deref().is_some_and(|w| p.starts_with(w)) {
+                    return p;
+                }
+            }
+            return match (watched, level) {
+                (Some(w), 1) => format!("{w}/{}", e.name),
+                (Some(w), _) => format!("{w}/.../{}", e.name),
+                (None, _) => e.name.clone(),
+            };
+        }
+        if e.name.starts_with('/') {
+            return e.name.clone();
+        }
+        // Relative to the caller's cwd (or a dfd we did not keep); when
+        // the caller is gone, the watched path it names.
+        if let Some(w) = watched.filter(|w| w.ends_with(&format!("/{}", e.name))) {
+            return w;
+        }
+        match std::fs::read_link(format!("/proc/{}/cwd", e.common.pid)) {
+            Ok(cwd) => Path::new(&cwd).join(&e.name).to_string_lossy().into_owned(),
+            Err(_) => e.name.clone(),
+        }
+    }
+
+    fn target(pid: u32) -> (Option<String>, Option<String>) {
+        if pid == 0 {
+            return (None, None);
+        }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p: PathBuf| p.to_string_lossy().into_owned());
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|s| s.trim_end().to_string());
+        (exe, comm)
+    }
+
+    fn map(
+        &mut self,
+        ev: &SecurityEvent,
+        observed: u64,
+    ) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
+        use crate::otel::{logs::ProcessContext, security};
+        let c = ev.common();
+        let ctx = ProcessContext {
+            owner: self.enricher.users.name(c.uid).map(str::to_string),
+            workload: self.enricher.workload(c.cgroup_id, c.pid),
+            info: None,
+        };
+        match ev {
+            SecurityEvent::Cred(cc) => security::credentials(cc, &ctx, &self.clock, observed),
+            SecurityEvent::Event(e) => {
+                let extra = match &e.kind {
+                    Kind::Ptrace { .. } | Kind::VmWritev => {
+                        let (exe, comm) = Self::target(e.target_pid);
+                        security::Extra {
+                            target_exe: exe,
+                            target_comm: comm,
+                            ..Default::default()
+                        }
+                    }
+                    Kind::MemfdExec { .. } => security::Extra {
+                        exe: std::fs::read_link(format!("/proc/{}/exe", c.pid))
+                            .ok()
+                            .map(|p| p.to_string_lossy().into_owned()),
+                        ..Default::default()
+                    },
+                    Kind::File { fd, level, .. } => security::Extra {
+                        file_path: Some(self.file_path(e, *fd, *level)),
+                        watch_path: self.watch_paths.get(e.watch as usize).cloned(),
+                        ..Default::default()
+                    },
+                    _ => security::Extra::default(),
+                };
+                security::event(e, &extra, &ctx, &self.clock, observed)
+            }
+        }
+    }
+}
+
+impl crate::reader::RecordHandler for Handler {
+    fn on_wake(&mut self) {
+        self.clock = crate::clock::WallClock::sample();
+    }
+
+    fn handle(&mut self, record: &[u8]) {
+        let Some(ev) = self.stats.decoded(decode(record)) else {
+            return;
+        };
+        let observed = crate::clock::unix_ns();
+        let rec = self.map(&ev, observed);
+        self.emitter.log(rec);
+        let lat = crate::clock::boot_ns().saturating_sub(ev.common().ts_boot_ns);
+        self.stats.latency.record_ns(lat);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use crate::probes::process::fixtures::{fill, header};
+    use tapio_shared::as_bytes;
+
+    pub fn cred_bytes(old_euid: u32, new_euid: u32, old_caps: u64, new_caps: u64) -> Vec<u8> {
+        let mut r = tapio_sec_cred {
+            hdr: header(kind::TAPIO_EVENT_SEC_CRED),
+            old_cap_eff: old_caps,
+            new_cap_eff: new_caps,
+            syscall_nr: 105,
+            ..Default::default()
+        };
+        r.old_ids.uid = old_euid;
+        r.old_ids.euid = old_euid;
+        r.new_ids.uid = new_euid;
+        r.new_ids.euid = new_euid;
+        as_bytes(&r).to_vec()
+    }
+
+    pub fn event_bytes(o: u32, f: u32, name: &[u8], args: [u64; 4], ret: i64) -> Vec<u8> {
+        let mut r = tapio_sec_event {
+            hdr: header(kind::TAPIO_EVENT_SEC),
+            op: o,
+            flags: f,
+            arg0: args[0],
+            arg1: args[1],
+            arg2: args[2],
+            arg3: args[3],
+            ret,
+            target_pid: 4321,
+            syscall_nr: 101,
+            name_len: name.len() as u16,
+            ..Default::default()
+        };
+        fill(&mut r.name, name);
+        as_bytes(&r).to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fixtures::*, *};
+
+    #[test]
+    fn decodes_a_credential_change() {
+        let SecurityEvent::Cred(c) = decode(&cred_bytes(0, 65534, 0x1ff_ffff_ffff, 0)).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((c.old.euid, c.new.euid), (0, 65534));
+        assert_eq!(c.syscall, "setuid");
+        assert!(!c.suspicious(), "dropping root is not suspicious");
+        assert_eq!(c.gained(), 0);
+        let SecurityEvent::Cred(up) = decode(&cred_bytes(1000, 0, 0, 1 << 21)).unwrap() else {
+            panic!()
+        };
+        assert!(up.suspicious());
+        assert_eq!(capability_names(up.gained()), vec!["CAP_SYS_ADMIN"]);
+    }
+
+    #[test]
+    fn decodes_events_by_op() {
+        let b = event_bytes(op::TAPIO_SEC_PTRACE, 0, b"", [16, 0, 0, 0], 0);
+        let SecurityEvent::Event(e) = decode(&b).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.kind, Kind::Ptrace { request: 16 });
+        assert_eq!(e.target_pid, 4321);
+        let b = event_bytes(
+            op::TAPIO_SEC_FILE_WRITE,
+            flags::TAPIO_SEC_BY_FD,
+            b"passwd\0junk",
+            [3, 41, 0, 0],
+            10,
+        );
+        let SecurityEvent::Event(e) = decode(&b).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.name, "passwd");
+        let Kind::File {
+            op,
+            fd,
+            writes_suppressed,
+            ..
+        } = e.kind
+        else {
+            panic!()
+        };
+        assert_eq!((op, fd, writes_suppressed), (FileOp::Write, Some(3), 41));
+        let b = event_bytes(99, 0, b"", [0; 4], 0);
+        assert_eq!(decode(&b), Err(DecodeError::UnknownKind(99)));
+        for n in 0..100 {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 31 + n) as u8).collect();
+            let _ = decode(&junk);
+        }
+    }
+
+    #[test]
+    fn dev_encoding_matches_the_kernel() {
+        // st_dev 0x803 is 8:3 (sda3); the kernel's s_dev is 8 << 20 | 3.
+        assert_eq!(kernel_dev(0x803), (8 << 20) | 3);
+        // A large minor (e.g. overlay's anonymous 0:123456).
+        let minor: u64 = 123_456;
+        let st = (minor & 0xff) | ((minor & !0xff) << 12);
+        assert_eq!(kernel_dev(st), 123_456);
+    }
+
+    #[test]
+    fn fnv_is_fnv1a_64() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn watches_resolve_to_inodes_and_ancestor_hashes() {
+        let dir = std::env::temp_dir().join(format!("tapio-sec-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("watched");
+        std::fs::write(&f, b"x").unwrap();
+        let set = resolve_watches(&[
+            f.to_string_lossy().into_owned(),
+            "/nonexistent/tapio".to_string(),
+        ]);
+        assert_eq!(set.paths.len(), 1);
+        assert_eq!(set.skipped.len(), 1);
+        assert!(!set.has_dirs);
+        let md = std::fs::metadata(&f).unwrap();
+        assert_eq!(set.by_inode[0].0.ino, md.ino());
+        // The parent directory maps "watched" to watch 0.
+        let pm = std::fs::metadata(&dir).unwrap();
+        assert!(set
+            .by_rel
+            .iter()
+            .any(|(k, v)| k.ino == pm.ino() && k.hash == fnv1a64(b"watched") && *v == 0));
+        // The root maps the whole path without its leading '/'.
+        let canon = std::fs::canonicalize(&f).unwrap();
+        let rel = canon.to_string_lossy().trim_start_matches('/').to_string();
+        let rm = std::fs::metadata("/").unwrap();
+        assert!(set
+            .by_rel
+            .iter()
+            .any(|(k, _)| k.ino == rm.ino() && k.hash == fnv1a64(rel.as_bytes())));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_capabilities_no_variant_claims_cap_capable() {
+        let mut cfg = crate::config::SecurityProbe::default();
+        assert!(!cfg.capabilities, "capability records are opt-in");
+        for v in spec(&cfg).variants {
+            assert!(!v.label.contains("cap_capable"), "{}", v.label);
+            assert!(v.programs.iter().all(|(p, _)| *p != PROG_CAPABLE));
+        }
+        cfg.capabilities = true;
+        assert_eq!(spec(&cfg).variants[0].label, "tp_btf+cap_capable");
+    }
+
+    #[test]
+    fn every_hook_program_is_in_a_family() {
+        let cfg = crate::config::SecurityProbe {
+            credentials: false,
+            capabilities: false,
+            code_injection: false,
+            modules: false,
+            bpf: false,
+            ..Default::default()
+        };
+        let w = Handler::wanted(&cfg);
+        for v in SPEC.variants {
+            for (p, _) in v.programs {
+                assert!(!w(p), "{p} is attached with every family off");
+            }
+        }
+    }
+}

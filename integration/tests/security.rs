@@ -1,0 +1,471 @@
+//! The security probe, end to end: real processes change credentials,
+//! write watched files, ptrace each other, exec memfds, map W+X memory and
+//! load BPF programs; a real OTLP receiver must get each as a
+//! `security.*` log record with the acting pid. Needs root; under CI=true
+//! it fails rather than skips without it.
+
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use std::{
+    os::unix::fs::PermissionsExt,
+    process::{Command, Stdio},
+    time::Duration,
+};
+use tapio_integration::{int_attr, privileged_or_skip, str_attr, Receiver, Tapio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tapio");
+const WAIT: Duration = Duration::from_secs(20);
+/// The system interpreter (not a pyenv shim, which would add processes).
+const PY: &str = "/usr/bin/python3";
+
+fn start(rx: &Receiver, security: &str) -> Tapio {
+    let yaml = format!(
+        "probes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security:\n    enabled: true\n    wakeup_interval: 10ms\n{security}\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n",
+        rx.grpc_endpoint()
+    );
+    Tapio::start(BIN, &yaml, &[])
+}
+
+/// Run a python script, return its pid and stdout; it must succeed.
+fn python(script: &str) -> (i64, String) {
+    let child = Command::new(PY)
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let pid = i64::from(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (pid, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn of<'a>(
+    logs: &'a [(
+        opentelemetry_proto::tonic::resource::v1::Resource,
+        LogRecord,
+    )],
+    name: &'a str,
+    pid: i64,
+) -> impl Iterator<Item = &'a LogRecord> + 'a {
+    logs.iter().map(|(_, r)| r).filter(move |r| {
+        r.event_name == name && int_attr(&r.attributes, "process.pid") == Some(pid)
+    })
+}
+
+fn s(r: &LogRecord, k: &str) -> Option<String> {
+    str_attr(&r.attributes, k)
+}
+fn i(r: &LogRecord, k: &str) -> Option<i64> {
+    int_attr(&r.attributes, k)
+}
+
+#[test]
+fn setuid_and_setuid_exec_are_reported_with_old_and_new_ids() {
+    if !privileged_or_skip("setuid_and_setuid_exec_are_reported_with_old_and_new_ids") {
+        return;
+    }
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    // Root drops to nobody: INFO, old and new ids.
+    let (pid, _) = python("import os; os.setgid(65534); os.setuid(65534)");
+    let logs = rx.wait_for_logs("setuid of the test program", WAIT, |l| {
+        of(l, "security.credentials.change", pid)
+            .any(|r| s(r, "tapio.security.syscall").as_deref() == Some("setuid"))
+    });
+    let r = of(&logs, "security.credentials.change", pid)
+        .find(|r| s(r, "tapio.security.syscall").as_deref() == Some("setuid"))
+        .unwrap();
+    assert_eq!(i(r, "tapio.security.old.uid"), Some(0));
+    assert_eq!(i(r, "tapio.security.new.uid"), Some(65534));
+    assert_eq!(i(r, "tapio.security.old.euid"), Some(0));
+    assert_eq!(i(r, "tapio.security.new.euid"), Some(65534));
+    assert_eq!(
+        i(r, "tapio.security.new.gid"),
+        Some(65534),
+        "setgid came first"
+    );
+    assert_eq!(
+        r.severity_text, "INFO",
+        "dropping privileges is not suspicious"
+    );
+    assert!(s(r, "tapio.security.capabilities.lost").is_some_and(|c| c.contains("CAP_SETUID")));
+    let g = of(&logs, "security.credentials.change", pid)
+        .find(|r| s(r, "tapio.security.syscall").as_deref() == Some("setgid"))
+        .expect("setgid record");
+    assert_eq!(i(g, "tapio.security.old.gid"), Some(0));
+    assert_eq!(i(g, "tapio.security.new.gid"), Some(65534));
+
+    // nobody execs a setuid-root copy of `id`: euid 0 gained, WARN.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let suid = dir.path().join("suid-id");
+    std::fs::copy("/usr/bin/id", &suid).unwrap();
+    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&suid)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = i64::from(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("euid=0"));
+    let logs = rx.wait_for_logs("setuid exec", WAIT, |l| {
+        of(l, "security.credentials.change", pid)
+            .any(|r| s(r, "tapio.security.syscall").as_deref() == Some("execve"))
+    });
+    let r = of(&logs, "security.credentials.change", pid)
+        .find(|r| s(r, "tapio.security.syscall").as_deref() == Some("execve"))
+        .unwrap();
+    assert_eq!(i(r, "tapio.security.old.euid"), Some(65534));
+    assert_eq!(i(r, "tapio.security.new.euid"), Some(0));
+    assert_eq!(i(r, "tapio.security.new.uid"), Some(65534));
+    assert_eq!(r.severity_text, "WARN");
+    t.terminate();
+}
+
+#[test]
+fn watched_files_are_reported_and_unwatched_are_not() {
+    if !privileged_or_skip("watched_files_are_reported_and_unwatched_are_not") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    let d = d.to_string_lossy();
+    std::fs::write(format!("{d}/watched"), b"a").unwrap();
+    std::fs::write(format!("{d}/victim"), b"a").unwrap();
+    std::fs::write(format!("{d}/unwatched"), b"a").unwrap();
+    std::fs::create_dir(format!("{d}/conf.d")).unwrap();
+    std::fs::create_dir(format!("{d}/conf.d/deep")).unwrap();
+    std::fs::write(format!("{d}/conf.d/deep/inner"), b"a").unwrap();
+    let rx = Receiver::start();
+    let t = start(
+        &rx,
+        &format!(
+            "    write_dedup_window: 1h\n    watch_paths: [{d}/watched, {d}/victim, {d}/conf.d]"
+        ),
+    );
+    let script = format!(
+        r#"
+import os
+d = "{d}"
+with open(d + "/unwatched", "a") as f:
+    for _ in range(10):
+        f.write("x"); f.flush()
+fd = os.open(d + "/watched", os.O_WRONLY | os.O_APPEND)
+for _ in range(1000):
+    os.write(fd, b"x")
+os.close(fd)
+os.chmod(d + "/watched", 0o600)
+os.rename(d + "/watched", d + "/moved")
+os.chdir(d)
+os.rename("moved", "watched")
+import time
+with open(d + "/conf.d/deep/inner", "a") as f:
+    f.write("x"); f.flush()
+    # Open while Tapio exports: the full path of a file under a watched
+    # directory comes from /proc/<pid>/fd (see the README).
+    time.sleep(1)
+os.unlink(d + "/victim")
+"#
+    );
+    let (pid, _) = python(&script);
+    let logs = rx.wait_for_logs("unlink of the victim", WAIT, |l| {
+        of(l, "security.file.change", pid)
+            .any(|r| s(r, "tapio.security.file.operation").as_deref() == Some("unlink"))
+    });
+    let recs: Vec<&LogRecord> = of(&logs, "security.file.change", pid).collect();
+    let with = |op: &str, path: &str| {
+        recs.iter()
+            .filter(|r| {
+                s(r, "tapio.security.file.operation").as_deref() == Some(op)
+                    && s(r, "file.path").as_deref() == Some(path)
+            })
+            .count()
+    };
+    let watched = format!("{d}/watched");
+    let summary: Vec<String> = recs
+        .iter()
+        .map(|r| {
+            format!(
+                "{:?} {:?} {:?}",
+                s(r, "tapio.security.syscall"),
+                s(r, "tapio.security.file.operation"),
+                s(r, "file.path")
+            )
+        })
+        .collect();
+    // 1000 writes, one record (the window is an hour).
+    assert_eq!(with("write", &watched), 1, "{summary:#?}");
+    assert_eq!(with("chmod", &watched), 1, "{summary:#?}");
+    let chmod = recs
+        .iter()
+        .find(|r| s(r, "tapio.security.file.operation").as_deref() == Some("chmod"))
+        .unwrap();
+    assert_eq!(s(chmod, "tapio.security.file.mode").as_deref(), Some("600"));
+    // Away by absolute path (source matched), back by relative path
+    // (target matched: the watched name was replaced).
+    let renames: Vec<_> = recs
+        .iter()
+        .filter(|r| s(r, "tapio.security.file.operation").as_deref() == Some("rename"))
+        .collect();
+    assert_eq!(renames.len(), 2, "{summary:#?}");
+    assert!(renames
+        .iter()
+        .any(
+            |r| str_attr(&r.attributes, "tapio.security.rename.target").is_none()
+                && s(r, "file.path").as_deref() == Some(watched.as_str())
+        ));
+    assert!(renames.iter().any(|r| r
+        .attributes
+        .iter()
+        .any(|a| a.key == "tapio.security.rename.target")));
+    assert_eq!(
+        with("write", &format!("{d}/conf.d/deep/inner")),
+        1,
+        "{summary:#?}"
+    );
+    assert_eq!(with("unlink", &format!("{d}/victim")), 1, "{summary:#?}");
+    for r in &recs {
+        assert_eq!(r.severity_text, "WARN");
+        assert!(
+            !s(r, "file.path")
+                .unwrap_or_default()
+                .ends_with("/unwatched"),
+            "unwatched file reported: {r:?}"
+        );
+    }
+    assert!(logs.iter().all(|(_, r)| !s(r, "file.path")
+        .unwrap_or_default()
+        .ends_with("/unwatched")));
+    t.terminate();
+}
+
+#[test]
+fn ptrace_attach_is_reported_with_the_target() {
+    if !privileged_or_skip("ptrace_attach_is_reported_with_the_target") {
+        return;
+    }
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    let mut target = Command::new("sleep").arg("30").spawn().unwrap();
+    let tpid = target.id();
+    let (pid, out) = python(&format!(
+        r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+r = libc.ptrace(16, {tpid}, None, None)
+print(r)
+os.waitpid({tpid}, 0)  # a tracee reports its SIGSTOP to the tracer
+libc.ptrace(17, {tpid}, None, None)
+"#
+    ));
+    assert_eq!(out.trim(), "0", "PTRACE_ATTACH failed");
+    let logs = rx.wait_for_logs("ptrace attach", WAIT, |l| {
+        of(l, "security.ptrace", pid).next().is_some()
+    });
+    let r = of(&logs, "security.ptrace", pid).next().unwrap();
+    assert_eq!(i(r, "tapio.security.target.pid"), Some(i64::from(tpid)));
+    assert_eq!(
+        s(r, "tapio.security.ptrace.request").as_deref(),
+        Some("PTRACE_ATTACH")
+    );
+    assert_eq!(
+        s(r, "tapio.security.target.executable.name").as_deref(),
+        Some("sleep")
+    );
+    assert_eq!(r.severity_text, "WARN");
+    let _ = target.kill();
+    let _ = target.wait();
+    t.terminate();
+}
+
+#[test]
+fn process_vm_writev_is_reported_with_the_target() {
+    if !privileged_or_skip("process_vm_writev_is_reported_with_the_target") {
+        return;
+    }
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    // After fork the child's buffer sits at the parent's address: write
+    // into it from the parent, and let the child check it arrived.
+    let (pid, out) = python(
+        r#"
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+buf = ctypes.create_string_buffer(16)
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    os.read(r, 1)
+    os._exit(0 if buf.value == b"tapio" else 1)
+src = ctypes.create_string_buffer(b"tapio")
+local = iovec(ctypes.addressof(src), 6)
+remote = iovec(ctypes.addressof(buf), 6)
+n = libc.process_vm_writev(child, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+os.write(w, b"x")
+_, status = os.waitpid(child, 0)
+assert n == 6 and status == 0, (n, status)
+print(child)
+"#,
+    );
+    let child: i64 = out.trim().parse().unwrap();
+    let logs = rx.wait_for_logs("process_vm_writev", WAIT, |l| {
+        of(l, "security.process_vm_writev", pid).next().is_some()
+    });
+    let r = of(&logs, "security.process_vm_writev", pid).next().unwrap();
+    assert_eq!(i(r, "tapio.security.target.pid"), Some(child));
+    assert_eq!(r.severity_text, "WARN");
+    assert!(str_attr(&r.attributes, "error.type").is_none());
+    t.terminate();
+}
+
+#[test]
+fn memfd_exec_and_rwx_memory_are_reported() {
+    if !privileged_or_skip("memfd_exec_and_rwx_memory_are_reported") {
+        return;
+    }
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    let (pid, out) = python(
+        r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+p = libc.mmap(None, 8192, 3, 0x22, -1, 0)
+assert libc.mprotect(ctypes.c_void_p(p), 8192, 7) == 0
+fd = os.memfd_create("tapio-test", 0)
+with open("/bin/true", "rb") as f:
+    os.write(fd, f.read())
+child = os.fork()
+if child == 0:
+    os.execve(f"/proc/self/fd/{fd}", ["true"], {})
+os.waitpid(child, 0)
+print(child)
+"#,
+    );
+    let child: i64 = out.trim().parse().unwrap();
+    let logs = rx.wait_for_logs("memfd exec and W+X", WAIT, |l| {
+        of(l, "security.memfd.exec", child).next().is_some()
+            && of(l, "security.memory.wx", pid).next().is_some()
+    });
+    let m = of(&logs, "security.memfd.exec", child).next().unwrap();
+    assert_eq!(s(m, "file.name").as_deref(), Some("memfd:tapio-test"));
+    assert_eq!(m.severity_text, "WARN");
+    let w: Vec<_> = of(&logs, "security.memory.wx", pid).collect();
+    assert_eq!(w.len(), 1, "once per process");
+    assert_eq!(
+        s(w[0], "tapio.security.syscall").as_deref(),
+        Some("mprotect")
+    );
+    assert_eq!(
+        s(w[0], "tapio.security.memory.protection").as_deref(),
+        Some("rwx")
+    );
+    assert_eq!(i(w[0], "tapio.security.memory.length"), Some(8192));
+    t.terminate();
+}
+
+/// bpf(BPF_PROG_LOAD) of `r0 = 0; exit` as a socket filter named
+/// tapio_itest, from python.
+const BPF_LOAD: &str = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+insns = (ctypes.c_uint64 * 2)(0x00000000000000b7, 0x0000000000000095)
+lic = ctypes.create_string_buffer(b"GPL")
+attr = bytearray(128)
+def put(off, fmt_bytes): attr[off:off+len(fmt_bytes)] = fmt_bytes
+put(0, (1).to_bytes(4, "little"))
+put(4, (2).to_bytes(4, "little"))
+put(8, ctypes.addressof(insns).to_bytes(8, "little"))
+put(16, ctypes.addressof(lic).to_bytes(8, "little"))
+put(48, b"tapio_itest")
+buf = (ctypes.c_char * 128).from_buffer(attr)
+fd = libc.syscall(321, 5, buf, 128)
+assert fd >= 0, ctypes.get_errno()
+print(fd)
+"#;
+
+#[test]
+fn bpf_loads_by_others_are_reported_and_tapios_own_are_not() {
+    if !privileged_or_skip("bpf_loads_by_others_are_reported_and_tapios_own_are_not") {
+        return;
+    }
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    let (pid, _) = python(BPF_LOAD);
+    let logs = rx.wait_for_logs("bpf load", WAIT, |l| {
+        of(l, "security.bpf.load", pid).next().is_some()
+    });
+    let r = of(&logs, "security.bpf.load", pid).next().unwrap();
+    assert_eq!(
+        s(r, "tapio.security.bpf.prog.name").as_deref(),
+        Some("tapio_itest")
+    );
+    assert_eq!(
+        s(r, "tapio.security.bpf.prog.type").as_deref(),
+        Some("socket_filter")
+    );
+    assert_eq!(i(r, "tapio.security.bpf.insn_count"), Some(2));
+    let own = i64::from(t.pid());
+    assert_eq!(
+        logs.iter()
+            .filter(|(_, r)| r.event_name == "security.bpf.load"
+                && int_attr(&r.attributes, "process.pid") == Some(own))
+            .count(),
+        0,
+        "Tapio reported its own program loads: {:?}",
+        logs.iter()
+            .filter(|(_, r)| r.event_name == "security.bpf.load")
+            .map(|(_, r)| r.body.clone())
+            .collect::<Vec<_>>()
+    );
+    t.terminate();
+}
+
+#[test]
+fn capability_use_is_reported_once_per_process_and_capability() {
+    if !privileged_or_skip("capability_use_is_reported_once_per_process_and_capability") {
+        return;
+    }
+    if !std::path::Path::new("/sys/kernel/tracing/events/capability/cap_capable").exists() {
+        eprintln!("skipped: this kernel has no capability/cap_capable tracepoint (6.14+)");
+        return;
+    }
+    let rx = Receiver::start();
+    let t = start(&rx, "    capabilities: true");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("owned");
+    std::fs::write(&f, b"x").unwrap();
+    // chown to another uid needs CAP_CHOWN every time: 200 checks.
+    let (pid, _) = python(&format!(
+        "import os\nfor i in range(200):\n    os.chown({:?}, 1000 + i % 2, -1)\nos.setuid(65534)",
+        f.to_string_lossy()
+    ));
+    let logs = rx.wait_for_logs("setuid after the chown loop", WAIT, |l| {
+        of(l, "security.credentials.change", pid).next().is_some()
+    });
+    let chown: Vec<_> = of(&logs, "security.capability.use", pid)
+        .filter(|r| s(r, "tapio.security.capability").as_deref() == Some("CAP_CHOWN"))
+        .collect();
+    assert_eq!(chown.len(), 1, "200 CAP_CHOWN checks, one record");
+    assert_eq!(
+        chown[0]
+            .attributes
+            .iter()
+            .find(|a| a.key == "tapio.security.capability.granted")
+            .and_then(|a| a.value.clone()),
+        Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+            value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::BoolValue(true))
+        })
+    );
+    t.terminate();
+}
