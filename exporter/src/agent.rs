@@ -301,6 +301,51 @@ pub async fn run(
         }
     }
 
+    // Enforcement, before the security probe so its loads are not
+    // reported as another process's.
+    let lcfg = settings.probes.lsm.clone();
+    let mut lsm_links = Vec::new();
+    if lcfg.enabled == Some(true) || (lcfg.enabled.is_none() && !lcfg.policy.rules.is_empty()) {
+        let ring = probes::RingConfig::new(lcfg.ring_buffer_size.0, lcfg.wakeup_interval);
+        let config_path = source.as_ref().map(|(p, _)| p.as_path());
+        let started = probes::lsm::start(&lcfg, ring, Some(&btf), config_path);
+        let mut held = None;
+        // Unavailable hooks are logged by start_loaded (as skipped).
+        let loaded = started.map(|s| {
+            held = Some((s.policy, s.links));
+            s.loaded
+        });
+        let state = held.as_ref().map(|(p, _)| p.state.clone());
+        let counters = held.as_ref().map(|(p, _)| probes::lsm::counters(p));
+        // Rules were configured: running without them is not an option.
+        ctx.start_loaded(
+            probes::lsm::NAME,
+            loaded,
+            Some(true),
+            lcfg.wakeup_interval,
+            |_, stats| {
+                let state = state.clone().unwrap_or_default();
+                if let Some(c) = counters.clone() {
+                    exporter.add_metric_producer(probes::lsm::metrics_producer(
+                        c,
+                        state.clone(),
+                        telemetry.start_unix_ns,
+                    ));
+                }
+                Ok(probes::lsm::Handler {
+                    emitter: exporter.emitter(),
+                    stats,
+                    clock: clock::WallClock::sample(),
+                    state,
+                })
+            },
+        )?;
+        if let Some((p, links)) = held {
+            ctx.follow_policy(Box::new(p));
+            lsm_links = links;
+        }
+    }
+
     // Last, so Tapio's own BPF loads are done before it reports others'.
     let scfg = settings.probes.security.clone();
     let ring = probes::RingConfig::new(scfg.ring_buffer_size.0, scfg.wakeup_interval);
@@ -363,6 +408,8 @@ pub async fn run(
         }
     }
     exporter.shutdown(settings.shutdown_timeout).await;
+    // `release` links detach here; `keep` links stay pinned.
+    drop(lsm_links);
     drop(running);
     match failed {
         Some(e) => Err(e.into()),

@@ -16,6 +16,9 @@ pub static XDP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/x
 pub static SECURITY: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/security.bpf.o"));
 
+/// `ebpf/lsm.bpf.c`.
+pub static LSM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm.bpf.o"));
+
 /// Which clang compiled them.
 pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt"));
 

@@ -238,6 +238,23 @@ fn probes_report() -> Result<ExitCode> {
             println!("  {:<10} {:<12} no   {e}", probes::xdp::NAME, "xdp");
         }
     }
+    // Enforcement: each hook loads on its own; a refused hook means its
+    // rules are refused at `tapio run`, with this reason.
+    match probes::lsm::load(ring, btf.as_ref()) {
+        Ok((_, _, refused)) => {
+            for h in 1..tapio_shared::tapio_lsm_hook::TAPIO_LSM_HOOK_MAX {
+                let name = probes::lsm::hook_name(h);
+                match refused.get(&h) {
+                    None => println!("  {:<10} {:<12} yes", probes::lsm::NAME, name),
+                    Some(why) => println!("  {:<10} {:<12} no   {why}", probes::lsm::NAME, name),
+                }
+            }
+        }
+        Err(e) => {
+            all_ok = false;
+            println!("  {:<10} {:<12} no   {e}", probes::lsm::NAME, "all");
+        }
+    }
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {

@@ -275,3 +275,42 @@ fn security_records_match_the_object_btf() {
         }
     );
 }
+
+#[test]
+fn lsm_records_match_the_object_btf() {
+    let btf = btf_structs(tapio::bpf_objects::LSM);
+    check_struct!(
+        btf,
+        tapio_lsm_rule {
+            cgroup_id,
+            cgroup_level,
+            uid,
+            action,
+            hook,
+            next,
+            flags,
+            access,
+            comm
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_lsm_decision {
+            hdr,
+            ino,
+            rule,
+            generation,
+            hook,
+            action,
+            dev,
+            port,
+            family,
+            proto,
+            major,
+            minor,
+            access,
+            target_pid,
+            addr
+        }
+    );
+}

@@ -57,6 +57,8 @@ wire!(
     tapio_ids,
     tapio_sec_cred,
     tapio_sec_event,
+    tapio_lsm_rule,
+    tapio_lsm_decision,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

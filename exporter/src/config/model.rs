@@ -40,6 +40,10 @@ pub struct Probes {
     /// XDP packet filter on chosen interfaces: block/allow lists, rate
     /// limits, SYN-flood and DNS-amplification defence, `tapio.xdp.*`.
     pub xdp: XdpProbe,
+    /// Policy enforcement: deny or audit connect/bind/socket/device access
+    /// (cgroup hooks, any kernel) and file open, exec, ptrace, module and
+    /// BPF loads (BPF LSM where the kernel allows it).
+    pub lsm: LsmProbe,
     /// Security observability: `security.*` log records (credentials,
     /// capabilities, code injection, module/BPF loads, watched files).
     pub security: SecurityProbe,
@@ -112,6 +116,7 @@ impl Config {
     pub fn without_policy(&self) -> Config {
         let mut c = self.clone();
         c.probes.xdp.policy = XdpPolicy::default();
+        c.probes.lsm.policy = LsmPolicy::default();
         c
     }
 }
@@ -119,8 +124,147 @@ impl Config {
 impl Probes {
     /// Whether every probe's live policy is the same in both.
     pub fn policies_equal(&self, other: &Probes) -> bool {
-        self.xdp.policy == other.xdp.policy
+        self.xdp.policy == other.xdp.policy && self.lsm.policy == other.lsm.policy
     }
+}
+
+/// The lsm probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LsmProbe {
+    /// Run this probe. By default it runs when `policy.rules` has rules.
+    pub enabled: Option<bool>,
+    /// Ring-buffer size in bytes for decisions (power of two).
+    pub ring_buffer_size: ByteSize,
+    /// Longest a decision waits in the ring buffer (denials wake at once).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// What happens to enforcement when Tapio exits or dies. `release`
+    /// (fail-open): the programs detach with the process. `keep`
+    /// (fail-closed): their links are pinned under `pin_dir` and keep
+    /// enforcing the last policy until a new Tapio replaces them or the
+    /// pins are removed.
+    pub on_exit: OnExit,
+    /// bpffs directory for `keep`'s pinned links.
+    pub pin_dir: String,
+    /// The rules. Live: edits apply without reloading programs; an invalid
+    /// file keeps the previous rules.
+    pub policy: LsmPolicy,
+}
+
+impl Default for LsmProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            ring_buffer_size: ByteSize(256 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            on_exit: OnExit::Release,
+            pin_dir: "/sys/fs/bpf/tapio/lsm".into(),
+            policy: LsmPolicy::default(),
+        }
+    }
+}
+
+/// Enforcement after Tapio is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExit {
+    /// Detach with the process (fail-open).
+    Release,
+    /// Stay attached through pinned links (fail-closed).
+    Keep,
+}
+
+/// Enforcement rules.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LsmPolicy {
+    /// Checked by map lookup, not in turn: the most specific match wins
+    /// (exact port before any port, the file before its directories);
+    /// rules with the same match apply in this order.
+    pub rules: Vec<LsmRule>,
+}
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LsmRule {
+    /// Unique; the `tapio.lsm.rule` attribute of its decisions.
+    pub name: String,
+    /// Where it is enforced.
+    pub hook: LsmHook,
+    /// `deny` (EPERM) or `audit` (allow and report).
+    pub action: LsmAction,
+    /// What it applies to; every condition given must hold.
+    #[serde(rename = "match", default)]
+    pub matches: LsmMatch,
+}
+
+/// Enforcement points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LsmHook {
+    /// connect() and unconnected UDP sends (cgroup hooks).
+    Connect,
+    /// bind() (cgroup hooks).
+    Bind,
+    /// socket() by family and type (cgroup hook).
+    SocketCreate,
+    /// Device node access (cgroup hook).
+    Device,
+    /// Opening a file (BPF LSM).
+    FileOpen,
+    /// Executing a file (BPF LSM).
+    Exec,
+    /// ptrace of a process running a given executable (BPF LSM).
+    Ptrace,
+    /// Kernel module loading (BPF LSM).
+    ModuleLoad,
+    /// BPF program loading by processes other than Tapio (BPF LSM).
+    Bpf,
+}
+
+/// Deny or audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LsmAction {
+    Deny,
+    Audit,
+}
+
+/// Conditions of a rule. Which ones a hook takes is checked.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LsmMatch {
+    /// connect/bind: destination (connect) or local (bind) CIDR.
+    pub address: Option<ipnet::IpNet>,
+    /// connect/bind: port (absent: any).
+    pub port: Option<u16>,
+    /// connect/bind: `tcp` or `udp` (absent: any).
+    pub protocol: Option<String>,
+    /// socket_create: `inet` or `inet6` (the cgroup hook sees no other
+    /// family).
+    pub family: Option<String>,
+    /// socket_create: `stream`, `dgram`, `raw` or a number.
+    pub socket_type: Option<String>,
+    /// file_open/exec: this file; ptrace: processes running it.
+    pub path: Option<String>,
+    /// file_open/exec/ptrace: every file under this directory.
+    pub path_prefix: Option<String>,
+    /// device: `c` or `b`, major and minor (`c 1:3`, `c 1:*`).
+    pub device: Option<String>,
+    /// device: accesses it applies to, any of `r`, `w`, `m` (absent: any).
+    pub access: Option<String>,
+    /// Only this uid.
+    pub uid: Option<u32>,
+    /// Only processes in this cgroup (v2 path, absolute or relative to the
+    /// cgroup2 mount) or below it.
+    pub cgroup: Option<String>,
+    /// Only processes with this name (comm, up to 15 bytes).
+    pub comm: Option<String>,
+    /// Apply to Tapio itself too (it is exempt otherwise, so it cannot lock
+    /// itself out).
+    pub include_tapio: bool,
 }
 
 /// The xdp probe.

@@ -38,6 +38,7 @@ impl Probes {
             errs,
         );
         self.xdp.validate(errs);
+        self.lsm.validate(errs);
         self.security.validate(errs);
     }
 }
@@ -77,6 +78,141 @@ impl SecurityProbe {
                 "probes.security.watch_depth",
                 format!("{}: must be from 0 to {MAX_WATCH_DEPTH}", self.watch_depth),
             ));
+        }
+    }
+}
+
+impl LsmProbe {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        ringbuf_size("probes.lsm.ring_buffer_size", self.ring_buffer_size.0, errs);
+        if !self.pin_dir.starts_with('/') {
+            errs.push(ConfigError::new(
+                "probes.lsm.pin_dir",
+                "must be an absolute path on a bpf filesystem",
+            ));
+        }
+        self.policy.validate("probes.lsm.policy", errs);
+    }
+}
+
+/// Rules per policy (`TAPIO_LSM_MAX_RULES` in events.h).
+pub const LSM_MAX_RULES: usize = 16_384;
+
+impl LsmPolicy {
+    pub fn validate(&self, path: &str, errs: &mut Vec<ConfigError>) {
+        if self.rules.len() > LSM_MAX_RULES {
+            errs.push(ConfigError::new(
+                format!("{path}.rules"),
+                format!("{} rules: at most {LSM_MAX_RULES}", self.rules.len()),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let at = format!("{path}.rules[{i}]");
+            if r.name.trim().is_empty() {
+                errs.push(ConfigError::new(format!("{at}.name"), "rules need a name"));
+            } else if !names.insert(r.name.as_str()) {
+                errs.push(ConfigError::new(
+                    format!("{at}.name"),
+                    format!(
+                        "{:?} is used by an earlier rule; names must be unique",
+                        r.name
+                    ),
+                ));
+            }
+            r.validate(&at, errs);
+        }
+    }
+}
+
+impl LsmRule {
+    fn validate(&self, at: &str, errs: &mut Vec<ConfigError>) {
+        use LsmHook::*;
+        let m = &self.matches;
+        let mut err = |key: &str, msg: String| {
+            errs.push(ConfigError::new(format!("{at}.match.{key}"), msg));
+        };
+        let hook = format!("{:?}", self.hook).to_lowercase();
+        let allowed: &[&str] = match self.hook {
+            Connect | Bind => &["address", "port", "protocol"],
+            SocketCreate => &["family", "socket_type"],
+            Device => &["device", "access"],
+            FileOpen | Exec | Ptrace => &["path", "path_prefix"],
+            ModuleLoad | Bpf => &[],
+        };
+        let given = [
+            ("address", m.address.is_some()),
+            ("port", m.port.is_some()),
+            ("protocol", m.protocol.is_some()),
+            ("family", m.family.is_some()),
+            ("socket_type", m.socket_type.is_some()),
+            ("path", m.path.is_some()),
+            ("path_prefix", m.path_prefix.is_some()),
+            ("device", m.device.is_some()),
+            ("access", m.access.is_some()),
+        ];
+        for (key, set) in given {
+            if set && !allowed.contains(&key) {
+                err(key, format!("does not apply to hook {hook}"));
+            }
+        }
+        if let Some(p) = &m.protocol {
+            if !["tcp", "udp"].contains(&p.as_str()) {
+                err("protocol", format!("{p:?}: tcp or udp"));
+            }
+        }
+        if let Some(f) = &m.family {
+            // cgroup/sock_create runs from inet_create/inet6_create only.
+            if !matches!(crate::probes::lsm::family_number(f), Some(2 | 10)) {
+                err(
+                    "family",
+                    format!("{f:?}: inet or inet6 (the kernel's socket-creation hook sees no other family)"),
+                );
+            }
+        }
+        if let Some(t) = &m.socket_type {
+            if crate::probes::lsm::socket_type_number(t).is_none() {
+                err(
+                    "socket_type",
+                    format!("{t:?}: stream, dgram, raw or a number"),
+                );
+            }
+        }
+        if matches!(self.hook, FileOpen | Exec | Ptrace) {
+            match (&m.path, &m.path_prefix) {
+                (None, None) => err("path", "file rules need path or path_prefix".into()),
+                (Some(_), Some(_)) => {
+                    err("path_prefix", "give path or path_prefix, not both".into())
+                }
+                _ => {}
+            }
+            for (key, p) in [("path", &m.path), ("path_prefix", &m.path_prefix)] {
+                if let Some(p) = p {
+                    if !p.starts_with('/') {
+                        err(key, format!("{p:?} is not absolute"));
+                    }
+                }
+            }
+        }
+        if self.hook == Device {
+            match &m.device {
+                None => err("device", "device rules need `device: \"c 1:3\"`".into()),
+                Some(d) if crate::probes::lsm::parse_device(d).is_none() => err(
+                    "device",
+                    format!("{d:?}: `c|b MAJOR:MINOR` (MINOR may be `*`)"),
+                ),
+                _ => {}
+            }
+            if let Some(a) = &m.access {
+                if a.is_empty() || !a.chars().all(|c| "rwm".contains(c)) {
+                    err("access", format!("{a:?}: letters from r, w, m"));
+                }
+            }
+        }
+        if let Some(c) = &m.comm {
+            if c.is_empty() || c.len() > 15 {
+                err("comm", format!("{c:?}: 1 to 15 bytes (the kernel's comm)"));
+            }
         }
     }
 }

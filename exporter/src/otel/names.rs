@@ -14,6 +14,7 @@ pub mod event {
     pub const NETWORK_CONNECTION_CLOSE: &str = "network.connection.close";
     pub const TAPIO_CONFIG_RELOAD: &str = "tapio.config.reload";
     pub const SECURITY_DDOS_MITIGATION: &str = "security.ddos_mitigation";
+    pub const SECURITY_POLICY_DECISION: &str = "security.policy_decision";
     pub const SECURITY_CREDENTIALS_CHANGE: &str = "security.credentials.change";
     pub const SECURITY_CAPABILITY_USE: &str = "security.capability.use";
     pub const SECURITY_PTRACE: &str = "security.ptrace";
@@ -102,6 +103,19 @@ pub mod attr {
     pub const TAPIO_MITIGATION_UNTIL: &str = "tapio.mitigation.until";
     /// Packets dropped under an auto-block that ended.
     pub const TAPIO_MITIGATION_DROPPED: &str = "tapio.mitigation.dropped";
+    /// The enforcement rule's name.
+    pub const TAPIO_LSM_RULE: &str = "tapio.lsm.rule";
+    /// `deny` or `audit`.
+    pub const TAPIO_LSM_ACTION: &str = "tapio.lsm.action";
+    /// Where it was enforced: connect, bind, socket_create, device,
+    /// file_open, exec, ptrace, module_load, bpf.
+    pub const TAPIO_LSM_HOOK: &str = "tapio.lsm.hook";
+    /// `enforced` or `refused` (the kernel cannot run its hook).
+    pub const TAPIO_LSM_STATE: &str = "tapio.lsm.state";
+    /// Device rules: `major:minor` and the access asked for.
+    pub const TAPIO_LSM_DEVICE: &str = "tapio.lsm.device";
+    pub const TAPIO_LSM_ACCESS: &str = "tapio.lsm.access";
+    pub const TAPIO_LSM_TARGET_PID: &str = "tapio.lsm.target.pid";
     /// How a config reload ended: `applied`, `rejected`, `failed`.
     pub const TAPIO_RELOAD_RESULT: &str = "tapio.reload.result";
     /// The config file a reload read.
@@ -307,6 +321,28 @@ pub const XDP_BYTES: MetricDef = MetricDef {
     ],
 };
 
+pub const LSM_DECISIONS: MetricDef = MetricDef {
+    name: "tapio.lsm.decisions",
+    unit: "{decision}",
+    instrument: Instrument::Counter,
+    description:
+        "Enforcement decisions by rule and action (deny or audit), counted per CPU in the kernel.",
+    attributes: &[attr::TAPIO_LSM_RULE, attr::TAPIO_LSM_ACTION],
+};
+
+pub const LSM_RULES: MetricDef = MetricDef {
+    name: "tapio.lsm.rules",
+    unit: "{rule}",
+    instrument: Instrument::Gauge,
+    description:
+        "1 per configured enforcement rule, with whether this kernel enforces it or refused it.",
+    attributes: &[
+        attr::TAPIO_LSM_RULE,
+        attr::TAPIO_LSM_HOOK,
+        attr::TAPIO_LSM_STATE,
+    ],
+};
+
 /// Tapio's self-telemetry metrics (`otel::metrics::self_telemetry`).
 pub const SELF_METRICS: &[MetricDef] = &[
     EVENTS_RECEIVED,
@@ -335,6 +371,8 @@ pub const METRICS: &[MetricDef] = &[
     DNS_LOOKUP_DURATION,
     XDP_PACKETS,
     XDP_BYTES,
+    LSM_DECISIONS,
+    LSM_RULES,
 ];
 
 /// Every log event name, with what it means.
@@ -355,6 +393,10 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::SECURITY_DDOS_MITIGATION,
         "The XDP filter auto-blocked a source over its SYN rate (WARN, `started`), or the block expired (INFO, `ended`, with the packets it dropped).",
+    ),
+    (
+        event::SECURITY_POLICY_DECISION,
+        "An enforcement rule matched: WARN when it denied (EPERM), INFO when it audited (allowed).",
     ),
     (
         event::TAPIO_CONFIG_RELOAD,

@@ -3,6 +3,7 @@
 //! running kernel accepts.
 
 pub mod dns;
+pub mod lsm;
 pub mod network;
 pub mod process;
 pub mod security;

@@ -55,6 +55,7 @@ enum tapio_event_kind {
 	TAPIO_EVENT_XDP_BLOCK = 30,
 	TAPIO_EVENT_SEC_CRED = 40,
 	TAPIO_EVENT_SEC = 41,
+	TAPIO_EVENT_LSM_DECISION = 50,
 };
 
 /* DNS payload bytes copied per packet: the classic UDP message limit.
@@ -400,6 +401,68 @@ struct tapio_xdp_block {
 	__u32 ifindex;
 	__u32 reason;     /* enum tapio_xdp_reason */
 	__u8 addr[16];    /* source, IPv6 or v4-mapped */
+};
+
+/* Enforcement hooks (probe `lsm`). */
+enum tapio_lsm_hook {
+	TAPIO_LSM_CONNECT = 1,       /* cgroup/connect4|6, sendmsg4|6 */
+	TAPIO_LSM_BIND = 2,          /* cgroup/bind4|6 */
+	TAPIO_LSM_SOCKET_CREATE = 3, /* cgroup/sock_create */
+	TAPIO_LSM_DEVICE = 4,        /* cgroup/dev */
+	TAPIO_LSM_FILE_OPEN = 5,     /* lsm/file_open */
+	TAPIO_LSM_EXEC = 6,          /* lsm/bprm_check_security */
+	TAPIO_LSM_PTRACE = 7,        /* lsm/ptrace_access_check */
+	TAPIO_LSM_MODULE_LOAD = 8,   /* lsm/kernel_read_file, kernel_load_data */
+	TAPIO_LSM_BPF = 9,           /* lsm/bpf (BPF_PROG_LOAD) */
+	TAPIO_LSM_HOOK_MAX = 10,
+};
+
+enum tapio_lsm_action {
+	TAPIO_LSM_AUDIT = 1, /* allow and report */
+	TAPIO_LSM_DENY = 2,  /* -EPERM and report */
+};
+
+/* Bits of tapio_lsm_rule.flags. */
+enum tapio_lsm_rule_flags {
+	TAPIO_LSM_R_PREFIX = 1,        /* inode rule covers the directory's subtree */
+	TAPIO_LSM_R_INCLUDE_TAPIO = 2, /* applies to Tapio itself too */
+};
+
+/* Rules per policy generation; the rule maps hold two generations. */
+#define TAPIO_LSM_MAX_RULES 16384
+
+/* One rule's conditions beyond its map key; rules with the same key are
+ * chained through `next` (index + 1, 0 ends), checked in config order. */
+struct tapio_lsm_rule {
+	__u64 cgroup_id;   /* 0: any; else this cgroup or a descendant */
+	__u32 cgroup_level; /* depth of cgroup_id below the root */
+	__u32 uid;         /* 0xffffffff: any */
+	__u32 action;      /* enum tapio_lsm_action */
+	__u32 hook;        /* enum tapio_lsm_hook */
+	__u32 next;        /* chained rule index + 1, 0 = none */
+	__u32 flags;       /* enum tapio_lsm_rule_flags */
+	__u32 access;      /* device rules: BPF_DEVCG_ACC_* mask (0 = any) */
+	__u32 _pad0;
+	char comm[TAPIO_COMM_LEN]; /* empty: any */
+};
+
+/* security.policy_decision: a rule matched (deny or audit). */
+struct tapio_lsm_decision {
+	struct tapio_event_header hdr;
+	__u64 ino;        /* file rules: the file's inode */
+	__u32 rule;       /* rule index in its generation */
+	__u32 generation; /* 0 or 1 */
+	__u32 hook;       /* enum tapio_lsm_hook */
+	__u32 action;     /* enum tapio_lsm_action */
+	__u32 dev;        /* file rules: the superblock's dev_t (kernel encoding) */
+	__u32 port;       /* connect/bind: host order */
+	__u32 family;     /* connect/bind/socket_create */
+	__u32 proto;      /* connect/bind: IPPROTO_*; socket_create: type */
+	__u32 major;      /* device rules */
+	__u32 minor;
+	__u32 access;     /* device rules: requested access mask */
+	__u32 target_pid; /* ptrace: the target */
+	__u8 addr[16];    /* connect/bind: IPv6 or v4-mapped */
 };
 
 #pragma clang diagnostic pop

@@ -1,0 +1,527 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Policy enforcement. Rules come from config through maps; each decision
+ * (deny = -EPERM, audit = allow) is counted per rule and reported.
+ *
+ * Two families of programs, loaded separately so a kernel that refuses one
+ * still runs the other:
+ *   cgroup hooks (any kernel with cgroup v2, including ones that refuse BPF
+ *   LSM): connect4/6 + sendmsg4/6 (connect rules), bind4/6, sock_create,
+ *   dev. Attached to the cgroup v2 root, so every process is covered; a
+ *   rule's `cgroup` narrows it.
+ *   BPF LSM (kernels with CONFIG_BPF_LSM and "bpf" in the LSM list):
+ *   file_open, bprm_check_security, ptrace_access_check, kernel_read_file +
+ *   kernel_load_data (modules), bpf.
+ *
+ * Rule lookup is by map key, never a scan, so 10,000 rules cost what one
+ * does: network rules in an LPM trie keyed (hook, protocol, port, address)
+ * looked up with exact and "any" protocol/port; file rules by (hook, dev,
+ * inode) of the file and, for subtree rules, of each parent directory
+ * (bounded walk); devices by (type, major, minor); socket creation by
+ * (family, type); module and bpf rules by hook. Rules sharing a key chain
+ * in config order, each checked for its cgroup, uid and comm.
+ *
+ * Policy is double-buffered like the XDP filter's: lsm_active[0] picks the
+ * generation, userspace fills the other one and flips it.
+ */
+#include "tapio_bpf.h"
+
+TAPIO_PROBE_MAPS();
+
+typedef struct tapio_lsm_decision tapio_lsm_decision;
+typedef struct tapio_lsm_rule tapio_lsm_rule;
+TAPIO_ABI_BTF(tapio_lsm_decision);
+TAPIO_ABI_BTF(tapio_lsm_rule);
+
+#define EPERM 1
+#define MAX_CHAIN 8
+#define MAX_PARENTS 16
+#define ANY_U32 0xffffffffU
+#define BPF_PROG_LOAD_CMD 5
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TAPIO_LSM_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct tapio_lsm_rule);
+} lsm_rules SEC(".maps");
+
+/* Decisions per rule slot (generation * MAX + index). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * TAPIO_LSM_MAX_RULES);
+	__type(key, __u32);
+	__type(value, __u64);
+} lsm_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} lsm_active SEC(".maps");
+
+/* Processes no rule applies to unless it says so: Tapio itself. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} lsm_exempt_pids SEC(".maps");
+
+struct net_key {
+	__u32 prefixlen; /* 32 + address bits */
+	__u8 hook;
+	__u8 proto;
+	__u16 port; /* network order; 0 = any */
+	__u8 addr[16];
+};
+
+struct inode_key {
+	__u32 hook;
+	__u32 dev;
+	__u64 ino;
+};
+
+struct sock_key {
+	__u32 family; /* 0 = any */
+	__u32 type;   /* 0 = any */
+};
+
+struct dev_key {
+	__u32 type; /* BPF_DEVCG_DEV_CHAR / _BLOCK */
+	__u32 major;
+	__u32 minor; /* ANY_U32 = any */
+	__u32 _pad;
+};
+
+#define GEN_MAPS(g)                                                            \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                           \
+		__uint(max_entries, TAPIO_LSM_MAX_RULES);                      \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                          \
+		__type(key, struct net_key);                                   \
+		__type(value, __u32);                                          \
+	} lsm_net_##g SEC(".maps");                                            \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_HASH);                               \
+		__uint(max_entries, TAPIO_LSM_MAX_RULES);                      \
+		__type(key, struct inode_key);                                 \
+		__type(value, __u32);                                          \
+	} lsm_inode_##g SEC(".maps");                                          \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_HASH);                               \
+		__uint(max_entries, 1024);                                     \
+		__type(key, struct sock_key);                                  \
+		__type(value, __u32);                                          \
+	} lsm_sock_##g SEC(".maps");                                           \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_HASH);                               \
+		__uint(max_entries, 4096);                                     \
+		__type(key, struct dev_key);                                   \
+		__type(value, __u32);                                          \
+	} lsm_dev_##g SEC(".maps");                                            \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                              \
+		__uint(max_entries, TAPIO_LSM_HOOK_MAX);                       \
+		__type(key, __u32);                                            \
+		__type(value, __u32);                                          \
+	} lsm_any_##g SEC(".maps")
+
+GEN_MAPS(0);
+GEN_MAPS(1);
+
+static __always_inline __u32 generation(void)
+{
+	__u32 zero = 0;
+	__u32 *g = bpf_map_lookup_elem(&lsm_active, &zero);
+	return g && *g ? 1 : 0;
+}
+
+/* What a decision reports besides the process. */
+struct subject {
+	__u64 ino;
+	__u32 dev, port, family, proto, major, minor, access, target_pid;
+	__u8 addr[16];
+};
+
+/* Fill the header from helpers every program type here may call (cgroup
+ * programs cannot read task_struct). */
+static __always_inline void fill_hdr(struct tapio_event_header *h)
+{
+	__u64 pt = bpf_get_current_pid_tgid();
+	__u64 ug = bpf_get_current_uid_gid();
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->kind = TAPIO_EVENT_LSM_DECISION;
+	h->pid = pt >> 32;
+	h->tid = (__u32)pt;
+	h->ppid = 0;
+	h->uid = (__u32)ug;
+	h->gid = ug >> 32;
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+static __always_inline int comm_eq(const char *a, const char *b)
+{
+	for (int i = 0; i < TAPIO_COMM_LEN; i++) {
+		if (a[i] != b[i])
+			return 0;
+		if (!a[i])
+			return 1;
+	}
+	return 1;
+}
+
+/* Whether `r`'s conditions hold for the current task. */
+static __always_inline int conditions_hold(struct tapio_lsm_rule *r, int exempt)
+{
+	if (exempt && !(r->flags & TAPIO_LSM_R_INCLUDE_TAPIO))
+		return 0;
+	if (r->uid != ANY_U32 && (__u32)bpf_get_current_uid_gid() != r->uid)
+		return 0;
+	if (r->cgroup_id && bpf_get_current_ancestor_cgroup_id(r->cgroup_level) != r->cgroup_id)
+		return 0;
+	if (r->comm[0]) {
+		char comm[TAPIO_COMM_LEN] = {};
+		bpf_get_current_comm(comm, sizeof(comm));
+		if (!comm_eq(comm, r->comm))
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline int is_exempt(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	return bpf_map_lookup_elem(&lsm_exempt_pids, &tgid) != NULL;
+}
+
+/* Walk the chain starting at `first` (index + 1). Returns the matching
+ * rule's index + 1, or 0. A global function: the verifier checks it once,
+ * not once per call site and loop iteration of its callers. */
+__attribute__((noinline)) __u32 first_match(__u32 gen, __u32 first, __u32 hook, int exempt,
+					    __u32 access)
+{
+	__u32 cur = first;
+	for (int i = 0; i < MAX_CHAIN; i++) {
+		if (!cur || cur > TAPIO_LSM_MAX_RULES)
+			return 0;
+		__u32 slot = gen * TAPIO_LSM_MAX_RULES + cur - 1;
+		struct tapio_lsm_rule *r = bpf_map_lookup_elem(&lsm_rules, &slot);
+		if (!r)
+			return 0;
+		if (r->hook == hook && (!r->access || (r->access & access)) &&
+		    conditions_hold(r, exempt))
+			return cur;
+		cur = r->next;
+	}
+	return 0;
+}
+
+/* Count, report, and return the verdict of rule `idx1` (index + 1):
+ * 1 to allow, 0 to deny (cgroup program convention). */
+static __always_inline int decide(__u32 gen, __u32 idx1, __u32 hook, struct subject *s)
+{
+	__u32 slot = gen * TAPIO_LSM_MAX_RULES + idx1 - 1;
+	struct tapio_lsm_rule *r = bpf_map_lookup_elem(&lsm_rules, &slot);
+	if (!r)
+		return 1;
+	__u32 action = r->action;
+	__u64 *n = bpf_map_lookup_elem(&lsm_counters, &slot);
+	if (n)
+		*n += 1;
+	struct tapio_lsm_decision *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
+	if (e) {
+		fill_hdr(&e->hdr);
+		e->ino = s->ino;
+		e->rule = idx1 - 1;
+		e->generation = gen;
+		e->hook = hook;
+		e->action = action;
+		e->dev = s->dev;
+		e->port = s->port;
+		e->family = s->family;
+		e->proto = s->proto;
+		e->major = s->major;
+		e->minor = s->minor;
+		e->access = s->access;
+		e->target_pid = s->target_pid;
+		__builtin_memcpy(e->addr, s->addr, 16);
+		/* A denial is what an operator waits for: wake userspace. */
+		bpf_ringbuf_submit(e, 0);
+	}
+	return action == TAPIO_LSM_DENY ? 0 : 1;
+}
+
+/* ---------------------------------------------------------------------
+ * cgroup hooks
+ * ------------------------------------------------------------------- */
+
+static __always_inline __u32 net_lookup(__u32 gen, struct net_key *k)
+{
+	__u32 *v = gen ? bpf_map_lookup_elem(&lsm_net_1, k) : bpf_map_lookup_elem(&lsm_net_0, k);
+	return v ? *v : 0;
+}
+
+/* Decide a connect/bind to `k->addr` (filled by the caller, which alone
+ * may read its family's context fields). */
+static __noinline int net_check(struct net_key *k, __u16 port, __u32 proto, __u32 family,
+				__u32 hook)
+{
+	struct subject s = {.family = family, .proto = proto, .port = bpf_ntohs(port)};
+	__builtin_memcpy(s.addr, k->addr, 16);
+	__u32 gen = generation();
+	int exempt = is_exempt();
+	/* Most specific first: exact protocol and port, then "any". */
+	for (int i = 0; i < 4; i++) {
+		k->prefixlen = 32 + 128;
+		k->hook = hook;
+		k->proto = i < 2 ? (__u8)proto : 0;
+		k->port = (i & 1) ? 0 : port;
+		__u32 first = net_lookup(gen, k);
+		__u32 hit = first ? first_match(gen, first, hook, exempt, 0) : 0;
+		if (hit)
+			return decide(gen, hit, hook, &s);
+	}
+	return 1;
+}
+
+static __always_inline int check4(struct bpf_sock_addr *ctx, __u32 hook)
+{
+	struct net_key k = {};
+	__u32 a = ctx->user_ip4;
+	k.addr[10] = 0xff;
+	k.addr[11] = 0xff;
+	__builtin_memcpy(&k.addr[12], &a, 4);
+	return net_check(&k, (__u16)ctx->user_port, ctx->protocol, 2, hook);
+}
+
+static __always_inline int check6(struct bpf_sock_addr *ctx, __u32 hook)
+{
+	struct net_key k = {};
+	__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1], a2 = ctx->user_ip6[2],
+	      a3 = ctx->user_ip6[3];
+	__builtin_memcpy(&k.addr[0], &a0, 4);
+	__builtin_memcpy(&k.addr[4], &a1, 4);
+	__builtin_memcpy(&k.addr[8], &a2, 4);
+	__builtin_memcpy(&k.addr[12], &a3, 4);
+	return net_check(&k, (__u16)ctx->user_port, ctx->protocol, 10, hook);
+}
+
+SEC("cgroup/connect4")
+int tapio_lsm_connect4(struct bpf_sock_addr *ctx)
+{
+	return check4(ctx, TAPIO_LSM_CONNECT);
+}
+
+SEC("cgroup/connect6")
+int tapio_lsm_connect6(struct bpf_sock_addr *ctx)
+{
+	return check6(ctx, TAPIO_LSM_CONNECT);
+}
+
+/* Unconnected UDP sends reach the same destinations as connect(). */
+SEC("cgroup/sendmsg4")
+int tapio_lsm_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return check4(ctx, TAPIO_LSM_CONNECT);
+}
+
+SEC("cgroup/sendmsg6")
+int tapio_lsm_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return check6(ctx, TAPIO_LSM_CONNECT);
+}
+
+SEC("cgroup/bind4")
+int tapio_lsm_bind4(struct bpf_sock_addr *ctx)
+{
+	return check4(ctx, TAPIO_LSM_BIND);
+}
+
+SEC("cgroup/bind6")
+int tapio_lsm_bind6(struct bpf_sock_addr *ctx)
+{
+	return check6(ctx, TAPIO_LSM_BIND);
+}
+
+SEC("cgroup/sock_create")
+int tapio_lsm_sock_create(struct bpf_sock *sk)
+{
+	__u32 gen = generation();
+	int exempt = is_exempt();
+	struct subject s = {.family = sk->family, .proto = sk->type};
+	struct sock_key keys[3] = {
+		{.family = sk->family, .type = sk->type},
+		{.family = sk->family, .type = 0},
+		{.family = 0, .type = sk->type},
+	};
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		__u32 *v = gen ? bpf_map_lookup_elem(&lsm_sock_1, &keys[i])
+			       : bpf_map_lookup_elem(&lsm_sock_0, &keys[i]);
+		__u32 hit = v ? first_match(gen, *v, TAPIO_LSM_SOCKET_CREATE, exempt, 0) : 0;
+		if (hit)
+			return decide(gen, hit, TAPIO_LSM_SOCKET_CREATE, &s);
+	}
+	return 1;
+}
+
+SEC("cgroup/dev")
+int tapio_lsm_dev(struct bpf_cgroup_dev_ctx *ctx)
+{
+	__u32 type = ctx->access_type & 0xffff;
+	__u32 access = ctx->access_type >> 16;
+	__u32 gen = generation();
+	int exempt = is_exempt();
+	struct subject s = {.major = ctx->major, .minor = ctx->minor, .access = access};
+	struct dev_key keys[2] = {
+		{.type = type, .major = ctx->major, .minor = ctx->minor},
+		{.type = type, .major = ctx->major, .minor = ANY_U32},
+	};
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		__u32 *v = gen ? bpf_map_lookup_elem(&lsm_dev_1, &keys[i])
+			       : bpf_map_lookup_elem(&lsm_dev_0, &keys[i]);
+		__u32 hit = v ? first_match(gen, *v, TAPIO_LSM_DEVICE, exempt, access) : 0;
+		if (hit)
+			return decide(gen, hit, TAPIO_LSM_DEVICE, &s);
+	}
+	return 1;
+}
+
+/* ---------------------------------------------------------------------
+ * BPF LSM
+ * ------------------------------------------------------------------- */
+
+static __always_inline __u32 inode_lookup(__u32 gen, struct inode_key *k)
+{
+	__u32 *v = gen ? bpf_map_lookup_elem(&lsm_inode_1, k) : bpf_map_lookup_elem(&lsm_inode_0, k);
+	return v ? *v : 0;
+}
+
+/* The rule (index + 1) for `dentry` under `hook`: the file itself, then
+ * each parent for subtree rules. */
+static __always_inline __u32 dentry_match(__u32 gen, struct dentry *d, __u32 dev, __u32 hook,
+					  int exempt, __u64 *ino_out)
+{
+	struct inode_key k = {.hook = hook, .dev = dev};
+	k.ino = BPF_CORE_READ(d, d_inode, i_ino);
+	*ino_out = k.ino;
+	__u32 first = inode_lookup(gen, &k);
+	__u32 hit = first ? first_match(gen, first, hook, exempt, 0) : 0;
+	if (hit)
+		return hit;
+#pragma unroll
+	for (int i = 0; i < MAX_PARENTS; i++) {
+		struct dentry *p = BPF_CORE_READ(d, d_parent);
+		if (!p || p == d)
+			return 0;
+		d = p;
+		k.ino = BPF_CORE_READ(d, d_inode, i_ino);
+		first = inode_lookup(gen, &k);
+		if (!first)
+			continue;
+		__u32 cur = first_match(gen, first, hook, exempt, 0);
+		if (!cur)
+			continue;
+		__u32 slot = gen * TAPIO_LSM_MAX_RULES + cur - 1;
+		struct tapio_lsm_rule *r = bpf_map_lookup_elem(&lsm_rules, &slot);
+		if (r && (r->flags & TAPIO_LSM_R_PREFIX))
+			return cur;
+	}
+	return 0;
+}
+
+static __always_inline int file_check(struct file *file, __u32 hook)
+{
+	if (!file)
+		return 0;
+	__u32 gen = generation();
+	int exempt = is_exempt();
+	struct subject s = {};
+	s.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	if (!d)
+		return 0;
+	/* Hook 0 marks files no subtree rule covers (Tapio's config file). */
+	struct inode_key ek = {.hook = 0, .dev = s.dev, .ino = BPF_CORE_READ(d, d_inode, i_ino)};
+	if (inode_lookup(gen, &ek))
+		return 0;
+	__u32 hit = dentry_match(gen, d, s.dev, hook, exempt, &s.ino);
+	if (!hit)
+		return 0;
+	return decide(gen, hit, hook, &s) ? 0 : -EPERM;
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(tapio_lsm_file_open, struct file *file)
+{
+	return file_check(file, TAPIO_LSM_FILE_OPEN);
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(tapio_lsm_exec, struct linux_binprm *bprm)
+{
+	return file_check(BPF_CORE_READ(bprm, file), TAPIO_LSM_EXEC);
+}
+
+/* ptrace of a process whose executable a rule names. */
+SEC("lsm/ptrace_access_check")
+int BPF_PROG(tapio_lsm_ptrace, struct task_struct *child, unsigned int mode)
+{
+	struct file *exe = BPF_CORE_READ(child, mm, exe_file);
+	if (!exe)
+		return 0;
+	__u32 gen = generation();
+	int exempt = is_exempt();
+	struct subject s = {.target_pid = BPF_CORE_READ(child, tgid)};
+	s.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
+	struct dentry *d = BPF_CORE_READ(exe, f_path.dentry);
+	if (!d)
+		return 0;
+	__u32 hit = dentry_match(gen, d, s.dev, TAPIO_LSM_PTRACE, exempt, &s.ino);
+	if (!hit)
+		return 0;
+	return decide(gen, hit, TAPIO_LSM_PTRACE, &s) ? 0 : -EPERM;
+}
+
+static __always_inline int hook_rule(__u32 hook)
+{
+	__u32 gen = generation();
+	__u32 *v = gen ? bpf_map_lookup_elem(&lsm_any_1, &hook) : bpf_map_lookup_elem(&lsm_any_0, &hook);
+	if (!v || !*v)
+		return 0;
+	__u32 hit = first_match(gen, *v, hook, is_exempt(), 0);
+	if (!hit)
+		return 0;
+	struct subject s = {};
+	return decide(gen, hit, hook, &s) ? 0 : -EPERM;
+}
+
+/* finit_module reads the module file through kernel_read_file. */
+SEC("lsm/kernel_read_file")
+int BPF_PROG(tapio_lsm_read_file, struct file *file, enum kernel_read_file_id id, bool contents)
+{
+	if (id != READING_MODULE)
+		return 0;
+	return hook_rule(TAPIO_LSM_MODULE_LOAD);
+}
+
+/* init_module hands the image over as a buffer. */
+SEC("lsm/kernel_load_data")
+int BPF_PROG(tapio_lsm_load_data, enum kernel_load_data_id id, bool contents)
+{
+	if (id != LOADING_MODULE)
+		return 0;
+	return hook_rule(TAPIO_LSM_MODULE_LOAD);
+}
+
+SEC("lsm/bpf")
+int BPF_PROG(tapio_lsm_bpf, int cmd)
+{
+	if (cmd != BPF_PROG_LOAD_CMD)
+		return 0;
+	return hook_rule(TAPIO_LSM_BPF);
+}

@@ -1,0 +1,431 @@
+//! The lsm probe on this machine's kernel: network, socket and device rules
+//! through cgroup hooks, enforced for real on processes in a cgroup the
+//! test creates (so nothing else on the host is affected), with decisions
+//! checked at a real OTLP receiver. BPF LSM rules are refused here (the
+//! kernel refuses BPF LSM programs), loudly; integration/vm/ enforces them
+//! in the Debian guests.
+
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+use tapio_integration::{int_attr, point_value, privileged_or_skip, str_attr, Receiver, Tapio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tapio");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A cgroup v2 directory of the test's own, removed on drop.
+struct TestCgroup {
+    path: std::path::PathBuf,
+    rel: String,
+}
+
+impl TestCgroup {
+    fn new(tag: &str) -> Self {
+        let root = tapio::probes::cgroup2_root().expect("cgroup2 mount");
+        let rel = format!("tapio-lsm-{tag}-{}", std::process::id());
+        let path = std::path::Path::new(&root).join(&rel);
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path).expect("create test cgroup");
+        Self { path, rel }
+    }
+
+    /// Run `python3 -c script` inside the cgroup; returns its stdout.
+    fn python(&self, script: &str) -> String {
+        self.run("python3", &["-c", script])
+    }
+
+    fn run(&self, prog: &str, args: &[&str]) -> String {
+        let procs = self.path.join("cgroup.procs");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo $$ > {} && exec \"$@\"", procs.display()))
+            .arg("sh")
+            .arg(prog)
+            .args(args)
+            .output()
+            .expect("run in cgroup");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn connect_script(ports: &[u16]) -> String {
+    let list = ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "import socket,os\nout=[str(os.getpid())]\nfor p in ({list},):\n  s=socket.socket()\n  try:\n    s.connect(('127.0.0.1',p)); out.append('ok')\n  except PermissionError: out.append('EPERM')\n  except OSError as e: out.append('err%d' % e.errno)\nprint(' '.join(out))"
+    )
+}
+
+fn config(rx: &Receiver, extra: &str, rules: &str) -> String {
+    format!(
+        "exporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n  metrics: {{ export_interval: 200ms }}\nprobes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security: {{ enabled: false }}\n  lsm:\n{extra}    policy:\n      rules:\n{rules}",
+        rx.grpc_endpoint()
+    )
+}
+
+fn connect_rule(name: &str, action: &str, port: u16, cg: &TestCgroup) -> String {
+    format!(
+        "        - name: {name}\n          hook: connect\n          action: {action}\n          match: {{ address: 127.0.0.1/32, port: {port}, protocol: tcp, cgroup: {} }}\n",
+        cg.rel
+    )
+}
+
+fn decisions(rx: &Receiver, rule: &str) -> Vec<LogRecord> {
+    rx.log_records()
+        .into_iter()
+        .map(|(_, l)| l)
+        .filter(|l| {
+            l.event_name == "security.policy_decision"
+                && str_attr(&l.attributes, "tapio.lsm.rule").as_deref() == Some(rule)
+        })
+        .collect()
+}
+
+fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = l.local_addr().unwrap().port();
+    (l, p)
+}
+
+#[test]
+fn connect_rule_denies_one_port_from_a_cgroup_and_reports_it() {
+    if !privileged_or_skip("lsm::connect_rule_denies_one_port_from_a_cgroup_and_reports_it") {
+        return;
+    }
+    let cg = TestCgroup::new("c");
+    let (_a, denied) = listener();
+    let (_b, open) = listener();
+    let rx = Receiver::start();
+    let t = Tapio::start(
+        BIN,
+        &config(&rx, "", &connect_rule("no-db", "deny", denied, &cg)),
+        &[],
+    );
+    let out = cg.python(&connect_script(&[denied, open]));
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f[1..], ["EPERM", "ok"], "{out}");
+    // Outside the cgroup the rule does not apply.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", denied)).is_ok());
+
+    rx.wait_for_logs("policy decision", WAIT, |l| {
+        l.iter()
+            .any(|(_, r)| r.event_name == "security.policy_decision")
+    });
+    let d = decisions(&rx, "no-db");
+    assert_eq!(d.len(), 1, "exactly the one denied connect");
+    let a = &d[0].attributes;
+    assert_eq!(str_attr(a, "tapio.lsm.action").as_deref(), Some("deny"));
+    assert_eq!(str_attr(a, "tapio.lsm.hook").as_deref(), Some("connect"));
+    assert_eq!(int_attr(a, "server.port"), Some(i64::from(denied)));
+    assert_eq!(str_attr(a, "server.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(int_attr(a, "process.pid"), f[0].parse().ok());
+    assert_eq!(d[0].severity_text, "WARN");
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[("tapio.lsm.rule", "no-db"), ("tapio.lsm.action", "deny")],
+        WAIT,
+        |v| v == 1,
+    );
+    t.terminate();
+}
+
+#[test]
+fn audit_rule_allows_and_reports() {
+    if !privileged_or_skip("lsm::audit_rule_allows_and_reports") {
+        return;
+    }
+    let cg = TestCgroup::new("a");
+    let (_a, port) = listener();
+    let rx = Receiver::start();
+    let t = Tapio::start(
+        BIN,
+        &config(&rx, "", &connect_rule("watch-db", "audit", port, &cg)),
+        &[],
+    );
+    let out = cg.python(&connect_script(&[port, port]));
+    assert!(out.ends_with("ok ok"), "{out}");
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[
+            ("tapio.lsm.rule", "watch-db"),
+            ("tapio.lsm.action", "audit"),
+        ],
+        WAIT,
+        |v| v == 2,
+    );
+    let d = decisions(&rx, "watch-db");
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[0].severity_text, "INFO");
+    t.terminate();
+}
+
+#[test]
+fn socket_and_device_rules_are_enforced_in_the_cgroup() {
+    if !privileged_or_skip("lsm::socket_and_device_rules_are_enforced_in_the_cgroup") {
+        return;
+    }
+    let cg = TestCgroup::new("s");
+    let rx = Receiver::start();
+    let rules = format!(
+        "        - name: no-raw-sockets\n          hook: socket_create\n          action: deny\n          match: {{ family: inet, socket_type: raw, cgroup: {0} }}\n        - name: no-dev-full\n          hook: device\n          action: deny\n          match: {{ device: \"c 1:7\", access: w, cgroup: {0} }}\n",
+        cg.rel
+    );
+    let t = Tapio::start(BIN, &config(&rx, "", &rules), &[]);
+    let out = cg.python(
+        "import socket\ntry:\n  socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); print('raw ok')\nexcept PermissionError: print('raw EPERM')\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); print('dgram ok')",
+    );
+    assert_eq!(out, "raw EPERM\ndgram ok");
+    // /dev/full is c 1:7; /dev/null (c 1:3) is untouched; reading
+    // /dev/full is allowed (the rule is for writes).
+    let out = cg.run(
+        "sh",
+        &["-c", "echo x > /dev/full 2>/dev/null; echo w=$?; echo x > /dev/null && echo null-ok; head -c1 /dev/full >/dev/null && echo r-ok"],
+    );
+    assert!(out.contains("null-ok") && out.contains("r-ok"), "{out}");
+    assert!(!out.contains("w=0"), "write to /dev/full allowed: {out}");
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[("tapio.lsm.rule", "no-dev-full")],
+        WAIT,
+        |v| v >= 1,
+    );
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[("tapio.lsm.rule", "no-raw-sockets")],
+        WAIT,
+        |v| v == 1,
+    );
+    t.terminate();
+}
+
+#[test]
+fn reload_flips_deny_to_allow_and_a_broken_policy_keeps_the_rules() {
+    if !privileged_or_skip("lsm::reload_flips_deny_to_allow_and_a_broken_policy_keeps_the_rules") {
+        return;
+    }
+    let cg = TestCgroup::new("r");
+    let (_a, port) = listener();
+    let rx = Receiver::start();
+    let deny = config(&rx, "", &connect_rule("db", "deny", port, &cg));
+    let t = Tapio::start(BIN, &deny, &[]);
+    let try_it = || cg.python(&connect_script(&[port]));
+    assert!(try_it().ends_with("EPERM"));
+
+    t.rewrite_config(&config(&rx, "", &connect_rule("db", "audit", port, &cg)));
+    rx.wait_for_counter(
+        "tapio.config.reloads",
+        &[("tapio.reload.result", "applied")],
+        WAIT,
+        |v| v >= 1,
+    );
+    assert!(try_it().ends_with("ok"), "still denied after the reload");
+
+    t.rewrite_config(&deny);
+    rx.wait_for_counter(
+        "tapio.config.reloads",
+        &[("tapio.reload.result", "applied")],
+        WAIT,
+        |v| v >= 2,
+    );
+    assert!(try_it().ends_with("EPERM"));
+
+    // Broken: an unknown hook. The deny stays.
+    t.rewrite_config(&deny.replace("hook: connect", "hook: conect"));
+    rx.wait_for_counter(
+        "tapio.config.reloads",
+        &[("tapio.reload.result", "rejected")],
+        WAIT,
+        |v| v >= 1,
+    );
+    assert!(
+        try_it().ends_with("EPERM"),
+        "a rejected policy lifted the rule"
+    );
+    // Decisions of both generations add up under the rule's name.
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[("tapio.lsm.rule", "db"), ("tapio.lsm.action", "deny")],
+        WAIT,
+        |v| v == 3,
+    );
+    let err = t.terminate();
+    assert!(err.contains("previous policy stays in force"), "{err}");
+}
+
+#[test]
+fn tapio_is_exempt_unless_a_rule_includes_it() {
+    if !privileged_or_skip("lsm::tapio_is_exempt_unless_a_rule_includes_it") {
+        return;
+    }
+    let rx = Receiver::start();
+    let port = rx.grpc_addr.port();
+    // A rule that would cut Tapio off from its collector: processes named
+    // `tapio` may not connect to the receiver's port.
+    let rules = format!(
+        "        - name: no-export\n          hook: connect\n          action: deny\n          match: {{ address: 127.0.0.1/32, port: {port}, comm: tapio }}\n"
+    );
+    let t = Tapio::start(BIN, &config(&rx, "", &rules), &[]);
+    // Another process called `tapio` is denied...
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("tapio");
+    std::fs::copy("/usr/bin/python3", &fake).unwrap();
+    let out = Command::new(&fake)
+        .args(["-c", &connect_script(&[port])])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .ends_with("EPERM"));
+    // ...while Tapio keeps exporting: the decision reaches the receiver.
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[("tapio.lsm.rule", "no-export")],
+        WAIT,
+        |v| v == 1,
+    );
+    t.terminate();
+}
+
+#[test]
+fn rules_this_kernel_cannot_enforce_are_refused_loudly() {
+    if !privileged_or_skip("lsm::rules_this_kernel_cannot_enforce_are_refused_loudly") {
+        return;
+    }
+    let lsm_works = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|l| l.contains("bpf"))
+        .unwrap_or(false)
+        && Command::new(BIN)
+            .arg("probes")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.contains("lsm") && l.contains("file_open") && l.contains("yes"))
+            })
+            .unwrap_or(false);
+    if lsm_works {
+        eprintln!("this kernel runs BPF LSM: nothing to refuse (the guests test enforcement)");
+        return;
+    }
+    let cg = TestCgroup::new("x");
+    let (_a, port) = listener();
+    let rx = Receiver::start();
+    let mut rules = connect_rule("net", "deny", port, &cg);
+    rules.push_str(
+        "        - name: no-shadow\n          hook: file_open\n          action: deny\n          match: { path: /etc/hostname }\n",
+    );
+    let t = Tapio::start(BIN, &config(&rx, "", &rules), &[]);
+    let gauge = |rule: &str, state: &str| {
+        rx.metrics()
+            .iter()
+            .filter(|m| m.name == "tapio.lsm.rules")
+            .filter_map(|m| point_value(m, &[("tapio.lsm.rule", rule), ("tapio.lsm.state", state)]))
+            .next_back()
+    };
+    rx.wait_for_counter(
+        "tapio.lsm.rules",
+        &[
+            ("tapio.lsm.rule", "no-shadow"),
+            ("tapio.lsm.state", "refused"),
+        ],
+        WAIT,
+        |v| v == 1,
+    );
+    assert_eq!(gauge("net", "enforced"), Some(1));
+    assert!(cg.python(&connect_script(&[port])).ends_with("EPERM"));
+    let err = t.terminate();
+    assert!(
+        err.contains("rule refused") && err.contains("no-shadow") && err.contains("BPF LSM"),
+        "{err}"
+    );
+    let probes = Command::new(BIN).arg("probes").output().unwrap();
+    let text = String::from_utf8_lossy(&probes.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("lsm") && l.contains("file_open") && l.contains("no")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("lsm") && l.contains("connect") && l.contains("yes")),
+        "{text}"
+    );
+}
+
+fn kill9(t: Tapio) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(t.pid() as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    drop(t);
+}
+
+#[test]
+fn on_exit_keep_enforces_after_tapio_dies_and_release_does_not() {
+    if !privileged_or_skip("lsm::on_exit_keep_enforces_after_tapio_dies_and_release_does_not") {
+        return;
+    }
+    let cg = TestCgroup::new("k");
+    let (_a, port) = listener();
+    let rx = Receiver::start();
+    let pins = format!("/sys/fs/bpf/tapio-test-{}", std::process::id());
+    let try_it = || cg.python(&connect_script(&[port]));
+
+    // release (the default): dies -> enforcement ends with it.
+    let t = Tapio::start(
+        BIN,
+        &config(&rx, "", &connect_rule("r", "deny", port, &cg)),
+        &[],
+    );
+    assert!(try_it().ends_with("EPERM"));
+    kill9(t);
+    assert!(
+        try_it().ends_with("ok"),
+        "release kept enforcing after SIGKILL"
+    );
+
+    // keep: dies -> the pinned links still enforce the last policy.
+    let extra = format!("    on_exit: keep\n    pin_dir: {pins}/lsm\n");
+    let t = Tapio::start(
+        BIN,
+        &config(&rx, &extra, &connect_rule("k", "deny", port, &cg)),
+        &[],
+    );
+    assert!(try_it().ends_with("EPERM"));
+    kill9(t);
+    assert!(
+        try_it().ends_with("EPERM"),
+        "keep stopped enforcing after SIGKILL"
+    );
+    // A new Tapio with `release` takes over and removes the old pins;
+    // when it exits, nothing is left.
+    let extra_release = format!("    pin_dir: {pins}/lsm\n");
+    let t = Tapio::start(
+        BIN,
+        &config(&rx, &extra_release, &connect_rule("k2", "deny", port, &cg)),
+        &[],
+    );
+    assert!(try_it().ends_with("EPERM"));
+    t.terminate();
+    assert!(try_it().ends_with("ok"), "pins of the keep run survived");
+    let left: Vec<_> = std::fs::read_dir(format!("{pins}/lsm"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "pins left: {left:?}");
+    let _ = std::fs::remove_dir(format!("{pins}/lsm"));
+    let _ = std::fs::remove_dir(&pins);
+}
