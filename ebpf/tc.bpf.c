@@ -743,8 +743,16 @@ static __always_inline void lb_ingress(struct __sk_buff *skb, struct pkt *p, __u
 	struct ct_val *ct = bpf_map_lookup_elem(&tapio_tc_ct, &ck);
 	int syn = p->l4proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
 	if (ct && syn && ct->state != CT_ESTABLISHED) {
-		/* A SYN retry after a failed or unanswered attempt: choose
+		/* A SYN again before any SYN-ACK: the client's retransmission
+		 * timer (1s at first) ran out, so the backend did not answer in
+		 * time; that is a failure (a RST was counted at egress). Choose
 		 * again, so an ejected backend is not retried for the flow. */
+		if (ct->state == CT_SYN_SENT) {
+			struct tapio_tc_addr ob = { .addr = ct->backend_addr,
+						    .port = ct->backend_port,
+						    .proto = p->l4proto };
+			bstat(&ob, 1);
+		}
 		bpf_map_delete_elem(&tapio_tc_ct, &ck);
 		ct = NULL;
 	}
@@ -752,11 +760,11 @@ static __always_inline void lb_ingress(struct __sk_buff *skb, struct pkt *p, __u
 		if (p->l4proto == IPPROTO_TCP && !syn)
 			return; /* mid-stream, not ours */
 		struct tapio_tc_addr vk = { .addr = p->v4_daddr, .port = bpf_htons(p->dport),
-					    .proto = p->l4proto, .gen = gen };
+					    .proto = p->l4proto, .generation = gen };
 		struct tapio_tc_service *svc = bpf_map_lookup_elem(&tapio_tc_services, &vk);
 		if (!svc || svc->n_backends == 0 || svc->total_weight == 0)
 			return;
-		vk.gen = 0;
+		vk.generation = 0;
 		__u64 *rr = bpf_map_lookup_elem(&tapio_tc_rr, &vk);
 		if (!rr) {
 			__u64 z = 0;

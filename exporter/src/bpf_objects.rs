@@ -10,6 +10,9 @@ pub static NETWORK: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// `ebpf/dns.bpf.c`.
 pub static DNS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns.bpf.o"));
 
+/// `ebpf/tc.bpf.c`.
+pub static TC: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc.bpf.o"));
+
 /// Which clang compiled them.
 pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt"));
 

@@ -13,6 +13,8 @@ pub mod event {
     pub const PROCESS_FORK: &str = "process.fork";
     pub const NETWORK_CONNECTION_CLOSE: &str = "network.connection.close";
     pub const TAPIO_CONFIG_RELOAD: &str = "tapio.config.reload";
+    pub const NETWORK_FLOW_CLASSIFIED: &str = "network.flow.classified";
+    pub const NETWORK_CIRCUIT_BREAKER_STATE_CHANGE: &str = "network.circuit_breaker.state_change";
 }
 
 /// Span names.
@@ -84,6 +86,27 @@ pub mod attr {
     pub const TAPIO_RELOAD_RESULT: &str = "tapio.reload.result";
     /// The config file a reload read.
     pub const TAPIO_CONFIG_PATH: &str = "tapio.config.path";
+    // tc probe
+    /// semconv: `http`, `http2`, `grpc`, `tls`, `dns`, `mysql`,
+    /// `postgresql`, `redis`, `kafka`, `unknown`.
+    pub const NETWORK_PROTOCOL_NAME: &str = "network.protocol.name";
+    /// semconv: `receive` (ingress) or `transmit` (egress).
+    pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
+    pub const NETWORK_INTERFACE_NAME: &str = "network.interface.name";
+    /// The TLS server name (SNI) of a ClientHello.
+    pub const TLS_CLIENT_SERVER_NAME: &str = "tls.client.server_name";
+    /// A virtual service's name (`probes.tc.policy.services[].name`).
+    pub const TAPIO_TC_SERVICE: &str = "tapio.tc.service";
+    /// A backend, `IP:port`.
+    pub const TAPIO_TC_BACKEND: &str = "tapio.tc.backend";
+    /// A chaos experiment's name.
+    pub const TAPIO_TC_EXPERIMENT: &str = "tapio.tc.experiment";
+    /// Circuit-breaker state: `closed`, `open`, `half_open`.
+    pub const TAPIO_TC_BREAKER_STATE: &str = "tapio.tc.circuit_breaker.state";
+    /// The state before a change.
+    pub const TAPIO_TC_BREAKER_PREVIOUS: &str = "tapio.tc.circuit_breaker.previous_state";
+    /// Connection failures in a row behind a breaker change.
+    pub const TAPIO_TC_FAILURES_IN_A_ROW: &str = "tapio.tc.circuit_breaker.failures";
     // resource
     pub const SERVICE_NAME: &str = "service.name";
     pub const SERVICE_VERSION: &str = "service.version";
@@ -207,6 +230,64 @@ pub const CONFIG_RELOADS: MetricDef = MetricDef {
     attributes: &[attr::TAPIO_RELOAD_RESULT],
 };
 
+pub const TC_PACKETS: MetricDef = MetricDef {
+    name: "tapio.tc.packets",
+    unit: "{packet}",
+    instrument: Instrument::Counter,
+    description: "Packets seen by the tc classifier, by the flow's L7 protocol, direction and server port; per-CPU counters in the kernel.",
+    attributes: &[
+        attr::NETWORK_PROTOCOL_NAME,
+        attr::NETWORK_IO_DIRECTION,
+        attr::SERVER_PORT,
+        attr::NETWORK_INTERFACE_NAME,
+    ],
+};
+
+pub const TC_BYTES: MetricDef = MetricDef {
+    name: "tapio.tc.bytes",
+    unit: "By",
+    instrument: Instrument::Counter,
+    description: "L4 payload bytes (TCP/UDP data, headers excluded) seen by the tc classifier, broken down like tapio.tc.packets.",
+    attributes: &[
+        attr::NETWORK_PROTOCOL_NAME,
+        attr::NETWORK_IO_DIRECTION,
+        attr::SERVER_PORT,
+        attr::NETWORK_INTERFACE_NAME,
+    ],
+};
+
+pub const TC_LB_CONNECTIONS: MetricDef = MetricDef {
+    name: "tapio.tc.lb.connections",
+    unit: "{connection}",
+    instrument: Instrument::Counter,
+    description: "New flows the load balancer steered to a backend.",
+    attributes: &[attr::TAPIO_TC_SERVICE, attr::TAPIO_TC_BACKEND],
+};
+
+pub const TC_LB_FAILURES: MetricDef = MetricDef {
+    name: "tapio.tc.lb.failures",
+    unit: "{connection}",
+    instrument: Instrument::Counter,
+    description: "Steered connections that failed: a RST answered the SYN, or the client retransmitted its SYN unanswered.",
+    attributes: &[attr::TAPIO_TC_SERVICE, attr::TAPIO_TC_BACKEND],
+};
+
+pub const TC_CIRCUIT_BREAKER_STATE: MetricDef = MetricDef {
+    name: "tapio.tc.circuit_breaker.state",
+    unit: "1",
+    instrument: Instrument::Gauge,
+    description: "Per backend: 0 closed, 1 open (ejected), 2 half-open.",
+    attributes: &[attr::TAPIO_TC_SERVICE, attr::TAPIO_TC_BACKEND],
+};
+
+pub const TC_CHAOS_DROPPED: MetricDef = MetricDef {
+    name: "tapio.tc.chaos.dropped",
+    unit: "{packet}",
+    instrument: Instrument::Counter,
+    description: "Packets a loss-injection experiment dropped.",
+    attributes: &[attr::TAPIO_TC_EXPERIMENT],
+};
+
 /// Tapio's self-telemetry metrics (`otel::metrics::self_telemetry`).
 pub const SELF_METRICS: &[MetricDef] = &[
     EVENTS_RECEIVED,
@@ -233,6 +314,12 @@ pub const METRICS: &[MetricDef] = &[
     CONFIG_RELOADS,
     TCP_CONNECT_DURATION,
     DNS_LOOKUP_DURATION,
+    TC_PACKETS,
+    TC_BYTES,
+    TC_LB_CONNECTIONS,
+    TC_LB_FAILURES,
+    TC_CIRCUIT_BREAKER_STATE,
+    TC_CHAOS_DROPPED,
 ];
 
 /// Every log event name, with what it means.
@@ -253,6 +340,14 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::TAPIO_CONFIG_RELOAD,
         "Tapio re-read its config file: the new policy is in force (INFO), or it was rejected and the previous policy stays (ERROR, with the reason in the body).",
+    ),
+    (
+        event::NETWORK_FLOW_CLASSIFIED,
+        "The tc probe decided a flow's L7 protocol (with the TLS server name); only with probes.tc.flow_logs.",
+    ),
+    (
+        event::NETWORK_CIRCUIT_BREAKER_STATE_CHANGE,
+        "A load-balancer backend's circuit breaker opened (WARN), went half-open or closed (INFO).",
     ),
 ];
 

@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod network;
 pub mod process;
+pub mod tc;
 
 use crate::bpf_objects::{
     GLOBAL_SAMPLE_THRESHOLD, GLOBAL_SLOW_NS, GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST,

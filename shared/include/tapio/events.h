@@ -284,7 +284,7 @@ struct tapio_tc_addr {
 	__u32 addr;  /* IPv4 address, network order */
 	__u16 port;  /* network order */
 	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 gen;    /* policy generation (0/1) in tapio_tc_services keys, 0 elsewhere */
+	__u8 generation; /* policy generation (0/1) in tapio_tc_services keys, 0 elsewhere */
 };
 
 /* One backend of a service. */
