@@ -880,13 +880,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	return TC_ACT_UNSPEC;
 }
 
-SEC("tc")
+SEC("classifier")
 int tapio_tc_ingress(struct __sk_buff *skb)
 {
 	return handle(skb, TAPIO_TC_INGRESS);
 }
 
-SEC("tc")
+SEC("classifier")
 int tapio_tc_egress(struct __sk_buff *skb)
 {
 	return handle(skb, TAPIO_TC_EGRESS);

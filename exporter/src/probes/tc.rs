@@ -23,7 +23,7 @@ use aya::programs::{
     LinkOrder, SchedClassifier, TcAttachType,
 };
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapio_shared::{
@@ -432,7 +432,7 @@ fn addr_key(a: SocketAddrV4, proto: u8, gen: u8) -> tapio_tc_addr {
 
 #[cfg(test)]
 fn key_addr(k: &tapio_tc_addr) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(k.addr.to_ne_bytes()), u16::from_be(k.port))
+    SocketAddrV4::new(std::net::Ipv4Addr::from(k.addr.to_ne_bytes()), u16::from_be(k.port))
 }
 
 /// One backend's circuit breaker.
