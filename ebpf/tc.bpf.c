@@ -577,6 +577,18 @@ static __always_inline void observe(struct __sk_buff *skb, struct pkt *p, __u8 d
 		if (!f)
 			return;
 	}
+	if (p->l4proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+	    f->state != FLOW_PENDING) {
+		/* A new connection on the tuple of an old one (ports are
+		 * reused; entries are not deleted at FIN, so the last ACKs are
+		 * still counted under the old flow's protocol): start over. */
+		flush(f, skb->ifindex);
+		f->state = FLOW_PENDING;
+		f->proto = TAPIO_TC_UNKNOWN;
+		f->h2_packets = 0;
+		f->server_port = p->dport;
+		f->server_is_lo = !src_is_lo;
+	}
 	int from_server = f->server_is_lo == src_is_lo;
 
 	if (f->state == FLOW_DECIDED) {

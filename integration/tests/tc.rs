@@ -122,10 +122,38 @@ fn counter(rx: &Receiver, name: &str, attrs: &[(&str, &str)], want: i64) {
             return;
         }
         if Instant::now() > end {
-            panic!("{name}{attrs:?}: want {want}, last exported {last:?}");
+            panic!(
+                "{name}{attrs:?}: want {want}, last exported {last:?}; series:\n{}",
+                series(rx, name)
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The last export of `name`, one line per point, for failure messages.
+fn series(rx: &Receiver, name: &str) -> String {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let Some(m) = rx.metrics().into_iter().rfind(|m| m.name == name) else {
+        return "(none)".into();
+    };
+    let points = match m.data {
+        Some(Data::Sum(s)) => s.data_points,
+        Some(Data::Gauge(g)) => g.data_points,
+        _ => Vec::new(),
+    };
+    points
+        .iter()
+        .map(|p| {
+            let a: Vec<String> = p
+                .attributes
+                .iter()
+                .map(|a| format!("{}={:?}", a.key, a.value.as_ref().and_then(|v| v.value.clone())))
+                .collect();
+            format!("  {} {:?}", a.join(" "), p.value)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn latest(rx: &Receiver, name: &str, attrs: &[(&str, &str)]) -> Option<i64> {

@@ -16,12 +16,14 @@ import time
 HOLD = 20
 
 
-def tcp_info(s):
+def tcp_info(s, peer_closed=False):
     raw = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
     # struct tcp_info: 8 bytes of u8 fields, 24 u32, then u64 pacing_rate,
     # max_pacing_rate, bytes_acked (offset 120), bytes_received (128).
     acked, received = struct.unpack_from("=QQ", raw, 120)
-    return acked, received
+    # Sequence space, not payload: an active open's bytes_acked includes
+    # its SYN, and bytes_received the peer's FIN once it closed.
+    return acked - 1, received - (1 if peer_closed else 0)
 
 
 def report(sent, received):
@@ -49,7 +51,7 @@ def http(host, port):
     while s.recv(65536):
         pass
     time.sleep(0.3)
-    report(*tcp_info(s))
+    report(*tcp_info(s, peer_closed=True))
     hold(s)
 
 
@@ -62,7 +64,7 @@ def tls(host, port, sni):
     s.sendall(b"hello tapio\n")
     read_until(s, b"\n")
     time.sleep(0.5)
-    report(*tcp_info(raw))
+    report(*tcp_info(s))
     time.sleep(HOLD)
 
 
@@ -111,7 +113,7 @@ def grpc_echo(host, port, calls):
     out = __import__("subprocess").run(
         ["ss", "-tinH", "dst", f"{host}:{port}"], capture_output=True, text=True
     ).stdout
-    acked = int(out.split("bytes_acked:")[1].split()[0]) if "bytes_acked:" in out else 0
+    acked = int(out.split("bytes_acked:")[1].split()[0]) - 1 if "bytes_acked:" in out else 0
     received = int(out.split("bytes_received:")[1].split()[0]) if "bytes_received:" in out else 0
     report(acked, received)
     time.sleep(HOLD)
