@@ -92,14 +92,19 @@ def dns(host, port, name):
 
 
 def pg(host, port):
+    # Plain TCP, so the application's own byte counts are the payload
+    # (TCP_INFO's bytes_received is one high after PostgreSQL's 1-byte
+    # SSLRequest answer here).
     s = socket.create_connection((host, port))
-    s.sendall(struct.pack(">II", 8, 80877103))  # SSLRequest
+    ssl_request = struct.pack(">II", 8, 80877103)
+    s.sendall(ssl_request)
     assert s.recv(1) == b"N"
     params = b"user\x00postgres\x00database\x00postgres\x00\x00"
-    s.sendall(struct.pack(">II", 8 + len(params), 196608) + params)
-    read_until(s, b"Z\x00\x00\x00\x05I")  # ReadyForQuery, idle
+    startup = struct.pack(">II", 8 + len(params), 196608) + params
+    s.sendall(startup)
+    got = read_until(s, b"Z\x00\x00\x00\x05I")  # ReadyForQuery, idle
     time.sleep(0.3)
-    report(*tcp_info(s))
+    report(len(ssl_request) + len(startup), 1 + len(got))
     hold(s)
 
 
