@@ -112,7 +112,7 @@ impl StartCtx<'_> {
         self.readers
             .spawn(async move { reader::run(rb, handler, interval, s).await });
         self.running.push(Running {
-            name: name,
+            name,
             variant: loaded.variant,
             _ebpf: loaded.ebpf,
         });

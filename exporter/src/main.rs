@@ -247,7 +247,12 @@ fn tc_report(btf: Option<&aya::Btf>) -> bool {
             } else {
                 "the kernel refused a tcx link (6.6+); clsact is used"
             };
-            println!("  {:<10} {:<12} {}   {why}", tc::NAME, tc::VARIANT_TCX, yes(tcx));
+            println!(
+                "  {:<10} {:<12} {}   {why}",
+                tc::NAME,
+                tc::VARIANT_TCX,
+                yes(tcx)
+            );
             println!("  {:<10} {:<12} yes", tc::NAME, tc::VARIANT_CLSACT);
             true
         }

@@ -148,7 +148,13 @@ fn series(rx: &Receiver, name: &str) -> String {
             let a: Vec<String> = p
                 .attributes
                 .iter()
-                .map(|a| format!("{}={:?}", a.key, a.value.as_ref().and_then(|v| v.value.clone())))
+                .map(|a| {
+                    format!(
+                        "{}={:?}",
+                        a.key,
+                        a.value.as_ref().and_then(|v| v.value.clone())
+                    )
+                })
                 .collect();
             format!("  {} {:?}", a.join(" "), p.value)
         })
@@ -161,7 +167,7 @@ fn latest(rx: &Receiver, name: &str, attrs: &[(&str, &str)]) -> Option<i64> {
         .iter()
         .filter(|m| m.name == name)
         .filter_map(|m| point_value(m, attrs))
-        .last()
+        .next_back()
 }
 
 /// No series of `name` has attribute `key` = `value`.
@@ -208,11 +214,19 @@ fn write_policy(t: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {
 }
 
 /// Start tapio on a config file the test can rewrite.
-fn start_with_file(yaml: &str) -> (tempfile::TempDir, Bg, std::sync::Arc<std::sync::Mutex<String>>) {
+fn start_with_file(
+    yaml: &str,
+) -> (
+    tempfile::TempDir,
+    Bg,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = write_policy(&dir, yaml);
     let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--config"]).arg(&path).env("TAPIO_LOG", "info");
+    cmd.args(["run", "--config"])
+        .arg(&path)
+        .env("TAPIO_LOG", "info");
     for (k, _) in std::env::vars() {
         if k.starts_with("OTEL_") {
             cmd.env_remove(k);
@@ -253,7 +267,11 @@ fn classifies_and_counts_each_protocol_exactly() {
     let pair = NsPair::new("tc-c");
     let iface = format!("{}/{}", pair.a.name, pair.a_dev());
     let rx = Receiver::start();
-    let t = Tapio::start(BIN, &config(&rx, std::slice::from_ref(&iface), "      {}"), &[]);
+    let t = Tapio::start(
+        BIN,
+        &config(&rx, std::slice::from_ref(&iface), "      {}"),
+        &[],
+    );
     let (a, b) = (&pair.a, &pair.b);
     let srv = "198.18.0.2";
 
@@ -261,19 +279,34 @@ fn classifies_and_counts_each_protocol_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let mut http = b.command("python3");
-    http.args(["-m", "http.server", "8080", "--bind", srv]).current_dir(&d);
+    http.args(["-m", "http.server", "8080", "--bind", srv])
+        .current_dir(&d);
     let _http = Bg::spawn(http);
     sh(&format!(
         "openssl req -x509 -newkey rsa:2048 -nodes -keyout {d}/k.pem -out {d}/c.pem -days 1 -subj /CN=tapio-tc.test 2>/dev/null"
     ));
     let mut tls = b.command("openssl");
     tls.args(["s_server", "-quiet", "-rev", "-accept", "198.18.0.2:8443"])
-        .args(["-cert", &format!("{d}/c.pem"), "-key", &format!("{d}/k.pem")])
+        .args([
+            "-cert",
+            &format!("{d}/c.pem"),
+            "-key",
+            &format!("{d}/k.pem"),
+        ])
         .stdin(Stdio::piped());
     let _tls = Bg::spawn(tls);
     let _dns = Dnsmasq::start(b, srv, &["--host-record=svc.tapio-tc.test,198.18.0.99"]);
     let mut redis = b.command("redis-server");
-    redis.args(["--bind", srv, "--port", "6379", "--save", "", "--appendonly", "no"]);
+    redis.args([
+        "--bind",
+        srv,
+        "--port",
+        "6379",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
     redis.args(["--protected-mode", "no"]);
     let _redis = Bg::spawn(redis);
     let grpc = py(b, &["grpc-server", srv, "50051"]);
@@ -294,7 +327,10 @@ fn classifies_and_counts_each_protocol_exactly() {
         counter(
             &rx,
             "tapio.tc.packets",
-            &[("network.protocol.name", "dns"), ("network.io.direction", dir)],
+            &[
+                ("network.protocol.name", "dns"),
+                ("network.io.direction", dir),
+            ],
             1,
         );
     }
@@ -316,7 +352,10 @@ fn classifies_and_counts_each_protocol_exactly() {
         "-s",
         "/bin/sh",
         "-c",
-        &format!("exec postgres -D {pgd} -h {srv} -p 5432 -k {}", pg.path().display()),
+        &format!(
+            "exec postgres -D {pgd} -h {srv} -p 5432 -k {}",
+            pg.path().display()
+        ),
     ]);
     let _pgs = Bg::spawn(pgs);
     wait_port(a, &format!("{srv}:5432"));
@@ -333,8 +372,10 @@ fn classifies_and_counts_each_protocol_exactly() {
                     == Some("sni.tapio-tc.test")
         })
     });
-    assert!(logs.iter().any(|(_, r)| r.event_name == "network.flow.classified"
-        && str_attr(&r.attributes, "network.protocol.name").as_deref() == Some("grpc")));
+    assert!(logs
+        .iter()
+        .any(|(_, r)| r.event_name == "network.flow.classified"
+            && str_attr(&r.attributes, "network.protocol.name").as_deref() == Some("grpc")));
     // Self-telemetry names the attach type.
     rx.wait_for_counter(
         "tapio.probe.attached",
@@ -369,8 +410,14 @@ impl LbLab {
                 "ip -n {} link add {dev} type veth peer name {odev} netns {}",
                 r.name, other.name
             ));
-            sh(&format!("ip -n {} addr add 198.18.{net}.1/24 dev {dev}", r.name));
-            sh(&format!("ip -n {} addr add 198.18.{net}.2/24 dev {odev}", other.name));
+            sh(&format!(
+                "ip -n {} addr add 198.18.{net}.1/24 dev {dev}",
+                r.name
+            ));
+            sh(&format!(
+                "ip -n {} addr add 198.18.{net}.2/24 dev {odev}",
+                other.name
+            ));
             sh(&format!("ip -n {} link set {dev} up", r.name));
             sh(&format!("ip -n {} link set {odev} up", other.name));
             sh(&format!(
@@ -378,7 +425,10 @@ impl LbLab {
                 other.name
             ));
         }
-        sh(&format!("ip netns exec {} sysctl -qw net.ipv4.ip_forward=1", r.name));
+        sh(&format!(
+            "ip netns exec {} sysctl -qw net.ipv4.ip_forward=1",
+            r.name
+        ));
         Self { c, r, b1, b2 }
     }
 
@@ -420,10 +470,19 @@ fn load_balances_by_weight_and_breaks_circuits() {
     eprintln!("1000 connections: {line}");
     assert_eq!(tally(&line, "ok"), 1000, "{line}");
     let b1 = tally(&line, "b1");
-    assert!((700..=800).contains(&b1), "b1 got {b1} of 1000 (want 750 ± 50): {line}");
+    assert!(
+        (700..=800).contains(&b1),
+        "b1 got {b1} of 1000 (want 750 ± 50): {line}"
+    );
     assert_eq!(b1 + tally(&line, "b2"), 1000);
-    let web_b1 = [("tapio.tc.service", "web"), ("tapio.tc.backend", "198.18.11.2:8080")];
-    let web_b2 = [("tapio.tc.service", "web"), ("tapio.tc.backend", "198.18.12.2:8080")];
+    let web_b1 = [
+        ("tapio.tc.service", "web"),
+        ("tapio.tc.backend", "198.18.11.2:8080"),
+    ];
+    let web_b2 = [
+        ("tapio.tc.service", "web"),
+        ("tapio.tc.backend", "198.18.12.2:8080"),
+    ];
     counter(&rx, "tapio.tc.lb.connections", &web_b1, b1);
 
     // Stop backend 2: its port answers RST; after max_failures (plus what
@@ -458,7 +517,10 @@ fn load_balances_by_weight_and_breaks_circuits() {
     let line = run.line("connect-many");
     eprintln!("backend 2 back: {line}");
     assert_eq!(tally(&line, "ok"), 40, "{line}");
-    assert!(tally(&line, "b2") >= 8, "backend 2 gets traffic again: {line}");
+    assert!(
+        tally(&line, "b2") >= 8,
+        "backend 2 gets traffic again: {line}"
+    );
     rx.wait_for_logs("breaker closed", WAIT, |l| {
         l.iter().any(|(_, r)| {
             r.event_name == "network.circuit_breaker.state_change"
@@ -493,9 +555,17 @@ fn loss_injection_hits_one_port_and_expires() {
     let got = blast(&pair, "9000", "2000");
     let other = blast(&pair, "9001", "2000");
     eprintln!("30% loss on 9000: received {got}/2000; 9001: {other}/2000");
-    assert!((1300..=1500).contains(&got), "about 70 % of 2000 arrive, got {got}");
+    assert!(
+        (1300..=1500).contains(&got),
+        "about 70 % of 2000 arrive, got {got}"
+    );
     assert_eq!(other, 2000, "no loss on another port");
-    counter(&rx, "tapio.tc.chaos.dropped", &[("tapio.tc.experiment", "lossy")], 2000 - got);
+    counter(
+        &rx,
+        "tapio.tc.chaos.dropped",
+        &[("tapio.tc.experiment", "lossy")],
+        2000 - got,
+    );
     // The experiment ends by itself.
     let left = Duration::from_secs(9).saturating_sub(started.elapsed());
     std::thread::sleep(left);
@@ -506,14 +576,14 @@ fn loss_injection_hits_one_port_and_expires() {
 
 #[test]
 fn policy_reloads_while_traffic_flows_and_bad_files_keep_the_old_policy() {
-    if !privileged_or_skip("policy_reloads_while_traffic_flows_and_bad_files_keep_the_old_policy")
-    {
+    if !privileged_or_skip("policy_reloads_while_traffic_flows_and_bad_files_keep_the_old_policy") {
         return;
     }
     let pair = NsPair::new("tc-r");
     let iface = format!("{}/{}", pair.a.name, pair.a_dev());
     let rx = Receiver::start();
-    let (dir, _tapio, log) = start_with_file(&config(&rx, std::slice::from_ref(&iface), "      {}"));
+    let (dir, _tapio, log) =
+        start_with_file(&config(&rx, std::slice::from_ref(&iface), "      {}"));
     assert_eq!(blast(&pair, "9000", "500"), 500);
 
     // Drop everything to 9000, while a blast runs.
@@ -523,7 +593,12 @@ fn policy_reloads_while_traffic_flows_and_bad_files_keep_the_old_policy() {
     std::thread::sleep(Duration::from_millis(500));
     let drop_all = "      chaos:\n        experiments:\n          - { name: blackhole, port: 9000, loss: 1.0, duration: 10m }\n";
     write_policy(&dir, &config(&rx, std::slice::from_ref(&iface), drop_all));
-    counter(&rx, "tapio.config.reloads", &[("tapio.reload.result", "applied")], 1);
+    counter(
+        &rx,
+        "tapio.config.reloads",
+        &[("tapio.reload.result", "applied")],
+        1,
+    );
     drop(sender);
     drop(sink);
     assert_eq!(blast(&pair, "9000", "500"), 0, "new policy drops all");
@@ -531,7 +606,12 @@ fn policy_reloads_while_traffic_flows_and_bad_files_keep_the_old_policy() {
     // A broken file: rejected, the blackhole stays.
     let bad = "      chaos:\n        experiments:\n          - { name: blackhole, port: 9000, loss: 2.0, duration: 10m }\n";
     write_policy(&dir, &config(&rx, std::slice::from_ref(&iface), bad));
-    counter(&rx, "tapio.config.reloads", &[("tapio.reload.result", "rejected")], 1);
+    counter(
+        &rx,
+        "tapio.config.reloads",
+        &[("tapio.reload.result", "rejected")],
+        1,
+    );
     assert_eq!(blast(&pair, "9000", "500"), 0, "old policy still in force");
 
     // A latency experiment is refused on this kernel (no sch_fq), not
@@ -540,15 +620,28 @@ fn policy_reloads_while_traffic_flows_and_bad_files_keep_the_old_policy() {
     let (fq, _) = tapio::probes::tc::fq_available();
     if !fq {
         write_policy(&dir, &config(&rx, std::slice::from_ref(&iface), latency));
-        counter(&rx, "tapio.config.reloads", &[("tapio.reload.result", "failed")], 1);
-        assert!(log.lock().unwrap().contains("latency injection needs the fq qdisc"));
+        counter(
+            &rx,
+            "tapio.config.reloads",
+            &[("tapio.reload.result", "failed")],
+            1,
+        );
+        assert!(log
+            .lock()
+            .unwrap()
+            .contains("latency injection needs the fq qdisc"));
         assert_eq!(blast(&pair, "9000", "500"), 0, "old policy still in force");
     }
 
     // The kill switch ends it at once.
     let killed = "      chaos:\n        disabled: true\n        experiments:\n          - { name: blackhole, port: 9000, loss: 1.0, duration: 10m }\n";
     write_policy(&dir, &config(&rx, std::slice::from_ref(&iface), killed));
-    counter(&rx, "tapio.config.reloads", &[("tapio.reload.result", "applied")], 2);
+    counter(
+        &rx,
+        "tapio.config.reloads",
+        &[("tapio.reload.result", "applied")],
+        2,
+    );
     assert_eq!(blast(&pair, "9000", "500"), 500, "kill switch");
 }
 
@@ -560,7 +653,11 @@ fn sidecar_redirected_traffic_counts_under_the_original_destination() {
     let pair = NsPair::new("tc-m");
     let iface = format!("{}/{}", pair.a.name, pair.a_dev());
     let rx = Receiver::start();
-    let t = Tapio::start(BIN, &config(&rx, std::slice::from_ref(&iface), "      {}"), &[]);
+    let t = Tapio::start(
+        BIN,
+        &config(&rx, std::slice::from_ref(&iface), "      {}"),
+        &[],
+    );
     // Istio's outbound capture: the app's connections to port 80 go to
     // the sidecar's 15001; the sidecar's own (marked) connection does not.
     sh(&format!(
@@ -597,7 +694,13 @@ fn sidecar_redirected_traffic_counts_under_the_original_destination() {
         .rfind(|m| m.name == "tapio.tc.bytes")
         .unwrap();
     assert_eq!(
-        point_value(&m, &[("network.protocol.name", "http"), ("network.io.direction", "transmit")]),
+        point_value(
+            &m,
+            &[
+                ("network.protocol.name", "http"),
+                ("network.io.direction", "transmit")
+            ]
+        ),
         Some(s)
     );
     let _ = tapio_integration::int_attr;

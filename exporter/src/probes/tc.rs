@@ -28,9 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapio_shared::{
     read_record, record_kind, tapio_event_kind as kind, tapio_tc_addr, tapio_tc_backend,
-    tapio_tc_backend_stats, tapio_tc_cb_state as cb, tapio_tc_cfg, tapio_tc_chaos,
-    tapio_tc_count, tapio_tc_flow, tapio_tc_flow_flags, tapio_tc_key, tapio_tc_proto as proto,
-    tapio_tc_service, TAPIO_TC_MAX_CHAOS,
+    tapio_tc_backend_stats, tapio_tc_cb_state as cb, tapio_tc_cfg, tapio_tc_chaos, tapio_tc_count,
+    tapio_tc_flow, tapio_tc_flow_flags, tapio_tc_key, tapio_tc_proto as proto, tapio_tc_service,
+    TAPIO_TC_MAX_CHAOS,
 };
 
 pub const NAME: &str = "tc";
@@ -119,17 +119,10 @@ fn in_netns<T: Send>(
             let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
             // SAFETY: setns on this thread only, with an fd we own; the
             // thread ends right after `f`.
-            let rc = unsafe {
-                libc::setns(
-                    std::os::fd::AsRawFd::as_raw_fd(&file),
-                    libc::CLONE_NEWNET,
-                )
-            };
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
             if rc != 0 {
-                return Err(format!(
-                    "setns {path}: {}",
-                    std::io::Error::last_os_error()
-                ));
+                return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
             }
             f()
         })
@@ -323,7 +316,9 @@ fn read_gz(path: &str) -> Option<String> {
     use std::io::Read;
     let f = std::fs::File::open(path).ok()?;
     let mut s = String::new();
-    flate2::read::GzDecoder::new(f).read_to_string(&mut s).ok()?;
+    flate2::read::GzDecoder::new(f)
+        .read_to_string(&mut s)
+        .ok()?;
     Some(s)
 }
 
@@ -432,7 +427,10 @@ fn addr_key(a: SocketAddrV4, proto: u8, gen: u8) -> tapio_tc_addr {
 
 #[cfg(test)]
 fn key_addr(k: &tapio_tc_addr) -> SocketAddrV4 {
-    SocketAddrV4::new(std::net::Ipv4Addr::from(k.addr.to_ne_bytes()), u16::from_be(k.port))
+    SocketAddrV4::new(
+        std::net::Ipv4Addr::from(k.addr.to_ne_bytes()),
+        u16::from_be(k.port),
+    )
 }
 
 /// One backend's circuit breaker.
@@ -503,7 +501,10 @@ impl Breaker {
                 }
             }
             cb::TAPIO_TC_CB_OPEN => {
-                if self.opened.is_some_and(|t| now.duration_since(t) >= cfg.cool_down) {
+                if self
+                    .opened
+                    .is_some_and(|t| now.duration_since(t) >= cfg.cool_down)
+                {
                     self.state = cb::TAPIO_TC_CB_HALF_OPEN;
                 }
             }
@@ -628,9 +629,7 @@ impl Shared {
             .filter(|k| k.generation == g)
             .collect();
         for k in &stale {
-            self.services
-                .remove(k)
-                .map_err(map_err(MAP_SERVICES))?;
+            self.services.remove(k).map_err(map_err(MAP_SERVICES))?;
         }
         for s in &policy.services {
             let Some(vip) = v4(&s.address) else { continue };
@@ -712,7 +711,9 @@ impl Shared {
             .iter()
             .flat_map(|s| {
                 let p = l4(s.protocol);
-                s.backends.iter().filter_map(move |b| v4(&b.address).map(|a| (a, p)))
+                s.backends
+                    .iter()
+                    .filter_map(move |b| v4(&b.address).map(|a| (a, p)))
             })
             .collect();
         let gone: Vec<(SocketAddrV4, u8)> = self
@@ -791,7 +792,11 @@ impl Shared {
     }
 
     /// Every tc metric, cumulative since `start`.
-    pub fn metrics(&self, start: u64, now: u64) -> Vec<opentelemetry_proto::tonic::metrics::v1::Metric> {
+    pub fn metrics(
+        &self,
+        start: u64,
+        now: u64,
+    ) -> Vec<opentelemetry_proto::tonic::metrics::v1::Metric> {
         use crate::otel::{kv_int, kv_str, metrics, names};
         let mut packets = Vec::new();
         let mut bytes = Vec::new();
@@ -805,8 +810,14 @@ impl Shared {
                 .cloned()
                 .unwrap_or_else(|| k.ifindex.to_string());
             let attrs = vec![
-                kv_str(names::attr::NETWORK_PROTOCOL_NAME, proto_name(u32::from(k.proto))),
-                kv_str(names::attr::NETWORK_IO_DIRECTION, direction_name(k.direction)),
+                kv_str(
+                    names::attr::NETWORK_PROTOCOL_NAME,
+                    proto_name(u32::from(k.proto)),
+                ),
+                kv_str(
+                    names::attr::NETWORK_IO_DIRECTION,
+                    direction_name(k.direction),
+                ),
                 kv_int(names::attr::SERVER_PORT, i64::from(k.server_port)),
                 kv_str(names::attr::NETWORK_INTERFACE_NAME, iface),
             ];
@@ -847,11 +858,20 @@ impl Shared {
             }
         }
         if !conns.is_empty() {
-            out.push(metrics::counter(&names::TC_LB_CONNECTIONS, start, now, conns));
+            out.push(metrics::counter(
+                &names::TC_LB_CONNECTIONS,
+                start,
+                now,
+                conns,
+            ));
             out.push(metrics::counter(&names::TC_LB_FAILURES, start, now, fails));
         }
         if !states.is_empty() {
-            out.push(metrics::gauge(&names::TC_CIRCUIT_BREAKER_STATE, now, states));
+            out.push(metrics::gauge(
+                &names::TC_CIRCUIT_BREAKER_STATE,
+                now,
+                states,
+            ));
         }
         let mut drops: HashMap<String, u64> = self.retired_drops.clone();
         for (i, name) in self.slot_names.iter().enumerate() {
@@ -866,7 +886,12 @@ impl Shared {
                 .map(|(n, v)| (vec![kv_str(names::attr::TAPIO_TC_EXPERIMENT, n)], v))
                 .collect();
             points.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
-            out.push(metrics::counter(&names::TC_CHAOS_DROPPED, start, now, points));
+            out.push(metrics::counter(
+                &names::TC_CHAOS_DROPPED,
+                start,
+                now,
+                points,
+            ));
         }
         out
     }
@@ -890,7 +915,10 @@ impl PolicyTarget for TcTarget {
 }
 
 /// Exports the counters (and breaker states) on every metric export.
-pub fn metric_producer(shared: Arc<Mutex<Shared>>, start_unix_ns: u64) -> crate::export::MetricProducer {
+pub fn metric_producer(
+    shared: Arc<Mutex<Shared>>,
+    start_unix_ns: u64,
+) -> crate::export::MetricProducer {
     Box::new(move |now| match shared.lock() {
         Ok(s) => s.metrics(start_unix_ns, now),
         Err(_) => Vec::new(),
@@ -961,7 +989,12 @@ mod tests {
     fn decodes_a_flow_with_sni() {
         let mut r = tapio_tc_flow::default();
         r.hdr.kind = kind::TAPIO_EVENT_TC_FLOW as u32;
-        r.tuple = crate::probes::network::fixtures::v4_tuple([198, 18, 0, 1], 40000, [198, 18, 0, 2], 443);
+        r.tuple = crate::probes::network::fixtures::v4_tuple(
+            [198, 18, 0, 1],
+            40000,
+            [198, 18, 0, 2],
+            443,
+        );
         r.proto = proto::TAPIO_TC_TLS as u8;
         r.l4proto = IPPROTO_TCP;
         r.ifindex = 7;
