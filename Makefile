@@ -7,7 +7,8 @@ CARGO ?= cargo
 # objects' BTF in a test; dnsmasq and dig are the DNS tests' server and
 # client; libbpf-tools and bpftrace are the benchmarks' baselines.
 APT_PACKAGES := clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip iputils-ping \
-	dnsmasq-base bind9-dnsutils iproute2 bpftrace qemu-system-x86 busybox-static cpio
+	dnsmasq-base bind9-dnsutils iproute2 bpftrace qemu-system-x86 busybox-static cpio \
+	redis-server postgresql openssl nftables iperf3 netsniff-ng xz-utils
 TAPIO := $(or $(CARGO_TARGET_DIR),target)/release/tapio
 
 .PHONY: run test matrix setup deps mounts build fmt clippy bench vmlinux
@@ -36,6 +37,7 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check rotel
+	@python3 -c 'import grpc' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check grpcio
 
 # Tapio mounts these itself at start; the tests' own tools (bpftool) want
 # them too.

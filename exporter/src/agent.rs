@@ -34,6 +34,8 @@ pub enum RunError {
     Sink(#[from] crate::export::SinkError),
     #[error("ring buffer reader: {0}")]
     Io(#[from] std::io::Error),
+    #[error("policy: {0}")]
+    Policy(#[from] crate::reload::PolicyError),
 }
 
 /// A probe that is running: its object keeps the programs attached.
@@ -373,6 +375,60 @@ pub async fn run(
             })
         },
     )?;
+
+    let tcfg = settings.probes.tc.clone();
+    if tcfg.enabled != Some(false) && !tcfg.interfaces.is_empty() {
+        let ring = probes::RingConfig::new(tcfg.ring_buffer_size.0, tcfg.wakeup_interval);
+        let loaded = probes::tc::load(&tcfg, ring, Some(&btf), true);
+        let (loaded, ifnames) = match loaded {
+            Ok((l, n)) => (Ok(l), std::sync::Arc::new(n)),
+            Err(e) => (Err(e), Default::default()),
+        };
+        let mut shared = None;
+        ctx.start_loaded(
+            probes::tc::NAME,
+            loaded,
+            tcfg.enabled,
+            tcfg.wakeup_interval,
+            |loaded, stats| {
+                let s = std::sync::Arc::new(std::sync::Mutex::new(probes::tc::Shared::new(
+                    loaded,
+                    ifnames.clone(),
+                )?));
+                exporter.add_metric_producer(probes::tc::metric_producer(
+                    s.clone(),
+                    telemetry.start_unix_ns,
+                ));
+                shared = Some(s);
+                Ok(probes::tc::Handler {
+                    emitter: exporter.emitter(),
+                    stats,
+                    clock: clock::WallClock::sample(),
+                    ifnames: ifnames.clone(),
+                    logs: tcfg.flow_logs,
+                })
+            },
+        )?;
+        if let Some(s) = shared {
+            let mut target = probes::tc::TcTarget(s.clone());
+            if let Err(e) = target.apply(&settings.probes) {
+                // The programs count and classify without a policy; an
+                // explicitly enabled probe must not run without its policy.
+                if tcfg.enabled == Some(true) {
+                    return Err(e.into());
+                }
+                tracing::error!("tc policy not applied: {e}");
+            }
+            ctx.follow_policy(Box::new(target));
+            tokio::spawn(probes::tc::run_breakers(
+                s,
+                exporter.emitter(),
+                stop.clone(),
+            ));
+        }
+    } else if tcfg.enabled == Some(true) {
+        tracing::warn!("probes.tc is enabled but names no interfaces; not started");
+    }
 
     if running.is_empty() {
         exporter.shutdown(settings.shutdown_timeout).await;

@@ -18,6 +18,8 @@ pub static SECURITY: &[u8] =
 
 /// `ebpf/lsm.bpf.c`.
 pub static LSM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm.bpf.o"));
+/// `ebpf/tc.bpf.c`.
+pub static TC: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc.bpf.o"));
 
 /// Which clang compiled them.
 pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt"));

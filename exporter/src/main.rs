@@ -255,9 +255,54 @@ fn probes_report() -> Result<ExitCode> {
             println!("  {:<10} {:<12} no   {e}", probes::lsm::NAME, "all");
         }
     }
+    all_ok &= tc_report(btf.as_ref());
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The tc probe attaches to interfaces from config, so it is not in
+/// `probes::ALL`: load its programs, and probe tcx and the fq qdisc
+/// (latency injection) without attaching anything.
+fn tc_report(btf: Option<&aya::Btf>) -> bool {
+    use probes::tc;
+    let ring = probes::RingConfig::new(4096, std::time::Duration::ZERO);
+    let cfg = config::TcProbe::default();
+    let ok = match tc::load(&cfg, ring, btf, false) {
+        Ok((loaded, _)) => {
+            let tcx = loaded
+                .ebpf
+                .program(tc::PROG_INGRESS)
+                .and_then(|p| <&aya::programs::SchedClassifier>::try_from(p).ok())
+                .and_then(|p| p.fd().ok())
+                .is_some_and(|fd| tc::tcx_supported(std::os::fd::AsFd::as_fd(fd)));
+            let why = if tcx {
+                ""
+            } else {
+                "the kernel refused a tcx link (6.6+); clsact is used"
+            };
+            println!(
+                "  {:<10} {:<12} {}   {why}",
+                tc::NAME,
+                tc::VARIANT_TCX,
+                yes(tcx)
+            );
+            println!("  {:<10} {:<12} yes", tc::NAME, tc::VARIANT_CLSACT);
+            true
+        }
+        Err(e) => {
+            println!("  {:<10} {:<12} no   {e}", tc::NAME, "classifier");
+            false
+        }
+    };
+    let (fq, why) = tc::fq_available();
+    println!(
+        "  {:<10} {:<12} {}   latency-injection: {why}",
+        tc::NAME,
+        "edt-latency",
+        yes(fq)
+    );
+    ok
 }

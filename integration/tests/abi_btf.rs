@@ -314,3 +314,69 @@ fn lsm_records_match_the_object_btf() {
         }
     );
 }
+
+#[test]
+fn tc_records_and_maps_match_the_object_btf() {
+    let btf = btf_structs(tapio::bpf_objects::TC);
+    check_struct!(
+        btf,
+        tapio_tc_flow {
+            hdr,
+            tuple,
+            ifindex,
+            sni_len,
+            proto,
+            l4proto,
+            flags,
+            sni
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_tc_key {
+            ifindex,
+            server_port,
+            proto,
+            direction
+        }
+    );
+    check_struct!(btf, tapio_tc_count { packets, bytes });
+    check_struct!(
+        btf,
+        tapio_tc_addr {
+            addr,
+            port,
+            proto,
+            generation
+        }
+    );
+    check_struct!(btf, tapio_tc_backend { addr, port, weight });
+    check_struct!(
+        btf,
+        tapio_tc_service {
+            n_backends,
+            total_weight,
+            backends
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_tc_backend_stats {
+            connections,
+            failures,
+            successes
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_tc_chaos {
+            expires_ns,
+            delay_ns,
+            loss_threshold,
+            port,
+            proto,
+            direction
+        }
+    );
+    check_struct!(btf, tapio_tc_cfg { n_chaos, chaos_off });
+}

@@ -59,6 +59,15 @@ wire!(
     tapio_sec_event,
     tapio_lsm_rule,
     tapio_lsm_decision,
+    tapio_tc_key,
+    tapio_tc_count,
+    tapio_tc_addr,
+    tapio_tc_backend,
+    tapio_tc_service,
+    tapio_tc_backend_stats,
+    tapio_tc_chaos,
+    tapio_tc_cfg,
+    tapio_tc_flow,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

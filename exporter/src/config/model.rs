@@ -47,6 +47,9 @@ pub struct Probes {
     /// Security observability: `security.*` log records (credentials,
     /// capabilities, code injection, module/BPF loads, watched files).
     pub security: SecurityProbe,
+    /// TC classifier on chosen interfaces: L7 protocol detection, traffic
+    /// counters, load balancing, circuit breaking, chaos (`tapio.tc.*`).
+    pub tc: TcProbe,
 }
 
 /// The security probe.
@@ -117,6 +120,7 @@ impl Config {
         let mut c = self.clone();
         c.probes.xdp.policy = XdpPolicy::default();
         c.probes.lsm.policy = LsmPolicy::default();
+        c.probes.tc.policy = TcPolicy::default();
         c
     }
 }
@@ -124,7 +128,9 @@ impl Config {
 impl Probes {
     /// Whether every probe's live policy is the same in both.
     pub fn policies_equal(&self, other: &Probes) -> bool {
-        self.xdp.policy == other.xdp.policy && self.lsm.policy == other.lsm.policy
+        self.xdp.policy == other.xdp.policy
+            && self.lsm.policy == other.lsm.policy
+            && self.tc.policy == other.tc.policy
     }
 }
 
@@ -391,6 +397,176 @@ impl Default for DnsAmplification {
             max_response_size: 4096,
         }
     }
+}
+
+/// The tc probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcProbe {
+    /// Run this probe. It needs `interfaces`: with none it does not run,
+    /// and `enabled: true` without interfaces is an error.
+    pub enabled: Option<bool>,
+    /// Interfaces to attach to (ingress and egress), by name; tcx links
+    /// where the kernel has them (6.6+), clsact filters otherwise.
+    /// `NETNS/IFNAME` names an interface inside the network namespace
+    /// `/run/netns/NETNS` (as `ip netns` creates them).
+    pub interfaces: Vec<String>,
+    /// Ring-buffer size in bytes for `network.flow.classified` records
+    /// (power of two). A record is 240 bytes.
+    pub ring_buffer_size: ByteSize,
+    /// Longest a record waits in the ring buffer (see `probes.process`).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// Emit a `network.flow.classified` log for every flow whose protocol
+    /// is decided (with the TLS server name). Counters are kept either way.
+    pub flow_logs: bool,
+    /// Load balancing, circuit breaking and chaos. Live: changing it in
+    /// the file applies it without reloading the programs; an invalid file
+    /// keeps the previous policy.
+    pub policy: TcPolicy,
+}
+
+impl Default for TcProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            interfaces: Vec::new(),
+            ring_buffer_size: ByteSize(256 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            flow_logs: false,
+            policy: TcPolicy::default(),
+        }
+    }
+}
+
+/// What the tc programs steer.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcPolicy {
+    /// Virtual services: new flows arriving (ingress) for `address` are
+    /// sent to a backend chosen by weight; replies leave (egress) from the
+    /// virtual address. IPv4 only.
+    pub services: Vec<TcService>,
+    /// Backend ejection after connection failures. Off when absent.
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// Fault injection. Every experiment ends by itself.
+    pub chaos: Chaos,
+}
+
+/// One virtual service.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcService {
+    /// Name used in metric attributes (`tapio.tc.service`).
+    pub name: String,
+    /// Virtual `IPv4:port` clients connect to.
+    pub address: std::net::SocketAddr,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub protocol: L4Protocol,
+    /// Where flows go (1 to 16 backends).
+    pub backends: Vec<TcBackend>,
+}
+
+/// One backend of a virtual service.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcBackend {
+    /// Real `IPv4:port`.
+    pub address: std::net::SocketAddr,
+    /// Share of new flows relative to the other backends (1 to 1000).
+    #[serde(default = "default_weight")]
+    pub weight: u16,
+}
+
+fn default_weight() -> u16 {
+    1
+}
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum L4Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// Circuit breaker, per backend: `max_failures` connection failures in a
+/// row (a RST answering the SYN, or no SYN-ACK before the client
+/// retransmits its SYN) open it and new flows skip the backend; after
+/// `cool_down` it is half-open (flows go to it again), and the next
+/// success closes it or the next failure opens it again.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreaker {
+    /// Failures in a row that open the breaker.
+    pub max_failures: u32,
+    /// How long an open breaker keeps the backend out.
+    #[serde(with = "humantime_serde")]
+    pub cool_down: Duration,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            cool_down: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Fault injection.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Chaos {
+    /// Kill switch: `true` stops every experiment at once.
+    pub disabled: bool,
+    /// Experiments (at most 16).
+    pub experiments: Vec<ChaosExperiment>,
+}
+
+/// One fault-injection experiment.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosExperiment {
+    /// Name used in metric attributes (`tapio.tc.experiment`).
+    pub name: String,
+    /// Packets to or from this port (0 or absent: any port).
+    #[serde(default)]
+    pub port: u16,
+    /// `tcp` or `udp`; absent: both.
+    #[serde(default)]
+    pub protocol: Option<L4Protocol>,
+    /// `ingress`, `egress` or `both` (default).
+    #[serde(default)]
+    pub direction: ChaosDirection,
+    /// Probability (0.0-1.0) of dropping a matching packet.
+    #[serde(default)]
+    pub loss: f64,
+    /// Delay added to matching egress packets (EDT; needs the fq qdisc,
+    /// refused where the kernel has no sch_fq).
+    #[serde(default, with = "humantime_serde")]
+    pub latency: Duration,
+    /// How long the experiment runs after it is applied (1s to 24h). An
+    /// unchanged experiment keeps its deadline across reloads.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+}
+
+/// Which packets an experiment touches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChaosDirection {
+    /// Received packets.
+    Ingress,
+    /// Transmitted packets.
+    Egress,
+    /// Both.
+    #[default]
+    Both,
 }
 
 /// The dns probe.

@@ -40,6 +40,7 @@ impl Probes {
         self.xdp.validate(errs);
         self.lsm.validate(errs);
         self.security.validate(errs);
+        self.tc.validate(errs);
     }
 }
 
@@ -212,6 +213,142 @@ impl LsmRule {
         if let Some(c) = &m.comm {
             if c.is_empty() || c.len() > 15 {
                 err("comm", format!("{c:?}: 1 to 15 bytes (the kernel's comm)"));
+            }
+        }
+    }
+}
+
+impl TcProbe {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        ringbuf_size("probes.tc.ring_buffer_size", self.ring_buffer_size.0, errs);
+        if self.enabled == Some(true) && self.interfaces.is_empty() {
+            errs.push(ConfigError::new(
+                "probes.tc.interfaces",
+                "the tc probe is enabled but names no interface to attach to",
+            ));
+        }
+        for (i, name) in self.interfaces.iter().enumerate() {
+            let (ns, ifname) = match name.split_once('/') {
+                Some((ns, i)) => (Some(ns), i),
+                None => (None, name.as_str()),
+            };
+            let bad_ns = ns.is_some_and(|n| n.is_empty() || n.contains(['/', ' ']) || n == "..");
+            if bad_ns || ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ']) {
+                errs.push(ConfigError::new(
+                    format!("probes.tc.interfaces[{i}]"),
+                    format!(
+                        "{name:?} is not an interface name (IFNAME or NETNS/IFNAME; 1-15 characters, no space)"
+                    ),
+                ));
+            }
+        }
+        self.policy.validate("probes.tc.policy", errs);
+    }
+}
+
+impl TcPolicy {
+    pub fn validate(&self, path: &str, errs: &mut Vec<ConfigError>) {
+        const MAX_SERVICES: usize = tapio_shared::TAPIO_TC_MAX_SERVICES as usize;
+        const MAX_BACKENDS: usize = tapio_shared::TAPIO_TC_MAX_BACKENDS as usize;
+        const MAX_CHAOS: usize = tapio_shared::TAPIO_TC_MAX_CHAOS as usize;
+        if self.services.len() > MAX_SERVICES {
+            errs.push(ConfigError::new(
+                format!("{path}.services"),
+                format!("{} services: at most {MAX_SERVICES}", self.services.len()),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let p = format!("{path}.services[{i}]");
+            if s.name.trim().is_empty() {
+                errs.push(ConfigError::new(format!("{p}.name"), "cannot be empty"));
+            }
+            if !s.address.is_ipv4() {
+                errs.push(ConfigError::new(
+                    format!("{p}.address"),
+                    "virtual services are IPv4 only",
+                ));
+            }
+            if !seen.insert((s.address, s.protocol)) {
+                errs.push(ConfigError::new(
+                    format!("{p}.address"),
+                    format!("{} is already another service's address", s.address),
+                ));
+            }
+            if s.backends.is_empty() || s.backends.len() > MAX_BACKENDS {
+                errs.push(ConfigError::new(
+                    format!("{p}.backends"),
+                    format!("{} backends: 1 to {MAX_BACKENDS}", s.backends.len()),
+                ));
+            }
+            for (j, b) in s.backends.iter().enumerate() {
+                if !b.address.is_ipv4() {
+                    errs.push(ConfigError::new(
+                        format!("{p}.backends[{j}].address"),
+                        "backends are IPv4 only",
+                    ));
+                }
+                if !(1..=1000).contains(&b.weight) {
+                    errs.push(ConfigError::new(
+                        format!("{p}.backends[{j}].weight"),
+                        format!("{}: must be from 1 to 1000", b.weight),
+                    ));
+                }
+            }
+        }
+        if let Some(cb) = &self.circuit_breaker {
+            if cb.max_failures == 0 {
+                errs.push(ConfigError::new(
+                    format!("{path}.circuit_breaker.max_failures"),
+                    "must be at least 1 (remove circuit_breaker to turn it off)",
+                ));
+            }
+            if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&cb.cool_down) {
+                errs.push(ConfigError::new(
+                    format!("{path}.circuit_breaker.cool_down"),
+                    "must be from 100ms to 1h",
+                ));
+            }
+        }
+        let ex = &self.chaos.experiments;
+        if ex.len() > MAX_CHAOS {
+            errs.push(ConfigError::new(
+                format!("{path}.chaos.experiments"),
+                format!("{} experiments: at most {MAX_CHAOS}", ex.len()),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, e) in ex.iter().enumerate() {
+            let p = format!("{path}.chaos.experiments[{i}]");
+            if e.name.trim().is_empty() || !names.insert(e.name.as_str()) {
+                errs.push(ConfigError::new(
+                    format!("{p}.name"),
+                    "must be non-empty and unique",
+                ));
+            }
+            if !(0.0..=1.0).contains(&e.loss) {
+                errs.push(ConfigError::new(
+                    format!("{p}.loss"),
+                    format!("{}: must be from 0.0 to 1.0", e.loss),
+                ));
+            }
+            if e.loss == 0.0 && e.latency.is_zero() {
+                errs.push(ConfigError::new(
+                    p.clone(),
+                    "does nothing: set loss or latency",
+                ));
+            }
+            if e.latency > Duration::from_secs(10) {
+                errs.push(ConfigError::new(
+                    format!("{p}.latency"),
+                    "must be at most 10s",
+                ));
+            }
+            if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&e.duration) {
+                errs.push(ConfigError::new(
+                    format!("{p}.duration"),
+                    "must be from 1s to 24h: every experiment ends by itself",
+                ));
             }
         }
     }

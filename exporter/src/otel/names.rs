@@ -15,6 +15,8 @@ pub mod event {
     pub const TAPIO_CONFIG_RELOAD: &str = "tapio.config.reload";
     pub const SECURITY_DDOS_MITIGATION: &str = "security.ddos_mitigation";
     pub const SECURITY_POLICY_DECISION: &str = "security.policy_decision";
+    pub const NETWORK_FLOW_CLASSIFIED: &str = "network.flow.classified";
+    pub const NETWORK_CIRCUIT_BREAKER_STATE_CHANGE: &str = "network.circuit_breaker.state_change";
     pub const SECURITY_CREDENTIALS_CHANGE: &str = "security.credentials.change";
     pub const SECURITY_CAPABILITY_USE: &str = "security.capability.use";
     pub const SECURITY_PTRACE: &str = "security.ptrace";
@@ -103,6 +105,26 @@ pub mod attr {
     pub const TAPIO_MITIGATION_UNTIL: &str = "tapio.mitigation.until";
     /// Packets dropped under an auto-block that ended.
     pub const TAPIO_MITIGATION_DROPPED: &str = "tapio.mitigation.dropped";
+    // tc probe
+    /// semconv: `http`, `http2`, `grpc`, `tls`, `dns`, `mysql`,
+    /// `postgresql`, `redis`, `kafka`, `unknown`.
+    pub const NETWORK_PROTOCOL_NAME: &str = "network.protocol.name";
+    /// semconv: `receive` (ingress) or `transmit` (egress).
+    pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
+    /// The TLS server name (SNI) of a ClientHello.
+    pub const TLS_CLIENT_SERVER_NAME: &str = "tls.client.server_name";
+    /// A virtual service's name (`probes.tc.policy.services[].name`).
+    pub const TAPIO_TC_SERVICE: &str = "tapio.tc.service";
+    /// A backend, `IP:port`.
+    pub const TAPIO_TC_BACKEND: &str = "tapio.tc.backend";
+    /// A chaos experiment's name.
+    pub const TAPIO_TC_EXPERIMENT: &str = "tapio.tc.experiment";
+    /// Circuit-breaker state: `closed`, `open`, `half_open`.
+    pub const TAPIO_TC_BREAKER_STATE: &str = "tapio.tc.circuit_breaker.state";
+    /// The state before a change.
+    pub const TAPIO_TC_BREAKER_PREVIOUS: &str = "tapio.tc.circuit_breaker.previous_state";
+    /// Connection failures in a row behind a breaker change.
+    pub const TAPIO_TC_FAILURES_IN_A_ROW: &str = "tapio.tc.circuit_breaker.failures";
     /// The enforcement rule's name.
     pub const TAPIO_LSM_RULE: &str = "tapio.lsm.rule";
     /// `deny` or `audit`.
@@ -343,6 +365,64 @@ pub const LSM_RULES: MetricDef = MetricDef {
     ],
 };
 
+pub const TC_PACKETS: MetricDef = MetricDef {
+    name: "tapio.tc.packets",
+    unit: "{packet}",
+    instrument: Instrument::Counter,
+    description: "Packets seen by the tc classifier, by the flow's L7 protocol, direction and server port; per-CPU counters in the kernel.",
+    attributes: &[
+        attr::NETWORK_PROTOCOL_NAME,
+        attr::NETWORK_IO_DIRECTION,
+        attr::SERVER_PORT,
+        attr::NETWORK_INTERFACE_NAME,
+    ],
+};
+
+pub const TC_BYTES: MetricDef = MetricDef {
+    name: "tapio.tc.bytes",
+    unit: "By",
+    instrument: Instrument::Counter,
+    description: "L4 payload bytes (TCP/UDP data, headers excluded) seen by the tc classifier, broken down like tapio.tc.packets.",
+    attributes: &[
+        attr::NETWORK_PROTOCOL_NAME,
+        attr::NETWORK_IO_DIRECTION,
+        attr::SERVER_PORT,
+        attr::NETWORK_INTERFACE_NAME,
+    ],
+};
+
+pub const TC_LB_CONNECTIONS: MetricDef = MetricDef {
+    name: "tapio.tc.lb.connections",
+    unit: "{connection}",
+    instrument: Instrument::Counter,
+    description: "New flows the load balancer steered to a backend.",
+    attributes: &[attr::TAPIO_TC_SERVICE, attr::TAPIO_TC_BACKEND],
+};
+
+pub const TC_LB_FAILURES: MetricDef = MetricDef {
+    name: "tapio.tc.lb.failures",
+    unit: "{connection}",
+    instrument: Instrument::Counter,
+    description: "Steered connections that failed: a RST answered the SYN, or the client retransmitted its SYN unanswered.",
+    attributes: &[attr::TAPIO_TC_SERVICE, attr::TAPIO_TC_BACKEND],
+};
+
+pub const TC_CIRCUIT_BREAKER_STATE: MetricDef = MetricDef {
+    name: "tapio.tc.circuit_breaker.state",
+    unit: "1",
+    instrument: Instrument::Gauge,
+    description: "Per backend: 0 closed, 1 open (ejected), 2 half-open.",
+    attributes: &[attr::TAPIO_TC_SERVICE, attr::TAPIO_TC_BACKEND],
+};
+
+pub const TC_CHAOS_DROPPED: MetricDef = MetricDef {
+    name: "tapio.tc.chaos.dropped",
+    unit: "{packet}",
+    instrument: Instrument::Counter,
+    description: "Packets a loss-injection experiment dropped.",
+    attributes: &[attr::TAPIO_TC_EXPERIMENT],
+};
+
 /// Tapio's self-telemetry metrics (`otel::metrics::self_telemetry`).
 pub const SELF_METRICS: &[MetricDef] = &[
     EVENTS_RECEIVED,
@@ -373,6 +453,12 @@ pub const METRICS: &[MetricDef] = &[
     XDP_BYTES,
     LSM_DECISIONS,
     LSM_RULES,
+    TC_PACKETS,
+    TC_BYTES,
+    TC_LB_CONNECTIONS,
+    TC_LB_FAILURES,
+    TC_CIRCUIT_BREAKER_STATE,
+    TC_CHAOS_DROPPED,
 ];
 
 /// Every log event name, with what it means.
@@ -397,6 +483,14 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::SECURITY_POLICY_DECISION,
         "An enforcement rule matched: WARN when it denied (EPERM), INFO when it audited (allowed).",
+    ),
+    (
+        event::NETWORK_FLOW_CLASSIFIED,
+        "The tc probe decided a flow's L7 protocol (with the TLS server name); only with probes.tc.flow_logs.",
+    ),
+    (
+        event::NETWORK_CIRCUIT_BREAKER_STATE_CHANGE,
+        "A load-balancer backend's circuit breaker opened (WARN), went half-open or closed (INFO).",
     ),
     (
         event::TAPIO_CONFIG_RELOAD,

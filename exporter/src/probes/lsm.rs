@@ -649,10 +649,7 @@ fn err(why: String) -> LoadError {
 pub type LoadedPrograms = (Ebpf, Vec<&'static str>, BTreeMap<u32, String>);
 
 /// Load every program (those the kernel refuses are reported per hook).
-pub fn load(
-    ring: RingConfig,
-    btf: Option<&Btf>,
-) -> Result<LoadedPrograms, LoadError> {
+pub fn load(ring: RingConfig, btf: Option<&Btf>) -> Result<LoadedPrograms, LoadError> {
     let mut ebpf = EbpfLoader::new()
         .btf(btf)
         .map_max_entries(MAP_EVENTS, ring.bytes)

@@ -7,6 +7,7 @@ pub mod lsm;
 pub mod network;
 pub mod process;
 pub mod security;
+pub mod tc;
 pub mod xdp;
 
 use crate::bpf_objects::{

@@ -56,6 +56,7 @@ enum tapio_event_kind {
 	TAPIO_EVENT_SEC_CRED = 40,
 	TAPIO_EVENT_SEC = 41,
 	TAPIO_EVENT_LSM_DECISION = 50,
+	TAPIO_EVENT_TC_FLOW = 60,
 };
 
 /* DNS payload bytes copied per packet: the classic UDP message limit.
@@ -463,6 +464,125 @@ struct tapio_lsm_decision {
 	__u32 access;     /* device rules: requested access mask */
 	__u32 target_pid; /* ptrace: the target */
 	__u8 addr[16];    /* connect/bind: IPv6 or v4-mapped */
+};
+
+/* ---- tc probe (ebpf/tc.bpf.c) ---------------------------------------- */
+
+/* L7 protocol of a flow, decided from its first payload bytes. */
+enum tapio_tc_proto {
+	TAPIO_TC_UNKNOWN = 0,
+	TAPIO_TC_HTTP = 1,       /* HTTP/1.x request or response line */
+	TAPIO_TC_HTTP2 = 2,      /* HTTP/2 connection preface, not gRPC */
+	TAPIO_TC_GRPC = 3,       /* HTTP/2 whose DATA frames carry gRPC messages */
+	TAPIO_TC_TLS = 4,        /* TLS ClientHello / ServerHello */
+	TAPIO_TC_DNS = 5,        /* DNS header to/from port 53 or 5353 */
+	TAPIO_TC_MYSQL = 6,      /* MySQL server greeting (protocol 10) */
+	TAPIO_TC_POSTGRESQL = 7, /* startup, SSLRequest or GSSENCRequest */
+	TAPIO_TC_REDIS = 8,      /* RESP array */
+	TAPIO_TC_KAFKA = 9,      /* Kafka request header, whole in one segment */
+	TAPIO_TC_PROTO_MAX = 10,
+};
+
+/* Hook direction. */
+enum tapio_tc_direction {
+	TAPIO_TC_INGRESS = 0, /* received on the interface */
+	TAPIO_TC_EGRESS = 1,  /* transmitted on the interface */
+};
+
+/* Circuit-breaker state of one backend (userspace runs the state machine
+ * and writes it into tapio_tc_cb; the kernel skips OPEN backends). */
+enum tapio_tc_cb_state {
+	TAPIO_TC_CB_CLOSED = 0,
+	TAPIO_TC_CB_OPEN = 1,
+	TAPIO_TC_CB_HALF_OPEN = 2,
+};
+
+/* Largest number of backends of one virtual service. */
+#define TAPIO_TC_MAX_BACKENDS 16
+/* Largest number of virtual services, per policy generation. */
+#define TAPIO_TC_MAX_SERVICES 64
+/* Largest number of chaos experiments, per policy generation. */
+#define TAPIO_TC_MAX_CHAOS 16
+/* TLS server name bytes kept (longer names are cut, flagged). */
+#define TAPIO_TC_SNI_LEN 128
+
+/* Key of the per-CPU traffic counters (tapio_tc_counts). */
+struct tapio_tc_key {
+	__u32 ifindex;     /* interface the hook runs on */
+	__u16 server_port; /* the flow's server port, host order */
+	__u8 proto;        /* enum tapio_tc_proto */
+	__u8 direction;    /* enum tapio_tc_direction */
+};
+
+/* Value of tapio_tc_counts. */
+struct tapio_tc_count {
+	__u64 packets; /* packets (a GSO packet counts its segments) */
+	__u64 bytes;   /* L4 payload bytes (TCP/UDP data, headers excluded) */
+};
+
+/* A virtual service's or backend's address: IPv4, network order. */
+struct tapio_tc_addr {
+	__u32 addr;  /* IPv4 address, network order */
+	__u16 port;  /* network order */
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 generation; /* policy generation (0/1) in tapio_tc_services keys, 0 elsewhere */
+};
+
+/* One backend of a service. */
+struct tapio_tc_backend {
+	__u32 addr;   /* IPv4, network order */
+	__u16 port;   /* network order */
+	__u16 weight; /* relative share of new flows, 1..1000 */
+};
+
+/* Value of tapio_tc_services. */
+struct tapio_tc_service {
+	__u32 n_backends;   /* backends used */
+	__u32 total_weight; /* sum of their weights */
+	struct tapio_tc_backend backends[TAPIO_TC_MAX_BACKENDS];
+};
+
+/* Per-backend connection counters (per-CPU, keyed by tapio_tc_addr). */
+struct tapio_tc_backend_stats {
+	__u64 connections; /* new flows steered to this backend */
+	__u64 failures;    /* a RST answered the SYN */
+	__u64 successes;   /* a SYN-ACK answered the SYN */
+};
+
+/* One chaos experiment (tapio_tc_chaos, generation * MAX_CHAOS + slot). */
+struct tapio_tc_chaos {
+	__u64 expires_ns;     /* CLOCK_BOOTTIME ns after which it does nothing */
+	__u64 delay_ns;       /* EDT delay added to matching egress packets */
+	__u32 loss_threshold; /* drop when bpf_get_prandom_u32() < this */
+	__u16 port;           /* host order; matches either port; 0 = any */
+	__u8 proto;           /* IPPROTO_TCP/UDP; 0 = any */
+	__u8 direction;       /* 0 ingress, 1 egress, 2 both */
+};
+
+/* Per-generation switches (tapio_tc_cfg[generation]). */
+struct tapio_tc_cfg {
+	__u32 n_chaos;     /* experiments in use in this generation */
+	__u32 chaos_off;   /* kill switch: 1 turns every experiment off */
+};
+
+/* Bits of tapio_tc_flow.flags. */
+enum tapio_tc_flow_flags {
+	TAPIO_TC_SNI_CUT = 1, /* the server name was longer than TAPIO_TC_SNI_LEN */
+};
+
+/* network.flow.classified: a flow's L7 protocol was decided. The header
+ * has no process (TC runs in softirq): pid 0, comm empty. The tuple is
+ * oriented client -> server. */
+struct tapio_tc_flow {
+	struct tapio_event_header hdr;
+	struct tapio_tcp_tuple tuple;
+	__u32 ifindex;    /* interface the hook runs on */
+	__u16 sni_len;    /* bytes used in sni */
+	__u8 proto;       /* enum tapio_tc_proto */
+	__u8 l4proto;     /* IPPROTO_TCP or IPPROTO_UDP */
+	__u32 flags;      /* enum tapio_tc_flow_flags bits */
+	__u32 _pad0;
+	char sni[TAPIO_TC_SNI_LEN]; /* TLS server_name, not NUL-terminated */
 };
 
 #pragma clang diagnostic pop

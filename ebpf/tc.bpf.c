@@ -1,0 +1,905 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * tc probe: a TC classifier on the ingress and egress of configured
+ * interfaces (tcx links, or clsact filters on kernels before 6.6).
+ *
+ *  - Classify each flow's L7 protocol from its first payload bytes (either
+ *    direction), remember it in an LRU map, and count packets and payload
+ *    bytes per (interface, protocol, direction, server port) in per-CPU
+ *    counters. A flow's packets before its protocol is known (handshake,
+ *    HTTP/2 frames before the first DATA frame) are held in the flow entry
+ *    and added when it is decided, so every packet lands under the
+ *    protocol the flow turned out to be.
+ *  - Weighted load balancing of IPv4 virtual services: a new flow arriving
+ *    (ingress) for a virtual IP:port is DNATed to a backend picked by weight
+ *    (an atomic round-robin over the weight slots, skipping backends whose
+ *    circuit breaker is open); conntrack keeps the choice for the flow's
+ *    lifetime, and replies (egress) are reverse-translated. Checksums are
+ *    fixed incrementally.
+ *  - Circuit-breaker input: per backend, SYN-ACKs and RSTs answering a
+ *    steered SYN. Userspace runs the breaker and writes its state back.
+ *  - Chaos: packet loss (and EDT latency, where fq exists) per
+ *    port/protocol/direction, each experiment with an expiry, all behind a
+ *    kill switch.
+ *
+ * Policy maps are double-buffered by generation: userspace writes the
+ * generation the kernel is not reading, then flips tapio_tc_gen[0].
+ */
+#include "tapio_bpf.h"
+
+TAPIO_PROBE_MAPS();
+typedef struct tapio_tc_flow tapio_tc_flow;
+TAPIO_ABI_BTF(tapio_tc_flow);
+typedef struct tapio_tc_key tapio_tc_key;
+TAPIO_ABI_BTF(tapio_tc_key);
+typedef struct tapio_tc_count tapio_tc_count;
+TAPIO_ABI_BTF(tapio_tc_count);
+typedef struct tapio_tc_addr tapio_tc_addr;
+TAPIO_ABI_BTF(tapio_tc_addr);
+typedef struct tapio_tc_service tapio_tc_service;
+TAPIO_ABI_BTF(tapio_tc_service);
+typedef struct tapio_tc_backend_stats tapio_tc_backend_stats;
+TAPIO_ABI_BTF(tapio_tc_backend_stats);
+typedef struct tapio_tc_chaos tapio_tc_chaos;
+TAPIO_ABI_BTF(tapio_tc_chaos);
+typedef struct tapio_tc_cfg tapio_tc_cfg;
+TAPIO_ABI_BTF(tapio_tc_cfg);
+
+/* Not our verdict: the next tcx program or tc filter decides (TCX_NEXT). */
+#define TC_ACT_UNSPEC -1
+#define TC_ACT_SHOT 2
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_HLEN 14
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+/* Flows an HTTP/2 connection may carry before we give up looking for a
+ * gRPC DATA frame and call it plain HTTP/2. */
+#define H2_DECIDE_PACKETS 16
+/* HTTP/2 frames walked per packet looking for a DATA frame. */
+#define H2_MAX_FRAMES 8
+/* TLS extensions walked looking for server_name. */
+#define TLS_MAX_EXT 24
+
+/* A flow, both directions: the lower (addr, port) end first. */
+struct flow_key {
+	__u8 lo_addr[16];
+	__u8 hi_addr[16];
+	__u16 lo_port;
+	__u16 hi_port;
+	__u8 l4proto;
+	__u8 _pad[3];
+};
+
+enum flow_state {
+	FLOW_PENDING = 0, /* no payload seen yet: counts held */
+	FLOW_H2 = 1,      /* HTTP/2 preface seen, gRPC not yet told apart */
+	FLOW_DECIDED = 2, /* counted straight into tapio_tc_counts */
+};
+
+struct flow {
+	__u64 pend_pkts[2];  /* by direction, while not decided */
+	__u64 pend_bytes[2];
+	__u16 server_port;   /* host order */
+	__u8 server_is_lo;   /* the server is the key's lo end */
+	__u8 proto;          /* enum tapio_tc_proto */
+	__u8 state;          /* enum flow_state */
+	__u8 h2_packets;     /* payload packets seen in FLOW_H2 */
+	__u8 _pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct flow);
+} tapio_tc_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct tapio_tc_key);
+	__type(value, struct tapio_tc_count);
+} tapio_tc_counts SEC(".maps");
+
+/* Active policy generation (0 or 1), flipped by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} tapio_tc_gen SEC(".maps");
+
+/* Per-generation switches. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct tapio_tc_cfg);
+} tapio_tc_cfgs SEC(".maps");
+
+/* Virtual services; the key's `gen` says which generation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * TAPIO_TC_MAX_SERVICES);
+	__type(key, struct tapio_tc_addr);
+	__type(value, struct tapio_tc_service);
+} tapio_tc_services SEC(".maps");
+
+/* Round-robin position per virtual service (key gen 0). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4 * TAPIO_TC_MAX_SERVICES);
+	__type(key, struct tapio_tc_addr);
+	__type(value, __u64);
+} tapio_tc_rr SEC(".maps");
+
+/* Circuit-breaker state per backend (enum tapio_tc_cb_state), from
+ * userspace. Absent means closed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TAPIO_TC_MAX_SERVICES * TAPIO_TC_MAX_BACKENDS);
+	__type(key, struct tapio_tc_addr);
+	__type(value, __u32);
+} tapio_tc_cb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, TAPIO_TC_MAX_SERVICES * TAPIO_TC_MAX_BACKENDS * 2);
+	__type(key, struct tapio_tc_addr);
+	__type(value, struct tapio_tc_backend_stats);
+} tapio_tc_bstats SEC(".maps");
+
+/* Chaos experiments: generation * TAPIO_TC_MAX_CHAOS + slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TAPIO_TC_MAX_CHAOS);
+	__type(key, __u32);
+	__type(value, struct tapio_tc_chaos);
+} tapio_tc_experiments SEC(".maps");
+
+/* Packets dropped by each chaos slot (generation * MAX + slot). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * TAPIO_TC_MAX_CHAOS);
+	__type(key, __u32);
+	__type(value, __u64);
+} tapio_tc_chaos_drops SEC(".maps");
+
+/* Load-balancer conntrack. Forward: client -> virtual address, keyed by
+ * (client addr/port, virtual addr/port). */
+struct ct_key {
+	__u32 client_addr;
+	__u32 vip_addr;
+	__u16 client_port;
+	__u16 vip_port;
+	__u8 proto;
+	__u8 _pad[3];
+};
+
+enum ct_state {
+	CT_SYN_SENT = 0,
+	CT_ESTABLISHED = 1,
+	CT_FAILED = 2,
+};
+
+struct ct_val {
+	__u64 created_ns;   /* CLOCK_BOOTTIME ns of the first packet */
+	__u32 backend_addr;
+	__u16 backend_port;
+	__u16 state;        /* enum ct_state */
+};
+
+/* Reverse: backend -> client, keyed by (client addr/port, backend
+ * addr/port), giving the virtual address to restore. */
+struct rnat_val {
+	__u32 vip_addr;
+	__u16 vip_port;
+	__u16 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ct_key);
+	__type(value, struct ct_val);
+} tapio_tc_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ct_key);
+	__type(value, struct rnat_val);
+} tapio_tc_rnat SEC(".maps");
+
+/* What the parser found. */
+struct pkt {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 l3_off;
+	__u32 l4_off;
+	__u32 payload_off;
+	__u32 payload_len;
+	__u16 sport; /* host order */
+	__u16 dport;
+	__u16 family;
+	__u8 l4proto;
+	__u8 tcp_flags;
+	__u32 v4_saddr; /* network order, IPv4 only */
+	__u32 v4_daddr;
+};
+
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	__u16 proto = bpf_ntohs(skb->protocol);
+	p->l3_off = ETH_HLEN;
+	if (proto == ETH_P_IP) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, p->l3_off, &ip, sizeof(ip)))
+			return -1;
+		if (ip.ihl < 5)
+			return -1;
+		/* Fragments other than the first carry no L4 header. */
+		if (bpf_ntohs(ip.frag_off) & 0x1fff)
+			return -1;
+		p->family = 2;
+		p->l4proto = ip.protocol;
+		p->l4_off = p->l3_off + ip.ihl * 4;
+		__builtin_memset(p->saddr, 0, 16);
+		__builtin_memset(p->daddr, 0, 16);
+		p->saddr[10] = 0xff;
+		p->saddr[11] = 0xff;
+		p->daddr[10] = 0xff;
+		p->daddr[11] = 0xff;
+		__builtin_memcpy(&p->saddr[12], &ip.saddr, 4);
+		__builtin_memcpy(&p->daddr[12], &ip.daddr, 4);
+		p->v4_saddr = ip.saddr;
+		p->v4_daddr = ip.daddr;
+		__u32 tot = bpf_ntohs(ip.tot_len);
+		if (tot < ip.ihl * 4)
+			return -1;
+		p->payload_len = tot - ip.ihl * 4; /* L4 length for now */
+	} else if (proto == ETH_P_IPV6) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, p->l3_off, &ip6, sizeof(ip6)))
+			return -1;
+		/* Extension headers are not walked: such packets are not
+		 * classified (they are rare on TCP/UDP paths). */
+		p->family = 10;
+		p->l4proto = ip6.nexthdr;
+		p->l4_off = p->l3_off + sizeof(ip6);
+		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
+		p->v4_saddr = 0;
+		p->v4_daddr = 0;
+		p->payload_len = bpf_ntohs(ip6.payload_len);
+	} else {
+		return -1;
+	}
+	if (p->l4proto == IPPROTO_TCP) {
+		struct tcphdr th;
+		if (bpf_skb_load_bytes(skb, p->l4_off, &th, sizeof(th)))
+			return -1;
+		__u32 doff = th.doff * 4;
+		if (doff < 20 || doff > p->payload_len)
+			return -1;
+		p->sport = bpf_ntohs(th.source);
+		p->dport = bpf_ntohs(th.dest);
+		p->tcp_flags = ((__u8 *)&th)[13];
+		p->payload_off = p->l4_off + doff;
+		p->payload_len -= doff;
+	} else if (p->l4proto == IPPROTO_UDP) {
+		struct udphdr uh;
+		if (bpf_skb_load_bytes(skb, p->l4_off, &uh, sizeof(uh)))
+			return -1;
+		if (p->payload_len < 8)
+			return -1;
+		p->sport = bpf_ntohs(uh.source);
+		p->dport = bpf_ntohs(uh.dest);
+		p->tcp_flags = 0;
+		p->payload_off = p->l4_off + 8;
+		p->payload_len -= 8;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+static __always_inline int addr_cmp(const __u8 *a, const __u8 *b)
+{
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (a[i] != b[i])
+			return a[i] < b[i] ? -1 : 1;
+	}
+	return 0;
+}
+
+static __always_inline __u32 be32(const __u8 *b)
+{
+	return ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
+}
+
+static __always_inline int starts(const __u8 *b, const char *s, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (b[i] != (__u8)s[i])
+			return 0;
+	return 1;
+}
+
+/* Is the HTTP/2 frame sequence starting at `off` carrying a gRPC message
+ * (a DATA frame whose payload starts with the 5-byte gRPC length prefix)?
+ * 1 = gRPC, -1 = a DATA frame that is not gRPC, 0 = no DATA frame seen. */
+static __always_inline int h2_grpc(struct __sk_buff *skb, __u32 off, __u32 end)
+{
+	for (int i = 0; i < H2_MAX_FRAMES; i++) {
+		__u8 h[14];
+		if (off + 9 > end)
+			return 0;
+		if (bpf_skb_load_bytes(skb, off, h, 9))
+			return 0;
+		__u32 len = ((__u32)h[0] << 16) | ((__u32)h[1] << 8) | h[2];
+		if (h[3] == 0 /* DATA */) {
+			if (len < 5 || off + 14 > end)
+				return len < 5 ? -1 : 0;
+			if (bpf_skb_load_bytes(skb, off + 9, &h[9], 5))
+				return 0;
+			/* A padded DATA frame puts a pad length first. */
+			if ((h[4] & 0x8) == 0 && h[9] <= 1 && be32(&h[10]) == len - 5)
+				return 1;
+			return -1;
+		}
+		off += 9 + len;
+	}
+	return 0;
+}
+
+/* Classify from the first payload bytes. */
+static __always_inline __u8 classify(const __u8 *b, __u32 n, __u16 server_port,
+				     int from_server, __u8 l4proto, __u32 payload_len)
+{
+	if (n >= 6 && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04 &&
+	    (b[5] == 0x01 || b[5] == 0x02))
+		return TAPIO_TC_TLS;
+	if (n >= 16 && starts(b, "PRI * HTTP/2.0\r\n", 16))
+		return TAPIO_TC_HTTP2;
+	if (n >= 5 && (starts(b, "GET ", 4) || starts(b, "POST", 4) || starts(b, "PUT ", 4) ||
+		       starts(b, "HEAD", 4) || starts(b, "DELE", 4) || starts(b, "PATC", 4) ||
+		       starts(b, "OPTI", 4) || starts(b, "CONN", 4) || starts(b, "TRAC", 4) ||
+		       starts(b, "HTTP/1.", 7)))
+		return TAPIO_TC_HTTP;
+	if ((server_port == 53 || server_port == 5353) && n >= 12) {
+		/* over TCP the message has a 2-byte length first */
+		__u16 qd_udp = ((__u16)b[4] << 8) | b[5];
+		__u16 qd_tcp = ((__u16)b[6] << 8) | b[7];
+		__u16 qd = l4proto == IPPROTO_TCP ? qd_tcp : qd_udp;
+		if (qd >= 1 && qd <= 16)
+			return TAPIO_TC_DNS;
+	}
+	if (n >= 4 && (b[0] == '*' || b[0] == '$' || b[0] == '+') && b[1] >= '0' && b[1] <= '9' &&
+	    (b[2] == '\r' || b[3] == '\r'))
+		return TAPIO_TC_REDIS;
+	if (n >= 8 && !from_server) {
+		__u32 len = be32(b), code = be32(b + 4);
+		if ((code == 196608 || code == 80877103 || code == 80877104 || code == 80877102) &&
+		    len >= 8 && len <= 10000)
+			return TAPIO_TC_POSTGRESQL;
+	}
+	if (n >= 6 && from_server) {
+		__u32 len = b[0] | ((__u32)b[1] << 8) | ((__u32)b[2] << 16);
+		if (b[3] == 0 && b[4] == 10 && b[5] >= '0' && b[5] <= '9' && len + 4 <= payload_len)
+			return TAPIO_TC_MYSQL;
+	}
+	if (n >= 12 && !from_server && l4proto == IPPROTO_TCP) {
+		__u32 len = be32(b);
+		__u16 api_key = ((__u16)b[4] << 8) | b[5];
+		__u16 api_ver = ((__u16)b[6] << 8) | b[7];
+		if (len + 4 == payload_len && api_key <= 74 && api_ver <= 20)
+			return TAPIO_TC_KAFKA;
+	}
+	return TAPIO_TC_UNKNOWN;
+}
+
+/* Copy the SNI of a ClientHello starting at `off` into `out`. */
+static __always_inline void tls_sni(struct __sk_buff *skb, __u32 off, __u32 end,
+				    struct tapio_tc_flow *out)
+{
+	__u8 b[4];
+	/* record(5) + handshake header(4) + version(2) + random(32) */
+	__u32 p = off + 5 + 4 + 2 + 32;
+	if (bpf_skb_load_bytes(skb, p, b, 1))
+		return;
+	p += 1 + b[0]; /* session id */
+	if (bpf_skb_load_bytes(skb, p, b, 2))
+		return;
+	p += 2 + (((__u32)b[0] << 8) | b[1]); /* cipher suites */
+	if (bpf_skb_load_bytes(skb, p, b, 1))
+		return;
+	p += 1 + b[0]; /* compression methods */
+	if (bpf_skb_load_bytes(skb, p, b, 2))
+		return;
+	p += 2;
+	for (int i = 0; i < TLS_MAX_EXT; i++) {
+		if (p + 4 > end)
+			return;
+		if (bpf_skb_load_bytes(skb, p, b, 4))
+			return;
+		__u32 type = ((__u32)b[0] << 8) | b[1];
+		__u32 len = ((__u32)b[2] << 8) | b[3];
+		p += 4;
+		if (type == 0) {
+			/* list length(2), name type(1), name length(2), name */
+			if (bpf_skb_load_bytes(skb, p + 3, b, 2))
+				return;
+			__u32 n = ((__u32)b[0] << 8) | b[1];
+			if (n > TAPIO_TC_SNI_LEN) {
+				out->flags |= TAPIO_TC_SNI_CUT;
+				n = TAPIO_TC_SNI_LEN;
+			}
+			if (p + 5 + n > end)
+				return;
+			n &= 0xff;
+			if (n == 0 || n > TAPIO_TC_SNI_LEN)
+				return;
+			if (bpf_skb_load_bytes(skb, p + 5, out->sni, n))
+				return;
+			out->sni_len = n;
+			return;
+		}
+		p += len;
+	}
+}
+
+static __always_inline void count(struct tapio_tc_key *k, __u64 pkts, __u64 bytes)
+{
+	struct tapio_tc_count *c = bpf_map_lookup_elem(&tapio_tc_counts, k);
+	if (c) {
+		c->packets += pkts;
+		c->bytes += bytes;
+		return;
+	}
+	struct tapio_tc_count init = { .packets = pkts, .bytes = bytes };
+	if (bpf_map_update_elem(&tapio_tc_counts, k, &init, BPF_NOEXIST)) {
+		c = bpf_map_lookup_elem(&tapio_tc_counts, k);
+		if (c) {
+			c->packets += pkts;
+			c->bytes += bytes;
+		} else {
+			tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+		}
+	}
+}
+
+/* Move the held counts of a flow into the counters under its protocol. */
+static __always_inline void flush(struct flow *f, __u32 ifindex)
+{
+	struct tapio_tc_key k = { .ifindex = ifindex, .server_port = f->server_port,
+				  .proto = f->proto };
+#pragma unroll
+	for (int d = 0; d < 2; d++) {
+		__u64 pk = f->pend_pkts[d], by = f->pend_bytes[d];
+		if (!pk && !by)
+			continue;
+		/* Subtract what was read, not zero: a packet counted on another
+		 * CPU meanwhile is kept for the next flush. */
+		__sync_fetch_and_add(&f->pend_pkts[d], -pk);
+		__sync_fetch_and_add(&f->pend_bytes[d], -by);
+		k.direction = d;
+		count(&k, pk, by);
+	}
+}
+
+static __always_inline void emit_flow(struct __sk_buff *skb, struct pkt *p, struct flow *f,
+				      int from_server)
+{
+	struct tapio_tc_flow *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
+	if (!e)
+		return;
+	__builtin_memset(&e->hdr, 0, sizeof(e->hdr));
+	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.kind = TAPIO_EVENT_TC_FLOW;
+	if (from_server) {
+		__builtin_memcpy(e->tuple.saddr, p->daddr, 16);
+		__builtin_memcpy(e->tuple.daddr, p->saddr, 16);
+		e->tuple.sport = p->dport;
+		e->tuple.dport = p->sport;
+	} else {
+		__builtin_memcpy(e->tuple.saddr, p->saddr, 16);
+		__builtin_memcpy(e->tuple.daddr, p->daddr, 16);
+		e->tuple.sport = p->sport;
+		e->tuple.dport = p->dport;
+	}
+	e->tuple.family = p->family;
+	e->tuple._pad0 = 0;
+	e->ifindex = skb->ifindex;
+	e->proto = f->proto;
+	e->l4proto = p->l4proto;
+	e->flags = 0;
+	e->sni_len = 0;
+	e->_pad0 = 0;
+	if (f->proto == TAPIO_TC_TLS && !from_server)
+		tls_sni(skb, p->payload_off, p->payload_off + p->payload_len, e);
+	tapio_submit(&tapio_events, e);
+}
+
+/* Flow tracking, classification and counting. */
+static __always_inline void observe(struct __sk_buff *skb, struct pkt *p, __u8 dir)
+{
+	struct flow_key fk = {};
+	int src_is_lo = addr_cmp(p->saddr, p->daddr) < 0 ||
+			(addr_cmp(p->saddr, p->daddr) == 0 && p->sport <= p->dport);
+	if (src_is_lo) {
+		__builtin_memcpy(fk.lo_addr, p->saddr, 16);
+		__builtin_memcpy(fk.hi_addr, p->daddr, 16);
+		fk.lo_port = p->sport;
+		fk.hi_port = p->dport;
+	} else {
+		__builtin_memcpy(fk.lo_addr, p->daddr, 16);
+		__builtin_memcpy(fk.hi_addr, p->saddr, 16);
+		fk.lo_port = p->dport;
+		fk.hi_port = p->sport;
+	}
+	fk.l4proto = p->l4proto;
+
+	__u64 segs = skb->gso_segs ? skb->gso_segs : 1;
+	__u64 bytes = p->payload_len;
+	if (skb->gso_segs > 1) {
+		/* A GSO packet: payload of every segment (gso headers repeat). */
+		__u32 hdrs = p->payload_off;
+		bytes = skb->len > hdrs * segs ? skb->len - hdrs * segs : p->payload_len;
+		if (bytes < p->payload_len)
+			bytes = p->payload_len;
+	}
+
+	struct flow *f = bpf_map_lookup_elem(&tapio_tc_flows, &fk);
+	if (!f) {
+		struct flow nf = {};
+		int src_is_server;
+		if (p->l4proto == IPPROTO_TCP && (p->tcp_flags & TCP_SYN))
+			src_is_server = (p->tcp_flags & TCP_ACK) != 0;
+		else
+			/* UDP or mid-stream: the lower port is the service. */
+			src_is_server = p->sport < p->dport;
+		nf.server_port = src_is_server ? p->sport : p->dport;
+		nf.server_is_lo = src_is_server == src_is_lo;
+		if (bpf_map_update_elem(&tapio_tc_flows, &fk, &nf, BPF_NOEXIST) &&
+		    !bpf_map_lookup_elem(&tapio_tc_flows, &fk)) {
+			tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+			return;
+		}
+		f = bpf_map_lookup_elem(&tapio_tc_flows, &fk);
+		if (!f)
+			return;
+	}
+	if (p->l4proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+	    f->state != FLOW_PENDING) {
+		/* A new connection on the tuple of an old one (ports are
+		 * reused; entries are not deleted at FIN, so the last ACKs are
+		 * still counted under the old flow's protocol): start over. */
+		flush(f, skb->ifindex);
+		f->state = FLOW_PENDING;
+		f->proto = TAPIO_TC_UNKNOWN;
+		f->h2_packets = 0;
+		f->server_port = p->dport;
+		f->server_is_lo = !src_is_lo;
+	}
+	int from_server = f->server_is_lo == src_is_lo;
+
+	if (f->state == FLOW_DECIDED) {
+		struct tapio_tc_key k = { .ifindex = skb->ifindex, .server_port = f->server_port,
+					  .proto = f->proto, .direction = dir };
+		count(&k, segs, bytes);
+		return;
+	}
+	__sync_fetch_and_add(&f->pend_pkts[dir & 1], segs);
+	__sync_fetch_and_add(&f->pend_bytes[dir & 1], bytes);
+
+	int ends = p->l4proto == IPPROTO_TCP && (p->tcp_flags & (TCP_FIN | TCP_RST));
+	if (p->payload_len == 0) {
+		if (ends) {
+			/* The flow ends undecided: count it as what it is so far. */
+			if (f->state == FLOW_PENDING)
+				f->proto = TAPIO_TC_UNKNOWN;
+			f->state = FLOW_DECIDED;
+			flush(f, skb->ifindex);
+		}
+		return;
+	}
+
+	if (f->state == FLOW_PENDING) {
+		__u8 b[16] = {};
+		__u32 n = p->payload_len;
+		if (n >= 16) {
+			n = 16;
+			if (bpf_skb_load_bytes(skb, p->payload_off, b, 16))
+				n = 0;
+		} else if (n > 0) {
+			if (bpf_skb_load_bytes(skb, p->payload_off, b, n & 15))
+				n = 0;
+		}
+		__u8 proto = classify(b, n, f->server_port, from_server, p->l4proto,
+				      p->payload_len);
+		f->proto = proto;
+		if (proto == TAPIO_TC_HTTP2) {
+			f->state = FLOW_H2;
+			/* The preface (24 bytes) may be followed by frames. */
+			int g = h2_grpc(skb, p->payload_off + 24, p->payload_off + p->payload_len);
+			if (g != 0) {
+				f->proto = g > 0 ? TAPIO_TC_GRPC : TAPIO_TC_HTTP2;
+				f->state = FLOW_DECIDED;
+			}
+		} else {
+			f->state = FLOW_DECIDED;
+		}
+	} else if (f->state == FLOW_H2) {
+		int g = h2_grpc(skb, p->payload_off, p->payload_off + p->payload_len);
+		f->h2_packets += 1;
+		if (g != 0 || f->h2_packets >= H2_DECIDE_PACKETS || ends) {
+			f->proto = g > 0 ? TAPIO_TC_GRPC : TAPIO_TC_HTTP2;
+			f->state = FLOW_DECIDED;
+		}
+	}
+	if (f->state == FLOW_DECIDED) {
+		flush(f, skb->ifindex);
+		emit_flow(skb, p, f, from_server);
+	}
+}
+
+static __always_inline __u32 generation(void)
+{
+	__u32 zero = 0;
+	__u32 *g = bpf_map_lookup_elem(&tapio_tc_gen, &zero);
+	return g ? (*g & 1) : 0;
+}
+
+/* Chaos: 1 = drop this packet. */
+static __always_inline int chaos(struct __sk_buff *skb, struct pkt *p, __u8 dir, __u32 gen)
+{
+	struct tapio_tc_cfg *cfg = bpf_map_lookup_elem(&tapio_tc_cfgs, &gen);
+	if (!cfg || cfg->chaos_off || cfg->n_chaos == 0)
+		return 0;
+	__u64 now = bpf_ktime_get_boot_ns();
+	for (__u32 i = 0; i < TAPIO_TC_MAX_CHAOS; i++) {
+		if (i >= cfg->n_chaos)
+			break;
+		__u32 slot = gen * TAPIO_TC_MAX_CHAOS + i;
+		struct tapio_tc_chaos *c = bpf_map_lookup_elem(&tapio_tc_experiments, &slot);
+		if (!c || now >= c->expires_ns)
+			continue;
+		if (c->direction != 2 && c->direction != dir)
+			continue;
+		if (c->proto && c->proto != p->l4proto)
+			continue;
+		if (c->port && c->port != p->sport && c->port != p->dport)
+			continue;
+		if (c->loss_threshold && bpf_get_prandom_u32() < c->loss_threshold) {
+			__u64 *n = bpf_map_lookup_elem(&tapio_tc_chaos_drops, &slot);
+			if (n)
+				*n += 1;
+			return 1;
+		}
+		if (c->delay_ns && dir == TAPIO_TC_EGRESS) {
+			/* Earliest departure time: honoured by the fq qdisc only;
+			 * userspace refuses latency experiments without it. */
+			__u64 t = skb->tstamp > now ? skb->tstamp : now;
+			skb->tstamp = t + c->delay_ns;
+		}
+	}
+	return 0;
+}
+
+#define IP_CSUM_OFF (ETH_HLEN + offsetof(struct iphdr, check))
+#define IP_DST_OFF (ETH_HLEN + offsetof(struct iphdr, daddr))
+#define IP_SRC_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
+
+static __always_inline void bstat(struct tapio_tc_addr *b, int what)
+{
+	struct tapio_tc_backend_stats *s = bpf_map_lookup_elem(&tapio_tc_bstats, b);
+	if (!s) {
+		struct tapio_tc_backend_stats z = {};
+		bpf_map_update_elem(&tapio_tc_bstats, b, &z, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&tapio_tc_bstats, b);
+		if (!s) {
+			tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+			return;
+		}
+	}
+	if (what == 0)
+		s->connections += 1;
+	else if (what == 1)
+		s->failures += 1;
+	else
+		s->successes += 1;
+}
+
+/* Rewrite the IPv4 address at `addr_off` and the L4 port at `port_off`. */
+static __always_inline int rewrite(struct __sk_buff *skb, struct pkt *p, __u32 addr_off,
+				   __u32 old_addr, __u32 new_addr, __u32 port_off, __u16 old_port,
+				   __u16 new_port)
+{
+	__u32 csum_off = p->l4proto == IPPROTO_TCP ? p->l4_off + offsetof(struct tcphdr, check)
+						   : p->l4_off + offsetof(struct udphdr, check);
+	__u64 flags = p->l4proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	if (old_addr != new_addr) {
+		if (bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr,
+					flags | BPF_F_PSEUDO_HDR | 4))
+			return -1;
+		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_addr, new_addr, 4))
+			return -1;
+		if (bpf_skb_store_bytes(skb, addr_off, &new_addr, 4, 0))
+			return -1;
+	}
+	if (old_port != new_port) {
+		if (bpf_l4_csum_replace(skb, csum_off, old_port, new_port, flags | 2))
+			return -1;
+		if (bpf_skb_store_bytes(skb, port_off, &new_port, 2, 0))
+			return -1;
+	}
+	return 0;
+}
+
+/* Ingress: DNAT flows to a virtual service. */
+static __always_inline void lb_ingress(struct __sk_buff *skb, struct pkt *p, __u32 gen)
+{
+	if (p->family != 2)
+		return;
+	struct ct_key ck = { .client_addr = p->v4_saddr, .vip_addr = p->v4_daddr,
+			     .client_port = bpf_htons(p->sport), .vip_port = bpf_htons(p->dport),
+			     .proto = p->l4proto };
+	struct ct_val *ct = bpf_map_lookup_elem(&tapio_tc_ct, &ck);
+	int syn = p->l4proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+	if (ct && syn && ct->state != CT_ESTABLISHED) {
+		/* A SYN again before any SYN-ACK: the client's retransmission
+		 * timer (1s at first) ran out, so the backend did not answer in
+		 * time; that is a failure (a RST was counted at egress). Choose
+		 * again, so an ejected backend is not retried for the flow. */
+		if (ct->state == CT_SYN_SENT) {
+			struct tapio_tc_addr ob = { .addr = ct->backend_addr,
+						    .port = ct->backend_port,
+						    .proto = p->l4proto };
+			bstat(&ob, 1);
+		}
+		bpf_map_delete_elem(&tapio_tc_ct, &ck);
+		ct = NULL;
+	}
+	if (!ct) {
+		if (p->l4proto == IPPROTO_TCP && !syn)
+			return; /* mid-stream, not ours */
+		struct tapio_tc_addr vk = { .addr = p->v4_daddr, .port = bpf_htons(p->dport),
+					    .proto = p->l4proto, .generation = gen };
+		struct tapio_tc_service *svc = bpf_map_lookup_elem(&tapio_tc_services, &vk);
+		if (!svc || svc->n_backends == 0 || svc->total_weight == 0)
+			return;
+		vk.generation = 0;
+		__u64 *rr = bpf_map_lookup_elem(&tapio_tc_rr, &vk);
+		if (!rr) {
+			__u64 z = 0;
+			bpf_map_update_elem(&tapio_tc_rr, &vk, &z, BPF_NOEXIST);
+			rr = bpf_map_lookup_elem(&tapio_tc_rr, &vk);
+			if (!rr)
+				return;
+		}
+		__u64 pos = __sync_fetch_and_add(rr, 1);
+		__u32 slot = pos % svc->total_weight;
+		/* The backend owning this weight slot. */
+		__u32 pick = 0, acc = 0;
+		for (__u32 i = 0; i < TAPIO_TC_MAX_BACKENDS; i++) {
+			if (i >= svc->n_backends)
+				break;
+			acc += svc->backends[i].weight;
+			if (slot < acc) {
+				pick = i;
+				break;
+			}
+		}
+		/* Skip backends whose breaker is open (keep the pick if all are). */
+		__u32 chosen = pick;
+		for (__u32 j = 0; j < TAPIO_TC_MAX_BACKENDS; j++) {
+			if (j >= svc->n_backends)
+				break;
+			__u32 i = (pick + j) % svc->n_backends;
+			if (i >= TAPIO_TC_MAX_BACKENDS)
+				break;
+			struct tapio_tc_addr bk = { .addr = svc->backends[i].addr,
+						    .port = svc->backends[i].port,
+						    .proto = p->l4proto };
+			__u32 *st = bpf_map_lookup_elem(&tapio_tc_cb, &bk);
+			if (!st || *st != TAPIO_TC_CB_OPEN) {
+				chosen = i;
+				break;
+			}
+		}
+		if (chosen >= TAPIO_TC_MAX_BACKENDS)
+			return;
+		struct ct_val nv = { .created_ns = bpf_ktime_get_boot_ns(),
+				     .backend_addr = svc->backends[chosen].addr,
+				     .backend_port = svc->backends[chosen].port,
+				     .state = p->l4proto == IPPROTO_TCP ? CT_SYN_SENT
+									: CT_ESTABLISHED };
+		if (bpf_map_update_elem(&tapio_tc_ct, &ck, &nv, BPF_ANY))
+			return;
+		struct ct_key rk = { .client_addr = p->v4_saddr, .vip_addr = nv.backend_addr,
+				     .client_port = bpf_htons(p->sport),
+				     .vip_port = nv.backend_port, .proto = p->l4proto };
+		struct rnat_val rv = { .vip_addr = p->v4_daddr, .vip_port = bpf_htons(p->dport) };
+		bpf_map_update_elem(&tapio_tc_rnat, &rk, &rv, BPF_ANY);
+		struct tapio_tc_addr bk = { .addr = nv.backend_addr, .port = nv.backend_port,
+					    .proto = p->l4proto };
+		bstat(&bk, 0);
+		ct = bpf_map_lookup_elem(&tapio_tc_ct, &ck);
+		if (!ct)
+			return;
+	}
+	__u32 port_off = p->l4_off + 2; /* dest port of TCP and UDP */
+	rewrite(skb, p, IP_DST_OFF, p->v4_daddr, ct->backend_addr, port_off, bpf_htons(p->dport),
+		ct->backend_port);
+}
+
+/* Egress: replies from a backend get the virtual address back; SYN-ACK
+ * and RST answering a steered SYN feed the circuit breaker. */
+static __always_inline void lb_egress(struct __sk_buff *skb, struct pkt *p)
+{
+	if (p->family != 2)
+		return;
+	struct ct_key rk = { .client_addr = p->v4_daddr, .vip_addr = p->v4_saddr,
+			     .client_port = bpf_htons(p->dport), .vip_port = bpf_htons(p->sport),
+			     .proto = p->l4proto };
+	struct rnat_val *rv = bpf_map_lookup_elem(&tapio_tc_rnat, &rk);
+	if (!rv)
+		return;
+	__u32 vip_addr = rv->vip_addr;
+	__u16 vip_port = rv->vip_port;
+	if (p->l4proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_RST))) {
+		struct ct_key ck = { .client_addr = p->v4_daddr, .vip_addr = vip_addr,
+				     .client_port = bpf_htons(p->dport), .vip_port = vip_port,
+				     .proto = p->l4proto };
+		struct ct_val *ct = bpf_map_lookup_elem(&tapio_tc_ct, &ck);
+		if (ct && ct->state == CT_SYN_SENT) {
+			struct tapio_tc_addr bk = { .addr = p->v4_saddr, .port = bpf_htons(p->sport),
+						    .proto = p->l4proto };
+			if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
+				ct->state = CT_ESTABLISHED;
+				bstat(&bk, 2);
+			} else if (p->tcp_flags & TCP_RST) {
+				ct->state = CT_FAILED;
+				bstat(&bk, 1);
+			}
+		}
+	}
+	__u32 port_off = p->l4_off; /* source port */
+	rewrite(skb, p, IP_SRC_OFF, p->v4_saddr, vip_addr, port_off, bpf_htons(p->sport), vip_port);
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+{
+	struct pkt p = {};
+	if (parse(skb, &p))
+		return TC_ACT_UNSPEC;
+	observe(skb, &p, dir);
+	__u32 gen = generation();
+	if (chaos(skb, &p, dir, gen))
+		return TC_ACT_SHOT;
+	if (dir == TAPIO_TC_INGRESS)
+		lb_ingress(skb, &p, gen);
+	else
+		lb_egress(skb, &p);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("classifier")
+int tapio_tc_ingress(struct __sk_buff *skb)
+{
+	return handle(skb, TAPIO_TC_INGRESS);
+}
+
+SEC("classifier")
+int tapio_tc_egress(struct __sk_buff *skb)
+{
+	return handle(skb, TAPIO_TC_EGRESS);
+}

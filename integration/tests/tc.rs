@@ -1,0 +1,727 @@
+//! The tc probe, end to end: real servers and clients in test namespaces
+//! joined by veth pairs, the classifier attached to a veth inside a test
+//! namespace (`NETNS/IFNAME`), and a real OTLP receiver. Clients report
+//! the payload bytes the kernel counted on their socket (TCP_INFO) and the
+//! test asserts the exported counters equal them.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+use tapio_integration::{
+    point_value, privileged_or_skip, sh, str_attr, Dnsmasq, NetNs, NsPair, Receiver, Tapio,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tapio");
+const WAIT: Duration = Duration::from_secs(30);
+
+fn client_py() -> String {
+    format!(
+        "{}/../integration/tests/tc_client.py",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A child process killed on drop, with its stdout lines.
+struct Bg {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Bg {
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Self { child, lines }
+    }
+
+    fn line(&self, what: &str) -> String {
+        self.lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no output from {what}"))
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn py(ns: &NetNs, args: &[&str]) -> Bg {
+    let mut c = ns.command("python3");
+    c.arg("-u").arg(client_py()).args(args);
+    Bg::spawn(c)
+}
+
+/// Run a client to its report line: (sent, received) payload bytes.
+fn exchange(ns: &NetNs, args: &[&str]) -> (Bg, i64, i64) {
+    let c = py(ns, args);
+    let l = c.line(args[0]);
+    let mut it = l.split_whitespace().map(|v| v.parse::<i64>().unwrap());
+    let (s, r) = (it.next().unwrap(), it.next().unwrap());
+    (c, s, r)
+}
+
+fn wait_port(ns: &NetNs, addr: &str) {
+    let end = Instant::now() + WAIT;
+    while Instant::now() < end {
+        let ok = ns
+            .command("python3")
+            .args([
+                "-c",
+                &format!(
+                    "import socket,sys; h,p='{addr}'.rsplit(':',1); socket.create_connection((h,int(p)),1)"
+                ),
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{addr} never accepted in {}", ns.name);
+}
+
+fn config(rx: &Receiver, ifaces: &[String], policy: &str) -> String {
+    let list = ifaces
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "probes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  tc:\n    enabled: true\n    flow_logs: true\n    interfaces: [{list}]\n    policy:\n{policy}\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n  metrics: {{ export_interval: 300ms }}\n",
+        rx.grpc_endpoint()
+    )
+}
+
+fn counter(rx: &Receiver, name: &str, attrs: &[(&str, &str)], want: i64) {
+    let end = Instant::now() + WAIT;
+    let mut last = None;
+    loop {
+        for m in rx.metrics().iter().filter(|m| m.name == name) {
+            if let Some(v) = point_value(m, attrs) {
+                last = Some(v);
+            }
+        }
+        if last == Some(want) {
+            return;
+        }
+        if Instant::now() > end {
+            panic!(
+                "{name}{attrs:?}: want {want}, last exported {last:?}; series:\n{}",
+                series(rx, name)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The last export of `name`, one line per point, for failure messages.
+fn series(rx: &Receiver, name: &str) -> String {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let Some(m) = rx.metrics().into_iter().rfind(|m| m.name == name) else {
+        return "(none)".into();
+    };
+    let points = match m.data {
+        Some(Data::Sum(s)) => s.data_points,
+        Some(Data::Gauge(g)) => g.data_points,
+        _ => Vec::new(),
+    };
+    points
+        .iter()
+        .map(|p| {
+            let a: Vec<String> = p
+                .attributes
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}={:?}",
+                        a.key,
+                        a.value.as_ref().and_then(|v| v.value.clone())
+                    )
+                })
+                .collect();
+            format!("  {} {:?}", a.join(" "), p.value)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn latest(rx: &Receiver, name: &str, attrs: &[(&str, &str)]) -> Option<i64> {
+    rx.metrics()
+        .iter()
+        .filter(|m| m.name == name)
+        .filter_map(|m| point_value(m, attrs))
+        .next_back()
+}
+
+/// No series of `name` has attribute `key` = `value`.
+fn absent(rx: &Receiver, name: &str, key: &str, value: &str) -> bool {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    rx.metrics().iter().filter(|m| m.name == name).all(|m| {
+        let points = match &m.data {
+            Some(Data::Sum(s)) => s.data_points.clone(),
+            _ => Vec::new(),
+        };
+        points.iter().all(|p| {
+            p.attributes.iter().all(|a| {
+                a.key != key
+                    || !matches!(a.value.as_ref().and_then(|v| v.value.as_ref()),
+                        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(i)) if i.to_string() == value)
+            })
+        })
+    })
+}
+
+/// Both directions of one flow counted exactly, by protocol and port.
+fn assert_flow(rx: &Receiver, proto: &str, port: &str, iface: &str, sent: i64, recv: i64) {
+    for (dir, want) in [("transmit", sent), ("receive", recv)] {
+        counter(
+            rx,
+            "tapio.tc.bytes",
+            &[
+                ("network.protocol.name", proto),
+                ("network.io.direction", dir),
+                ("network.interface.name", iface),
+            ],
+            want,
+        );
+    }
+    let _ = port;
+}
+
+fn write_policy(t: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {
+    let p = t.path().join("tapio.yaml");
+    let tmp = t.path().join(".tapio.yaml.tmp");
+    std::fs::write(&tmp, yaml).unwrap();
+    std::fs::rename(&tmp, &p).unwrap();
+    p
+}
+
+/// Start tapio on a config file the test can rewrite.
+fn start_with_file(
+    yaml: &str,
+) -> (
+    tempfile::TempDir,
+    Bg,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_policy(&dir, yaml);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--config"])
+        .arg(&path)
+        .env("TAPIO_LOG", "info");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let l2 = log.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            l2.lock().unwrap().push_str(&(l.clone() + "\n"));
+            let _ = tx.send(l);
+        }
+    });
+    let bg = Bg { child, lines };
+    let end = Instant::now() + WAIT;
+    loop {
+        match bg.lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) if l.contains("tapio ready") => break,
+            _ if Instant::now() > end => panic!("tapio not ready:\n{}", log.lock().unwrap()),
+            _ => {}
+        }
+    }
+    (dir, bg, log)
+}
+
+#[test]
+fn classifies_and_counts_each_protocol_exactly() {
+    if !privileged_or_skip("classifies_and_counts_each_protocol_exactly") {
+        return;
+    }
+    let pair = NsPair::new("tc-c");
+    let iface = format!("{}/{}", pair.a.name, pair.a_dev());
+    let rx = Receiver::start();
+    let t = Tapio::start(
+        BIN,
+        &config(&rx, std::slice::from_ref(&iface), "      {}"),
+        &[],
+    );
+    let (a, b) = (&pair.a, &pair.b);
+    let srv = "198.18.0.2";
+
+    // Servers.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let mut http = b.command("python3");
+    http.args(["-m", "http.server", "8080", "--bind", srv])
+        .current_dir(&d);
+    let _http = Bg::spawn(http);
+    sh(&format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout {d}/k.pem -out {d}/c.pem -days 1 -subj /CN=tapio-tc.test 2>/dev/null"
+    ));
+    let mut tls = b.command("openssl");
+    tls.args(["s_server", "-quiet", "-rev", "-accept", "198.18.0.2:8443"])
+        .args([
+            "-cert",
+            &format!("{d}/c.pem"),
+            "-key",
+            &format!("{d}/k.pem"),
+        ])
+        .stdin(Stdio::piped());
+    let _tls = Bg::spawn(tls);
+    let _dns = Dnsmasq::start(b, srv, &["--host-record=svc.tapio-tc.test,198.18.0.99"]);
+    let mut redis = b.command("redis-server");
+    redis.args([
+        "--bind",
+        srv,
+        "--port",
+        "6379",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    redis.args(["--protected-mode", "no"]);
+    let _redis = Bg::spawn(redis);
+    let grpc = py(b, &["grpc-server", srv, "50051"]);
+    assert_eq!(grpc.line("grpc server"), "ready");
+    for p in ["8080", "8443", "6379", "50051"] {
+        wait_port(a, &format!("{srv}:{p}"));
+    }
+
+    // Each client after its server is up; each flow is the only one of
+    // its protocol, so its counters must equal what its socket counted.
+    let (_c, s, r) = exchange(a, &["http", srv, "8080"]);
+    assert_flow(&rx, "http", "8080", &iface, s, r);
+    let (_c, s, r) = exchange(a, &["tls", srv, "8443", "sni.tapio-tc.test"]);
+    assert_flow(&rx, "tls", "8443", &iface, s, r);
+    let (_c, s, r) = exchange(a, &["dns", srv, "53", "svc.tapio-tc.test"]);
+    assert_flow(&rx, "dns", "53", &iface, s, r);
+    for dir in ["transmit", "receive"] {
+        counter(
+            &rx,
+            "tapio.tc.packets",
+            &[
+                ("network.protocol.name", "dns"),
+                ("network.io.direction", dir),
+            ],
+            1,
+        );
+    }
+    let (_c, s, r) = exchange(a, &["redis", srv, "6379"]);
+    assert_flow(&rx, "redis", "6379", &iface, s, r);
+    let (_c, s, r) = exchange(a, &["grpc", srv, "50051", "5"]);
+    assert_flow(&rx, "grpc", "50051", &iface, s, r);
+
+    // PostgreSQL: a real server and the startup handshake.
+    let pg = tempfile::tempdir().unwrap();
+    let pgd = pg.path().join("data").display().to_string();
+    sh(&format!("chown postgres {}", pg.path().display()));
+    sh(&format!(
+        "su postgres -s /bin/sh -c 'initdb -D {pgd} --auth=trust -U postgres >/dev/null'"
+    ));
+    let mut pgs = b.command("su");
+    pgs.args([
+        "postgres",
+        "-s",
+        "/bin/sh",
+        "-c",
+        &format!(
+            "exec postgres -D {pgd} -h {srv} -p 5432 -k {}",
+            pg.path().display()
+        ),
+    ]);
+    let _pgs = Bg::spawn(pgs);
+    wait_port(a, &format!("{srv}:5432"));
+    // wait_port's own probe connection was a flow too (no payload from
+    // the client, so it is `unknown`), hence a separate check per port.
+    let (_c, s, r) = exchange(a, &["pg", srv, "5432"]);
+    assert_flow(&rx, "postgresql", "5432", &iface, s, r);
+
+    // The TLS flow's log carries the SNI.
+    let logs = rx.wait_for_logs("flow log with SNI", WAIT, |l| {
+        l.iter().any(|(_, r)| {
+            r.event_name == "network.flow.classified"
+                && str_attr(&r.attributes, "tls.client.server_name").as_deref()
+                    == Some("sni.tapio-tc.test")
+        })
+    });
+    assert!(logs
+        .iter()
+        .any(|(_, r)| r.event_name == "network.flow.classified"
+            && str_attr(&r.attributes, "network.protocol.name").as_deref() == Some("grpc")));
+    // Self-telemetry names the attach type.
+    rx.wait_for_counter(
+        "tapio.probe.attached",
+        &[("tapio.probe", "tc"), ("tapio.attach_type", "tcx")],
+        WAIT,
+        |v| v == 1,
+    );
+    t.terminate();
+}
+
+/// client ── router (tapio on its client-facing veth) ─┬─ backend 1
+///                                                       └─ backend 2
+struct LbLab {
+    c: NetNs,
+    r: NetNs,
+    b1: NetNs,
+    b2: NetNs,
+}
+
+impl LbLab {
+    fn new() -> Self {
+        let c = NetNs::new("tapio-tc-lb-c");
+        let r = NetNs::new("tapio-tc-lb-r");
+        let b1 = NetNs::new("tapio-tc-lb-1");
+        let b2 = NetNs::new("tapio-tc-lb-2");
+        for (other, dev, odev, net) in [
+            (&c, "tvtclbr", "tvtclbc", "10"),
+            (&b1, "tvtclbr1", "tvtclb1", "11"),
+            (&b2, "tvtclbr2", "tvtclb2", "12"),
+        ] {
+            sh(&format!(
+                "ip -n {} link add {dev} type veth peer name {odev} netns {}",
+                r.name, other.name
+            ));
+            sh(&format!(
+                "ip -n {} addr add 198.18.{net}.1/24 dev {dev}",
+                r.name
+            ));
+            sh(&format!(
+                "ip -n {} addr add 198.18.{net}.2/24 dev {odev}",
+                other.name
+            ));
+            sh(&format!("ip -n {} link set {dev} up", r.name));
+            sh(&format!("ip -n {} link set {odev} up", other.name));
+            sh(&format!(
+                "ip -n {} route add default via 198.18.{net}.1",
+                other.name
+            ));
+        }
+        sh(&format!(
+            "ip netns exec {} sysctl -qw net.ipv4.ip_forward=1",
+            r.name
+        ));
+        Self { c, r, b1, b2 }
+    }
+
+    fn iface(&self) -> String {
+        format!("{}/tvtclbr", self.r.name)
+    }
+}
+
+fn lb_policy(cb: &str) -> String {
+    format!(
+        "      services:\n        - name: web\n          address: 198.18.20.1:80\n          backends:\n            - {{ address: 198.18.11.2:8080, weight: 3 }}\n            - {{ address: 198.18.12.2:8080, weight: 1 }}\n{cb}"
+    )
+}
+
+fn tally(line: &str, key: &str) -> i64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[test]
+fn load_balances_by_weight_and_breaks_circuits() {
+    if !privileged_or_skip("load_balances_by_weight_and_breaks_circuits") {
+        return;
+    }
+    let lab = LbLab::new();
+    let rx = Receiver::start();
+    let policy = lb_policy("      circuit_breaker: { max_failures: 3, cool_down: 3s }\n");
+    let t = Tapio::start(BIN, &config(&rx, &[lab.iface()], &policy), &[]);
+    let s1 = py(&lab.b1, &["name-server", "198.18.11.2", "8080", "b1"]);
+    assert_eq!(s1.line("b1"), "ready");
+    let s2 = py(&lab.b2, &["name-server", "198.18.12.2", "8080", "b2"]);
+    assert_eq!(s2.line("b2"), "ready");
+
+    // 1,000 connections to the virtual address: 3:1 within ±5 %.
+    let run = py(&lab.c, &["connect-many", "198.18.20.1", "80", "1000", "0"]);
+    let line = run.line("connect-many");
+    eprintln!("1000 connections: {line}");
+    assert_eq!(tally(&line, "ok"), 1000, "{line}");
+    let b1 = tally(&line, "b1");
+    assert!(
+        (700..=800).contains(&b1),
+        "b1 got {b1} of 1000 (want 750 ± 50): {line}"
+    );
+    assert_eq!(b1 + tally(&line, "b2"), 1000);
+    let web_b1 = [
+        ("tapio.tc.service", "web"),
+        ("tapio.tc.backend", "198.18.11.2:8080"),
+    ];
+    let web_b2 = [
+        ("tapio.tc.service", "web"),
+        ("tapio.tc.backend", "198.18.12.2:8080"),
+    ];
+    counter(&rx, "tapio.tc.lb.connections", &web_b1, b1);
+
+    // Stop backend 2: its port answers RST; after max_failures (plus what
+    // arrives within one 100 ms breaker tick) traffic moves to backend 1.
+    drop(s2);
+    std::thread::sleep(Duration::from_millis(200));
+    let run = py(&lab.c, &["connect-many", "198.18.20.1", "80", "100", "20"]);
+    let line = run.line("connect-many");
+    eprintln!("backend 2 stopped: {line}");
+    let failed = tally(&line, "failed");
+    assert!(
+        (3..=6).contains(&failed),
+        "want 3 failures (max_failures) up to one breaker tick more, got {failed}: {line}"
+    );
+    assert_eq!(tally(&line, "b1"), 100 - failed);
+    rx.wait_for_logs("breaker opened", WAIT, |l| {
+        l.iter().any(|(_, r)| {
+            r.event_name == "network.circuit_breaker.state_change"
+                && str_attr(&r.attributes, "tapio.tc.circuit_breaker.state").as_deref()
+                    == Some("open")
+        })
+    });
+    counter(&rx, "tapio.tc.circuit_breaker.state", &web_b2, 1);
+    assert!(latest(&rx, "tapio.tc.lb.failures", &web_b2).unwrap_or(0) >= 3);
+
+    // Restart it: after the cool-down the breaker is half-open, the next
+    // connection to backend 2 succeeds and closes it.
+    let s2 = py(&lab.b2, &["name-server", "198.18.12.2", "8080", "b2"]);
+    assert_eq!(s2.line("b2"), "ready");
+    std::thread::sleep(Duration::from_secs(4));
+    let run = py(&lab.c, &["connect-many", "198.18.20.1", "80", "40", "20"]);
+    let line = run.line("connect-many");
+    eprintln!("backend 2 back: {line}");
+    assert_eq!(tally(&line, "ok"), 40, "{line}");
+    assert!(
+        tally(&line, "b2") >= 8,
+        "backend 2 gets traffic again: {line}"
+    );
+    rx.wait_for_logs("breaker closed", WAIT, |l| {
+        l.iter().any(|(_, r)| {
+            r.event_name == "network.circuit_breaker.state_change"
+                && str_attr(&r.attributes, "tapio.tc.circuit_breaker.state").as_deref()
+                    == Some("closed")
+        })
+    });
+    counter(&rx, "tapio.tc.circuit_breaker.state", &web_b2, 0);
+    drop(lab);
+    t.terminate();
+}
+
+fn blast(pair: &NsPair, port: &str, n: &str) -> i64 {
+    let sink = py(&pair.b, &["udp-sink", "198.18.0.2", port, "3"]);
+    assert_eq!(sink.line("sink"), "ready");
+    let sender = py(&pair.a, &["udp-blast", "198.18.0.2", port, n]);
+    assert_eq!(sender.line("blast"), "sent");
+    sink.line("sink count").parse().unwrap()
+}
+
+#[test]
+fn loss_injection_hits_one_port_and_expires() {
+    if !privileged_or_skip("loss_injection_hits_one_port_and_expires") {
+        return;
+    }
+    let pair = NsPair::new("tc-l");
+    let iface = format!("{}/{}", pair.a.name, pair.a_dev());
+    let rx = Receiver::start();
+    let policy = "      chaos:\n        experiments:\n          - { name: lossy, port: 9000, protocol: udp, direction: egress, loss: 0.3, duration: 8s }\n";
+    let t = Tapio::start(BIN, &config(&rx, std::slice::from_ref(&iface), policy), &[]);
+    let started = Instant::now();
+    let got = blast(&pair, "9000", "2000");
+    let other = blast(&pair, "9001", "2000");
+    eprintln!("30% loss on 9000: received {got}/2000; 9001: {other}/2000");
+    assert!(
+        (1300..=1500).contains(&got),
+        "about 70 % of 2000 arrive, got {got}"
+    );
+    assert_eq!(other, 2000, "no loss on another port");
+    counter(
+        &rx,
+        "tapio.tc.chaos.dropped",
+        &[("tapio.tc.experiment", "lossy")],
+        2000 - got,
+    );
+    // The experiment ends by itself.
+    let left = Duration::from_secs(9).saturating_sub(started.elapsed());
+    std::thread::sleep(left);
+    let after = blast(&pair, "9000", "2000");
+    assert_eq!(after, 2000, "expired experiment still dropping");
+    t.terminate();
+}
+
+#[test]
+fn policy_reloads_while_traffic_flows_and_bad_files_keep_the_old_policy() {
+    if !privileged_or_skip("policy_reloads_while_traffic_flows_and_bad_files_keep_the_old_policy") {
+        return;
+    }
+    let pair = NsPair::new("tc-r");
+    let iface = format!("{}/{}", pair.a.name, pair.a_dev());
+    let rx = Receiver::start();
+    let (dir, _tapio, log) =
+        start_with_file(&config(&rx, std::slice::from_ref(&iface), "      {}"));
+    assert_eq!(blast(&pair, "9000", "500"), 500);
+
+    // Drop everything to 9000, while a blast runs.
+    let sink = py(&pair.b, &["udp-sink", "198.18.0.2", "9000", "6"]);
+    assert_eq!(sink.line("sink"), "ready");
+    let sender = py(&pair.a, &["udp-blast", "198.18.0.2", "9000", "200000"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let drop_all = "      chaos:\n        experiments:\n          - { name: blackhole, port: 9000, loss: 1.0, duration: 10m }\n";
+    write_policy(&dir, &config(&rx, std::slice::from_ref(&iface), drop_all));
+    counter(
+        &rx,
+        "tapio.config.reloads",
+        &[("tapio.reload.result", "applied")],
+        1,
+    );
+    drop(sender);
+    drop(sink);
+    assert_eq!(blast(&pair, "9000", "500"), 0, "new policy drops all");
+
+    // A broken file: rejected, the blackhole stays.
+    let bad = "      chaos:\n        experiments:\n          - { name: blackhole, port: 9000, loss: 2.0, duration: 10m }\n";
+    write_policy(&dir, &config(&rx, std::slice::from_ref(&iface), bad));
+    counter(
+        &rx,
+        "tapio.config.reloads",
+        &[("tapio.reload.result", "rejected")],
+        1,
+    );
+    assert_eq!(blast(&pair, "9000", "500"), 0, "old policy still in force");
+
+    // A latency experiment is refused on this kernel (no sch_fq), not
+    // ignored: the reload fails and the blackhole stays.
+    let latency = "      chaos:\n        experiments:\n          - { name: blackhole, port: 9000, loss: 1.0, duration: 10m }\n          - { name: slow, port: 9001, latency: 50ms, duration: 1m }\n";
+    let (fq, _) = tapio::probes::tc::fq_available();
+    if !fq {
+        write_policy(&dir, &config(&rx, std::slice::from_ref(&iface), latency));
+        counter(
+            &rx,
+            "tapio.config.reloads",
+            &[("tapio.reload.result", "failed")],
+            1,
+        );
+        assert!(log
+            .lock()
+            .unwrap()
+            .contains("latency injection needs the fq qdisc"));
+        assert_eq!(blast(&pair, "9000", "500"), 0, "old policy still in force");
+    }
+
+    // The kill switch ends it at once.
+    let killed = "      chaos:\n        disabled: true\n        experiments:\n          - { name: blackhole, port: 9000, loss: 1.0, duration: 10m }\n";
+    write_policy(&dir, &config(&rx, std::slice::from_ref(&iface), killed));
+    counter(
+        &rx,
+        "tapio.config.reloads",
+        &[("tapio.reload.result", "applied")],
+        2,
+    );
+    assert_eq!(blast(&pair, "9000", "500"), 500, "kill switch");
+}
+
+#[test]
+fn sidecar_redirected_traffic_counts_under_the_original_destination() {
+    if !privileged_or_skip("sidecar_redirected_traffic_counts_under_the_original_destination") {
+        return;
+    }
+    let pair = NsPair::new("tc-m");
+    let iface = format!("{}/{}", pair.a.name, pair.a_dev());
+    let rx = Receiver::start();
+    let t = Tapio::start(
+        BIN,
+        &config(&rx, std::slice::from_ref(&iface), "      {}"),
+        &[],
+    );
+    // Istio's outbound capture: the app's connections to port 80 go to
+    // the sidecar's 15001; the sidecar's own (marked) connection does not.
+    sh(&format!(
+        "ip netns exec {} nft -f - <<'EOF'\ntable ip tapio_tc_mesh {{\n  chain out {{ type nat hook output priority -100; meta mark != 0x539 tcp dport 80 redirect to :15001; }}\n}}\nEOF",
+        pair.a.name
+    ));
+    let side = py(&pair.a, &["sidecar", "15001", "1337"]);
+    assert_eq!(side.line("sidecar"), "ready");
+    let dir = tempfile::tempdir().unwrap();
+    let mut http = pair.b.command("python3");
+    http.args(["-m", "http.server", "80", "--bind", "198.18.0.2"])
+        .current_dir(dir.path());
+    let _http = Bg::spawn(http);
+    std::thread::sleep(Duration::from_millis(700));
+    let (_c, s, r) = exchange(&pair.a, &["http", "198.18.0.2", "80"]);
+    // The app's payload, as counted on its socket to the sidecar, is what
+    // the pod interface carried to the original destination.
+    for (dir, want) in [("transmit", s), ("receive", r)] {
+        counter(
+            &rx,
+            "tapio.tc.bytes",
+            &[
+                ("network.protocol.name", "http"),
+                ("network.io.direction", dir),
+                ("network.interface.name", iface.as_str()),
+            ],
+            want,
+        );
+    }
+    assert!(absent(&rx, "tapio.tc.bytes", "server.port", "15001"));
+    let m = rx
+        .metrics()
+        .into_iter()
+        .rfind(|m| m.name == "tapio.tc.bytes")
+        .unwrap();
+    assert_eq!(
+        point_value(
+            &m,
+            &[
+                ("network.protocol.name", "http"),
+                ("network.io.direction", "transmit")
+            ]
+        ),
+        Some(s)
+    );
+    let _ = tapio_integration::int_attr;
+    t.terminate();
+}
+
+#[test]
+fn probes_command_reports_tc_attach_type() {
+    if !privileged_or_skip("probes_command_reports_tc_attach_type") {
+        return;
+    }
+    let out = Command::new(BIN).arg("probes").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tc = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("tc ") && l.contains("tcx"))
+        .unwrap_or_else(|| panic!("no tc line:\n{text}"));
+    assert!(tc.contains("yes"), "{tc}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("edt-latency") && l.contains("latency-injection")),
+        "{text}"
+    );
+}
