@@ -76,6 +76,12 @@ nsenter -t $NSP -n ip addr add 198.18.3.2/24 dev veth0
 nsenter -t $NSP -n ip link set veth0 up
 nsenter -t $NSP -n ping -c 1 -W 2 198.18.3.1 >/dev/null 2>&1 && echo "CHECK veth reachable before the filter"
 
+# BPF LSM enforcement: a file nobody may open, a directory nobody may
+# exec from, and no module loading.
+echo secret >/tmp/lsm-secret
+echo public >/tmp/lsm-public
+mkdir -p /tmp/lsm-denied
+cp /bin/busybox /tmp/lsm-denied/true
 cat >/tmp/tapio.yaml <<Y
 pipeline:
   logs: { schedule_delay: 200ms }
@@ -85,6 +91,13 @@ probes:
   xdp:
     interfaces: [tva]
     policy: { block: [198.18.3.2/32] }
+  lsm:
+    policy:
+      rules:
+        - { name: no-secret, hook: file_open, action: deny, match: { path: /tmp/lsm-secret } }
+        - { name: no-exec-denied, hook: exec, action: deny, match: { path_prefix: /tmp/lsm-denied } }
+        - { name: no-modules, hook: module_load, action: deny }
+        - { name: no-port-9, hook: connect, action: deny, match: { address: 127.0.0.1/32, port: 9 } }
 Y
 /tapio run --config /tmp/tapio.yaml >/tmp/out.json 2>/tmp/err.txt &
 TP=$!
@@ -104,7 +117,12 @@ nslookup www.tapio.test 127.0.0.1 >/dev/null 2>&1
 nsenter -t $NSP -n ping -c 3 -W 1 198.18.3.1 >/dev/null 2>&1 || echo "CHECK xdp blocked ping"
 # security probe: a module from this kernel's own package, and a
 # credential change (busybox su drops root to nobody).
-insmod "/lib/modules/$(uname -r)/crc7.ko" && echo "CHECK insmod crc7"
+# The module rule denies it; the security probe still reports the attempt.
+insmod "/lib/modules/$(uname -r)/crc7.ko" 2>/dev/null || echo "CHECK lsm module_load denied"
+cat /tmp/lsm-secret >/dev/null 2>&1 || echo "CHECK lsm file_open denied"
+cat /tmp/lsm-public >/dev/null 2>&1 && echo "CHECK lsm other file opens"
+/tmp/lsm-denied/true 2>/dev/null || echo "CHECK lsm exec denied"
+nc 127.0.0.1 9 </dev/null >/dev/null 2>&1 || echo "CHECK lsm connect denied"
 su -s /bin/true nobody
 sleep 2
 kill -INT $TP
@@ -118,6 +136,10 @@ grep -q '"tapio.xdp.packets"' /tmp/out.json && grep -q '"stringValue":"blocklist
 kill $NSP
 grep '"eventName":"security.module.load"' /tmp/out.json | grep -q crc7 &&
 	echo "CHECK eventName security.module.load crc7"
+for r in no-secret no-exec-denied no-modules no-port-9; do
+	grep '"eventName":"security.policy_decision"' /tmp/out.json | grep -q "\"$r\"" &&
+		echo "CHECK decision $r"
+done
 grep -q '"eventName":"security.credentials.change"' /tmp/out.json &&
 	echo "CHECK eventName security.credentials.change"
 for s in tcp.connect dns.query; do

@@ -99,12 +99,14 @@ for v in $KERNELS; do
 		tr -d '\r' <"$log" | grep -o 'BENCH.*' || { echo "  no benchmark output"; fail=1; }
 		continue
 	fi
-	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns|xdp|security) ' || true
+	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns|xdp|security|lsm|tc) ' || true
 	chosen=$(tr -d '\r' <"$log" | grep -o 'tapio ready probes=[^ ]*' | head -1 | cut -d= -f2-)
 	echo "  attached: ${chosen:-none}"
 	for check in "tapio ready" "eventName process.exec" "eventName process.exit" "span tcp.connect" "span dns.query" \
 		"veth reachable before the filter" "xdp blocked ping" "metric tapio.xdp.packets blocklist" \
-		"insmod crc7" "eventName security.module.load crc7" "eventName security.credentials.change"; do
+		"eventName security.module.load crc7" "eventName security.credentials.change" \
+		"lsm module_load denied" "lsm file_open denied" "lsm other file opens" "lsm exec denied" "lsm connect denied" \
+		"decision no-secret" "decision no-exec-denied" "decision no-modules" "decision no-port-9"; do
 		if tr -d '\r' <"$log" | grep -q "^CHECK $check"; then
 			echo "  pass  $check"
 		else
