@@ -126,7 +126,14 @@ struct dev_key {
 		__uint(max_entries, TAPIO_LSM_HOOK_MAX);                       \
 		__type(key, __u32);                                            \
 		__type(value, __u32);                                          \
-	} lsm_any_##g SEC(".maps")
+	} lsm_any_##g SEC(".maps");                                            \
+	/* Per hook: enum tapio_lsm_hook_flags (0: no rules, skip it all). */  \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                              \
+		__uint(max_entries, TAPIO_LSM_HOOK_MAX);                       \
+		__type(key, __u32);                                            \
+		__type(value, __u32);                                          \
+	} lsm_info_##g SEC(".maps")
 
 GEN_MAPS(0);
 GEN_MAPS(1);
@@ -136,6 +143,13 @@ static __always_inline __u32 generation(void)
 	__u32 zero = 0;
 	__u32 *g = bpf_map_lookup_elem(&lsm_active, &zero);
 	return g && *g ? 1 : 0;
+}
+
+/* Which lookups a hook needs in generation `gen` (0: it has no rules). */
+static __always_inline __u32 hook_flags(__u32 gen, __u32 hook)
+{
+	__u32 *f = gen ? bpf_map_lookup_elem(&lsm_info_1, &hook) : bpf_map_lookup_elem(&lsm_info_0, &hook);
+	return f ? *f : 0;
 }
 
 /* What a decision reports besides the process. */
@@ -269,12 +283,20 @@ static __always_inline __u32 net_lookup(__u32 gen, struct net_key *k)
 static __noinline int net_check(struct net_key *k, __u16 port, __u32 proto, __u32 family,
 				__u32 hook)
 {
+	__u32 gen = generation();
+	__u32 f = hook_flags(gen, hook);
+	if (!f)
+		return 1;
 	struct subject s = {.family = family, .proto = proto, .port = bpf_ntohs(port)};
 	__builtin_memcpy(s.addr, k->addr, 16);
-	__u32 gen = generation();
 	int exempt = is_exempt();
-	/* Most specific first: exact protocol and port, then "any". */
+	/* Most specific first: exact protocol and port, then "any"; only the
+	 * combinations some rule uses. */
 	for (int i = 0; i < 4; i++) {
+		__u32 need = i < 2 ? TAPIO_LSM_F_EXACT_PROTO : TAPIO_LSM_F_ANY_PROTO;
+		__u32 need_port = (i & 1) ? TAPIO_LSM_F_ANY_PORT : TAPIO_LSM_F_EXACT_PORT;
+		if (!(f & need) || !(f & need_port))
+			continue;
 		k->prefixlen = 32 + 128;
 		k->hook = hook;
 		k->proto = i < 2 ? (__u8)proto : 0;
@@ -350,6 +372,8 @@ SEC("cgroup/sock_create")
 int tapio_lsm_sock_create(struct bpf_sock *sk)
 {
 	__u32 gen = generation();
+	if (!hook_flags(gen, TAPIO_LSM_SOCKET_CREATE))
+		return 1;
 	int exempt = is_exempt();
 	struct subject s = {.family = sk->family, .proto = sk->type};
 	struct sock_key keys[3] = {
@@ -374,6 +398,8 @@ int tapio_lsm_dev(struct bpf_cgroup_dev_ctx *ctx)
 	__u32 type = ctx->access_type & 0xffff;
 	__u32 access = ctx->access_type >> 16;
 	__u32 gen = generation();
+	if (!hook_flags(gen, TAPIO_LSM_DEVICE))
+		return 1;
 	int exempt = is_exempt();
 	struct subject s = {.major = ctx->major, .minor = ctx->minor, .access = access};
 	struct dev_key keys[2] = {
@@ -439,6 +465,8 @@ static __always_inline int file_check(struct file *file, __u32 hook)
 	if (!file)
 		return 0;
 	__u32 gen = generation();
+	if (!hook_flags(gen, hook))
+		return 0;
 	int exempt = is_exempt();
 	struct subject s = {};
 	s.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
@@ -471,10 +499,12 @@ int BPF_PROG(tapio_lsm_exec, struct linux_binprm *bprm)
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(tapio_lsm_ptrace, struct task_struct *child, unsigned int mode)
 {
+	__u32 gen = generation();
+	if (!hook_flags(gen, TAPIO_LSM_PTRACE))
+		return 0;
 	struct file *exe = BPF_CORE_READ(child, mm, exe_file);
 	if (!exe)
 		return 0;
-	__u32 gen = generation();
 	int exempt = is_exempt();
 	struct subject s = {.target_pid = BPF_CORE_READ(child, tgid)};
 	s.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);

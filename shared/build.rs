@@ -27,6 +27,7 @@ fn main() {
         .constified_enum_module("tapio_lsm_hook")
         .constified_enum_module("tapio_lsm_action")
         .constified_enum_module("tapio_lsm_rule_flags")
+        .constified_enum_module("tapio_lsm_hook_flags")
         .constified_enum_module("tapio_tc_proto")
         .constified_enum_module("tapio_tc_direction")
         .constified_enum_module("tapio_tc_cb_state")

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tapio_shared::{
     tapio_lsm_action as act, tapio_lsm_decision, tapio_lsm_hook as hk, tapio_lsm_rule,
-    tapio_lsm_rule_flags as rf, TAPIO_LSM_MAX_RULES,
+    tapio_lsm_hook_flags as hf, tapio_lsm_rule_flags as rf, TAPIO_LSM_MAX_RULES,
 };
 
 pub const NAME: &str = "lsm";
@@ -192,6 +192,8 @@ pub struct Compiled {
     sock: BTreeMap<(u32, u32), u32>,
     dev: BTreeMap<(u32, u32, u32), u32>,
     any: BTreeMap<u32, u32>,
+    /// Per hook: which lookups its rules need (`tapio_lsm_hook_flags`).
+    pub info: BTreeMap<u32, u32>,
     /// Every configured rule and what happened to it.
     pub states: Vec<(String, &'static str, RuleState)>,
 }
@@ -350,6 +352,7 @@ pub fn compile(policy: &LsmPolicy, env: &Env) -> Compiled {
         sock: BTreeMap::new(),
         dev: BTreeMap::new(),
         any: BTreeMap::new(),
+        info: BTreeMap::new(),
         states: Vec::new(),
     };
     // Rules sharing a key chain in config order: remember each key's last
@@ -362,6 +365,20 @@ pub fn compile(policy: &LsmPolicy, env: &Env) -> Compiled {
                 .states
                 .push((r.name.clone(), hook, RuleState::Refused(why))),
             Ok((rule, key)) => {
+                let mut flags = hf::TAPIO_LSM_F_RULES;
+                if matches!(r.hook, LsmHook::Connect | LsmHook::Bind) {
+                    flags |= if r.matches.protocol.is_some() {
+                        hf::TAPIO_LSM_F_EXACT_PROTO
+                    } else {
+                        hf::TAPIO_LSM_F_ANY_PROTO
+                    };
+                    flags |= if r.matches.port.is_some() {
+                        hf::TAPIO_LSM_F_EXACT_PORT
+                    } else {
+                        hf::TAPIO_LSM_F_ANY_PORT
+                    };
+                }
+                *c.info.entry(rule.hook).or_default() |= flags;
                 let idx = c.rules.len();
                 let id1 = idx as u32 + 1;
                 c.rules.push((r.name.clone(), rule));
@@ -429,6 +446,7 @@ pub struct PolicyMaps {
     sock: [HashMap<MapData, [u8; 8], u32>; 2],
     dev: [HashMap<MapData, [u8; 16], u32>; 2],
     any: [Array<MapData, u32>; 2],
+    info: [Array<MapData, u32>; 2],
     gen: u32,
     pub state: Arc<Mutex<State>>,
     available: Vec<u32>,
@@ -492,6 +510,7 @@ impl PolicyMaps {
             sock: [take(ebpf, "lsm_sock_0")?, take(ebpf, "lsm_sock_1")?],
             dev: [take(ebpf, "lsm_dev_0")?, take(ebpf, "lsm_dev_1")?],
             any: [take(ebpf, "lsm_any_0")?, take(ebpf, "lsm_any_1")?],
+            info: [take(ebpf, "lsm_info_0")?, take(ebpf, "lsm_info_1")?],
             gen: 0,
             state: Arc::new(Mutex::new(State::default())),
             available: Vec::new(),
@@ -599,6 +618,10 @@ impl PolicyMaps {
         }
         for (h, v) in &c.any {
             self.any[i].set(*h, *v, 0).map_err(perr("lsm_any"))?;
+        }
+        for h in 0..hk::TAPIO_LSM_HOOK_MAX {
+            let f = c.info.get(&h).copied().unwrap_or(0);
+            self.info[i].set(h, f, 0).map_err(perr("lsm_info"))?;
         }
         {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -429,6 +429,16 @@ enum tapio_lsm_rule_flags {
 	TAPIO_LSM_R_INCLUDE_TAPIO = 2, /* applies to Tapio itself too */
 };
 
+/* Per hook and generation: which lookups its rules need (0: no rules, the
+ * program returns at once). */
+enum tapio_lsm_hook_flags {
+	TAPIO_LSM_F_RULES = 1,
+	TAPIO_LSM_F_EXACT_PROTO = 2, /* network rules naming a protocol */
+	TAPIO_LSM_F_ANY_PROTO = 4,   /* ... and not naming one */
+	TAPIO_LSM_F_EXACT_PORT = 8,  /* network rules naming a port */
+	TAPIO_LSM_F_ANY_PORT = 16,   /* ... and not naming one */
+};
+
 /* Rules per policy generation; the rule maps hold two generations. */
 #define TAPIO_LSM_MAX_RULES 16384
 
