@@ -535,6 +535,12 @@ impl Tapio {
         std::fs::rename(&tmp, self.config_path()).expect("rename config");
     }
 
+    /// Start with `--config path` as given (a file the test laid out, e.g.
+    /// a ConfigMap-style symlink); `yaml` is not written.
+    pub fn start_with_config_path(bin: &str, path: &std::path::Path) -> Self {
+        Self::spawn_at(None, bin, Some(path), "", &[], &[])
+    }
+
     fn spawn(
         netns: Option<&str>,
         bin: &str,
@@ -542,9 +548,26 @@ impl Tapio {
         args: &[(&str, &str)],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_at(netns, bin, None, yaml, args, env)
+    }
+
+    fn spawn_at(
+        netns: Option<&str>,
+        bin: &str,
+        path: Option<&std::path::Path>,
+        yaml: &str,
+        args: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = dir.path().join("tapio.yaml");
-        std::fs::write(&cfg, yaml).expect("write config");
+        let cfg = match path {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let cfg = dir.path().join("tapio.yaml");
+                std::fs::write(&cfg, yaml).expect("write config");
+                cfg
+            }
+        };
         let mut cmd = match netns {
             // nsenter execs: the child's pid is Tapio's.
             Some(ns) => {

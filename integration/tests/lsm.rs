@@ -429,3 +429,47 @@ fn on_exit_keep_enforces_after_tapio_dies_and_release_does_not() {
     let _ = std::fs::remove_dir(format!("{pins}/lsm"));
     let _ = std::fs::remove_dir(&pins);
 }
+
+/// A Kubernetes ConfigMap volume: `tapio.yaml -> ..data/tapio.yaml`,
+/// `..data -> ..<timestamp>/`; an update writes a new timestamped directory
+/// and renames a new `..data` link over the old one. The file's own inode
+/// never changes, so only a directory watch sees it.
+#[test]
+fn configmap_style_symlink_swap_is_applied() {
+    if !privileged_or_skip("lsm::configmap_style_symlink_swap_is_applied") {
+        return;
+    }
+    use std::os::unix::fs::symlink;
+    let cg = TestCgroup::new("m");
+    let (_a, port) = listener();
+    let rx = Receiver::start();
+    let vol = tempfile::tempdir().unwrap();
+    let write_version = |name: &str, yaml: &str| {
+        let dir = vol.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("tapio.yaml"), yaml).unwrap();
+        let tmp = vol.path().join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        symlink(name, &tmp).unwrap();
+        std::fs::rename(&tmp, vol.path().join("..data")).unwrap();
+    };
+    write_version(
+        "..v1",
+        &config(&rx, "", &connect_rule("cm", "deny", port, &cg)),
+    );
+    symlink("..data/tapio.yaml", vol.path().join("tapio.yaml")).unwrap();
+    let t = Tapio::start_with_config_path(BIN, &vol.path().join("tapio.yaml"));
+    assert!(cg.python(&connect_script(&[port])).ends_with("EPERM"));
+    write_version(
+        "..v2",
+        &config(&rx, "", &connect_rule("cm", "audit", port, &cg)),
+    );
+    rx.wait_for_counter(
+        "tapio.config.reloads",
+        &[("tapio.reload.result", "applied")],
+        WAIT,
+        |v| v >= 1,
+    );
+    assert!(cg.python(&connect_script(&[port])).ends_with("ok"));
+    t.terminate();
+}

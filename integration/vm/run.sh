@@ -85,6 +85,17 @@ build_initrd() { # -> path of initrd
 
 for v in $KERNELS; do kernel_image "$v" >/dev/null; done
 initrd=$(build_initrd)
+# Which checks prove which probe (for the matrix table).
+declare -A PROVES=(
+	[process]="eventName process.exec|eventName process.exit"
+	[network]="span tcp.connect"
+	[dns]="span dns.query"
+	[xdp]="veth reachable before the filter|xdp blocked ping|metric tapio.xdp.packets blocklist"
+	[security]="eventName security.module.load crc7|eventName security.credentials.change"
+	[lsm]="lsm module_load denied|lsm file_open denied|lsm other file opens|lsm exec denied|lsm connect denied|decision no-secret|decision no-exec-denied|decision no-modules|decision no-port-9"
+)
+PROBES="process network dns xdp security lsm"
+declare -A CELL
 fail=0
 for v in $KERNELS; do
 	img=$(kernel_image "$v")
@@ -102,11 +113,10 @@ for v in $KERNELS; do
 	tr -d '\r' <"$log" | sed -n '/=== probes begin/,/=== probes end/p' | grep -E '^  (process|network|dns|xdp|security|lsm|tc) ' || true
 	chosen=$(tr -d '\r' <"$log" | grep -o 'tapio ready probes=[^ ]*' | head -1 | cut -d= -f2-)
 	echo "  attached: ${chosen:-none}"
-	for check in "tapio ready" "eventName process.exec" "eventName process.exit" "span tcp.connect" "span dns.query" \
-		"veth reachable before the filter" "xdp blocked ping" "metric tapio.xdp.packets blocklist" \
-		"eventName security.module.load crc7" "eventName security.credentials.change" \
-		"lsm module_load denied" "lsm file_open denied" "lsm other file opens" "lsm exec denied" "lsm connect denied" \
-		"decision no-secret" "decision no-exec-denied" "decision no-modules" "decision no-port-9"; do
+	checks="tapio ready"
+	for p in $PROBES; do checks="$checks|${PROVES[$p]}"; done
+	IFS='|' read -ra all <<<"$checks"
+	for check in "${all[@]}"; do
 		if tr -d '\r' <"$log" | grep -q "^CHECK $check"; then
 			echo "  pass  $check"
 		else
@@ -114,5 +124,23 @@ for v in $KERNELS; do
 			fail=1
 		fi
 	done
+	for p in $PROBES; do
+		variant=$(echo "$chosen" | tr ',' '\n' | sed -n "s/^$p=//p")
+		ok="✔"
+		IFS='|' read -ra mine <<<"${PROVES[$p]}"
+		for check in "${mine[@]}"; do
+			tr -d '\r' <"$log" | grep -q "^CHECK $check" || ok="✘"
+		done
+		CELL[$p,$v]="${variant:-not attached} $ok"
+	done
 done
+if [ -z "${BENCH:-}" ]; then
+	# The README's matrix rows for the guests, generated from this run.
+	echo
+	echo "| probe |$(for v in $KERNELS; do printf ' Debian %s (qemu) |' "$v"; done)"
+	echo "|---|$(for _ in $KERNELS; do printf -- '---|'; done)"
+	for p in $PROBES; do
+		echo "| $p |$(for v in $KERNELS; do printf ' %s |' "${CELL[$p,$v]}"; done)"
+	done
+fi
 exit $fail

@@ -19,8 +19,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tapio_shared::{
-    tapio_lsm_action as act, tapio_lsm_decision, tapio_lsm_hook as hk, tapio_lsm_rule,
-    tapio_lsm_hook_flags as hf, tapio_lsm_rule_flags as rf, TAPIO_LSM_MAX_RULES,
+    tapio_lsm_action as act, tapio_lsm_decision, tapio_lsm_hook as hk, tapio_lsm_hook_flags as hf,
+    tapio_lsm_rule, tapio_lsm_rule_flags as rf, TAPIO_LSM_MAX_RULES,
 };
 
 pub const NAME: &str = "lsm";
