@@ -725,3 +725,141 @@ fn probes_command_reports_tc_attach_type() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------
+// The classifier on crafted flows through BPF_PROG_TEST_RUN: the
+// protocols no server here speaks (MySQL, Kafka), HTTP/2 without gRPC
+// next to gRPC, and an unknown payload.
+// ---------------------------------------------------------------------
+
+/// Ethernet + IPv4 + TCP (no options) + payload.
+fn tcp_frame(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+    let total = (20 + 20 + payload.len()) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn classifies_crafted_flows_through_prog_test_run() {
+    use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+    if !tapio_integration::privileged_or_skip("tc::classifies_crafted_flows_through_prog_test_run")
+    {
+        return;
+    }
+    let ring = tapio::probes::RingConfig::new(4096, std::time::Duration::ZERO);
+    let btf = aya::Btf::from_sys_fs().ok();
+    let (mut loaded, _) = tapio::probes::tc::load(
+        &tapio::config::TcProbe::default(),
+        ring,
+        btf.as_ref(),
+        false,
+    )
+    .expect("load tc object");
+    let mut run = |frame: &[u8]| {
+        let p: &mut SchedClassifier = loaded
+            .ebpf
+            .program_mut(tapio::probes::tc::PROG_EGRESS)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut o = TestRunOptions::new();
+        o.data_in = Some(frame);
+        p.test_run(o).expect("BPF_PROG_TEST_RUN");
+    };
+    let (client, server) = ([198, 18, 0, 1], [198, 18, 0, 2]);
+    const SYN: u8 = 0x02;
+    const PSH_ACK: u8 = 0x18;
+    // (server port, client port, payload sent, whether the server speaks first)
+    let mysql_greeting = {
+        let mut g = vec![74, 0, 0, 0, 10];
+        g.extend_from_slice(b"8.0.36\0");
+        g.resize(78, 0x41);
+        g
+    };
+    let kafka_api_versions = {
+        let body_len = 20u32;
+        let mut k = body_len.to_be_bytes().to_vec();
+        k.extend_from_slice(&18u16.to_be_bytes()); // ApiVersions
+        k.extend_from_slice(&3u16.to_be_bytes());
+        k.extend_from_slice(&7u32.to_be_bytes()); // correlation id
+        k.resize(24, 0x61);
+        k
+    };
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+    let h2_data = |payload: &[u8]| {
+        let mut f = preface.clone();
+        f.extend_from_slice(&settings);
+        let len = payload.len() as u32;
+        f.extend_from_slice(&len.to_be_bytes()[1..]);
+        f.extend_from_slice(&[0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(payload);
+        f
+    };
+    let grpc_msg = [0u8, 0, 0, 0, 3, 1, 2, 3];
+    let cases: Vec<(u16, u16, Vec<u8>, bool, &str)> = vec![
+        (3306, 41001, mysql_greeting, true, "mysql"),
+        (9092, 41002, kafka_api_versions, false, "kafka"),
+        (8080, 41003, h2_data(b"plain http2 body"), false, "http2"),
+        (8081, 41004, h2_data(&grpc_msg), false, "grpc"),
+        (
+            7777,
+            41005,
+            vec![0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+            false,
+            "unknown",
+        ),
+    ];
+    for (sport, cport, payload, server_first, _) in &cases {
+        run(&tcp_frame(client, server, *cport, *sport, SYN, &[]));
+        let frame = if *server_first {
+            tcp_frame(server, client, *sport, *cport, PSH_ACK, payload)
+        } else {
+            tcp_frame(client, server, *cport, *sport, PSH_ACK, payload)
+        };
+        run(&frame);
+    }
+    let m = loaded
+        .ebpf
+        .map(tapio::probes::tc::MAP_COUNTS)
+        .expect("counts map");
+    let m: aya::maps::PerCpuHashMap<_, tapio_shared::tapio_tc_key, tapio_shared::tapio_tc_count> =
+        aya::maps::PerCpuHashMap::try_from(m).unwrap();
+    let seen: Vec<(u16, &str, u64)> = m
+        .iter()
+        .map(Result::unwrap)
+        .map(|(k, v)| {
+            let bytes: u64 = v.iter().map(|c| c.bytes).sum();
+            (
+                k.server_port,
+                tapio::probes::tc::proto_name(u32::from(k.proto)),
+                bytes,
+            )
+        })
+        .collect();
+    for (sport, _, payload, _, want) in &cases {
+        let got: Vec<_> = seen.iter().filter(|(p, _, _)| p == sport).collect();
+        assert!(
+            got.iter()
+                .any(|(_, proto, bytes)| proto == want && *bytes == payload.len() as u64),
+            "port {sport}: want {want} with {} bytes, got {got:?}",
+            payload.len()
+        );
+    }
+}

@@ -82,6 +82,8 @@ echo secret >/tmp/lsm-secret
 echo public >/tmp/lsm-public
 mkdir -p /tmp/lsm-denied
 cp /bin/busybox /tmp/lsm-denied/true
+mkdir -p /tmp/lsm-protected
+cp /bin/busybox /tmp/lsm-protected/sleep
 cat >/tmp/tapio.yaml <<Y
 pipeline:
   logs: { schedule_delay: 200ms }
@@ -98,6 +100,7 @@ probes:
         - { name: no-exec-denied, hook: exec, action: deny, match: { path_prefix: /tmp/lsm-denied } }
         - { name: no-modules, hook: module_load, action: deny }
         - { name: no-port-9, hook: connect, action: deny, match: { address: 127.0.0.1/32, port: 9 } }
+        - { name: no-ptrace, hook: ptrace, action: deny, match: { path_prefix: /tmp/lsm-protected } }
 Y
 /tapio run --config /tmp/tapio.yaml >/tmp/out.json 2>/tmp/err.txt &
 TP=$!
@@ -123,6 +126,13 @@ cat /tmp/lsm-secret >/dev/null 2>&1 || echo "CHECK lsm file_open denied"
 cat /tmp/lsm-public >/dev/null 2>&1 && echo "CHECK lsm other file opens"
 /tmp/lsm-denied/true 2>/dev/null || echo "CHECK lsm exec denied"
 nc 127.0.0.1 9 </dev/null >/dev/null 2>&1 || echo "CHECK lsm connect denied"
+/tmp/lsm-protected/sleep 30 &
+PROT=$!
+sleep 30 &
+OTHER=$!
+[ "$(ptrace_attach $PROT)" = EPERM ] && echo "CHECK lsm ptrace denied"
+[ "$(ptrace_attach $OTHER)" = attached ] && echo "CHECK lsm ptrace of another allowed"
+kill $PROT $OTHER
 su -s /bin/true nobody
 sleep 2
 kill -INT $TP
@@ -136,7 +146,7 @@ grep -q '"tapio.xdp.packets"' /tmp/out.json && grep -q '"stringValue":"blocklist
 kill $NSP
 grep '"eventName":"security.module.load"' /tmp/out.json | grep -q crc7 &&
 	echo "CHECK eventName security.module.load crc7"
-for r in no-secret no-exec-denied no-modules no-port-9; do
+for r in no-secret no-exec-denied no-modules no-port-9 no-ptrace; do
 	grep '"eventName":"security.policy_decision"' /tmp/out.json | grep -q "\"$r\"" &&
 		echo "CHECK decision $r"
 done
