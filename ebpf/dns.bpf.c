@@ -203,18 +203,6 @@ static __always_inline void fill_tuple(struct tapio_dns_packet *e, const struct 
 	e->tuple.dport = q ? p->dport : p->sport;
 }
 
-/* A copy length in [1, TAPIO_DNS_PAYLOAD] that every verifier can see.
- * Older ones (6.1) lose a checked bound when clang spills and reloads it,
- * and reject a size that might be 0, so the mask is applied in asm right
- * before the call, to (want - 1), and 1 added back: for want in [1, 512]
- * that is want itself. TAPIO_DNS_PAYLOAD must be a power of two. */
-static __always_inline __u64 payload_len_bound(__u64 want)
-{
-	__u64 n = want - 1;
-	asm volatile("%[n] &= %[m]" : [n] "+r"(n) : [m] "i"(TAPIO_DNS_PAYLOAD - 1));
-	return n + 1;
-}
-
 static __always_inline int is_dns_port(__u16 port)
 {
 	return bpf_map_lookup_elem(&tapio_dns_ports, &port) != NULL;
@@ -264,7 +252,7 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 		tapio_submit(&tapio_events, e);
 		return;
 	}
-	__u64 n = payload_len_bound(want);
+	__u64 n = TAPIO_LEN_1_TO(want, TAPIO_DNS_PAYLOAD);
 	if (bpf_probe_read_kernel(e->payload, n, head + p->payload_off)) {
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_READ_ERROR);
 		bpf_ringbuf_discard(e, 0);
@@ -479,7 +467,7 @@ static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u
 		want = TAPIO_DNS_PAYLOAD;
 		e->flags |= TAPIO_DNS_TRUNCATED;
 	}
-	__u64 n = payload_len_bound(want);
+	__u64 n = TAPIO_LEN_1_TO(want, TAPIO_DNS_PAYLOAD);
 	if (bpf_skb_load_bytes(skb, p->payload_off, e->payload, n)) {
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_READ_ERROR);
 		bpf_ringbuf_discard(e, 0);

@@ -444,10 +444,9 @@ static __always_inline void tls_sni(struct __sk_buff *skb, __u32 off, __u32 end,
 			}
 			if (p + 5 + n > end)
 				return;
-			n &= 0xff;
-			if (n == 0 || n > TAPIO_TC_SNI_LEN)
+			if (n == 0)
 				return;
-			if (bpf_skb_load_bytes(skb, p + 5, out->sni, n))
+			if (bpf_skb_load_bytes(skb, p + 5, out->sni, TAPIO_LEN_1_TO(n, TAPIO_TC_SNI_LEN)))
 				return;
 			out->sni_len = n;
 			return;
@@ -620,7 +619,7 @@ static __always_inline void observe(struct __sk_buff *skb, struct pkt *p, __u8 d
 			if (bpf_skb_load_bytes(skb, p->payload_off, b, 16))
 				n = 0;
 		} else if (n > 0) {
-			if (bpf_skb_load_bytes(skb, p->payload_off, b, n & 15))
+			if (bpf_skb_load_bytes(skb, p->payload_off, b, TAPIO_LEN_1_TO(n, 16)))
 				n = 0;
 		}
 		__u8 proto = classify(b, n, f->server_port, from_server, p->l4proto,

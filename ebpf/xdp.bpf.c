@@ -49,7 +49,10 @@ TAPIO_ABI_BTF(tapio_xdp_block_state);
 #define ETH_P_8021AD 0x88A8
 #define PROTO_TCP 6
 #define PROTO_UDP 17
-#define TC_ACT_OK 0
+/* "Next": tcx (TCX_NEXT) and clsact (TC_ACT_UNSPEC) both run the
+ * interface's other programs (the tc probe's, say) after this one; a
+ * pass (0) would end the chain under tcx. */
+#define TC_ACT_NEXT -1
 #define DNS_PORT 53
 /* IPv6 extension headers followed before giving up (unparsed_l4). */
 #define MAX_EXT_HEADERS 6
@@ -511,9 +514,9 @@ int tapio_xdp_learn(struct __sk_buff *skb)
 	void *end = (void *)(long)skb->data_end;
 	struct pkt p = {};
 	if (parse(data, end, &p) != PARSE_OK || p.fragment)
-		return TC_ACT_OK;
+		return TC_ACT_NEXT;
 	if (p.proto != PROTO_TCP && p.proto != PROTO_UDP)
-		return TC_ACT_OK;
+		return TC_ACT_NEXT;
 	__u32 zero = 0;
 	__u32 *active = bpf_map_lookup_elem(&xdp_active, &zero);
 	__u32 gen = active && *active ? 1 : 0;
@@ -523,7 +526,7 @@ int tapio_xdp_learn(struct __sk_buff *skb)
 	int dns = (f & TAPIO_XDP_F_DNS) && p.proto == PROTO_UDP &&
 		  p.dport == bpf_htons(DNS_PORT) && p.have_dns_id;
 	if (!flows && !dns)
-		return TC_ACT_OK;
+		return TC_ACT_NEXT;
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct flow_key fk = {.remote_port = p.dport, .local_port = p.sport, .proto = p.proto};
 	fk.remote = p.dst;
@@ -540,5 +543,5 @@ int tapio_xdp_learn(struct __sk_buff *skb)
 		if (bpf_map_update_elem(&xdp_dns_queries, &dk, &now, BPF_ANY))
 			tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
 	}
-	return TC_ACT_OK;
+	return TC_ACT_NEXT;
 }

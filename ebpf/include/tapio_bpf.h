@@ -98,4 +98,19 @@ static __always_inline void tapio_fill_header(struct tapio_event_header *h,
 	bpf_probe_read_kernel_str(h->comm, sizeof(h->comm), leader ? leader->comm : task->comm);
 }
 
+/*
+ * A copy length in [1, max] that every verifier can see, for helpers whose
+ * size argument may not be 0 (bpf_probe_read_kernel, bpf_skb_load_bytes).
+ * Older verifiers (6.1) lose a checked bound when clang spills and reloads
+ * it, so the mask is applied in asm right before the call, to (want - 1),
+ * and 1 added back: for want in [1, max] that is want itself. `max` must be
+ * a power of two; callers check want against it first.
+ */
+#define TAPIO_LEN_1_TO(want, max)                                              \
+	({                                                                     \
+		__u64 __n = (__u64)(want)-1;                                   \
+		asm volatile("%[n] &= %[m]" : [n] "+r"(__n) : [m] "i"((max)-1)); \
+		__n + 1;                                                       \
+	})
+
 #endif /* TAPIO_BPF_H */

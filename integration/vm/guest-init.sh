@@ -93,6 +93,8 @@ probes:
   xdp:
     interfaces: [tva]
     policy: { block: [198.18.3.2/32] }
+  tc:
+    interfaces: [tva]
   lsm:
     policy:
       rules:
@@ -118,6 +120,9 @@ echo hi | nc 127.0.0.1 8080 >/dev/null 2>&1
 nc 127.0.0.1 1 </dev/null >/dev/null 2>&1
 nslookup www.tapio.test 127.0.0.1 >/dev/null 2>&1
 nsenter -t $NSP -n ping -c 3 -W 1 198.18.3.1 >/dev/null 2>&1 || echo "CHECK xdp blocked ping"
+# tc: DNS queries leave through the classified veth (the answers would be
+# blocked by the XDP filter; the queries are what is counted here).
+nslookup -timeout=1 tc.tapio.test 198.18.3.2 >/dev/null 2>&1
 # security probe: a module from this kernel's own package, and a
 # credential change (busybox su drops root to nobody).
 # The module rule denies it; the security probe still reports the attempt.
@@ -143,6 +148,8 @@ for e in process.exec process.exit process.fork network.connection.close; do
 done
 grep -q '"tapio.xdp.packets"' /tmp/out.json && grep -q '"stringValue":"blocklist"' /tmp/out.json &&
 	echo "CHECK metric tapio.xdp.packets blocklist"
+grep -q '"tapio.tc.packets"' /tmp/out.json && grep -q '"stringValue":"dns"' /tmp/out.json &&
+	echo "CHECK metric tapio.tc.packets dns"
 kill $NSP
 grep '"eventName":"security.module.load"' /tmp/out.json | grep -q crc7 &&
 	echo "CHECK eventName security.module.load crc7"

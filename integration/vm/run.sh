@@ -94,9 +94,10 @@ declare -A PROVES=(
 	[dns]="span dns.query"
 	[xdp]="veth reachable before the filter|xdp blocked ping|metric tapio.xdp.packets blocklist"
 	[security]="eventName security.module.load crc7|eventName security.credentials.change"
+	[tc]="metric tapio.tc.packets dns"
 	[lsm]="lsm module_load denied|lsm file_open denied|lsm other file opens|lsm exec denied|lsm connect denied|lsm ptrace denied|lsm ptrace of another allowed|decision no-secret|decision no-exec-denied|decision no-modules|decision no-port-9|decision no-ptrace"
 )
-PROBES="process network dns xdp security lsm"
+PROBES="process network dns xdp tc security lsm"
 declare -A CELL
 fail=0
 for v in $KERNELS; do
