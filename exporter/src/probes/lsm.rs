@@ -492,14 +492,7 @@ impl PolicyMaps {
         where
             T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
         {
-            let m = ebpf
-                .take_map(map)
-                .ok_or(LoadError::MissingMap { probe: NAME, map })?;
-            T::try_from(m).map_err(|source| LoadError::Map {
-                probe: NAME,
-                map,
-                source,
-            })
+            super::take_map(ebpf, NAME, map)
         }
         Ok(Self {
             rules: take(ebpf, MAP_RULES)?,
@@ -756,34 +749,28 @@ pub fn start(
         let Some(p) = ebpf.program_mut(prog) else {
             continue;
         };
+        // The three cgroup program types share no trait in aya; same steps.
+        macro_rules! cgroup_link {
+            ($ty:ty, $wrap:expr) => {
+                <&mut $ty>::try_from(p)
+                    .map_err(|e| super::describe(&e))
+                    .and_then(|p| {
+                        let id = p
+                            .attach(&cg, CgroupAttachMode::Single)
+                            .map_err(|e| super::describe(&e))?;
+                        let l = p.take_link(id).map_err(|e| super::describe(&e))?;
+                        $wrap(l)
+                    })
+            };
+        }
         let link: Result<Link, String> = match kind {
-            Kind::SockAddr => <&mut CgroupSockAddr>::try_from(p)
-                .map_err(|e| super::describe(&e))
-                .and_then(|p| {
-                    let id = p
-                        .attach(&cg, CgroupAttachMode::Single)
-                        .map_err(|e| super::describe(&e))?;
-                    let l = p.take_link(id).map_err(|e| super::describe(&e))?;
-                    FdLink::try_from(l).map(Link::Fd).map_err(|e| e.to_string())
-                }),
-            Kind::Sock => <&mut CgroupSock>::try_from(p)
-                .map_err(|e| super::describe(&e))
-                .and_then(|p| {
-                    let id = p
-                        .attach(&cg, CgroupAttachMode::Single)
-                        .map_err(|e| super::describe(&e))?;
-                    let l = p.take_link(id).map_err(|e| super::describe(&e))?;
-                    FdLink::try_from(l).map(Link::Fd).map_err(|e| e.to_string())
-                }),
-            Kind::Device => <&mut CgroupDevice>::try_from(p)
-                .map_err(|e| super::describe(&e))
-                .and_then(|p| {
-                    let id = p
-                        .attach(&cg, CgroupAttachMode::Single)
-                        .map_err(|e| super::describe(&e))?;
-                    let l = p.take_link(id).map_err(|e| super::describe(&e))?;
-                    Ok(Link::Device(l))
-                }),
+            Kind::SockAddr => cgroup_link!(CgroupSockAddr, |l| FdLink::try_from(l)
+                .map(Link::Fd)
+                .map_err(|e: aya::programs::links::LinkError| e.to_string())),
+            Kind::Sock => cgroup_link!(CgroupSock, |l| FdLink::try_from(l)
+                .map(Link::Fd)
+                .map_err(|e: aya::programs::links::LinkError| e.to_string())),
+            Kind::Device => cgroup_link!(CgroupDevice, |l| Ok(Link::Device(l))),
             Kind::Lsm(_) => <&mut Lsm>::try_from(p)
                 .map_err(|e| super::describe(&e))
                 .and_then(|p| {

@@ -163,6 +163,17 @@ pub fn describe(e: &ProgramError) -> String {
     }
 }
 
+/// Take map `map` of `probe`'s object out as a typed map.
+pub fn take_map<T>(ebpf: &mut Ebpf, probe: &'static str, map: &'static str) -> Result<T, LoadError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let m = ebpf
+        .take_map(map)
+        .ok_or(LoadError::MissingMap { probe, map })?;
+    T::try_from(m).map_err(|source| LoadError::Map { probe, map, source })
+}
+
 /// Load (and when `attach`, attach) every program of `v` whose role
 /// `wanted` accepts. On failure the programs loaded so far are unloaded.
 fn try_variant(

@@ -175,14 +175,7 @@ impl PolicyMaps {
         where
             T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
         {
-            let m = ebpf
-                .take_map(map)
-                .ok_or(LoadError::MissingMap { probe: NAME, map })?;
-            T::try_from(m).map_err(|source| LoadError::Map {
-                probe: NAME,
-                map,
-                source,
-            })
+            super::take_map(ebpf, NAME, map)
         }
         let g = |i: usize, j: usize| LPM_MAPS[i][j];
         Ok(Self {
