@@ -168,6 +168,16 @@ fn audit_rule_allows_and_reports() {
         WAIT,
         |v| v == 2,
     );
+    // Logs are batched apart from metrics: wait for both records.
+    rx.wait_for_logs("two audit decisions", WAIT, |l| {
+        l.iter()
+            .filter(|(_, r)| {
+                r.event_name == "security.policy_decision"
+                    && str_attr(&r.attributes, "tapio.lsm.rule").as_deref() == Some("watch-db")
+            })
+            .count()
+            >= 2
+    });
     let d = decisions(&rx, "watch-db");
     assert_eq!(d.len(), 2);
     assert_eq!(d[0].severity_text, "INFO");
