@@ -49,6 +49,38 @@ if [ "$tapio_mode" = bench ]; then
 	line="BENCH tcpconnlat_ms $ms cpu_ms $(($(cpu_ms $TC) - c0)) kernel $(prog_ns $TC)"
 	kill -INT $TC; wait $TC
 	echo "$line lines $(($(wc -l </tmp/tcl.txt) - 1))"
+	# BPF LSM: open()+close() of one file with no program, then with 1, 100
+	# and 10,000 file_open rules on other files (the lookups miss, the
+	# common case). Kernel ns from the LSM programs' fdinfo (prog_type 29).
+	lsm_ns() {
+		for f in /proc/$1/fdinfo/*; do
+			awk '/^prog_type:/ {t = $2} /^run_time_ns/ {r = $2} /^run_cnt/ {c = $2} END {if (t == 29) print r, c}' "$f" 2>/dev/null
+		done | awk '{r += $1; c += $2} END {if (c) printf "%d ns x %d", r / c, c; else print "n/a"}'
+	}
+	mkdir -p /tmp/rules
+	i=0
+	while [ $i -lt 10000 ]; do : >/tmp/rules/f$i; i=$((i + 1)); done
+	echo x >/tmp/target
+	M=20000
+	openloop $M /tmp/target >/dev/null
+	echo "BENCH lsm_open none ns $(openloop $M /tmp/target)"
+	for n in 1 100 10000; do
+		{
+			printf 'exporters: { stdout: {} }\nprobes:\n  process: { enabled: false }\n  network: { enabled: false }\n  dns: { enabled: false }\n  security: { enabled: false }\n  lsm:\n    policy:\n      rules:\n'
+			i=0
+			while [ $i -lt $n ]; do
+				printf '        - { name: r%d, hook: file_open, action: deny, match: { path: /tmp/rules/f%d } }\n' $i $i
+				i=$((i + 1))
+			done
+		} >/tmp/lsm$n.yaml
+		/tapio run --config /tmp/lsm$n.yaml >/dev/null 2>/tmp/lsmerr.txt &
+		TP=$!
+		while ! grep -q "tapio ready" /tmp/lsmerr.txt; do sleep 0.2; done
+		echo "BENCH lsm_open rules $n ns $(openloop $M /tmp/target) kernel $(lsm_ns $TP)"
+		kill -INT $TP
+		wait $TP
+	done
+	echo "BENCH lsm_open none_again ns $(openloop $M /tmp/target)"
 	poweroff -f
 fi
 

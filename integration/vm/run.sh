@@ -76,6 +76,8 @@ build_initrd() { # -> path of initrd
 	done
 	# busybox has no tracer: a static PTRACE_ATTACH caller for the ptrace rule.
 	clang-19 -static -O2 -Wall -Werror -o "$dir/bin/ptrace_attach" integration/vm/ptrace_attach.c
+	# ...and a static open() loop for the BPF LSM benchmark (BENCH=1).
+	clang-19 -static -O2 -Wall -Werror -o "$dir/bin/openloop" integration/vm/openloop.c
 	cp integration/vm/guest-init.sh "$dir/init"
 	chmod +x "$dir/init"
 	printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/true\n' >"$dir/etc/passwd"
