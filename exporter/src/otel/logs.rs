@@ -270,7 +270,7 @@ pub fn policy_decision(
     a.push(kv_str(attr::TAPIO_LSM_HOOK, d.hook));
     let what = match d.hook {
         "connect" | "bind" => {
-            let ip = crate::probes::xdp::addr(r.addr);
+            let ip = crate::probes::ip_from16(r.addr);
             let transport = match r.proto {
                 6 => "tcp",
                 17 => "udp",

@@ -301,7 +301,7 @@ fn compile_rule(r: &LsmRule, env: &Env) -> Result<(tapio_lsm_rule, RuleKey), Str
                 .map(|n| {
                     let (addr, bits) = match n {
                         ipnet::IpNet::V4(v) => (
-                            v.addr().to_ipv6_mapped().octets(),
+                            super::ip_to16(v.addr().into()),
                             96 + u32::from(v.prefix_len()),
                         ),
                         ipnet::IpNet::V6(v) => (v.addr().octets(), u32::from(v.prefix_len())),

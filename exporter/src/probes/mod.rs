@@ -163,6 +163,54 @@ pub fn describe(e: &ProgramError) -> String {
     }
 }
 
+/// A kernel 16-byte address (IPv6, or IPv4 v4-mapped) as an [`IpAddr`]:
+/// v4-mapped comes back as IPv4.
+pub fn ip_from16(raw: [u8; 16]) -> std::net::IpAddr {
+    let v6 = std::net::Ipv6Addr::from(raw);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => std::net::IpAddr::V4(v4),
+        None => std::net::IpAddr::V6(v6),
+    }
+}
+
+/// The kernel's 16-byte form of `ip` (IPv4 v4-mapped).
+pub fn ip_to16(ip: std::net::IpAddr) -> [u8; 16] {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Attach a TC program to `iface`: tcx (6.6+) where the kernel has it,
+/// else a filter on the clsact qdisc (added if missing; an existing one,
+/// ours or another tool's, is shared). Returns whether tcx was used and,
+/// if not, why tcx was refused.
+pub fn attach_tc(
+    prog: &mut aya::programs::SchedClassifier,
+    iface: &str,
+    dir: aya::programs::TcAttachType,
+) -> Result<(bool, Option<String>), String> {
+    use aya::programs::tc::{self, NlOptions, TcAttachOptions};
+    let tcx = match prog.attach_with_options(
+        iface,
+        dir,
+        TcAttachOptions::TcxOrder(aya::programs::LinkOrder::default()),
+    ) {
+        Ok(_) => return Ok((true, None)),
+        Err(e) => describe(&e),
+    };
+    if let Err(e) = tc::qdisc_add_clsact(iface) {
+        let exists =
+            matches!(&e, tc::TcError::NetlinkError(io) if io.raw_os_error() == Some(libc::EEXIST));
+        if !exists {
+            return Err(format!("tcx: {tcx}; adding clsact: {e}"));
+        }
+    }
+    prog.attach_with_options(iface, dir, TcAttachOptions::Netlink(NlOptions::default()))
+        .map(|_| (false, Some(tcx.clone())))
+        .map_err(|e| format!("tcx: {tcx}; clsact: {}", describe(&e)))
+}
+
 /// Take map `map` of `probe`'s object out as a typed map.
 pub fn take_map<T>(ebpf: &mut Ebpf, probe: &'static str, map: &'static str) -> Result<T, LoadError>
 where

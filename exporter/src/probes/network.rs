@@ -4,7 +4,7 @@
 //! connect-latency histogram becomes `tapio.tcp.connect.duration`.
 
 use super::{process::Common, Attach, ProbeSpec, Variant};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use tapio_shared::{
     read_record, record_kind, tapio_event_kind as kind, tapio_family, tapio_tcp_close,
     tapio_tcp_connect, tapio_tcp_outcome as outcome, tapio_tcp_tuple,
@@ -87,13 +87,7 @@ pub struct Tuple {
     pub remote_port: u16,
 }
 
-fn addr(raw: [u8; 16]) -> IpAddr {
-    let v6 = Ipv6Addr::from(raw);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    }
-}
+use super::ip_from16 as addr;
 
 impl From<&tapio_tcp_tuple> for Tuple {
     fn from(t: &tapio_tcp_tuple) -> Self {
@@ -404,7 +398,7 @@ mod tests {
         let NetworkEvent::Connect(c) = decode(&connect_bytes(0, 0, t6)).unwrap() else {
             panic!()
         };
-        assert_eq!(c.tuple.remote, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(c.tuple.remote, IpAddr::V6(std::net::Ipv6Addr::LOCALHOST));
         assert_eq!(c.tuple.network_type(), "ipv6");
         assert_eq!(c.outcome, Outcome::Ok);
 

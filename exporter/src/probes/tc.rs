@@ -18,10 +18,7 @@ use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS};
 use crate::config::{ChaosDirection, L4Protocol, TcPolicy, TcProbe};
 use crate::reload::{PolicyError, PolicyTarget};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
-use aya::programs::{
-    tc::{qdisc_add_clsact, NlOptions, TcAttachOptions},
-    LinkOrder, SchedClassifier, TcAttachType,
-};
+use aya::programs::{SchedClassifier, TcAttachType};
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
@@ -148,24 +145,6 @@ fn ifindex(name: &str) -> Result<u32, String> {
 /// Attach `prog` to `iface` in `dir`: a tcx link where the kernel has
 /// them, else a clsact filter. Returns whether tcx was used, and the tcx
 /// error when it fell back.
-fn attach_one(
-    prog: &mut SchedClassifier,
-    iface: &str,
-    dir: TcAttachType,
-) -> Result<(bool, Option<String>), String> {
-    match prog.attach_with_options(iface, dir, TcAttachOptions::TcxOrder(LinkOrder::default())) {
-        Ok(_) => Ok((true, None)),
-        Err(tcx) => {
-            let tcx = describe(&tcx);
-            // EEXIST when the qdisc is already there: fine.
-            let _ = qdisc_add_clsact(iface);
-            prog.attach_with_options(iface, dir, TcAttachOptions::Netlink(NlOptions::default()))
-                .map(|_| (false, Some(tcx.clone())))
-                .map_err(|e| format!("tcx: {tcx}; clsact: {}", describe(&e)))
-        }
-    }
-}
-
 /// Names of the interfaces the probe runs on, by ifindex (as the kernel
 /// reports them in counter keys).
 pub type IfNames = HashMap<u32, String>;
@@ -215,7 +194,7 @@ pub fn load(
             let name = iface.name.clone();
             let (idx, tcx, why) = in_netns(iface.netns.as_deref(), || {
                 let idx = ifindex(&name)?;
-                let (tcx, why) = attach_one(prog, &name, dir)?;
+                let (tcx, why) = super::attach_tc(prog, &name, dir)?;
                 Ok((idx, tcx, why))
             })
             .map_err(|e| fail(format!("  {prog_name} on {}: {e}", iface.config)))?;

@@ -9,14 +9,10 @@ use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS};
 use crate::config::{XdpMode, XdpPolicy, XdpProbe};
 use crate::reload::{PolicyError, PolicyTarget};
 use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray};
-use aya::programs::{
-    tc::{self, TcAttachOptions},
-    xdp::XdpMode as AyaXdpMode,
-    LinkOrder, SchedClassifier, TcAttachType, Xdp,
-};
+use aya::programs::{xdp::XdpMode as AyaXdpMode, SchedClassifier, TcAttachType, Xdp};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use tapio_shared::{
     tapio_xdp_block, tapio_xdp_block_state, tapio_xdp_counter, tapio_xdp_policy,
     tapio_xdp_policy_flags as pf, tapio_xdp_reason as r,
@@ -396,63 +392,21 @@ fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: XdpMode) -> Result<&'static st
     )))
 }
 
-/// tcx (6.6+) where the kernel has it, else a clsact qdisc filter.
+/// The egress learner, via tcx or clsact (`super::attach_tc`).
 fn attach_egress(ebpf: &mut Ebpf, iface: &str) -> Result<&'static str, LoadError> {
     let p: &mut SchedClassifier = ebpf
         .program_mut(PROG_LEARN)
         .ok_or_else(|| attach_err(format!("program {PROG_LEARN} missing")))?
         .try_into()
         .map_err(|e| attach_err(super::describe(&e)))?;
-    let tcx = p.attach_with_options(
-        iface,
-        TcAttachType::Egress,
-        TcAttachOptions::TcxOrder(LinkOrder::default()),
-    );
-    let tcx_err = match tcx {
-        Ok(_) => return Ok("tcx"),
-        Err(e) => super::describe(&e),
-    };
-    // EEXIST: the qdisc is there already (ours from before, or another
-    // tool's); both are fine to share.
-    if let Err(e) = tc::qdisc_add_clsact(iface) {
-        let exists =
-            matches!(&e, tc::TcError::NetlinkError(io) if io.raw_os_error() == Some(libc::EEXIST));
-        if !exists {
-            return Err(attach_err(format!(
-                "{iface}: tcx refused ({tcx_err}); adding clsact: {e}"
-            )));
-        }
-    }
-    p.attach_with_options(
-        iface,
-        TcAttachType::Egress,
-        TcAttachOptions::Netlink(Default::default()),
-    )
-    .map_err(|e| {
-        attach_err(format!(
-            "{iface}: tcx refused ({tcx_err}); clsact: {}",
-            super::describe(&e)
-        ))
-    })?;
-    Ok("clsact")
-}
-
-/// The 16-byte (IPv6 or v4-mapped) address as an [`IpAddr`].
-pub fn addr(b: [u8; 16]) -> IpAddr {
-    let v6 = Ipv6Addr::from(b);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
+    match super::attach_tc(p, iface, TcAttachType::Egress) {
+        Ok((true, _)) => Ok("tcx"),
+        Ok((false, _)) => Ok("clsact"),
+        Err(why) => Err(attach_err(format!("{iface}: {why}"))),
     }
 }
 
-/// The 16-byte key the filter uses for `ip`.
-pub fn addr16(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
+pub use super::{ip_from16 as addr, ip_to16 as addr16};
 
 /// Interface names by index, for the counters' `network.interface.name`.
 pub type IfNames = std::sync::Arc<BTreeMap<u32, String>>;
