@@ -8,8 +8,10 @@ CARGO ?= cargo
 # client; libbpf-tools and bpftrace are the benchmarks' baselines.
 APT_PACKAGES := clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip iputils-ping \
 	dnsmasq-base bind9-dnsutils iproute2 bpftrace qemu-system-x86 busybox-static cpio \
-	redis-server postgresql openssl nftables iperf3 netsniff-ng xz-utils
+	redis-server postgresql openssl nftables iperf3 netsniff-ng xz-utils kmod
 TAPIO := $(or $(CARGO_TARGET_DIR),target)/release/tapio
+# The host's test output, for the host column of the kernel matrix.
+HOST_TESTS := $(or $(CARGO_TARGET_DIR),target)/host-tests.log
 
 .PHONY: run test matrix setup deps mounts build fmt clippy bench vmlinux
 
@@ -21,12 +23,15 @@ run: setup build
 ## test: install what is missing, then lint and run every test, the
 ## privileged ones for real (they fail under CI=true without root).
 test: setup fmt clippy
-	$(CARGO) test --workspace --release
-	TAPIO=$(TAPIO) bash integration/vm/run.sh
+	set -o pipefail; $(CARGO) test --workspace --release 2>&1 | tee $(HOST_TESTS)
+	TAPIO=$(TAPIO) HOST_TESTS=$(HOST_TESTS) bash integration/vm/run.sh
 
-## matrix: only the kernel matrix (Debian 6.1 and 6.12 guests under qemu).
+## matrix: only the kernel matrix (Debian 6.1 and 6.12 guests under qemu:
+## the smoke boot and the privileged test binaries in each), rewriting the
+## README's table from this run (the host column from the last `make test`).
 matrix: setup build
-	TAPIO=$(TAPIO) bash integration/vm/run.sh
+	$(CARGO) test --release -p tapio --no-run
+	TAPIO=$(TAPIO) HOST_TESTS=$(HOST_TESTS) WRITE_README=1 bash integration/vm/run.sh
 
 setup: deps mounts
 

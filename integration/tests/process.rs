@@ -146,6 +146,9 @@ fn otel_environment_variables_configure_the_exporter() {
             ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
         ],
     );
+    // A process of our own: the test may not count on others running.
+    let status = Command::new("/bin/true").status().expect("spawn true");
+    assert!(status.success());
     let logs = rx.wait_for_logs("any record", WAIT, |l| !l.is_empty());
     let res = &logs[0].0;
     assert_eq!(
