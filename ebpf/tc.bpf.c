@@ -16,8 +16,9 @@
  *    circuit breaker is open); conntrack keeps the choice for the flow's
  *    lifetime, and replies (egress) are reverse-translated. Checksums are
  *    fixed incrementally.
- *  - Circuit-breaker input: per backend, SYN-ACKs and RSTs answering a
- *    steered SYN. Userspace runs the breaker and writes its state back.
+ *  - Circuit breaker: per backend, SYN-ACKs and RSTs answering a steered
+ *    SYN. The kernel opens a backend's breaker at max_failures in a row;
+ *    userspace runs cool-down and half-open and writes the state back.
  *  - Chaos: packet loss (and EDT latency, where fq exists) per
  *    port/protocol/direction, each experiment with an expiry, all behind a
  *    kill switch.
@@ -154,6 +155,17 @@ struct {
 	__type(key, struct tapio_tc_addr);
 	__type(value, struct tapio_tc_backend_stats);
 } tapio_tc_bstats SEC(".maps");
+
+/* Failures in a row per backend, shared by every CPU (atomic adds) so the
+ * breaker opens in the kernel at exactly max_failures, however late
+ * userspace's next tick comes; a success resets it. Userspace runs the
+ * cool-down and half-open steps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TAPIO_TC_MAX_SERVICES * TAPIO_TC_MAX_BACKENDS);
+	__type(key, struct tapio_tc_addr);
+	__type(value, __u64);
+} tapio_tc_cb_run SEC(".maps");
 
 /* Chaos experiments: generation * TAPIO_TC_MAX_CHAOS + slot. */
 struct {
@@ -715,6 +727,29 @@ static __always_inline void bstat(struct tapio_tc_addr *b, int what)
 		s->failures += 1;
 	else
 		s->successes += 1;
+	if (what == 0)
+		return;
+	__u64 *run = bpf_map_lookup_elem(&tapio_tc_cb_run, b);
+	if (!run) {
+		__u64 z = 0;
+		bpf_map_update_elem(&tapio_tc_cb_run, b, &z, BPF_NOEXIST);
+		run = bpf_map_lookup_elem(&tapio_tc_cb_run, b);
+		if (!run) {
+			tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+			return;
+		}
+	}
+	if (what == 2) {
+		__sync_lock_test_and_set(run, 0);
+		return;
+	}
+	__u64 n = __sync_add_and_fetch(run, 1);
+	__u32 gen = generation();
+	struct tapio_tc_cfg *cfg = bpf_map_lookup_elem(&tapio_tc_cfgs, &gen);
+	if (cfg && cfg->max_failures && n >= cfg->max_failures) {
+		__u32 open = TAPIO_TC_CB_OPEN;
+		bpf_map_update_elem(&tapio_tc_cb, b, &open, BPF_ANY);
+	}
 }
 
 /* Rewrite the IPv4 address at `addr_off` and the L4 port at `port_off`. */

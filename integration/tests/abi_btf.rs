@@ -378,5 +378,12 @@ fn tc_records_and_maps_match_the_object_btf() {
             direction
         }
     );
-    check_struct!(btf, tapio_tc_cfg { n_chaos, chaos_off });
+    check_struct!(
+        btf,
+        tapio_tc_cfg {
+            n_chaos,
+            chaos_off,
+            max_failures
+        }
+    );
 }

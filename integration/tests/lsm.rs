@@ -1,9 +1,10 @@
 //! The lsm probe on this machine's kernel: network, socket and device rules
 //! through cgroup hooks, enforced for real on processes in a cgroup the
 //! test creates (so nothing else on the host is affected), with decisions
-//! checked at a real OTLP receiver. BPF LSM rules are refused here (the
-//! kernel refuses BPF LSM programs), loudly; integration/vm/ enforces them
-//! in the Debian guests.
+//! checked at a real OTLP receiver. BPF LSM rules are refused, loudly, on
+//! kernels that refuse BPF LSM programs (this machine's), and enforced where
+//! the kernel runs them: integration/vm/ runs these tests in the Debian
+//! guests too.
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use std::net::TcpListener;
@@ -312,8 +313,8 @@ fn tapio_is_exempt_unless_a_rule_includes_it() {
 }
 
 #[test]
-fn rules_this_kernel_cannot_enforce_are_refused_loudly() {
-    if !privileged_or_skip("lsm::rules_this_kernel_cannot_enforce_are_refused_loudly") {
+fn bpf_lsm_rules_are_enforced_or_refused_loudly() {
+    if !privileged_or_skip("lsm::bpf_lsm_rules_are_enforced_or_refused_loudly") {
         return;
     }
     let lsm_works = std::fs::read_to_string("/sys/kernel/security/lsm")
@@ -329,7 +330,8 @@ fn rules_this_kernel_cannot_enforce_are_refused_loudly() {
             })
             .unwrap_or(false);
     if lsm_works {
-        eprintln!("this kernel runs BPF LSM: nothing to refuse (the guests test enforcement)");
+        // Nothing to refuse here: the same rules must be enforced instead.
+        bpf_lsm_rules_are_enforced_in_the_cgroup();
         return;
     }
     let cg = TestCgroup::new("x");
@@ -375,6 +377,123 @@ fn rules_this_kernel_cannot_enforce_are_refused_loudly() {
             .any(|l| l.contains("lsm") && l.contains("connect") && l.contains("yes")),
         "{text}"
     );
+}
+
+/// Where the kernel runs BPF LSM programs (the Debian guests of
+/// integration/vm): a file no process of the test cgroup may open while
+/// another opens, an executable it may not run while /bin/true runs, an
+/// executable it may not ptrace while another is traced, and an audit rule
+/// that allows and reports; every decision logged and counted.
+fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
+    let cg = TestCgroup::new("b");
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    std::fs::write(path("secret"), "secret\n").unwrap();
+    std::fs::write(path("public"), "public\n").unwrap();
+    std::fs::write(path("audited"), "audited\n").unwrap();
+    std::fs::create_dir(path("protected")).unwrap();
+    std::fs::copy("/bin/true", path("denied-true")).unwrap();
+    std::fs::copy("/bin/sleep", path("protected/sleep")).unwrap();
+    let rule = |name: &str, hook: &str, action: &str, m: &str| {
+        format!(
+            "        - name: {name}\n          hook: {hook}\n          action: {action}\n          match: {{ {m}, cgroup: {} }}\n",
+            cg.rel
+        )
+    };
+    let rules = [
+        rule(
+            "no-secret",
+            "file_open",
+            "deny",
+            &format!("path: {}", path("secret")),
+        ),
+        rule(
+            "see-audited",
+            "file_open",
+            "audit",
+            &format!("path: {}", path("audited")),
+        ),
+        rule(
+            "no-exec",
+            "exec",
+            "deny",
+            &format!("path: {}", path("denied-true")),
+        ),
+        rule(
+            "no-ptrace",
+            "ptrace",
+            "deny",
+            &format!("path_prefix: {}", path("protected")),
+        ),
+    ]
+    .concat();
+    let rx = Receiver::start();
+    let t = Tapio::start(BIN, &config(&rx, "", &rules), &[]);
+    for r in ["no-secret", "see-audited", "no-exec", "no-ptrace"] {
+        rx.wait_for_counter(
+            "tapio.lsm.rules",
+            &[("tapio.lsm.rule", r), ("tapio.lsm.state", "enforced")],
+            WAIT,
+            |v| v == 1,
+        );
+    }
+    let open = |f: &str| {
+        cg.python(&format!(
+            "try:\n  open('{}').read(); print('ok')\nexcept PermissionError: print('EPERM')",
+            path(f)
+        ))
+    };
+    assert_eq!(open("secret"), "EPERM");
+    assert_eq!(open("public"), "ok");
+    assert_eq!(open("audited"), "ok");
+    // Outside the cgroup the rules do not apply.
+    assert_eq!(std::fs::read_to_string(path("secret")).unwrap(), "secret\n");
+    let exec = |p: &str| {
+        cg.python(&format!(
+            "import subprocess\ntry:\n  subprocess.run(['{p}'], check=True); print('ok')\nexcept PermissionError: print('EPERM')"
+        ))
+    };
+    assert_eq!(exec(&path("denied-true")), "EPERM");
+    assert_eq!(exec("/bin/true"), "ok");
+    let mut protected = Command::new(path("protected/sleep"))
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let mut other = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+    let ptrace = |pid: u32| {
+        cg.python(&format!(
+            "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+             if libc.ptrace(16, {pid}, 0, 0) == 0:\n  os.waitpid({pid}, 0); libc.ptrace(17, {pid}, 0, 0); print('attached')\n\
+             else: print(os.strerror(ctypes.get_errno()))"
+        ))
+    };
+    assert_eq!(ptrace(protected.id()), "Operation not permitted");
+    assert_eq!(ptrace(other.id()), "attached");
+    let _ = protected.kill();
+    let _ = other.kill();
+    let _ = protected.wait();
+    let _ = other.wait();
+
+    for (r, action, n) in [
+        ("no-secret", "deny", 1),
+        ("see-audited", "audit", 1),
+        ("no-exec", "deny", 1),
+        ("no-ptrace", "deny", 1),
+    ] {
+        rx.wait_for_counter(
+            "tapio.lsm.decisions",
+            &[("tapio.lsm.rule", r), ("tapio.lsm.action", action)],
+            WAIT,
+            |v| v >= n,
+        );
+        let d = decisions(&rx, r);
+        assert!(!d.is_empty(), "no security.policy_decision for {r}");
+        assert_eq!(
+            str_attr(&d[0].attributes, "tapio.lsm.action").as_deref(),
+            Some(action)
+        );
+    }
+    t.terminate();
 }
 
 fn kill9(t: Tapio) {

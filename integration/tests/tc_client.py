@@ -185,18 +185,30 @@ def udp_blast(host, port, n):
 
 
 def udp_sink(host, port, seconds):
+    """Count datagrams until a line on stdin says the sender is done (then
+    drain for half a second), or for `seconds` when no one says so. A sender
+    that starts late, as under emulation, is waited for."""
+    import select
+
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((host, int(port)))
-    s.settimeout(0.2)
     print("ready", flush=True)
     n = 0
+    done = None
     end = time.time() + float(seconds)
-    while time.time() < end:
-        try:
+    while True:
+        now = time.time()
+        if (done is not None and now - done >= 0.5) or (done is None and now >= end):
+            break
+        r, _, _ = select.select([s, sys.stdin], [], [], 0.1)
+        if s in r:
             s.recv(64)
             n += 1
-        except socket.timeout:
-            pass
+            if done is not None:
+                done = time.time()
+        if sys.stdin in r:
+            sys.stdin.readline()
+            done = time.time()
     print(n, flush=True)
 
 

@@ -38,6 +38,7 @@ pub const MAP_GEN: &str = "tapio_tc_gen";
 pub const MAP_CFGS: &str = "tapio_tc_cfgs";
 pub const MAP_SERVICES: &str = "tapio_tc_services";
 pub const MAP_CB: &str = "tapio_tc_cb";
+pub const MAP_CB_RUN: &str = "tapio_tc_cb_run";
 pub const MAP_BSTATS: &str = "tapio_tc_bstats";
 pub const MAP_EXPERIMENTS: &str = "tapio_tc_experiments";
 pub const MAP_CHAOS_DROPS: &str = "tapio_tc_chaos_drops";
@@ -455,6 +456,16 @@ impl Breaker {
         }
     }
 
+    /// The kernel opened this breaker: take its counts and open.
+    fn adopt_open(&mut self, failures: u64, successes: u64, now: Instant) -> Option<u32> {
+        self.in_a_row += failures.saturating_sub(self.seen_failures);
+        self.seen_failures = failures;
+        self.seen_successes = successes;
+        self.state = cb::TAPIO_TC_CB_OPEN;
+        self.opened = Some(now);
+        Some(self.state)
+    }
+
     /// Feed cumulative counts; returns the new state when it changed.
     fn step(
         &mut self,
@@ -515,6 +526,7 @@ pub struct Shared {
     services: BpfHashMap<MapData, tapio_tc_addr, tapio_tc_service>,
     experiments: Array<MapData, tapio_tc_chaos>,
     cb: BpfHashMap<MapData, tapio_tc_addr, u32>,
+    cb_run: BpfHashMap<MapData, tapio_tc_addr, u64>,
     ifnames: Arc<IfNames>,
     active: u32,
     policy: TcPolicy,
@@ -564,6 +576,7 @@ impl Shared {
             services: take(loaded, MAP_SERVICES)?,
             experiments: take(loaded, MAP_EXPERIMENTS)?,
             cb: take(loaded, MAP_CB)?,
+            cb_run: take(loaded, MAP_CB_RUN)?,
             ifnames,
             active: 0,
             policy: TcPolicy::default(),
@@ -670,6 +683,10 @@ impl Shared {
         let cfg = tapio_tc_cfg {
             n_chaos: policy.chaos.experiments.len() as u32,
             chaos_off: u32::from(policy.chaos.disabled),
+            max_failures: policy
+                .circuit_breaker
+                .as_ref()
+                .map_or(0, |c| c.max_failures),
         };
         self.cfgs.set(next, cfg, 0).map_err(map_err(MAP_CFGS))?;
         // The switch: one map write.
@@ -704,11 +721,14 @@ impl Shared {
         for k in gone {
             self.breakers.remove(&k);
             let _ = self.cb.remove(&addr_key(k.0, k.1, 0));
+            let _ = self.cb_run.remove(&addr_key(k.0, k.1, 0));
         }
         if policy.circuit_breaker.is_none() {
             for (k, b) in self.breakers.iter_mut() {
                 b.state = cb::TAPIO_TC_CB_CLOSED;
                 let _ = self.cb.remove(&addr_key(k.0, k.1, 0));
+                // A breaker enabled later starts from a clean run.
+                let _ = self.cb_run.remove(&addr_key(k.0, k.1, 0));
             }
         }
         self.policy = policy.clone();
@@ -749,7 +769,15 @@ impl Shared {
                 b
             });
             let from = b.state;
-            if let Some(to) = b.step(failures, successes, now, &cfg) {
+            // The kernel opens a breaker itself at max_failures in a row
+            // (so the bound holds however late this tick is): adopt it.
+            let kernel_open = self.cb.get(&k, 0).ok() == Some(cb::TAPIO_TC_CB_OPEN);
+            let step = if kernel_open && from != cb::TAPIO_TC_CB_OPEN {
+                b.adopt_open(failures, successes, now)
+            } else {
+                b.step(failures, successes, now, &cfg)
+            };
+            if let Some(to) = step {
                 let r = if to == cb::TAPIO_TC_CB_CLOSED {
                     self.cb.remove(&k)
                 } else {

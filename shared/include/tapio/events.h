@@ -571,8 +571,10 @@ struct tapio_tc_chaos {
 
 /* Per-generation switches (tapio_tc_cfg[generation]). */
 struct tapio_tc_cfg {
-	__u32 n_chaos;     /* experiments in use in this generation */
-	__u32 chaos_off;   /* kill switch: 1 turns every experiment off */
+	__u32 n_chaos;      /* experiments in use in this generation */
+	__u32 chaos_off;    /* kill switch: 1 turns every experiment off */
+	__u32 max_failures; /* failures in a row that open a backend's breaker in
+			     * the kernel (0: no breaker) */
 };
 
 /* Bits of tapio_tc_flow.flags. */
