@@ -11,7 +11,8 @@
  *   rule's `cgroup` narrows it.
  *   BPF LSM (kernels with CONFIG_BPF_LSM and "bpf" in the LSM list):
  *   file_open, bprm_check_security, ptrace_access_check, kernel_read_file +
- *   kernel_load_data (modules), bpf.
+ *   kernel_load_data + kernel_module_request (modules), bpf, and the
+ *   path_* hooks (+ file_truncate) of file_modify rules.
  *
  * Rule lookup is by map key, never a scan, so 10,000 rules cost what one
  * does: network rules in an LPM trie keyed (hook, protocol, port, address)
@@ -187,6 +188,42 @@ static __always_inline int comm_eq(const char *a, const char *b)
 	return 1;
 }
 
+/* Containers named by rules: FNV-1a 64 of the 64 lowercase hex digits of
+ * the id -> slot + 1 (userspace, stable across policy generations). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} lsm_container_ids SEC(".maps");
+
+/* Cgroups that belong to such a container -> slot + 1: filled by userspace
+ * for the cgroups that exist when a policy is applied, and by
+ * tapio_lsm_cgroup_mkdir for every cgroup created later (before any task
+ * can run in it). LRU: removed cgroups age out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u32);
+} lsm_container_cgroups SEC(".maps");
+
+#define MAX_CGROUP_LEVEL 16
+
+/* Is the current task in (a descendant of) a cgroup of container `slot1`? */
+static __always_inline int in_container(__u32 slot1)
+{
+	for (int l = 1; l <= MAX_CGROUP_LEVEL; l++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(l);
+		if (!id)
+			return 0;
+		__u32 *v = bpf_map_lookup_elem(&lsm_container_cgroups, &id);
+		if (v && *v == slot1)
+			return 1;
+	}
+	return 0;
+}
+
 /* Whether `r`'s conditions hold for the current task. */
 static __always_inline int conditions_hold(struct tapio_lsm_rule *r, int exempt)
 {
@@ -195,6 +232,8 @@ static __always_inline int conditions_hold(struct tapio_lsm_rule *r, int exempt)
 	if (r->uid != ANY_U32 && (__u32)bpf_get_current_uid_gid() != r->uid)
 		return 0;
 	if (r->cgroup_id && bpf_get_current_ancestor_cgroup_id(r->cgroup_level) != r->cgroup_id)
+		return 0;
+	if (r->container && !in_container(r->container))
 		return 0;
 	if (r->comm[0]) {
 		char comm[TAPIO_COMM_LEN] = {};
@@ -427,18 +466,27 @@ static __always_inline __u32 inode_lookup(__u32 gen, struct inode_key *k)
 	return v ? *v : 0;
 }
 
-/* The rule (index + 1) for `dentry` under `hook`: the file itself, then
- * each parent for subtree rules. */
+/* The rule (index + 1) for `dentry` under `hook`: the file itself (by
+ * its device, then by "any device" when inode rules without one exist),
+ * then each parent for subtree rules. `access` is what the operation is
+ * (file_modify: enum tapio_lsm_file_op; else 0). */
 static __always_inline __u32 dentry_match(__u32 gen, struct dentry *d, __u32 dev, __u32 hook,
-					  int exempt, __u64 *ino_out)
+					  __u32 flags, int exempt, __u32 access, __u64 *ino_out)
 {
 	struct inode_key k = {.hook = hook, .dev = dev};
 	k.ino = BPF_CORE_READ(d, d_inode, i_ino);
 	*ino_out = k.ino;
-	__u32 first = inode_lookup(gen, &k);
-	__u32 hit = first ? first_match(gen, first, hook, exempt, 0) : 0;
+	__u32 first = k.ino ? inode_lookup(gen, &k) : 0;
+	__u32 hit = first ? first_match(gen, first, hook, exempt, access) : 0;
 	if (hit)
 		return hit;
+	if (k.ino && (flags & TAPIO_LSM_F_ANY_DEV)) {
+		struct inode_key any = {.hook = hook, .dev = 0, .ino = k.ino};
+		first = inode_lookup(gen, &any);
+		hit = first ? first_match(gen, first, hook, exempt, access) : 0;
+		if (hit)
+			return hit;
+	}
 #pragma unroll
 	for (int i = 0; i < MAX_PARENTS; i++) {
 		struct dentry *p = BPF_CORE_READ(d, d_parent);
@@ -449,7 +497,7 @@ static __always_inline __u32 dentry_match(__u32 gen, struct dentry *d, __u32 dev
 		first = inode_lookup(gen, &k);
 		if (!first)
 			continue;
-		__u32 cur = first_match(gen, first, hook, exempt, 0);
+		__u32 cur = first_match(gen, first, hook, exempt, access);
 		if (!cur)
 			continue;
 		__u32 slot = gen * TAPIO_LSM_MAX_RULES + cur - 1;
@@ -460,33 +508,53 @@ static __always_inline __u32 dentry_match(__u32 gen, struct dentry *d, __u32 dev
 	return 0;
 }
 
-static __always_inline int file_check(struct file *file, __u32 hook)
+/* Is `d` Tapio's config file (hook 0 marks it: no subtree rule covers
+ * it, so the operator can always fix the policy)? */
+static __always_inline int is_config_file(__u32 gen, struct dentry *d, __u32 dev)
 {
-	if (!file)
-		return 0;
-	__u32 gen = generation();
-	if (!hook_flags(gen, hook))
-		return 0;
-	int exempt = is_exempt();
-	struct subject s = {};
-	s.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
-	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	struct inode_key ek = {.hook = 0, .dev = dev, .ino = BPF_CORE_READ(d, d_inode, i_ino)};
+	return ek.ino && inode_lookup(gen, &ek);
+}
+
+/* Decide `hook` (with `access`) for the file at dentry `d`: 0 or -EPERM. */
+static __always_inline int dentry_check(struct dentry *d, __u32 hook, __u32 access)
+{
 	if (!d)
 		return 0;
-	/* Hook 0 marks files no subtree rule covers (Tapio's config file). */
-	struct inode_key ek = {.hook = 0, .dev = s.dev, .ino = BPF_CORE_READ(d, d_inode, i_ino)};
-	if (inode_lookup(gen, &ek))
+	__u32 gen = generation();
+	__u32 f = hook_flags(gen, hook);
+	if (!f)
 		return 0;
-	__u32 hit = dentry_match(gen, d, s.dev, hook, exempt, &s.ino);
+	struct subject s = {.access = access};
+	s.dev = BPF_CORE_READ(d, d_sb, s_dev);
+	if (is_config_file(gen, d, s.dev))
+		return 0;
+	__u32 hit = dentry_match(gen, d, s.dev, hook, f, is_exempt(), access, &s.ino);
 	if (!hit)
 		return 0;
 	return decide(gen, hit, hook, &s) ? 0 : -EPERM;
 }
 
+static __always_inline int file_check(struct file *file, __u32 hook)
+{
+	if (!file)
+		return 0;
+	return dentry_check(BPF_CORE_READ(file, f_path.dentry), hook, 0);
+}
+
+#define FMODE_WRITE_ 0x2
+
 SEC("lsm/file_open")
 int BPF_PROG(tapio_lsm_file_open, struct file *file)
 {
-	return file_check(file, TAPIO_LSM_FILE_OPEN);
+	int ret = file_check(file, TAPIO_LSM_FILE_OPEN);
+	if (ret)
+		return ret;
+	/* file_modify's `write`: opening a protected file for writing. */
+	if (file && (BPF_CORE_READ(file, f_mode) & FMODE_WRITE_))
+		return dentry_check(BPF_CORE_READ(file, f_path.dentry), TAPIO_LSM_FILE_MODIFY,
+				    TAPIO_LSM_OP_WRITE);
+	return 0;
 }
 
 SEC("lsm/bprm_check_security")
@@ -511,13 +579,14 @@ int BPF_PROG(tapio_lsm_ptrace, struct task_struct *child, unsigned int mode)
 	struct dentry *d = BPF_CORE_READ(exe, f_path.dentry);
 	if (!d)
 		return 0;
-	__u32 hit = dentry_match(gen, d, s.dev, TAPIO_LSM_PTRACE, exempt, &s.ino);
+	__u32 hit = dentry_match(gen, d, s.dev, TAPIO_LSM_PTRACE, hook_flags(gen, TAPIO_LSM_PTRACE),
+				 exempt, 0, &s.ino);
 	if (!hit)
 		return 0;
 	return decide(gen, hit, TAPIO_LSM_PTRACE, &s) ? 0 : -EPERM;
 }
 
-static __always_inline int hook_rule(__u32 hook)
+static __always_inline int hook_rule(__u32 hook, __u32 access)
 {
 	__u32 gen = generation();
 	__u32 *v = gen ? bpf_map_lookup_elem(&lsm_any_1, &hook) : bpf_map_lookup_elem(&lsm_any_0, &hook);
@@ -526,7 +595,7 @@ static __always_inline int hook_rule(__u32 hook)
 	__u32 hit = first_match(gen, *v, hook, is_exempt(), 0);
 	if (!hit)
 		return 0;
-	struct subject s = {};
+	struct subject s = {.access = access};
 	return decide(gen, hit, hook, &s) ? 0 : -EPERM;
 }
 
@@ -536,7 +605,7 @@ int BPF_PROG(tapio_lsm_read_file, struct file *file, enum kernel_read_file_id id
 {
 	if (id != READING_MODULE)
 		return 0;
-	return hook_rule(TAPIO_LSM_MODULE_LOAD);
+	return hook_rule(TAPIO_LSM_MODULE_LOAD, 0);
 }
 
 /* init_module hands the image over as a buffer. */
@@ -545,7 +614,16 @@ int BPF_PROG(tapio_lsm_load_data, enum kernel_load_data_id id, bool contents)
 {
 	if (id != LOADING_MODULE)
 		return 0;
-	return hook_rule(TAPIO_LSM_MODULE_LOAD);
+	return hook_rule(TAPIO_LSM_MODULE_LOAD, 0);
+}
+
+/* request_module(): the kernel auto-loading a module it wants (a socket
+ * family, a filesystem type...). Denied, modprobe is never run and the
+ * caller sees the feature as missing. */
+SEC("lsm/kernel_module_request")
+int BPF_PROG(tapio_lsm_module_request, char *kmod_name)
+{
+	return hook_rule(TAPIO_LSM_MODULE_LOAD, 1);
 }
 
 SEC("lsm/bpf")
@@ -553,5 +631,141 @@ int BPF_PROG(tapio_lsm_bpf, int cmd)
 {
 	if (cmd != BPF_PROG_LOAD_CMD)
 		return 0;
-	return hook_rule(TAPIO_LSM_BPF);
+	return hook_rule(TAPIO_LSM_BPF, 0);
+}
+
+/* ---------------------------------------------------------------------
+ * file_modify: protected files and directories (CONFIG_SECURITY_PATH)
+ * ------------------------------------------------------------------- */
+
+SEC("lsm/path_unlink")
+int BPF_PROG(tapio_lsm_path_unlink, const struct path *dir, struct dentry *dentry)
+{
+	return dentry_check(dentry, TAPIO_LSM_FILE_MODIFY, TAPIO_LSM_OP_UNLINK);
+}
+
+SEC("lsm/path_rmdir")
+int BPF_PROG(tapio_lsm_path_rmdir, const struct path *dir, struct dentry *dentry)
+{
+	return dentry_check(dentry, TAPIO_LSM_FILE_MODIFY, TAPIO_LSM_OP_UNLINK);
+}
+
+/* The source (a protected file moved away) or the target (a protected
+ * file replaced, or a new name put into a protected directory). */
+SEC("lsm/path_rename")
+int BPF_PROG(tapio_lsm_path_rename, const struct path *old_dir, struct dentry *old_dentry,
+	     const struct path *new_dir, struct dentry *new_dentry)
+{
+	int ret = dentry_check(old_dentry, TAPIO_LSM_FILE_MODIFY, TAPIO_LSM_OP_RENAME);
+	if (ret)
+		return ret;
+	return dentry_check(new_dentry, TAPIO_LSM_FILE_MODIFY, TAPIO_LSM_OP_RENAME);
+}
+
+/* truncate(2); before 6.2 also ftruncate(2) and open(O_TRUNC). */
+SEC("lsm/path_truncate")
+int BPF_PROG(tapio_lsm_path_truncate, const struct path *path)
+{
+	return dentry_check(BPF_CORE_READ(path, dentry), TAPIO_LSM_FILE_MODIFY,
+			    TAPIO_LSM_OP_TRUNCATE);
+}
+
+/* ftruncate(2) and open(O_TRUNC) since 6.2 (the hook is absent before:
+ * this program is optional). */
+SEC("lsm/file_truncate")
+int BPF_PROG(tapio_lsm_file_truncate, struct file *file)
+{
+	return dentry_check(BPF_CORE_READ(file, f_path.dentry), TAPIO_LSM_FILE_MODIFY,
+			    TAPIO_LSM_OP_TRUNCATE);
+}
+
+SEC("lsm/path_chmod")
+int BPF_PROG(tapio_lsm_path_chmod, const struct path *path, umode_t mode)
+{
+	return dentry_check(BPF_CORE_READ(path, dentry), TAPIO_LSM_FILE_MODIFY,
+			    TAPIO_LSM_OP_CHMOD);
+}
+
+SEC("lsm/path_chown")
+int BPF_PROG(tapio_lsm_path_chown, const struct path *path)
+{
+	return dentry_check(BPF_CORE_READ(path, dentry), TAPIO_LSM_FILE_MODIFY,
+			    TAPIO_LSM_OP_CHOWN);
+}
+
+/* ---------------------------------------------------------------------
+ * Containers created after the policy: a cgroup whose leaf name carries a
+ * container id a rule names (…-<64 hex>[.scope], …:<id>, /<id>) joins that
+ * container's set as it is made, before a task can be moved into it. The
+ * parse is exporter/src/enrich/cgroup.rs's container_id().
+ * ------------------------------------------------------------------- */
+
+#define CG_PATH_LEN 256
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, char[CG_PATH_LEN]);
+} lsm_cg_path SEC(".maps");
+
+static __always_inline int hex_lower(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c;
+	if (c >= 'a' && c <= 'f')
+		return c;
+	if (c >= 'A' && c <= 'F')
+		return c + ('a' - 'A');
+	return -1;
+}
+
+SEC("tracepoint/cgroup/cgroup_mkdir")
+int tapio_lsm_cgroup_mkdir(struct trace_event_raw_cgroup *ctx)
+{
+	__u32 zero = 0;
+	char *buf = bpf_map_lookup_elem(&lsm_cg_path, &zero);
+	if (!buf)
+		return 0;
+	__u32 loc = BPF_CORE_READ(ctx, __data_loc_path);
+	long n = bpf_probe_read_kernel_str(buf, CG_PATH_LEN, (char *)ctx + (loc & 0xFFFF));
+	if (n < 65)
+		return 0;
+	__u32 end = (__u32)n - 1; /* without the NUL */
+	if (end >= 6 && buf[(end - 6) & (CG_PATH_LEN - 1)] == '.' &&
+	    buf[(end - 5) & (CG_PATH_LEN - 1)] == 's' && buf[(end - 1) & (CG_PATH_LEN - 1)] == 'e')
+		end -= 6;
+	if (end < 64 || end > CG_PATH_LEN)
+		return 0;
+	__u32 start = end - 64;
+	if (start > 0) {
+		char sep = buf[(start - 1) & (CG_PATH_LEN - 1)];
+		if (sep != '-' && sep != ':' && sep != '/')
+			return 0;
+		/* conmon-<id>: the runtime's monitor, not the container. */
+		if (start >= 7) {
+			const char conmon[6] = {'c', 'o', 'n', 'm', 'o', 'n'};
+			int same = 1;
+			for (int i = 0; i < 6; i++)
+				same &= buf[(start - 7 + i) & (CG_PATH_LEN - 1)] == conmon[i];
+			if (same)
+				return 0;
+		}
+	}
+	__u64 h = 0xcbf29ce484222325ULL;
+	for (int i = 0; i < 64; i++) {
+		int c = hex_lower(buf[(start + i) & (CG_PATH_LEN - 1)]);
+		if (c < 0)
+			return 0;
+		h ^= (__u8)c;
+		h *= 0x100000001b3ULL;
+	}
+	__u32 *slot = bpf_map_lookup_elem(&lsm_container_ids, &h);
+	if (!slot)
+		return 0;
+	__u64 id = BPF_CORE_READ(ctx, id);
+	__u32 v = *slot;
+	if (bpf_map_update_elem(&lsm_container_cgroups, &id, &v, BPF_ANY))
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	return 0;
 }

@@ -4,9 +4,13 @@
  * injection signals (ptrace, process_vm_writev, memfd exec, W+X memory),
  * kernel module and BPF program loads, and changes to watched files.
  *
- * Only tracepoint-family hooks: this probe must work where kprobes,
- * fentry/fexit and BPF LSM are refused. Most signals are syscall
- * tracepoints in two halves: the sys_enter program decides whether the
+ * Tracepoint-family hooks first: this probe must work where kprobes,
+ * fentry/fexit and BPF LSM are refused. Where the kernel allows them,
+ * fentry/commit_creds and fexit/cap_capable (else kprobes on the same
+ * functions) see credential changes from every path and capability
+ * checks on kernels without the cap_capable tracepoint; userspace tries
+ * those variants first. Most signals are syscall tracepoints in two
+ * halves: the sys_enter program decides whether the
  * call is interesting and parks what it knows in a per-thread pending
  * map; the sys_exit program adds the result and emits. So a record says
  * what happened, not what was attempted, and failures carry their errno.
@@ -296,6 +300,33 @@ int tapio_sec_cred_enter(struct sys_enter_ctx *ctx)
 	return 0;
 }
 
+/* Report old -> now if the ids or capability sets differ. The header is
+ * filled from `task`; uid/gid are set from `now` (commit_creds runs
+ * before the task has its new cred). */
+static __always_inline void emit_cred_change(struct task_struct *task, struct cred_snap *old,
+					     struct cred_snap *now, __u32 nr, __u32 source)
+{
+	if (__builtin_memcmp(&now->ids, &old->ids, sizeof(now->ids)) == 0 &&
+	    now->cap_eff == old->cap_eff && now->cap_prm == old->cap_prm)
+		return;
+	struct tapio_sec_cred *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	tapio_fill_header(&e->hdr, task, TAPIO_EVENT_SEC_CRED);
+	e->hdr.uid = now->ids.uid;
+	e->hdr.gid = now->ids.gid;
+	e->old_ids = old->ids;
+	e->new_ids = now->ids;
+	e->old_cap_eff = old->cap_eff;
+	e->new_cap_eff = now->cap_eff;
+	e->old_cap_prm = old->cap_prm;
+	e->new_cap_prm = now->cap_prm;
+	e->syscall_nr = nr;
+	e->source = source;
+	tapio_submit(&tapio_events, e);
+}
+
 SEC("tracepoint/syscalls/sys_exit_setuid")
 int tapio_sec_cred_exit(struct sys_exit_ctx *ctx)
 {
@@ -308,41 +339,79 @@ int tapio_sec_cred_exit(struct sys_exit_ctx *ctx)
 	snap_cred(&now, task);
 	/* setfsuid/setfsgid return the previous fsuid, not 0: change is what
 	 * counts, so the return value is not checked. */
-	if (__builtin_memcmp(&now.ids, &old->ids, sizeof(now.ids)) == 0 &&
-	    now.cap_eff == old->cap_eff && now.cap_prm == old->cap_prm) {
-		bpf_map_delete_elem(&tapio_sec_cred_pending, &tid);
-		return 0;
-	}
-	struct tapio_sec_cred *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
-	if (!e) {
-		bpf_map_delete_elem(&tapio_sec_cred_pending, &tid);
-		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	tapio_fill_header(&e->hdr, task, TAPIO_EVENT_SEC_CRED);
-	e->old_ids = old->ids;
-	e->new_ids = now.ids;
-	e->old_cap_eff = old->cap_eff;
-	e->new_cap_eff = now.cap_eff;
-	e->old_cap_prm = old->cap_prm;
-	e->new_cap_prm = now.cap_prm;
-	e->syscall_nr = ctx->nr;
+	emit_cred_change(task, old, &now, ctx->nr, TAPIO_SEC_CRED_SYSCALL);
 	bpf_map_delete_elem(&tapio_sec_cred_pending, &tid);
-	tapio_submit(&tapio_events, e);
 	return 0;
+}
+
+/* The same snapshot from any cred pointer (commit_creds' argument: a BTF
+ * pointer under fentry, a plain one under kprobe, so CO-RE reads). */
+static __always_inline void snap_cred_at(struct cred_snap *s, const struct cred *c)
+{
+	s->ids.uid = BPF_CORE_READ(c, uid.val);
+	s->ids.euid = BPF_CORE_READ(c, euid.val);
+	s->ids.suid = BPF_CORE_READ(c, suid.val);
+	s->ids.fsuid = BPF_CORE_READ(c, fsuid.val);
+	s->ids.gid = BPF_CORE_READ(c, gid.val);
+	s->ids.egid = BPF_CORE_READ(c, egid.val);
+	s->ids.sgid = BPF_CORE_READ(c, sgid.val);
+	s->ids.fsgid = BPF_CORE_READ(c, fsgid.val);
+	bpf_core_read(&s->cap_eff, sizeof(s->cap_eff), &c->cap_effective);
+	bpf_core_read(&s->cap_prm, sizeof(s->cap_prm), &c->cap_permitted);
+}
+
+/* The syscall the task is in (x86_64 orig_ax), 0 if none or unknown:
+ * which path called commit_creds. bpf_task_pt_regs: 5.15+. */
+static __always_inline __u32 current_syscall(struct task_struct *task)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return 0;
+	long nr = BPF_CORE_READ(regs, orig_ax);
+	return nr > 0 && nr < 1024 ? (__u32)nr : 0;
+}
+
+/* commit_creds(new) replaces current's credentials: the one place every
+ * path goes through (set*id, exec, capset, unshare(CLONE_NEWUSER), setns,
+ * keyctl session keyrings, ...). Old = current->real_cred, still in place
+ * at entry. Only a change of ids or capability sets is reported. */
+static __always_inline int commit_creds_common(const struct cred *new)
+{
+	if (!new)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct cred_snap old = {}, now = {};
+	snap_cred(&old, task);
+	snap_cred_at(&now, new);
+	emit_cred_change(task, &old, &now, current_syscall(task), TAPIO_SEC_CRED_COMMIT);
+	return 0;
+}
+
+SEC("fentry/commit_creds")
+int BPF_PROG(tapio_sec_commit_creds, struct cred *new)
+{
+	return commit_creds_common(new);
+}
+
+SEC("kprobe/commit_creds")
+int BPF_KPROBE(tapio_sec_commit_creds_kp, struct cred *new)
+{
+	return commit_creds_common(new);
 }
 
 /* ------------------------------------------------------------------ */
 /* Capability use                                                       */
 
-SEC("tracepoint/capability/cap_capable")
-int tapio_sec_capable(struct trace_event_raw_cap_capable *ctx)
+/* cap_capable()'s opts: a check the kernel itself would not audit (e.g.
+ * vm_enough_memory's CAP_SYS_ADMIN test on every mmap). */
+#define CAP_OPT_NOAUDIT_ 2
+
+/* One record per (process, capability, granted/denied). */
+static __always_inline int capable_common(int cap, int ret, __u32 opts)
 {
 	__u32 tgid = self_tgid();
 	if (tgid == cfg(CFG_SELF_TGID) || tgid == 0)
 		return 0;
-	int cap = BPF_CORE_READ(ctx, cap);
-	int ret = BPF_CORE_READ(ctx, ret);
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 extra = ((__u64)(cap & 0xffff)) | ((ret == 0 ? 0ULL : 1ULL) << 16);
 	if (!first_time(task, TAPIO_SEC_CAPABILITY, extra))
@@ -353,9 +422,65 @@ int tapio_sec_capable(struct trace_event_raw_cap_capable *ctx)
 	tapio_fill_header(&e->hdr, task, TAPIO_EVENT_SEC);
 	e->op = TAPIO_SEC_CAPABILITY;
 	e->arg0 = cap;
+	e->arg1 = opts;
 	e->ret = ret;
 	emit(e);
 	return 0;
+}
+
+SEC("tracepoint/capability/cap_capable")
+int tapio_sec_capable(struct trace_event_raw_cap_capable *ctx)
+{
+	return capable_common(BPF_CORE_READ(ctx, cap), BPF_CORE_READ(ctx, ret), 0);
+}
+
+/* Kernels without the tracepoint (before 6.14): the function itself.
+ * Unlike the tracepoint these see opts, so NOAUDIT checks are skipped. */
+SEC("fexit/cap_capable")
+int BPF_PROG(tapio_sec_capable_fexit, const struct cred *cred, struct user_namespace *ns, int cap,
+	     unsigned int opts, int ret)
+{
+	if (opts & CAP_OPT_NOAUDIT_)
+		return 0;
+	return capable_common(cap, ret, opts);
+}
+
+/* kprobe + kretprobe: the arguments parked by thread until the return. */
+struct cap_args {
+	__u32 cap;
+	__u32 opts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct cap_args);
+} tapio_sec_cap_pending SEC(".maps");
+
+SEC("kprobe/cap_capable")
+int BPF_KPROBE(tapio_sec_capable_kp, const struct cred *cred, struct user_namespace *ns, int cap,
+	       unsigned int opts)
+{
+	if (opts & CAP_OPT_NOAUDIT_)
+		return 0;
+	__u32 tid = self_tid();
+	struct cap_args a = {.cap = cap, .opts = opts};
+	if (bpf_map_update_elem(&tapio_sec_cap_pending, &tid, &a, BPF_ANY))
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	return 0;
+}
+
+SEC("kretprobe/cap_capable")
+int BPF_KRETPROBE(tapio_sec_capable_kretp, int ret)
+{
+	__u32 tid = self_tid();
+	struct cap_args *a = bpf_map_lookup_elem(&tapio_sec_cap_pending, &tid);
+	if (!a)
+		return 0;
+	struct cap_args copy = *a;
+	bpf_map_delete_elem(&tapio_sec_cap_pending, &tid);
+	return capable_common(copy.cap, ret, copy.opts);
 }
 
 /* ------------------------------------------------------------------ */
@@ -565,6 +690,49 @@ int tapio_sec_module_load(struct module_load_ctx *ctx)
 		return 0;
 	e->flags &= ~TAPIO_SEC_NAME_TRUNCATED;
 	set_name_kernel(e, (const char *)ctx + (ctx->data_loc_name & 0xFFFF));
+	return 0;
+}
+
+/* module:module_request fires in __request_module(), in the task whose
+ * request made the kernel want a module (a socket family, a filesystem
+ * type...), before modprobe runs. Fixed layout: ip, wait, name. */
+struct module_request_ctx {
+	__u64 common;
+	__u64 ip;
+	__u8 wait;
+	__u8 _pad[3];
+	__u32 data_loc_name;
+};
+
+/* FNV-1a of a module name (MODULE_NAME_LEN is 56), for the dedup key. */
+static __always_inline __u64 name_hash(const char *n, __u32 len)
+{
+	__u64 h = 0xcbf29ce484222325ULL;
+	for (int i = 0; i < 56; i++) {
+		if (i >= len)
+			break;
+		h ^= (__u8)n[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+SEC("tracepoint/module/module_request")
+int tapio_sec_module_request(struct module_request_ctx *ctx)
+{
+	struct tapio_sec_event *e = scratch();
+	if (!e)
+		return 0;
+	set_name_kernel(e, (const char *)ctx + (ctx->data_loc_name & 0xFFFF));
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* A process asking for a missing family in a loop asks each time:
+	 * once per (process, name). */
+	if (!first_time(task, TAPIO_SEC_MODULE_REQUEST, name_hash(e->name, e->name_len)))
+		return 0;
+	tapio_fill_header(&e->hdr, task, TAPIO_EVENT_SEC);
+	e->op = TAPIO_SEC_MODULE_REQUEST;
+	e->arg0 = ctx->wait;
+	emit(e);
 	return 0;
 }
 

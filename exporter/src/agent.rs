@@ -353,7 +353,7 @@ pub async fn run(
     let ring = probes::RingConfig::new(scfg.ring_buffer_size.0, scfg.wakeup_interval);
     let swanted = probes::security::Handler::wanted(&scfg);
     ctx.start(
-        probes::security::spec(&scfg),
+        &probes::security::spec(&scfg),
         scfg.enabled,
         ring,
         &swanted,

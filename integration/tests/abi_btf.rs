@@ -251,7 +251,8 @@ fn security_records_match_the_object_btf() {
             new_cap_prm,
             old_ids,
             new_ids,
-            syscall_nr
+            syscall_nr,
+            source
         }
     );
     check_struct!(
@@ -290,6 +291,7 @@ fn lsm_records_match_the_object_btf() {
             next,
             flags,
             access,
+            container,
             comm
         }
     );

@@ -23,8 +23,12 @@ struct TestCgroup {
 
 impl TestCgroup {
     fn new(tag: &str) -> Self {
+        Self::at(format!("tapio-lsm-{tag}-{}", std::process::id()))
+    }
+
+    /// A cgroup at `rel` below the cgroup2 root (its parent must exist).
+    fn at(rel: String) -> Self {
         let root = tapio::probes::cgroup2_root().expect("cgroup2 mount");
-        let rel = format!("tapio-lsm-{tag}-{}", std::process::id());
         let path = std::path::Path::new(&root).join(&rel);
         let _ = std::fs::remove_dir(&path);
         std::fs::create_dir(&path).expect("create test cgroup");
@@ -77,6 +81,55 @@ fn config(rx: &Receiver, extra: &str, rules: &str) -> String {
         "exporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n  metrics: {{ export_interval: 200ms }}\nprobes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security: {{ enabled: false }}\n  lsm:\n{extra}    policy:\n      rules:\n{rules}",
         rx.grpc_endpoint()
     )
+}
+
+#[test]
+fn container_id_rule_covers_the_containers_cgroups_made_before_and_after_it() {
+    if !privileged_or_skip(
+        "lsm::container_id_rule_covers_the_containers_cgroups_made_before_and_after_it",
+    ) {
+        return;
+    }
+    // Container ids of the test's own (64 hex digits), named the way the
+    // runtimes name their cgroups.
+    let pid = std::process::id();
+    let id = format!("{pid:016x}").repeat(4);
+    let other = format!("{:016x}", u64::from(pid) + 1).repeat(4);
+    let before = TestCgroup::at(format!("tapio-lsm-docker-{id}.scope"));
+    let elsewhere = TestCgroup::at(format!("tapio-lsm-docker-{other}.scope"));
+    let (_a, port) = listener();
+    let rx = Receiver::start();
+    let rules = format!(
+        "        - name: no-db-from-ctr\n          hook: connect\n          action: deny\n          match: {{ address: 127.0.0.1/32, port: {port}, container_id: {id} }}\n"
+    );
+    let t = Tapio::start(BIN, &config(&rx, "", &rules), &[]);
+    // A cgroup of the container that existed when the policy was applied.
+    assert!(before.python(&connect_script(&[port])).ends_with("EPERM"));
+    // Another cgroup of the same container, made now (a second runtime
+    // layout: a pod directory holding the container's scope): the kernel
+    // recognises it as it is made, no reload needed.
+    let pod = TestCgroup::at(format!("tapio-lsm-pod-{pid}"));
+    let after = TestCgroup::at(format!("{}/cri-containerd-{id}.scope", pod.rel));
+    assert!(
+        after.python(&connect_script(&[port])).ends_with("EPERM"),
+        "a cgroup made after the policy was not matched"
+    );
+    // A descendant of a container cgroup is the container too.
+    let child = TestCgroup::at(format!("{}/init", after.rel));
+    assert!(child.python(&connect_script(&[port])).ends_with("EPERM"));
+    // Another container and the host are not affected.
+    assert!(elsewhere.python(&connect_script(&[port])).ends_with("ok"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[
+            ("tapio.lsm.rule", "no-db-from-ctr"),
+            ("tapio.lsm.action", "deny"),
+        ],
+        WAIT,
+        |v| v == 3,
+    );
+    t.terminate();
 }
 
 fn connect_rule(name: &str, action: &str, port: u16, cg: &TestCgroup) -> String {
@@ -341,6 +394,10 @@ fn bpf_lsm_rules_are_enforced_or_refused_loudly() {
     rules.push_str(
         "        - name: no-shadow\n          hook: file_open\n          action: deny\n          match: { path: /etc/hostname }\n",
     );
+    // file_modify is BPF LSM too (path_* hooks): refused the same way.
+    rules.push_str(
+        "        - name: keep-hostname\n          hook: file_modify\n          action: deny\n          match: { path: /etc/hostname, operations: [unlink, rename] }\n",
+    );
     let t = Tapio::start(BIN, &config(&rx, "", &rules), &[]);
     let gauge = |rule: &str, state: &str| {
         rx.metrics()
@@ -365,11 +422,24 @@ fn bpf_lsm_rules_are_enforced_or_refused_loudly() {
         err.contains("rule refused") && err.contains("no-shadow") && err.contains("BPF LSM"),
         "{err}"
     );
+    assert!(
+        err.lines().any(|l| l.contains("rule refused")
+            && l.contains("keep-hostname")
+            && l.contains("hook file_modify cannot be enforced on this kernel")
+            && l.contains("BPF LSM refused")),
+        "{err}"
+    );
+    assert_eq!(gauge("keep-hostname", "refused"), Some(1));
     let probes = Command::new(BIN).arg("probes").output().unwrap();
     let text = String::from_utf8_lossy(&probes.stdout);
     assert!(
         text.lines()
             .any(|l| l.contains("lsm") && l.contains("file_open") && l.contains("no")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("lsm") && l.contains("file_modify") && l.contains(" no ")),
         "{text}"
     );
     assert!(

@@ -56,6 +56,18 @@ fn of<'a>(
     })
 }
 
+/// Does this kernel refuse fentry (the security probe's first variant)?
+/// Asked of `tapio probes`, which loads every variant for real.
+fn refuses_trampolines() -> bool {
+    let out = Command::new(BIN)
+        .arg("probes")
+        .output()
+        .expect("tapio probes");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.contains("security") && l.contains("fentry+tp_btf ") && l.contains(" no "))
+}
+
 fn s(r: &LogRecord, k: &str) -> Option<String> {
     str_attr(&r.attributes, k)
 }
@@ -79,6 +91,15 @@ fn setuid_and_setuid_exec_are_reported_with_old_and_new_ids() {
     let r = of(&logs, "security.credentials.change", pid)
         .find(|r| s(r, "tapio.security.syscall").as_deref() == Some("setuid"))
         .unwrap();
+    // Seen by the set*id syscall pair where the kernel refuses both
+    // fentry and kprobes (this machine), else at commit_creds.
+    let hook = s(r, "tapio.security.credentials.hook");
+    let expect = if tapio::probes::kprobes_available() || !refuses_trampolines() {
+        "commit_creds"
+    } else {
+        "syscall"
+    };
+    assert_eq!(hook.as_deref(), Some(expect), "credentials hook");
     assert_eq!(i(r, "tapio.security.old.uid"), Some(0));
     assert_eq!(i(r, "tapio.security.new.uid"), Some(65534));
     assert_eq!(i(r, "tapio.security.old.euid"), Some(0));

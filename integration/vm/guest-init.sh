@@ -2,6 +2,9 @@
 # /init of the test guest: mount what Tapio needs, run it against real
 # workloads, print CHECK lines for integration/vm/run.sh, power off.
 /bin/busybox --install -s /bin
+# The initramfs root comes from mktemp -d (0700): let other users (su to
+# nobody) reach /bin.
+chmod 755 /
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -10,6 +13,38 @@ mkdir -p /sys/fs/cgroup
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 ip addr add 198.18.0.1/32 dev lo
+# Credential and capability records in $1, CHECK lines prefixed "$2".
+# Bodies are "comm (pid) syscall: uid a→b ...": one record each, precisely.
+cred_checks() {
+	grep -q '"stringValue":"su ([0-9]*) setuid: uid 0' $1 && echo "CHECK $2credentials su setuid"
+	# (busybox may run the applet without exec: the comm can be sh.)
+	if grep -q '"stringValue":"[a-z]* ([0-9]*) unshare: uid 65534[^"]*gained [^"]*CAP_SYS_ADMIN' $1; then
+		echo "CHECK $2credentials unshare gained capabilities"
+	else
+		grep -o '"stringValue":"[^"]*: uid [^"]*"' $1 | head -20
+	fi
+	grep -q '"stringValue":"commit_creds"' $1 && echo "CHECK $2credentials via commit_creds"
+	grep -q '"stringValue":"chown ([0-9]*) used CAP_CHOWN (granted)"' $1 &&
+		echo "CHECK $2capability use CAP_CHOWN"
+}
+# `tapio run --config $1` with stdout to $2, stderr to $3, in the
+# background as $TP; returns once it is ready (at most 120 s).
+start_tapio() {
+	/tapio run --config $1 >$2 2>$3 &
+	TP=$!
+	i=0
+	while ! grep -q "tapio ready" $3; do
+		i=$((i + 1))
+		[ $i -gt 600 ] && break
+		sleep 0.2
+	done
+}
+cred_work() {
+	su -s /bin/true nobody
+	su -s /bin/sh nobody -c 'unshare -U true'
+	echo x >/tmp/cap-owned
+	chown 1000 /tmp/cap-owned
+}
 
 # Kernel command-line words the kernel does not know become our
 # environment: tapio_mode=bench runs the connect benchmark instead.
@@ -116,12 +151,30 @@ mkdir -p /tmp/lsm-denied
 cp /bin/busybox /tmp/lsm-denied/true
 mkdir -p /tmp/lsm-protected
 cp /bin/busybox /tmp/lsm-protected/sleep
+# file_modify: a directory whose files may be written but not truncated,
+# renamed (from or onto), removed, chmod'ed or chown'ed; a file whose
+# chmod is audited; a file named by inode and device that nobody may open
+# for writing.
+mkdir -p /tmp/lsm-guarded
+echo keep >/tmp/lsm-guarded/a
+echo x >/tmp/lsm-scratch
+echo x >/tmp/lsm-audited
+echo x >/tmp/lsm-other
+echo x >/tmp/lsm-inode
+INO=$(stat -c %i /tmp/lsm-inode)
+D=$(stat -c %d /tmp/lsm-inode)
+FSDEV="$(((D >> 8) & 0xfff)):$(((D & 0xff) | ((D >> 12) & 0xfff00)))"
+# container_id: a file only one container may not open; the container's
+# cgroup is made after Tapio applied the policy.
+CID=3f2b9c1d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff0
+echo x >/tmp/lsm-ct
 cat >/tmp/tapio.yaml <<Y
 pipeline:
   logs: { schedule_delay: 200ms }
   traces: { schedule_delay: 200ms }
   metrics: { export_interval: 500ms }
 probes:
+  security: { capabilities: true }
   xdp:
     interfaces: [tva]
     policy: { block: [198.18.3.2/32] }
@@ -132,18 +185,16 @@ probes:
       rules:
         - { name: no-secret, hook: file_open, action: deny, match: { path: /tmp/lsm-secret } }
         - { name: no-exec-denied, hook: exec, action: deny, match: { path_prefix: /tmp/lsm-denied } }
-        - { name: no-modules, hook: module_load, action: deny }
+        - { name: no-modules, hook: module_load, action: deny, match: { comm: insmod } }
+        - { name: audit-module-request, hook: module_load, action: audit, match: { comm: mount } }
         - { name: no-port-9, hook: connect, action: deny, match: { address: 127.0.0.1/32, port: 9 } }
         - { name: no-ptrace, hook: ptrace, action: deny, match: { path_prefix: /tmp/lsm-protected } }
+        - { name: guard-dir, hook: file_modify, action: deny, match: { path_prefix: /tmp/lsm-guarded, operations: [truncate, rename, unlink, chmod, chown] } }
+        - { name: audit-chmod, hook: file_modify, action: audit, match: { path: /tmp/lsm-audited, operations: [chmod] } }
+        - { name: no-ct-open, hook: file_open, action: deny, match: { path: /tmp/lsm-ct, container_id: $CID } }
+        - { name: no-write-inode, hook: file_modify, action: deny, match: { inode: $INO, device: "$FSDEV", operations: [write] } }
 Y
-/tapio run --config /tmp/tapio.yaml >/tmp/out.json 2>/tmp/err.txt &
-TP=$!
-i=0
-while ! grep -q "tapio ready" /tmp/err.txt; do
-	i=$((i + 1))
-	[ $i -gt 600 ] && break
-	sleep 0.2
-done
+start_tapio /tmp/tapio.yaml /tmp/out.json /tmp/err.txt
 grep "tapio ready" /tmp/err.txt && echo "CHECK tapio ready"
 grep -E "WARN|ERROR" /tmp/err.txt
 
@@ -170,7 +221,33 @@ OTHER=$!
 [ "$(ptrace_attach $PROT)" = EPERM ] && echo "CHECK lsm ptrace denied"
 [ "$(ptrace_attach $OTHER)" = attached ] && echo "CHECK lsm ptrace of another allowed"
 kill $PROT $OTHER
-su -s /bin/true nobody
+# file_modify rules.
+echo more >>/tmp/lsm-guarded/a 2>/dev/null && echo "CHECK lsm file_modify write allowed by operations"
+truncate -s 0 /tmp/lsm-guarded/a 2>/dev/null || echo "CHECK lsm file_modify truncate denied"
+rm -f /tmp/lsm-guarded/a 2>/dev/null || echo "CHECK lsm file_modify unlink denied"
+mv /tmp/lsm-guarded/a /tmp/lsm-moved 2>/dev/null || echo "CHECK lsm file_modify rename denied"
+mv /tmp/lsm-scratch /tmp/lsm-guarded/a 2>/dev/null || echo "CHECK lsm file_modify rename onto denied"
+chmod 600 /tmp/lsm-guarded/a 2>/dev/null || echo "CHECK lsm file_modify chmod denied"
+chown 65534 /tmp/lsm-guarded/a 2>/dev/null || echo "CHECK lsm file_modify chown denied"
+[ "$(cat /tmp/lsm-guarded/a)" = "keep
+more" ] && echo "CHECK lsm file_modify file intact"
+chmod 600 /tmp/lsm-audited && echo "CHECK lsm file_modify audited chmod allowed"
+rm /tmp/lsm-other && echo "CHECK lsm file_modify other file removable"
+echo y >/tmp/lsm-inode 2>/dev/null || echo "CHECK lsm file_modify inode write denied"
+cat /tmp/lsm-inode >/dev/null && echo "CHECK lsm file_modify inode read allowed"
+mkdir /sys/fs/cgroup/docker-$CID.scope
+sh -c "echo \$\$ >/sys/fs/cgroup/docker-$CID.scope/cgroup.procs; cat /tmp/lsm-ct" >/dev/null 2>&1 ||
+	echo "CHECK lsm container_id denied in a container made later"
+cat /tmp/lsm-ct >/dev/null && echo "CHECK lsm container_id others allowed"
+# request_module: an unknown filesystem type makes the kernel ask
+# modprobe for fs-tapiofs (audited by a module_load rule, then seen by the
+# security probe's module_request tracepoint).
+mkdir -p /tmp/mnt
+mount -t tapiofs none /tmp/mnt 2>/dev/null
+# Credentials through commit_creds: su drops root (setgid/setuid), and an
+# unprivileged user namespace gains capabilities (unshare: no set*id/exec
+# syscall pair sees that). Capability use: chown to another uid.
+cred_work
 sleep 2
 kill -INT $TP
 wait $TP
@@ -185,14 +262,35 @@ grep -q '"tapio.tc.packets"' /tmp/out.json && grep -q '"stringValue":"dns"' /tmp
 kill $NSP
 grep '"eventName":"security.module.load"' /tmp/out.json | grep -q crc7 &&
 	echo "CHECK eventName security.module.load crc7"
-for r in no-secret no-exec-denied no-modules no-port-9 no-ptrace; do
+for r in no-secret no-exec-denied no-modules no-port-9 no-ptrace guard-dir audit-chmod no-write-inode audit-module-request no-ct-open; do
 	grep '"eventName":"security.policy_decision"' /tmp/out.json | grep -q "\"$r\"" &&
 		echo "CHECK decision $r"
 done
 grep -q '"eventName":"security.credentials.change"' /tmp/out.json &&
 	echo "CHECK eventName security.credentials.change"
+cred_checks /tmp/out.json ""
+grep -q '"stringValue":"mount ([0-9]*) made the kernel request module fs-tapiofs"' /tmp/out.json &&
+	echo "CHECK eventName security.module.request fs-tapiofs"
+grep -q '"stringValue":"audited module_load (request_module) by mount' /tmp/out.json &&
+	echo "CHECK lsm module request audited"
+for op in truncate unlink rename chmod chown; do
+	grep -q "\"stringValue\":\"denied $op of inode [0-9]* by [a-z]* (pid [0-9]*): rule guard-dir" /tmp/out.json &&
+		echo "CHECK decision guard-dir $op"
+done
 for s in tcp.connect dns.query; do
 	grep -q "\"name\":\"$s\"" /tmp/out.json && echo "CHECK span $s"
 done
 tail -5 /tmp/err.txt
+
+# The kprobe variant, for real: the same credential and capability work
+# under `attach: kprobe` (kprobe/commit_creds, kprobe+kretprobe/cap_capable).
+printf 'probes:\n  process: { enabled: false }\n  network: { enabled: false }\n  dns: { enabled: false }\n  security: { attach: kprobe, capabilities: true }\nexporters: { stdout: {} }\npipeline: { logs: { schedule_delay: 200ms } }\n' >/tmp/kprobe.yaml
+start_tapio /tmp/kprobe.yaml /tmp/kp.json /tmp/kperr.txt
+grep "tapio ready" /tmp/kperr.txt | grep -q "security=kprobe+tp_btf" && echo "CHECK kprobe security attached"
+cred_work
+sleep 2
+kill -INT $TP
+wait $TP
+cred_checks /tmp/kp.json "kprobe "
+grep -E "WARN|ERROR" /tmp/kperr.txt
 poweroff -f

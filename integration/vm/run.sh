@@ -173,9 +173,9 @@ declare -A PROVES=(
 	[network]="span tcp.connect"
 	[dns]="span dns.query"
 	[xdp]="veth reachable before the filter|xdp blocked ping|metric tapio.xdp.packets blocklist"
-	[security]="eventName security.module.load crc7|eventName security.credentials.change"
+	[security]="eventName security.module.load crc7|eventName security.credentials.change|credentials su setuid|credentials unshare gained capabilities|credentials via commit_creds|capability use CAP_CHOWN|eventName security.module.request fs-tapiofs|kprobe security attached|kprobe credentials su setuid|kprobe credentials unshare gained capabilities|kprobe credentials via commit_creds|kprobe capability use CAP_CHOWN"
 	[tc]="metric tapio.tc.packets dns"
-	[lsm]="lsm module_load denied|lsm file_open denied|lsm other file opens|lsm exec denied|lsm connect denied|lsm ptrace denied|lsm ptrace of another allowed|decision no-secret|decision no-exec-denied|decision no-modules|decision no-port-9|decision no-ptrace"
+	[lsm]="lsm module_load denied|lsm file_open denied|lsm other file opens|lsm exec denied|lsm connect denied|lsm ptrace denied|lsm ptrace of another allowed|decision no-secret|decision no-exec-denied|decision no-modules|decision no-port-9|decision no-ptrace|lsm file_modify write allowed by operations|lsm file_modify truncate denied|lsm file_modify unlink denied|lsm file_modify rename denied|lsm file_modify rename onto denied|lsm file_modify chmod denied|lsm file_modify chown denied|lsm file_modify file intact|lsm file_modify audited chmod allowed|lsm file_modify other file removable|lsm file_modify inode write denied|lsm file_modify inode read allowed|decision guard-dir|decision audit-chmod|decision no-write-inode|decision guard-dir truncate|decision guard-dir unlink|decision guard-dir rename|decision guard-dir chmod|decision guard-dir chown|lsm module request audited|decision audit-module-request|lsm container_id denied in a container made later|lsm container_id others allowed|decision no-ct-open"
 )
 PROBES="process network dns xdp tc security lsm"
 declare -A VARIANT SMOKE TESTS

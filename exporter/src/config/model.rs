@@ -64,16 +64,24 @@ pub struct SecurityProbe {
     /// Longest a record waits in the ring buffer (see `probes.process`).
     #[serde(with = "humantime_serde")]
     pub wakeup_interval: Duration,
-    /// `security.credentials.change`: set*id syscalls and execs that
-    /// change uids, gids or capabilities.
+    /// `security.credentials.change`: changes of uids, gids or
+    /// capabilities (every path through commit_creds where fentry or
+    /// kprobes work; else set*id syscalls and execs).
     pub credentials: bool,
-    /// `security.capability.use` (needs the `capability/cap_capable`
-    /// tracepoint, Linux 6.14+; reported by `tapio probes` when absent).
-    /// Off by default: one record per process and capability is still one
-    /// record per new process on most nodes, because every mmap accounting
-    /// check (`vm_enough_memory`) tests CAP_SYS_ADMIN and the tracepoint
-    /// cannot tell that check from a real use.
+    /// `security.capability.use` (fexit or kprobes on `cap_capable`, else
+    /// the `capability/cap_capable` tracepoint, Linux 6.14+; `tapio probes`
+    /// says when none works). Off by default: one record per process and
+    /// capability is still one record per new process on most nodes with
+    /// the tracepoint, because every mmap accounting check
+    /// (`vm_enough_memory`) tests CAP_SYS_ADMIN and the tracepoint cannot
+    /// tell that NOAUDIT check from a real use (the function hooks skip it).
     pub capabilities: bool,
+    /// How credential changes and capability checks are hooked: `auto`
+    /// (the best the kernel accepts: fentry/fexit, then kprobes, then
+    /// tracepoints), or only `fentry`, `kprobe` or `tracepoint` (set*id/exec
+    /// syscall pairs; the cap_capable tracepoint). `tapio probes` shows
+    /// which the kernel takes.
+    pub attach: SecurityAttach,
     /// `security.ptrace`, `security.process_vm_writev`,
     /// `security.memfd.exec`, `security.memory.wx`.
     pub code_injection: bool,
@@ -103,6 +111,7 @@ impl Default for SecurityProbe {
             wakeup_interval: Duration::from_millis(100),
             credentials: true,
             capabilities: false,
+            attach: SecurityAttach::Auto,
             code_injection: true,
             modules: true,
             bpf: true,
@@ -111,6 +120,20 @@ impl Default for SecurityProbe {
             write_dedup_window: Duration::from_secs(1),
         }
     }
+}
+
+/// The security probe's function hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecurityAttach {
+    /// Best first: fentry/fexit, kprobe, tracepoint.
+    Auto,
+    /// fentry/commit_creds, fexit/cap_capable (BPF trampolines).
+    Fentry,
+    /// kprobe/commit_creds, kprobe+kretprobe/cap_capable.
+    Kprobe,
+    /// Syscall tracepoints and the cap_capable tracepoint only.
+    Tracepoint,
 }
 
 impl Config {
@@ -228,6 +251,52 @@ pub enum LsmHook {
     ModuleLoad,
     /// BPF program loading by processes other than Tapio (BPF LSM).
     Bpf,
+    /// Changing a protected file or directory: open for writing, truncate,
+    /// rename (from or onto it), unlink/rmdir, chmod, chown (BPF LSM
+    /// `path_*` hooks, `file_truncate`, `file_open`). Narrow it with
+    /// `operations`.
+    FileModify,
+}
+
+/// What a `file_modify` rule stops or audits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileOperation {
+    /// open() for writing (O_WRONLY/O_RDWR).
+    Write,
+    /// truncate(), ftruncate(), open(O_TRUNC).
+    Truncate,
+    /// rename() of the file, or onto it.
+    Rename,
+    /// unlink() of a file, rmdir() of a directory.
+    Unlink,
+    /// chmod() and friends.
+    Chmod,
+    /// chown() and friends.
+    Chown,
+}
+
+impl FileOperation {
+    /// The config spelling, also `tapio.security.file.operation`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileOperation::Write => "write",
+            FileOperation::Truncate => "truncate",
+            FileOperation::Rename => "rename",
+            FileOperation::Unlink => "unlink",
+            FileOperation::Chmod => "chmod",
+            FileOperation::Chown => "chown",
+        }
+    }
+
+    pub const ALL: [FileOperation; 6] = [
+        FileOperation::Write,
+        FileOperation::Truncate,
+        FileOperation::Rename,
+        FileOperation::Unlink,
+        FileOperation::Chmod,
+        FileOperation::Chown,
+    ];
 }
 
 /// Deny or audit.
@@ -253,12 +322,21 @@ pub struct LsmMatch {
     pub family: Option<String>,
     /// socket_create: `stream`, `dgram`, `raw` or a number.
     pub socket_type: Option<String>,
-    /// file_open/exec: this file; ptrace: processes running it.
+    /// file_open/exec/file_modify: this file; ptrace: processes running it.
     pub path: Option<String>,
-    /// file_open/exec/ptrace: every file under this directory.
+    /// file_open/exec/ptrace/file_modify: every file under this directory.
     pub path_prefix: Option<String>,
-    /// device: `c` or `b`, major and minor (`c 1:3`, `c 1:*`).
+    /// file_open/exec/ptrace/file_modify: the file with this inode number
+    /// (instead of `path`; e.g. a file with no stable name). Inode numbers
+    /// repeat across filesystems: give `device` too.
+    pub inode: Option<u64>,
+    /// device: `c` or `b`, major and minor (`c 1:3`, `c 1:*`). With
+    /// `inode`: the filesystem's `MAJOR:MINOR` (as in
+    /// /proc/self/mountinfo; absent: any filesystem).
     pub device: Option<String>,
+    /// file_modify: the operations it applies to (absent: all of `write`,
+    /// `truncate`, `rename`, `unlink`, `chmod`, `chown`).
+    pub operations: Vec<FileOperation>,
     /// device: accesses it applies to, any of `r`, `w`, `m` (absent: any).
     pub access: Option<String>,
     /// Only this uid.
@@ -268,6 +346,12 @@ pub struct LsmMatch {
     pub cgroup: Option<String>,
     /// Only processes with this name (comm, up to 15 bytes).
     pub comm: Option<String>,
+    /// Only processes of this container: its full 64-hex-digit id (Docker,
+    /// containerd, CRI-O, Podman), found in the cgroup names the runtime
+    /// gives it. Cgroups that exist when the policy is applied are found
+    /// then; cgroups created later are recognised by the kernel as they
+    /// are made (cgroup_mkdir tracepoint), before a process can run there.
+    pub container_id: Option<String>,
     /// Apply to Tapio itself too (it is exempt otherwise, so it cannot lock
     /// itself out).
     pub include_tapio: bool,

@@ -133,12 +133,13 @@ impl LsmRule {
         let mut err = |key: &str, msg: String| {
             errs.push(ConfigError::new(format!("{at}.match.{key}"), msg));
         };
-        let hook = format!("{:?}", self.hook).to_lowercase();
+        let hook = crate::probes::lsm::hook_name(crate::probes::lsm::hook_number(self.hook));
         let allowed: &[&str] = match self.hook {
             Connect | Bind => &["address", "port", "protocol"],
             SocketCreate => &["family", "socket_type"],
             Device => &["device", "access"],
-            FileOpen | Exec | Ptrace => &["path", "path_prefix"],
+            FileOpen | Exec | Ptrace => &["path", "path_prefix", "inode", "device"],
+            FileModify => &["path", "path_prefix", "inode", "device", "operations"],
             ModuleLoad | Bpf => &[],
         };
         let given = [
@@ -151,6 +152,8 @@ impl LsmRule {
             ("path_prefix", m.path_prefix.is_some()),
             ("device", m.device.is_some()),
             ("access", m.access.is_some()),
+            ("inode", m.inode.is_some()),
+            ("operations", !m.operations.is_empty()),
         ];
         for (key, set) in given {
             if set && !allowed.contains(&key) {
@@ -179,12 +182,31 @@ impl LsmRule {
                 );
             }
         }
-        if matches!(self.hook, FileOpen | Exec | Ptrace) {
-            match (&m.path, &m.path_prefix) {
-                (None, None) => err("path", "file rules need path or path_prefix".into()),
-                (Some(_), Some(_)) => {
-                    err("path_prefix", "give path or path_prefix, not both".into())
+        if matches!(self.hook, FileOpen | Exec | Ptrace | FileModify) {
+            match (&m.path, &m.path_prefix, m.inode) {
+                (None, None, None) => {
+                    err("path", "file rules need path, path_prefix or inode".into())
                 }
+                (Some(_), Some(_), _) => {
+                    err("path_prefix", "give one of path, path_prefix, inode".into())
+                }
+                (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
+                    err("inode", "give one of path, path_prefix, inode".into())
+                }
+                _ => {}
+            }
+            if m.inode == Some(0) {
+                err("inode", "0 is not an inode number".into());
+            }
+            match (&m.device, m.inode) {
+                (Some(_), None) => err(
+                    "device",
+                    "on file rules, device goes with inode (the inode's filesystem)".into(),
+                ),
+                (Some(d), Some(_)) if crate::probes::lsm::parse_fs_device(d).is_none() => err(
+                    "device",
+                    format!("{d:?}: the filesystem's MAJOR:MINOR (as in /proc/self/mountinfo)"),
+                ),
                 _ => {}
             }
             for (key, p) in [("path", &m.path), ("path_prefix", &m.path_prefix)] {
@@ -208,6 +230,14 @@ impl LsmRule {
                 if a.is_empty() || !a.chars().all(|c| "rwm".contains(c)) {
                     err("access", format!("{a:?}: letters from r, w, m"));
                 }
+            }
+        }
+        if let Some(id) = &m.container_id {
+            if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                err(
+                    "container_id",
+                    format!("{id:?}: the full container id, 64 hex digits (not the 12-digit short form)"),
+                );
             }
         }
         if let Some(c) = &m.comm {

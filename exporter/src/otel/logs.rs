@@ -288,6 +288,14 @@ pub fn policy_decision(
             a.push(kv_int(attr::TAPIO_LSM_ACCESS, i64::from(r.access)));
             format!("device {dev}")
         }
+        "file_modify" => {
+            let op = crate::probes::lsm::file_op_name(r.access);
+            a.push(kv_int(attr::FILE_INODE, r.ino as i64));
+            a.push(kv_str(attr::TAPIO_SECURITY_FILE_OPERATION, op));
+            format!("{op} of inode {}", r.ino)
+        }
+        // request_module() (auto-loading) rather than a load.
+        "module_load" if r.access == 1 => "module_load (request_module)".to_string(),
         "file_open" | "exec" | "ptrace" => {
             a.push(kv_int(attr::FILE_INODE, r.ino as i64));
             if r.target_pid != 0 {

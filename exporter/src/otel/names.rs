@@ -24,6 +24,7 @@ pub mod event {
     pub const SECURITY_MEMFD_EXEC: &str = "security.memfd.exec";
     pub const SECURITY_MEMORY_WX: &str = "security.memory.wx";
     pub const SECURITY_MODULE_LOAD: &str = "security.module.load";
+    pub const SECURITY_MODULE_REQUEST: &str = "security.module.request";
     pub const SECURITY_BPF_LOAD: &str = "security.bpf.load";
     pub const SECURITY_FILE_CHANGE: &str = "security.file.change";
 }
@@ -149,6 +150,9 @@ pub mod attr {
     // security probe (Tapio's own: semconv has no names for these)
     /// Syscall that produced a security record (setuid, ptrace, mmap…).
     pub const TAPIO_SECURITY_SYSCALL: &str = "tapio.security.syscall";
+    /// Where a credential change was seen: `commit_creds` (every path) or
+    /// `syscall` (a set*id/exec syscall's enter/exit pair).
+    pub const TAPIO_SECURITY_CREDENTIALS_HOOK: &str = "tapio.security.credentials.hook";
     /// Credentials before and after a change.
     pub const TAPIO_SECURITY_OLD_UID: &str = "tapio.security.old.uid";
     pub const TAPIO_SECURITY_NEW_UID: &str = "tapio.security.new.uid";
@@ -181,6 +185,8 @@ pub mod attr {
     pub const TAPIO_SECURITY_MEMORY_LENGTH: &str = "tapio.security.memory.length";
     pub const TAPIO_SECURITY_MEMORY_PROTECTION: &str = "tapio.security.memory.protection";
     pub const TAPIO_SECURITY_MODULE_NAME: &str = "tapio.security.module.name";
+    /// request_module: whether the caller waits for modprobe.
+    pub const TAPIO_SECURITY_MODULE_WAIT: &str = "tapio.security.module.wait";
     pub const TAPIO_SECURITY_BPF_PROG_TYPE: &str = "tapio.security.bpf.prog.type";
     pub const TAPIO_SECURITY_BPF_PROG_NAME: &str = "tapio.security.bpf.prog.name";
     pub const TAPIO_SECURITY_BPF_INSN_COUNT: &str = "tapio.security.bpf.insn_count";
@@ -498,7 +504,7 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     ),
     (
         event::SECURITY_CREDENTIALS_CHANGE,
-        "A set*id syscall or an exec changed a process's uids/gids or capabilities (WARN when it gains root or capabilities).",
+        "A process's uids/gids or capabilities changed: set*id syscalls and exec, and with a commit_creds hook (fentry/kprobe) every path (capset, unshare, setns...) (WARN when it gains root or capabilities).",
     ),
     (
         event::SECURITY_CAPABILITY_USE,
@@ -523,6 +529,10 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::SECURITY_MODULE_LOAD,
         "A kernel module load (init_module/finit_module) (WARN).",
+    ),
+    (
+        event::SECURITY_MODULE_REQUEST,
+        "The kernel asked modprobe for a module (request_module auto-loading: a socket family, filesystem type...); once per process and name (WARN when the process is not root).",
     ),
     (
         event::SECURITY_BPF_LOAD,

@@ -31,7 +31,17 @@ pub fn credentials(
     observed: u64,
 ) -> LogRecord {
     let mut a = common_attrs(&c.common, ctx);
-    a.push(kv_str(attr::TAPIO_SECURITY_SYSCALL, c.syscall.clone()));
+    if !c.syscall.is_empty() {
+        a.push(kv_str(attr::TAPIO_SECURITY_SYSCALL, c.syscall.clone()));
+    }
+    a.push(kv_str(
+        attr::TAPIO_SECURITY_CREDENTIALS_HOOK,
+        if c.commit_creds {
+            "commit_creds"
+        } else {
+            "syscall"
+        },
+    ));
     for (k, v) in [
         (attr::TAPIO_SECURITY_OLD_UID, c.old.uid),
         (attr::TAPIO_SECURITY_NEW_UID, c.new.uid),
@@ -71,7 +81,11 @@ pub fn credentials(
         "{} ({}) {}: uid {}→{} euid {}→{} gid {}→{}",
         c.common.comm,
         c.common.pid,
-        c.syscall,
+        if c.syscall.is_empty() {
+            "commit_creds"
+        } else {
+            &c.syscall
+        },
         c.old.uid,
         c.new.uid,
         c.old.euid,
@@ -292,6 +306,22 @@ pub fn event(
                 event::SECURITY_MODULE_LOAD,
                 SeverityNumber::Warn,
                 format!("{who} loaded kernel module {}", e.name),
+            )
+        }
+        Kind::ModuleRequest { wait } => {
+            a.push(kv_str(attr::TAPIO_SECURITY_MODULE_NAME, e.name.clone()));
+            a.push(kv_bool(attr::TAPIO_SECURITY_MODULE_WAIT, *wait));
+            // Unprivileged processes making the kernel load rarely used
+            // modules (socket families) is a known exploit path.
+            let sev = if e.common.uid == 0 {
+                SeverityNumber::Info
+            } else {
+                SeverityNumber::Warn
+            };
+            (
+                event::SECURITY_MODULE_REQUEST,
+                sev,
+                format!("{who} made the kernel request module {}", e.name),
             )
         }
         Kind::BpfLoad {

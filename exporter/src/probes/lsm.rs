@@ -6,7 +6,7 @@
 
 use super::{LoadError, Loaded, RingConfig};
 use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS};
-use crate::config::{LsmAction, LsmHook, LsmPolicy, LsmProbe, LsmRule, OnExit};
+use crate::config::{FileOperation, LsmAction, LsmHook, LsmPolicy, LsmProbe, LsmRule, OnExit};
 use crate::reload::{PolicyError, PolicyTarget};
 use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray};
 use aya::programs::{
@@ -28,6 +28,12 @@ pub const MAP_RULES: &str = "lsm_rules";
 pub const MAP_COUNTERS: &str = "lsm_counters";
 pub const MAP_ACTIVE: &str = "lsm_active";
 pub const MAP_EXEMPT: &str = "lsm_exempt_pids";
+pub const MAP_CONTAINER_IDS: &str = "lsm_container_ids";
+pub const MAP_CONTAINER_CGROUPS: &str = "lsm_container_cgroups";
+/// Sees cgroups created after a policy with `container_id` was applied.
+pub const PROG_CGROUP_MKDIR: &str = "tapio_lsm_cgroup_mkdir";
+/// Containers a policy may name (`lsm_container_ids` entries).
+pub const MAX_CONTAINERS: usize = 4096;
 
 /// Where a program attaches.
 #[derive(Debug, Clone, Copy)]
@@ -77,8 +83,54 @@ const PROGRAMS: &[(&str, u32, Kind)] = &[
         hk::TAPIO_LSM_MODULE_LOAD,
         Kind::Lsm("kernel_load_data"),
     ),
+    (
+        "tapio_lsm_module_request",
+        hk::TAPIO_LSM_MODULE_LOAD,
+        Kind::Lsm("kernel_module_request"),
+    ),
     ("tapio_lsm_bpf", hk::TAPIO_LSM_BPF, Kind::Lsm("bpf")),
+    (
+        "tapio_lsm_path_unlink",
+        hk::TAPIO_LSM_FILE_MODIFY,
+        Kind::Lsm("path_unlink"),
+    ),
+    (
+        "tapio_lsm_path_rmdir",
+        hk::TAPIO_LSM_FILE_MODIFY,
+        Kind::Lsm("path_rmdir"),
+    ),
+    (
+        "tapio_lsm_path_rename",
+        hk::TAPIO_LSM_FILE_MODIFY,
+        Kind::Lsm("path_rename"),
+    ),
+    (
+        "tapio_lsm_path_truncate",
+        hk::TAPIO_LSM_FILE_MODIFY,
+        Kind::Lsm("path_truncate"),
+    ),
+    (
+        PROG_FILE_TRUNCATE,
+        hk::TAPIO_LSM_FILE_MODIFY,
+        Kind::Lsm("file_truncate"),
+    ),
+    (
+        "tapio_lsm_path_chmod",
+        hk::TAPIO_LSM_FILE_MODIFY,
+        Kind::Lsm("path_chmod"),
+    ),
+    (
+        "tapio_lsm_path_chown",
+        hk::TAPIO_LSM_FILE_MODIFY,
+        Kind::Lsm("path_chown"),
+    ),
 ];
+
+/// `file_truncate` (6.2+): ftruncate() and open(O_TRUNC) go through it
+/// instead of `path_truncate` on newer kernels. Older kernels lack the
+/// hook and do not need it, so its absence does not refuse `file_modify`.
+const PROG_FILE_TRUNCATE: &str = "tapio_lsm_file_truncate";
+const OPTIONAL: &[&str] = &[PROG_FILE_TRUNCATE];
 
 pub fn hook_number(h: LsmHook) -> u32 {
     match h {
@@ -91,7 +143,37 @@ pub fn hook_number(h: LsmHook) -> u32 {
         LsmHook::Ptrace => hk::TAPIO_LSM_PTRACE,
         LsmHook::ModuleLoad => hk::TAPIO_LSM_MODULE_LOAD,
         LsmHook::Bpf => hk::TAPIO_LSM_BPF,
+        LsmHook::FileModify => hk::TAPIO_LSM_FILE_MODIFY,
     }
+}
+
+/// `tapio_lsm_file_op` bit of a file_modify operation.
+pub fn file_op_bit(op: FileOperation) -> u32 {
+    use tapio_shared::tapio_lsm_file_op as fo;
+    match op {
+        FileOperation::Write => fo::TAPIO_LSM_OP_WRITE,
+        FileOperation::Truncate => fo::TAPIO_LSM_OP_TRUNCATE,
+        FileOperation::Rename => fo::TAPIO_LSM_OP_RENAME,
+        FileOperation::Unlink => fo::TAPIO_LSM_OP_UNLINK,
+        FileOperation::Chmod => fo::TAPIO_LSM_OP_CHMOD,
+        FileOperation::Chown => fo::TAPIO_LSM_OP_CHOWN,
+    }
+}
+
+/// The operation a file_modify decision reports (`tapio.security.file.operation`).
+pub fn file_op_name(bit: u32) -> &'static str {
+    FileOperation::ALL
+        .into_iter()
+        .find(|o| file_op_bit(*o) == bit)
+        .map_or("unknown", FileOperation::name)
+}
+
+/// A filesystem's `MAJOR:MINOR` → the kernel's dev_t encoding.
+pub fn parse_fs_device(s: &str) -> Option<u32> {
+    let (maj, min) = s.trim().split_once(':')?;
+    let maj: u32 = maj.parse().ok()?;
+    let min: u32 = min.parse().ok()?;
+    (maj < (1 << 12) && min < (1 << 20)).then_some((maj << 20) | min)
 }
 
 /// `tapio.lsm.hook` values.
@@ -106,6 +188,7 @@ pub fn hook_name(h: u32) -> &'static str {
         hk::TAPIO_LSM_PTRACE => "ptrace",
         hk::TAPIO_LSM_MODULE_LOAD => "module_load",
         hk::TAPIO_LSM_BPF => "bpf",
+        hk::TAPIO_LSM_FILE_MODIFY => "file_modify",
         _ => "unknown",
     }
 }
@@ -207,6 +290,8 @@ pub struct Env<'a> {
     pub cgroup_root: Option<&'a Path>,
     /// Tapio's config file: no subtree rule covers it.
     pub config_path: Option<&'a Path>,
+    /// Container id -> slot (the kernel's `container` is slot + 1).
+    pub containers: &'a BTreeMap<String, u32>,
 }
 
 fn resolve_cgroup(root: Option<&Path>, p: &str) -> Result<(u64, u32), String> {
@@ -222,6 +307,50 @@ fn resolve_cgroup(root: Option<&Path>, p: &str) -> Result<(u64, u32), String> {
         .map_err(|_| format!("{} is not under {}", full.display(), root.display()))?;
     let level = rel.components().count() as u32;
     Ok((meta.ino(), level))
+}
+
+/// Every cgroup below `root` whose name carries one of `ids` (as
+/// enrich::cgroup parses it): (cgroup id, container id). Bounded in depth
+/// and count: a node has thousands of cgroups, not millions.
+pub fn container_cgroups(
+    root: &Path,
+    ids: &std::collections::BTreeSet<String>,
+) -> Vec<(u64, String)> {
+    const MAX_DEPTH: usize = 12;
+    const MAX_DIRS: usize = 200_000;
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.filter_map(Result::ok) {
+            let Ok(md) = e.metadata() else { continue };
+            if !md.is_dir() {
+                continue;
+            }
+            seen += 1;
+            if seen > MAX_DIRS {
+                tracing::warn!(
+                    probe = NAME,
+                    "container_id: stopped after {MAX_DIRS} cgroups"
+                );
+                return out;
+            }
+            let name = e.file_name();
+            if let Some(id) = crate::enrich::cgroup::container_id(&name.to_string_lossy()) {
+                if ids.contains(&id) {
+                    // cgroup v2: a cgroup's id is its directory's inode.
+                    out.push((md.ino(), id));
+                }
+            }
+            if depth + 1 < MAX_DEPTH {
+                stack.push((e.path(), depth + 1));
+            }
+        }
+    }
+    out
 }
 
 fn inode_of(p: &str) -> Result<(u32, u64), String> {
@@ -277,6 +406,13 @@ fn compile_rule(r: &LsmRule, env: &Env) -> Result<(tapio_lsm_rule, RuleKey), Str
     if let Some(a) = &m.access {
         k.access = access_mask(a);
     }
+    if let Some(id) = &m.container_id {
+        let slot = env
+            .containers
+            .get(&id.to_ascii_lowercase())
+            .ok_or_else(|| format!("more than {MAX_CONTAINERS} containers named by rules"))?;
+        k.container = slot + 1;
+    }
     let key = match r.hook {
         LsmHook::Connect | LsmHook::Bind => {
             let proto = match m.protocol.as_deref() {
@@ -326,7 +462,20 @@ fn compile_rule(r: &LsmRule, env: &Env) -> Result<(tapio_lsm_rule, RuleKey), Str
                 .ok_or("device rule without a device")?;
             RuleKey::Dev(t, maj, min)
         }
-        LsmHook::FileOpen | LsmHook::Exec | LsmHook::Ptrace => {
+        LsmHook::FileOpen | LsmHook::Exec | LsmHook::Ptrace | LsmHook::FileModify => {
+            k.access = m
+                .operations
+                .iter()
+                .map(|o| file_op_bit(*o))
+                .fold(0, |a, b| a | b);
+            if let Some(ino) = m.inode {
+                // dev 0: any filesystem (the kernel looks it up second).
+                let dev = match m.device.as_deref() {
+                    Some(d) => parse_fs_device(d).ok_or("bad filesystem device")?,
+                    None => 0,
+                };
+                return Ok((k, RuleKey::Inode(vec![(hook, dev, ino)])));
+            }
             let (p, prefix) = match (&m.path, &m.path_prefix) {
                 (Some(p), _) => (p, false),
                 (None, Some(p)) => (p, true),
@@ -377,6 +526,9 @@ pub fn compile(policy: &LsmPolicy, env: &Env) -> Compiled {
                     } else {
                         hf::TAPIO_LSM_F_ANY_PORT
                     };
+                }
+                if r.matches.inode.is_some() && r.matches.device.is_none() {
+                    flags |= hf::TAPIO_LSM_F_ANY_DEV;
                 }
                 *c.info.entry(rule.hook).or_default() |= flags;
                 let idx = c.rules.len();
@@ -446,6 +598,11 @@ pub struct PolicyMaps {
     sock: [HashMap<MapData, [u8; 8], u32>; 2],
     dev: [HashMap<MapData, [u8; 16], u32>; 2],
     any: [Array<MapData, u32>; 2],
+    container_ids: HashMap<MapData, u64, u32>,
+    container_cgroups: HashMap<MapData, u64, u32>,
+    /// Container id -> slot, stable for the life of the process (the slot
+    /// is what both generations' rules refer to).
+    containers: BTreeMap<String, u32>,
     info: [Array<MapData, u32>; 2],
     gen: u32,
     pub state: Arc<Mutex<State>>,
@@ -453,6 +610,9 @@ pub struct PolicyMaps {
     why_unavailable: BTreeMap<u32, String>,
     cgroup_root: Option<PathBuf>,
     config_path: Option<PathBuf>,
+    /// Why new cgroups are not recognised (the cgroup_mkdir program did
+    /// not attach), if so.
+    mkdir_missing: Option<String>,
 }
 
 /// What userspace knows about the policy in force, shared with the
@@ -503,6 +663,9 @@ impl PolicyMaps {
             sock: [take(ebpf, "lsm_sock_0")?, take(ebpf, "lsm_sock_1")?],
             dev: [take(ebpf, "lsm_dev_0")?, take(ebpf, "lsm_dev_1")?],
             any: [take(ebpf, "lsm_any_0")?, take(ebpf, "lsm_any_1")?],
+            container_ids: take(ebpf, MAP_CONTAINER_IDS)?,
+            container_cgroups: take(ebpf, MAP_CONTAINER_CGROUPS)?,
+            containers: BTreeMap::new(),
             info: [take(ebpf, "lsm_info_0")?, take(ebpf, "lsm_info_1")?],
             gen: 0,
             state: Arc::new(Mutex::new(State::default())),
@@ -510,17 +673,20 @@ impl PolicyMaps {
             why_unavailable: BTreeMap::new(),
             cgroup_root: super::cgroup2_root().map(PathBuf::from),
             config_path: None,
+            mkdir_missing: None,
         })
     }
 
     /// Compile `policy` and put it in force: write the idle generation,
     /// then flip.
     pub fn install(&mut self, policy: &LsmPolicy) -> Result<(), PolicyError> {
+        let wanted = self.add_containers(policy)?;
         let env = Env {
             available: &self.available,
             why_unavailable: &self.why_unavailable,
             cgroup_root: self.cgroup_root.as_deref(),
             config_path: self.config_path.as_deref(),
+            containers: &self.containers,
         };
         let c = compile(policy, &env);
         for (name, hook, st) in &c.states {
@@ -624,11 +790,69 @@ impl PolicyMaps {
         }
         self.active.set(0, idle, 0).map_err(perr(MAP_ACTIVE))?;
         self.gen = idle;
+        // Only now, with no rule of the new generation naming them: new
+        // cgroups of containers no longer named stop being recorded.
+        for (id, _) in self
+            .containers
+            .iter()
+            .filter(|(id, _)| !wanted.contains(*id))
+        {
+            let _ = self
+                .container_ids
+                .remove(&super::security::fnv1a64(id.as_bytes()));
+        }
         self.state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .generation = idle;
         Ok(())
+    }
+}
+
+impl PolicyMaps {
+    /// Give every container id of `policy` a slot, tell the kernel its
+    /// hash, and record the cgroups it has now. Returns the ids named.
+    fn add_containers(
+        &mut self,
+        policy: &LsmPolicy,
+    ) -> Result<std::collections::BTreeSet<String>, PolicyError> {
+        let wanted: std::collections::BTreeSet<String> = policy
+            .rules
+            .iter()
+            .filter_map(|r| r.matches.container_id.as_ref())
+            .map(|id| id.to_ascii_lowercase())
+            .collect();
+        for id in &wanted {
+            if !self.containers.contains_key(id) && self.containers.len() < MAX_CONTAINERS {
+                let slot = self.containers.len() as u32;
+                self.containers.insert(id.clone(), slot);
+            }
+            if let Some(slot) = self.containers.get(id) {
+                self.container_ids
+                    .insert(super::security::fnv1a64(id.as_bytes()), slot + 1, 0)
+                    .map_err(perr(MAP_CONTAINER_IDS))?;
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(wanted);
+        }
+        if let Some(why) = &self.mkdir_missing {
+            tracing::warn!(
+                probe = NAME,
+                "container_id rules match only the containers that exist now (until the next reload): {why}"
+            );
+        }
+        let Some(root) = self.cgroup_root.as_deref() else {
+            return Ok(wanted);
+        };
+        for (cg, id) in container_cgroups(root, &wanted) {
+            if let Some(slot) = self.containers.get(&id) {
+                self.container_cgroups
+                    .insert(cg, slot + 1, 0)
+                    .map_err(perr(MAP_CONTAINER_CGROUPS))?;
+            }
+        }
+        Ok(wanted)
     }
 }
 
@@ -696,6 +920,14 @@ pub fn load(ring: RingConfig, btf: Option<&Btf>) -> Result<LoadedPrograms, LoadE
         };
         match r {
             Ok(()) => loaded.push(*prog),
+            Err(e) if OPTIONAL.contains(prog) => {
+                tracing::debug!(
+                    probe = NAME,
+                    program = prog,
+                    "optional program not loaded: {}",
+                    super::describe(&e)
+                );
+            }
             Err(e) => {
                 let why = match kind {
                     Kind::Lsm(_) => format!(
@@ -786,6 +1018,9 @@ pub fn start(
             }
         }
     }
+    // container_id rules: cgroups made after a policy is applied.
+    let mkdir = attach_cgroup_mkdir(&mut ebpf);
+    policy.mkdir_missing = mkdir.as_ref().err().cloned();
     // A hook runs only if all of its programs attached.
     let available: Vec<u32> = (1..hk::TAPIO_LSM_HOOK_MAX)
         .filter(|h| !refused.contains_key(h))
@@ -800,7 +1035,12 @@ pub fn start(
     policy
         .install(&cfg.policy)
         .map_err(|e| err(e.to_string()))?;
-    let pinned = keep_or_release(cfg, links)?;
+    let mut pinned = keep_or_release(cfg, links)?;
+    // Not pinned: under `keep` the last policy stays enforced for the
+    // containers known when Tapio died, new ones are not added.
+    if let Ok(l) = mkdir {
+        pinned.push(Held::Tracepoint(l));
+    }
     let variant = match (
         available.contains(&hk::TAPIO_LSM_CONNECT),
         available.contains(&hk::TAPIO_LSM_FILE_OPEN),
@@ -827,6 +1067,21 @@ pub fn start(
     })
 }
 
+/// Load and attach the cgroup_mkdir tracepoint program.
+fn attach_cgroup_mkdir(
+    ebpf: &mut Ebpf,
+) -> Result<aya::programs::trace_point::TracePointLink, String> {
+    let p = ebpf
+        .program_mut(PROG_CGROUP_MKDIR)
+        .ok_or_else(|| format!("{PROG_CGROUP_MKDIR} missing from the object"))?;
+    let p: &mut aya::programs::TracePoint = p.try_into().map_err(|e| super::describe(&e))?;
+    p.load().map_err(|e| super::describe(&e))?;
+    let id = p
+        .attach("cgroup", "cgroup_mkdir")
+        .map_err(|e| format!("attach cgroup/cgroup_mkdir: {}", super::describe(&e)))?;
+    p.take_link(id).map_err(|e| super::describe(&e))
+}
+
 /// An attachment as made.
 enum Link {
     Fd(FdLink),
@@ -841,6 +1096,7 @@ pub enum Held {
     Open(#[allow(dead_code)] FdLink),
     Device(#[allow(dead_code)] aya::programs::cgroup_device::CgroupDeviceLink),
     Pinned(#[allow(dead_code)] aya::programs::links::PinnedLink),
+    Tracepoint(#[allow(dead_code)] aya::programs::trace_point::TracePointLink),
 }
 
 /// `release`: hold the links (they go with the process) and remove pins
@@ -1029,6 +1285,107 @@ mod tests {
     }
 
     #[test]
+    fn file_modify_inode_and_container_rules_compile_to_their_keys() {
+        use tapio_shared::tapio_lsm_file_op as fo;
+        let available = [hk::TAPIO_LSM_FILE_MODIFY, hk::TAPIO_LSM_CONNECT];
+        let id = "ab".repeat(32);
+        let containers = BTreeMap::from([(id.clone(), 6u32)]);
+        let env = Env {
+            available: &available,
+            why_unavailable: &BTreeMap::new(),
+            cgroup_root: None,
+            config_path: None,
+            containers: &containers,
+        };
+        let p = LsmPolicy {
+            rules: vec![
+                rule(
+                    "any-fs",
+                    LsmHook::FileModify,
+                    LsmAction::Deny,
+                    LsmMatch {
+                        inode: Some(1234),
+                        operations: vec![FileOperation::Unlink, FileOperation::Rename],
+                        ..Default::default()
+                    },
+                ),
+                rule(
+                    "one-fs",
+                    LsmHook::FileModify,
+                    LsmAction::Audit,
+                    LsmMatch {
+                        inode: Some(99),
+                        device: Some("8:3".into()),
+                        container_id: Some(id.to_ascii_uppercase()),
+                        ..Default::default()
+                    },
+                ),
+            ],
+        };
+        let c = compile(&p, &env);
+        assert!(c.states.iter().all(|(_, _, s)| *s == RuleState::Enforced));
+        let h = hk::TAPIO_LSM_FILE_MODIFY;
+        assert_eq!(
+            c.inode.get(&(h, 0, 1234)),
+            Some(&1),
+            "no device: any filesystem"
+        );
+        assert_eq!(c.inode.get(&(h, (8 << 20) | 3, 99)), Some(&2));
+        assert_eq!(
+            c.rules[0].1.access,
+            fo::TAPIO_LSM_OP_UNLINK | fo::TAPIO_LSM_OP_RENAME
+        );
+        assert_eq!(c.rules[1].1.access, 0, "no operations: all");
+        assert_eq!(c.rules[0].1.container, 0);
+        assert_eq!(c.rules[1].1.container, 7, "slot + 1, id case-folded");
+        assert_ne!(c.info[&h] & hf::TAPIO_LSM_F_ANY_DEV, 0);
+        assert_eq!(parse_fs_device("259:1"), Some((259 << 20) | 1));
+        assert_eq!(parse_fs_device("c 8:3"), None);
+        assert_eq!(file_op_name(fo::TAPIO_LSM_OP_CHOWN), "chown");
+    }
+
+    #[test]
+    fn container_cgroups_are_found_by_the_id_in_their_names() {
+        let root = tempfile_dir("ctr");
+        let id = "0123456789abcdef".repeat(4);
+        let other = "fedcba9876543210".repeat(4);
+        for d in [
+            format!("system.slice/docker-{id}.scope"),
+            format!("kubepods/burstable/podx/{id}"),
+            format!("machine.slice/libpod-conmon-{id}.scope"),
+            format!("system.slice/docker-{other}.scope"),
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let want = std::collections::BTreeSet::from([id.clone()]);
+        let mut found: Vec<u64> = container_cgroups(&root, &want)
+            .into_iter()
+            .map(|(ino, i)| {
+                assert_eq!(i, id);
+                ino
+            })
+            .collect();
+        found.sort_unstable();
+        let mut expect: Vec<u64> = [
+            format!("system.slice/docker-{id}.scope"),
+            format!("kubepods/burstable/podx/{id}"),
+        ]
+        .iter()
+        .map(|d| std::fs::metadata(root.join(d)).unwrap().ino())
+        .collect();
+        expect.sort_unstable();
+        assert_eq!(found, expect, "conmon and other containers left out");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn tempfile_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tapio-lsm-unit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
     fn devices_parse() {
         assert_eq!(parse_device("c 1:3"), Some((2, 1, 3)));
         assert_eq!(parse_device("b 8:*"), Some((1, 8, u32::MAX)));
@@ -1046,6 +1403,7 @@ mod tests {
             why_unavailable: &why,
             cgroup_root: None,
             config_path: None,
+            containers: &BTreeMap::new(),
         };
         let m = LsmMatch {
             address: Some("198.18.0.0/15".parse().unwrap()),

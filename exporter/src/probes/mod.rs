@@ -16,8 +16,8 @@ use crate::bpf_objects::{
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{
-        cgroup_skb::CgroupSkbAttachType, links::CgroupAttachMode, BtfTracePoint, CgroupSkb,
-        ProgramError, TracePoint,
+        cgroup_skb::CgroupSkbAttachType, links::CgroupAttachMode, BtfTracePoint, CgroupSkb, FEntry,
+        FExit, KProbe, ProgramError, TracePoint,
     },
     Btf, Ebpf, EbpfLoader,
 };
@@ -35,6 +35,14 @@ pub enum Attach {
     OptionalTracePoint(&'static str, &'static str),
     /// `cgroup_skb/{ingress,egress}` on the cgroup v2 root (every socket).
     CgroupSkb(SkbDirection),
+    /// `fentry/<function>` (BPF trampoline, 5.5+; refused where the kernel
+    /// allows no trampolines).
+    FEntry(&'static str),
+    /// `fexit/<function>`: the arguments and the return value.
+    FExit(&'static str),
+    /// `kprobe/<function>` or `kretprobe/<function>` (the program's section
+    /// says which); needs CONFIG_KPROBES.
+    KProbe(&'static str),
 }
 
 /// Which way a cgroup_skb program sees packets.
@@ -266,6 +274,50 @@ fn try_variant(
                             .map_err(|e| format!("{prog}: attach to {root}: {}", describe(&e)))?;
                     }
                 }
+                Attach::FEntry(func) | Attach::FExit(func) => {
+                    let btf = btf.ok_or("kernel BTF unavailable (/sys/kernel/btf/vmlinux)")?;
+                    // FEntry and FExit share no trait in aya; same steps.
+                    // The kernel refuses trampolines at load where it has
+                    // none (EPERM here, 6.18).
+                    macro_rules! trampoline {
+                        ($ty:ty, $kind:literal) => {{
+                            let p: &mut $ty = p.try_into().map_err(|e| describe(&e))?;
+                            p.load(func, btf).map_err(|e| {
+                                format!("{prog}: {}/{func}: {}", $kind, describe(&e))
+                            })?;
+                            loaded.push(prog);
+                            if attach {
+                                p.attach().map_err(|e| {
+                                    format!("{prog}: attach {func}: {}", describe(&e))
+                                })?;
+                            }
+                        }};
+                    }
+                    if matches!(how, Attach::FEntry(_)) {
+                        trampoline!(FEntry, "fentry")
+                    } else {
+                        trampoline!(FExit, "fexit")
+                    }
+                }
+                Attach::KProbe(func) => {
+                    // A kprobe program loads on kernels without kprobes
+                    // (the type only needs BPF events); only attaching
+                    // would fail, and `tapio probes` does not attach.
+                    if !kprobes_available() {
+                        return Err(format!(
+                            "{prog}: this kernel has no kprobes (CONFIG_KPROBES off)"
+                        ));
+                    }
+                    let p: &mut KProbe = p.try_into().map_err(|e| describe(&e))?;
+                    if p.fd().is_err() {
+                        p.load().map_err(|e| format!("{prog}: {}", describe(&e)))?;
+                        loaded.push(prog);
+                    }
+                    if attach {
+                        p.attach(func, 0)
+                            .map_err(|e| format!("{prog}: attach {func}: {}", describe(&e)))?;
+                    }
+                }
                 Attach::TracePoint(cat, name) | Attach::OptionalTracePoint(cat, name) => {
                     let optional = matches!(how, Attach::OptionalTracePoint(..));
                     // Say so plainly: loading would fail first, on a CO-RE
@@ -312,6 +364,18 @@ fn tracefs_mounted() -> bool {
     .any(|p| std::path::Path::new(p).is_dir())
 }
 
+/// Can kprobes be created (the perf `kprobe` PMU, or tracefs's
+/// `kprobe_events`)?
+pub fn kprobes_available() -> bool {
+    [
+        "/sys/bus/event_source/devices/kprobe/type",
+        "/sys/kernel/tracing/kprobe_events",
+        "/sys/kernel/debug/tracing/kprobe_events",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
+}
+
 /// Does tracefs list `category/name` on this kernel?
 pub fn tracepoint_exists(category: &str, name: &str) -> bool {
     ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
@@ -325,6 +389,9 @@ fn unload(p: &mut aya::programs::Program) -> Result<(), ProgramError> {
         Program::BtfTracePoint(p) => p.unload(),
         Program::TracePoint(p) => p.unload(),
         Program::CgroupSkb(p) => p.unload(),
+        Program::FEntry(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        Program::KProbe(p) => p.unload(),
         _ => Ok(()),
     }
 }

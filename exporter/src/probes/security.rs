@@ -27,6 +27,19 @@ pub const CFG_WRITE_WINDOW: u32 = 2;
 pub const PROG_CRED_ENTER: &str = "tapio_sec_cred_enter";
 pub const PROG_CRED_EXIT: &str = "tapio_sec_cred_exit";
 pub const PROG_CAPABLE: &str = "tapio_sec_capable";
+pub const PROG_CAPABLE_FEXIT: &str = "tapio_sec_capable_fexit";
+pub const PROG_CAPABLE_KP: &str = "tapio_sec_capable_kp";
+pub const PROG_CAPABLE_KRETP: &str = "tapio_sec_capable_kretp";
+pub const PROG_COMMIT_CREDS: &str = "tapio_sec_commit_creds";
+pub const PROG_COMMIT_CREDS_KP: &str = "tapio_sec_commit_creds_kp";
+pub const PROG_MODULE_REQUEST: &str = "tapio_sec_module_request";
+/// Every program that reports capability use (one per attach kind).
+pub const CAPABILITY_PROGRAMS: &[&str] = &[
+    PROG_CAPABLE,
+    PROG_CAPABLE_FEXIT,
+    PROG_CAPABLE_KP,
+    PROG_CAPABLE_KRETP,
+];
 pub const PROG_PTRACE: &str = "tapio_sec_ptrace_enter";
 pub const PROG_VM_WRITEV: &str = "tapio_sec_vm_writev_enter";
 pub const PROG_MMAP: &str = "tapio_sec_mmap_enter";
@@ -68,10 +81,13 @@ const fn opt(name: &'static str) -> Attach {
     Attach::OptionalTracePoint("syscalls", name)
 }
 
-/// Every variant attaches these; they differ in exec and capability hooks.
+/// Every variant attaches these; they differ in how credentials are seen
+/// (`syscall_creds`: the set*id/exec enter/exit pairs; `commit_creds`:
+/// none of those, a commit_creds hook among the extras sees every path),
+/// and in the exec and capability hooks.
 macro_rules! programs {
-    ($($extra:expr),* $(,)?) => {
-        &[
+    (syscall_creds; $($extra:expr),* $(,)?) => {
+        programs!(@all [
             (PROG_CRED_ENTER, tp("sys_enter_setuid")),
             (PROG_CRED_ENTER, tp("sys_enter_setgid")),
             (PROG_CRED_ENTER, tp("sys_enter_setreuid")),
@@ -92,6 +108,14 @@ macro_rules! programs {
             (PROG_CRED_EXIT, tp("sys_exit_setfsgid")),
             (PROG_CRED_EXIT, tp("sys_exit_execve")),
             (PROG_CRED_EXIT, tp("sys_exit_execveat")),
+        ] $($extra),*)
+    };
+    (commit_creds; $($extra:expr),* $(,)?) => {
+        programs!(@all [] $($extra),*)
+    };
+    (@all [$($cred:expr),* $(,)?] $($extra:expr),*) => {
+        &[
+            $($cred,)*
             (PROG_PTRACE, tp("sys_enter_ptrace")),
             (PROG_VM_WRITEV, tp("sys_enter_process_vm_writev")),
             (PROG_MMAP, tp("sys_enter_mmap")),
@@ -106,6 +130,7 @@ macro_rules! programs {
             (PROG_INIT_MODULE, opt("sys_enter_init_module")),
             (PROG_FINIT_MODULE, opt("sys_enter_finit_module")),
             (PROG_MODULE_LOAD, Attach::OptionalTracePoint("module", "module_load")),
+            (PROG_MODULE_REQUEST, Attach::OptionalTracePoint("module", "module_request")),
             (PROG_EXIT_MODULE, opt("sys_exit_init_module")),
             (PROG_EXIT_MODULE, opt("sys_exit_finit_module")),
             ("tapio_sec_write_enter", tp("sys_enter_write")),
@@ -164,49 +189,85 @@ macro_rules! programs {
     };
 }
 
+const EXEC_BTF: (&str, Attach) = (PROG_EXEC_BTF, Attach::BtfTracePoint("sched_process_exec"));
+const EXEC_TP: (&str, Attach) = (
+    PROG_EXEC_TP,
+    Attach::TracePoint("sched", "sched_process_exec"),
+);
+const CAP_TP: (&str, Attach) = (
+    PROG_CAPABLE,
+    Attach::TracePoint("capability", "cap_capable"),
+);
+
+// Trampolines: every credential change through commit_creds (not only the
+// set*id/exec syscalls), and capability checks on kernels before the
+// cap_capable tracepoint (6.14), without the NOAUDIT ones.
+const VARIANT_FENTRY_CAP: Variant = Variant {
+    label: "fentry+tp_btf",
+    programs: programs!(commit_creds;
+        EXEC_BTF,
+        (PROG_COMMIT_CREDS, Attach::FEntry("commit_creds")),
+        (PROG_CAPABLE_FEXIT, Attach::FExit("cap_capable")),
+    ),
+};
+const VARIANT_FENTRY: Variant = Variant {
+    label: "fentry+tp_btf-no-capability",
+    programs: programs!(commit_creds;
+        EXEC_BTF,
+        (PROG_COMMIT_CREDS, Attach::FEntry("commit_creds")),
+    ),
+};
+// The same functions by kprobe, for kernels that refuse trampolines but
+// have kprobes.
+const VARIANT_KPROBE_CAP: Variant = Variant {
+    label: "kprobe+tp_btf",
+    programs: programs!(commit_creds;
+        EXEC_BTF,
+        (PROG_COMMIT_CREDS_KP, Attach::KProbe("commit_creds")),
+        (PROG_CAPABLE_KP, Attach::KProbe("cap_capable")),
+        (PROG_CAPABLE_KRETP, Attach::KProbe("cap_capable")),
+    ),
+};
+const VARIANT_KPROBE: Variant = Variant {
+    label: "kprobe+tp_btf-no-capability",
+    programs: programs!(commit_creds;
+        EXEC_BTF,
+        (PROG_COMMIT_CREDS_KP, Attach::KProbe("commit_creds")),
+    ),
+};
 const VARIANT_BTF_CAP: Variant = Variant {
     label: "tp_btf+cap_capable",
-    programs: programs!(
-        (PROG_EXEC_BTF, Attach::BtfTracePoint("sched_process_exec")),
-        (
-            PROG_CAPABLE,
-            Attach::TracePoint("capability", "cap_capable")
-        ),
-    ),
+    programs: programs!(syscall_creds; EXEC_BTF, CAP_TP),
 };
 const VARIANT_BTF: Variant = Variant {
     label: "tp_btf-no-capability",
-    programs: programs!((PROG_EXEC_BTF, Attach::BtfTracePoint("sched_process_exec"))),
+    programs: programs!(syscall_creds; EXEC_BTF),
 };
 const VARIANT_TP_CAP: Variant = Variant {
     label: "tracepoint+cap_capable",
-    programs: programs!(
-        (
-            PROG_EXEC_TP,
-            Attach::TracePoint("sched", "sched_process_exec")
-        ),
-        (
-            PROG_CAPABLE,
-            Attach::TracePoint("capability", "cap_capable")
-        ),
-    ),
+    programs: programs!(syscall_creds; EXEC_TP, CAP_TP),
 };
 const VARIANT_TP: Variant = Variant {
     label: "tracepoint-no-capability",
-    programs: programs!((
-        PROG_EXEC_TP,
-        Attach::TracePoint("sched", "sched_process_exec")
-    )),
+    programs: programs!(syscall_creds; EXEC_TP),
 };
 
-/// tp_btf/sched_process_exec hands over bprm->file; the classic tracepoint
-/// reads mm->exe_file, the same file by then. The capability/cap_capable
-/// tracepoint is new (6.14): without it the probe runs without capability
-/// records, and says so in its variant.
+/// Best first: fentry/fexit, kprobes, then tracepoints only (credentials
+/// from the set*id/exec syscall pairs; capabilities from the
+/// capability/cap_capable tracepoint, 6.14+, or none). tp_btf/
+/// sched_process_exec hands over bprm->file; the classic tracepoint reads
+/// mm->exe_file, the same file by then.
 pub const SPEC: ProbeSpec = ProbeSpec {
     name: NAME,
     object: crate::bpf_objects::SECURITY,
-    variants: &[VARIANT_BTF_CAP, VARIANT_BTF, VARIANT_TP_CAP, VARIANT_TP],
+    variants: &[
+        VARIANT_FENTRY_CAP,
+        VARIANT_KPROBE_CAP,
+        VARIANT_BTF_CAP,
+        VARIANT_BTF,
+        VARIANT_TP_CAP,
+        VARIANT_TP,
+    ],
 };
 
 /// What `tapio run` loads when `capabilities` is off (the default), so the
@@ -214,16 +275,51 @@ pub const SPEC: ProbeSpec = ProbeSpec {
 pub const SPEC_NO_CAPABILITY: ProbeSpec = ProbeSpec {
     name: NAME,
     object: crate::bpf_objects::SECURITY,
+    variants: &[VARIANT_FENTRY, VARIANT_KPROBE, VARIANT_BTF, VARIANT_TP],
+};
+
+/// With neither credentials nor capabilities wanted, no variant needs a
+/// function hook (a fentry label would claim one that is not attached).
+pub const SPEC_TRACEPOINTS: ProbeSpec = ProbeSpec {
+    name: NAME,
+    object: crate::bpf_objects::SECURITY,
     variants: &[VARIANT_BTF, VARIANT_TP],
 };
 
-/// The spec to run with `cfg`.
-pub fn spec(cfg: &crate::config::SecurityProbe) -> &'static ProbeSpec {
-    if cfg.capabilities {
+/// The spec to run with `cfg`: the variants it wants, of the attach kind
+/// it asks for (each spec lists fentry, kprobe, then tracepoint variants,
+/// so every kind is one sub-slice).
+pub fn spec(cfg: &crate::config::SecurityProbe) -> ProbeSpec {
+    use crate::config::SecurityAttach as A;
+    let base = if cfg.capabilities {
         &SPEC
-    } else {
+    } else if cfg.credentials {
         &SPEC_NO_CAPABILITY
-    }
+    } else {
+        return SPEC_TRACEPOINTS;
+    };
+    let kind = |v: &Variant| {
+        if v.label.starts_with("fentry") {
+            A::Fentry
+        } else if v.label.starts_with("kprobe") {
+            A::Kprobe
+        } else {
+            A::Tracepoint
+        }
+    };
+    let all = base.variants;
+    let variants = match cfg.attach {
+        A::Auto => all,
+        want => {
+            let start = all
+                .iter()
+                .position(|v| kind(v) == want)
+                .unwrap_or(all.len());
+            let len = all[start..].iter().take_while(|v| kind(v) == want).count();
+            &all[start..start + len]
+        }
+    };
+    ProbeSpec { variants, ..*base }
 }
 
 /// Capability names by number (include/uapi/linux/capability.h).
@@ -307,6 +403,9 @@ pub fn syscall_name(nr: u32) -> String {
         93 => "fchown",
         94 => "lchown",
         101 => "ptrace",
+        56 => "clone",
+        57 => "fork",
+        58 => "vfork",
         105 => "setuid",
         106 => "setgid",
         113 => "setreuid",
@@ -314,7 +413,15 @@ pub fn syscall_name(nr: u32) -> String {
         117 => "setresuid",
         119 => "setresgid",
         122 => "setfsuid",
+        116 => "setgroups",
         123 => "setfsgid",
+        126 => "capset",
+        157 => "prctl",
+        249 => "request_key",
+        250 => "keyctl",
+        272 => "unshare",
+        308 => "setns",
+        435 => "clone3",
         175 => "init_module",
         257 => "openat",
         260 => "fchownat",
@@ -374,6 +481,8 @@ pub struct CredChange {
     pub old_cap_prm: u64,
     pub new_cap_prm: u64,
     pub syscall: String,
+    /// Seen at commit_creds (any path), not at a set*id/exec syscall pair.
+    pub commit_creds: bool,
 }
 
 impl CredChange {
@@ -393,29 +502,9 @@ impl CredChange {
     }
 }
 
-/// File operations reported for watched paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileOp {
-    Write,
-    Truncate,
-    Rename,
-    Unlink,
-    Chmod,
-    Chown,
-}
-
-impl FileOp {
-    pub fn name(self) -> &'static str {
-        match self {
-            FileOp::Write => "write",
-            FileOp::Truncate => "truncate",
-            FileOp::Rename => "rename",
-            FileOp::Unlink => "unlink",
-            FileOp::Chmod => "chmod",
-            FileOp::Chown => "chown",
-        }
-    }
-}
+/// File operations reported for watched paths: the same six a
+/// `file_modify` rule names.
+pub use crate::config::FileOperation as FileOp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -437,6 +526,10 @@ pub enum Kind {
         mmap_flags: u64,
     },
     ModuleLoad,
+    /// request_module(): `name` is the alias the kernel asked for.
+    ModuleRequest {
+        wait: bool,
+    },
     BpfLoad {
         prog_type: u64,
         insn_count: u64,
@@ -501,6 +594,7 @@ pub fn decode(bytes: &[u8]) -> Result<SecurityEvent, DecodeError> {
             old_cap_prm: r.old_cap_prm,
             new_cap_prm: r.new_cap_prm,
             syscall: syscall_name(r.syscall_nr),
+            commit_creds: r.source == tapio_shared::tapio_sec_cred_source::TAPIO_SEC_CRED_COMMIT,
         }));
     }
     if k != kind::TAPIO_EVENT_SEC as u32 {
@@ -534,6 +628,7 @@ pub fn decode(bytes: &[u8]) -> Result<SecurityEvent, DecodeError> {
             mmap_flags: r.arg3,
         },
         op::TAPIO_SEC_MODULE_LOAD => Kind::ModuleLoad,
+        op::TAPIO_SEC_MODULE_REQUEST => Kind::ModuleRequest { wait: r.arg0 != 0 },
         op::TAPIO_SEC_BPF_LOAD => Kind::BpfLoad {
             prog_type: r.arg0,
             insn_count: r.arg1,
@@ -769,14 +864,15 @@ impl Handler {
     /// The program names the config wants attached.
     pub fn wanted(cfg: &crate::config::SecurityProbe) -> impl Fn(&str) -> bool + '_ {
         move |prog| match prog {
-            PROG_CRED_ENTER | PROG_CRED_EXIT => cfg.credentials,
-            PROG_CAPABLE => cfg.capabilities,
+            PROG_CRED_ENTER | PROG_CRED_EXIT | PROG_COMMIT_CREDS | PROG_COMMIT_CREDS_KP => {
+                cfg.credentials
+            }
+            p if CAPABILITY_PROGRAMS.contains(&p) => cfg.capabilities,
             PROG_PTRACE | PROG_VM_WRITEV | PROG_MMAP | PROG_MPROTECT | PROG_EXEC_BTF
             | PROG_EXEC_TP | PROG_EXIT_INJECT => cfg.code_injection,
             PROG_BPF | PROG_EXIT_BPF => cfg.bpf,
-            PROG_INIT_MODULE | PROG_FINIT_MODULE | PROG_MODULE_LOAD | PROG_EXIT_MODULE => {
-                cfg.modules
-            }
+            PROG_INIT_MODULE | PROG_FINIT_MODULE | PROG_MODULE_LOAD | PROG_MODULE_REQUEST
+            | PROG_EXIT_MODULE => cfg.modules,
             p if FILE_PROGRAMS.contains(&p) => !cfg.watch_paths.is_empty(),
             _ => true,
         }
@@ -954,6 +1050,35 @@ mod tests {
     }
 
     #[test]
+    fn decodes_commit_creds_and_module_requests() {
+        let mut b = cred_bytes(65534, 65534, 0, 0x1ff_ffff_ffff);
+        // source and syscall_nr are the record's last two u32s.
+        let n = b.len();
+        b[n - 8..n - 4].copy_from_slice(&272u32.to_ne_bytes());
+        b[n - 4..].copy_from_slice(
+            &tapio_shared::tapio_sec_cred_source::TAPIO_SEC_CRED_COMMIT.to_ne_bytes(),
+        );
+        let SecurityEvent::Cred(c) = decode(&b).unwrap() else {
+            panic!()
+        };
+        assert!(c.commit_creds);
+        assert_eq!(c.syscall, "unshare");
+        assert!(c.suspicious(), "nobody gaining capabilities");
+        let b = event_bytes(
+            op::TAPIO_SEC_MODULE_REQUEST,
+            0,
+            b"net-pf-5",
+            [1, 0, 0, 0],
+            0,
+        );
+        let SecurityEvent::Event(e) = decode(&b).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.kind, Kind::ModuleRequest { wait: true });
+        assert_eq!(e.name, "net-pf-5");
+    }
+
+    #[test]
     fn decodes_events_by_op() {
         let b = event_bytes(op::TAPIO_SEC_PTRACE, 0, b"", [16, 0, 0, 0], 0);
         let SecurityEvent::Event(e) = decode(&b).unwrap() else {
@@ -1044,10 +1169,79 @@ mod tests {
         assert!(!cfg.capabilities, "capability records are opt-in");
         for v in spec(&cfg).variants {
             assert!(!v.label.contains("cap_capable"), "{}", v.label);
-            assert!(v.programs.iter().all(|(p, _)| *p != PROG_CAPABLE));
+            assert!(v
+                .programs
+                .iter()
+                .all(|(p, _)| !CAPABILITY_PROGRAMS.contains(p)));
         }
         cfg.capabilities = true;
-        assert_eq!(spec(&cfg).variants[0].label, "tp_btf+cap_capable");
+        assert_eq!(spec(&cfg).variants[0].label, "fentry+tp_btf");
+        assert!(spec(&cfg)
+            .variants
+            .iter()
+            .any(|v| v.label == "tp_btf+cap_capable"));
+    }
+
+    #[test]
+    fn attach_picks_one_kind_of_variant() {
+        use crate::config::SecurityAttach as A;
+        let mut cfg = crate::config::SecurityProbe {
+            capabilities: true,
+            ..Default::default()
+        };
+        let labels = |cfg: &crate::config::SecurityProbe| {
+            spec(cfg)
+                .variants
+                .iter()
+                .map(|v| v.label)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(labels(&cfg).len(), 6);
+        cfg.attach = A::Kprobe;
+        assert_eq!(labels(&cfg), ["kprobe+tp_btf"]);
+        cfg.attach = A::Tracepoint;
+        assert_eq!(
+            labels(&cfg),
+            [
+                "tp_btf+cap_capable",
+                "tp_btf-no-capability",
+                "tracepoint+cap_capable",
+                "tracepoint-no-capability"
+            ]
+        );
+        cfg.capabilities = false;
+        cfg.attach = A::Fentry;
+        assert_eq!(labels(&cfg), ["fentry+tp_btf-no-capability"]);
+    }
+
+    #[test]
+    fn commit_creds_variants_drop_the_syscall_pairs() {
+        // One credential change, one record: a variant with a commit_creds
+        // hook must not also attach the set*id/exec pairs.
+        for v in SPEC.variants.iter().chain(SPEC_NO_CAPABILITY.variants) {
+            let commit = v
+                .programs
+                .iter()
+                .any(|(p, _)| [PROG_COMMIT_CREDS, PROG_COMMIT_CREDS_KP].contains(p));
+            let pairs = v
+                .programs
+                .iter()
+                .any(|(p, _)| [PROG_CRED_ENTER, PROG_CRED_EXIT].contains(p));
+            assert!(
+                commit != pairs,
+                "{}: commit {commit}, pairs {pairs}",
+                v.label
+            );
+        }
+        // Neither credentials nor capabilities: no function hook claimed.
+        let cfg = crate::config::SecurityProbe {
+            credentials: false,
+            ..Default::default()
+        };
+        assert!(spec(&cfg)
+            .variants
+            .iter()
+            .all(|v| !v.label.contains("fentry") && !v.label.contains("kprobe")));
     }
 
     #[test]

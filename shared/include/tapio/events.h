@@ -225,8 +225,9 @@ struct tapio_dns_packet {
 
 /* What a security record (struct tapio_sec_event) reports. */
 enum tapio_sec_op {
-	/* A capability check (cap_capable tracepoint). arg0: capability
-	 * number; ret: 0 granted, negative errno denied. */
+	/* A capability check (cap_capable tracepoint, or fexit/kretprobe of
+	 * cap_capable). arg0: capability number; arg1: cap_capable's opts
+	 * (fexit/kprobe only); ret: 0 granted, negative errno denied. */
 	TAPIO_SEC_CAPABILITY = 1,
 	/* ptrace(2). arg0: request, arg1: addr; target_pid. */
 	TAPIO_SEC_PTRACE = 2,
@@ -246,6 +247,10 @@ enum tapio_sec_op {
 	/* bpf(BPF_PROG_LOAD). arg0: prog type, arg1: insn count,
 	 * arg2: expected attach type; name: prog name; ret: fd or -errno. */
 	TAPIO_SEC_BPF_LOAD = 7,
+	/* request_module(): the kernel asked modprobe for a module it wants
+	 * (a socket family, a filesystem, a device...). name: the module
+	 * alias asked for; arg0: 1 if the caller waits for it. */
+	TAPIO_SEC_MODULE_REQUEST = 8,
 	/* Changes to a watched file. ino/dev: the matched file (fd ops) or
 	 * 0 (path ops); watch: index of the watched path that matched;
 	 * name: the path as the caller passed it (path ops) or the file's
@@ -285,9 +290,18 @@ struct tapio_ids {
 	__u32 fsgid;
 };
 
-/* security.credentials.change: a set*id syscall or an exec (setuid/
- * setgid binaries, file capabilities) succeeded and changed the task's
- * ids or capabilities. The header is the task after the change. */
+/* How a credential change was seen (tapio_sec_cred.source). */
+enum tapio_sec_cred_source {
+	/* sys_enter/sys_exit of a set*id syscall or exec: header after the
+	 * change. */
+	TAPIO_SEC_CRED_SYSCALL = 0,
+	/* fentry/kprobe of commit_creds(): any path (capset, unshare,
+	 * setns, keyctl...); header before the change, ids in new_ids. */
+	TAPIO_SEC_CRED_COMMIT = 1,
+};
+
+/* security.credentials.change: the task's ids or capabilities changed
+ * (a set*id syscall or an exec, or with commit_creds any path). */
 struct tapio_sec_cred {
 	struct tapio_event_header hdr;
 	__u64 old_cap_eff;  /* effective capability set before (bit n: CAP n) */
@@ -296,8 +310,8 @@ struct tapio_sec_cred {
 	__u64 new_cap_prm;  /* ... and after */
 	struct tapio_ids old_ids;
 	struct tapio_ids new_ids;
-	__u32 syscall_nr;   /* syscall number (x86_64 numbering) */
-	__u32 _pad0;
+	__u32 syscall_nr;   /* syscall number (x86_64 numbering); 0 if none */
+	__u32 source;       /* enum tapio_sec_cred_source */
 };
 
 /* One security signal other than credentials; see enum tapio_sec_op for
@@ -413,9 +427,23 @@ enum tapio_lsm_hook {
 	TAPIO_LSM_FILE_OPEN = 5,     /* lsm/file_open */
 	TAPIO_LSM_EXEC = 6,          /* lsm/bprm_check_security */
 	TAPIO_LSM_PTRACE = 7,        /* lsm/ptrace_access_check */
-	TAPIO_LSM_MODULE_LOAD = 8,   /* lsm/kernel_read_file, kernel_load_data */
+	TAPIO_LSM_MODULE_LOAD = 8,   /* lsm/kernel_read_file, kernel_load_data,
+				      * kernel_module_request */
 	TAPIO_LSM_BPF = 9,           /* lsm/bpf (BPF_PROG_LOAD) */
-	TAPIO_LSM_HOOK_MAX = 10,
+	TAPIO_LSM_FILE_MODIFY = 10,  /* lsm/path_{unlink,rmdir,rename,truncate,chmod,chown},
+				      * file_truncate, file_open for writing */
+	TAPIO_LSM_HOOK_MAX = 11,
+};
+
+/* file_modify operations: bits of tapio_lsm_rule.access (0 = any) and the
+ * one operation in tapio_lsm_decision.access. */
+enum tapio_lsm_file_op {
+	TAPIO_LSM_OP_WRITE = 1,    /* open for writing (file_open, FMODE_WRITE) */
+	TAPIO_LSM_OP_TRUNCATE = 2, /* path_truncate, file_truncate (6.2+) */
+	TAPIO_LSM_OP_RENAME = 4,   /* path_rename, the source or the replaced target */
+	TAPIO_LSM_OP_UNLINK = 8,   /* path_unlink, path_rmdir */
+	TAPIO_LSM_OP_CHMOD = 16,   /* path_chmod */
+	TAPIO_LSM_OP_CHOWN = 32,   /* path_chown */
 };
 
 enum tapio_lsm_action {
@@ -437,6 +465,7 @@ enum tapio_lsm_hook_flags {
 	TAPIO_LSM_F_ANY_PROTO = 4,   /* ... and not naming one */
 	TAPIO_LSM_F_EXACT_PORT = 8,  /* network rules naming a port */
 	TAPIO_LSM_F_ANY_PORT = 16,   /* ... and not naming one */
+	TAPIO_LSM_F_ANY_DEV = 32,    /* inode rules without a device (key dev 0) */
 };
 
 /* Rules per policy generation; the rule maps hold two generations. */
@@ -452,8 +481,10 @@ struct tapio_lsm_rule {
 	__u32 hook;        /* enum tapio_lsm_hook */
 	__u32 next;        /* chained rule index + 1, 0 = none */
 	__u32 flags;       /* enum tapio_lsm_rule_flags */
-	__u32 access;      /* device rules: BPF_DEVCG_ACC_* mask (0 = any) */
-	__u32 _pad0;
+	__u32 access;      /* device rules: BPF_DEVCG_ACC_* mask; file_modify:
+			    * enum tapio_lsm_file_op mask (0 = any) */
+	__u32 container;   /* 0: any; else slot + 1 of a container id: the task's
+			    * cgroup or an ancestor is one of that container's */
 	char comm[TAPIO_COMM_LEN]; /* empty: any */
 };
 
@@ -471,7 +502,9 @@ struct tapio_lsm_decision {
 	__u32 proto;      /* connect/bind: IPPROTO_*; socket_create: type */
 	__u32 major;      /* device rules */
 	__u32 minor;
-	__u32 access;     /* device rules: requested access mask */
+	__u32 access;     /* device rules: requested access mask; file_modify:
+			   * the operation (enum tapio_lsm_file_op); module_load:
+			   * 1 for request_module() (auto-loading), 0 for a load */
 	__u32 target_pid; /* ptrace: the target */
 	__u8 addr[16];    /* connect/bind: IPv6 or v4-mapped */
 };
