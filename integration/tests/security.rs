@@ -457,8 +457,17 @@ fn capability_use_is_reported_once_per_process_and_capability() {
     if !privileged_or_skip("capability_use_is_reported_once_per_process_and_capability") {
         return;
     }
-    if !std::path::Path::new("/sys/kernel/tracing/events/capability/cap_capable").exists() {
-        eprintln!("skipped: this kernel has no capability/cap_capable tracepoint (6.14+)");
+    // The cap_capable tracepoint (6.14+), or fexit/kprobes on cap_capable
+    // (the Debian guests): any security variant not labelled
+    // `-no-capability` that loads here.
+    let probes = std::process::Command::new(BIN).arg("probes").output().unwrap();
+    let text = String::from_utf8_lossy(&probes.stdout);
+    let capable = text.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 3 && f[0] == "security" && f[2] == "yes" && !f[1].ends_with("-no-capability")
+    });
+    if !capable {
+        eprintln!("skipped: no security variant with capability records loads here\n{text}");
         return;
     }
     let rx = Receiver::start();
