@@ -14,62 +14,9 @@ use tapio_integration::{int_attr, point_value, privileged_or_skip, str_attr, Rec
 const BIN: &str = env!("CARGO_BIN_EXE_tapio");
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A cgroup v2 directory of the test's own, removed on drop.
-struct TestCgroup {
-    path: std::path::PathBuf,
-    rel: String,
-}
-
-impl TestCgroup {
-    fn new(tag: &str) -> Self {
-        let root = tapio::probes::cgroup2_root().expect("cgroup2 mount");
-        let rel = format!("tapio-lsm-{tag}-{}", std::process::id());
-        let path = std::path::Path::new(&root).join(&rel);
-        let _ = std::fs::remove_dir(&path);
-        std::fs::create_dir(&path).expect("create test cgroup");
-        Self { path, rel }
-    }
-
-    /// Run `python3 -c script` inside the cgroup; returns its stdout.
-    fn python(&self, script: &str) -> String {
-        self.run("python3", &["-c", script])
-    }
-
-    fn run(&self, prog: &str, args: &[&str]) -> String {
-        let procs = self.path.join("cgroup.procs");
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("echo $$ > {} && exec \"$@\"", procs.display()))
-            .arg("sh")
-            .arg(prog)
-            .args(args)
-            .output()
-            .expect("run in cgroup");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.path).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn connect_script(ports: &[u16]) -> String {
-    let list = ports
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    format!(
-        "import socket,os\nout=[str(os.getpid())]\nfor p in ({list},):\n  s=socket.socket()\n  try:\n    s.connect(('127.0.0.1',p)); out.append('ok')\n  except PermissionError: out.append('EPERM')\n  except OSError as e: out.append('err%d' % e.errno)\nprint(' '.join(out))"
-    )
-}
+#[path = "support/cgroup.rs"]
+mod cgroup;
+use cgroup::{connect_script, TestCgroup};
 
 fn config(rx: &Receiver, extra: &str, rules: &str) -> String {
     format!(
