@@ -156,6 +156,18 @@ pub async fn run(
     let resource = otel::resource::build(&settings.resource);
     let exporter = Exporter::start(&settings, telemetry.clone(), resource)?;
     let stop = CancellationToken::new();
+    // Bound before the probes load: a taken port fails the start at once.
+    if let Some(addr) = settings.prometheus {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Prometheus { addr, source })?;
+        tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+        tokio::spawn(crate::export::prometheus::serve(
+            listener,
+            exporter.metrics(),
+            stop.clone(),
+        ));
+    }
     let mut readers = JoinSet::new();
     let mut running: Vec<Running> = Vec::new();
     let mut policies: Vec<Box<dyn PolicyTarget>> = Vec::new();
@@ -474,17 +486,6 @@ pub async fn run(
             telemetry.clone(),
         )?;
         opamp_task = Some(tokio::spawn(agent.run(stop.clone())));
-    }
-    if let Some(addr) = settings.prometheus {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| RunError::Prometheus { addr, source })?;
-        tracing::info!(%addr, "serving Prometheus metrics on /metrics");
-        tokio::spawn(crate::export::prometheus::serve(
-            listener,
-            exporter.metrics(),
-            stop.clone(),
-        ));
     }
 
     let mut failed = None;
