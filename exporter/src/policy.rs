@@ -288,12 +288,16 @@ mod tests {
         s
     }
 
-    fn setup() -> (
+    /// The policies, what the target applied, its failure switch, the
+    /// telemetry.
+    type Setup = (
         Policies,
         Arc<Mutex<Vec<usize>>>,
         Arc<Mutex<bool>>,
         Arc<Telemetry>,
-    ) {
+    );
+
+    fn setup() -> Setup {
         let applied = Arc::new(Mutex::new(Vec::new()));
         let fail = Arc::new(Mutex::new(false));
         let t = Telemetry::new(0);

@@ -141,11 +141,6 @@ impl Agent {
         })
     }
 
-    /// The instance UID Tapio reports (16 bytes).
-    pub fn instance_uid(&self) -> &[u8] {
-        &self.uid
-    }
-
     /// Exchange messages until `stop`, then say goodbye.
     pub async fn run(mut self, stop: CancellationToken) {
         tracing::info!(
@@ -331,9 +326,10 @@ impl Agent {
         if let Some(err) = &reply.error_response {
             return Err(Failure {
                 message: format!("the server reported an error: {}", err.error_message),
-                retry_after: (err.r#type == proto::ERROR_UNAVAILABLE)
-                    .then(|| err.retry_info.as_ref())
-                    .flatten()
+                retry_after: err
+                    .retry_info
+                    .as_ref()
+                    .filter(|_| err.r#type == proto::ERROR_UNAVAILABLE)
                     .map(|r| Duration::from_nanos(r.retry_after_nanoseconds)),
             });
         }
