@@ -6,7 +6,6 @@
 //! in the Debian guests.
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 use tapio_integration::{int_attr, point_value, privileged_or_skip, str_attr, Receiver, Tapio};
@@ -16,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 #[path = "support/cgroup.rs"]
 mod cgroup;
-use cgroup::{connect_script, TestCgroup};
+use cgroup::{connect_script, listener, TestCgroup};
 
 fn config(rx: &Receiver, extra: &str, rules: &str) -> String {
     format!(
@@ -41,12 +40,6 @@ fn decisions(rx: &Receiver, rule: &str) -> Vec<LogRecord> {
                 && str_attr(&l.attributes, "tapio.lsm.rule").as_deref() == Some(rule)
         })
         .collect()
-}
-
-fn listener() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let p = l.local_addr().unwrap().port();
-    (l, p)
 }
 
 #[test]

@@ -6,7 +6,6 @@
 //! the effective config; a broken policy keeps the last good one in force.
 
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use tapio_integration::{privileged_or_skip, Receiver, Tapio};
 
 #[path = "support/cgroup.rs"]
 mod cgroup;
-use cgroup::{connect_script, TestCgroup};
+use cgroup::{connect_script, listener, TestCgroup};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tapio");
 const WAIT: Duration = Duration::from_secs(20);
@@ -127,12 +126,6 @@ fn status_is(m: &Value, status: &str, hash: &str) -> bool {
 
 fn effective(m: &Value) -> Option<&str> {
     m["effective"]["tapio.yaml"]["body"].as_str()
-}
-
-fn listener() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let p = l.local_addr().unwrap().port();
-    (l, p)
 }
 
 fn deny_rule(name: &str, port: u16, cg: &TestCgroup) -> String {

@@ -12,7 +12,7 @@
 use super::names::{Instrument, MetricDef};
 use opentelemetry_proto::tonic::{
     common::v1::{any_value::Value as AnyValue, KeyValue},
-    metrics::v1::{metric::Data, number_data_point::Value, Metric, NumberDataPoint},
+    metrics::v1::{metric::Data, number_data_point::Value, Gauge, Metric, NumberDataPoint, Sum},
     resource::v1::Resource,
 };
 use std::fmt::Write;
@@ -154,17 +154,8 @@ pub fn render(resource: &Resource, metrics: &[Metric]) -> String {
         let base = name(&m.name, &m.unit, instrument);
         let mut lines = Vec::new();
         match &m.data {
-            Some(Data::Sum(s)) => {
-                for p in &s.data_points {
-                    lines.push(format!(
-                        "{base}{} {}",
-                        labels(&p.attributes, None),
-                        number(p)
-                    ));
-                }
-            }
-            Some(Data::Gauge(g)) => {
-                for p in &g.data_points {
+            Some(Data::Sum(Sum { data_points, .. })) | Some(Data::Gauge(Gauge { data_points })) => {
+                for p in data_points {
                     lines.push(format!(
                         "{base}{} {}",
                         labels(&p.attributes, None),

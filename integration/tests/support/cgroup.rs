@@ -66,3 +66,10 @@ pub fn connect_script(ports: &[u16]) -> String {
         "import socket,os\nout=[str(os.getpid())]\nfor p in ({list},):\n  s=socket.socket()\n  try:\n    s.connect(('127.0.0.1',p)); out.append('ok')\n  except PermissionError: out.append('EPERM')\n  except OSError as e: out.append('err%d' % e.errno)\nprint(' '.join(out))"
     )
 }
+
+/// A loopback listener on a free port, for connect rules to name.
+pub fn listener() -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = l.local_addr().unwrap().port();
+    (l, p)
+}
