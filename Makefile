@@ -5,10 +5,11 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Debian 12 packages the build and the tests need. bpftool reads the
 # objects' BTF in a test; dnsmasq and dig are the DNS tests' server and
-# client; libbpf-tools and bpftrace are the benchmarks' baselines.
+# client; libbpf-tools and bpftrace are the benchmarks' baselines;
+# prometheus scrapes Tapio's /metrics in its test.
 APT_PACKAGES := clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip iputils-ping \
 	dnsmasq-base bind9-dnsutils iproute2 bpftrace qemu-system-x86 busybox-static cpio \
-	redis-server postgresql openssl nftables iperf3 netsniff-ng xz-utils kmod
+	redis-server postgresql openssl nftables iperf3 netsniff-ng xz-utils kmod prometheus
 TAPIO := $(or $(CARGO_TARGET_DIR),target)/release/tapio
 # The host's test output, for the host column of the kernel matrix.
 HOST_TESTS := $(or $(CARGO_TARGET_DIR),target)/host-tests.log
@@ -43,6 +44,8 @@ deps:
 	fi
 	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check rotel
 	@python3 -c 'import grpc' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check grpcio
+	@# The OpAMP test server decodes with the protoc-generated opamp_pb2 this ships.
+	@python3 -c 'import opentelemetry._opamp.proto.opamp_pb2' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check opentelemetry-opamp-client
 
 # Tapio mounts these itself at start; the tests' own tools (bpftool) want
 # them too.

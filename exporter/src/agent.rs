@@ -1,7 +1,8 @@
 //! `tapio run`: load and attach the enabled probes, read their ring
 //! buffers, export, and shut down cleanly.
 
-use crate::reload::{PolicyTarget, Reloader};
+use crate::policy::{Policies, PolicyTarget};
+use crate::reload::Reloader;
 use crate::{
     clock, config::Settings, enrich::Enricher, export::Exporter, features, otel, probes, reader,
     telemetry::Telemetry,
@@ -35,7 +36,15 @@ pub enum RunError {
     #[error("ring buffer reader: {0}")]
     Io(#[from] std::io::Error),
     #[error("policy: {0}")]
-    Policy(#[from] crate::reload::PolicyError),
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Opamp(#[from] crate::opamp::OpampError),
+    #[error("exporters.prometheus: cannot listen on {addr}: {source}")]
+    Prometheus {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A probe that is running: its object keeps the programs attached.
@@ -147,6 +156,18 @@ pub async fn run(
     let resource = otel::resource::build(&settings.resource);
     let exporter = Exporter::start(&settings, telemetry.clone(), resource)?;
     let stop = CancellationToken::new();
+    // Bound before the probes load: a taken port fails the start at once.
+    if let Some(addr) = settings.prometheus {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Prometheus { addr, source })?;
+        tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+        tokio::spawn(crate::export::prometheus::serve(
+            listener,
+            exporter.metrics(),
+            stop.clone(),
+        ));
+    }
     let mut readers = JoinSet::new();
     let mut running: Vec<Running> = Vec::new();
     let mut policies: Vec<Box<dyn PolicyTarget>> = Vec::new();
@@ -440,10 +461,31 @@ pub async fn run(
         .collect();
     tracing::info!(probes = %summary.join(","), sink = %exporter.sink_description(), "tapio ready");
 
-    if let Some((path, cfg)) = source {
-        let reloader = Reloader::new(path, cfg, policies, telemetry.clone(), exporter.emitter());
-        let s = stop.clone();
-        tokio::spawn(reloader.run(s));
+    // One policy state for both sources: the watched file and OpAMP.
+    let (path, file) = match source {
+        Some((p, c)) => (Some(p), c),
+        None => (None, crate::config::Config::default()),
+    };
+    let policies = std::sync::Arc::new(std::sync::Mutex::new(Policies::new(
+        file,
+        policies,
+        telemetry.clone(),
+        exporter.emitter(),
+    )));
+    if let Some(path) = path {
+        let reloader = Reloader::new(path, policies.clone());
+        tokio::spawn(reloader.run(stop.clone()));
+    }
+    let mut opamp_task = None;
+    if let Some(o) = &settings.opamp {
+        let agent = crate::opamp::Agent::new(
+            o,
+            &otel::resource::build(&settings.resource),
+            telemetry.start_unix_ns,
+            policies.clone(),
+            telemetry.clone(),
+        )?;
+        opamp_task = Some(tokio::spawn(agent.run(stop.clone())));
     }
 
     let mut failed = None;
@@ -458,6 +500,10 @@ pub async fn run(
         }
     }
     stop.cancel();
+    if let Some(t) = opamp_task {
+        // Bounded: the AgentDisconnect has a one-second timeout.
+        let _ = t.await;
+    }
     while let Some(res) = readers.join_next().await {
         if let Ok(Err(e)) = res {
             tracing::error!("ring buffer reader failed while draining: {e}");

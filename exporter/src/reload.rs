@@ -1,8 +1,8 @@
-//! Live policy. Tapio watches the directory of its config file and, when
-//! the file changes, parses and validates it exactly as at start; only a
-//! valid file reaches the probes, so a broken edit leaves the policy in
-//! force untouched and says why (a log line, a `tapio.config.reload` log
-//! record and `tapio.config.reloads{tapio.reload.result=rejected}`).
+//! Live policy from the config file. Tapio watches the directory of its
+//! config file and, when the file changes, hands the new text to
+//! [`Policies`](crate::policy::Policies), which parses and validates it
+//! exactly as at start; only a valid file reaches the probes, so a broken
+//! edit leaves the policy in force untouched and says why.
 //!
 //! The directory, not the file, is watched: a Kubernetes ConfigMap volume
 //! swaps its content by renaming a `..data` symlink, and editors write a
@@ -13,13 +13,11 @@
 //! Only the `policy` sections of probes are live. Other changes are logged
 //! as needing a restart and otherwise ignored.
 
-use crate::config::{self, Config, Probes};
-use crate::export::Emitter;
-use crate::otel;
-use crate::telemetry::{ReloadResult, Telemetry};
+use crate::policy::Policies;
+use crate::telemetry::{ReloadResult, ReloadSource};
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,60 +29,20 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// network and overlay mounts): the file is re-read this often anyway.
 const POLL: Duration = Duration::from_secs(10);
 
-/// Why a policy could not be put in force.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    #[error("{probe}: writing BPF map {map}: {source}")]
-    Map {
-        probe: &'static str,
-        map: &'static str,
-        #[source]
-        source: aya::maps::MapError,
-    },
-    #[error("{probe}: {message}")]
-    Unsupported {
-        probe: &'static str,
-        message: String,
-    },
-}
-
-/// A running probe whose policy can change while it runs.
-pub trait PolicyTarget: Send {
-    /// The probe's name, for logs.
-    fn probe(&self) -> &'static str;
-    /// Put the policy in `probes` in force. Called only with a validated
-    /// configuration. On error the previous policy must still be in force:
-    /// targets stage the new policy where the kernel does not read it and
-    /// switch with one map write.
-    fn apply(&mut self, probes: &Probes) -> Result<(), PolicyError>;
-}
-
-/// Watches one config file and feeds valid versions to the targets.
+/// Watches one config file and feeds its changes to the policies.
 pub struct Reloader {
     path: PathBuf,
-    current: Config,
     text: String,
-    targets: Vec<Box<dyn PolicyTarget>>,
-    telemetry: Arc<Telemetry>,
-    emitter: Emitter,
+    policies: Arc<Mutex<Policies>>,
 }
 
 impl Reloader {
-    pub fn new(
-        path: PathBuf,
-        current: Config,
-        targets: Vec<Box<dyn PolicyTarget>>,
-        telemetry: Arc<Telemetry>,
-        emitter: Emitter,
-    ) -> Self {
+    pub fn new(path: PathBuf, policies: Arc<Mutex<Policies>>) -> Self {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         Self {
             path,
-            current,
             text,
-            targets,
-            telemetry,
-            emitter,
+            policies,
         }
     }
 
@@ -118,17 +76,21 @@ impl Reloader {
         }
     }
 
-    /// Re-read the file; apply it if it changed and is valid.
+    /// Re-read the file; hand it on if it changed.
     pub fn check(&mut self) {
+        let path = self.path.display().to_string();
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             // Mid-swap (a ConfigMap between links, an editor between write
             // and rename): the next event or poll reads it again.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
-                self.report(
+                let p = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+                p.reject(
+                    ReloadSource::File,
+                    &path,
                     ReloadResult::Rejected,
-                    Some(format!("cannot read {}: {e}", self.path.display())),
+                    &format!("cannot read {path}: {e}"),
                 );
                 return;
             }
@@ -137,56 +99,8 @@ impl Reloader {
             return;
         }
         self.text = text;
-        let cfg = match config::parse(&self.text) {
-            Ok(c) => c,
-            Err(errs) => {
-                let why = errs.to_string().trim_end().replace('\n', "; ");
-                self.report(ReloadResult::Rejected, Some(why));
-                return;
-            }
-        };
-        if cfg.without_policy() != self.current.without_policy() {
-            tracing::warn!(
-                path = %self.path.display(),
-                "settings other than probe policies changed; they take effect at the next restart"
-            );
-        }
-        if cfg.probes.policies_equal(&self.current.probes) {
-            self.current = cfg;
-            return;
-        }
-        let mut failures = Vec::new();
-        for t in &mut self.targets {
-            if let Err(e) = t.apply(&cfg.probes) {
-                failures.push(e.to_string());
-            }
-        }
-        if failures.is_empty() {
-            self.current = cfg;
-            self.report(ReloadResult::Applied, None);
-        } else {
-            // Targets that succeeded run the new policy; keep the old
-            // config as "current" so the next save retries the others.
-            self.report(ReloadResult::Failed, Some(failures.join("; ")));
-        }
-    }
-
-    fn report(&self, result: ReloadResult, why: Option<String>) {
-        self.telemetry.reloads.count(result);
-        match &why {
-            Some(w) => tracing::error!(
-                path = %self.path.display(),
-                result = result.name(),
-                "policy reload: {w}; the previous policy stays in force"
-            ),
-            None => tracing::info!(path = %self.path.display(), "policy reloaded"),
-        }
-        self.emitter.log(otel::logs::config_reload(
-            &self.path.display().to_string(),
-            result,
-            why.as_deref(),
-            crate::clock::unix_ns(),
-        ));
+        let mut p = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        p.file_changed(&path, &self.text);
     }
 }
 

@@ -263,18 +263,46 @@ impl ReloadResult {
     }
 }
 
-/// Config reloads by result.
+/// Where a policy came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadSource {
+    /// The watched config file.
+    File = 0,
+    /// An OpAMP server's remote config.
+    Opamp = 1,
+}
+
+impl ReloadSource {
+    pub const ALL: [ReloadSource; 2] = [ReloadSource::File, ReloadSource::Opamp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReloadSource::File => "file",
+            ReloadSource::Opamp => "opamp",
+        }
+    }
+}
+
+/// Config reloads by source and result.
 #[derive(Default)]
-pub struct ReloadStats([AtomicU64; 3]);
+pub struct ReloadStats([[AtomicU64; 3]; 2]);
 
 impl ReloadStats {
-    pub fn count(&self, r: ReloadResult) {
-        self.0[r as usize].fetch_add(1, Relaxed);
+    pub fn count(&self, s: ReloadSource, r: ReloadResult) {
+        self.0[s as usize][r as usize].fetch_add(1, Relaxed);
     }
 
-    pub fn get(&self, r: ReloadResult) -> u64 {
-        self.0[r as usize].load(Relaxed)
+    pub fn get(&self, s: ReloadSource, r: ReloadResult) -> u64 {
+        self.0[s as usize][r as usize].load(Relaxed)
     }
+}
+
+/// OpAMP exchanges with the server: answered, or failed (unreachable,
+/// an HTTP error, an undecodable answer or an error response).
+#[derive(Default)]
+pub struct OpampStats {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
 }
 
 /// All of Tapio's self-telemetry.
@@ -285,6 +313,7 @@ pub struct Telemetry {
     probes: Mutex<Vec<Arc<ProbeStats>>>,
     signals: [SignalStats; 3],
     pub reloads: ReloadStats,
+    pub opamp: OpampStats,
 }
 
 impl Telemetry {
@@ -294,6 +323,7 @@ impl Telemetry {
             probes: Mutex::new(Vec::new()),
             signals: Default::default(),
             reloads: ReloadStats::default(),
+            opamp: OpampStats::default(),
         })
     }
 

@@ -250,33 +250,16 @@ fn daemonset_manifest_is_valid_and_unprivileged() {
 }
 
 /// Every Prometheus query in the Grafana dashboards names a metric Tapio
-/// emits, spelled the way the collector's Prometheus exporter spells it
-/// (dots to underscores, unit suffix, `_total` for counters, `_bucket`,
-/// `_count` and `_sum` for histograms).
+/// emits, spelled the way the collector's Prometheus exporter (and Tapio's
+/// own `/metrics`) spells it (dots to underscores, unit suffix, `_total`
+/// for counters, `_bucket`, `_count` and `_sum` for histograms).
 #[test]
 fn dashboards_query_only_metrics_tapio_emits() {
-    use tapio::otel::names::{Instrument, METRICS};
+    use tapio::otel::names::METRICS;
+    // The same naming function the /metrics endpoint uses.
     let known: Vec<String> = METRICS
         .iter()
-        .flat_map(|m| {
-            let base = m.name.replace('.', "_");
-            let base = if m.unit == "s" {
-                format!("{base}_seconds")
-            } else {
-                base
-            };
-            match m.instrument {
-                Instrument::Counter => vec![format!("{base}_total")],
-                Instrument::Gauge => vec![base],
-                Instrument::Histogram => {
-                    vec![
-                        format!("{base}_bucket"),
-                        format!("{base}_count"),
-                        format!("{base}_sum"),
-                    ]
-                }
-            }
-        })
+        .flat_map(tapio::otel::prometheus::series_names)
         .collect();
     // Label names (attributes as Prometheus spells them) are not metrics.
     let labels: Vec<String> = METRICS

@@ -7,7 +7,6 @@
 //! guests too.
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 use tapio_integration::{int_attr, point_value, privileged_or_skip, str_attr, Receiver, Tapio};
@@ -15,66 +14,9 @@ use tapio_integration::{int_attr, point_value, privileged_or_skip, str_attr, Rec
 const BIN: &str = env!("CARGO_BIN_EXE_tapio");
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A cgroup v2 directory of the test's own, removed on drop.
-struct TestCgroup {
-    path: std::path::PathBuf,
-    rel: String,
-}
-
-impl TestCgroup {
-    fn new(tag: &str) -> Self {
-        Self::at(format!("tapio-lsm-{tag}-{}", std::process::id()))
-    }
-
-    /// A cgroup at `rel` below the cgroup2 root (its parent must exist).
-    fn at(rel: String) -> Self {
-        let root = tapio::probes::cgroup2_root().expect("cgroup2 mount");
-        let path = std::path::Path::new(&root).join(&rel);
-        let _ = std::fs::remove_dir(&path);
-        std::fs::create_dir(&path).expect("create test cgroup");
-        Self { path, rel }
-    }
-
-    /// Run `python3 -c script` inside the cgroup; returns its stdout.
-    fn python(&self, script: &str) -> String {
-        self.run("python3", &["-c", script])
-    }
-
-    fn run(&self, prog: &str, args: &[&str]) -> String {
-        let procs = self.path.join("cgroup.procs");
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("echo $$ > {} && exec \"$@\"", procs.display()))
-            .arg("sh")
-            .arg(prog)
-            .args(args)
-            .output()
-            .expect("run in cgroup");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.path).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn connect_script(ports: &[u16]) -> String {
-    let list = ports
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    format!(
-        "import socket,os\nout=[str(os.getpid())]\nfor p in ({list},):\n  s=socket.socket()\n  try:\n    s.connect(('127.0.0.1',p)); out.append('ok')\n  except PermissionError: out.append('EPERM')\n  except OSError as e: out.append('err%d' % e.errno)\nprint(' '.join(out))"
-    )
-}
+#[path = "support/cgroup.rs"]
+mod cgroup;
+use cgroup::{connect_script, listener, TestCgroup};
 
 fn config(rx: &Receiver, extra: &str, rules: &str) -> String {
     format!(
@@ -148,12 +90,6 @@ fn decisions(rx: &Receiver, rule: &str) -> Vec<LogRecord> {
                 && str_attr(&l.attributes, "tapio.lsm.rule").as_deref() == Some(rule)
         })
         .collect()
-}
-
-fn listener() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let p = l.local_addr().unwrap().port();
-    (l, p)
 }
 
 #[test]

@@ -460,7 +460,10 @@ fn capability_use_is_reported_once_per_process_and_capability() {
     // The cap_capable tracepoint (6.14+), or fexit/kprobes on cap_capable
     // (the Debian guests): any security variant not labelled
     // `-no-capability` that loads here.
-    let probes = std::process::Command::new(BIN).arg("probes").output().unwrap();
+    let probes = std::process::Command::new(BIN)
+        .arg("probes")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&probes.stdout);
     let capable = text.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();

@@ -24,6 +24,106 @@ pub struct Config {
     pub pipeline: Pipeline,
     /// Resource attributes added to every signal.
     pub resource: Resource,
+    /// Services beside the pipeline, keyed like the collector's
+    /// `extensions`.
+    pub extensions: Extensions,
+}
+
+/// Services beside the pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Extensions {
+    /// Remote management over OpAMP (plain HTTP transport), keyed like the
+    /// collector's `opamp` extension: Tapio reports its description,
+    /// health and effective config, and takes `probes.*.policy` from the
+    /// server's remote config. Off when absent.
+    pub opamp: Option<OpampExtension>,
+}
+
+/// The OpAMP agent.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpampExtension {
+    /// The OpAMP server.
+    pub server: OpampServer,
+    /// This agent's instance UID (a UUID, e.g.
+    /// `01913a7e-6c4b-7cc2-8f0e-3b1c2d4e5f60`). Default: a new UUID v7 at
+    /// every start.
+    pub instance_uid: Option<String>,
+    /// What Tapio tells the server it does.
+    pub capabilities: OpampCapabilities,
+    /// Extra attributes for the server's view of this agent.
+    pub agent_description: OpampAgentDescription,
+}
+
+/// Where the OpAMP server is. Only the plain HTTP transport is supported.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpampServer {
+    /// Poll the server over HTTP (required).
+    pub http: Option<OpampHttp>,
+}
+
+/// OpAMP's plain HTTP transport: Tapio POSTs an AgentToServer message every
+/// `polling_interval` (and at once when it has news) and reads the
+/// server's ServerToAgent from the response.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpampHttp {
+    /// The server's OpAMP URL, e.g. `http://127.0.0.1:4320/v1/opamp`.
+    pub endpoint: Option<String>,
+    /// Extra request headers (e.g. `Authorization`).
+    pub headers: BTreeMap<String, String>,
+    /// How often Tapio polls when it has nothing to report.
+    #[serde(with = "humantime_serde")]
+    pub polling_interval: Duration,
+    /// Per-request timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// TLS for `https` endpoints.
+    pub tls: TlsConfig,
+}
+
+impl Default for OpampHttp {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            headers: BTreeMap::new(),
+            polling_interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+/// Optional OpAMP capabilities (ReportsStatus, ReportsHealth and
+/// ReportsRemoteConfig are always on).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpampCapabilities {
+    /// Take `probes.*.policy` from the server's remote config. `false`:
+    /// report only.
+    pub accepts_remote_config: bool,
+    /// Send the effective configuration (exporter headers redacted).
+    pub reports_effective_config: bool,
+}
+
+impl Default for OpampCapabilities {
+    fn default() -> Self {
+        Self {
+            accepts_remote_config: true,
+            reports_effective_config: true,
+        }
+    }
+}
+
+/// Additions to the AgentDescription Tapio sends (`service.*` identify it;
+/// the other resource attributes are sent as non-identifying).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpampAgentDescription {
+    /// Added to the non-identifying attributes.
+    pub non_identifying_attributes: BTreeMap<String, String>,
 }
 
 /// Per-probe settings. A probe left out runs with its defaults.
@@ -775,6 +875,26 @@ pub struct Exporters {
     pub otlphttp: Option<OtlpExporter>,
     /// OTLP-JSON, one export request per line, on stdout.
     pub stdout: Option<StdoutExporter>,
+    /// Serve Tapio's metrics on `/metrics` in the Prometheus text format,
+    /// named as the collector's `prometheus` exporter names them. A pull
+    /// exporter: it runs beside the one push exporter above (or stdout).
+    pub prometheus: Option<PrometheusExporter>,
+}
+
+/// The `/metrics` endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusExporter {
+    /// `IP:port` to listen on. Loopback unless you mean to expose it.
+    pub endpoint: String,
+}
+
+impl Default for PrometheusExporter {
+    fn default() -> Self {
+        Self {
+            endpoint: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 /// Settings shared by the OTLP gRPC and HTTP exporters.

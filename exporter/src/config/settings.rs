@@ -82,6 +82,10 @@ pub struct Settings {
     /// Resource attributes from config and environment (host and service
     /// attributes are added by `otel::resource`).
     pub resource: Vec<(String, AttrValue)>,
+    /// Where `/metrics` is served, if anywhere.
+    pub prometheus: Option<std::net::SocketAddr>,
+    /// The OpAMP agent, if configured.
+    pub opamp: Option<OpampExtension>,
 }
 
 struct Resolver<'a> {
@@ -316,6 +320,12 @@ impl Config {
                 .shutdown_timeout
                 .unwrap_or(Duration::from_secs(5)),
             resource,
+            prometheus: self
+                .exporters
+                .prometheus
+                .as_ref()
+                .and_then(|p| p.endpoint.parse().ok()),
+            opamp: self.extensions.opamp.clone(),
         })
     }
 }

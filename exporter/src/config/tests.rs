@@ -101,6 +101,17 @@ fn readme_documents_every_config_key() {
     cfg.pipeline.metrics.export_interval = Some(std::time::Duration::from_secs(1));
     cfg.pipeline.shutdown_timeout = Some(std::time::Duration::from_secs(1));
     cfg.probes.process.enabled = Some(true);
+    cfg.exporters.prometheus = Some(PrometheusExporter::default());
+    cfg.extensions.opamp = Some(OpampExtension {
+        server: OpampServer {
+            http: Some(OpampHttp {
+                endpoint: Some("http://x:1".into()),
+                ..Default::default()
+            }),
+        },
+        instance_uid: Some("u".into()),
+        ..Default::default()
+    });
     let v = serde_yaml_ng::to_value(&cfg).unwrap();
     let mut all = Vec::new();
     keys(&v, "", &mut all);

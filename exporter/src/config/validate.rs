@@ -18,6 +18,7 @@ impl Config {
         self.probes.validate(&mut errs);
         self.exporters.validate(&mut errs);
         self.pipeline.validate(&mut errs);
+        self.extensions.validate(&mut errs);
         for key in self.resource.attributes.keys() {
             if key.trim().is_empty() {
                 errs.push(ConfigError::new(
@@ -508,6 +509,14 @@ impl Exporters {
                 queue_size("exporters.stdout.queue_size", q, errs);
             }
         }
+        if let Some(p) = &self.prometheus {
+            if p.endpoint.parse::<std::net::SocketAddr>().is_err() {
+                errs.push(ConfigError::new(
+                    "exporters.prometheus.endpoint",
+                    format!("`{}` is not IP:port (e.g. 127.0.0.1:9464)", p.endpoint),
+                ));
+            }
+        }
     }
 }
 
@@ -548,33 +557,11 @@ impl OtlpExporter {
                 errs.push(ConfigError::new(format!("{base}.endpoint"), m));
             }
         }
-        for (k, v) in &self.headers {
-            let path = format!("{base}.headers.{k}");
-            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                errs.push(ConfigError::new(
-                    &path,
-                    format!("`{k}` is not a valid header name"),
-                ));
-            }
-            if reqwest::header::HeaderValue::from_str(v).is_err() {
-                errs.push(ConfigError::new(
-                    &path,
-                    "value has characters a header cannot carry",
-                ));
-            }
-        }
+        headers(base, &self.headers, errs);
         if let Some(t) = self.timeout {
             positive(&format!("{base}.timeout"), t, errs);
         }
-        readable(&format!("{base}.tls.ca_file"), &self.tls.ca_file, errs);
-        readable(&format!("{base}.tls.cert_file"), &self.tls.cert_file, errs);
-        readable(&format!("{base}.tls.key_file"), &self.tls.key_file, errs);
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            errs.push(ConfigError::new(
-                format!("{base}.tls"),
-                "cert_file and key_file go together (mutual TLS needs both)",
-            ));
-        }
+        tls(base, &self.tls, errs);
         let r = &self.retry_on_failure;
         if r.enabled {
             positive(
@@ -594,6 +581,87 @@ impl OtlpExporter {
             self.sending_queue.queue_size,
             errs,
         );
+    }
+}
+
+fn headers(
+    base: &str,
+    map: &std::collections::BTreeMap<String, String>,
+    errs: &mut Vec<ConfigError>,
+) {
+    for (k, v) in map {
+        let path = format!("{base}.headers.{k}");
+        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            errs.push(ConfigError::new(
+                &path,
+                format!("`{k}` is not a valid header name"),
+            ));
+        }
+        if reqwest::header::HeaderValue::from_str(v).is_err() {
+            errs.push(ConfigError::new(
+                &path,
+                "value has characters a header cannot carry",
+            ));
+        }
+    }
+}
+
+fn tls(base: &str, t: &TlsConfig, errs: &mut Vec<ConfigError>) {
+    readable(&format!("{base}.tls.ca_file"), &t.ca_file, errs);
+    readable(&format!("{base}.tls.cert_file"), &t.cert_file, errs);
+    readable(&format!("{base}.tls.key_file"), &t.key_file, errs);
+    if t.cert_file.is_some() != t.key_file.is_some() {
+        errs.push(ConfigError::new(
+            format!("{base}.tls"),
+            "cert_file and key_file go together (mutual TLS needs both)",
+        ));
+    }
+}
+
+/// Shortest OpAMP polling interval: a fleet polling faster is a load test.
+const MIN_OPAMP_POLL: Duration = Duration::from_millis(100);
+
+impl Extensions {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        let Some(o) = &self.opamp else { return };
+        let base = "extensions.opamp";
+        if let Some(uid) = &o.instance_uid {
+            match uuid::Uuid::parse_str(uid) {
+                Ok(u) if !u.is_nil() => {}
+                _ => errs.push(ConfigError::new(
+                    format!("{base}.instance_uid"),
+                    format!("`{uid}` is not a UUID (e.g. 01913a7e-6c4b-7cc2-8f0e-3b1c2d4e5f60)"),
+                )),
+            }
+        }
+        let Some(h) = &o.server.http else {
+            errs.push(ConfigError::new(
+                format!("{base}.server"),
+                "needs `http: { endpoint: … }` (the only transport Tapio speaks)",
+            ));
+            return;
+        };
+        let base = "extensions.opamp.server.http";
+        match &h.endpoint {
+            None => errs.push(ConfigError::new(
+                format!("{base}.endpoint"),
+                "is required, e.g. http://127.0.0.1:4320/v1/opamp",
+            )),
+            Some(ep) => {
+                if let Err(m) = check_endpoint(ep) {
+                    errs.push(ConfigError::new(format!("{base}.endpoint"), m));
+                }
+            }
+        }
+        headers(base, &h.headers, errs);
+        if h.polling_interval < MIN_OPAMP_POLL {
+            errs.push(ConfigError::new(
+                format!("{base}.polling_interval"),
+                "must be at least 100ms",
+            ));
+        }
+        positive(&format!("{base}.timeout"), h.timeout, errs);
+        tls(base, &h.tls, errs);
     }
 }
 

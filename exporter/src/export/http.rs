@@ -1,7 +1,7 @@
 //! OTLP over HTTP with protobuf bodies (reqwest, rustls).
 
 use super::sink::{Accepted, ExportError, Payload, SinkError};
-use crate::config::OtlpSettings;
+use crate::config::{OtlpSettings, TlsConfig};
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceResponse, metrics::v1::ExportMetricsServiceResponse,
     trace::v1::ExportTraceServiceResponse,
@@ -24,34 +24,48 @@ fn read(path: &str) -> Result<Vec<u8>, SinkError> {
     std::fs::read(path).map_err(|e| SinkError::Tls(format!("{path}: {e}")))
 }
 
+/// A client with default headers, a per-request timeout and the TLS
+/// settings of `tls` (extra CA roots, a client identity). The OTLP/HTTP
+/// sink and the OpAMP agent share it.
+pub fn client<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    timeout: std::time::Duration,
+    tls: &TlsConfig,
+) -> Result<reqwest::Client, SinkError> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name =
+            HeaderName::from_bytes(k.as_bytes()).map_err(|_| SinkError::Header(k.to_string()))?;
+        let val = HeaderValue::from_str(v).map_err(|_| SinkError::Header(k.to_string()))?;
+        map.insert(name, val);
+    }
+    let mut b = reqwest::Client::builder()
+        .default_headers(map)
+        .timeout(timeout)
+        .user_agent(concat!("tapio/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &tls.ca_file {
+        let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
+            .map_err(|e| SinkError::Tls(format!("{ca}: {e}")))?;
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if let (Some(c), Some(k)) = (&tls.cert_file, &tls.key_file) {
+        let mut pem = read(c)?;
+        pem.extend(read(k)?);
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| SinkError::Tls(e.to_string()))?;
+        b = b.identity(id);
+    }
+    b.build().map_err(|e| SinkError::Tls(e.to_string()))
+}
+
 impl HttpSink {
     pub fn new(o: &OtlpSettings) -> Result<Self, SinkError> {
-        let mut headers = HeaderMap::new();
-        for (k, v) in &o.headers {
-            let name =
-                HeaderName::from_bytes(k.as_bytes()).map_err(|_| SinkError::Header(k.clone()))?;
-            let val = HeaderValue::from_str(v).map_err(|_| SinkError::Header(k.clone()))?;
-            headers.insert(name, val);
-        }
-        let mut b = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(o.timeout)
-            .user_agent(concat!("tapio/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &o.tls.ca_file {
-            let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
-                .map_err(|e| SinkError::Tls(format!("{ca}: {e}")))?;
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if let (Some(c), Some(k)) = (&o.tls.cert_file, &o.tls.key_file) {
-            let mut pem = read(c)?;
-            pem.extend(read(k)?);
-            let id =
-                reqwest::Identity::from_pem(&pem).map_err(|e| SinkError::Tls(e.to_string()))?;
-            b = b.identity(id);
-        }
-        let client = b.build().map_err(|e| SinkError::Tls(e.to_string()))?;
+        let client = client(
+            o.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            o.timeout,
+            &o.tls,
+        )?;
         reqwest::Url::parse(&o.endpoint).map_err(|e| SinkError::Endpoint {
             endpoint: o.endpoint.clone(),
             message: e.to_string(),

@@ -10,6 +10,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod prometheus;
 pub mod queue;
 pub mod sink;
 pub mod stdout;
@@ -51,6 +52,15 @@ impl Emitter {
 
     pub fn span(&self, s: Span) {
         self.spans.push(s);
+    }
+
+    /// An emitter no exporter drains (unit tests of emitting code).
+    #[cfg(test)]
+    pub(crate) fn detached(telemetry: Arc<Telemetry>) -> Self {
+        Self {
+            logs: Arc::new(BoundedQueue::new(64, 64, telemetry.clone(), Signal::Logs)),
+            spans: Arc::new(BoundedQueue::new(64, 64, telemetry, Signal::Traces)),
+        }
     }
 }
 
@@ -171,6 +181,10 @@ impl Exporter {
         }
     }
 
+    pub fn metrics(&self) -> MetricsSource {
+        MetricsSource(self.shared.clone())
+    }
+
     pub fn sink_description(&self) -> String {
         self.shared.sink.describe()
     }
@@ -287,14 +301,37 @@ fn data_points(ms: &[Metric]) -> u64 {
         .sum()
 }
 
-fn collect_metrics(sh: &Shared) -> (Payload, u64) {
-    let now = crate::clock::unix_ns();
-    let mut metrics = otel::metrics::self_telemetry(&sh.telemetry, now);
-    if let Ok(ps) = sh.producers.lock() {
-        for p in ps.iter() {
-            metrics.extend(p(now));
+impl Shared {
+    /// Every metric as of now: self-telemetry and the probes' producers.
+    fn current_metrics(&self) -> Vec<Metric> {
+        let now = crate::clock::unix_ns();
+        let mut metrics = otel::metrics::self_telemetry(&self.telemetry, now);
+        if let Ok(ps) = self.producers.lock() {
+            for p in ps.iter() {
+                metrics.extend(p(now));
+            }
         }
+        metrics
     }
+}
+
+/// The metrics the exporter pushes, for pull endpoints (`/metrics`): the
+/// same snapshot, taken when asked.
+#[derive(Clone)]
+pub struct MetricsSource(Arc<Shared>);
+
+impl MetricsSource {
+    pub fn resource(&self) -> &Resource {
+        &self.0.resource
+    }
+
+    pub fn collect(&self) -> Vec<Metric> {
+        self.0.current_metrics()
+    }
+}
+
+fn collect_metrics(sh: &Shared) -> (Payload, u64) {
+    let metrics = sh.current_metrics();
     let n = data_points(&metrics);
     let payload = Payload::Metrics(ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {

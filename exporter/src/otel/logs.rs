@@ -4,7 +4,7 @@ use super::{kv_bool, kv_f64, kv_int, kv_str, names::attr, names::event, rfc3339}
 use crate::clock::WallClock;
 use crate::enrich::{cgroup::Workload, ProcessInfo};
 use crate::probes::process::{Common, Exec, Exit, Fork};
-use crate::telemetry::ReloadResult;
+use crate::telemetry::{ReloadResult, ReloadSource};
 use opentelemetry_proto::tonic::{
     common::v1::{any_value::Value, AnyValue, KeyValue},
     logs::v1::{LogRecord, SeverityNumber},
@@ -235,25 +235,30 @@ pub fn connection_close(
 
 /// A config reload: INFO when the new policy is in force, ERROR (with the
 /// reason as the body) when the previous policy stays.
-pub fn config_reload(path: &str, result: ReloadResult, why: Option<&str>, now: u64) -> LogRecord {
+/// A policy change from `source`; `origin` is the file's path or the OpAMP
+/// server's URL.
+pub fn config_reload(
+    source: ReloadSource,
+    origin: &str,
+    result: ReloadResult,
+    why: Option<&str>,
+    now: u64,
+) -> LogRecord {
     let (severity, body) = match why {
-        None => (SeverityNumber::Info, format!("{path}: policy reloaded")),
+        None => (SeverityNumber::Info, format!("{origin}: policy reloaded")),
         Some(w) => (
             SeverityNumber::Error,
-            format!("{path}: {w}; the previous policy stays in force"),
+            format!("{origin}: {w}; the previous policy stays in force"),
         ),
     };
-    record(
-        event::TAPIO_CONFIG_RELOAD,
-        severity,
-        now,
-        now,
-        body,
-        vec![
-            kv_str(attr::TAPIO_RELOAD_RESULT, result.name()),
-            kv_str(attr::TAPIO_CONFIG_PATH, path.to_string()),
-        ],
-    )
+    let mut attrs = vec![
+        kv_str(attr::TAPIO_RELOAD_RESULT, result.name()),
+        kv_str(attr::TAPIO_CONFIG_SOURCE, source.name()),
+    ];
+    if source == ReloadSource::File {
+        attrs.push(kv_str(attr::TAPIO_CONFIG_PATH, origin.to_string()));
+    }
+    record(event::TAPIO_CONFIG_RELOAD, severity, now, now, body, attrs)
 }
 
 /// An enforcement decision: WARN for deny, INFO for audit.

@@ -2,7 +2,9 @@
 //! OTLP metrics: cumulative sums, gauges and explicit-bucket histograms.
 
 use super::{kv_str, names, names::MetricDef};
-use crate::telemetry::{DropReason, HistogramSnapshot, ReloadResult, Signal, Telemetry};
+use crate::telemetry::{
+    DropReason, HistogramSnapshot, ReloadResult, ReloadSource, Signal, Telemetry,
+};
 use opentelemetry_proto::tonic::{
     common::v1::KeyValue,
     metrics::v1::{
@@ -179,12 +181,30 @@ pub fn self_telemetry(t: &Telemetry, now: u64) -> Vec<Metric> {
             &names::CONFIG_RELOADS,
             start,
             now,
-            ReloadResult::ALL
+            ReloadSource::ALL
                 .iter()
-                .map(|r| {
+                .flat_map(|s| ReloadResult::ALL.iter().map(move |r| (*s, *r)))
+                .map(|(s, r)| {
                     (
-                        vec![kv_str(names::attr::TAPIO_RELOAD_RESULT, r.name())],
-                        t.reloads.get(*r),
+                        vec![
+                            kv_str(names::attr::TAPIO_CONFIG_SOURCE, s.name()),
+                            kv_str(names::attr::TAPIO_RELOAD_RESULT, r.name()),
+                        ],
+                        t.reloads.get(s, r),
+                    )
+                })
+                .collect(),
+        ),
+        counter(
+            &names::OPAMP_EXCHANGES,
+            start,
+            now,
+            [("ok", &t.opamp.ok), ("failed", &t.opamp.failed)]
+                .into_iter()
+                .map(|(r, n)| {
+                    (
+                        vec![kv_str(names::attr::TAPIO_OPAMP_RESULT, r)],
+                        n.load(Relaxed),
                     )
                 })
                 .collect(),

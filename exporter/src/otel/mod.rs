@@ -4,6 +4,7 @@
 pub mod logs;
 pub mod metrics;
 pub mod names;
+pub mod prometheus;
 pub mod resource;
 pub mod security;
 pub mod traces;

@@ -143,6 +143,10 @@ pub mod attr {
     pub const TAPIO_RELOAD_RESULT: &str = "tapio.reload.result";
     /// The config file a reload read.
     pub const TAPIO_CONFIG_PATH: &str = "tapio.config.path";
+    /// Where a policy came from: `file` or `opamp`.
+    pub const TAPIO_CONFIG_SOURCE: &str = "tapio.config.source";
+    /// How an OpAMP exchange ended: `ok` or `failed`.
+    pub const TAPIO_OPAMP_RESULT: &str = "tapio.opamp.result";
     // semconv file
     pub const FILE_PATH: &str = "file.path";
     pub const FILE_NAME: &str = "file.name";
@@ -205,6 +209,8 @@ pub mod attr {
     // resource
     pub const SERVICE_NAME: &str = "service.name";
     pub const SERVICE_VERSION: &str = "service.version";
+    /// OpAMP instance UID (in the AgentDescription).
+    pub const SERVICE_INSTANCE_ID: &str = "service.instance.id";
     pub const HOST_NAME: &str = "host.name";
     pub const HOST_ID: &str = "host.id";
     pub const OS_TYPE: &str = "os.type";
@@ -321,8 +327,16 @@ pub const CONFIG_RELOADS: MetricDef = MetricDef {
     name: "tapio.config.reloads",
     unit: "{reload}",
     instrument: Instrument::Counter,
-    description: "Changes of the config file seen while running, by result; `rejected` and `failed` left the previous policy in force.",
-    attributes: &[attr::TAPIO_RELOAD_RESULT],
+    description: "Policy changes seen while running, from the config file or OpAMP, by result; `rejected` and `failed` left the previous policy in force.",
+    attributes: &[attr::TAPIO_CONFIG_SOURCE, attr::TAPIO_RELOAD_RESULT],
+};
+
+pub const OPAMP_EXCHANGES: MetricDef = MetricDef {
+    name: "tapio.opamp.exchanges",
+    unit: "{request}",
+    instrument: Instrument::Counter,
+    description: "Requests to the OpAMP server: `ok` (answered) or `failed` (unreachable, HTTP error, undecodable answer or an error response; retried with backoff).",
+    attributes: &[attr::TAPIO_OPAMP_RESULT],
 };
 
 pub const XDP_PACKETS: MetricDef = MetricDef {
@@ -440,6 +454,7 @@ pub const SELF_METRICS: &[MetricDef] = &[
     PIPELINE_LATENCY,
     PROBE_ATTACHED,
     CONFIG_RELOADS,
+    OPAMP_EXCHANGES,
 ];
 
 /// Every metric Tapio exports.
@@ -453,6 +468,7 @@ pub const METRICS: &[MetricDef] = &[
     PIPELINE_LATENCY,
     PROBE_ATTACHED,
     CONFIG_RELOADS,
+    OPAMP_EXCHANGES,
     TCP_CONNECT_DURATION,
     DNS_LOOKUP_DURATION,
     XDP_PACKETS,

@@ -7,7 +7,7 @@
 use super::{LoadError, Loaded, RingConfig};
 use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS};
 use crate::config::{FileOperation, LsmAction, LsmHook, LsmPolicy, LsmProbe, LsmRule, OnExit};
-use crate::reload::{PolicyError, PolicyTarget};
+use crate::policy::{PolicyError, PolicyTarget};
 use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray};
 use aya::programs::{
     links::{CgroupAttachMode, FdLink},

@@ -16,7 +16,7 @@
 use super::{describe, LoadError, Loaded, RingConfig};
 use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS};
 use crate::config::{ChaosDirection, L4Protocol, TcPolicy, TcProbe};
-use crate::reload::{PolicyError, PolicyTarget};
+use crate::policy::{PolicyError, PolicyTarget};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::{SchedClassifier, TcAttachType};
 use std::collections::HashMap;

@@ -7,7 +7,7 @@
 use super::{LoadError, Loaded, RingConfig};
 use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS};
 use crate::config::{XdpMode, XdpPolicy, XdpProbe};
-use crate::reload::{PolicyError, PolicyTarget};
+use crate::policy::{PolicyError, PolicyTarget};
 use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray};
 use aya::programs::{xdp::XdpMode as AyaXdpMode, SchedClassifier, TcAttachType, Xdp};
 use aya::{Btf, Ebpf, EbpfLoader};

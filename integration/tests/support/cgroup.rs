@@ -1,0 +1,79 @@
+//! A cgroup of the test's own for enforcement tests (shared by the test
+//! files that include it with `#[path]`).
+//!
+//! Not every including test uses every helper.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::time::Duration;
+
+/// A cgroup v2 directory of the test's own, removed on drop.
+pub struct TestCgroup {
+    pub path: std::path::PathBuf,
+    /// The path relative to the cgroup2 mount, as rules name it.
+    pub rel: String,
+}
+
+impl TestCgroup {
+    pub fn new(tag: &str) -> Self {
+        Self::at(format!("tapio-lsm-{tag}-{}", std::process::id()))
+    }
+
+    /// A cgroup at `rel` below the cgroup2 root (its parent must exist).
+    pub fn at(rel: String) -> Self {
+        let root = tapio::probes::cgroup2_root().expect("cgroup2 mount");
+        let path = std::path::Path::new(&root).join(&rel);
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path).expect("create test cgroup");
+        Self { path, rel }
+    }
+
+    /// Run `python3 -c script` inside the cgroup; returns its stdout.
+    pub fn python(&self, script: &str) -> String {
+        self.run("python3", &["-c", script])
+    }
+
+    pub fn run(&self, prog: &str, args: &[&str]) -> String {
+        let procs = self.path.join("cgroup.procs");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo $$ > {} && exec \"$@\"", procs.display()))
+            .arg("sh")
+            .arg(prog)
+            .args(args)
+            .output()
+            .expect("run in cgroup");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A python script that connects to each 127.0.0.1 port and prints its pid
+/// and, per port, `ok`, `EPERM` or `errN`.
+pub fn connect_script(ports: &[u16]) -> String {
+    let list = ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "import socket,os\nout=[str(os.getpid())]\nfor p in ({list},):\n  s=socket.socket()\n  try:\n    s.connect(('127.0.0.1',p)); out.append('ok')\n  except PermissionError: out.append('EPERM')\n  except OSError as e: out.append('err%d' % e.errno)\nprint(' '.join(out))"
+    )
+}
+
+/// A loopback listener on a free port, for connect rules to name.
+pub fn listener() -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = l.local_addr().unwrap().port();
+    (l, p)
+}
