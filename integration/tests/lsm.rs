@@ -400,6 +400,9 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
     std::fs::create_dir(path("protected")).unwrap();
     std::fs::copy("/bin/true", path("denied-true")).unwrap();
     std::fs::copy("/bin/sleep", path("protected/sleep")).unwrap();
+    // The allowed target sits beside the protected directory on the same
+    // filesystem, so only the prefix tells them apart.
+    std::fs::copy("/bin/sleep", path("sleep")).unwrap();
     let rule = |name: &str, hook: &str, action: &str, m: &str| {
         format!(
             "        - name: {name}\n          hook: {hook}\n          action: {action}\n          match: {{ {m}, cgroup: {} }}\n",
@@ -465,7 +468,7 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
         .arg("30")
         .spawn()
         .unwrap();
-    let mut other = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+    let mut other = Command::new(path("sleep")).arg("30").spawn().unwrap();
     let ptrace = |pid: u32| {
         cg.python(&format!(
             "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n\

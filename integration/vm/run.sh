@@ -42,7 +42,7 @@ KERNELS=${KERNELS:-"6.1.0-56-amd64 6.12.115+deb12-amd64"}
 # variables, rotel, --collector-config) and the ConfigMap symlink swap
 # (inotify, not BPF): under emulation they cost ~2 minutes per kernel and
 # prove nothing about it.
-SUITE=${SUITE:-"process:process_events_over_http_with_gzip_and_headers,otel_environment_variables_configure_the_exporter,process_events_through_the_rotel_collector,process_events_over_grpc_with_mutual_tls,collector_config_supplies_the_endpoint network dns security lsm:configmap_style_symlink_swap_is_applied xdp tc"}
+SUITE=${SUITE-"process:process_events_over_http_with_gzip_and_headers,otel_environment_variables_configure_the_exporter,process_events_through_the_rotel_collector,process_events_over_grpc_with_mutual_tls,collector_config_supplies_the_endpoint network dns security lsm:configmap_style_symlink_swap_is_applied xdp tc"}
 # Per test binary, under emulation (CPU-bound code runs ~12x slower).
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 [ -x "$TAPIO" ] || { echo "build first: cargo build --release ($TAPIO missing)"; exit 1; }
@@ -259,17 +259,23 @@ run_suite() { # kernel
 		[ -n "${BIN_OF[$name]:-}" ] || continue
 		rc=$(cat "$out/$name.rc" 2>/dev/null || echo none)
 		secs=$(cat "$out/$name.secs" 2>/dev/null || echo "?")
-		local passed=0 total=0
-		while read -r t res; do
+		local passed=0 total=0 took
+		# Lines are "<uptime> <output>"; with one test thread, a test ran
+		# from the previous result line (or "running N tests") to its own.
+		while read -r took t res; do
 			total=$((total + 1))
 			if [ "$res" = ok ]; then
 				passed=$((passed + 1))
-				echo "  pass  $v $name::$t"
+				echo "  pass  $v $name::$t (${took}s)"
 			else
-				echo "  FAIL  $v $name::$t ($res)"
+				echo "  FAIL  $v $name::$t ($res after ${took}s)"
 				fail=1
 			fi
-		done < <(sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\|ignored\)$/\1 \2/p' "$out/$name.txt" 2>/dev/null)
+		done < <(awk '
+			$2 == "running" && $4 ~ /^tests?$/ { last = $1 }
+			$2 == "test" && $(NF - 1) == "..." && $NF ~ /^(ok|FAILED|ignored)$/ {
+				printf "%d %s %s\n", $1 - last, $3, $NF; last = $1
+			}' "$out/$name.txt" 2>/dev/null)
 		if [ "$rc" != 0 ] && [ $passed = $total ]; then
 			# Killed by the timeout, or failed outside a test.
 			echo "  FAIL  $v $name (exit $rc after ${secs}s; output: $out/$name.txt)"

@@ -48,8 +48,14 @@ echo "suite: kernel $v ready at $(cut -d' ' -f1 /proc/uptime)s" >$O/boot.txt
 while read name timeout_s cmd; do
 	start=$(cut -d' ' -f1 /proc/uptime)
 	# shellcheck disable=SC2046
-	chroot $H /usr/bin/env -i $(cat $O/env) timeout -s KILL "$timeout_s" /bin/sh -c "$cmd" >"$O/$name.txt" 2>&1
-	echo $? >"$O/$name.rc"
+	# Each output line stamped with the guest's uptime, so run.sh can tell
+	# how long each test took.
+	{
+		chroot $H /usr/bin/env -i $(cat $O/env) timeout -s KILL "$timeout_s" /bin/sh -c "$cmd" 2>&1
+		echo $? >"$O/$name.rc"
+	} | while IFS= read -r line; do
+		echo "$(cut -d' ' -f1 /proc/uptime) $line"
+	done >"$O/$name.txt"
 	end=$(cut -d' ' -f1 /proc/uptime)
 	echo "$start $end" | awk '{printf "%d\n", $2 - $1}' >"$O/$name.secs"
 done <$O/tests
