@@ -381,6 +381,15 @@ static __always_inline __u8 classify(const __u8 *b, __u32 n, __u16 server_port,
 		return TAPIO_TC_TLS;
 	if (n >= 16 && starts(b, "PRI * HTTP/2.0\r\n", 16))
 		return TAPIO_TC_HTTP2;
+	/* An HTTP/2 server may speak first: its SETTINGS frame (type 4, not an
+	 * ACK, stream 0, a whole number of 6-byte settings) can reach the wire
+	 * before the client's preface, and under load it often does. */
+	if (from_server && n >= 9 && b[3] == 0x04 && b[4] == 0 && b[5] == 0 && b[6] == 0 &&
+	    b[7] == 0 && b[8] == 0 && b[0] == 0) {
+		__u32 len = ((__u32)b[1] << 8) | b[2];
+		if (len % 6 == 0 && len <= 6 * 16)
+			return TAPIO_TC_HTTP2;
+	}
 	if (n >= 5 && (starts(b, "GET ", 4) || starts(b, "POST", 4) || starts(b, "PUT ", 4) ||
 		       starts(b, "HEAD", 4) || starts(b, "DELE", 4) || starts(b, "PATC", 4) ||
 		       starts(b, "OPTI", 4) || starts(b, "CONN", 4) || starts(b, "TRAC", 4) ||
@@ -639,8 +648,10 @@ static __always_inline void observe(struct __sk_buff *skb, struct pkt *p, __u8 d
 		f->proto = proto;
 		if (proto == TAPIO_TC_HTTP2) {
 			f->state = FLOW_H2;
-			/* The preface (24 bytes) may be followed by frames. */
-			int g = h2_grpc(skb, p->payload_off + 24, p->payload_off + p->payload_len);
+			/* The client's preface (24 bytes) may be followed by frames;
+			 * a server's first segment is frames from the start. */
+			__u32 first = from_server ? 0 : 24;
+			int g = h2_grpc(skb, p->payload_off + first, p->payload_off + p->payload_len);
 			if (g != 0) {
 				f->proto = g > 0 ? TAPIO_TC_GRPC : TAPIO_TC_HTTP2;
 				f->state = FLOW_DECIDED;
@@ -649,7 +660,15 @@ static __always_inline void observe(struct __sk_buff *skb, struct pkt *p, __u8 d
 			f->state = FLOW_DECIDED;
 		}
 	} else if (f->state == FLOW_H2) {
-		int g = h2_grpc(skb, p->payload_off, p->payload_off + p->payload_len);
+		/* After a server-first SETTINGS, the client's preface comes here. */
+		__u32 skip = 0;
+		if (!from_server && p->payload_len >= 24) {
+			__u8 b[16];
+			if (!bpf_skb_load_bytes(skb, p->payload_off, b, 16) &&
+			    starts(b, "PRI * HTTP/2.0\r\n", 16))
+				skip = 24;
+		}
+		int g = h2_grpc(skb, p->payload_off + skip, p->payload_off + p->payload_len);
 		f->h2_packets += 1;
 		if (g != 0 || f->h2_packets >= H2_DECIDE_PACKETS || ends) {
 			f->proto = g > 0 ? TAPIO_TC_GRPC : TAPIO_TC_HTTP2;

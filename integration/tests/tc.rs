@@ -902,6 +902,23 @@ fn classifies_crafted_flows_through_prog_test_run() {
         };
         run(&frame);
     }
+    // An HTTP/2 server need not wait for the preface: its SETTINGS (two
+    // settings here) first, then the client's preface and gRPC request.
+    let server_settings: Vec<u8> = [0u8, 0, 12, 4, 0, 0, 0, 0, 0]
+        .into_iter()
+        .chain([0, 3, 0, 0, 0, 100, 0, 4, 0, 1, 0, 0])
+        .collect();
+    let request = h2_data(&grpc_msg);
+    run(&tcp_frame(client, server, 41006, 8082, SYN, &[]));
+    run(&tcp_frame(
+        server,
+        client,
+        8082,
+        41006,
+        PSH_ACK,
+        &server_settings,
+    ));
+    run(&tcp_frame(client, server, 41006, 8082, PSH_ACK, &request));
     let m = loaded
         .ebpf
         .map(tapio::probes::tc::MAP_COUNTS)
@@ -929,4 +946,11 @@ fn classifies_crafted_flows_through_prog_test_run() {
             payload.len()
         );
     }
+    let both = (server_settings.len() + request.len()) as u64;
+    let got: Vec<_> = seen.iter().filter(|(p, _, _)| *p == 8082).collect();
+    assert!(
+        got.iter().map(|(_, proto, _)| *proto).all(|p| p == "grpc")
+            && got.iter().map(|(_, _, b)| b).sum::<u64>() == both,
+        "server-first HTTP/2: want grpc with {both} bytes, got {got:?}"
+    );
 }
