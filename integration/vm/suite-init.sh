@@ -22,7 +22,16 @@ mount -t devtmpfs dev $H/dev
 mkdir -p $H/dev/pts $H/dev/shm 2>/dev/null
 mount -t devpts devpts $H/dev/pts
 mount -t tmpfs shm $H/dev/shm
+# The repository (its test scripts and fixtures) stays visible even when
+# it lives below a directory the tmpfs mounts hide (a clone in /tmp).
+R=$(cat /repo-dir)
+mkdir -p /repo
+mount --bind "$H$R" /repo
 for d in tmp run var/tmp; do mount -t tmpfs "t-$d" "$H/$d"; done
+if [ ! -d "$H$R/integration" ]; then
+	mkdir -p "$H$R"
+	mount --bind /repo "$H$R"
+fi
 chmod 1777 $H/tmp $H/var/tmp
 mount -t bpf bpf $H/sys/fs/bpf
 mount -t tracefs tracefs $H/sys/kernel/tracing
