@@ -8,6 +8,7 @@
  * Both share the same bodies; only the way they find the task differs.
  */
 #include "tapio_bpf.h"
+#include "tapio_cgroup.h"
 
 TAPIO_PROBE_MAPS();
 
@@ -17,33 +18,6 @@ typedef struct tapio_process_fork tapio_process_fork;
 TAPIO_ABI_BTF(tapio_process_exec);
 TAPIO_ABI_BTF(tapio_process_exit);
 TAPIO_ABI_BTF(tapio_process_fork);
-
-/* kernfs_node.parent was renamed __parent in 6.15; read whichever exists. */
-struct kernfs_node___pre615 {
-	struct kernfs_node *parent;
-} __attribute__((preserve_access_index));
-
-static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
-{
-	if (bpf_core_field_exists(kn->__parent))
-		return BPF_CORE_READ(kn, __parent);
-	return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
-}
-
-static __always_inline void read_cgroup_names(struct tapio_process_exec *e,
-					      struct task_struct *task)
-{
-	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
-	if (!kn)
-		return;
-	bpf_probe_read_kernel_str(e->cgroup_leaf, sizeof(e->cgroup_leaf),
-				  BPF_CORE_READ(kn, name));
-	struct kernfs_node *parent = kn_parent(kn);
-	if (!parent)
-		return;
-	bpf_probe_read_kernel_str(e->cgroup_parent, sizeof(e->cgroup_parent),
-				  BPF_CORE_READ(parent, name));
-}
 
 /* Copy argv of the (already exec'd) current task into e->args. */
 static __always_inline void read_args(struct tapio_process_exec *e, struct task_struct *task)
@@ -99,7 +73,7 @@ static __always_inline int emit_exec(struct task_struct *task, const char *filen
 		if (n == sizeof(e->filename))
 			e->flags |= TAPIO_EXEC_FILENAME_TRUNCATED;
 	}
-	read_cgroup_names(e, task);
+	tapio_read_cgroup_names(e->cgroup_leaf, e->cgroup_parent, task);
 	read_args(e, task);
 	tapio_submit(&tapio_events, e);
 	return 0;

@@ -34,6 +34,8 @@ fn main() {
         .constified_enum_module("tapio_tc_direction")
         .constified_enum_module("tapio_tc_cb_state")
         .constified_enum_module("tapio_tc_flow_flags")
+        .constified_enum_module("tapio_oom_source")
+        .constified_enum_module("tapio_oom_flags")
         .derive_default(true)
         .derive_debug(true)
         .impl_debug(false)

@@ -369,6 +369,34 @@ pub async fn run(
         }
     }
 
+    let kcfg = settings.probes.kernel.clone();
+    if kcfg.oom_kill {
+        let ring = probes::RingConfig::new(kcfg.ring_buffer_size.0, kcfg.wakeup_interval);
+        ctx.start(
+            &probes::kernel::spec(&kcfg),
+            kcfg.enabled,
+            ring,
+            &|_| true,
+            kcfg.wakeup_interval,
+            |loaded, stats| {
+                let kills = loaded
+                    .take_percpu_array(probes::kernel::NAME, probes::kernel::MAP_OOM_KILLS)?;
+                exporter.add_metric_producer(probes::kernel::kills_producer(
+                    kills,
+                    telemetry.start_unix_ns,
+                ));
+                Ok(probes::kernel::Handler {
+                    emitter: exporter.emitter(),
+                    stats,
+                    enricher: Enricher::default(),
+                    clock: clock::WallClock::sample(),
+                })
+            },
+        )?;
+    } else if kcfg.enabled == Some(true) {
+        tracing::warn!("probes.kernel is enabled but oom_kill is off: nothing to run");
+    }
+
     // Last, so Tapio's own BPF loads are done before it reports others'.
     let scfg = settings.probes.security.clone();
     let ring = probes::RingConfig::new(scfg.ring_buffer_size.0, scfg.wakeup_interval);

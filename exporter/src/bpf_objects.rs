@@ -21,6 +21,9 @@ pub static LSM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l
 /// `ebpf/tc.bpf.c`.
 pub static TC: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc.bpf.o"));
 
+/// `ebpf/kernel.bpf.c`.
+pub static KERNEL: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kernel.bpf.o"));
+
 /// Which clang compiled them.
 pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt"));
 

@@ -68,6 +68,7 @@ wire!(
     tapio_tc_chaos,
     tapio_tc_cfg,
     tapio_tc_flow,
+    tapio_oom_kill,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

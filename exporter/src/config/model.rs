@@ -150,6 +150,8 @@ pub struct Probes {
     /// TC classifier on chosen interfaces: L7 protocol detection, traffic
     /// counters, load balancing, circuit breaking, chaos (`tapio.tc.*`).
     pub tc: TcProbe,
+    /// Kernel events: `kernel.oom_kill` logs and `tapio.oom.kills`.
+    pub kernel: KernelProbe,
 }
 
 /// The security probe.
@@ -863,6 +865,52 @@ impl Default for ProcessProbe {
             fork: true,
         }
     }
+}
+
+/// The kernel probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KernelProbe {
+    /// Run this probe (see `probes.process.enabled`).
+    pub enabled: Option<bool>,
+    /// Ring-buffer size in bytes (power of two, at least 4 KiB). An
+    /// OOM-kill record is 400 bytes.
+    pub ring_buffer_size: ByteSize,
+    /// Longest a record waits in the ring buffer (see `probes.process`).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// `kernel.oom_kill` records and the `tapio.oom.kills` counter.
+    pub oom_kill: bool,
+    /// How the OOM killer is hooked: `auto` (the best the kernel accepts),
+    /// `tp_btf` (the victim's task: its own cgroup and memory; needs
+    /// mark_victim's two-argument prototype, Linux 6.8+ or a backport) or
+    /// `tracepoint` (the tracepoint record's fields; the trigger's cgroup).
+    /// `tapio probes` shows which the kernel takes.
+    pub attach: KernelAttach,
+}
+
+impl Default for KernelProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            ring_buffer_size: ByteSize(64 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            oom_kill: true,
+            attach: KernelAttach::Auto,
+        }
+    }
+}
+
+/// The kernel probe's OOM hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelAttach {
+    /// Best first: tp_btf, then tracepoint.
+    Auto,
+    /// `tp_btf/mark_victim` only.
+    TpBtf,
+    /// `tracepoint/oom/mark_victim` only.
+    Tracepoint,
 }
 
 /// Exporters, keyed like the OpenTelemetry collector's.

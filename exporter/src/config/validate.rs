@@ -38,6 +38,11 @@ impl Probes {
             self.process.ring_buffer_size.0,
             errs,
         );
+        ringbuf_size(
+            "probes.kernel.ring_buffer_size",
+            self.kernel.ring_buffer_size.0,
+            errs,
+        );
         self.xdp.validate(errs);
         self.lsm.validate(errs);
         self.security.validate(errs);

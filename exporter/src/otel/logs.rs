@@ -449,6 +449,90 @@ pub fn circuit_breaker_change(c: &crate::probes::tc::BreakerChange, now: u64) ->
     )
 }
 
+/// `kernel.oom_kill` (WARN): the victim, what it held, who triggered it.
+/// Attributes the hook could not see on this kernel are left out rather
+/// than sent as zeros.
+pub fn oom_kill(
+    k: &crate::probes::kernel::OomKill,
+    ctx: &ProcessContext,
+    clock: &WallClock,
+    observed: u64,
+) -> LogRecord {
+    let mut a = vec![kv_int(attr::PROCESS_PID, i64::from(k.pid))];
+    if !k.pid_is_tid && k.tid != 0 {
+        a.push(kv_int(attr::THREAD_ID, i64::from(k.tid)));
+    }
+    if k.ppid != 0 {
+        a.push(kv_int(attr::PROCESS_PARENT_PID, i64::from(k.ppid)));
+    }
+    if let Some(comm) = &k.comm {
+        a.push(kv_str(attr::PROCESS_EXECUTABLE_NAME, comm.clone()));
+    }
+    if let Some(uid) = k.uid {
+        a.push(kv_int(attr::PROCESS_USER_ID, i64::from(uid)));
+    }
+    if let Some(o) = &ctx.owner {
+        a.push(kv_str(attr::PROCESS_OWNER, o.clone()));
+    }
+    a.push(kv_int(attr::TAPIO_CGROUP_ID, k.cgroup_id as i64));
+    if let Some(id) = &ctx.workload.container_id {
+        a.push(kv_str(attr::CONTAINER_ID, id.clone()));
+    }
+    if let Some(uid) = &ctx.workload.pod_uid {
+        a.push(kv_str(attr::K8S_POD_UID, uid.clone()));
+    }
+    let cgroup_of = if k.victim_cgroup { "victim" } else { "trigger" };
+    a.push(kv_str(attr::TAPIO_OOM_CGROUP_SOURCE, cgroup_of));
+    let bytes = |v: u64| v.min(i64::MAX as u64) as i64;
+    if let Some(m) = &k.memory {
+        a.push(kv_int(attr::TAPIO_OOM_TOTAL_VM_BYTES, bytes(m.total_vm)));
+        a.push(kv_int(attr::TAPIO_OOM_ANON_RSS_BYTES, bytes(m.anon_rss)));
+        a.push(kv_int(attr::TAPIO_OOM_FILE_RSS_BYTES, bytes(m.file_rss)));
+        a.push(kv_int(attr::TAPIO_OOM_SHMEM_RSS_BYTES, bytes(m.shmem_rss)));
+        a.push(kv_int(attr::TAPIO_OOM_PGTABLES_BYTES, bytes(m.pgtables)));
+    }
+    if let Some(s) = k.swap_bytes {
+        a.push(kv_int(attr::TAPIO_OOM_SWAP_BYTES, bytes(s)));
+    }
+    if let Some(adj) = k.oom_score_adj {
+        a.push(kv_int(attr::TAPIO_OOM_SCORE_ADJ, i64::from(adj)));
+    }
+    a.push(kv_int(
+        attr::TAPIO_OOM_TRIGGER_PID,
+        i64::from(k.trigger_pid),
+    ));
+    a.push(kv_str(
+        attr::TAPIO_OOM_TRIGGER_EXECUTABLE_NAME,
+        k.trigger_comm.clone(),
+    ));
+    let who = match &k.comm {
+        Some(c) => format!("{c} (pid {})", k.pid),
+        None => format!("pid {}", k.pid),
+    };
+    let mib = |v: u64| v as f64 / f64::from(1 << 20);
+    let held = match &k.memory {
+        Some(m) => format!(
+            ": anon-rss {:.1} MiB, file-rss {:.1} MiB, shmem-rss {:.1} MiB",
+            mib(m.anon_rss),
+            mib(m.file_rss),
+            mib(m.shmem_rss)
+        ),
+        None => String::new(),
+    };
+    let body = format!(
+        "OOM killer killed {who}{held}; triggered by {} (pid {})",
+        k.trigger_comm, k.trigger_pid
+    );
+    record(
+        event::KERNEL_OOM_KILL,
+        SeverityNumber::Warn,
+        clock.to_unix_ns(k.ts_boot_ns),
+        observed,
+        body,
+        a,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,6 +666,86 @@ mod tests {
         assert_eq!(
             attr_of(&r, "tapio.process.child_pid"),
             Some(&Value::IntValue(1300))
+        );
+    }
+
+    #[test]
+    fn oom_kill_record_names_victim_trigger_memory_and_workload() {
+        use crate::probes::kernel::{decode, fixtures};
+        let k = decode(&fixtures::tp_btf_bytes()).unwrap();
+        let ctx = ProcessContext {
+            owner: Some("app".into()),
+            workload: crate::enrich::cgroup::from_names(&k.cgroup_leaf, &k.cgroup_parent),
+            info: None,
+        };
+        let r = oom_kill(&k, &ctx, &WallClock::with_offset(1_000_000_000_000), 9);
+        assert_eq!(r.event_name, "kernel.oom_kill");
+        assert_eq!(r.severity_number, SeverityNumber::Warn as i32);
+        assert_eq!(r.severity_text, "WARN");
+        assert_eq!(r.time_unix_nano, 1_007_000_000_000);
+        let int = |k: &str| attr_of(&r, k).cloned();
+        let s = |v: &str| Some(Value::StringValue(v.into()));
+        assert_eq!(int("process.pid"), Some(Value::IntValue(1234)));
+        assert_eq!(int("thread.id"), Some(Value::IntValue(1235)));
+        assert_eq!(int("process.parent_pid"), Some(Value::IntValue(1)));
+        assert_eq!(int("process.executable.name"), s("hog"));
+        assert_eq!(int("process.user.id"), Some(Value::IntValue(1000)));
+        assert_eq!(int("process.owner"), s("app"));
+        assert_eq!(int("container.id"), s(fixtures::CID));
+        assert_eq!(
+            int("k8s.pod.uid"),
+            s("1a2b3c4d-5e6f-7081-9203-a4b5c6d7e8f9")
+        );
+        assert_eq!(int("tapio.oom.cgroup_source"), s("victim"));
+        assert_eq!(
+            int("tapio.oom.anon_rss_bytes"),
+            Some(Value::IntValue(60 << 20))
+        );
+        assert_eq!(
+            int("tapio.oom.total_vm_bytes"),
+            Some(Value::IntValue(300 << 20))
+        );
+        assert_eq!(
+            int("tapio.oom.pgtables_bytes"),
+            Some(Value::IntValue(256 << 10))
+        );
+        assert_eq!(int("tapio.oom.swap_bytes"), Some(Value::IntValue(0)));
+        assert_eq!(int("tapio.oom.score_adj"), Some(Value::IntValue(1000)));
+        assert_eq!(int("tapio.oom.trigger.pid"), Some(Value::IntValue(4321)));
+        assert_eq!(int("tapio.oom.trigger.executable.name"), s("alloc"));
+        let Some(Value::StringValue(body)) = r.body.as_ref().and_then(|b| b.value.clone()) else {
+            panic!("no body")
+        };
+        assert_eq!(
+            body,
+            "OOM killer killed hog (pid 1234): anon-rss 60.0 MiB, file-rss 3.0 MiB, shmem-rss 0.0 MiB; triggered by alloc (pid 4321)"
+        );
+    }
+
+    #[test]
+    fn oom_kill_without_fields_leaves_them_out() {
+        use crate::probes::kernel::{decode, fixtures};
+        let k = decode(&fixtures::pid_only_bytes()).unwrap();
+        let r = oom_kill(
+            &k,
+            &ProcessContext::default(),
+            &WallClock::with_offset(0),
+            0,
+        );
+        assert_eq!(attr_of(&r, "process.pid"), Some(&Value::IntValue(1234)));
+        for absent in [
+            "thread.id",
+            "process.executable.name",
+            "process.user.id",
+            "tapio.oom.anon_rss_bytes",
+            "tapio.oom.swap_bytes",
+            "tapio.oom.score_adj",
+        ] {
+            assert_eq!(attr_of(&r, absent), None, "{absent}");
+        }
+        assert_eq!(
+            attr_of(&r, "tapio.oom.cgroup_source"),
+            Some(&Value::StringValue("trigger".into()))
         );
     }
 }

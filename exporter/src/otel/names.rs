@@ -27,6 +27,7 @@ pub mod event {
     pub const SECURITY_MODULE_REQUEST: &str = "security.module.request";
     pub const SECURITY_BPF_LOAD: &str = "security.bpf.load";
     pub const SECURITY_FILE_CHANGE: &str = "security.file.change";
+    pub const KERNEL_OOM_KILL: &str = "kernel.oom_kill";
 }
 
 /// Span names.
@@ -206,6 +207,22 @@ pub mod attr {
     pub const TAPIO_SECURITY_FILE_MODE: &str = "tapio.security.file.mode";
     pub const TAPIO_SECURITY_FILE_UID: &str = "tapio.security.file.uid";
     pub const TAPIO_SECURITY_FILE_GID: &str = "tapio.security.file.gid";
+    // kernel probe: OOM kills (memory figures in bytes, the kernel's own
+    // approximate counters, as its "Killed process" line prints them)
+    pub const TAPIO_OOM_TOTAL_VM_BYTES: &str = "tapio.oom.total_vm_bytes";
+    pub const TAPIO_OOM_ANON_RSS_BYTES: &str = "tapio.oom.anon_rss_bytes";
+    pub const TAPIO_OOM_FILE_RSS_BYTES: &str = "tapio.oom.file_rss_bytes";
+    pub const TAPIO_OOM_SHMEM_RSS_BYTES: &str = "tapio.oom.shmem_rss_bytes";
+    pub const TAPIO_OOM_SWAP_BYTES: &str = "tapio.oom.swap_bytes";
+    pub const TAPIO_OOM_PGTABLES_BYTES: &str = "tapio.oom.pgtables_bytes";
+    /// The victim's oom_score_adj (-1000..1000).
+    pub const TAPIO_OOM_SCORE_ADJ: &str = "tapio.oom.score_adj";
+    /// The process whose allocation ran out of memory (may be the victim).
+    pub const TAPIO_OOM_TRIGGER_PID: &str = "tapio.oom.trigger.pid";
+    pub const TAPIO_OOM_TRIGGER_EXECUTABLE_NAME: &str = "tapio.oom.trigger.executable.name";
+    /// Whose cgroup `container.id`/`k8s.pod.uid` come from: `victim`, or
+    /// `trigger` where the hook cannot see the victim's task.
+    pub const TAPIO_OOM_CGROUP_SOURCE: &str = "tapio.oom.cgroup_source";
     // resource
     pub const SERVICE_NAME: &str = "service.name";
     pub const SERVICE_VERSION: &str = "service.version";
@@ -443,6 +460,14 @@ pub const TC_CHAOS_DROPPED: MetricDef = MetricDef {
     attributes: &[attr::TAPIO_TC_EXPERIMENT],
 };
 
+pub const OOM_KILLS: MetricDef = MetricDef {
+    name: "tapio.oom.kills",
+    unit: "{kill}",
+    instrument: Instrument::Counter,
+    description: "Processes the kernel's OOM killer chose as victims (mark_victim), counted per CPU in the kernel; kills whose log record was lost are counted too.",
+    attributes: &[],
+};
+
 /// Tapio's self-telemetry metrics (`otel::metrics::self_telemetry`).
 pub const SELF_METRICS: &[MetricDef] = &[
     EVENTS_RECEIVED,
@@ -481,6 +506,7 @@ pub const METRICS: &[MetricDef] = &[
     TC_LB_FAILURES,
     TC_CIRCUIT_BREAKER_STATE,
     TC_CHAOS_DROPPED,
+    OOM_KILLS,
 ];
 
 /// Every log event name, with what it means.
@@ -557,6 +583,10 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::SECURITY_FILE_CHANGE,
         "A watched file was written, truncated, renamed, unlinked, chmod'ed or chown'ed (WARN).",
+    ),
+    (
+        event::KERNEL_OOM_KILL,
+        "The kernel's OOM killer chose a victim and sent it SIGKILL (WARN): victim, trigger, memory figures, container and pod.",
     ),
 ];
 

@@ -3,6 +3,7 @@
 //! running kernel accepts.
 
 pub mod dns;
+pub mod kernel;
 pub mod lsm;
 pub mod network;
 pub mod process;
@@ -88,7 +89,13 @@ pub struct ProbeSpec {
 }
 
 /// Every probe Tapio has.
-pub const ALL: &[ProbeSpec] = &[process::SPEC, network::SPEC, dns::SPEC, security::SPEC];
+pub const ALL: &[ProbeSpec] = &[
+    process::SPEC,
+    network::SPEC,
+    dns::SPEC,
+    security::SPEC,
+    kernel::SPEC,
+];
 
 /// A ring-buffer record that is not what its probe writes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,6 +23,7 @@
 /* Self-contained for bindgen (-target bpf has no multiarch include dir). */
 typedef __UINT8_TYPE__ __u8;
 typedef __UINT16_TYPE__ __u16;
+typedef __INT16_TYPE__ __s16;
 typedef __UINT32_TYPE__ __u32;
 typedef __INT32_TYPE__ __s32;
 typedef __INT64_TYPE__ __s64;
@@ -57,6 +58,7 @@ enum tapio_event_kind {
 	TAPIO_EVENT_SEC = 41,
 	TAPIO_EVENT_LSM_DECISION = 50,
 	TAPIO_EVENT_TC_FLOW = 60,
+	TAPIO_EVENT_OOM_KILL = 70,
 };
 
 /* DNS payload bytes copied per packet: the classic UDP message limit.
@@ -628,6 +630,58 @@ struct tapio_tc_flow {
 	__u32 flags;      /* enum tapio_tc_flow_flags bits */
 	__u32 _pad0;
 	char sni[TAPIO_TC_SNI_LEN]; /* TLS server_name, not NUL-terminated */
+};
+
+/* Which hook wrote a tapio_oom_kill (its `source`). */
+enum tapio_oom_source {
+	/* tp_btf/mark_victim with the victim's task_struct (the two-argument
+	 * prototype): header, cgroup and memory are the victim's own. */
+	TAPIO_OOM_SRC_TP_BTF = 0,
+	/* tracepoint/oom/mark_victim: only the record's fields (see flags);
+	 * cgroup id and names are the triggering task's (current). */
+	TAPIO_OOM_SRC_TRACEPOINT = 1,
+};
+
+/* Bits of tapio_oom_kill.flags: which fields hold data. A kernel whose
+ * mark_victim tracepoint carries only the pid sets none of them. */
+enum tapio_oom_flags {
+	TAPIO_OOM_HAS_COMM = 1,      /* hdr.comm is the victim's */
+	TAPIO_OOM_HAS_UID = 2,       /* hdr.uid is the victim's uid */
+	TAPIO_OOM_HAS_MEMORY = 4,    /* total_vm, anon/file/shmem rss, pgtables */
+	TAPIO_OOM_HAS_SWAP = 8,      /* swap_bytes (tp_btf only) */
+	TAPIO_OOM_HAS_SCORE_ADJ = 16, /* oom_score_adj */
+	TAPIO_OOM_HAS_TGID = 32,     /* hdr.pid is the victim's tgid; without it
+				      * hdr.pid is the victim thread's id (the
+				      * tracepoint's `pid`, the same for a
+				      * single-threaded process) */
+	TAPIO_OOM_VICTIM_CGROUP = 64, /* cgroup id and names are the victim's;
+				       * without it, the trigger's (for a memcg
+				       * OOM, a task in the OOMing cgroup) */
+};
+
+/* kernel.oom_kill: the OOM killer chose a victim (mark_victim, right
+ * after it sent SIGKILL). The header is the victim: pid (tgid), tid (the
+ * thread marked), ppid, uid, gid, comm, cgroup_id; fields the hook could
+ * not see are 0 (see flags). Memory figures are the kernel's own
+ * approximations (per-CPU counters not folded in), the ones its
+ * "Killed process" line prints, in bytes. */
+struct tapio_oom_kill {
+	struct tapio_event_header hdr;
+	__u64 total_vm_bytes;  /* mapped virtual memory */
+	__u64 anon_rss_bytes;  /* resident anonymous pages */
+	__u64 file_rss_bytes;  /* resident file-backed pages */
+	__u64 shmem_rss_bytes; /* resident shared-memory pages */
+	__u64 swap_bytes;      /* swapped-out pages (swap entries) */
+	__u64 pgtables_bytes;  /* page tables */
+	__u32 trigger_pid;     /* tgid of the task whose allocation OOMed (current) */
+	__u32 trigger_tid;     /* its thread id */
+	__u32 flags;           /* enum tapio_oom_flags bits */
+	__u32 source;          /* enum tapio_oom_source */
+	__s16 oom_score_adj;   /* the victim's oom_score_adj (-1000..1000) */
+	__u16 _pad0[3];
+	char trigger_comm[TAPIO_COMM_LEN];         /* trigger's process comm */
+	char cgroup_leaf[TAPIO_CGROUP_NAME_LEN];   /* cgroup dir name (see flags) */
+	char cgroup_parent[TAPIO_CGROUP_NAME_LEN]; /* its parent's dir name */
 };
 
 #pragma clang diagnostic pop

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Kernel events: the OOM killer's victims (kernel.oom_kill).
+ *
+ * mark_victim fires in __oom_kill_process right after the victim got
+ * SIGKILL, with the victim's task locked and its mm still attached, so
+ * what it held can be read before the OOM reaper frees it. Two attach
+ * paths, picked by userspace at load time:
+ *   - tp_btf/mark_victim with the (task, uid) prototype (Linux 6.8+, and
+ *     stable backports such as Debian's 6.1.0-56): the victim's own task,
+ *     so its cgroup, tgid and memory come from the victim even though it
+ *     dies right after;
+ *   - tracepoint/oom/mark_victim: the record's fields. Older kernels have
+ *     only `pid` in it, newer ones comm and the memory figures; which
+ *     exist is decided at load time (CO-RE field existence), so one object
+ *     loads on both. The cgroup is the trigger's (current).
+ */
+#include "tapio_bpf.h"
+#include "tapio_cgroup.h"
+
+TAPIO_PROBE_MAPS();
+
+typedef struct tapio_oom_kill tapio_oom_kill;
+TAPIO_ABI_BTF(tapio_oom_kill);
+
+/*
+ * Every victim seen, counted before the ring buffer is asked for room, so
+ * `tapio.oom.kills` counts kills whose record was lost too (those are also
+ * in tapio_lost). Per-CPU, one slot; userspace sums the CPUs.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tapio_oom_kills SEC(".maps");
+
+/* x86_64 only (the objects are built with -D__TARGET_ARCH_x86): 4 KiB
+ * pages. mm counters count pages. */
+#define TAPIO_PAGE_SHIFT 12
+
+/* Before 6.2, mm->rss_stat was one struct of atomic counters (plus
+ * per-task caches folded in every 64 events); since, an array of
+ * percpu_counters. Both are read as the kernel's own get_mm_counter()
+ * reads them: the shared count, without the per-CPU (or per-task) deltas
+ * not yet folded in. Approximate by up to a few pages per CPU. */
+struct mm_rss_stat___pre62 {
+	atomic_long_t count[4];
+} __attribute__((preserve_access_index));
+
+struct mm_struct___pre62 {
+	struct mm_rss_stat___pre62 rss_stat;
+} __attribute__((preserve_access_index));
+
+/* enum mm_counter_type; stable since 4.5 (MM_SHMEMPAGES added then).
+ * Literal indices: a CO-RE array access needs a constant subscript. */
+#define TAPIO_MM_FILEPAGES 0
+#define TAPIO_MM_ANONPAGES 1
+#define TAPIO_MM_SWAPENTS 2
+#define TAPIO_MM_SHMEMPAGES 3
+
+#define TAPIO_MM_PAGES(mm, idx)                                                \
+	({                                                                     \
+		long __n;                                                      \
+		if (bpf_core_type_exists(struct mm_rss_stat___pre62))          \
+			__n = BPF_CORE_READ((struct mm_struct___pre62 *)(mm),  \
+					    rss_stat.count[idx].counter);      \
+		else                                                           \
+			__n = BPF_CORE_READ((mm), rss_stat[idx].count);        \
+		(__u64)(__n > 0 ? __n : 0);                                    \
+	})
+
+static __always_inline void count_kill(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&tapio_oom_kills, &zero);
+	if (n)
+		*n += 1;
+}
+
+/* Reserve a record and clear all but the cgroup names (terminated
+ * instead: 256 bytes of memset would be wasted on names read next). */
+static __always_inline struct tapio_oom_kill *reserve(void)
+{
+	struct tapio_oom_kill *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, offsetof(struct tapio_oom_kill, cgroup_leaf));
+	e->cgroup_leaf[0] = 0;
+	e->cgroup_parent[0] = 0;
+	return e;
+}
+
+/* The task whose allocation ran out of memory: current. */
+static __always_inline void fill_trigger(struct tapio_oom_kill *e, struct task_struct *cur)
+{
+	e->trigger_pid = BPF_CORE_READ(cur, tgid);
+	e->trigger_tid = BPF_CORE_READ(cur, pid);
+	struct task_struct *leader = BPF_CORE_READ(cur, group_leader);
+	bpf_probe_read_kernel_str(e->trigger_comm, sizeof(e->trigger_comm),
+				  leader ? leader->comm : cur->comm);
+}
+
+/* Everything from the victim's task: header (tgid, ppid, ids, comm,
+ * cgroup id), cgroup names, memory and oom_score_adj. */
+static __always_inline void fill_victim(struct tapio_oom_kill *e, struct task_struct *task)
+{
+	tapio_fill_header(&e->hdr, task, TAPIO_EVENT_OOM_KILL);
+	tapio_read_cgroup_names(e->cgroup_leaf, e->cgroup_parent, task);
+	e->flags |= TAPIO_OOM_HAS_TGID | TAPIO_OOM_HAS_COMM | TAPIO_OOM_HAS_UID |
+		    TAPIO_OOM_VICTIM_CGROUP | TAPIO_OOM_HAS_SCORE_ADJ;
+	e->oom_score_adj = BPF_CORE_READ(task, signal, oom_score_adj);
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	if (!mm)
+		return;
+	e->total_vm_bytes = (__u64)BPF_CORE_READ(mm, total_vm) << TAPIO_PAGE_SHIFT;
+	e->anon_rss_bytes = TAPIO_MM_PAGES(mm, TAPIO_MM_ANONPAGES) << TAPIO_PAGE_SHIFT;
+	e->file_rss_bytes = TAPIO_MM_PAGES(mm, TAPIO_MM_FILEPAGES) << TAPIO_PAGE_SHIFT;
+	e->shmem_rss_bytes = TAPIO_MM_PAGES(mm, TAPIO_MM_SHMEMPAGES) << TAPIO_PAGE_SHIFT;
+	e->swap_bytes = TAPIO_MM_PAGES(mm, TAPIO_MM_SWAPENTS) << TAPIO_PAGE_SHIFT;
+	long pgt = BPF_CORE_READ(mm, pgtables_bytes.counter);
+	e->pgtables_bytes = pgt > 0 ? pgt : 0;
+	e->flags |= TAPIO_OOM_HAS_MEMORY | TAPIO_OOM_HAS_SWAP;
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(tapio_oom_victim_btf, struct task_struct *task, uid_t uid)
+{
+	/*
+	 * A direct load, not BPF_CORE_READ: where mark_victim's prototype is
+	 * (int pid), the argument is a scalar and the verifier refuses this
+	 * dereference, so the tracepoint variant loads instead of this one
+	 * reading kernel memory at an address that is really a pid.
+	 */
+	int tgid = task->tgid;
+	count_kill();
+	struct tapio_oom_kill *e = reserve();
+	if (!e)
+		return 0;
+	e->source = TAPIO_OOM_SRC_TP_BTF;
+	fill_victim(e, task);
+	e->hdr.pid = tgid;
+	/* The uid the kernel logs (the task's objective cred), as passed. */
+	e->hdr.uid = uid;
+	fill_trigger(e, bpf_get_current_task_btf());
+	tapio_submit(&tapio_events, e);
+	return 0;
+}
+
+/* The kB figures of the classic record, back to bytes. */
+#define TAPIO_KB(ctx, field) ((__u64)BPF_CORE_READ(ctx, field) << 10)
+
+SEC("tracepoint/oom/mark_victim")
+int tapio_oom_victim_tp(struct trace_event_raw_mark_victim *ctx)
+{
+	count_kill();
+	struct tapio_oom_kill *e = reserve();
+	if (!e)
+		return 0;
+	struct task_struct *cur = bpf_get_current_task_btf();
+	e->source = TAPIO_OOM_SRC_TRACEPOINT;
+	fill_trigger(e, cur);
+	/* The record's pid is the victim thread's id (task->pid). */
+	__u32 victim = BPF_CORE_READ(ctx, pid);
+	if (victim == e->trigger_tid) {
+		/* The allocating task chose itself (a memcg OOM of a
+		 * single-process container, typically): current is the
+		 * victim, so read it as the tp_btf variant does. */
+		fill_victim(e, cur);
+		tapio_submit(&tapio_events, e);
+		return 0;
+	}
+	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.kind = TAPIO_EVENT_OOM_KILL;
+	e->hdr.pid = victim;
+	e->hdr.tid = victim;
+	/* Not the victim's cgroup, but for a memcg OOM the trigger sits in
+	 * the cgroup that ran out, which is the victim's or its parent's. */
+	e->hdr.cgroup_id = BPF_CORE_READ(cur, cgroups, dfl_cgrp, kn, id);
+	tapio_read_cgroup_names(e->cgroup_leaf, e->cgroup_parent, cur);
+	if (bpf_core_field_exists(ctx->__data_loc_comm)) {
+		/* __data_loc: the low 16 bits are the string's offset. */
+		__u32 loc = BPF_CORE_READ(ctx, __data_loc_comm);
+		bpf_probe_read_kernel_str(e->hdr.comm, sizeof(e->hdr.comm),
+					  (const char *)ctx + (loc & 0xFFFF));
+		e->flags |= TAPIO_OOM_HAS_COMM;
+	}
+	if (bpf_core_field_exists(ctx->uid)) {
+		e->hdr.uid = BPF_CORE_READ(ctx, uid);
+		e->flags |= TAPIO_OOM_HAS_UID;
+	}
+	if (bpf_core_field_exists(ctx->anon_rss)) {
+		e->total_vm_bytes = TAPIO_KB(ctx, total_vm);
+		e->anon_rss_bytes = TAPIO_KB(ctx, anon_rss);
+		e->file_rss_bytes = TAPIO_KB(ctx, file_rss);
+		e->shmem_rss_bytes = TAPIO_KB(ctx, shmem_rss);
+		e->pgtables_bytes = TAPIO_KB(ctx, pgtables);
+		e->flags |= TAPIO_OOM_HAS_MEMORY;
+	}
+	if (bpf_core_field_exists(ctx->oom_score_adj)) {
+		e->oom_score_adj = BPF_CORE_READ(ctx, oom_score_adj);
+		e->flags |= TAPIO_OOM_HAS_SCORE_ADJ;
+	}
+	tapio_submit(&tapio_events, e);
+	return 0;
+}

@@ -1,0 +1,359 @@
+//! The kernel probe: `ebpf/kernel.bpf.c` ↔ this module. Decodes OOM-kill
+//! records into typed events; `otel::logs::oom_kill` maps them to OTLP and
+//! [`kills_producer`] exports the in-kernel kill counter.
+
+use super::{cstr, Attach, ProbeSpec, Variant};
+use crate::config::{KernelAttach, KernelProbe};
+use tapio_shared::{
+    read_record, record_kind, tapio_event_kind as kind, tapio_oom_flags as flags, tapio_oom_kill,
+    tapio_oom_source,
+};
+
+pub const NAME: &str = "kernel";
+
+/// Program names in `kernel.bpf.c`.
+pub const PROG_OOM_BTF: &str = "tapio_oom_victim_btf";
+pub const PROG_OOM_TP: &str = "tapio_oom_victim_tp";
+
+/// Per-CPU count of every victim the kernel marked (`tapio.oom.kills`).
+pub const MAP_OOM_KILLS: &str = "tapio_oom_kills";
+
+const VARIANT_BTF: Variant = Variant {
+    label: "tp_btf",
+    programs: &[(PROG_OOM_BTF, Attach::BtfTracePoint("mark_victim"))],
+};
+const VARIANT_TP: Variant = Variant {
+    label: "tracepoint",
+    programs: &[(PROG_OOM_TP, Attach::TracePoint("oom", "mark_victim"))],
+};
+
+/// Best first: tp_btf reads the victim's task (it loads only where
+/// mark_victim passes one: Linux 6.8+ and backports), the classic
+/// tracepoint what its record holds on this kernel.
+pub const SPEC: ProbeSpec = ProbeSpec {
+    name: NAME,
+    object: crate::bpf_objects::KERNEL,
+    variants: &[VARIANT_BTF, VARIANT_TP],
+};
+
+/// The spec to run with `cfg`: every variant, or only the one `attach`
+/// names.
+pub fn spec(cfg: &KernelProbe) -> ProbeSpec {
+    let variants: &'static [Variant] = match cfg.attach {
+        KernelAttach::Auto => SPEC.variants,
+        KernelAttach::TpBtf => &SPEC.variants[..1],
+        KernelAttach::Tracepoint => &SPEC.variants[1..],
+    };
+    ProbeSpec { variants, ..SPEC }
+}
+
+/// Which hook wrote a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    TpBtf,
+    Tracepoint,
+}
+
+/// What the victim held, in bytes: the kernel's own approximate counters
+/// (per-CPU deltas not folded in), the figures of its "Killed process" line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub total_vm: u64,
+    pub anon_rss: u64,
+    pub file_rss: u64,
+    pub shmem_rss: u64,
+    pub pgtables: u64,
+}
+
+/// One OOM kill. `None`/`false` fields are ones the hook could not see on
+/// this kernel (the classic tracepoint of older kernels has only the pid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OomKill {
+    /// CLOCK_BOOTTIME ns.
+    pub ts_boot_ns: u64,
+    pub source: Source,
+    /// The victim's tgid; with `pid_is_tid`, the id of the thread marked
+    /// (the same for a single-threaded process).
+    pub pid: u32,
+    pub pid_is_tid: bool,
+    pub tid: u32,
+    /// Victim's parent; 0 when unknown.
+    pub ppid: u32,
+    pub uid: Option<u32>,
+    pub comm: Option<String>,
+    pub memory: Option<Memory>,
+    pub swap_bytes: Option<u64>,
+    pub oom_score_adj: Option<i16>,
+    /// The task whose allocation ran out of memory.
+    pub trigger_pid: u32,
+    pub trigger_tid: u32,
+    pub trigger_comm: String,
+    /// Whether the cgroup fields are the victim's (else the trigger's).
+    pub victim_cgroup: bool,
+    pub cgroup_id: u64,
+    pub cgroup_leaf: String,
+    pub cgroup_parent: String,
+}
+
+pub use super::DecodeError;
+
+/// Decode one ring-buffer record of the kernel probe.
+pub fn decode(bytes: &[u8]) -> Result<OomKill, DecodeError> {
+    let k = record_kind(bytes)?;
+    if k != kind::TAPIO_EVENT_OOM_KILL as u32 {
+        return Err(DecodeError::UnknownKind(k));
+    }
+    let r: tapio_oom_kill = read_record(bytes)?;
+    let has = |f: u32| r.flags & f != 0;
+    let source = if r.source == tapio_oom_source::TAPIO_OOM_SRC_TP_BTF {
+        Source::TpBtf
+    } else {
+        Source::Tracepoint
+    };
+    Ok(OomKill {
+        ts_boot_ns: r.hdr.ts_ns,
+        source,
+        pid: r.hdr.pid,
+        pid_is_tid: !has(flags::TAPIO_OOM_HAS_TGID),
+        tid: r.hdr.tid,
+        ppid: r.hdr.ppid,
+        uid: has(flags::TAPIO_OOM_HAS_UID).then_some(r.hdr.uid),
+        comm: has(flags::TAPIO_OOM_HAS_COMM).then(|| cstr(&r.hdr.comm, r.hdr.comm.len())),
+        memory: has(flags::TAPIO_OOM_HAS_MEMORY).then_some(Memory {
+            total_vm: r.total_vm_bytes,
+            anon_rss: r.anon_rss_bytes,
+            file_rss: r.file_rss_bytes,
+            shmem_rss: r.shmem_rss_bytes,
+            pgtables: r.pgtables_bytes,
+        }),
+        swap_bytes: has(flags::TAPIO_OOM_HAS_SWAP).then_some(r.swap_bytes),
+        oom_score_adj: has(flags::TAPIO_OOM_HAS_SCORE_ADJ).then_some(r.oom_score_adj),
+        trigger_pid: r.trigger_pid,
+        trigger_tid: r.trigger_tid,
+        trigger_comm: cstr(&r.trigger_comm, r.trigger_comm.len()),
+        victim_cgroup: has(flags::TAPIO_OOM_VICTIM_CGROUP),
+        cgroup_id: r.hdr.cgroup_id,
+        cgroup_leaf: cstr(&r.cgroup_leaf, r.cgroup_leaf.len()),
+        cgroup_parent: cstr(&r.cgroup_parent, r.cgroup_parent.len()),
+    })
+}
+
+/// `tapio.oom.kills`, cumulative since start, from the kernel's per-CPU
+/// count (lost records included).
+pub fn kills_producer(
+    map: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    start_unix_ns: u64,
+) -> crate::export::MetricProducer {
+    use crate::otel::{metrics::counter, names};
+    let map = std::sync::Mutex::new(map);
+    Box::new(move |now| {
+        let Ok(map) = map.lock() else {
+            return Vec::new();
+        };
+        let Ok(per_cpu) = map.get(&0, 0) else {
+            return Vec::new();
+        };
+        let total: u64 = per_cpu.iter().sum();
+        vec![counter(
+            &names::OOM_KILLS,
+            start_unix_ns,
+            now,
+            vec![(Vec::new(), total)],
+        )]
+    })
+}
+
+/// Turns OOM-kill records into log records.
+pub struct Handler {
+    pub emitter: crate::export::Emitter,
+    pub stats: std::sync::Arc<crate::telemetry::ProbeStats>,
+    pub enricher: crate::enrich::Enricher,
+    pub clock: crate::clock::WallClock,
+}
+
+impl Handler {
+    fn map(
+        &mut self,
+        k: &OomKill,
+        observed: u64,
+    ) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
+        use crate::otel::logs::{self, ProcessContext};
+        let owner = k
+            .uid
+            .and_then(|u| self.enricher.users.name(u).map(str::to_string));
+        // The names came with the record: the victim's cgroup may be gone
+        // by the time anyone could ask /proc.
+        let workload = self
+            .enricher
+            .learn_cgroup(k.cgroup_id, &k.cgroup_leaf, &k.cgroup_parent);
+        let ctx = ProcessContext {
+            owner,
+            workload,
+            info: None,
+        };
+        logs::oom_kill(k, &ctx, &self.clock, observed)
+    }
+}
+
+impl crate::reader::RecordHandler for Handler {
+    fn on_wake(&mut self) {
+        self.clock = crate::clock::WallClock::sample();
+    }
+
+    fn handle(&mut self, record: &[u8]) {
+        let Some(k) = self.stats.decoded(decode(record)) else {
+            return;
+        };
+        let observed = crate::clock::unix_ns();
+        let rec = self.map(&k, observed);
+        self.emitter.log(rec);
+        let lat = crate::clock::boot_ns().saturating_sub(k.ts_boot_ns);
+        self.stats.latency.record_ns(lat);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Records as the kernel writes them, built through the generated types.
+    use super::*;
+    use crate::probes::process::fixtures::fill;
+    use tapio_shared::as_bytes;
+
+    pub const CID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A tp_btf record: a victim in a Kubernetes container, killed while
+    /// `alloc` (pid 4321) allocated.
+    pub fn tp_btf_record() -> tapio_oom_kill {
+        let mut r = tapio_oom_kill {
+            total_vm_bytes: 300 << 20,
+            anon_rss_bytes: 60 << 20,
+            file_rss_bytes: 3 << 20,
+            shmem_rss_bytes: 4096,
+            swap_bytes: 0,
+            pgtables_bytes: 256 << 10,
+            trigger_pid: 4321,
+            trigger_tid: 4322,
+            flags: flags::TAPIO_OOM_HAS_TGID
+                | flags::TAPIO_OOM_HAS_COMM
+                | flags::TAPIO_OOM_HAS_UID
+                | flags::TAPIO_OOM_HAS_MEMORY
+                | flags::TAPIO_OOM_HAS_SWAP
+                | flags::TAPIO_OOM_HAS_SCORE_ADJ
+                | flags::TAPIO_OOM_VICTIM_CGROUP,
+            source: tapio_oom_source::TAPIO_OOM_SRC_TP_BTF,
+            oom_score_adj: 1000,
+            ..Default::default()
+        };
+        r.hdr.ts_ns = 7_000_000_000;
+        r.hdr.kind = kind::TAPIO_EVENT_OOM_KILL as u32;
+        r.hdr.pid = 1234;
+        r.hdr.tid = 1235;
+        r.hdr.ppid = 1;
+        r.hdr.uid = 1000;
+        r.hdr.cgroup_id = 99;
+        fill(&mut r.hdr.comm, b"hog\0");
+        fill(&mut r.trigger_comm, b"alloc\0");
+        fill(
+            &mut r.cgroup_leaf,
+            format!("cri-containerd-{CID}.scope\0").as_bytes(),
+        );
+        fill(
+            &mut r.cgroup_parent,
+            b"kubepods-burstable-pod1a2b3c4d_5e6f_7081_9203_a4b5c6d7e8f9.slice\0",
+        );
+        r
+    }
+
+    pub fn tp_btf_bytes() -> Vec<u8> {
+        as_bytes(&tp_btf_record()).to_vec()
+    }
+
+    /// What the classic tracepoint of a kernel with only `pid` in the
+    /// record gives: the pid, the trigger and the trigger's cgroup.
+    pub fn pid_only_bytes() -> Vec<u8> {
+        let mut r = tp_btf_record();
+        r.flags = 0;
+        r.source = tapio_oom_source::TAPIO_OOM_SRC_TRACEPOINT;
+        r.hdr.ppid = 0;
+        r.hdr.uid = 0;
+        r.hdr.tid = r.hdr.pid;
+        r.hdr.comm = Default::default();
+        r.total_vm_bytes = 0;
+        r.anon_rss_bytes = 0;
+        r.file_rss_bytes = 0;
+        r.shmem_rss_bytes = 0;
+        r.pgtables_bytes = 0;
+        r.oom_score_adj = 0;
+        as_bytes(&r).to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fixtures::*, *};
+
+    #[test]
+    fn decodes_a_tp_btf_record() {
+        let k = decode(&tp_btf_bytes()).unwrap();
+        assert_eq!(k.source, Source::TpBtf);
+        assert_eq!((k.pid, k.tid, k.ppid, k.pid_is_tid), (1234, 1235, 1, false));
+        assert_eq!(k.comm.as_deref(), Some("hog"));
+        assert_eq!(k.uid, Some(1000));
+        assert_eq!(
+            k.memory,
+            Some(Memory {
+                total_vm: 300 << 20,
+                anon_rss: 60 << 20,
+                file_rss: 3 << 20,
+                shmem_rss: 4096,
+                pgtables: 256 << 10,
+            })
+        );
+        assert_eq!(k.swap_bytes, Some(0));
+        assert_eq!(k.oom_score_adj, Some(1000));
+        assert_eq!((k.trigger_pid, k.trigger_tid), (4321, 4322));
+        assert_eq!(k.trigger_comm, "alloc");
+        assert!(k.victim_cgroup);
+        assert_eq!(k.cgroup_id, 99);
+        assert!(k.cgroup_leaf.contains(CID));
+        assert!(k.cgroup_parent.starts_with("kubepods-burstable-pod"));
+    }
+
+    #[test]
+    fn absent_fields_are_none_not_zero() {
+        let k = decode(&pid_only_bytes()).unwrap();
+        assert_eq!(k.source, Source::Tracepoint);
+        assert_eq!(k.pid, 1234);
+        assert!(k.pid_is_tid);
+        assert_eq!((k.comm, k.uid, k.memory), (None, None, None));
+        assert_eq!((k.swap_bytes, k.oom_score_adj), (None, None));
+        assert!(!k.victim_cgroup);
+        assert_eq!(k.trigger_comm, "alloc");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(matches!(decode(&[0; 8]), Err(DecodeError::Short(_))));
+        let mut b = tp_btf_bytes();
+        b[16..20].copy_from_slice(&1u32.to_ne_bytes());
+        assert_eq!(decode(&b), Err(DecodeError::UnknownKind(1)));
+        // The right kind with a header-sized body is short, not misread.
+        let b = tp_btf_bytes();
+        assert!(matches!(decode(&b[..100]), Err(DecodeError::Short(_))));
+        for n in 0..420 {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 31 + n) as u8).collect();
+            let _ = decode(&junk);
+        }
+    }
+
+    #[test]
+    fn attach_picks_the_variants() {
+        let mut cfg = KernelProbe::default();
+        let labels = |c: &KernelProbe| spec(c).variants.iter().map(|v| v.label).collect::<Vec<_>>();
+        assert_eq!(labels(&cfg), ["tp_btf", "tracepoint"]);
+        cfg.attach = KernelAttach::TpBtf;
+        assert_eq!(labels(&cfg), ["tp_btf"]);
+        cfg.attach = KernelAttach::Tracepoint;
+        assert_eq!(labels(&cfg), ["tracepoint"]);
+    }
+}

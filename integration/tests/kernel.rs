@@ -1,0 +1,493 @@
+//! The kernel probe, end to end: a real OOM kill in a memory-limited cgroup
+//! laid out like a Kubernetes container's → kernel → tapio → a real OTLP
+//! receiver. Needs root; under CI=true it fails rather than skips without.
+//!
+//! Containment: the processes run in a memory cgroup of the test's own
+//! limited to 64 MiB with no swap (the limit is read back before anything
+//! runs), and a memcg OOM only ever picks victims inside that cgroup. The
+//! allocations are bounded (40 MiB each, at most 256 MiB for the process
+//! that OOMs itself), so even a limit that did not hold could not touch
+//! the rest of the machine. Processes and cgroups go on drop, on failure too.
+
+#[path = "support/cgroup.rs"]
+mod cgroup;
+
+use cgroup::TestCgroup;
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+use tapio_integration::{int_attr, privileged_or_skip, str_attr, Receiver, Tapio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tapio");
+/// Generous: the guests run under software emulation.
+const WAIT: Duration = Duration::from_secs(60);
+const LIMIT: u64 = 64 << 20;
+const POD: &str = "1a2b3c4d-5e6f-7081-9203-a4b5c6d7e8f9";
+const CID: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn write(path: &Path, v: &str) {
+    std::fs::write(path, v).unwrap_or_else(|e| panic!("write {v} to {}: {e}", path.display()));
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// Where the memory limit lives: the container's own cgroup v2 directory
+/// (unified hierarchy with the memory controller), or, on hybrid hosts
+/// whose memory controller is still on cgroup v1, a v1 memory cgroup of the
+/// test's own the processes join as well.
+enum Memcg {
+    V2,
+    V1(PathBuf),
+}
+
+/// A Kubernetes-shaped container cgroup limited to [`LIMIT`], and the
+/// processes the test runs in it.
+struct Sandbox {
+    children: Vec<Child>,
+    memcg: Memcg,
+    /// Symlinks to python3 under the names the processes should have.
+    bin: tempfile::TempDir,
+    // Dropped last, innermost first (fields drop in order).
+    ctr: TestCgroup,
+    _pod: TestCgroup,
+    _base: TestCgroup,
+}
+
+impl Sandbox {
+    fn new(tag: &str) -> Self {
+        let base = TestCgroup::at(format!("tapio-oom-{tag}-{}", std::process::id()));
+        let pod_rel = format!(
+            "{}/kubepods-burstable-pod{}.slice",
+            base.rel,
+            POD.replace('-', "_")
+        );
+        let root = PathBuf::from(tapio::probes::cgroup2_root().expect("cgroup2 mount"));
+        let v2_memory = read(&root.join("cgroup.controllers"))
+            .split_whitespace()
+            .any(|c| c == "memory");
+        if v2_memory {
+            // Make the controller available down to the container (the
+            // root's switch is what systemd sets at boot anyway).
+            let sub = root.join("cgroup.subtree_control");
+            if !read(&sub).split_whitespace().any(|c| c == "memory") {
+                write(&sub, "+memory");
+            }
+            write(&base.path.join("cgroup.subtree_control"), "+memory");
+        }
+        let pod = TestCgroup::at(pod_rel);
+        if v2_memory {
+            write(&pod.path.join("cgroup.subtree_control"), "+memory");
+        }
+        let ctr = TestCgroup::at(format!("{}/cri-containerd-{CID}.scope", pod.rel));
+        let memcg = if v2_memory {
+            write(&ctr.path.join("memory.max"), &LIMIT.to_string());
+            let swap = ctr.path.join("memory.swap.max");
+            if swap.exists() {
+                write(&swap, "0");
+            }
+            assert_eq!(read(&ctr.path.join("memory.max")), LIMIT.to_string());
+            Memcg::V2
+        } else {
+            let dir = v1_memcg(tag);
+            write(&dir.join("memory.limit_in_bytes"), &LIMIT.to_string());
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write(&memsw, &LIMIT.to_string());
+            }
+            assert_eq!(
+                read(&dir.join("memory.limit_in_bytes")),
+                LIMIT.to_string(),
+                "v1 memory limit did not hold"
+            );
+            Memcg::V1(dir)
+        };
+        let bin = tempfile::tempdir().unwrap();
+        let python = real_python();
+        for name in ["oomhog", "oomalloc", "oomself"] {
+            std::os::unix::fs::symlink(&python, bin.path().join(name)).unwrap();
+        }
+        Self {
+            children: Vec::new(),
+            memcg,
+            bin,
+            ctr,
+            _pod: pod,
+            _base: base,
+        }
+    }
+
+    /// Start `script` under python3 named `comm`, inside the container
+    /// cgroup (and the v1 memory cgroup); returns its pid. Its stdout is
+    /// piped.
+    fn spawn(&mut self, comm: &str, script: &str) -> u32 {
+        let mut join = format!("echo $$ > {}/cgroup.procs", self.ctr.path.display());
+        if let Memcg::V1(dir) = &self.memcg {
+            join.push_str(&format!(" && echo $$ > {}/cgroup.procs", dir.display()));
+        }
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{join} && echo 0 > /proc/$$/oom_score_adj && exec \"$@\""
+            ))
+            .arg("sh")
+            .arg(self.bin.path().join(comm))
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn python3");
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Wait (bounded) for the last spawned process to print `line`.
+    fn wait_line(&mut self, line: &str) {
+        let child = self.children.last_mut().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let want = line.to_string();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if l == want {
+                    let _ = tx.send(());
+                    return;
+                }
+            }
+        });
+        rx.recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no `{line}` from the process within {WAIT:?}"));
+    }
+
+    /// Wait (bounded) for the process `pid` to end; its exit status.
+    fn wait_exit(&mut self, pid: u32) -> std::process::ExitStatus {
+        let child = self.children.iter_mut().find(|c| c.id() == pid).unwrap();
+        let end = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "pid {pid} still running after {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Memcg::V1(dir) = &self.memcg {
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// A v1 memory cgroup below the test's own (so the limits above it hold too).
+fn v1_memcg(tag: &str) -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let mount = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[2] == "cgroup" && f[3].split(',').any(|o| o == "memory"))
+                .then(|| f[1].to_string())
+        })
+        .expect("no memory controller: neither cgroup v2's nor a v1 memory mount");
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let rel = own
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            ctrls
+                .split(',')
+                .any(|c| c == "memory")
+                .then(|| path.to_string())
+        })
+        .unwrap_or_else(|| "/".into());
+    let dir = Path::new(&mount)
+        .join(rel.trim_start_matches('/'))
+        .join(format!("tapio-oom-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir(&dir);
+    std::fs::create_dir(&dir).expect("create v1 memory cgroup");
+    dir
+}
+
+/// The python3 interpreter itself, not a wrapper script (pyenv shims
+/// exec by the name they were called with, which our symlinks change).
+fn real_python() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys; print(os.path.realpath(sys.executable))",
+        ])
+        .output()
+        .expect("python3 is needed for this test");
+    assert!(out.status.success(), "python3 failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The figures of the kernel's "Killed process <pid> (comm) total-vm:…kB,
+/// anon-rss:…kB, file-rss:…kB, shmem-rss:…kB, UID:… pgtables:…kB" line.
+#[derive(Debug)]
+#[allow(dead_code)] // Debug-printed
+struct KilledLine {
+    total_vm_kb: i64,
+    anon_rss_kb: i64,
+    file_rss_kb: i64,
+    shmem_rss_kb: i64,
+    pgtables_kb: i64,
+    line: String,
+}
+
+fn killed_line(pid: i64) -> Option<KilledLine> {
+    let out = Command::new("dmesg").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needle = format!("Killed process {pid} (");
+    let line = text.lines().rev().find(|l| l.contains(&needle))?;
+    let kb = |key: &str| -> Option<i64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split("kB").next()?.trim().parse().ok()
+    };
+    Some(KilledLine {
+        total_vm_kb: kb("total-vm:")?,
+        anon_rss_kb: kb("anon-rss:")?,
+        file_rss_kb: kb("file-rss:")?,
+        shmem_rss_kb: kb("shmem-rss:")?,
+        pgtables_kb: kb("pgtables:")?,
+        line: line.to_string(),
+    })
+}
+
+fn config(rx: &Receiver, attach: &str) -> String {
+    format!(
+        "probes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security: {{ enabled: false }}\n  kernel: {{ enabled: true, attach: {attach}, wakeup_interval: 0s }}\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n  metrics: {{ export_interval: 300ms }}\n",
+        rx.grpc_endpoint()
+    )
+}
+
+/// Does this kernel's mark_victim tracepoint record carry the memory
+/// figures (6.8+ and backports), or only the pid?
+fn tracepoint_has_memory() -> bool {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .filter_map(|r| std::fs::read_to_string(format!("{r}/events/oom/mark_victim/format")).ok())
+        .any(|f| f.contains("anon_rss"))
+}
+
+/// Hog: 40 MiB touched, oom_score_adj 1000 (the kernel's first choice).
+const HOG: &str = "b = b'\\x01' * (40 << 20)\nopen('/proc/self/oom_score_adj', 'w').write('1000')\nprint('ready', flush=True)\nimport time\ntime.sleep(120)\n";
+/// Allocator: 40 MiB in 1 MiB pieces, bounded; with the hog that is past
+/// the limit, so its allocation triggers the OOM kill of the hog.
+const ALLOC: &str = "chunks = []\nfor i in range(40):\n    chunks.append(b'\\x02' * (1 << 20))\nprint('done', flush=True)\n";
+/// Self: up to 256 MiB in 1 MiB pieces; killed at about 64.
+const SELF: &str = "chunks = []\nfor i in range(256):\n    chunks.append(b'\\x03' * (1 << 20))\nprint('survived', flush=True)\n";
+
+struct Case {
+    attach: &'static str,
+    /// A hog that the allocator's OOM kills (victim ≠ trigger), or one
+    /// process that OOMs itself.
+    hog: bool,
+}
+
+fn run(case: Case) {
+    let tag = format!("{}-{}", case.attach, if case.hog { "hog" } else { "self" });
+    let rx = Receiver::start();
+    let t = Tapio::start(BIN, &config(&rx, case.attach), &[]);
+    let mut sb = Sandbox::new(&tag);
+    let before = unix_ns();
+    let (victim, trigger, victim_comm, trigger_comm) = if case.hog {
+        let hog = sb.spawn("oomhog", HOG);
+        sb.wait_line("ready");
+        let alloc = sb.spawn("oomalloc", ALLOC);
+        let status = sb.wait_exit(alloc);
+        assert!(status.success(), "the allocator failed: {status}");
+        let status = sb.wait_exit(hog);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "the hog was not SIGKILLed: {status}"
+        );
+        (hog, alloc, "oomhog", "oomalloc")
+    } else {
+        let me = sb.spawn("oomself", SELF);
+        let status = sb.wait_exit(me);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "the process was not OOM-killed: {status}"
+        );
+        (me, me, "oomself", "oomself")
+    };
+    let after = unix_ns();
+    let victim = i64::from(victim);
+    let ours = |r: &opentelemetry_proto::tonic::logs::v1::LogRecord| {
+        r.event_name == "kernel.oom_kill" && int_attr(&r.attributes, "process.pid") == Some(victim)
+    };
+    rx.wait_for_logs("the kernel.oom_kill record", WAIT, |l| {
+        l.iter().any(|(_, r)| ours(r))
+    });
+    // Time for a duplicate to show up, if there were one.
+    std::thread::sleep(Duration::from_secs(2));
+    let logs = rx.log_records();
+    let kills: Vec<_> = logs
+        .iter()
+        .filter(|(_, r)| r.event_name == "kernel.oom_kill")
+        .filter(|(_, r)| str_attr(&r.attributes, "container.id").as_deref() == Some(CID))
+        .collect();
+    assert_eq!(
+        kills.len(),
+        1,
+        "want one OOM kill in the container: {kills:#?}"
+    );
+    let r = &kills[0].1;
+    assert!(ours(r), "the OOM kill is not the victim's: {r:#?}");
+    eprintln!("{tag}: {:?}", r.body);
+    let a = &r.attributes;
+    assert_eq!(r.severity_text, "WARN");
+    assert!(
+        r.time_unix_nano >= before.saturating_sub(1_000_000_000) && r.time_unix_nano <= after,
+        "time {} not within [{before}, {after}]",
+        r.time_unix_nano
+    );
+    assert_eq!(str_attr(a, "k8s.pod.uid").as_deref(), Some(POD));
+    assert_eq!(
+        int_attr(a, "tapio.oom.trigger.pid"),
+        Some(i64::from(trigger))
+    );
+    assert_eq!(
+        str_attr(a, "tapio.oom.trigger.executable.name").as_deref(),
+        Some(trigger_comm)
+    );
+    // The classic tracepoint sees the victim's task only when the victim
+    // is the allocating task; otherwise its record's fields, the trigger's
+    // cgroup (here the same container).
+    let from_task = case.attach == "tp_btf" || !case.hog;
+    assert_eq!(
+        str_attr(a, "tapio.oom.cgroup_source").as_deref(),
+        Some(if from_task { "victim" } else { "trigger" })
+    );
+    if from_task || tracepoint_has_memory() {
+        assert_eq!(
+            str_attr(a, "process.executable.name").as_deref(),
+            Some(victim_comm)
+        );
+        assert_eq!(int_attr(a, "process.user.id"), Some(0));
+        assert_eq!(str_attr(a, "process.owner").as_deref(), Some("root"));
+        let anon = int_attr(a, "tapio.oom.anon_rss_bytes").expect("anon rss");
+        let total_vm = int_attr(a, "tapio.oom.total_vm_bytes").expect("total vm");
+        let pgtables = int_attr(a, "tapio.oom.pgtables_bytes").expect("pgtables");
+        let file = int_attr(a, "tapio.oom.file_rss_bytes").expect("file rss");
+        assert!(
+            anon >= (LIMIT / 2) as i64 && anon <= LIMIT as i64,
+            "anon rss {anon} not within [{}, {LIMIT}]",
+            LIMIT / 2
+        );
+        assert!(total_vm >= anon + file, "total_vm {total_vm} < rss");
+        assert!(pgtables > 0 && pgtables < anon, "pgtables {pgtables}");
+        assert_eq!(
+            int_attr(a, "tapio.oom.score_adj"),
+            Some(if case.hog { 1000 } else { 0 })
+        );
+        // The kernel's own account of the same kill, where dmesg is readable.
+        match killed_line(victim) {
+            Some(k) => {
+                eprintln!("{tag}: kernel: {k:?}");
+                for (key, kb) in [
+                    ("tapio.oom.total_vm_bytes", k.total_vm_kb),
+                    ("tapio.oom.anon_rss_bytes", k.anon_rss_kb),
+                    ("tapio.oom.file_rss_bytes", k.file_rss_kb),
+                    ("tapio.oom.shmem_rss_bytes", k.shmem_rss_kb),
+                    ("tapio.oom.pgtables_bytes", k.pgtables_kb),
+                ] {
+                    assert_eq!(int_attr(a, key), Some(kb * 1024), "{key} vs the kernel's line");
+                }
+            }
+            None => eprintln!("{tag}: no readable `Killed process {victim}` line in dmesg; figures checked against the limit only"),
+        }
+    } else {
+        // This kernel's tracepoint has only the pid.
+        assert_eq!(int_attr(a, "tapio.oom.anon_rss_bytes"), None);
+    }
+    if from_task {
+        // sh exec'd python3: its parent is this test.
+        assert_eq!(
+            int_attr(a, "process.parent_pid"),
+            Some(i64::from(std::process::id()))
+        );
+        assert_eq!(int_attr(a, "tapio.oom.swap_bytes"), Some(0));
+    }
+    let n = rx.wait_for_counter("tapio.oom.kills", &[], WAIT, |v| v >= 1);
+    assert_eq!(n, 1, "tapio.oom.kills");
+    t.terminate();
+}
+
+#[test]
+fn oom_kill_of_a_container_process_tp_btf() {
+    if !privileged_or_skip("oom_kill_of_a_container_process_tp_btf") {
+        return;
+    }
+    run(Case {
+        attach: "tp_btf",
+        hog: true,
+    });
+}
+
+#[test]
+fn oom_kill_of_a_process_that_ran_out_itself_tp_btf() {
+    if !privileged_or_skip("oom_kill_of_a_process_that_ran_out_itself_tp_btf") {
+        return;
+    }
+    run(Case {
+        attach: "tp_btf",
+        hog: false,
+    });
+}
+
+#[test]
+fn oom_kill_of_a_container_process_tracepoint() {
+    if !privileged_or_skip("oom_kill_of_a_container_process_tracepoint") {
+        return;
+    }
+    run(Case {
+        attach: "tracepoint",
+        hog: true,
+    });
+}
+
+#[test]
+fn oom_kill_of_a_process_that_ran_out_itself_tracepoint() {
+    if !privileged_or_skip("oom_kill_of_a_process_that_ran_out_itself_tracepoint") {
+        return;
+    }
+    run(Case {
+        attach: "tracepoint",
+        hog: false,
+    });
+}
