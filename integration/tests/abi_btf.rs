@@ -389,3 +389,29 @@ fn tc_records_and_maps_match_the_object_btf() {
         }
     );
 }
+
+#[test]
+fn kernel_records_match_the_object_btf() {
+    let btf = btf_structs(tapio::bpf_objects::KERNEL);
+    check_struct!(
+        btf,
+        tapio_oom_kill {
+            hdr,
+            total_vm_bytes,
+            anon_rss_bytes,
+            file_rss_bytes,
+            shmem_rss_bytes,
+            swap_bytes,
+            pgtables_bytes,
+            trigger_pid,
+            trigger_tid,
+            flags,
+            source,
+            oom_score_adj,
+            trigger_comm,
+            cgroup_leaf,
+            cgroup_parent
+        }
+    );
+    assert_eq!(core::mem::size_of::<tapio_oom_kill>(), 400);
+}

@@ -101,6 +101,8 @@ fn probes_reports_attach_types_for_this_kernel() {
         "tracepoint",
         "process    tp_btf       yes",
         "process    tracepoint   yes",
+        "kernel     tp_btf       yes",
+        "kernel     tracepoint   yes",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
