@@ -448,46 +448,35 @@ fn run(case: Case) {
     t.terminate();
 }
 
-#[test]
-fn oom_kill_of_a_container_process_tp_btf() {
-    if !privileged_or_skip("oom_kill_of_a_container_process_tp_btf") {
-        return;
-    }
-    run(Case {
-        attach: "tp_btf",
-        hog: true,
-    });
+/// One privileged test per case, each named after what it proves.
+macro_rules! oom_case {
+    ($name:ident, $attach:literal, $hog:literal) => {
+        #[test]
+        fn $name() {
+            if !privileged_or_skip(stringify!($name)) {
+                return;
+            }
+            run(Case {
+                attach: $attach,
+                hog: $hog,
+            });
+        }
+    };
 }
 
-#[test]
-fn oom_kill_of_a_process_that_ran_out_itself_tp_btf() {
-    if !privileged_or_skip("oom_kill_of_a_process_that_ran_out_itself_tp_btf") {
-        return;
-    }
-    run(Case {
-        attach: "tp_btf",
-        hog: false,
-    });
-}
-
-#[test]
-fn oom_kill_of_a_container_process_tracepoint() {
-    if !privileged_or_skip("oom_kill_of_a_container_process_tracepoint") {
-        return;
-    }
-    run(Case {
-        attach: "tracepoint",
-        hog: true,
-    });
-}
-
-#[test]
-fn oom_kill_of_a_process_that_ran_out_itself_tracepoint() {
-    if !privileged_or_skip("oom_kill_of_a_process_that_ran_out_itself_tracepoint") {
-        return;
-    }
-    run(Case {
-        attach: "tracepoint",
-        hog: false,
-    });
-}
+oom_case!(oom_kill_of_a_container_process_tp_btf, "tp_btf", true);
+oom_case!(
+    oom_kill_of_a_process_that_ran_out_itself_tp_btf,
+    "tp_btf",
+    false
+);
+oom_case!(
+    oom_kill_of_a_container_process_tracepoint,
+    "tracepoint",
+    true
+);
+oom_case!(
+    oom_kill_of_a_process_that_ran_out_itself_tracepoint,
+    "tracepoint",
+    false
+);
