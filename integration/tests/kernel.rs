@@ -445,6 +445,16 @@ fn run(case: Case) {
     }
     let n = rx.wait_for_counter("tapio.oom.kills", &[], WAIT, |v| v >= 1);
     assert_eq!(n, 1, "tapio.oom.kills");
+    // The variant asked for is the one running, and says so.
+    rx.wait_for_counter(
+        "tapio.probe.attached",
+        &[
+            ("tapio.probe", "kernel"),
+            ("tapio.attach_type", case.attach),
+        ],
+        WAIT,
+        |v| v == 1,
+    );
     t.terminate();
 }
 
