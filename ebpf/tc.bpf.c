@@ -197,14 +197,16 @@ struct ct_key {
 enum ct_state {
 	CT_SYN_SENT = 0,
 	CT_ESTABLISHED = 1,
-	CT_FAILED = 2,
+	CT_FAILED = 2,  /* the backend answered the SYN with a RST */
+	CT_CLOSING = 3, /* a FIN or RST went either way */
 };
 
 struct ct_val {
 	__u64 created_ns;   /* CLOCK_BOOTTIME ns of the first packet */
 	__u32 backend_addr;
 	__u16 backend_port;
-	__u16 state;        /* enum ct_state */
+	__u8 state;         /* enum ct_state */
+	__u8 syn_retried;   /* a retransmitted SYN was counted as a failure */
 };
 
 /* Reverse: backend -> client, keyed by (client addr/port, backend
@@ -797,6 +799,17 @@ static __always_inline int rewrite(struct __sk_buff *skb, struct pkt *p, __u32 a
 	return 0;
 }
 
+/* A retransmitted SYN is steered elsewhere only when its backend's
+ * breaker is open: then the backend is ejected and waiting on it is
+ * pointless. */
+static __always_inline int ct_repick(struct ct_val *ct, __u8 proto)
+{
+	struct tapio_tc_addr b = { .addr = ct->backend_addr, .port = ct->backend_port,
+				   .proto = proto };
+	__u32 *st = bpf_map_lookup_elem(&tapio_tc_cb, &b);
+	return st && *st == TAPIO_TC_CB_OPEN;
+}
+
 /* Ingress: DNAT flows to a virtual service. */
 static __always_inline void lb_ingress(struct __sk_buff *skb, struct pkt *p, __u32 gen)
 {
@@ -807,19 +820,34 @@ static __always_inline void lb_ingress(struct __sk_buff *skb, struct pkt *p, __u
 			     .proto = p->l4proto };
 	struct ct_val *ct = bpf_map_lookup_elem(&tapio_tc_ct, &ck);
 	int syn = p->l4proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
-	if (ct && syn && ct->state != CT_ESTABLISHED) {
-		/* A SYN again before any SYN-ACK: the client's retransmission
-		 * timer (1s at first) ran out, so the backend did not answer in
-		 * time; that is a failure (a RST was counted at egress). Choose
-		 * again, so an ejected backend is not retried for the flow. */
-		if (ct->state == CT_SYN_SENT) {
+	if (ct && syn && ct->state == CT_SYN_SENT && !ct_repick(ct, p->l4proto)) {
+		/* The client's SYN again before any SYN-ACK: its retransmission
+		 * timer (1 s at first) ran out, so the backend did not answer in
+		 * time. That is one failure for the breaker, counted once per
+		 * flow. The flow keeps its backend: the first SYN may still be
+		 * answered, and a flow split over two backends breaks. */
+		if (!ct->syn_retried) {
+			ct->syn_retried = 1;
 			struct tapio_tc_addr ob = { .addr = ct->backend_addr,
 						    .port = ct->backend_port,
 						    .proto = p->l4proto };
 			bstat(&ob, 1);
 		}
+	} else if (ct && syn && ct->state != CT_ESTABLISHED) {
+		/* A new connection on a tuple whose last one ended (a refused
+		 * SYN, a FIN or RST seen, or a client port reused before the
+		 * entry aged out), or a retransmitted SYN to a backend whose
+		 * breaker opened meanwhile: a new flow, chosen and counted
+		 * afresh. The old reverse entry goes, so a late answer from
+		 * the old backend is not translated into this flow. */
+		struct ct_key ok = { .client_addr = p->v4_saddr, .vip_addr = ct->backend_addr,
+				     .client_port = bpf_htons(p->sport),
+				     .vip_port = ct->backend_port, .proto = p->l4proto };
+		bpf_map_delete_elem(&tapio_tc_rnat, &ok);
 		bpf_map_delete_elem(&tapio_tc_ct, &ck);
 		ct = NULL;
+	} else if (ct && p->l4proto == IPPROTO_TCP && (p->tcp_flags & (TCP_FIN | TCP_RST))) {
+		ct->state = CT_CLOSING;
 	}
 	if (!ct) {
 		if (p->l4proto == IPPROTO_TCP && !syn)
@@ -908,7 +936,7 @@ static __always_inline void lb_egress(struct __sk_buff *skb, struct pkt *p)
 		return;
 	__u32 vip_addr = rv->vip_addr;
 	__u16 vip_port = rv->vip_port;
-	if (p->l4proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_RST))) {
+	if (p->l4proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_RST | TCP_FIN))) {
 		struct ct_key ck = { .client_addr = p->v4_daddr, .vip_addr = vip_addr,
 				     .client_port = bpf_htons(p->dport), .vip_port = vip_port,
 				     .proto = p->l4proto };
@@ -923,6 +951,9 @@ static __always_inline void lb_egress(struct __sk_buff *skb, struct pkt *p)
 				ct->state = CT_FAILED;
 				bstat(&bk, 1);
 			}
+		} else if (ct && ct->state == CT_ESTABLISHED &&
+			   (p->tcp_flags & (TCP_FIN | TCP_RST))) {
+			ct->state = CT_CLOSING;
 		}
 	}
 	__u32 port_off = p->l4_off; /* source port */

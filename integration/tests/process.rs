@@ -199,7 +199,8 @@ fn cgroup2_root() -> Option<String> {
 }
 
 /// A process in a cgroup laid out like a Kubernetes container's gets
-/// `container.id` and `k8s.pod.uid`; fork records name the child.
+/// `container.id` and `k8s.pod.uid`, one in a systemd service's cgroup
+/// `tapio.systemd.unit`; fork records name the child.
 #[test]
 fn container_and_pod_ids_from_cgroups_and_fork() {
     if !privileged_or_skip("container_and_pod_ids_from_cgroups_and_fork") {
@@ -214,7 +215,11 @@ fn container_and_pod_ids_from_cgroups_and_fork() {
         pod.replace('-', "_")
     );
     let ctr_dir = format!("{pod_dir}/cri-containerd-{cid}.scope");
+    let unit = format!("tapio-it-{}.service", std::process::id());
+    let slice_dir = format!("{base}/system.slice");
+    let unit_dir = format!("{slice_dir}/{unit}");
     std::fs::create_dir_all(&ctr_dir).expect("create test cgroups");
+    std::fs::create_dir_all(&unit_dir).expect("create test cgroups");
     struct Cleanup(Vec<String>);
     impl Drop for Cleanup {
         fn drop(&mut self) {
@@ -223,7 +228,13 @@ fn container_and_pod_ids_from_cgroups_and_fork() {
             }
         }
     }
-    let _cleanup = Cleanup(vec![ctr_dir.clone(), pod_dir.clone(), base.clone()]);
+    let _cleanup = Cleanup(vec![
+        ctr_dir.clone(),
+        pod_dir.clone(),
+        unit_dir.clone(),
+        slice_dir.clone(),
+        base.clone(),
+    ]);
 
     let rx = Receiver::start();
     let t = Tapio::start(BIN, &config("otlp", &rx.grpc_endpoint(), ""), &[]);
@@ -235,17 +246,35 @@ fn container_and_pod_ids_from_cgroups_and_fork() {
     let pid = i64::from(child.id());
     assert!(child.wait().unwrap().success());
     let me = i64::from(std::process::id());
-
-    let logs = rx.wait_for_logs("exec of sleep in the container cgroup", WAIT, |logs| {
-        logs.iter().any(|(_, r)| {
+    let script = format!("echo $$ > {unit_dir}/cgroup.procs && exec /bin/sleep 0.1");
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    let unit_pid = i64::from(child.id());
+    assert!(child.wait().unwrap().success());
+    fn sleep_exec(
+        logs: &[(
+            opentelemetry_proto::tonic::resource::v1::Resource,
+            opentelemetry_proto::tonic::logs::v1::LogRecord,
+        )],
+        pid: i64,
+    ) -> Option<usize> {
+        logs.iter().position(|(_, r)| {
             r.event_name == "process.exec"
                 && int_attr(&r.attributes, "process.pid") == Some(pid)
                 && str_attr(&r.attributes, "process.executable.path").as_deref()
                     == Some("/bin/sleep")
-        }) && logs.iter().any(|(_, r)| {
-            r.event_name == "process.fork"
-                && int_attr(&r.attributes, "tapio.process.child_pid") == Some(pid)
         })
+    }
+
+    let logs = rx.wait_for_logs("exec of sleep in the container cgroup", WAIT, |logs| {
+        sleep_exec(logs, pid).is_some()
+            && sleep_exec(logs, unit_pid).is_some()
+            && logs.iter().any(|(_, r)| {
+                r.event_name == "process.fork"
+                    && int_attr(&r.attributes, "tapio.process.child_pid") == Some(pid)
+            })
     });
     let exec = logs
         .iter()
@@ -264,6 +293,13 @@ fn container_and_pod_ids_from_cgroups_and_fork() {
         str_attr(&exec.1.attributes, "k8s.pod.uid").as_deref(),
         Some(pod)
     );
+    assert_eq!(str_attr(&exec.1.attributes, "tapio.systemd.unit"), None);
+    let in_unit = &logs[sleep_exec(&logs, unit_pid).unwrap()].1;
+    assert_eq!(
+        str_attr(&in_unit.attributes, "tapio.systemd.unit").as_deref(),
+        Some(unit.as_str())
+    );
+    assert_eq!(str_attr(&in_unit.attributes, "container.id"), None);
     let fork = logs
         .iter()
         .find(|(_, r)| {

@@ -7,6 +7,7 @@ datagram sizes) and keeps the connection open for HOLD seconds, so nothing
 
 usage: tc_client.py MODE HOST PORT [ARG]
 """
+import errno
 import socket
 import ssl
 import struct
@@ -159,6 +160,44 @@ def connect_many(host, port, n, pace_ms):
           flush=True)
 
 
+def connect_from_port(host, port, n, src_port):
+    """n TCP connections one after the other, all from the same client
+    port: each a new flow on the same 4-tuple (the server closes first, so
+    its TIME_WAIT accepts the next SYN)."""
+    ok = failed = 0
+    seen = {}
+    for _ in range(int(n)):
+        s = None
+        try:
+            # The last connection's socket may still be closing (LAST_ACK):
+            # connect() then fails locally, before any SYN, so retry.
+            for attempt in range(50):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.settimeout(3)
+                try:
+                    s.bind(("0.0.0.0", int(src_port)))
+                    s.connect((host, int(port)))
+                    break
+                except OSError as e:
+                    s.close()
+                    if e.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) or attempt == 49:
+                        raise
+                    time.sleep(0.1)
+            name = s.recv(64).decode().strip()
+            seen[name] = seen.get(name, 0) + 1
+            ok += 1
+        except OSError as e:
+            print(f"connect from {src_port}: {e}", file=sys.stderr, flush=True)
+            failed += 1
+        finally:
+            if s is not None:
+                s.close()
+        time.sleep(0.2)
+    print(f"ok={ok} failed={failed} " + " ".join(f"{k}={v}" for k, v in sorted(seen.items())),
+          flush=True)
+
+
 def name_server(host, port, name):
     """Accept forever and send our name: a load-balancer backend."""
     l = socket.socket()
@@ -261,6 +300,7 @@ if __name__ == "__main__":
         "grpc": lambda: grpc_echo(args[0], int(args[1]), args[2]),
         "grpc-server": lambda: grpc_server(args[0], int(args[1])),
         "connect-many": lambda: connect_many(args[0], int(args[1]), args[2], args[3]),
+        "connect-from-port": lambda: connect_from_port(args[0], args[1], args[2], args[3]),
         "name-server": lambda: name_server(args[0], args[1], args[2]),
         "udp-blast": lambda: udp_blast(args[0], args[1], args[2]),
         "udp-sink": lambda: udp_sink(args[0], args[1], args[2]),

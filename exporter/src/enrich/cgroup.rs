@@ -5,12 +5,19 @@
 //!   kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_with_underscores>.slice/cri-containerd-<id>.scope
 //!   kubepods/burstable/pod<uid>/<id>
 //!   system.slice/docker-<id>.scope, machine.slice/libpod-<id>.scope, crio-<id>.scope
+//!
+//! Outside containers, systemd names each service's cgroup after its unit
+//! (`system.slice/nginx.service`, `user@1000.service/app.slice/foo.service`,
+//! `session-3.scope`), so the leaf is the unit that owns the task.
 
 /// What a cgroup says about its workload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Workload {
     pub container_id: Option<String>,
     pub pod_uid: Option<String>,
+    /// The systemd unit (`*.service` or `*.scope`) of a task outside a
+    /// container.
+    pub systemd_unit: Option<String>,
 }
 
 fn is_hex_id(s: &str) -> bool {
@@ -43,15 +50,35 @@ pub fn pod_uid(name: &str) -> Option<String> {
     ok.then(|| uid.to_ascii_lowercase())
 }
 
+/// The systemd unit a leaf cgroup name is, if it is one.
+pub fn systemd_unit(leaf: &str) -> Option<String> {
+    let stem = leaf
+        .strip_suffix(".service")
+        .or_else(|| leaf.strip_suffix(".scope"))?;
+    // systemd's unit-name alphabet; anything else is some other cgroup.
+    let ok = !stem.is_empty()
+        && leaf.len() <= 255
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@\\".contains(&b));
+    ok.then(|| leaf.to_string())
+}
+
 /// Workload of a task from its cgroup's leaf and parent directory names.
 pub fn from_names(leaf: &str, parent: &str) -> Workload {
     let container_id = container_id(leaf);
     // A pod's own cgroup (pause-less runtimes put processes there) or the
     // container's parent.
     let pod_uid = pod_uid(leaf).or_else(|| container_id.as_ref().and_then(|_| pod_uid(parent)));
+    // A container's scope is a unit too, but the container id says more.
+    let systemd_unit = match (&container_id, &pod_uid) {
+        (None, None) => systemd_unit(leaf),
+        _ => None,
+    };
     Workload {
         container_id,
         pod_uid,
+        systemd_unit,
     }
 }
 
@@ -108,12 +135,36 @@ mod tests {
     }
 
     #[test]
+    fn systemd_units_outside_containers() {
+        for (leaf, parent) in [
+            ("nginx.service", "system.slice"),
+            ("session-3.scope", "user-0.slice"),
+            ("foo@inst.service", "app.slice"),
+            ("run-u12.scope", "system.slice"),
+            ("systemd-journald.service", "system.slice"),
+        ] {
+            let w = from_names(leaf, parent);
+            assert_eq!(w.systemd_unit.as_deref(), Some(leaf), "{leaf}");
+            assert_eq!((w.container_id, w.pod_uid), (None, None), "{leaf}");
+        }
+        // Containers' scopes are containers, not units.
+        let w = from_names(&format!("docker-{ID}.scope"), "system.slice");
+        assert_eq!(w.systemd_unit, None);
+        for leaf in [
+            ".service",
+            "a b.service",
+            "system.slice",
+            "nginx.socket",
+            "x.service/",
+        ] {
+            assert_eq!(systemd_unit(leaf), None, "{leaf}");
+        }
+    }
+
+    #[test]
     fn plain_hosts_have_no_workload() {
-        assert_eq!(
-            from_names("session-3.scope", "user-0.slice"),
-            Workload::default()
-        );
         assert_eq!(from_names("", ""), Workload::default());
+        assert_eq!(from_names("tapio-test", "user.slice"), Workload::default());
         assert_eq!(
             from_names(&format!("crio-conmon-{ID}.scope"), "x").container_id,
             None

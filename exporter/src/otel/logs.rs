@@ -67,6 +67,9 @@ pub(crate) fn common_attrs(c: &Common, ctx: &ProcessContext) -> Vec<KeyValue> {
     if let Some(uid) = &ctx.workload.pod_uid {
         a.push(kv_str(attr::K8S_POD_UID, uid.clone()));
     }
+    if let Some(unit) = &ctx.workload.systemd_unit {
+        a.push(kv_str(attr::TAPIO_SYSTEMD_UNIT, unit.clone()));
+    }
     a
 }
 

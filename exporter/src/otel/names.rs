@@ -70,6 +70,8 @@ pub mod attr {
     // semconv container / k8s
     pub const CONTAINER_ID: &str = "container.id";
     pub const K8S_POD_UID: &str = "k8s.pod.uid";
+    /// The systemd unit owning a task outside containers (no semconv name).
+    pub const TAPIO_SYSTEMD_UNIT: &str = "tapio.systemd.unit";
     // Tapio's own
     /// Lifetime of an exited process, seconds.
     pub const TAPIO_PROCESS_DURATION: &str = "tapio.process.duration";
