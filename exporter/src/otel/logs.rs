@@ -58,6 +58,12 @@ pub(crate) fn common_attrs(c: &Common, ctx: &ProcessContext) -> Vec<KeyValue> {
         kv_int(attr::PROCESS_USER_ID, i64::from(c.uid)),
         kv_int(attr::TAPIO_CGROUP_ID, c.cgroup_id as i64),
     ];
+    context_attrs(ctx, &mut a);
+    a
+}
+
+/// What enrichment added: owner name, container, pod, systemd unit.
+fn context_attrs(ctx: &ProcessContext, a: &mut Vec<KeyValue>) {
     if let Some(o) = &ctx.owner {
         a.push(kv_str(attr::PROCESS_OWNER, o.clone()));
     }
@@ -70,7 +76,6 @@ pub(crate) fn common_attrs(c: &Common, ctx: &ProcessContext) -> Vec<KeyValue> {
     if let Some(unit) = &ctx.workload.systemd_unit {
         a.push(kv_str(attr::TAPIO_SYSTEMD_UNIT, unit.clone()));
     }
-    a
 }
 
 /// The command line as one string, the way `ps` shows it.
@@ -474,16 +479,8 @@ pub fn oom_kill(
     if let Some(uid) = k.uid {
         a.push(kv_int(attr::PROCESS_USER_ID, i64::from(uid)));
     }
-    if let Some(o) = &ctx.owner {
-        a.push(kv_str(attr::PROCESS_OWNER, o.clone()));
-    }
     a.push(kv_int(attr::TAPIO_CGROUP_ID, k.cgroup_id as i64));
-    if let Some(id) = &ctx.workload.container_id {
-        a.push(kv_str(attr::CONTAINER_ID, id.clone()));
-    }
-    if let Some(uid) = &ctx.workload.pod_uid {
-        a.push(kv_str(attr::K8S_POD_UID, uid.clone()));
-    }
+    context_attrs(ctx, &mut a);
     let cgroup_of = if k.victim_cgroup { "victim" } else { "trigger" };
     a.push(kv_str(attr::TAPIO_OOM_CGROUP_SOURCE, cgroup_of));
     let bytes = |v: u64| v.min(i64::MAX as u64) as i64;
@@ -729,11 +726,15 @@ mod tests {
     fn oom_kill_without_fields_leaves_them_out() {
         use crate::probes::kernel::{decode, fixtures};
         let k = decode(&fixtures::pid_only_bytes()).unwrap();
-        let r = oom_kill(
-            &k,
-            &ProcessContext::default(),
-            &WallClock::with_offset(0),
-            0,
+        // A victim outside containers: its systemd unit, as on every record.
+        let ctx = ProcessContext {
+            workload: crate::enrich::cgroup::from_names("nginx.service", "system.slice"),
+            ..Default::default()
+        };
+        let r = oom_kill(&k, &ctx, &WallClock::with_offset(0), 0);
+        assert_eq!(
+            attr_of(&r, "tapio.systemd.unit"),
+            Some(&Value::StringValue("nginx.service".into()))
         );
         assert_eq!(attr_of(&r, "process.pid"), Some(&Value::IntValue(1234)));
         for absent in [
