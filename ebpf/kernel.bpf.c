@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Kernel events: the OOM killer's victims (kernel.oom_kill).
+ * Kernel events: the OOM killer's victims (kernel.oom_kill), and io_uring
+ * (ring creation, completions per opcode, sampled latency).
  *
  * mark_victim fires in __oom_kill_process right after the victim got
  * SIGKILL, with the victim's task locked and its mm still attached, so
@@ -202,5 +203,111 @@ int tapio_oom_victim_tp(struct trace_event_raw_mark_victim *ctx)
 		e->flags |= TAPIO_OOM_HAS_SCORE_ADJ;
 	}
 	tapio_submit(&tapio_events, e);
+	return 0;
+}
+
+/*
+ * io_uring. Requests neither enter nor leave through per-operation
+ * syscalls (one io_uring_enter submits many; with SQPOLL none is made), so
+ * the io_uring tracepoints are the one place every operation is seen.
+ * They fire per operation, so:
+ *   - completions are counted per opcode and result in a per-CPU array,
+ *     exact, no map lookup beyond the array;
+ *   - only a sampled share of requests (tapio_sample_threshold) is timed,
+ *     through an LRU map keyed by the request's address.
+ */
+typedef struct tapio_io_uring_create tapio_io_uring_create;
+TAPIO_ABI_BTF(tapio_io_uring_create);
+
+/* Set by userspace before load: a request is timed when
+ * bpf_get_prandom_u32() <= threshold (0xffffffff: every one). */
+const volatile __u32 tapio_sample_threshold = 0xffffffff;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TAPIO_IO_URING_OPS * TAPIO_IO_URING_RESULTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} tapio_io_uring_ops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TAPIO_IO_URING_OPS);
+	__type(key, __u32);
+	__type(value, struct tapio_hist);
+} tapio_io_uring_hist SEC(".maps");
+
+/* Submission time of sampled requests in flight, by request address. A
+ * request that never completes ages out (LRU). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} tapio_io_uring_inflight SEC(".maps");
+
+SEC("tracepoint/io_uring/io_uring_create")
+int tapio_io_uring_create_tp(struct trace_event_raw_io_uring_create *ctx)
+{
+	struct tapio_io_uring_create *e =
+		tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
+	if (!e)
+		return 0;
+	tapio_fill_header(&e->hdr, bpf_get_current_task_btf(), TAPIO_EVENT_IO_URING_CREATE);
+	e->fd = BPF_CORE_READ(ctx, fd);
+	e->sq_entries = BPF_CORE_READ(ctx, sq_entries);
+	e->cq_entries = BPF_CORE_READ(ctx, cq_entries);
+	e->flags = BPF_CORE_READ(ctx, flags);
+	tapio_submit(&tapio_events, e);
+	return 0;
+}
+
+SEC("tracepoint/io_uring/io_uring_submit_req")
+int tapio_io_uring_submit_tp(struct trace_event_raw_io_uring_submit_req *ctx)
+{
+	if (tapio_sample_threshold != 0xffffffff &&
+	    bpf_get_prandom_u32() > tapio_sample_threshold)
+		return 0;
+	__u64 req = (__u64)BPF_CORE_READ(ctx, req);
+	if (!req)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&tapio_io_uring_inflight, &req, &now, BPF_ANY))
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	return 0;
+}
+
+SEC("tracepoint/io_uring/io_uring_complete")
+int tapio_io_uring_complete_tp(struct trace_event_raw_io_uring_complete *ctx)
+{
+	/* Auxiliary CQEs (posted without a request, e.g. for MSG_RING) have
+	 * no opcode to count them under. */
+	struct io_kiocb *req = BPF_CORE_READ(ctx, req);
+	if (!req)
+		return 0;
+	__u32 op = BPF_CORE_READ(req, opcode);
+	if (op >= TAPIO_IO_URING_OPS)
+		op = TAPIO_IO_URING_OPS - 1;
+	int res = BPF_CORE_READ(ctx, res);
+	__u32 slot = op * TAPIO_IO_URING_RESULTS +
+		     (res < 0 ? TAPIO_IO_URING_ERROR : TAPIO_IO_URING_OK);
+	__u64 *n = bpf_map_lookup_elem(&tapio_io_uring_ops, &slot);
+	if (n)
+		*n += 1;
+	/* Multishot requests post several CQEs: the first one ends the
+	 * timing. */
+	__u64 key = (__u64)req;
+	__u64 *t0 = bpf_map_lookup_elem(&tapio_io_uring_inflight, &key);
+	if (!t0)
+		return 0;
+	__u64 ns = bpf_ktime_get_ns() - *t0;
+	bpf_map_delete_elem(&tapio_io_uring_inflight, &key);
+	struct tapio_hist *h = bpf_map_lookup_elem(&tapio_io_uring_hist, &op);
+	if (!h)
+		return 0;
+	__u32 b = log2_bucket(ns);
+	if (b < TAPIO_HIST_BUCKETS)
+		h->buckets[b] += 1;
+	h->sum_ns += ns;
 	return 0;
 }

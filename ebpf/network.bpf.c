@@ -102,21 +102,6 @@ static __always_inline void read_tuple(struct tapio_tcp_tuple *t, const struct s
 	}
 }
 
-static __always_inline __u32 log2_bucket(__u64 v)
-{
-	__u32 b = 0;
-	/* Bounded: at most 64 halvings, unrolled by the compiler. */
-#pragma unroll
-	for (int i = 0; i < 6; i++) {
-		__u32 shift = 32 >> i;
-		if (v >= (1ULL << shift)) {
-			v >>= shift;
-			b += shift;
-		}
-	}
-	return b < TAPIO_HIST_BUCKETS ? b : TAPIO_HIST_BUCKETS - 1;
-}
-
 /* IPv6 on the wire: an AF_INET6 socket whose peer is not v4-mapped. */
 static __always_inline int wire_is_v6(const struct sock *sk)
 {

@@ -36,6 +36,7 @@ fn main() {
         .constified_enum_module("tapio_tc_flow_flags")
         .constified_enum_module("tapio_oom_source")
         .constified_enum_module("tapio_oom_flags")
+        .constified_enum_module("tapio_io_uring_result")
         .derive_default(true)
         .derive_debug(true)
         .impl_debug(false)

@@ -82,6 +82,22 @@ static __always_inline void *tapio_reserve(void *ringbuf, void *lost_map, __u64 
 
 /* Fill the common header from `task` (the subject of the event, which is
  * not always current: fork reports the parent, exit may run late). */
+/* The struct tapio_hist bucket of a duration in ns: floor(log2). */
+static __always_inline __u32 log2_bucket(__u64 v)
+{
+	__u32 b = 0;
+	/* Bounded: at most 64 halvings, unrolled by the compiler. */
+#pragma unroll
+	for (int i = 0; i < 6; i++) {
+		__u32 shift = 32 >> i;
+		if (v >= (1ULL << shift)) {
+			v >>= shift;
+			b += shift;
+		}
+	}
+	return b < TAPIO_HIST_BUCKETS ? b : TAPIO_HIST_BUCKETS - 1;
+}
+
 static __always_inline void tapio_fill_header(struct tapio_event_header *h,
 					      struct task_struct *task, __u32 kind)
 {

@@ -370,21 +370,39 @@ pub async fn run(
     }
 
     let kcfg = settings.probes.kernel.clone();
-    if kcfg.oom_kill {
-        let ring = probes::RingConfig::new(kcfg.ring_buffer_size.0, kcfg.wakeup_interval);
+    if kcfg.oom_kill || kcfg.io_uring {
+        let ring = probes::RingConfig::new(kcfg.ring_buffer_size.0, kcfg.wakeup_interval)
+            .sampled(kcfg.io_uring_sample_rate, std::time::Duration::ZERO);
         ctx.start(
             &probes::kernel::spec(&kcfg),
             kcfg.enabled,
             ring,
-            &|_| true,
+            &|prog| probes::kernel::wanted(&kcfg, prog),
             kcfg.wakeup_interval,
             |loaded, stats| {
-                let kills = loaded
-                    .take_percpu_array(probes::kernel::NAME, probes::kernel::MAP_OOM_KILLS)?;
-                exporter.add_metric_producer(probes::kernel::kills_producer(
-                    kills,
-                    telemetry.start_unix_ns,
-                ));
+                if kcfg.oom_kill {
+                    let kills = loaded
+                        .take_percpu_array(probes::kernel::NAME, probes::kernel::MAP_OOM_KILLS)?;
+                    exporter.add_metric_producer(probes::kernel::kills_producer(
+                        kills,
+                        telemetry.start_unix_ns,
+                    ));
+                }
+                if kcfg.io_uring {
+                    let ops = loaded.take_percpu_array(
+                        probes::kernel::NAME,
+                        probes::kernel::MAP_IO_URING_OPS,
+                    )?;
+                    let hist = loaded.take_percpu_array(
+                        probes::kernel::NAME,
+                        probes::kernel::MAP_IO_URING_HIST,
+                    )?;
+                    exporter.add_metric_producer(probes::kernel::io_uring_producer(
+                        ops,
+                        hist,
+                        telemetry.start_unix_ns,
+                    ));
+                }
                 Ok(probes::kernel::Handler {
                     emitter: exporter.emitter(),
                     stats,
@@ -394,7 +412,9 @@ pub async fn run(
             },
         )?;
     } else if kcfg.enabled == Some(true) {
-        tracing::warn!("probes.kernel is enabled but oom_kill is off: nothing to run");
+        tracing::warn!(
+            "probes.kernel is enabled but oom_kill and io_uring are off: nothing to run"
+        );
     }
 
     // Last, so Tapio's own BPF loads are done before it reports others'.

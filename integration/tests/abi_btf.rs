@@ -414,4 +414,14 @@ fn kernel_records_match_the_object_btf() {
         }
     );
     assert_eq!(core::mem::size_of::<tapio_oom_kill>(), 400);
+    check_struct!(
+        btf,
+        tapio_io_uring_create {
+            hdr,
+            fd,
+            sq_entries,
+            cq_entries,
+            flags
+        }
+    );
 }

@@ -244,6 +244,13 @@ cat /tmp/lsm-ct >/dev/null && echo "CHECK lsm container_id others allowed"
 # security probe's module_request tracepoint).
 mkdir -p /tmp/mnt
 mount -t tapiofs none /tmp/mnt 2>/dev/null
+# kernel probe: an OOM kill inside a 32 MiB memory cgroup (dd's 64 MiB
+# buffer, filled from /dev/zero, cannot fit).
+echo +memory >/sys/fs/cgroup/cgroup.subtree_control
+mkdir /sys/fs/cgroup/tapio-oom
+echo 32M >/sys/fs/cgroup/tapio-oom/memory.max
+echo 0 >/sys/fs/cgroup/tapio-oom/memory.swap.max 2>/dev/null
+sh -c 'echo $$ >/sys/fs/cgroup/tapio-oom/cgroup.procs; exec dd if=/dev/zero of=/dev/null bs=64M count=1' 2>/dev/null
 # Credentials through commit_creds: su drops root (setgid/setuid), and an
 # unprivileged user namespace gains capabilities (unshare: no set*id/exec
 # syscall pair sees that). Capability use: chown to another uid.
@@ -252,7 +259,7 @@ sleep 2
 kill -INT $TP
 wait $TP
 
-for e in process.exec process.exit process.fork network.connection.close; do
+for e in process.exec process.exit process.fork network.connection.close kernel.oom_kill; do
 	grep -q "\"eventName\":\"$e\"" /tmp/out.json && echo "CHECK eventName $e"
 done
 grep -q '"tapio.xdp.packets"' /tmp/out.json && grep -q '"stringValue":"blocklist"' /tmp/out.json &&

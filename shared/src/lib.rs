@@ -69,6 +69,7 @@ wire!(
     tapio_tc_cfg,
     tapio_tc_flow,
     tapio_oom_kill,
+    tapio_io_uring_create,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

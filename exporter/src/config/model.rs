@@ -887,6 +887,13 @@ pub struct KernelProbe {
     /// `tracepoint` (the tracepoint record's fields; the trigger's cgroup).
     /// `tapio probes` shows which the kernel takes.
     pub attach: KernelAttach,
+    /// io_uring: `kernel.io_uring.create` logs, and every completion
+    /// counted by opcode and result (`tapio.io_uring.operations`).
+    pub io_uring: bool,
+    /// Fraction (0.0–1.0) of io_uring requests timed from submission to
+    /// completion (`tapio.io_uring.duration`). Timing costs a map update
+    /// and lookup per request, so it is sampled; the counts are not.
+    pub io_uring_sample_rate: f64,
 }
 
 impl Default for KernelProbe {
@@ -897,6 +904,8 @@ impl Default for KernelProbe {
             wakeup_interval: Duration::from_millis(100),
             oom_kill: true,
             attach: KernelAttach::Auto,
+            io_uring: true,
+            io_uring_sample_rate: 0.05,
         }
     }
 }

@@ -43,6 +43,21 @@ impl Probes {
             self.kernel.ring_buffer_size.0,
             errs,
         );
+        for (path, r) in [
+            ("probes.network.sample_rate", self.network.sample_rate),
+            ("probes.dns.sample_rate", self.dns.sample_rate),
+            (
+                "probes.kernel.io_uring_sample_rate",
+                self.kernel.io_uring_sample_rate,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&r) {
+                errs.push(ConfigError::new(
+                    path,
+                    format!("{r}: a fraction from 0.0 (none) to 1.0 (all)"),
+                ));
+            }
+        }
         self.xdp.validate(errs);
         self.lsm.validate(errs);
         self.security.validate(errs);

@@ -460,6 +460,51 @@ pub fn circuit_breaker_change(c: &crate::probes::tc::BreakerChange, now: u64) ->
 /// `kernel.oom_kill` (WARN): the victim, what it held, who triggered it.
 /// Attributes the hook could not see on this kernel are left out rather
 /// than sent as zeros.
+/// `kernel.io_uring.create`: WARN with SQPOLL, where a kernel thread
+/// does the process's I/O and no syscall marks any of it.
+pub fn io_uring_create(
+    c: &crate::probes::kernel::IoUringCreate,
+    ctx: &ProcessContext,
+    clock: &WallClock,
+    observed: u64,
+) -> LogRecord {
+    let mut a = common_attrs(&c.common, ctx);
+    a.push(kv_int(attr::TAPIO_IO_URING_FD, i64::from(c.fd)));
+    a.push(kv_int(
+        attr::TAPIO_IO_URING_SQ_ENTRIES,
+        i64::from(c.sq_entries),
+    ));
+    a.push(kv_int(
+        attr::TAPIO_IO_URING_CQ_ENTRIES,
+        i64::from(c.cq_entries),
+    ));
+    let flags = crate::probes::kernel::io_uring_setup_flags(c.flags);
+    a.push(super::kv_strs(attr::TAPIO_IO_URING_SETUP_FLAGS, &flags));
+    let sqpoll = flags.iter().any(|f| f == "sqpoll");
+    let severity = if sqpoll {
+        SeverityNumber::Warn
+    } else {
+        SeverityNumber::Info
+    };
+    let shown = if flags.is_empty() {
+        "none".to_string()
+    } else {
+        flags.join(",")
+    };
+    let body = format!(
+        "{} ({}) set up an io_uring: fd {}, {} SQ / {} CQ entries, flags {shown}",
+        c.common.comm, c.common.pid, c.fd, c.sq_entries, c.cq_entries
+    );
+    record(
+        event::KERNEL_IO_URING_CREATE,
+        severity,
+        clock.to_unix_ns(c.common.ts_boot_ns),
+        observed,
+        body,
+        a,
+    )
+}
+
 pub fn oom_kill(
     k: &crate::probes::kernel::OomKill,
     ctx: &ProcessContext,

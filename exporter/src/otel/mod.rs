@@ -37,6 +37,18 @@ pub fn kv_bool(key: &str, v: bool) -> KeyValue {
     kv(key, Value::BoolValue(v))
 }
 
+/// An array of strings.
+pub fn kv_strs(key: &str, v: &[String]) -> KeyValue {
+    use opentelemetry_proto::tonic::common::v1::ArrayValue;
+    let values = v
+        .iter()
+        .map(|s| AnyValue {
+            value: Some(Value::StringValue(s.clone())),
+        })
+        .collect();
+    kv(key, Value::ArrayValue(ArrayValue { values }))
+}
+
 pub fn scope() -> InstrumentationScope {
     InstrumentationScope {
         name: names::SCOPE_NAME.to_string(),

@@ -28,6 +28,7 @@ pub mod event {
     pub const SECURITY_BPF_LOAD: &str = "security.bpf.load";
     pub const SECURITY_FILE_CHANGE: &str = "security.file.change";
     pub const KERNEL_OOM_KILL: &str = "kernel.oom_kill";
+    pub const KERNEL_IO_URING_CREATE: &str = "kernel.io_uring.create";
 }
 
 /// Span names.
@@ -225,6 +226,18 @@ pub mod attr {
     /// Whose cgroup `container.id`/`k8s.pod.uid` come from: `victim`, or
     /// `trigger` where the hook cannot see the victim's task.
     pub const TAPIO_OOM_CGROUP_SOURCE: &str = "tapio.oom.cgroup_source";
+    // kernel probe: io_uring
+    /// The operation (`read`, `write`, `nop`, `accept`...: the UAPI's
+    /// IORING_OP_* name, lowercase).
+    pub const TAPIO_IO_URING_OPCODE: &str = "tapio.io_uring.opcode";
+    /// `ok` (the completion's result >= 0) or `error` (-errno).
+    pub const TAPIO_IO_URING_RESULT: &str = "tapio.io_uring.result";
+    /// The new ring's file descriptor and queue sizes.
+    pub const TAPIO_IO_URING_FD: &str = "tapio.io_uring.fd";
+    pub const TAPIO_IO_URING_SQ_ENTRIES: &str = "tapio.io_uring.sq_entries";
+    pub const TAPIO_IO_URING_CQ_ENTRIES: &str = "tapio.io_uring.cq_entries";
+    /// IORING_SETUP_* flags set (array of names: `sqpoll`, `iopoll`...).
+    pub const TAPIO_IO_URING_SETUP_FLAGS: &str = "tapio.io_uring.setup_flags";
     // resource
     pub const SERVICE_NAME: &str = "service.name";
     pub const SERVICE_VERSION: &str = "service.version";
@@ -462,6 +475,22 @@ pub const TC_CHAOS_DROPPED: MetricDef = MetricDef {
     attributes: &[attr::TAPIO_TC_EXPERIMENT],
 };
 
+pub const IO_URING_OPERATIONS: MetricDef = MetricDef {
+    name: "tapio.io_uring.operations",
+    unit: "{operation}",
+    instrument: Instrument::Counter,
+    description: "io_uring completions (CQEs with a request), every one, counted per CPU in the kernel by opcode and result.",
+    attributes: &[attr::TAPIO_IO_URING_OPCODE, attr::TAPIO_IO_URING_RESULT],
+};
+
+pub const IO_URING_DURATION: MetricDef = MetricDef {
+    name: "tapio.io_uring.duration",
+    unit: "s",
+    instrument: Instrument::Histogram,
+    description: "io_uring request time, submission to first completion, of a sampled share of requests (probes.kernel.io_uring_sample_rate), aggregated in the kernel.",
+    attributes: &[attr::TAPIO_IO_URING_OPCODE],
+};
+
 pub const OOM_KILLS: MetricDef = MetricDef {
     name: "tapio.oom.kills",
     unit: "{kill}",
@@ -509,6 +538,8 @@ pub const METRICS: &[MetricDef] = &[
     TC_CIRCUIT_BREAKER_STATE,
     TC_CHAOS_DROPPED,
     OOM_KILLS,
+    IO_URING_OPERATIONS,
+    IO_URING_DURATION,
 ];
 
 /// Every log event name, with what it means.
@@ -589,6 +620,10 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::KERNEL_OOM_KILL,
         "The kernel's OOM killer chose a victim and sent it SIGKILL (WARN): victim, trigger, memory figures, container and pod.",
+    ),
+    (
+        event::KERNEL_IO_URING_CREATE,
+        "A process set up an io_uring (io_uring_setup): queue sizes and setup flags; WARN with sqpoll (a kernel thread then does its I/O without any syscall).",
     ),
 ];
 

@@ -1,12 +1,13 @@
 //! The kernel probe: `ebpf/kernel.bpf.c` ↔ this module. Decodes OOM-kill
-//! records into typed events; `otel::logs::oom_kill` maps them to OTLP and
-//! [`kills_producer`] exports the in-kernel kill counter.
+//! and io_uring-creation records into typed events (`otel::logs::oom_kill`,
+//! `otel::logs::io_uring_create` map them to OTLP); [`kills_producer`] and
+//! [`io_uring_producer`] export the in-kernel counters and histograms.
 
 use super::{cstr, Attach, ProbeSpec, Variant};
 use crate::config::{KernelAttach, KernelProbe};
 use tapio_shared::{
-    read_record, record_kind, tapio_event_kind as kind, tapio_oom_flags as flags, tapio_oom_kill,
-    tapio_oom_source,
+    read_record, record_kind, tapio_event_kind as kind, tapio_io_uring_create,
+    tapio_io_uring_result, tapio_oom_flags as flags, tapio_oom_kill, tapio_oom_source,
 };
 
 pub const NAME: &str = "kernel";
@@ -15,17 +16,61 @@ pub const NAME: &str = "kernel";
 pub const PROG_OOM_BTF: &str = "tapio_oom_victim_btf";
 pub const PROG_OOM_TP: &str = "tapio_oom_victim_tp";
 
+pub const PROG_IO_URING_CREATE: &str = "tapio_io_uring_create_tp";
+pub const PROG_IO_URING_SUBMIT: &str = "tapio_io_uring_submit_tp";
+pub const PROG_IO_URING_COMPLETE: &str = "tapio_io_uring_complete_tp";
+
 /// Per-CPU count of every victim the kernel marked (`tapio.oom.kills`).
 pub const MAP_OOM_KILLS: &str = "tapio_oom_kills";
+/// Per-CPU completions by opcode and result (`tapio.io_uring.operations`).
+pub const MAP_IO_URING_OPS: &str = "tapio_io_uring_ops";
+/// Per-CPU latency histogram by opcode (`tapio.io_uring.duration`).
+pub const MAP_IO_URING_HIST: &str = "tapio_io_uring_hist";
+
+/// io_uring's tracepoints, the same in both variants. Optional: a kernel
+/// built without io_uring has none, and the OOM programs still run.
+const IO_URING: [(&str, Attach); 3] = [
+    (
+        PROG_IO_URING_CREATE,
+        Attach::OptionalTracePoint("io_uring", "io_uring_create"),
+    ),
+    (
+        PROG_IO_URING_SUBMIT,
+        Attach::OptionalTracePoint("io_uring", "io_uring_submit_req"),
+    ),
+    (
+        PROG_IO_URING_COMPLETE,
+        Attach::OptionalTracePoint("io_uring", "io_uring_complete"),
+    ),
+];
 
 const VARIANT_BTF: Variant = Variant {
     label: "tp_btf",
-    programs: &[(PROG_OOM_BTF, Attach::BtfTracePoint("mark_victim"))],
+    programs: &[
+        (PROG_OOM_BTF, Attach::BtfTracePoint("mark_victim")),
+        IO_URING[0],
+        IO_URING[1],
+        IO_URING[2],
+    ],
 };
 const VARIANT_TP: Variant = Variant {
     label: "tracepoint",
-    programs: &[(PROG_OOM_TP, Attach::TracePoint("oom", "mark_victim"))],
+    programs: &[
+        (PROG_OOM_TP, Attach::TracePoint("oom", "mark_victim")),
+        IO_URING[0],
+        IO_URING[1],
+        IO_URING[2],
+    ],
 };
+
+/// Whether config asks for program `prog` of this probe.
+pub fn wanted(cfg: &KernelProbe, prog: &str) -> bool {
+    if prog.starts_with("tapio_io_uring_") {
+        cfg.io_uring
+    } else {
+        cfg.oom_kill
+    }
+}
 
 /// Best first: tp_btf reads the victim's task (it loads only where
 /// mark_victim passes one: Linux 6.8+ and backports), the classic
@@ -163,6 +208,221 @@ pub fn kills_producer(
     })
 }
 
+/// A process set up an io_uring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoUringCreate {
+    pub common: super::process::Common,
+    pub fd: i32,
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    /// IORING_SETUP_* bits.
+    pub flags: u32,
+}
+
+/// Decode an io_uring-creation record.
+pub fn decode_io_uring_create(bytes: &[u8]) -> Result<IoUringCreate, DecodeError> {
+    let k = record_kind(bytes)?;
+    if k != kind::TAPIO_EVENT_IO_URING_CREATE as u32 {
+        return Err(DecodeError::UnknownKind(k));
+    }
+    let r: tapio_io_uring_create = read_record(bytes)?;
+    Ok(IoUringCreate {
+        common: (&r.hdr).into(),
+        fd: r.fd,
+        sq_entries: r.sq_entries,
+        cq_entries: r.cq_entries,
+        flags: r.flags,
+    })
+}
+
+/// io_uring opcode names (`enum io_uring_op` of the UAPI, lowercase, in
+/// opcode order, through Linux 6.18). Later opcodes are `op_<n>`; the last
+/// kernel slot holds every opcode past it.
+const IO_URING_OPS: [&str; 63] = [
+    "nop",
+    "readv",
+    "writev",
+    "fsync",
+    "read_fixed",
+    "write_fixed",
+    "poll_add",
+    "poll_remove",
+    "sync_file_range",
+    "sendmsg",
+    "recvmsg",
+    "timeout",
+    "timeout_remove",
+    "accept",
+    "async_cancel",
+    "link_timeout",
+    "connect",
+    "fallocate",
+    "openat",
+    "close",
+    "files_update",
+    "statx",
+    "read",
+    "write",
+    "fadvise",
+    "madvise",
+    "send",
+    "recv",
+    "openat2",
+    "epoll_ctl",
+    "splice",
+    "provide_buffers",
+    "remove_buffers",
+    "tee",
+    "shutdown",
+    "renameat",
+    "unlinkat",
+    "mkdirat",
+    "symlinkat",
+    "linkat",
+    "msg_ring",
+    "fsetxattr",
+    "setxattr",
+    "fgetxattr",
+    "getxattr",
+    "socket",
+    "uring_cmd",
+    "send_zc",
+    "sendmsg_zc",
+    "read_multishot",
+    "waitid",
+    "futex_wait",
+    "futex_wake",
+    "futex_waitv",
+    "fixed_fd_install",
+    "ftruncate",
+    "bind",
+    "listen",
+    "recv_zc",
+    "epoll_wait",
+    "readv_fixed",
+    "writev_fixed",
+    "pipe",
+];
+
+/// The name of io_uring opcode `op`.
+pub fn io_uring_op_name(op: u32) -> String {
+    let last = tapio_shared::TAPIO_IO_URING_OPS - 1;
+    match IO_URING_OPS.get(op as usize) {
+        Some(n) => (*n).to_string(),
+        None if op >= last => format!("op_{last}_or_later"),
+        None => format!("op_{op}"),
+    }
+}
+
+/// IORING_SETUP_* flag names (UAPI bit order), for the creation log.
+const IO_URING_SETUP_FLAGS: [&str; 18] = [
+    "iopoll",
+    "sqpoll",
+    "sq_aff",
+    "cqsize",
+    "clamp",
+    "attach_wq",
+    "r_disabled",
+    "submit_all",
+    "coop_taskrun",
+    "taskrun_flag",
+    "sqe128",
+    "cqe32",
+    "single_issuer",
+    "defer_taskrun",
+    "no_mmap",
+    "registered_fd_only",
+    "no_sqarray",
+    "hybrid_iopoll",
+];
+
+/// The names of the set IORING_SETUP_* bits (`bit_<n>` for unknown ones).
+pub fn io_uring_setup_flags(flags: u32) -> Vec<String> {
+    (0..32)
+        .filter(|b| flags & (1 << b) != 0)
+        .map(|b| match IO_URING_SETUP_FLAGS.get(b as usize) {
+            Some(n) => (*n).to_string(),
+            None => format!("bit_{b}"),
+        })
+        .collect()
+}
+
+/// `tapio.io_uring.operations` and `tapio.io_uring.duration`, cumulative
+/// since start, from the kernel's per-CPU arrays.
+pub fn io_uring_producer(
+    ops: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    hist: aya::maps::PerCpuArray<aya::maps::MapData, tapio_shared::tapio_hist>,
+    start_unix_ns: u64,
+) -> crate::export::MetricProducer {
+    use crate::otel::{
+        kv_str,
+        metrics::{counter, log2_histogram_seconds},
+        names,
+    };
+    let maps = std::sync::Mutex::new((ops, hist));
+    Box::new(move |now| {
+        let Ok(maps) = maps.lock() else {
+            return Vec::new();
+        };
+        let (ops, hist) = &*maps;
+        let results = tapio_io_uring_result::TAPIO_IO_URING_RESULTS;
+        let mut counts = Vec::new();
+        let mut lat = Vec::new();
+        for op in 0..tapio_shared::TAPIO_IO_URING_OPS {
+            let opname = io_uring_op_name(op);
+            for (r, result) in [
+                (tapio_io_uring_result::TAPIO_IO_URING_OK, "ok"),
+                (tapio_io_uring_result::TAPIO_IO_URING_ERROR, "error"),
+            ] {
+                let Ok(per_cpu) = ops.get(&(op * results + r), 0) else {
+                    continue;
+                };
+                let n: u64 = per_cpu.iter().sum();
+                if n > 0 {
+                    let attrs = vec![
+                        kv_str(names::attr::TAPIO_IO_URING_OPCODE, opname.clone()),
+                        kv_str(names::attr::TAPIO_IO_URING_RESULT, result),
+                    ];
+                    counts.push((attrs, n));
+                }
+            }
+            let Ok(per_cpu) = hist.get(&op, 0) else {
+                continue;
+            };
+            let mut buckets = vec![0u64; tapio_shared::TAPIO_HIST_BUCKETS as usize];
+            let mut sum = 0u64;
+            for h in per_cpu.iter() {
+                for (b, n) in buckets.iter_mut().zip(h.buckets.iter()) {
+                    *b += n;
+                }
+                sum += h.sum_ns;
+            }
+            if buckets.iter().any(|n| *n > 0) {
+                let attrs = vec![kv_str(names::attr::TAPIO_IO_URING_OPCODE, opname)];
+                lat.push((attrs, buckets, sum));
+            }
+        }
+        let mut out = Vec::new();
+        if !counts.is_empty() {
+            out.push(counter(
+                &names::IO_URING_OPERATIONS,
+                start_unix_ns,
+                now,
+                counts,
+            ));
+        }
+        if !lat.is_empty() {
+            out.push(log2_histogram_seconds(
+                &names::IO_URING_DURATION,
+                start_unix_ns,
+                now,
+                lat,
+            ));
+        }
+        out
+    })
+}
+
 /// Turns OOM-kill records into log records.
 pub struct Handler {
     pub emitter: crate::export::Emitter,
@@ -201,13 +461,29 @@ impl crate::reader::RecordHandler for Handler {
     }
 
     fn handle(&mut self, record: &[u8]) {
-        let Some(k) = self.stats.decoded(decode(record)) else {
-            return;
-        };
         let observed = crate::clock::unix_ns();
-        let rec = self.map(&k, observed);
+        let is_create = record_kind(record).ok() == Some(kind::TAPIO_EVENT_IO_URING_CREATE as u32);
+        let (rec, ts) = if is_create {
+            let Some(c) = self.stats.decoded(decode_io_uring_create(record)) else {
+                return;
+            };
+            let owner = self.enricher.users.name(c.common.uid).map(str::to_string);
+            let workload = self.enricher.workload(c.common.cgroup_id, c.common.pid);
+            let ctx = crate::otel::logs::ProcessContext {
+                owner,
+                workload,
+                info: None,
+            };
+            let rec = crate::otel::logs::io_uring_create(&c, &ctx, &self.clock, observed);
+            (rec, c.common.ts_boot_ns)
+        } else {
+            let Some(k) = self.stats.decoded(decode(record)) else {
+                return;
+            };
+            (self.map(&k, observed), k.ts_boot_ns)
+        };
         self.emitter.log(rec);
-        let lat = crate::clock::boot_ns().saturating_sub(k.ts_boot_ns);
+        let lat = crate::clock::boot_ns().saturating_sub(ts);
         self.stats.latency.record_ns(lat);
     }
 }
@@ -344,6 +620,56 @@ mod tests {
             let junk: Vec<u8> = (0..n).map(|i| (i * 31 + n) as u8).collect();
             let _ = decode(&junk);
         }
+    }
+
+    #[test]
+    fn io_uring_names_follow_the_uapi() {
+        assert_eq!(io_uring_op_name(0), "nop");
+        assert_eq!(io_uring_op_name(22), "read");
+        assert_eq!(io_uring_op_name(23), "write");
+        assert_eq!(io_uring_op_name(62), "pipe");
+        assert_eq!(io_uring_op_name(63), "op_63_or_later");
+        assert!(io_uring_setup_flags(0).is_empty());
+        assert_eq!(io_uring_setup_flags(0b10), ["sqpoll"]);
+        assert_eq!(
+            io_uring_setup_flags((1 << 12) | (1 << 13) | (1 << 30)),
+            ["single_issuer", "defer_taskrun", "bit_30"]
+        );
+    }
+
+    #[test]
+    fn decodes_an_io_uring_creation() {
+        let mut r = tapio_io_uring_create {
+            fd: 5,
+            sq_entries: 64,
+            cq_entries: 128,
+            flags: 2,
+            ..Default::default()
+        };
+        r.hdr.kind = kind::TAPIO_EVENT_IO_URING_CREATE as u32;
+        r.hdr.pid = 77;
+        let b = tapio_shared::as_bytes(&r).to_vec();
+        let c = decode_io_uring_create(&b).unwrap();
+        assert_eq!((c.fd, c.sq_entries, c.cq_entries, c.flags), (5, 64, 128, 2));
+        assert_eq!(c.common.pid, 77);
+        assert!(matches!(
+            decode_io_uring_create(&b[..20]),
+            Err(DecodeError::Short(_))
+        ));
+        // An OOM record is not a creation, nor the other way round.
+        assert!(decode_io_uring_create(&tp_btf_bytes()).is_err());
+        assert!(decode(&b).is_err());
+    }
+
+    #[test]
+    fn config_picks_the_programs() {
+        let mut cfg = KernelProbe::default();
+        assert!(wanted(&cfg, PROG_OOM_BTF) && wanted(&cfg, PROG_IO_URING_COMPLETE));
+        cfg.io_uring = false;
+        assert!(wanted(&cfg, PROG_OOM_TP) && !wanted(&cfg, PROG_IO_URING_SUBMIT));
+        cfg.io_uring = true;
+        cfg.oom_kill = false;
+        assert!(!wanted(&cfg, PROG_OOM_BTF) && wanted(&cfg, PROG_IO_URING_CREATE));
     }
 
     #[test]

@@ -478,7 +478,7 @@ pub fn load(
     if ring.sampling.is_some() {
         loader
             .override_global(GLOBAL_SAMPLE_THRESHOLD, &threshold, true)
-            .override_global(GLOBAL_SLOW_NS, &slow_ns, true);
+            .override_global(GLOBAL_SLOW_NS, &slow_ns, false);
     }
     let mut ebpf = loader
         .load(spec.object)

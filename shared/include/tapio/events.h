@@ -59,6 +59,7 @@ enum tapio_event_kind {
 	TAPIO_EVENT_LSM_DECISION = 50,
 	TAPIO_EVENT_TC_FLOW = 60,
 	TAPIO_EVENT_OOM_KILL = 70,
+	TAPIO_EVENT_IO_URING_CREATE = 71,
 };
 
 /* DNS payload bytes copied per packet: the classic UDP message limit.
@@ -682,6 +683,30 @@ struct tapio_oom_kill {
 	char trigger_comm[TAPIO_COMM_LEN];         /* trigger's process comm */
 	char cgroup_leaf[TAPIO_CGROUP_NAME_LEN];   /* cgroup dir name (see flags) */
 	char cgroup_parent[TAPIO_CGROUP_NAME_LEN]; /* its parent's dir name */
+};
+
+/* io_uring: completions are counted per opcode and result in the kernel
+ * (per-CPU array, index opcode * TAPIO_IO_URING_RESULTS + result), and a
+ * sampled share of requests is timed from submission to completion into
+ * a per-CPU struct tapio_hist per opcode. Opcodes at or past
+ * TAPIO_IO_URING_OPS - 1 share the last slot. */
+#define TAPIO_IO_URING_OPS 64
+enum tapio_io_uring_result {
+	TAPIO_IO_URING_OK = 0,    /* the CQE's res >= 0 */
+	TAPIO_IO_URING_ERROR = 1, /* res < 0 (-errno) */
+	TAPIO_IO_URING_RESULTS = 2,
+};
+
+/* kernel.io_uring.create: a process set up an io_uring (io_uring_setup).
+ * The header is the creating task. Operations on the ring go through
+ * io_uring_enter, or none at all with SQPOLL (a kernel thread polls the
+ * ring), so syscall-based monitors see little of what a ring does. */
+struct tapio_io_uring_create {
+	struct tapio_event_header hdr;
+	__s32 fd;         /* the ring's file descriptor */
+	__u32 sq_entries; /* submission queue size */
+	__u32 cq_entries; /* completion queue size */
+	__u32 flags;      /* IORING_SETUP_* bits */
 };
 
 #pragma clang diagnostic pop
