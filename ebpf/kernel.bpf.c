@@ -262,18 +262,36 @@ int tapio_io_uring_create_tp(struct trace_event_raw_io_uring_create *ctx)
 	return 0;
 }
 
-SEC("tracepoint/io_uring/io_uring_submit_req")
-int tapio_io_uring_submit_tp(struct trace_event_raw_io_uring_submit_req *ctx)
+/* Remember when a sampled request was submitted. */
+static __always_inline void io_uring_submitted(__u64 req)
 {
-	if (tapio_sample_threshold != 0xffffffff &&
-	    bpf_get_prandom_u32() > tapio_sample_threshold)
-		return 0;
-	__u64 req = (__u64)BPF_CORE_READ(ctx, req);
+	if (tapio_sample_threshold == 0 ||
+	    (tapio_sample_threshold != 0xffffffff &&
+	     bpf_get_prandom_u32() > tapio_sample_threshold))
+		return;
 	if (!req)
-		return 0;
+		return;
 	__u64 now = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&tapio_io_uring_inflight, &req, &now, BPF_ANY))
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+}
+
+SEC("tracepoint/io_uring/io_uring_submit_req")
+int tapio_io_uring_submit_tp(struct trace_event_raw_io_uring_submit_req *ctx)
+{
+	io_uring_submitted((__u64)BPF_CORE_READ(ctx, req));
+	return 0;
+}
+
+/* The same event before Linux 6.2 (Debian's 6.1 among them). */
+struct trace_event_raw_io_uring_submit_sqe {
+	void *req;
+} __attribute__((preserve_access_index));
+
+SEC("tracepoint/io_uring/io_uring_submit_sqe")
+int tapio_io_uring_submit_sqe_tp(struct trace_event_raw_io_uring_submit_sqe *ctx)
+{
+	io_uring_submitted((__u64)BPF_CORE_READ(ctx, req));
 	return 0;
 }
 
@@ -295,7 +313,9 @@ int tapio_io_uring_complete_tp(struct trace_event_raw_io_uring_complete *ctx)
 	if (n)
 		*n += 1;
 	/* Multishot requests post several CQEs: the first one ends the
-	 * timing. */
+	 * timing. Nothing is timed at rate 0: no lookup either. */
+	if (tapio_sample_threshold == 0)
+		return 0;
 	__u64 key = (__u64)req;
 	__u64 *t0 = bpf_map_lookup_elem(&tapio_io_uring_inflight, &key);
 	if (!t0)

@@ -18,6 +18,8 @@ pub const PROG_OOM_TP: &str = "tapio_oom_victim_tp";
 
 pub const PROG_IO_URING_CREATE: &str = "tapio_io_uring_create_tp";
 pub const PROG_IO_URING_SUBMIT: &str = "tapio_io_uring_submit_tp";
+/// The submission event's name before Linux 6.2.
+pub const PROG_IO_URING_SUBMIT_SQE: &str = "tapio_io_uring_submit_sqe_tp";
 pub const PROG_IO_URING_COMPLETE: &str = "tapio_io_uring_complete_tp";
 
 /// Per-CPU count of every victim the kernel marked (`tapio.oom.kills`).
@@ -28,8 +30,9 @@ pub const MAP_IO_URING_OPS: &str = "tapio_io_uring_ops";
 pub const MAP_IO_URING_HIST: &str = "tapio_io_uring_hist";
 
 /// io_uring's tracepoints, the same in both variants. Optional: a kernel
-/// built without io_uring has none, and the OOM programs still run.
-const IO_URING: [(&str, Attach); 3] = [
+/// has one of the two submission events, one built without io_uring none,
+/// and a refused io_uring program does not stop the OOM ones.
+const IO_URING: [(&str, Attach); 4] = [
     (
         PROG_IO_URING_CREATE,
         Attach::OptionalTracePoint("io_uring", "io_uring_create"),
@@ -37,6 +40,10 @@ const IO_URING: [(&str, Attach); 3] = [
     (
         PROG_IO_URING_SUBMIT,
         Attach::OptionalTracePoint("io_uring", "io_uring_submit_req"),
+    ),
+    (
+        PROG_IO_URING_SUBMIT_SQE,
+        Attach::OptionalTracePoint("io_uring", "io_uring_submit_sqe"),
     ),
     (
         PROG_IO_URING_COMPLETE,
@@ -51,6 +58,7 @@ const VARIANT_BTF: Variant = Variant {
         IO_URING[0],
         IO_URING[1],
         IO_URING[2],
+        IO_URING[3],
     ],
 };
 const VARIANT_TP: Variant = Variant {
@@ -60,6 +68,7 @@ const VARIANT_TP: Variant = Variant {
         IO_URING[0],
         IO_URING[1],
         IO_URING[2],
+        IO_URING[3],
     ],
 };
 

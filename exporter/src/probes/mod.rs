@@ -327,24 +327,41 @@ fn try_variant(
                 }
                 Attach::TracePoint(cat, name) | Attach::OptionalTracePoint(cat, name) => {
                     let optional = matches!(how, Attach::OptionalTracePoint(..));
+                    let missing = tracefs_mounted() && !tracepoint_exists(cat, name);
                     // Say so plainly: loading would fail first, on a CO-RE
                     // relocation of the missing event's record type.
-                    if !optional && tracefs_mounted() && !tracepoint_exists(cat, name) {
+                    if missing && !optional {
                         return Err(format!(
                             "{prog}: this kernel has no tracepoint {cat}/{name}"
                         ));
                     }
+                    if missing {
+                        // Not even loaded: its record type may not exist
+                        // either (an event renamed between kernels).
+                        continue;
+                    }
                     let p: &mut TracePoint = p.try_into().map_err(|e| describe(&e))?;
                     // One program may serve several tracepoints (the same
                     // body for every syscall of a family): load it once.
-                    if p.fd().is_err() {
-                        p.load().map_err(|e| format!("{prog}: {}", describe(&e)))?;
-                        loaded.push(prog);
-                    }
-                    if attach && (!optional || tracepoint_exists(cat, name)) {
-                        p.attach(cat, name).map_err(|e| {
-                            format!("{prog}: attach {cat}/{name}: {}", describe(&e))
-                        })?;
+                    let step = (|| {
+                        if p.fd().is_err() {
+                            p.load().map_err(|e| format!("{prog}: {}", describe(&e)))?;
+                            loaded.push(prog);
+                        }
+                        if attach {
+                            p.attach(cat, name).map_err(|e| {
+                                format!("{prog}: attach {cat}/{name}: {}", describe(&e))
+                            })?;
+                        }
+                        Ok::<(), String>(())
+                    })();
+                    match step {
+                        // An optional program the kernel refuses costs its
+                        // own signal, not the probe's others.
+                        Err(why) if optional => {
+                            tracing::warn!("optional program not running: {why}");
+                        }
+                        r => r?,
                     }
                 }
             }
