@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # io_uring-heavy workload (N NOPs through one ring, submitted in batches of
 # 32 by integration/tests/io_uring_ops.py), side by side in one run:
-#   alone | tapio kernel probe (counts every completion by opcode and
-#   result; times 5 % of requests, the default) | the same timing every
+#   alone | tapio kernel probe counting every completion by opcode and
+#   result (rate 0: no timing, no submission hook) | the same timing 5 %
+#   of requests (the default) | the same timing every
 #   request | bpftrace counting completions by opcode and result (the
 #   same count, no timing, nothing exported)
 # Prints median wall time, slowdown ratios, kernel ns per operation (the
@@ -78,9 +79,11 @@ PY
 
 workload >/dev/null # warm up
 sysctl -qw kernel.bpf_stats_enabled=1
-declare -a base t5 t100 bt k5 k100 kbt n5 n100 nbt
+declare -a base t0 t5 t100 bt k0 k5 k100 kbt n0 n5 n100 nbt
 for r in $(seq 1 "$RUNS"); do
 	base+=("$(workload)")
+	read -r w k n < <(tapio_run 0)
+	t0+=("$w"); k0+=("$k"); n0+=("$n")
 	read -r w k n < <(tapio_run 0.05)
 	t5+=("$w"); k5+=("$k"); n5+=("$n")
 	read -r w k n < <(tapio_run 1.0)
@@ -90,25 +93,34 @@ for r in $(seq 1 "$RUNS"); do
 	wait_for "$work/bt.txt" "Attaching"
 	sleep 1
 	w=$(workload)
-	# bpftrace names its program after the probe (cut to 15 characters).
-	read -r k _ < <(prog_total tracepoint_io_u)
-	kill -INT $bp
+	# bpftrace names its program after the event (cut to 15 characters).
+	read -r k _ < <(prog_total io_uring_comple)
+	# bpftrace prints its maps on SIGINT; one sent while it is still
+	# settling in can go unheeded, so ask again (bounded), then stop it.
+	for _ in $(seq 1 20); do
+		kill -INT $bp 2>/dev/null || break
+		sleep 0.5
+	done
+	kill -TERM $bp 2>/dev/null || true
 	wait $bp 2>/dev/null || true
 	bt+=("$w"); kbt+=("$k")
 	nbt+=("$(awk -F': ' '/@ops\[0, 0\]/ {print $2}' "$work/bt.txt")")
-	echo "run $r: alone $((base[-1] / 1000000)) ms, tapio 5% $((t5[-1] / 1000000)) ms (nop=${n5[-1]}), tapio 100% $((t100[-1] / 1000000)) ms (nop=${n100[-1]}), bpftrace $((bt[-1] / 1000000)) ms (nop=${nbt[-1]:-?})"
+	echo "run $r: alone $((base[-1] / 1000000)) ms, tapio 0% $((t0[-1] / 1000000)) ms (nop=${n0[-1]}), tapio 5% $((t5[-1] / 1000000)) ms (nop=${n5[-1]}), tapio 100% $((t100[-1] / 1000000)) ms (nop=${n100[-1]}), bpftrace $((bt[-1] / 1000000)) ms (nop=${nbt[-1]:-?})"
 done
 B=$(printf '%s\n' "${base[@]}" | median)
+T0=$(printf '%s\n' "${t0[@]}" | median); K0=$(printf '%s\n' "${k0[@]}" | median)
 T5=$(printf '%s\n' "${t5[@]}" | median); T100=$(printf '%s\n' "${t100[@]}" | median); BT=$(printf '%s\n' "${bt[@]}" | median)
 K5=$(printf '%s\n' "${k5[@]}" | median); K100=$(printf '%s\n' "${k100[@]}" | median); KBT=$(printf '%s\n' "${kbt[@]}" | median)
-python3 - "$N" "$B" "$T5" "$T100" "$BT" "$K5" "$K100" "$KBT" "${n5[-1]}" "${n100[-1]}" "${nbt[-1]:-0}" <<'PY'
+python3 - "$N" "$B" "$T5" "$T100" "$BT" "$K5" "$K100" "$KBT" "${n5[-1]}" "${n100[-1]}" "${nbt[-1]:-0}" "$T0" "$K0" "${n0[-1]}" <<'PY'
 import sys
 n, b, t5, t100, bt, k5, k100, kbt = map(int, sys.argv[1:9])
 n5, n100, nbt = sys.argv[9:12]
+t0, k0 = int(sys.argv[12]), int(sys.argv[13]); n0 = sys.argv[14]
 print(f"\nio_uring workload: {n} NOPs in batches of 32 through one ring (python, raw syscalls), median of runs")
 print("| setup | wall (ms) | slowdown vs alone | kernel ns per operation (submit + complete programs) | NOPs counted |")
 print("|---|---|---|---|---|")
 print(f"| alone | {b/1e6:.0f} | 1.000 | - | - |")
+print(f"| tapio, counts only (io_uring_sample_rate: 0) | {t0/1e6:.0f} | {t0/b:.3f} | {k0/n:.0f} | {n0} |")
 print(f"| tapio, 5 % timed (default) | {t5/1e6:.0f} | {t5/b:.3f} | {k5/n:.0f} | {n5} |")
 print(f"| tapio, every request timed | {t100/1e6:.0f} | {t100/b:.3f} | {k100/n:.0f} | {n100} |")
 print(f"| bpftrace count by opcode+result (complete only) | {bt/1e6:.0f} | {bt/b:.3f} | {kbt/n:.0f} | {nbt} |")

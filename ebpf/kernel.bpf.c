@@ -210,11 +210,15 @@ int tapio_oom_victim_tp(struct trace_event_raw_mark_victim *ctx)
  * io_uring. Requests neither enter nor leave through per-operation
  * syscalls (one io_uring_enter submits many; with SQPOLL none is made), so
  * the io_uring tracepoints are the one place every operation is seen.
- * They fire per operation, so:
+ * They fire per operation, so (and the record is read straight from the
+ * tracepoint's context, CO-RE-relocated, without a helper call):
  *   - completions are counted per opcode and result in a per-CPU array,
  *     exact, no map lookup beyond the array;
  *   - only a sampled share of requests (tapio_sample_threshold) is timed,
- *     through an LRU map keyed by the request's address.
+ *     through an LRU map keyed by the request's address. Whether a request
+ *     is sampled is a hash of its address and user_data, which both
+ *     tracepoints carry: the completion of an unsampled request (most of
+ *     them) is decided without a map lookup.
  */
 typedef struct tapio_io_uring_create tapio_io_uring_create;
 TAPIO_ABI_BTF(tapio_io_uring_create);
@@ -254,22 +258,33 @@ int tapio_io_uring_create_tp(struct trace_event_raw_io_uring_create *ctx)
 	if (!e)
 		return 0;
 	tapio_fill_header(&e->hdr, bpf_get_current_task_btf(), TAPIO_EVENT_IO_URING_CREATE);
-	e->fd = BPF_CORE_READ(ctx, fd);
-	e->sq_entries = BPF_CORE_READ(ctx, sq_entries);
-	e->cq_entries = BPF_CORE_READ(ctx, cq_entries);
-	e->flags = BPF_CORE_READ(ctx, flags);
+	e->fd = ctx->fd;
+	e->sq_entries = ctx->sq_entries;
+	e->cq_entries = ctx->cq_entries;
+	e->flags = ctx->flags;
 	tapio_submit(&tapio_events, e);
 	return 0;
 }
 
-/* Remember when a sampled request was submitted. */
-static __always_inline void io_uring_submitted(__u64 req)
+/* Is this request timed? The same answer at submission and completion.
+ * Applications give each request its own user_data (a counter or a
+ * pointer), so requests reusing a cached io_kiocb are sampled afresh; with
+ * a constant user_data it degrades to sampling by request slot. */
+static __always_inline int io_uring_timed(__u64 req, __u64 user_data)
 {
-	if (tapio_sample_threshold == 0 ||
-	    (tapio_sample_threshold != 0xffffffff &&
-	     bpf_get_prandom_u32() > tapio_sample_threshold))
-		return;
-	if (!req)
+	if (tapio_sample_threshold == 0)
+		return 0;
+	if (tapio_sample_threshold == 0xffffffff)
+		return 1;
+	__u64 h = (req ^ (user_data * 0x9E3779B97F4A7C15ULL)) * 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (__u32)(h >> 32) <= tapio_sample_threshold;
+}
+
+/* Remember when a sampled request was submitted. */
+static __always_inline void io_uring_submitted(__u64 req, __u64 user_data)
+{
+	if (!req || !io_uring_timed(req, user_data))
 		return;
 	__u64 now = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&tapio_io_uring_inflight, &req, &now, BPF_ANY))
@@ -279,19 +294,20 @@ static __always_inline void io_uring_submitted(__u64 req)
 SEC("tracepoint/io_uring/io_uring_submit_req")
 int tapio_io_uring_submit_tp(struct trace_event_raw_io_uring_submit_req *ctx)
 {
-	io_uring_submitted((__u64)BPF_CORE_READ(ctx, req));
+	io_uring_submitted((__u64)ctx->req, ctx->user_data);
 	return 0;
 }
 
 /* The same event before Linux 6.2 (Debian's 6.1 among them). */
 struct trace_event_raw_io_uring_submit_sqe {
 	void *req;
+	unsigned long long user_data;
 } __attribute__((preserve_access_index));
 
 SEC("tracepoint/io_uring/io_uring_submit_sqe")
 int tapio_io_uring_submit_sqe_tp(struct trace_event_raw_io_uring_submit_sqe *ctx)
 {
-	io_uring_submitted((__u64)BPF_CORE_READ(ctx, req));
+	io_uring_submitted((__u64)ctx->req, ctx->user_data);
 	return 0;
 }
 
@@ -300,23 +316,23 @@ int tapio_io_uring_complete_tp(struct trace_event_raw_io_uring_complete *ctx)
 {
 	/* Auxiliary CQEs (posted without a request, e.g. for MSG_RING) have
 	 * no opcode to count them under. */
-	struct io_kiocb *req = BPF_CORE_READ(ctx, req);
+	struct io_kiocb *req = ctx->req;
 	if (!req)
 		return 0;
 	__u32 op = BPF_CORE_READ(req, opcode);
 	if (op >= TAPIO_IO_URING_OPS)
 		op = TAPIO_IO_URING_OPS - 1;
-	int res = BPF_CORE_READ(ctx, res);
+	int res = ctx->res;
 	__u32 slot = op * TAPIO_IO_URING_RESULTS +
 		     (res < 0 ? TAPIO_IO_URING_ERROR : TAPIO_IO_URING_OK);
 	__u64 *n = bpf_map_lookup_elem(&tapio_io_uring_ops, &slot);
 	if (n)
 		*n += 1;
 	/* Multishot requests post several CQEs: the first one ends the
-	 * timing. Nothing is timed at rate 0: no lookup either. */
-	if (tapio_sample_threshold == 0)
-		return 0;
+	 * timing. Unsampled requests need no lookup. */
 	__u64 key = (__u64)req;
+	if (!io_uring_timed(key, ctx->user_data))
+		return 0;
 	__u64 *t0 = bpf_map_lookup_elem(&tapio_io_uring_inflight, &key);
 	if (!t0)
 		return 0;

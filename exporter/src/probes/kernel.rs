@@ -74,7 +74,11 @@ const VARIANT_TP: Variant = Variant {
 
 /// Whether config asks for program `prog` of this probe.
 pub fn wanted(cfg: &KernelProbe, prog: &str) -> bool {
-    if prog.starts_with("tapio_io_uring_") {
+    if prog == PROG_IO_URING_SUBMIT || prog == PROG_IO_URING_SUBMIT_SQE {
+        // Submissions matter only to timing: none at rate 0, one hook
+        // fewer per operation.
+        cfg.io_uring && cfg.io_uring_sample_rate > 0.0
+    } else if prog.starts_with("tapio_io_uring_") {
         cfg.io_uring
     } else {
         cfg.oom_kill
@@ -679,6 +683,9 @@ mod tests {
         cfg.io_uring = true;
         cfg.oom_kill = false;
         assert!(!wanted(&cfg, PROG_OOM_BTF) && wanted(&cfg, PROG_IO_URING_CREATE));
+        cfg.io_uring_sample_rate = 0.0;
+        assert!(!wanted(&cfg, PROG_IO_URING_SUBMIT) && !wanted(&cfg, PROG_IO_URING_SUBMIT_SQE));
+        assert!(wanted(&cfg, PROG_IO_URING_COMPLETE));
     }
 
     #[test]
