@@ -31,17 +31,6 @@ workload() { # prints wall ns
 	echo $((t1 - t0))
 }
 
-# Sum of run_time_ns over the loaded programs named $1*, and of run_cnt.
-prog_total() {
-	bpftool prog show -j | python3 -c '
-import json,sys
-pre=sys.argv[1]; t=c=0
-for p in json.load(sys.stdin):
-    if p.get("name","").startswith(pre):
-        t+=p.get("run_time_ns",0); c+=p.get("run_cnt",0)
-print(t, c)' "$1"
-}
-
 tapio_run() { # rate -> "wall_ns kernel_ns_total nop_count"
 	cat >"$work/tapio.yaml" <<Y
 probes: { process: { enabled: false }, network: { enabled: false }, dns: { enabled: false }, security: { enabled: false }, kernel: { io_uring_sample_rate: $1 } }

@@ -13,14 +13,21 @@ wait_for() {
 # Median of the numbers on stdin.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# Kernel ns per run, and runs, of every loaded BPF program whose name starts
-# with $1 (needs kernel.bpf_stats_enabled=1).
-prog_ns() {
+# Total run_time_ns and run_cnt of every loaded BPF program whose name
+# starts with $1 (needs kernel.bpf_stats_enabled=1).
+prog_total() {
 	bpftool prog show -j | python3 -c '
 import json,sys
 pre=sys.argv[1]; t=c=0
 for p in json.load(sys.stdin):
     if p.get("name","").startswith(pre):
         t+=p.get("run_time_ns",0); c+=p.get("run_cnt",0)
-print(f"{t/c:.0f}" if c else "n/a", c)' "$1"
+print(t, c)' "$1"
+}
+
+# Kernel ns per run, and runs, of those programs.
+prog_ns() {
+	local t c
+	read -r t c < <(prog_total "$1")
+	if [ "$c" -gt 0 ]; then echo "$((t / c)) $c"; else echo "n/a $c"; fi
 }

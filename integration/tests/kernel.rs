@@ -323,7 +323,18 @@ struct Case {
     hog: bool,
 }
 
+/// One test at a time: every Tapio sees every OOM kill and io_uring on the
+/// machine, and the cases share a container id, so two running at once
+/// would each count the other's (`cargo test` runs a file's tests in
+/// parallel).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn run(case: Case) {
+    let _one = serial();
     let tag = format!("{}-{}", case.attach, if case.hog { "hog" } else { "self" });
     let rx = Receiver::start();
     let t = Tapio::start(BIN, &config(&rx, case.attach), &[]);
@@ -603,6 +614,7 @@ fn io_uring_rings_and_operations_by_opcode() {
     if !privileged_or_skip("io_uring_rings_and_operations_by_opcode") {
         return;
     }
+    let _one = serial();
     let rx = Receiver::start();
     let t = Tapio::start(BIN, &io_uring_config(&rx), &[]);
     let dir = tempfile::tempdir().unwrap();

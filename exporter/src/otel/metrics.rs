@@ -87,6 +87,20 @@ pub fn histogram_seconds(
     )
 }
 
+/// One series of an in-kernel per-CPU log2 histogram, summed over CPUs:
+/// (buckets, sum of ns).
+pub fn sum_per_cpu_hist(per_cpu: &[tapio_shared::tapio_hist]) -> (Vec<u64>, u64) {
+    let mut buckets = vec![0u64; tapio_shared::TAPIO_HIST_BUCKETS as usize];
+    let mut sum = 0u64;
+    for h in per_cpu {
+        for (b, n) in buckets.iter_mut().zip(h.buckets.iter()) {
+            *b += n;
+        }
+        sum += h.sum_ns;
+    }
+    (buckets, sum)
+}
+
 /// A cumulative histogram from in-kernel log2 buckets: bucket i counted
 /// durations in [2^i, 2^(i+1)) ns; exported with upper bounds 2^(i+1) ns, in
 /// seconds.

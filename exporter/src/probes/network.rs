@@ -283,14 +283,7 @@ pub fn histogram_producer(
                 let Ok(per_cpu) = map.get(&series, 0) else {
                     continue;
                 };
-                let mut buckets = vec![0u64; tapio_shared::TAPIO_HIST_BUCKETS as usize];
-                let mut sum = 0u64;
-                for h in per_cpu.iter() {
-                    for (b, n) in buckets.iter_mut().zip(h.buckets.iter()) {
-                        *b += n;
-                    }
-                    sum += h.sum_ns;
-                }
+                let (buckets, sum) = crate::otel::metrics::sum_per_cpu_hist(&per_cpu);
                 if buckets.iter().all(|n| *n == 0) {
                     continue;
                 }
