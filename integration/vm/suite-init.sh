@@ -56,6 +56,10 @@ echo "suite: kernel $v ready at $(cut -d' ' -f1 /proc/uptime)s" >$O/boot.txt
 # shellcheck disable=SC2162
 while read name timeout_s cmd; do
 	start=$(cut -d' ' -f1 /proc/uptime)
+	# Written through to the host before the binary runs: if this boot
+	# dies, run.sh knows what was running and what had not started.
+	echo "$start" >"$O/$name.started"
+	sync
 	# shellcheck disable=SC2046
 	# Each output line stamped with the guest's uptime, so run.sh can tell
 	# how long each test took.
@@ -68,5 +72,6 @@ while read name timeout_s cmd; do
 	end=$(cut -d' ' -f1 /proc/uptime)
 	echo "$start $end" | awk '{printf "%d\n", $2 - $1}' >"$O/$name.secs"
 done <$O/tests
+echo "$(cut -d' ' -f1 /proc/uptime)" >"$O/done"
 sync
 poweroff -f
