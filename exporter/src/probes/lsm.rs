@@ -1624,6 +1624,63 @@ mod tests {
     }
 
     #[test]
+    fn rules_past_the_chain_the_kernel_walks_are_refused_not_enforced() {
+        // Nine names of one file (hard links): validation cannot see they
+        // share an inode, the compiler can.
+        let dir = tempfile_dir("chain");
+        std::fs::write(dir.join("f0"), "x").unwrap();
+        for i in 1..=MAX_CHAIN {
+            std::fs::hard_link(dir.join("f0"), dir.join(format!("f{i}"))).unwrap();
+        }
+        let available = [hk::TAPIO_LSM_FILE_OPEN, hk::TAPIO_LSM_CONNECT];
+        let env = Env {
+            available: &available,
+            why_unavailable: &BTreeMap::new(),
+            cgroup_root: None,
+            config_path: None,
+            binary: None,
+            containers: &BTreeMap::new(),
+        };
+        let mut rules: Vec<LsmRule> = (0..=MAX_CHAIN)
+            .map(|i| {
+                rule(
+                    &format!("r{i}"),
+                    LsmHook::FileOpen,
+                    LsmAction::Deny,
+                    LsmMatch {
+                        path: Some(dir.join(format!("f{i}")).display().to_string()),
+                        uid: Some(1000 + i as u32),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        // No address: one key, ::/0, which holds IPv4 (v4-mapped) too.
+        rules.push(rule(
+            "any-address",
+            LsmHook::Connect,
+            LsmAction::Deny,
+            LsmMatch {
+                port: Some(80),
+                ..Default::default()
+            },
+        ));
+        let c = compile(&LsmPolicy { rules }, &env);
+        for (name, _, st) in &c.states[..MAX_CHAIN] {
+            assert_eq!(*st, RuleState::Enforced, "{name}");
+        }
+        assert!(
+            matches!(&c.states[MAX_CHAIN].2, RuleState::Refused(w) if w.contains("the kernel checks at most 8 per match")),
+            "{:?}",
+            c.states[MAX_CHAIN]
+        );
+        assert_eq!(c.rules.len(), MAX_CHAIN + 1, "8 file rules + the connect rule");
+        assert_eq!(c.net.len(), 1);
+        assert_eq!(c.net.keys().next().unwrap().0, 32, "::/0");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn devices_parse() {
         assert_eq!(parse_device("c 1:3"), Some((2, 1, 3)));
         assert_eq!(parse_device("b 8:*"), Some((1, 8, u32::MAX)));
