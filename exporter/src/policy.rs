@@ -175,10 +175,7 @@ impl Policies {
         origin: &str,
         probes: &Probes,
     ) -> Result<(), String> {
-        let everywhere = self
-            .targets
-            .iter()
-            .all(|t| t.policy.policies_equal(probes));
+        let everywhere = self.targets.iter().all(|t| t.policy.policies_equal(probes));
         if everywhere && probes.policies_equal(&self.in_force) {
             return Ok(());
         }

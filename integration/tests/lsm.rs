@@ -398,6 +398,8 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
     std::fs::write(path("public"), "public\n").unwrap();
     std::fs::write(path("audited"), "audited\n").unwrap();
     std::fs::create_dir(path("protected")).unwrap();
+    std::fs::create_dir(path("tree")).unwrap();
+    std::fs::write(path("tree/inside"), "inside\n").unwrap();
     std::fs::copy("/bin/true", path("denied-true")).unwrap();
     std::fs::copy("/bin/sleep", path("protected/sleep")).unwrap();
     // The allowed target sits beside the protected directory on the same
@@ -434,11 +436,31 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
             "deny",
             &format!("path_prefix: {}", path("protected")),
         ),
+        // One inode key, one chain: the directory itself (audit), then its
+        // subtree (deny). A file inside must meet the subtree rule.
+        rule(
+            "tree-itself",
+            "file_open",
+            "audit",
+            &format!("path: {}", path("tree")),
+        ),
+        rule(
+            "tree-below",
+            "file_open",
+            "deny",
+            &format!("path_prefix: {}", path("tree")),
+        ),
     ]
     .concat();
     let rx = Receiver::start();
     let t = Tapio::start(BIN, &config(&rx, "", &rules), &[]);
-    for r in ["no-secret", "see-audited", "no-exec", "no-ptrace"] {
+    for r in [
+        "no-secret",
+        "see-audited",
+        "no-exec",
+        "no-ptrace",
+        "tree-below",
+    ] {
         rx.wait_for_counter(
             "tapio.lsm.rules",
             &[("tapio.lsm.rule", r), ("tapio.lsm.state", "enforced")],
@@ -455,6 +477,11 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
     assert_eq!(open("secret"), "EPERM");
     assert_eq!(open("public"), "ok");
     assert_eq!(open("audited"), "ok");
+    assert_eq!(
+        open("tree/inside"),
+        "EPERM",
+        "an exact-path rule on the directory hid its subtree rule"
+    );
     // Outside the cgroup the rules do not apply.
     assert_eq!(std::fs::read_to_string(path("secret")).unwrap(), "secret\n");
     let exec = |p: &str| {
@@ -488,6 +515,7 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
         ("see-audited", "audit", 1),
         ("no-exec", "deny", 1),
         ("no-ptrace", "deny", 1),
+        ("tree-below", "deny", 1),
     ] {
         rx.wait_for_counter(
             "tapio.lsm.decisions",
@@ -503,6 +531,60 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
         );
     }
     t.terminate();
+    keep_bpf_deny_does_not_stop_the_next_tapio();
+}
+
+/// BPF LSM: `on_exit: keep` with a `bpf` deny (BPF_PROG_LOAD by anyone but
+/// Tapio) and an `exec` deny covering Tapio's binary. After SIGKILL the
+/// pinned programs still enforce both, yet a new Tapio execs and loads its
+/// programs: it is exempt from them before it loads anything.
+fn keep_bpf_deny_does_not_stop_the_next_tapio() {
+    let rx = Receiver::start();
+    let pins = Pins(format!("/sys/fs/bpf/tapio-test-b-{}", std::process::id()));
+    let extra = format!("    on_exit: keep\n    pin_dir: {}/lsm\n", pins.0);
+    let bin_dir = std::path::Path::new(BIN)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let rules = format!(
+        "        - name: no-bpf\n          hook: bpf\n          action: deny\n          match: {{}}\n        - name: no-exec-here\n          hook: exec\n          action: deny\n          match: {{ path_prefix: {bin_dir} }}\n"
+    );
+    let t = Tapio::start(BIN, &config(&rx, &extra, &rules), &[]);
+    kill9(t);
+    // BPF_PROG_LOAD of a two-instruction socket filter by another process.
+    let load = || {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import ctypes,struct,os\n\
+libc=ctypes.CDLL(None,use_errno=True)\n\
+ins=ctypes.create_string_buffer(struct.pack('<BBhiBBhi',0xb7,0,0,0,0x95,0,0,0))\n\
+lic=ctypes.create_string_buffer(b'GPL')\n\
+a=ctypes.create_string_buffer(struct.pack('<IIQQ',1,2,ctypes.addressof(ins),ctypes.addressof(lic))+bytes(48))\n\
+fd=libc.syscall(321,5,a,72)\n\
+print('loaded' if fd>=0 else os.strerror(ctypes.get_errno()))",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(load(), "Operation not permitted", "the pinned bpf deny");
+    // A new Tapio starts (exec of its binary, BPF_PROG_LOAD) and runs.
+    let t = Tapio::start(BIN, &config(&rx, &extra, &rules), &[]);
+    rx.wait_for_counter(
+        "tapio.lsm.rules",
+        &[
+            ("tapio.lsm.rule", "no-bpf"),
+            ("tapio.lsm.state", "enforced"),
+        ],
+        WAIT,
+        |v| v == 1,
+    );
+    assert_eq!(load(), "Operation not permitted", "the new run's bpf deny");
+    t.terminate();
+    drop(pins);
+    assert_eq!(load(), "loaded", "pins left enforcing");
 }
 
 fn kill9(t: Tapio) {
@@ -666,7 +748,10 @@ fn a_more_specific_network_rule_does_not_hide_a_broader_deny() {
     );
     rx.wait_for_counter(
         "tapio.lsm.decisions",
-        &[("tapio.lsm.rule", "audit-24"), ("tapio.lsm.action", "audit")],
+        &[
+            ("tapio.lsm.rule", "audit-24"),
+            ("tapio.lsm.action", "audit"),
+        ],
         WAIT,
         |v| v == 1,
     );
@@ -675,8 +760,7 @@ fn a_more_specific_network_rule_does_not_hide_a_broader_deny() {
 
 #[test]
 fn socket_create_rule_without_family_or_type_covers_every_socket() {
-    if !privileged_or_skip("lsm::socket_create_rule_without_family_or_type_covers_every_socket")
-    {
+    if !privileged_or_skip("lsm::socket_create_rule_without_family_or_type_covers_every_socket") {
         return;
     }
     let cg = TestCgroup::new("n");
@@ -704,7 +788,10 @@ for f,t in ((socket.AF_INET,socket.SOCK_STREAM),(socket.AF_INET6,socket.SOCK_DGR
     assert!(std::net::UdpSocket::bind("127.0.0.1:0").is_ok());
     rx.wait_for_counter(
         "tapio.lsm.decisions",
-        &[("tapio.lsm.rule", "no-sockets"), ("tapio.lsm.action", "deny")],
+        &[
+            ("tapio.lsm.rule", "no-sockets"),
+            ("tapio.lsm.action", "deny"),
+        ],
         WAIT,
         |v| v == 2,
     );
@@ -752,7 +839,14 @@ impl PidNsTapio {
         let cfg = dir.path().join("tapio.yaml");
         std::fs::write(&cfg, yaml).unwrap();
         let mut child = Command::new("unshare")
-            .args(["--pid", "--fork", "--kill-child=SIGTERM", BIN, "run", "--config"])
+            .args([
+                "--pid",
+                "--fork",
+                "--kill-child=SIGTERM",
+                BIN,
+                "run",
+                "--config",
+            ])
             .arg(&cfg)
             .env("TAPIO_LOG", "info")
             .stdout(std::process::Stdio::null())
@@ -791,12 +885,13 @@ impl Drop for PidNsTapio {
     /// SIGTERM to Tapio (unshare's child), then wait for unshare, which
     /// exits with it: nothing of this run is left attached afterwards.
     fn drop(&mut self) {
-        let children = std::fs::read_to_string(format!(
-            "/proc/{0}/task/{0}/children",
-            self.child.id()
-        ))
-        .unwrap_or_default();
-        for pid in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
+                .unwrap_or_default();
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             // SAFETY: kill(2) on the child of our own child.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
@@ -819,8 +914,7 @@ impl Drop for PidNsTapio {
 /// exporting; another process named `tapio` stays denied throughout.
 #[test]
 fn keep_exemption_is_tapio_itself_across_restarts_not_its_old_pid() {
-    if !privileged_or_skip("lsm::keep_exemption_is_tapio_itself_across_restarts_not_its_old_pid")
-    {
+    if !privileged_or_skip("lsm::keep_exemption_is_tapio_itself_across_restarts_not_its_old_pid") {
         return;
     }
     let rx = Receiver::start();
@@ -854,14 +948,21 @@ fn keep_exemption_is_tapio_itself_across_restarts_not_its_old_pid() {
     // The pinned programs still deny, and not even a `tapio` that got the
     // dead one's pid is exempt.
     let out = with_pid(old, &cg, &fake, &["-c", &script]);
-    assert_eq!(out, format!("{old} EPERM"), "the dead Tapio's pid is exempt");
+    assert_eq!(
+        out,
+        format!("{old} EPERM"),
+        "the dead Tapio's pid is exempt"
+    );
 
     // A new Tapio whose getpid() is 1: exempt from the pinned programs it
     // takes over from and from its own, it keeps exporting.
     let t2 = PidNsTapio::start(&config(&rx, &extra, &rule("second")));
     rx.wait_for_counter(
         "tapio.lsm.rules",
-        &[("tapio.lsm.rule", "second"), ("tapio.lsm.state", "enforced")],
+        &[
+            ("tapio.lsm.rule", "second"),
+            ("tapio.lsm.state", "enforced"),
+        ],
         WAIT,
         |v| v == 1,
     );

@@ -632,7 +632,9 @@ pub fn compile(policy: &LsmPolicy, env: &Env) -> Compiled {
             continue;
         }
         if let Ok(m) = std::fs::metadata(file) {
-            *c.inode.entry((0, kernel_dev(m.dev()), m.ino())).or_default() |= mask;
+            *c.inode
+                .entry((0, kernel_dev(m.dev()), m.ino()))
+                .or_default() |= mask;
         }
     }
     c
@@ -1674,7 +1676,11 @@ mod tests {
             "{:?}",
             c.states[MAX_CHAIN]
         );
-        assert_eq!(c.rules.len(), MAX_CHAIN + 1, "8 file rules + the connect rule");
+        assert_eq!(
+            c.rules.len(),
+            MAX_CHAIN + 1,
+            "8 file rules + the connect rule"
+        );
         assert_eq!(c.net.len(), 1);
         assert_eq!(c.net.keys().next().unwrap().0, 32, "::/0");
         std::fs::remove_dir_all(&dir).unwrap();
