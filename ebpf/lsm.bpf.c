@@ -16,11 +16,14 @@
  *
  * Rule lookup is by map key, never a scan, so 10,000 rules cost what one
  * does: network rules in an LPM trie keyed (hook, protocol, port, address)
- * looked up with exact and "any" protocol/port; file rules by (hook, dev,
- * inode) of the file and, for subtree rules, of each parent directory
- * (bounded walk); devices by (type, major, minor); socket creation by
- * (family, type); module and bpf rules by hook. Rules sharing a key chain
- * in config order, each checked for its cgroup, uid and comm.
+ * looked up with exact and "any" protocol/port, and for each of those
+ * every prefix that holds the address, longest first (each entry names its
+ * own length, so the next lookup asks for a shorter one); file rules by
+ * (hook, dev, inode) of the file and, for subtree rules, of each parent
+ * directory (bounded walk); devices by (type, major, minor); socket
+ * creation by (family, type), with "any" for either or both; module and
+ * bpf rules by hook. Rules sharing a key chain in config order, each
+ * checked for its cgroup, uid and comm.
  *
  * Policy is double-buffered like the XDP filter's: lsm_active[0] picks the
  * generation, userspace fills the other one and flips it.
@@ -35,7 +38,10 @@ TAPIO_ABI_BTF(tapio_lsm_decision);
 TAPIO_ABI_BTF(tapio_lsm_rule);
 
 #define EPERM 1
-#define MAX_CHAIN 8
+#define MAX_CHAIN TAPIO_LSM_MAX_CHAIN
+/* Prefix lengths of an LPM key: 32 bits of (hook, proto, port) + 0..128
+ * address bits. */
+#define MAX_PREFIXES 129
 #define MAX_PARENTS 16
 #define ANY_U32 0xffffffffU
 #define BPF_PROG_LOAD_CMD 5
@@ -62,13 +68,35 @@ struct {
 	__type(value, __u32);
 } lsm_active SEC(".maps");
 
-/* Processes no rule applies to unless it says so: Tapio itself. */
+/* Processes no rule applies to unless it says so: Tapio itself, as host
+ * tgid -> the cgroup id it runs in. Both must hold, so a process that later
+ * gets a dead Tapio's pid is not exempt unless it is in Tapio's cgroup.
+ * Under `on_exit: keep` this map is pinned, and the next Tapio rewrites it
+ * before it loads anything, so the programs a dead Tapio left exempt the
+ * new one (a `bpf` deny cannot stop it loading). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
 	__type(key, __u32);
-	__type(value, __u8);
-} lsm_exempt_pids SEC(".maps");
+	__type(value, __u64);
+} lsm_exempt SEC(".maps");
+
+/* Tapio's tgid as the kernel sees it (a pid namespace hides it from
+ * getpid()): userspace sets `nonce`, calls prctl(TAPIO_WHOAMI, nonce) once
+ * with tapio_lsm_whoami attached, and reads `tgid` and `cgroup_id`. */
+struct whoami {
+	__u64 nonce;     /* set by userspace, never 0 */
+	__u64 cgroup_id; /* of the caller */
+	__u32 tgid;      /* of the caller, in the initial pid namespace */
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct whoami);
+} lsm_whoami SEC(".maps");
 
 struct net_key {
 	__u32 prefixlen; /* 32 + address bits */
@@ -76,6 +104,13 @@ struct net_key {
 	__u8 proto;
 	__u16 port; /* network order; 0 = any */
 	__u8 addr[16];
+};
+
+/* An LPM entry: its chain, and its own prefix length (a lookup for a
+ * shorter prefix than this reaches the next entry holding the address). */
+struct net_val {
+	__u32 first; /* rule index + 1 */
+	__u32 prefixlen;
 };
 
 struct inode_key {
@@ -102,7 +137,7 @@ struct dev_key {
 		__uint(max_entries, TAPIO_LSM_MAX_RULES);                      \
 		__uint(map_flags, BPF_F_NO_PREALLOC);                          \
 		__type(key, struct net_key);                                   \
-		__type(value, __u32);                                          \
+		__type(value, struct net_val);                                 \
 	} lsm_net_##g SEC(".maps");                                            \
 	struct {                                                               \
 		__uint(type, BPF_MAP_TYPE_HASH);                               \
@@ -247,13 +282,18 @@ static __always_inline int conditions_hold(struct tapio_lsm_rule *r, int exempt)
 static __always_inline int is_exempt(void)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	return bpf_map_lookup_elem(&lsm_exempt_pids, &tgid) != NULL;
+	__u64 *cg = bpf_map_lookup_elem(&lsm_exempt, &tgid);
+	return cg && *cg == bpf_get_current_cgroup_id();
 }
+
+/* `mode` bits of first_match. */
+#define M_EXEMPT 1 /* the current task is Tapio */
+#define M_PREFIX 2 /* only subtree rules (a parent directory's chain) */
 
 /* Walk the chain starting at `first` (index + 1). Returns the matching
  * rule's index + 1, or 0. A global function: the verifier checks it once,
  * not once per call site and loop iteration of its callers. */
-__attribute__((noinline)) __u32 first_match(__u32 gen, __u32 first, __u32 hook, int exempt,
+__attribute__((noinline)) __u32 first_match(__u32 gen, __u32 first, __u32 hook, __u32 mode,
 					    __u32 access)
 {
 	__u32 cur = first;
@@ -264,8 +304,11 @@ __attribute__((noinline)) __u32 first_match(__u32 gen, __u32 first, __u32 hook, 
 		struct tapio_lsm_rule *r = bpf_map_lookup_elem(&lsm_rules, &slot);
 		if (!r)
 			return 0;
+		/* A parent's exact-path rule is no subtree rule: skip it, so a
+		 * subtree rule chained after it still applies. */
 		if (r->hook == hook && (!r->access || (r->access & access)) &&
-		    conditions_hold(r, exempt))
+		    (!(mode & M_PREFIX) || (r->flags & TAPIO_LSM_R_PREFIX)) &&
+		    conditions_hold(r, mode & M_EXEMPT))
 			return cur;
 		cur = r->next;
 	}
@@ -311,10 +354,36 @@ static __always_inline int decide(__u32 gen, __u32 idx1, __u32 hook, struct subj
  * cgroup hooks
  * ------------------------------------------------------------------- */
 
-static __always_inline __u32 net_lookup(__u32 gen, struct net_key *k)
+/* The first rule (index + 1) that applies to `addr` under (hook, proto,
+ * port) `hpp` (the key's first 4 bytes): the chain of the longest prefix
+ * holding the address, then of each shorter one, so a more specific rule
+ * whose conditions fail never hides a broader one. Global (verified once);
+ * the address comes as two scalars because a global function of a 5.8
+ * kernel takes no pointer to the stack. */
+__attribute__((noinline)) __u32 net_walk(__u32 gen_mode, __u32 hpp, __u64 addr_hi,
+					 __u64 addr_lo)
 {
-	__u32 *v = gen ? bpf_map_lookup_elem(&lsm_net_1, k) : bpf_map_lookup_elem(&lsm_net_0, k);
-	return v ? *v : 0;
+	__u32 gen = gen_mode & 1;
+	__u32 mode = gen_mode >> 1;
+	struct net_key k = {.prefixlen = 32 + 128};
+	__builtin_memcpy(&k.hook, &hpp, 4);
+	__builtin_memcpy(&k.addr[0], &addr_hi, 8);
+	__builtin_memcpy(&k.addr[8], &addr_lo, 8);
+	for (int i = 0; i < MAX_PREFIXES; i++) {
+		struct net_val *v = gen ? bpf_map_lookup_elem(&lsm_net_1, &k)
+					: bpf_map_lookup_elem(&lsm_net_0, &k);
+		if (!v)
+			return 0;
+		__u32 hook = k.hook;
+		__u32 hit = first_match(gen, v->first, hook, mode, 0);
+		if (hit)
+			return hit;
+		/* 32: the (hook, proto, port) bits alone, nothing shorter. */
+		if (v->prefixlen <= 32 || v->prefixlen > 32 + 128)
+			return 0;
+		k.prefixlen = v->prefixlen - 1;
+	}
+	return 0;
 }
 
 /* Decide a connect/bind to `k->addr` (filled by the caller, which alone
@@ -328,7 +397,10 @@ static __noinline int net_check(struct net_key *k, __u16 port, __u32 proto, __u3
 		return 1;
 	struct subject s = {.family = family, .proto = proto, .port = bpf_ntohs(port)};
 	__builtin_memcpy(s.addr, k->addr, 16);
-	int exempt = is_exempt();
+	__u32 gen_mode = gen | (is_exempt() ? M_EXEMPT << 1 : 0);
+	__u64 hi, lo;
+	__builtin_memcpy(&hi, &k->addr[0], 8);
+	__builtin_memcpy(&lo, &k->addr[8], 8);
 	/* Most specific first: exact protocol and port, then "any"; only the
 	 * combinations some rule uses. */
 	for (int i = 0; i < 4; i++) {
@@ -336,12 +408,12 @@ static __noinline int net_check(struct net_key *k, __u16 port, __u32 proto, __u3
 		__u32 need_port = (i & 1) ? TAPIO_LSM_F_ANY_PORT : TAPIO_LSM_F_EXACT_PORT;
 		if (!(f & need) || !(f & need_port))
 			continue;
-		k->prefixlen = 32 + 128;
-		k->hook = hook;
-		k->proto = i < 2 ? (__u8)proto : 0;
-		k->port = (i & 1) ? 0 : port;
-		__u32 first = net_lookup(gen, k);
-		__u32 hit = first ? first_match(gen, first, hook, exempt, 0) : 0;
+		struct net_key hk = {.hook = hook};
+		hk.proto = i < 2 ? (__u8)proto : 0;
+		hk.port = (i & 1) ? 0 : port;
+		__u32 hpp;
+		__builtin_memcpy(&hpp, &hk.hook, 4);
+		__u32 hit = net_walk(gen_mode, hpp, hi, lo);
 		if (hit)
 			return decide(gen, hit, hook, &s);
 	}
@@ -415,13 +487,15 @@ int tapio_lsm_sock_create(struct bpf_sock *sk)
 		return 1;
 	int exempt = is_exempt();
 	struct subject s = {.family = sk->family, .proto = sk->type};
-	struct sock_key keys[3] = {
+	/* (0, 0): a rule naming neither, i.e. every socket the hook sees. */
+	struct sock_key keys[4] = {
 		{.family = sk->family, .type = sk->type},
 		{.family = sk->family, .type = 0},
 		{.family = 0, .type = sk->type},
+		{.family = 0, .type = 0},
 	};
 #pragma unroll
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		__u32 *v = gen ? bpf_map_lookup_elem(&lsm_sock_1, &keys[i])
 			       : bpf_map_lookup_elem(&lsm_sock_0, &keys[i]);
 		__u32 hit = v ? first_match(gen, *v, TAPIO_LSM_SOCKET_CREATE, exempt, 0) : 0;
@@ -471,7 +545,7 @@ static __always_inline __u32 inode_lookup(__u32 gen, struct inode_key *k)
  * then each parent for subtree rules. `access` is what the operation is
  * (file_modify: enum tapio_lsm_file_op; else 0). */
 static __always_inline __u32 dentry_match(__u32 gen, struct dentry *d, __u32 dev, __u32 hook,
-					  __u32 flags, int exempt, __u32 access, __u64 *ino_out)
+					  __u32 flags, __u32 exempt, __u32 access, __u64 *ino_out)
 {
 	struct inode_key k = {.hook = hook, .dev = dev};
 	k.ino = BPF_CORE_READ(d, d_inode, i_ino);
@@ -497,23 +571,22 @@ static __always_inline __u32 dentry_match(__u32 gen, struct dentry *d, __u32 dev
 		first = inode_lookup(gen, &k);
 		if (!first)
 			continue;
-		__u32 cur = first_match(gen, first, hook, exempt, access);
-		if (!cur)
-			continue;
-		__u32 slot = gen * TAPIO_LSM_MAX_RULES + cur - 1;
-		struct tapio_lsm_rule *r = bpf_map_lookup_elem(&lsm_rules, &slot);
-		if (r && (r->flags & TAPIO_LSM_R_PREFIX))
+		__u32 cur = first_match(gen, first, hook, exempt | M_PREFIX, access);
+		if (cur)
 			return cur;
 	}
 	return 0;
 }
 
-/* Is `d` Tapio's config file (hook 0 marks it: no subtree rule covers
- * it, so the operator can always fix the policy)? */
-static __always_inline int is_config_file(__u32 gen, struct dentry *d, __u32 dev)
+/* Is `d` one of Tapio's own files for `hook`? Hook 0 entries carry a mask
+ * of the hooks (1 << hook) that never cover the file: its config file
+ * (every hook, so the operator can always fix the policy) and its binary
+ * (exec and file_open, so a dead `keep` Tapio's rules cannot stop the next
+ * one starting), unless a rule names the file itself. */
+static __always_inline int is_tapio_file(__u32 gen, struct dentry *d, __u32 dev, __u32 hook)
 {
 	struct inode_key ek = {.hook = 0, .dev = dev, .ino = BPF_CORE_READ(d, d_inode, i_ino)};
-	return ek.ino && inode_lookup(gen, &ek);
+	return ek.ino && (inode_lookup(gen, &ek) & (1U << (hook & 31)));
 }
 
 /* Decide `hook` (with `access`) for the file at dentry `d`: 0 or -EPERM. */
@@ -527,9 +600,9 @@ static __always_inline int dentry_check(struct dentry *d, __u32 hook, __u32 acce
 		return 0;
 	struct subject s = {.access = access};
 	s.dev = BPF_CORE_READ(d, d_sb, s_dev);
-	if (is_config_file(gen, d, s.dev))
+	if (is_tapio_file(gen, d, s.dev, hook))
 		return 0;
-	__u32 hit = dentry_match(gen, d, s.dev, hook, f, is_exempt(), access, &s.ino);
+	__u32 hit = dentry_match(gen, d, s.dev, hook, f, is_exempt() ? M_EXEMPT : 0, access, &s.ino);
 	if (!hit)
 		return 0;
 	return decide(gen, hit, hook, &s) ? 0 : -EPERM;
@@ -573,7 +646,7 @@ int BPF_PROG(tapio_lsm_ptrace, struct task_struct *child, unsigned int mode)
 	struct file *exe = BPF_CORE_READ(child, mm, exe_file);
 	if (!exe)
 		return 0;
-	int exempt = is_exempt();
+	__u32 exempt = is_exempt() ? M_EXEMPT : 0;
 	struct subject s = {.target_pid = BPF_CORE_READ(child, tgid)};
 	s.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
 	struct dentry *d = BPF_CORE_READ(exe, f_path.dentry);
@@ -592,7 +665,7 @@ static __always_inline int hook_rule(__u32 hook, __u32 access)
 	__u32 *v = gen ? bpf_map_lookup_elem(&lsm_any_1, &hook) : bpf_map_lookup_elem(&lsm_any_0, &hook);
 	if (!v || !*v)
 		return 0;
-	__u32 hit = first_match(gen, *v, hook, is_exempt(), 0);
+	__u32 hit = first_match(gen, *v, hook, is_exempt() ? M_EXEMPT : 0, 0);
 	if (!hit)
 		return 0;
 	struct subject s = {.access = access};
@@ -767,5 +840,27 @@ int tapio_lsm_cgroup_mkdir(struct trace_event_raw_cgroup *ctx)
 	__u32 v = *slot;
 	if (bpf_map_update_elem(&lsm_container_cgroups, &id, &v, BPF_ANY))
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Who is Tapio? Attached only for the moment userspace asks.
+ * ------------------------------------------------------------------- */
+
+/* prctl option no kernel knows (EINVAL): "TAPI". */
+#define TAPIO_WHOAMI 0x54415049
+
+SEC("tracepoint/syscalls/sys_enter_prctl")
+int tapio_lsm_whoami(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 zero = 0;
+	struct whoami *w = bpf_map_lookup_elem(&lsm_whoami, &zero);
+	if (!w || !w->nonce)
+		return 0;
+	if (BPF_CORE_READ(ctx, args[0]) != TAPIO_WHOAMI ||
+	    (__u64)BPF_CORE_READ(ctx, args[1]) != w->nonce)
+		return 0;
+	w->cgroup_id = bpf_get_current_cgroup_id();
+	w->tgid = bpf_get_current_pid_tgid() >> 32;
 	return 0;
 }

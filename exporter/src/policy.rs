@@ -49,17 +49,24 @@ pub trait PolicyTarget: Send {
     fn apply(&mut self, probes: &Probes) -> Result<(), PolicyError>;
 }
 
+/// A target and the policies it runs (what its kernel maps hold), which
+/// differ from `in_force` only when a failed change could not be undone.
+struct Running {
+    target: Box<dyn PolicyTarget>,
+    policy: Probes,
+}
+
 /// What the running probes enforce, and where it came from.
 pub struct Policies {
     /// The config file as last read validly (or the defaults without one).
     file: Config,
     /// The remote document's probes, while a remote policy is in force.
     remote: Option<Probes>,
-    /// The policies the probes run now.
+    /// The policy last put in force on every target.
     in_force: Probes,
     /// +1 every time a new policy is put in force.
     generation: u64,
-    targets: Vec<Box<dyn PolicyTarget>>,
+    targets: Vec<Running>,
     telemetry: Arc<Telemetry>,
     emitter: Emitter,
 }
@@ -81,6 +88,13 @@ impl Policies {
         telemetry: Arc<Telemetry>,
         emitter: Emitter,
     ) -> Self {
+        let targets = targets
+            .into_iter()
+            .map(|target| Running {
+                target,
+                policy: file.probes.clone(),
+            })
+            .collect();
         Self {
             in_force: file.probes.clone(),
             file,
@@ -161,27 +175,46 @@ impl Policies {
         origin: &str,
         probes: &Probes,
     ) -> Result<(), String> {
-        if probes.policies_equal(&self.in_force) {
+        let everywhere = self.targets.iter().all(|t| t.policy.policies_equal(probes));
+        if everywhere && probes.policies_equal(&self.in_force) {
             return Ok(());
         }
         let mut failures = Vec::new();
-        for t in &mut self.targets {
-            if let Err(e) = t.apply(probes) {
-                failures.push(e.to_string());
+        // Targets that took the new policy, with what they ran before.
+        let mut moved = Vec::new();
+        for (i, t) in self.targets.iter_mut().enumerate() {
+            if t.policy.policies_equal(probes) {
+                continue;
+            }
+            match t.target.apply(probes) {
+                Ok(()) => moved.push((i, std::mem::replace(&mut t.policy, probes.clone()))),
+                Err(e) => failures.push(e.to_string()),
             }
         }
         if failures.is_empty() {
             self.in_force = probes.clone();
             self.generation += 1;
             self.report(source, origin, ReloadResult::Applied, None);
-            Ok(())
-        } else {
-            // Targets that succeeded run the new policy; keep the old one
-            // as "in force" so the next change retries the others.
-            let why = failures.join("; ");
-            self.report(source, origin, ReloadResult::Failed, Some(&why));
-            Err(why)
+            return Ok(());
         }
+        // A policy is in force everywhere or nowhere: put the targets that
+        // took it back on what they ran. One that cannot go back keeps the
+        // new policy, and says so in what is reported (effective_yaml reads
+        // each target's own), and the next change is applied to it whatever
+        // it is.
+        for (i, before) in moved {
+            let t = &mut self.targets[i];
+            match t.target.apply(&before) {
+                Ok(()) => t.policy = before,
+                Err(e) => failures.push(format!(
+                    "{}: rolling back failed, the new policy stays in force there: {e}",
+                    t.target.probe()
+                )),
+            }
+        }
+        let why = failures.join("; ");
+        self.report(source, origin, ReloadResult::Failed, Some(&why));
+        Err(why)
     }
 
     /// Bumped every time a new policy is put in force.
@@ -196,6 +229,16 @@ impl Policies {
         c.probes.xdp.policy = self.in_force.xdp.policy.clone();
         c.probes.lsm.policy = self.in_force.lsm.policy.clone();
         c.probes.tc.policy = self.in_force.tc.policy.clone();
+        // What each running probe's kernel maps hold.
+        for t in &self.targets {
+            let p = &t.policy;
+            match t.target.probe() {
+                crate::probes::xdp::NAME => c.probes.xdp.policy = p.xdp.policy.clone(),
+                crate::probes::lsm::NAME => c.probes.lsm.policy = p.lsm.policy.clone(),
+                crate::probes::tc::NAME => c.probes.tc.policy = p.tc.policy.clone(),
+                _ => {}
+            }
+        }
         let ex = &mut c.exporters;
         for o in [ex.otlp.as_mut(), ex.otlphttp.as_mut()]
             .into_iter()
@@ -272,6 +315,99 @@ mod tests {
             self.applied.lock().unwrap().push(p.lsm.policy.rules.len());
             Ok(())
         }
+    }
+
+    /// A target for `probe` that refuses the policies whose lsm rule
+    /// count is in `refuse`, and records the ones it took.
+    struct Picky {
+        probe: &'static str,
+        taken: Arc<Mutex<Vec<usize>>>,
+        refuse: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl PolicyTarget for Picky {
+        fn probe(&self) -> &'static str {
+            self.probe
+        }
+        fn apply(&mut self, p: &Probes) -> Result<(), PolicyError> {
+            let n = p.lsm.policy.rules.len();
+            if self.refuse.lock().unwrap().contains(&n) {
+                return Err(PolicyError::Unsupported {
+                    probe: self.probe,
+                    message: format!("refuses {n} rules"),
+                });
+            }
+            self.taken.lock().unwrap().push(n);
+            Ok(())
+        }
+    }
+
+    type Switches = (Arc<Mutex<Vec<usize>>>, Arc<Mutex<Vec<usize>>>);
+
+    /// Policies over an lsm and an xdp target; each one's (taken, refuse).
+    fn two_targets() -> (Policies, Switches, Switches) {
+        let t = Telemetry::new(0);
+        let ex = crate::export::Emitter::detached(t.clone());
+        let mut sw = Vec::new();
+        let targets: Vec<Box<dyn PolicyTarget>> = ["lsm", "xdp"]
+            .into_iter()
+            .map(|probe| {
+                let s: Switches = Default::default();
+                sw.push(s.clone());
+                Box::new(Picky {
+                    probe,
+                    taken: s.0,
+                    refuse: s.1,
+                }) as Box<dyn PolicyTarget>
+            })
+            .collect();
+        let p = Policies::new(parse(&rules(1)).unwrap(), targets, t, ex);
+        let xdp = sw.pop().unwrap();
+        let lsm = sw.pop().unwrap();
+        (p, lsm, xdp)
+    }
+
+    #[test]
+    fn a_policy_one_target_refuses_is_rolled_back_on_the_others() {
+        let (mut p, lsm, xdp) = two_targets();
+        xdp.1.lock().unwrap().push(3);
+        let why = p.remote_received("opamp", Some(&rules(3))).unwrap_err();
+        assert_eq!(why, "xdp: refuses 3 rules");
+        // lsm took the new policy and was put back on the old one, so the
+        // kernel runs what is reported.
+        assert_eq!(*lsm.0.lock().unwrap(), [3, 1]);
+        assert!(xdp.0.lock().unwrap().is_empty());
+        let y = p.effective_yaml();
+        assert!(y.contains("name: r0") && !y.contains("name: r2"), "{y}");
+        assert_eq!(p.generation(), 0);
+        // Once xdp accepts it, the same policy goes in everywhere.
+        xdp.1.lock().unwrap().clear();
+        p.remote_received("opamp", Some(&rules(3))).unwrap();
+        assert_eq!(*lsm.0.lock().unwrap(), [3, 1, 3]);
+        assert_eq!(*xdp.0.lock().unwrap(), [3]);
+    }
+
+    #[test]
+    fn a_target_that_cannot_roll_back_is_reported_as_it_is_and_a_revert_reaches_it() {
+        let (mut p, lsm, xdp) = two_targets();
+        xdp.1.lock().unwrap().push(3);
+        // lsm takes 3 rules, then refuses to go back to 1.
+        lsm.1.lock().unwrap().push(1);
+        let why = p.remote_received("opamp", Some(&rules(3))).unwrap_err();
+        assert!(why.contains("xdp: refuses 3 rules"), "{why}");
+        assert!(why.contains("lsm: rolling back failed"), "{why}");
+        assert_eq!(*lsm.0.lock().unwrap(), [3]);
+        // What is reported is what lsm's kernel maps hold: 3 rules.
+        let y = p.effective_yaml();
+        assert!(y.contains("name: r2"), "{y}");
+        // Back to the file's policy (1 rule): lsm must get it, although it
+        // is the policy last put in force everywhere.
+        lsm.1.lock().unwrap().clear();
+        p.remote_received("opamp", None).unwrap();
+        assert_eq!(*lsm.0.lock().unwrap(), [3, 1]);
+        assert!(xdp.0.lock().unwrap().is_empty(), "xdp never left it");
+        let y = p.effective_yaml();
+        assert!(y.contains("name: r0") && !y.contains("name: r2"), "{y}");
     }
 
     fn rules(n: usize) -> String {

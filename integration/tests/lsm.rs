@@ -398,6 +398,8 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
     std::fs::write(path("public"), "public\n").unwrap();
     std::fs::write(path("audited"), "audited\n").unwrap();
     std::fs::create_dir(path("protected")).unwrap();
+    std::fs::create_dir(path("tree")).unwrap();
+    std::fs::write(path("tree/inside"), "inside\n").unwrap();
     std::fs::copy("/bin/true", path("denied-true")).unwrap();
     std::fs::copy("/bin/sleep", path("protected/sleep")).unwrap();
     // The allowed target sits beside the protected directory on the same
@@ -434,11 +436,31 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
             "deny",
             &format!("path_prefix: {}", path("protected")),
         ),
+        // One inode key, one chain: the directory itself (audit), then its
+        // subtree (deny). A file inside must meet the subtree rule.
+        rule(
+            "tree-itself",
+            "file_open",
+            "audit",
+            &format!("path: {}", path("tree")),
+        ),
+        rule(
+            "tree-below",
+            "file_open",
+            "deny",
+            &format!("path_prefix: {}", path("tree")),
+        ),
     ]
     .concat();
     let rx = Receiver::start();
     let t = Tapio::start(BIN, &config(&rx, "", &rules), &[]);
-    for r in ["no-secret", "see-audited", "no-exec", "no-ptrace"] {
+    for r in [
+        "no-secret",
+        "see-audited",
+        "no-exec",
+        "no-ptrace",
+        "tree-below",
+    ] {
         rx.wait_for_counter(
             "tapio.lsm.rules",
             &[("tapio.lsm.rule", r), ("tapio.lsm.state", "enforced")],
@@ -455,6 +477,11 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
     assert_eq!(open("secret"), "EPERM");
     assert_eq!(open("public"), "ok");
     assert_eq!(open("audited"), "ok");
+    assert_eq!(
+        open("tree/inside"),
+        "EPERM",
+        "an exact-path rule on the directory hid its subtree rule"
+    );
     // Outside the cgroup the rules do not apply.
     assert_eq!(std::fs::read_to_string(path("secret")).unwrap(), "secret\n");
     let exec = |p: &str| {
@@ -488,6 +515,7 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
         ("see-audited", "audit", 1),
         ("no-exec", "deny", 1),
         ("no-ptrace", "deny", 1),
+        ("tree-below", "deny", 1),
     ] {
         rx.wait_for_counter(
             "tapio.lsm.decisions",
@@ -503,6 +531,60 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
         );
     }
     t.terminate();
+    keep_bpf_deny_does_not_stop_the_next_tapio();
+}
+
+/// BPF LSM: `on_exit: keep` with a `bpf` deny (BPF_PROG_LOAD by anyone but
+/// Tapio) and an `exec` deny covering Tapio's binary. After SIGKILL the
+/// pinned programs still enforce both, yet a new Tapio execs and loads its
+/// programs: it is exempt from them before it loads anything.
+fn keep_bpf_deny_does_not_stop_the_next_tapio() {
+    let rx = Receiver::start();
+    let pins = Pins(format!("/sys/fs/bpf/tapio-test-b-{}", std::process::id()));
+    let extra = format!("    on_exit: keep\n    pin_dir: {}/lsm\n", pins.0);
+    let bin_dir = std::path::Path::new(BIN)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let rules = format!(
+        "        - name: no-bpf\n          hook: bpf\n          action: deny\n          match: {{}}\n        - name: no-exec-here\n          hook: exec\n          action: deny\n          match: {{ path_prefix: {bin_dir} }}\n"
+    );
+    let t = Tapio::start(BIN, &config(&rx, &extra, &rules), &[]);
+    kill9(t);
+    // BPF_PROG_LOAD of a two-instruction socket filter by another process.
+    let load = || {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import ctypes,struct,os\n\
+libc=ctypes.CDLL(None,use_errno=True)\n\
+ins=ctypes.create_string_buffer(struct.pack('<BBhiBBhi',0xb7,0,0,0,0x95,0,0,0))\n\
+lic=ctypes.create_string_buffer(b'GPL')\n\
+a=ctypes.create_string_buffer(struct.pack('<IIQQ',1,2,ctypes.addressof(ins),ctypes.addressof(lic))+bytes(48))\n\
+fd=libc.syscall(321,5,a,72)\n\
+print('loaded' if fd>=0 else os.strerror(ctypes.get_errno()))",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(load(), "Operation not permitted", "the pinned bpf deny");
+    // A new Tapio starts (exec of its binary, BPF_PROG_LOAD) and runs.
+    let t = Tapio::start(BIN, &config(&rx, &extra, &rules), &[]);
+    rx.wait_for_counter(
+        "tapio.lsm.rules",
+        &[
+            ("tapio.lsm.rule", "no-bpf"),
+            ("tapio.lsm.state", "enforced"),
+        ],
+        WAIT,
+        |v| v == 1,
+    );
+    assert_eq!(load(), "Operation not permitted", "the new run's bpf deny");
+    t.terminate();
+    drop(pins);
+    assert_eq!(load(), "loaded", "pins left enforcing");
 }
 
 fn kill9(t: Tapio) {
@@ -610,4 +692,292 @@ fn configmap_style_symlink_swap_is_applied() {
     );
     assert!(cg.python(&connect_script(&[port])).ends_with("ok"));
     t.terminate();
+}
+
+/// A command in a network namespace of its own whose loopback also holds
+/// 198.18.1.1 (so nothing it connects to leaves it), inside `cg`.
+fn in_private_net(cg: &TestCgroup, script: &str) -> String {
+    cg.run(
+        "unshare",
+        &[
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && ip addr add 198.18.1.1/32 dev lo && exec python3 -c \"$0\"",
+            script,
+        ],
+    )
+}
+
+/// Connects to port 9 of each address, as root and then as uid 1000:
+/// `ok`, `EPERM` or `errN` (111: refused, 101: no route; both mean the
+/// policy allowed it).
+const TWO_UIDS: &str = "import socket,os,sys\n\
+def c(a):\n  s=socket.socket()\n  try:\n    s.connect((a,9)); return 'ok'\n  except PermissionError: return 'EPERM'\n  except OSError as e: return 'err%d' % e.errno\n\
+r=[c('198.18.1.1'), c('198.18.2.1')]\n\
+pid=os.fork()\n\
+if pid==0:\n  os.setuid(1000); print('uid1000', *[c('198.18.1.1'), c('198.18.2.1')]); sys.stdout.flush(); os._exit(0)\n\
+os.waitpid(pid,0)\nprint('uid0', *r)";
+
+#[test]
+fn a_more_specific_network_rule_does_not_hide_a_broader_deny() {
+    if !privileged_or_skip("lsm::a_more_specific_network_rule_does_not_hide_a_broader_deny") {
+        return;
+    }
+    let cg = TestCgroup::new("p");
+    let rx = Receiver::start();
+    // The /24 rule's condition (uid 1000) fails for root: the /15 deny
+    // behind it must still be consulted.
+    let rules = format!(
+        "        - name: deny-15\n          hook: connect\n          action: deny\n          match: {{ address: 198.18.0.0/15, cgroup: {0} }}\n        - name: audit-24\n          hook: connect\n          action: audit\n          match: {{ address: 198.18.1.0/24, uid: 1000, cgroup: {0} }}\n",
+        cg.rel
+    );
+    let t = Tapio::start(BIN, &config(&rx, "", &rules), &[]);
+    let out = in_private_net(&cg, TWO_UIDS);
+    let lines: Vec<&str> = out.lines().collect();
+    // uid 1000: the /24 audit rule applies to 198.18.1.1 (allowed: nothing
+    // listens), 198.18.2.1 is outside the /24 and denied by the /15.
+    assert!(lines.contains(&"uid1000 err111 EPERM"), "{out}");
+    // root: the /24 rule does not apply, so the /15 deny does.
+    assert!(lines.contains(&"uid0 EPERM EPERM"), "{out}");
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[("tapio.lsm.rule", "deny-15"), ("tapio.lsm.action", "deny")],
+        WAIT,
+        |v| v == 3,
+    );
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[
+            ("tapio.lsm.rule", "audit-24"),
+            ("tapio.lsm.action", "audit"),
+        ],
+        WAIT,
+        |v| v == 1,
+    );
+    t.terminate();
+}
+
+#[test]
+fn socket_create_rule_without_family_or_type_covers_every_socket() {
+    if !privileged_or_skip("lsm::socket_create_rule_without_family_or_type_covers_every_socket") {
+        return;
+    }
+    let cg = TestCgroup::new("n");
+    let rx = Receiver::start();
+    let rules = format!(
+        "        - name: no-sockets\n          hook: socket_create\n          action: deny\n          match: {{ cgroup: {} }}\n",
+        cg.rel
+    );
+    let t = Tapio::start(BIN, &config(&rx, "", &rules), &[]);
+    rx.wait_for_counter(
+        "tapio.lsm.rules",
+        &[
+            ("tapio.lsm.rule", "no-sockets"),
+            ("tapio.lsm.state", "enforced"),
+        ],
+        WAIT,
+        |v| v == 1,
+    );
+    let out = cg.python(
+        "import socket\n\
+for f,t in ((socket.AF_INET,socket.SOCK_STREAM),(socket.AF_INET6,socket.SOCK_DGRAM)):\n  try:\n    socket.socket(f,t); print('ok')\n  except PermissionError: print('EPERM')",
+    );
+    assert_eq!(out, "EPERM\nEPERM", "{out}");
+    // Outside the cgroup the rule does not apply.
+    assert!(std::net::UdpSocket::bind("127.0.0.1:0").is_ok());
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[
+            ("tapio.lsm.rule", "no-sockets"),
+            ("tapio.lsm.action", "deny"),
+        ],
+        WAIT,
+        |v| v == 2,
+    );
+    t.terminate();
+}
+
+/// Removes a pin directory (releasing what is pinned in it) on drop, so a
+/// failed test leaves no enforcement behind.
+struct Pins(String);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Spawn a process running `prog args` whose pid is `pid` (the pid a dead
+/// Tapio had), in `cg`: ns_last_pid makes the next fork get it unless
+/// another process forks first, so this retries a bounded number of
+/// times. Returns its stdout.
+fn with_pid(pid: u32, cg: &TestCgroup, prog: &str, args: &[&str]) -> String {
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let out = cg.run(prog, args);
+        if out.split_whitespace().next() == Some(pid.to_string().as_str()) {
+            return out;
+        }
+    }
+    panic!("no process got pid {pid} in 200 tries");
+}
+
+/// A Tapio started by `unshare --pid --fork`: its getpid() is 1, not the
+/// pid the kernel's programs see. Killed (SIGTERM through --kill-child) on
+/// drop.
+struct PidNsTapio {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl PidNsTapio {
+    fn start(yaml: &str) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("tapio.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let mut child = Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--kill-child=SIGTERM",
+                BIN,
+                "run",
+                "--config",
+            ])
+            .arg(&cfg)
+            .env("TAPIO_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pipe = child.stderr.take().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let buf = stderr.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if line.contains("tapio ready") {
+                    let _ = tx.send(());
+                }
+                let mut b = buf.lock().unwrap();
+                b.push_str(&line);
+                b.push('\n');
+            }
+        });
+        let t = Self {
+            child,
+            _dir: dir,
+            stderr,
+        };
+        assert!(
+            rx.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "tapio in a pid namespace did not become ready:\n{}",
+            t.stderr.lock().unwrap()
+        );
+        t
+    }
+}
+
+impl Drop for PidNsTapio {
+    /// SIGTERM to Tapio (unshare's child), then wait for unshare, which
+    /// exits with it: nothing of this run is left attached afterwards.
+    fn drop(&mut self) {
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
+                .unwrap_or_default();
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) on the child of our own child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        for _ in 0..200 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `on_exit: keep` with a rule that would cut Tapio off from its collector
+/// (processes named `tapio` may not connect to it). After SIGKILL the
+/// pinned programs do not exempt a process that gets the dead Tapio's pid;
+/// a new Tapio, even one whose getpid() is not its host pid (a pid
+/// namespace), is exempt from them and from its own programs and keeps
+/// exporting; another process named `tapio` stays denied throughout.
+#[test]
+fn keep_exemption_is_tapio_itself_across_restarts_not_its_old_pid() {
+    if !privileged_or_skip("lsm::keep_exemption_is_tapio_itself_across_restarts_not_its_old_pid") {
+        return;
+    }
+    let rx = Receiver::start();
+    let port = rx.grpc_addr.port();
+    let pins = Pins(format!("/sys/fs/bpf/tapio-test-x-{}", std::process::id()));
+    let extra = format!("    on_exit: keep\n    pin_dir: {}/lsm\n", pins.0);
+    let rule = |name: &str| {
+        format!(
+            "        - name: {name}\n          hook: connect\n          action: deny\n          match: {{ address: 127.0.0.1/32, port: {port}, comm: tapio }}\n"
+        )
+    };
+    let cg = TestCgroup::new("e");
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("tapio");
+    std::fs::copy("/usr/bin/python3", &fake).unwrap();
+    let fake = fake.display().to_string();
+    let script = format!(
+        "import socket,os\ns=socket.socket()\ntry:\n  s.connect(('127.0.0.1',{port})); r='ok'\nexcept PermissionError: r='EPERM'\nprint(os.getpid(), r)"
+    );
+
+    let t = Tapio::start(BIN, &config(&rx, &extra, &rule("first")), &[]);
+    // Tapio exports: its metrics arrive.
+    rx.wait_for_counter(
+        "tapio.lsm.rules",
+        &[("tapio.lsm.rule", "first"), ("tapio.lsm.state", "enforced")],
+        WAIT,
+        |v| v == 1,
+    );
+    let old = t.pid();
+    kill9(t);
+    // The pinned programs still deny, and not even a `tapio` that got the
+    // dead one's pid is exempt.
+    let out = with_pid(old, &cg, &fake, &["-c", &script]);
+    assert_eq!(
+        out,
+        format!("{old} EPERM"),
+        "the dead Tapio's pid is exempt"
+    );
+
+    // A new Tapio whose getpid() is 1: exempt from the pinned programs it
+    // takes over from and from its own, it keeps exporting.
+    let t2 = PidNsTapio::start(&config(&rx, &extra, &rule("second")));
+    rx.wait_for_counter(
+        "tapio.lsm.rules",
+        &[
+            ("tapio.lsm.rule", "second"),
+            ("tapio.lsm.state", "enforced"),
+        ],
+        WAIT,
+        |v| v == 1,
+    );
+    let out = cg.run(&fake, &["-c", &script]);
+    assert!(out.ends_with("EPERM"), "another tapio is exempt: {out}");
+    // Decisions of the new run reach the receiver too: its export path is
+    // through the rule.
+    rx.wait_for_counter(
+        "tapio.lsm.decisions",
+        &[("tapio.lsm.rule", "second"), ("tapio.lsm.action", "deny")],
+        WAIT,
+        |v| v >= 1,
+    );
+    drop(t2);
+    drop(pins);
+    let out = cg.run(&fake, &["-c", &script]);
+    assert!(out.ends_with("ok"), "pins left enforcing: {out}");
 }

@@ -129,8 +129,24 @@ impl LsmPolicy {
             ));
         }
         let mut names = std::collections::HashSet::new();
+        // Rules sharing a map key chain; the kernel walks MAX_CHAIN of
+        // them, so a later one could never apply.
+        let mut chains: std::collections::HashMap<String, usize> = Default::default();
         for (i, r) in self.rules.iter().enumerate() {
             let at = format!("{path}.rules[{i}]");
+            let n = chains.entry(r.chain_key()).or_default();
+            *n += 1;
+            if *n == crate::probes::lsm::MAX_CHAIN + 1 {
+                errs.push(ConfigError::new(
+                    format!("{at}.match"),
+                    format!(
+                        "{} earlier {} rules have this match (with uid/cgroup/comm/container_id aside); the kernel checks at most {} rules per match, so this one would never apply: merge rules or give them different matches",
+                        crate::probes::lsm::MAX_CHAIN,
+                        crate::probes::lsm::hook_name(crate::probes::lsm::hook_number(r.hook)),
+                        crate::probes::lsm::MAX_CHAIN,
+                    ),
+                ));
+            }
             if r.name.trim().is_empty() {
                 errs.push(ConfigError::new(format!("{at}.name"), "rules need a name"));
             } else if !names.insert(r.name.as_str()) {
@@ -148,6 +164,42 @@ impl LsmPolicy {
 }
 
 impl LsmRule {
+    /// What the kernel looks this rule up by (rules alike share one
+    /// chain): the hook and the match, conditions aside. `path` and
+    /// `path_prefix` of one file share its inode's key.
+    fn chain_key(&self) -> String {
+        use crate::probes::lsm::{family_number, parse_device, socket_type_number};
+        use LsmHook::*;
+        let m = &self.matches;
+        let what = match self.hook {
+            Connect | Bind => format!(
+                "{}/{}/{}",
+                m.protocol.as_deref().unwrap_or("any"),
+                m.port.unwrap_or(0),
+                m.address
+                    .map_or_else(|| "::/0".to_string(), |a| a.trunc().to_string())
+            ),
+            SocketCreate => format!(
+                "{}/{}",
+                m.family.as_deref().and_then(family_number).unwrap_or(0),
+                m.socket_type
+                    .as_deref()
+                    .and_then(socket_type_number)
+                    .unwrap_or(0)
+            ),
+            Device => format!("{:?}", m.device.as_deref().and_then(parse_device)),
+            FileOpen | Exec | Ptrace | FileModify => match (m.inode, &m.path, &m.path_prefix) {
+                (Some(ino), _, _) => format!("inode {ino} on {:?}", m.device),
+                (None, Some(p), _) | (None, None, Some(p)) => {
+                    format!("path {}", p.trim_end_matches('/'))
+                }
+                _ => String::new(),
+            },
+            ModuleLoad | Bpf => String::new(),
+        };
+        format!("{:?} {what}", self.hook)
+    }
+
     fn validate(&self, at: &str, errs: &mut Vec<ConfigError>) {
         use LsmHook::*;
         let m = &self.matches;

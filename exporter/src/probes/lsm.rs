@@ -27,7 +27,17 @@ pub const NAME: &str = "lsm";
 pub const MAP_RULES: &str = "lsm_rules";
 pub const MAP_COUNTERS: &str = "lsm_counters";
 pub const MAP_ACTIVE: &str = "lsm_active";
-pub const MAP_EXEMPT: &str = "lsm_exempt_pids";
+pub const MAP_EXEMPT: &str = "lsm_exempt";
+/// Where `on_exit: keep` pins `lsm_exempt` (in `pin_dir`), so the next
+/// Tapio can exempt itself from the programs a dead one left.
+pub const PIN_EXEMPT: &str = "lsm_exempt";
+pub const MAP_WHOAMI: &str = "lsm_whoami";
+/// Tells Tapio its tgid and cgroup id as the kernel sees them.
+pub const PROG_WHOAMI: &str = "tapio_lsm_whoami";
+/// The prctl option `tapio_lsm_whoami` waits for (`TAPIO_WHOAMI`).
+const WHOAMI_OPTION: libc::c_int = 0x5441_5049;
+/// Rules one map key can chain (the kernel's bounded walk).
+pub const MAX_CHAIN: usize = tapio_shared::TAPIO_LSM_MAX_CHAIN as usize;
 pub const MAP_CONTAINER_IDS: &str = "lsm_container_ids";
 pub const MAP_CONTAINER_CGROUPS: &str = "lsm_container_cgroups";
 /// Sees cgroups created after a policy with `container_id` was applied.
@@ -266,6 +276,19 @@ enum RuleKey {
     Any(u32),
 }
 
+impl RuleKey {
+    /// One name per map key, for chaining the rules that share it.
+    fn names(&self) -> Vec<String> {
+        match self {
+            RuleKey::Net(keys) => keys.iter().map(|(p, k)| format!("n{p}{k:?}")).collect(),
+            RuleKey::Inode(keys) => keys.iter().map(|k| format!("i{k:?}")).collect(),
+            RuleKey::Sock(f, t) => vec![format!("s{f}/{t}")],
+            RuleKey::Dev(t, maj, min) => vec![format!("d{t}/{maj}/{min}")],
+            RuleKey::Any(h) => vec![format!("a{h}")],
+        }
+    }
+}
+
 /// What a policy becomes in the kernel.
 pub struct Compiled {
     /// Rules in kernel order with their names (index = rule slot).
@@ -290,6 +313,9 @@ pub struct Env<'a> {
     pub cgroup_root: Option<&'a Path>,
     /// Tapio's config file: no subtree rule covers it.
     pub config_path: Option<&'a Path>,
+    /// Tapio's binary: no exec or file_open rule covers it unless one
+    /// names it with `path` (or says `include_tapio`).
+    pub binary: Option<&'a Path>,
     /// Container id -> slot (the kernel's `container` is slot + 1).
     pub containers: &'a BTreeMap<String, u32>,
 }
@@ -421,16 +447,11 @@ fn compile_rule(r: &LsmRule, env: &Env) -> Result<(tapio_lsm_rule, RuleKey), Str
                 _ => 0,
             };
             let port = m.port.unwrap_or(0);
+            // No address: ::/0, which holds the v4-mapped IPv4 addresses
+            // too (the kernel walks every prefix holding the address).
             let nets: Vec<ipnet::IpNet> = match m.address {
                 Some(n) => vec![n.trunc()],
-                None => vec![
-                    "0.0.0.0/0"
-                        .parse()
-                        .unwrap_or(ipnet::IpNet::V4(Default::default())),
-                    "::/0"
-                        .parse()
-                        .unwrap_or(ipnet::IpNet::V6(Default::default())),
-                ],
+                None => vec![ipnet::IpNet::V6(Default::default())],
             };
             let keys = nets
                 .into_iter()
@@ -505,11 +526,29 @@ pub fn compile(policy: &LsmPolicy, env: &Env) -> Compiled {
         states: Vec::new(),
     };
     // Rules sharing a key chain in config order: remember each key's last
-    // rule to link it to the next.
+    // rule to link it to the next, and how long its chain is.
     let mut last: BTreeMap<String, usize> = BTreeMap::new();
+    let mut chain_len: BTreeMap<String, usize> = BTreeMap::new();
     for r in &policy.rules {
         let hook = hook_name(hook_number(r.hook));
-        match compile_rule(r, env) {
+        let compiled = compile_rule(r, env).and_then(|(rule, key)| {
+            // Validation refuses chains the kernel would not walk to the
+            // end; paths that name one inode (links) are only seen here.
+            let full = key
+                .names()
+                .into_iter()
+                .any(|k| chain_len.get(&k).copied().unwrap_or(0) >= MAX_CHAIN);
+            if full {
+                return Err(format!(
+                    "{MAX_CHAIN} earlier rules have the same match (the kernel checks at most {MAX_CHAIN} per match)"
+                ));
+            }
+            for k in key.names() {
+                *chain_len.entry(k).or_default() += 1;
+            }
+            Ok((rule, key))
+        });
+        match compiled {
             Err(why) => c
                 .states
                 .push((r.name.clone(), hook, RuleState::Refused(why))),
@@ -541,17 +580,18 @@ pub fn compile(policy: &LsmPolicy, env: &Env) -> Compiled {
                         first();
                     }
                 };
+                let names = key.names();
                 match key {
                     RuleKey::Net(keys) => {
-                        for (plen, k) in keys {
+                        for ((plen, k), n) in keys.into_iter().zip(names) {
                             let mut ins = || c.net.insert((plen, k), id1).is_none();
-                            link(format!("n{plen}{k:?}"), &mut ins);
+                            link(n, &mut ins);
                         }
                     }
                     RuleKey::Inode(keys) => {
-                        for k in keys {
+                        for (k, n) in keys.into_iter().zip(names) {
                             let mut ins = || c.inode.insert(k, id1).is_none();
-                            link(format!("i{k:?}"), &mut ins);
+                            link(n, &mut ins);
                         }
                     }
                     RuleKey::Sock(f, t) => {
@@ -571,22 +611,38 @@ pub fn compile(policy: &LsmPolicy, env: &Env) -> Compiled {
             }
         }
     }
-    // Tapio's config file: exempt from subtree rules unless a rule names
-    // the file itself (hook 0 marks it for the kernel).
-    if let Some(cfg) = env.config_path {
+    // Tapio's own files (hook 0 entries: a mask of the hooks that never
+    // cover the file), unless a rule names the file itself: its config
+    // file for every hook, so the operator can always fix the policy; its
+    // binary for exec and file_open (exec opens it), so the rules a dead
+    // `keep` Tapio left cannot stop the next one starting.
+    let own = [
+        (env.config_path, u32::MAX),
+        (
+            env.binary,
+            (1 << hk::TAPIO_LSM_EXEC) | (1 << hk::TAPIO_LSM_FILE_OPEN),
+        ),
+    ];
+    for (file, mask) in own {
+        let Some(file) = file else { continue };
         let named = policy.rules.iter().any(|r| {
-            r.matches.path.as_deref().map(Path::new) == Some(cfg) || r.matches.include_tapio
+            r.matches.path.as_deref().map(Path::new) == Some(file) || r.matches.include_tapio
         });
-        if !named {
-            if let Ok(m) = std::fs::metadata(cfg) {
-                c.inode.insert((0, kernel_dev(m.dev()), m.ino()), 1);
-            }
+        if named {
+            continue;
+        }
+        if let Ok(m) = std::fs::metadata(file) {
+            *c.inode
+                .entry((0, kernel_dev(m.dev()), m.ino()))
+                .or_default() |= mask;
         }
     }
     c
 }
 
-type NetTrie = LpmTrie<MapData, [u8; 20], u32>;
+/// Value: (first rule index + 1, the entry's own prefix length), so the
+/// kernel can ask next for a shorter prefix (`struct net_val`).
+type NetTrie = LpmTrie<MapData, [u8; 20], [u32; 2]>;
 
 /// The maps of one loaded probe and the double-buffer switch.
 pub struct PolicyMaps {
@@ -610,6 +666,7 @@ pub struct PolicyMaps {
     why_unavailable: BTreeMap<u32, String>,
     cgroup_root: Option<PathBuf>,
     config_path: Option<PathBuf>,
+    binary: Option<PathBuf>,
     /// Why new cgroups are not recognised (the cgroup_mkdir program did
     /// not attach), if so.
     mkdir_missing: Option<String>,
@@ -673,6 +730,7 @@ impl PolicyMaps {
             why_unavailable: BTreeMap::new(),
             cgroup_root: super::cgroup2_root().map(PathBuf::from),
             config_path: None,
+            binary: None,
             mkdir_missing: None,
         })
     }
@@ -686,6 +744,7 @@ impl PolicyMaps {
             why_unavailable: &self.why_unavailable,
             cgroup_root: self.cgroup_root.as_deref(),
             config_path: self.config_path.as_deref(),
+            binary: self.binary.as_deref(),
             containers: &self.containers,
         };
         let c = compile(policy, &env);
@@ -752,7 +811,7 @@ impl PolicyMaps {
         }
         for ((plen, k), v) in &c.net {
             self.net[i]
-                .insert(&Key::new(*plen, *k), *v, 0)
+                .insert(&Key::new(*plen, *k), [*v, *plen], 0)
                 .map_err(perr("lsm_net"))?;
         }
         for ((h, dev, ino), v) in &c.inode {
@@ -950,27 +1009,54 @@ pub fn start(
     btf: Option<&Btf>,
     config_path: Option<&Path>,
 ) -> Result<Started, LoadError> {
+    let pin_dir = Path::new(&cfg.pin_dir);
+    // Before loading anything: the programs a dead `keep` Tapio left must
+    // exempt this one, or their `bpf` rule refuses its loads.
+    let guess = Identity::from_proc();
+    if let Some(me) = guess {
+        claim_pinned_exempt(pin_dir, me);
+    }
     let (mut ebpf, loaded_progs, mut refused) = load(ring, btf)?;
-    let mut policy = PolicyMaps::take(&mut ebpf)?;
-    policy.config_path = config_path.and_then(|p| std::fs::canonicalize(p).ok());
-    // Tapio itself is exempt (unless a rule says include_tapio).
+    // Tapio itself is exempt (unless a rule says include_tapio), as the
+    // kernel sees it: /proc can be another pid namespace's.
+    let me = match whoami(&mut ebpf) {
+        Ok(me) => me,
+        Err(why) => {
+            let me = guess.ok_or_else(|| err(format!("cannot tell Tapio's own pid: {why}")))?;
+            tracing::warn!(
+                probe = NAME,
+                tgid = me.tgid,
+                "exempting Tapio by its pid from /proc (the kernel did not say: {why})"
+            );
+            me
+        }
+    };
+    if guess != Some(me) {
+        claim_pinned_exempt(pin_dir, me);
+    }
     {
         let m = ebpf.map_mut(MAP_EXEMPT).ok_or(LoadError::MissingMap {
             probe: NAME,
             map: MAP_EXEMPT,
         })?;
-        let mut h: HashMap<_, u32, u8> = HashMap::try_from(m).map_err(|source| LoadError::Map {
-            probe: NAME,
-            map: MAP_EXEMPT,
-            source,
-        })?;
-        h.insert(std::process::id(), 1, 0)
+        let mut h: HashMap<_, u32, u64> =
+            HashMap::try_from(m).map_err(|source| LoadError::Map {
+                probe: NAME,
+                map: MAP_EXEMPT,
+                source,
+            })?;
+        h.insert(me.tgid, me.cgroup_id, 0)
             .map_err(|source| LoadError::Map {
                 probe: NAME,
                 map: MAP_EXEMPT,
                 source,
             })?;
     }
+    let mut policy = PolicyMaps::take(&mut ebpf)?;
+    policy.config_path = config_path.and_then(|p| std::fs::canonicalize(p).ok());
+    policy.binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok());
     let root = super::cgroup2_root().ok_or_else(|| err("no cgroup v2 mount".into()))?;
     let cg = std::fs::File::open(&root).map_err(|e| err(format!("{root}: {e}")))?;
     let mut links: Vec<(&'static str, Link)> = Vec::new();
@@ -1036,6 +1122,12 @@ pub fn start(
         .install(&cfg.policy)
         .map_err(|e| err(e.to_string()))?;
     let mut pinned = keep_or_release(cfg, links)?;
+    pin_exempt(cfg, &ebpf)?;
+    let exempt: HashMap<MapData, u32, u64> = super::take_map(&mut ebpf, NAME, MAP_EXEMPT)?;
+    pinned.push(Held::Exempt(ExemptGuard {
+        map: exempt,
+        tgid: me.tgid,
+    }));
     // Not pinned: under `keep` the last policy stays enforced for the
     // containers known when Tapio died, new ones are not added.
     if let Ok(l) = mkdir {
@@ -1065,6 +1157,152 @@ pub fn start(
         unavailable: refused,
         links: pinned,
     })
+}
+
+/// Tapio as the kernel's rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// In the initial pid namespace (what `bpf_get_current_pid_tgid` says).
+    pub tgid: u32,
+    /// The cgroup v2 Tapio runs in: a process that later gets Tapio's pid
+    /// is not exempt unless it is in this cgroup too.
+    pub cgroup_id: u64,
+}
+
+impl Identity {
+    /// From /proc: the first `NSpid` (the pid in /proc's namespace, the
+    /// host's where Tapio sees the host's /proc) and the cgroup directory's
+    /// inode. Used before anything is loaded; `whoami` asks the kernel.
+    pub fn from_proc() -> Option<Self> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let tgid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(std::process::id);
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let rel = cgroups.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let root = super::cgroup2_root()?;
+        let dir = Path::new(&root).join(rel.trim_start_matches('/'));
+        let cgroup_id = std::fs::metadata(dir).ok()?.ino();
+        Some(Self { tgid, cgroup_id })
+    }
+}
+
+/// Ask the kernel who this process is: attach `tapio_lsm_whoami` for one
+/// prctl carrying a random nonce, read what it recorded, detach.
+fn whoami(ebpf: &mut Ebpf) -> Result<Identity, String> {
+    let mut nonce = [0u8; 8];
+    // SAFETY: getrandom(2) writes at most `nonce.len()` bytes into it.
+    let n = unsafe { libc::getrandom(nonce.as_mut_ptr().cast(), nonce.len(), 0) };
+    if n != nonce.len() as isize {
+        return Err("getrandom failed".into());
+    }
+    let nonce = u64::from_ne_bytes(nonce) | 1;
+    {
+        let m = ebpf
+            .map_mut(MAP_WHOAMI)
+            .ok_or_else(|| format!("{MAP_WHOAMI} missing"))?;
+        let mut a: Array<_, [u64; 3]> = Array::try_from(m).map_err(|e| e.to_string())?;
+        a.set(0, [nonce, 0, 0], 0).map_err(|e| e.to_string())?;
+    }
+    let p = ebpf
+        .program_mut(PROG_WHOAMI)
+        .ok_or_else(|| format!("{PROG_WHOAMI} missing from the object"))?;
+    let p: &mut aya::programs::TracePoint = p.try_into().map_err(|e| super::describe(&e))?;
+    p.load().map_err(|e| super::describe(&e))?;
+    let link = p
+        .attach("syscalls", "sys_enter_prctl")
+        .map_err(|e| format!("attach syscalls/sys_enter_prctl: {}", super::describe(&e)));
+    let attached = match link {
+        Ok(link) => {
+            // SAFETY: prctl(2) with an option no kernel knows: EINVAL, no
+            // effect; only the tracepoint program sees it.
+            unsafe {
+                libc::prctl(WHOAMI_OPTION, nonce as libc::c_ulong, 0, 0, 0);
+            }
+            let _ = p.detach(link);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    let _ = p.unload();
+    attached?;
+    let m = ebpf
+        .map(MAP_WHOAMI)
+        .ok_or_else(|| format!("{MAP_WHOAMI} missing"))?;
+    let a: Array<_, [u64; 3]> = Array::try_from(m).map_err(|e| e.to_string())?;
+    let [seen, cgroup_id, tgid] = a.get(&0, 0).map_err(|e| e.to_string())?;
+    if seen != nonce || tgid == 0 {
+        return Err("the tracepoint did not see the prctl".into());
+    }
+    Ok(Identity {
+        tgid: tgid as u32,
+        cgroup_id,
+    })
+}
+
+/// A `keep` run's pinned exemption (if any) now names this process, and
+/// only it: the dead Tapio's pid is exempt no more.
+fn claim_pinned_exempt(pin_dir: &Path, me: Identity) {
+    let path = pin_dir.join(PIN_EXEMPT);
+    if !path.exists() {
+        return;
+    }
+    let r = (|| -> Result<(), String> {
+        let data = MapData::from_pin(&path).map_err(|e| e.to_string())?;
+        let map = aya::maps::Map::from_map_data(data).map_err(|e| e.to_string())?;
+        let mut h: HashMap<MapData, u32, u64> =
+            HashMap::try_from(map).map_err(|e| e.to_string())?;
+        let old: Vec<u32> = h.keys().filter_map(Result::ok).collect();
+        h.insert(me.tgid, me.cgroup_id, 0)
+            .map_err(|e| e.to_string())?;
+        for k in old.into_iter().filter(|k| *k != me.tgid) {
+            let _ = h.remove(&k);
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => tracing::info!(
+            probe = NAME,
+            tgid = me.tgid,
+            "the pinned programs of a previous run now exempt this process"
+        ),
+        Err(why) => tracing::warn!(
+            probe = NAME,
+            "{}: {why}; its programs do not exempt this process until they are replaced",
+            path.display()
+        ),
+    }
+}
+
+/// `keep`: pin this run's exemption next to its links (replacing the
+/// last run's); `release`: remove a pin a `keep` run left.
+fn pin_exempt(cfg: &LsmProbe, ebpf: &Ebpf) -> Result<(), LoadError> {
+    let path = Path::new(&cfg.pin_dir).join(PIN_EXEMPT);
+    let _ = std::fs::remove_file(&path);
+    if cfg.on_exit == OnExit::Keep {
+        let m = ebpf.map(MAP_EXEMPT).ok_or(LoadError::MissingMap {
+            probe: NAME,
+            map: MAP_EXEMPT,
+        })?;
+        m.pin(&path)
+            .map_err(|e| err(format!("pinning {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Removes Tapio's exemption when it exits (under `keep` the pinned
+/// programs outlive it and its pid must not stay exempt).
+pub struct ExemptGuard {
+    map: HashMap<MapData, u32, u64>,
+    tgid: u32,
+}
+
+impl Drop for ExemptGuard {
+    fn drop(&mut self) {
+        let _ = self.map.remove(&self.tgid);
+    }
 }
 
 /// Load and attach the cgroup_mkdir tracepoint program.
@@ -1097,6 +1335,7 @@ pub enum Held {
     Device(#[allow(dead_code)] aya::programs::cgroup_device::CgroupDeviceLink),
     Pinned(#[allow(dead_code)] aya::programs::links::PinnedLink),
     Tracepoint(#[allow(dead_code)] aya::programs::trace_point::TracePointLink),
+    Exempt(#[allow(dead_code)] ExemptGuard),
 }
 
 /// `release`: hold the links (they go with the process) and remove pins
@@ -1295,6 +1534,7 @@ mod tests {
             why_unavailable: &BTreeMap::new(),
             cgroup_root: None,
             config_path: None,
+            binary: None,
             containers: &containers,
         };
         let p = LsmPolicy {
@@ -1386,6 +1626,67 @@ mod tests {
     }
 
     #[test]
+    fn rules_past_the_chain_the_kernel_walks_are_refused_not_enforced() {
+        // Nine names of one file (hard links): validation cannot see they
+        // share an inode, the compiler can.
+        let dir = tempfile_dir("chain");
+        std::fs::write(dir.join("f0"), "x").unwrap();
+        for i in 1..=MAX_CHAIN {
+            std::fs::hard_link(dir.join("f0"), dir.join(format!("f{i}"))).unwrap();
+        }
+        let available = [hk::TAPIO_LSM_FILE_OPEN, hk::TAPIO_LSM_CONNECT];
+        let env = Env {
+            available: &available,
+            why_unavailable: &BTreeMap::new(),
+            cgroup_root: None,
+            config_path: None,
+            binary: None,
+            containers: &BTreeMap::new(),
+        };
+        let mut rules: Vec<LsmRule> = (0..=MAX_CHAIN)
+            .map(|i| {
+                rule(
+                    &format!("r{i}"),
+                    LsmHook::FileOpen,
+                    LsmAction::Deny,
+                    LsmMatch {
+                        path: Some(dir.join(format!("f{i}")).display().to_string()),
+                        uid: Some(1000 + i as u32),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        // No address: one key, ::/0, which holds IPv4 (v4-mapped) too.
+        rules.push(rule(
+            "any-address",
+            LsmHook::Connect,
+            LsmAction::Deny,
+            LsmMatch {
+                port: Some(80),
+                ..Default::default()
+            },
+        ));
+        let c = compile(&LsmPolicy { rules }, &env);
+        for (name, _, st) in &c.states[..MAX_CHAIN] {
+            assert_eq!(*st, RuleState::Enforced, "{name}");
+        }
+        assert!(
+            matches!(&c.states[MAX_CHAIN].2, RuleState::Refused(w) if w.contains("the kernel checks at most 8 per match")),
+            "{:?}",
+            c.states[MAX_CHAIN]
+        );
+        assert_eq!(
+            c.rules.len(),
+            MAX_CHAIN + 1,
+            "8 file rules + the connect rule"
+        );
+        assert_eq!(c.net.len(), 1);
+        assert_eq!(c.net.keys().next().unwrap().0, 32, "::/0");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn devices_parse() {
         assert_eq!(parse_device("c 1:3"), Some((2, 1, 3)));
         assert_eq!(parse_device("b 8:*"), Some((1, 8, u32::MAX)));
@@ -1403,6 +1704,7 @@ mod tests {
             why_unavailable: &why,
             cgroup_root: None,
             config_path: None,
+            binary: None,
             containers: &BTreeMap::new(),
         };
         let m = LsmMatch {

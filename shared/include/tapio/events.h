@@ -473,6 +473,9 @@ enum tapio_lsm_hook_flags {
 
 /* Rules per policy generation; the rule maps hold two generations. */
 #define TAPIO_LSM_MAX_RULES 16384
+/* Rules sharing one map key the kernel walks (a bounded loop); validation
+ * refuses a policy with more. */
+#define TAPIO_LSM_MAX_CHAIN 8
 
 /* One rule's conditions beyond its map key; rules with the same key are
  * chained through `next` (index + 1, 0 ends), checked in config order. */
