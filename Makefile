@@ -44,6 +44,8 @@ deps:
 	fi
 	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check rotel
 	@python3 -c 'import grpc' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check grpcio
+	@# The semantic-conventions registry the names table is checked against.
+	@python3 -c 'import opentelemetry.semconv.attributes' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check opentelemetry-semantic-conventions
 	@# The OpAMP test server decodes with the protoc-generated opamp_pb2 this ships.
 	@python3 -c 'import opentelemetry._opamp.proto.opamp_pb2' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check opentelemetry-opamp-client
 

@@ -108,8 +108,8 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
         str_attr(a, "dns.question.name").as_deref(),
         Some("alias.tapio.test")
     );
-    assert_eq!(str_attr(a, "dns.question.type").as_deref(), Some("A"));
-    assert_eq!(str_attr(a, "dns.response.code").as_deref(), Some("NOERROR"));
+    assert_eq!(str_attr(a, "tapio.dns.question.type").as_deref(), Some("A"));
+    assert_eq!(str_attr(a, "tapio.dns.response.code").as_deref(), Some("NOERROR"));
     assert_eq!(str_attr(a, "network.transport").as_deref(), Some("udp"));
     assert_eq!(str_attr(a, "network.type").as_deref(), Some("ipv4"));
     assert_eq!(str_attr(a, "server.address").as_deref(), Some("198.18.0.2"));
@@ -141,7 +141,7 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
         int_attr(&s.attributes, "process.pid") == Some(pid)
     });
     assert_eq!(
-        str_attr(&s.attributes, "dns.question.type").as_deref(),
+        str_attr(&s.attributes, "tapio.dns.question.type").as_deref(),
         Some("AAAA")
     );
     assert_eq!(
@@ -161,7 +161,7 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
         int_attr(&s.attributes, "process.pid") == Some(pid)
     });
     assert_eq!(
-        str_attr(&s.attributes, "dns.response.code").as_deref(),
+        str_attr(&s.attributes, "tapio.dns.response.code").as_deref(),
         Some("NXDOMAIN")
     );
     assert_eq!(
@@ -195,7 +195,7 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
             Some("tcp")
         );
         assert_eq!(
-            str_attr(&s.attributes, "dns.response.code").as_deref(),
+            str_attr(&s.attributes, "tapio.dns.response.code").as_deref(),
             Some("NOERROR")
         );
         assert!(
@@ -227,8 +227,8 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
                         if h.data_points.iter().any(|p| str_attr(&p.attributes, key).as_deref() == Some(label) && p.count >= 1))
             })
         };
-        if have("NOERROR", "dns.response.code")
-            && have("NXDOMAIN", "dns.response.code")
+        if have("NOERROR", "tapio.dns.response.code")
+            && have("NXDOMAIN", "tapio.dns.response.code")
             && have("timeout", "error.type")
         {
             break;

@@ -61,9 +61,13 @@ pub mod attr {
     pub const ERROR_TYPE: &str = "error.type";
     // semconv dns
     pub const DNS_QUESTION_NAME: &str = "dns.question.name";
-    pub const DNS_QUESTION_TYPE: &str = "dns.question.type";
-    pub const DNS_RESPONSE_CODE: &str = "dns.response.code";
+    /// The resolved IPv4/IPv6 addresses (semconv: addresses only).
     pub const DNS_ANSWERS: &str = "dns.answers";
+    // Tapio's dns (the registry has no name for these)
+    /// The question's record type (A, AAAA, ...).
+    pub const DNS_QUESTION_TYPE: &str = "tapio.dns.question.type";
+    /// The response code name (NOERROR, NXDOMAIN, ...).
+    pub const DNS_RESPONSE_CODE: &str = "tapio.dns.response.code";
     /// DNS transaction id.
     pub const TAPIO_DNS_ID: &str = "tapio.dns.id";
     /// The answer section was longer than captured or configured.
@@ -667,5 +671,47 @@ mod tests {
         for (n, _) in LOG_EVENTS.iter().chain(SPANS) {
             assert!(readme.contains(n), "README does not list event {n}");
         }
+    }
+
+    /// Every attribute name outside `tapio.` must be one the OpenTelemetry
+    /// semantic-conventions registry defines (PyPI
+    /// `opentelemetry-semantic-conventions`, which `make deps` installs):
+    /// anything else belongs under `tapio.`.
+    #[test]
+    fn attribute_names_outside_tapio_are_semconv() {
+        let src = include_str!("names.rs");
+        let start = src.find("pub mod attr {").expect("mod attr");
+        let body = &src[start..];
+        let body = &body[..body.find("\n}\n").expect("end of mod attr")];
+        let ours: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub const "))
+            .filter_map(|l| l.split('"').nth(1))
+            .filter(|n| !n.starts_with("tapio."))
+            .collect();
+        assert!(ours.len() > 20, "parsed only {ours:?}");
+        let script = "import importlib, pkgutil\n\
+            for base in ('opentelemetry.semconv.attributes', 'opentelemetry.semconv._incubating.attributes'):\n\
+            \x20   pkg = importlib.import_module(base)\n\
+            \x20   for m in pkgutil.iter_modules(pkg.__path__):\n\
+            \x20       for k, v in vars(importlib.import_module(base + '.' + m.name)).items():\n\
+            \x20           if k.isupper() and isinstance(v, str): print(v)\n";
+        let out = std::process::Command::new("python3")
+            .args(["-c", script])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "the semconv registry is not importable (pip install opentelemetry-semantic-conventions; `make deps` does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let registry: std::collections::HashSet<&str> =
+            std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+        assert!(registry.len() > 500, "registry too small: {}", registry.len());
+        let unknown: Vec<&&str> = ours.iter().filter(|n| !registry.contains(**n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "not semantic-convention attributes (rename them under tapio.): {unknown:?}"
+        );
     }
 }
