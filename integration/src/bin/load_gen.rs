@@ -372,6 +372,11 @@ fn main() -> Result<()> {
     let connect_to: SocketAddr = ([127, 0, 0, 1], a.connect_port).into();
     let listener = TcpListener::bind(connect_to).context("bind connect listener")?;
     listener.set_nonblocking(true).context("nonblocking")?;
+    // std listens with a backlog of 128: a full accept queue drops the
+    // handshake's ACK and the connect stalls for a 1 s SYN retransmit.
+    // SAFETY: listen(2) again on our bound socket only raises the backlog
+    // (the kernel caps it at net.core.somaxconn).
+    unsafe { libc::listen(listener.as_raw_fd(), 65535) };
     let st = stop.clone();
     let acceptor = thread::spawn(move || run_accept(listener, st));
 
