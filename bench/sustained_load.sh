@@ -112,11 +112,13 @@ run_one() {
 		--match "server.port=$CPORT" --match "server.port=$DPORT" \
 		--match "process.executable.name=$(basename "$EXEC")" --match "process.executable.name=$(basename "$GEN")" \
 		>"$work/$label.count.json" 2>"$work/$label.count.err" &
-	pids+=($!)
+	local cp=$!
+	pids+=($cp)
 	wait_port "$CTL" otlp_count
 	"$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$RG" --otlp-http-endpoint "127.0.0.1:$RH" \
 		--exporter otlp --otlp-exporter-endpoint "http://127.0.0.1:$RX" >"$work/$label.rotel.log" 2>&1 &
-	pids+=($!)
+	local rp=$!
+	pids+=($rp)
 	wait_port "$RG" rotel
 	local ring=""
 	[ -n "$RING" ] && ring=", ring_buffer_size: $RING"
@@ -153,6 +155,10 @@ Y
 	local c0 c1 c2 b0 b1 t0 t1 t2
 	read -r b0 _ < <(prog_total tapio_)
 	grep VmRSS "/proc/$tp/status" | awk '{print $2}' >"$work/$label.rss0"
+	local r0 r1 k0 k1 load
+	load=$(cut -d' ' -f1 /proc/loadavg)
+	r0=$(cpu_ticks $rp)
+	k0=$(cpu_ticks $cp)
 	c0=$(cpu_ticks $tp)
 	t0=$(date +%s.%N)
 	timeout --signal=INT $((${DURATION%.*} + BURST_MAX_SECONDS + 30)) \
@@ -160,6 +166,8 @@ Y
 		>"$work/$label.gen.json"
 	c1=$(cpu_ticks $tp)
 	t1=$(date +%s.%N)
+	r1=$(cpu_ticks $rp)
+	k1=$(cpu_ticks $cp)
 	read -r b1 _ < <(prog_total tapio_)
 
 	# Drain: until what the receiver got of ours has not changed for 3 s
@@ -180,11 +188,13 @@ Y
 	sleep 2
 	curl -s --max-time 5 "http://127.0.0.1:$CTL/counts" >"$work/$label.counts.json"
 	stop_all
-	python3 - "$work" "$label" "$c0" "$c1" "$c2" "$t0" "$t1" "$t2" "$TICK" "$b0" "$b1" "$EXEC" "$GEN" "$CPORT" "$DPORT" <<'PY' >>"$work/results.jsonl"
+	python3 - "$work" "$label" "$c0" "$c1" "$c2" "$t0" "$t1" "$t2" "$TICK" "$b0" "$b1" "$EXEC" "$GEN" "$CPORT" "$DPORT" \
+		"$r0" "$r1" "$k0" "$k1" "$load" <<'PY' >>"$work/results.jsonl"
 import json, os, re, sys
 work, label = sys.argv[1], sys.argv[2]
 c0, c1, c2 = map(int, sys.argv[3:6]); t0, t1, t2 = map(float, sys.argv[6:9]); tick = int(sys.argv[9])
 b0, b1 = int(sys.argv[10]), int(sys.argv[11]); exe, gen, cport, dport = sys.argv[12:16]
+r0, r1, k0, k1 = map(int, sys.argv[16:20]); loadavg = float(sys.argv[20])
 g = json.load(open(f"{work}/{label}.gen.json"))
 rec = json.load(open(f"{work}/{label}.counts.json"))["records"]
 def got(signal, name, lab, errors=None):
@@ -262,6 +272,9 @@ print(json.dumps(dict(
     cpu_pct=100.0 * (c1 - c0) / tick / load_secs,
     cpu_us_per_event=1e6 * (c2 - c0) / tick / max(events, 1),
     bpf_ns_per_event=(b1 - b0) / max(events, 1),
+    rotel_cpu_pct=100.0 * (r1 - r0) / tick / load_secs,
+    receiver_cpu_pct=100.0 * (k1 - k0) / tick / load_secs,
+    loadavg=loadavg,
     hwm_kib=int(open(f"{work}/{label}.hwm").read().strip() or 0),
     rss0_kib=int(open(f"{work}/{label}.rss0").read().strip() or 0),
     gen=g)))
@@ -312,7 +325,8 @@ for r in rows:
 print("\ngoals: 0 lost at 100k events/s for 60 s; < 1 % lost at a 1M burst; peak RSS < 50 MB; Tapio CPU <= 1 µs per event")
 print("(CPU % is of one core during the load; CPU µs/event covers load and drain; BPF time runs in the traced tasks)\n")
 for r in rows:
-    print(f'{r["label"]}: load {r["load_secs"]:.1f} s, drain {r["drain_secs"]:.1f} s; Tapio RSS before the load {r["rss0_kib"] / 1024:.1f} MiB, peak {r["hwm_kib"] / 1024:.1f} MiB')
+    print(f'{r["label"]}: load {r["load_secs"]:.1f} s, drain {r["drain_secs"]:.1f} s; Tapio RSS before the load {r["rss0_kib"] / 1024:.1f} MiB, peak {r["hwm_kib"] / 1024:.1f} MiB; '
+          f'during the load rotel used {r["rotel_cpu_pct"]:.0f} % and the receiver {r["receiver_cpu_pct"]:.0f} % of a core; load average before it {r["loadavg"]}')
     for name, k in r["kinds"].items():
         lost = ", ".join(f"{a} {b}" for a, b in sorted(k["lost"].items())) or "none"
         print(f'  {name}: {k["events"]:,} events; records expected {k["expected"]:,}, received {k["received"]:,}, lost {k["lost_total"]:,g} ({lost}), gap {k["gap"]:,g}; {k["detail"]}')
