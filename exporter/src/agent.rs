@@ -3,6 +3,7 @@
 
 use crate::policy::{Policies, PolicyTarget};
 use crate::reload::Reloader;
+use crate::supervise::{self, Task, Watch};
 use crate::{
     clock, config::Settings, enrich::Enricher, export::Exporter, features, otel, probes, reader,
     telemetry::Telemetry,
@@ -39,6 +40,8 @@ pub enum RunError {
     Policy(#[from] crate::policy::PolicyError),
     #[error(transparent)]
     Opamp(#[from] crate::opamp::OpampError),
+    #[error("{task} failed: {why}")]
+    TaskFailed { task: Task, why: String },
     #[error("exporters.prometheus: cannot listen on {addr}: {source}")]
     Prometheus {
         addr: std::net::SocketAddr,
@@ -59,7 +62,8 @@ struct StartCtx<'a> {
     btf: &'a aya::Btf,
     telemetry: &'a std::sync::Arc<Telemetry>,
     stop: &'a CancellationToken,
-    readers: &'a mut JoinSet<std::io::Result<()>>,
+    watch: &'a Watch,
+    readers: &'a mut JoinSet<()>,
     running: &'a mut Vec<Running>,
     /// Probes whose policy follows the config file.
     policies: &'a mut Vec<Box<dyn PolicyTarget>>,
@@ -117,9 +121,15 @@ impl StartCtx<'_> {
         stats.set_kernel_lost_reader(loaded.lost_reader(name)?);
         let rb = loaded.take_ringbuf(name)?;
         let handler = make(&mut loaded, stats)?;
+        let handler = FaultHook {
+            inner: handler,
+            armed: supervise::fault_injected(&format!("reader:{name}")),
+        };
         let s = self.stop.clone();
-        self.readers
-            .spawn(async move { reader::run(rb, handler, interval, s).await });
+        self.readers.spawn(self.watch.watched(
+            Task::of_probe("reader", name),
+            reader::run(rb, handler, interval, s),
+        ));
         self.running.push(Running {
             name,
             variant: loaded.variant,
@@ -131,6 +141,27 @@ impl StartCtx<'_> {
     /// Let the config file change `target`'s policy while it runs.
     fn follow_policy(&mut self, target: Box<dyn PolicyTarget>) {
         self.policies.push(target);
+    }
+}
+
+/// A reader's handler, with the `TAPIO_TEST_FAULT=reader:<probe>` test
+/// hook: armed, it panics on the probe's first record, as a handler bug
+/// would.
+struct FaultHook<H> {
+    inner: H,
+    armed: bool,
+}
+
+impl<H: reader::RecordHandler> reader::RecordHandler for FaultHook<H> {
+    fn on_wake(&mut self) {
+        self.inner.on_wake();
+    }
+
+    fn handle(&mut self, record: &[u8]) {
+        if self.armed {
+            panic!("TAPIO_TEST_FAULT: the reader's handler panics on its first record");
+        }
+        self.inner.handle(record);
     }
 }
 
@@ -154,19 +185,25 @@ pub async fn run(
 
     let telemetry = Telemetry::new(clock::unix_ns());
     let resource = otel::resource::build(&settings.resource);
-    let exporter = Exporter::start(&settings, telemetry.clone(), resource)?;
     let stop = CancellationToken::new();
+    let (watch, mut failures) = Watch::new(stop.clone());
+    let mut exporter = Exporter::start(&settings, telemetry.clone(), resource)?;
+    exporter.supervise(&watch);
     // Bound before the probes load: a taken port fails the start at once.
+    let mut prometheus = None;
     if let Some(addr) = settings.prometheus {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = std::net::TcpListener::bind(addr)
             .map_err(|source| RunError::Prometheus { addr, source })?;
         tracing::info!(%addr, "serving Prometheus metrics on /metrics");
-        tokio::spawn(crate::export::prometheus::serve(
-            listener,
-            exporter.metrics(),
-            stop.clone(),
-        ));
+        prometheus = Some(
+            crate::export::prometheus::Server::start(
+                listener,
+                exporter.metrics(),
+                stop.clone(),
+                watch.clone(),
+            )
+            .map_err(|source| RunError::Prometheus { addr, source })?,
+        );
     }
     let mut readers = JoinSet::new();
     let mut running: Vec<Running> = Vec::new();
@@ -176,6 +213,7 @@ pub async fn run(
         btf: &btf,
         telemetry: &telemetry,
         stop: &stop,
+        watch: &watch,
         readers: &mut readers,
         running: &mut running,
         policies: &mut policies,
@@ -489,11 +527,10 @@ pub async fn run(
                 tracing::error!("tc policy not applied: {e}");
             }
             ctx.follow_policy(Box::new(target));
-            tokio::spawn(probes::tc::run_breakers(
-                s,
-                exporter.emitter(),
-                stop.clone(),
-            ));
+            watch.spawn_infallible(
+                Task::of_probe("breakers", probes::tc::NAME),
+                probes::tc::run_breakers(s, exporter.emitter(), stop.clone()),
+            );
         }
     } else if tcfg.enabled == Some(true) {
         tracing::warn!("probes.tc is enabled but names no interfaces; not started");
@@ -522,7 +559,7 @@ pub async fn run(
     )));
     if let Some(path) = path {
         let reloader = Reloader::new(path, policies.clone());
-        tokio::spawn(reloader.run(stop.clone()));
+        watch.spawn_infallible(Task::new("reloader"), reloader.run(stop.clone()));
     }
     let mut opamp_task = None;
     if let Some(o) = &settings.opamp {
@@ -533,18 +570,15 @@ pub async fn run(
             policies.clone(),
             telemetry.clone(),
         )?;
-        opamp_task = Some(tokio::spawn(agent.run(stop.clone())));
+        opamp_task = Some(watch.spawn_infallible(Task::new("opamp"), agent.run(stop.clone())));
     }
 
-    let mut failed = None;
+    let mut failed = Vec::new();
     tokio::select! {
         _ = shutdown => tracing::info!("shutting down: draining ring buffers and flushing"),
-        Some(res) = readers.join_next() => {
-            // A reader only returns early on an I/O error.
-            if let Ok(Err(e)) = res {
-                tracing::error!("ring buffer reader failed: {e}");
-                failed = Some(e);
-            }
+        Some(f) = failures.next() => {
+            failed.push(f);
+            tracing::error!("shutting down after a task failure: draining ring buffers and flushing");
         }
     }
     stop.cancel();
@@ -552,17 +586,46 @@ pub async fn run(
         // Bounded: the AgentDisconnect has a one-second timeout.
         let _ = t.await;
     }
-    while let Some(res) = readers.join_next().await {
-        if let Ok(Err(e)) = res {
-            tracing::error!("ring buffer reader failed while draining: {e}");
-        }
+    while readers.join_next().await.is_some() {}
+    if let Some(p) = prometheus {
+        p.join().await;
+    }
+    // Failures while draining count too; each is reported before the last
+    // flush so that it goes out with it.
+    failed.extend(failures.drain());
+    for f in &failed {
+        report_failure(f, &telemetry, &exporter);
     }
     exporter.shutdown(settings.shutdown_timeout).await;
+    // The export workers are judged only now that they are done.
+    for f in failures.drain() {
+        tracing::error!(task = %f.task, "task failed: {}", f.why);
+        failed.push(f);
+    }
     // `release` links detach here; `keep` links stay pinned.
     drop(lsm_links);
     drop(running);
-    match failed {
-        Some(e) => Err(e.into()),
+    match failed.into_iter().next() {
+        Some(f) => Err(RunError::TaskFailed {
+            task: f.task,
+            why: f.why,
+        }),
         None => Ok(()),
     }
+}
+
+/// Log `f`, zero its probe's `tapio.probe.attached` and queue its
+/// `tapio.task.failed` record.
+fn report_failure(f: &supervise::Failure, telemetry: &Telemetry, exporter: &Exporter) {
+    tracing::error!(
+        task = %f.task,
+        "task failed: {}; Tapio exits with a failure status so that its supervisor restarts it",
+        f.why
+    );
+    if let (Some(p), "reader") = (f.task.probe, f.task.kind) {
+        telemetry.probe(p).set_failed();
+    }
+    exporter
+        .emitter()
+        .log(supervise::failure_log(f, clock::unix_ns()));
 }

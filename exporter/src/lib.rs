@@ -20,4 +20,5 @@ pub mod policy;
 pub mod probes;
 pub mod reader;
 pub mod reload;
+pub mod supervise;
 pub mod telemetry;

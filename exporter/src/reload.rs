@@ -85,7 +85,7 @@ impl Reloader {
             // and rename): the next event or poll reads it again.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
-                let p = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+                let p = crate::supervise::lock(&self.policies);
                 p.reject(
                     ReloadSource::File,
                     &path,
@@ -99,7 +99,7 @@ impl Reloader {
             return;
         }
         self.text = text;
-        let mut p = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        let mut p = crate::supervise::lock(&self.policies);
         p.file_changed(&path, &self.text);
     }
 }

@@ -3,8 +3,9 @@
 //! through. Hot paths touch only atomics; `otel::metrics` turns a snapshot
 //! into OTLP metrics.
 
+use crate::supervise::lock;
 use std::sync::{
-    atomic::{AtomicU64, Ordering::Relaxed},
+    atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     Arc, Mutex,
 };
 
@@ -96,6 +97,8 @@ pub struct ProbeStats {
     kernel_lost: Mutex<Option<KernelLostReader>>,
     /// Probe-specific userspace losses (e.g. dns `unmatched`), by reason.
     user_lost: Mutex<Vec<(&'static str, u64)>>,
+    /// Its reader task failed: nothing reads its ring buffer any more.
+    failed: AtomicBool,
 }
 
 impl ProbeStats {
@@ -118,7 +121,7 @@ impl ProbeStats {
     /// Count `n` events lost in userspace for `reason`. Only loss paths
     /// take this lock.
     pub fn lose(&self, reason: &'static str, n: u64) {
-        let mut v = self.user_lost.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = lock(&self.user_lost);
         match v.iter_mut().find(|(r, _)| *r == reason) {
             Some((_, c)) => *c += n,
             None => v.push((reason, n)),
@@ -126,43 +129,39 @@ impl ProbeStats {
     }
 
     pub fn set_attach_type(&self, t: &str) {
-        if let Ok(mut a) = self.attach_type.lock() {
-            *a = t.to_string();
-        }
+        *lock(&self.attach_type) = t.to_string();
     }
 
     pub fn set_kernel_lost_reader(&self, r: KernelLostReader) {
-        if let Ok(mut k) = self.kernel_lost.lock() {
-            *k = Some(r);
-        }
+        *lock(&self.kernel_lost) = Some(r);
+    }
+
+    /// The probe's reader failed: `tapio.probe.attached` reports 0.
+    pub fn set_failed(&self) {
+        self.failed.store(true, Relaxed);
+    }
+
+    /// 1 while the probe runs, 0 once its reader failed.
+    pub fn attached_value(&self) -> u64 {
+        u64::from(!self.failed.load(Relaxed))
     }
 
     /// Losses by reason name: the kernel's, then userspace decode errors.
     pub fn lost(&self) -> Vec<(&'static str, u64)> {
         let mut out: Vec<(&'static str, u64)> =
             KERNEL_LOST_REASONS.iter().map(|r| (*r, 0)).collect();
-        if let Some(counts) = self
-            .kernel_lost
-            .lock()
-            .ok()
-            .and_then(|k| k.as_ref().and_then(|f| f()))
-        {
+        if let Some(counts) = lock(&self.kernel_lost).as_ref().and_then(|f| f()) {
             for (slot, n) in out.iter_mut().zip(counts) {
                 slot.1 = n;
             }
         }
         out.push(("decode_error", self.decode_errors.load(Relaxed)));
-        if let Ok(v) = self.user_lost.lock() {
-            out.extend(v.iter().copied());
-        }
+        out.extend(lock(&self.user_lost).iter().copied());
         out
     }
 
     pub fn attach_type(&self) -> String {
-        self.attach_type
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default()
+        lock(&self.attach_type).clone()
     }
 }
 
@@ -329,7 +328,7 @@ impl Telemetry {
 
     /// The counters of probe `name`, created on first use.
     pub fn probe(&self, name: &'static str) -> Arc<ProbeStats> {
-        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut probes = lock(&self.probes);
         if let Some(p) = probes.iter().find(|p| p.name == name) {
             return p.clone();
         }
@@ -341,13 +340,14 @@ impl Telemetry {
             attach_type: Mutex::new(String::new()),
             kernel_lost: Mutex::new(None),
             user_lost: Mutex::new(Vec::new()),
+            failed: AtomicBool::new(false),
         });
         probes.push(p.clone());
         p
     }
 
     pub fn probes(&self) -> Vec<Arc<ProbeStats>> {
-        self.probes.lock().map(|p| p.clone()).unwrap_or_default()
+        lock(&self.probes).clone()
     }
 
     pub fn signal(&self, s: Signal) -> &SignalStats {

@@ -640,6 +640,22 @@ impl Tapio {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Wait (at most `limit`) for Tapio to exit on its own; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the stderr thread catch up with the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return Some(status);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
         let status =

@@ -1,5 +1,6 @@
 //! The `tapio` command line: check-config on every shipped example and on
-//! the bad fixtures, `tapio probes`, and the stdout default of `tapio run`.
+//! the bad fixtures, `tapio probes`, the stdout default of `tapio run`, and
+//! its exit status when one of its tasks fails.
 
 use std::{
     io::Read,
@@ -7,7 +8,7 @@ use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
-use tapio_integration::privileged_or_skip;
+use tapio_integration::{point_value, privileged_or_skip, str_attr, Receiver, Tapio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tapio");
 
@@ -322,6 +323,72 @@ fn compose_stack_is_complete() {
                 let p = repo().join("docker").join(src);
                 assert!(p.exists(), "compose mounts missing {}", p.display());
             }
+        }
+    }
+}
+
+/// A task that fails ends Tapio with status 1 (so `Restart=on-failure`
+/// restarts it), says which task and why on stderr, and the last flush
+/// carries a `tapio.task.failed` record (and, for a reader, the probe's
+/// `tapio.probe.attached` at 0). The failures are made by the
+/// `TAPIO_TEST_FAULT` test hook: a reader whose handler panics on its first
+/// record; a metric producer that panics with the producers lock held (the
+/// metrics export worker dies).
+#[test]
+fn a_failed_task_ends_tapio_with_a_failure_status() {
+    if !privileged_or_skip("a_failed_task_ends_tapio_with_a_failure_status") {
+        return;
+    }
+    for (fault, task, probe) in [
+        ("reader:process", "reader", Some("process")),
+        ("producer", "exporter.metrics", None),
+    ] {
+        let rx = Receiver::start();
+        let yaml = format!(
+            "exporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n  metrics: {{ export_interval: 300ms }}\nprobes:\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security: {{ enabled: false }}\n",
+            rx.grpc_endpoint()
+        );
+        let mut t = Tapio::start(BIN, &yaml, &[("TAPIO_TEST_FAULT", fault)]);
+        // The reader needs a record to choke on.
+        for _ in 0..3 {
+            let _ = Command::new("/bin/true").status();
+        }
+        let status = t
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{fault}: tapio kept running:\n{}", t.stderr()));
+        let err = t.stderr();
+        assert_eq!(status.code(), Some(1), "{fault}: {status}\n{err}");
+        let name = probe.map_or(task.to_string(), |p| format!("{task}:{p}"));
+        assert!(
+            err.contains("task failed: panicked: TAPIO_TEST_FAULT") && err.contains(&name),
+            "{fault}: no task failure logged:\n{err}"
+        );
+        assert!(
+            err.contains(&format!("tapio: {name} failed: panicked")),
+            "{fault}: the exit error names the task:\n{err}"
+        );
+        let failed = rx
+            .log_records()
+            .into_iter()
+            .find(|(_, r)| r.event_name == "tapio.task.failed");
+        let (_, rec) = failed.unwrap_or_else(|| panic!("{fault}: no tapio.task.failed record"));
+        assert_eq!(
+            str_attr(&rec.attributes, "tapio.task").as_deref(),
+            Some(task)
+        );
+        assert_eq!(str_attr(&rec.attributes, "tapio.probe").as_deref(), probe);
+        if let Some(p) = probe {
+            let last = rx
+                .metrics()
+                .into_iter()
+                .filter(|m| m.name == "tapio.probe.attached")
+                .filter_map(|m| point_value(&m, &[("tapio.probe", p)]))
+                .next_back();
+            assert_eq!(
+                last,
+                Some(0),
+                "{fault}: the last export says the probe is down"
+            );
         }
     }
 }

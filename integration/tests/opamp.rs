@@ -324,3 +324,251 @@ fn server_down_then_up() {
     );
     t.terminate();
 }
+
+impl OpampServer {
+    /// Misbehave as `json` says from the next request on (see the
+    /// server's doc).
+    fn behave(&self, json: &str) {
+        let tmp = self.dir.join("behaviour.json.new");
+        std::fs::write(&tmp, json).unwrap();
+        std::fs::rename(&tmp, self.dir.join("behaviour.json")).unwrap();
+    }
+
+    /// Wait for at least `n` logged requests; returns them.
+    fn wait_for_count(&self, n: usize) -> Vec<Value> {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let all = self.messages();
+            if all.len() >= n {
+                return all;
+            }
+            assert!(
+                Instant::now() < end,
+                "only {} requests arrived: {all:#?}",
+                all.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A Tapio config with only the process probe and an OpAMP server, polled
+/// every `polling`; `http_extra` goes under `server.http`, `opamp_extra`
+/// under `opamp` (both indented already).
+fn client_config(
+    rx: &Receiver,
+    server: &str,
+    polling: &str,
+    http_extra: &str,
+    opamp_extra: &str,
+) -> String {
+    format!(
+        "exporters:\n  otlp:\n    endpoint: {}\nextensions:\n  opamp:\n{opamp_extra}    server:\n      http:\n        endpoint: {server}\n        polling_interval: {polling}\n{http_extra}probes:\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security: {{ enabled: false }}\n",
+        rx.grpc_endpoint()
+    )
+}
+
+/// Wait until Tapio's stderr contains `needle`.
+fn wait_stderr(t: &Tapio, needle: &str) {
+    let end = Instant::now() + Duration::from_secs(60);
+    while !t.stderr().contains(needle) {
+        assert!(
+            Instant::now() < end,
+            "no `{needle}` on stderr:\n{}",
+            t.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The shortest time between two consecutive requests the server logged.
+fn min_gap(msgs: &[Value]) -> f64 {
+    msgs.windows(2)
+        .map(|w| w[1]["t"].as_f64().unwrap() - w[0]["t"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// A server that asks for the full state in every answer, or answers 503
+/// with `Retry-After: 0`, gets requests no closer together than
+/// min(polling_interval, 1 s) (500 ms here; asserted with half of it as
+/// slack for scheduling), never a busy loop.
+#[test]
+fn an_eager_server_cannot_make_tapio_busy_loop() {
+    if !privileged_or_skip("opamp::an_eager_server_cannot_make_tapio_busy_loop") {
+        return;
+    }
+    for how in [
+        r#"{"full_state": true}"#,
+        r#"{"status": 503, "retry_after": "0"}"#,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = OpampServer::start(dir.path(), 0);
+        server.behave(how);
+        let rx = Receiver::start();
+        let t = Tapio::start(
+            BIN,
+            &client_config(&rx, &server.endpoint(), "500ms", "", ""),
+            &[],
+        );
+        let msgs = server.wait_for_count(6);
+        let gap = min_gap(&msgs[..6]);
+        assert!(gap >= 0.25, "{how}: requests {gap:.3}s apart");
+        t.terminate();
+    }
+}
+
+/// An answer over the limit is refused with a clear error, not read to the
+/// end and applied; the server here sends no Content-Length, so the limit
+/// holds while reading.
+#[test]
+fn an_oversized_answer_is_refused() {
+    if !privileged_or_skip("opamp::an_oversized_answer_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = OpampServer::start(dir.path(), 0);
+    server.behave(r#"{"no_content_length": true}"#);
+    let rx = Receiver::start();
+    let t = Tapio::start(
+        BIN,
+        &client_config(&rx, &server.endpoint(), "200ms", "", ""),
+        &[],
+    );
+    server.wait_for("a first message", |_| true);
+    // A valid config with a 9 MiB comment: over the 8 MiB limit.
+    let big = format!(
+        "# {}\nprobes:\n  xdp:\n    policy: {{}}\n",
+        "x".repeat(9 << 20)
+    );
+    let hash = server.offer(&big);
+    wait_stderr(&t, "the answer is larger than 8 MiB");
+    // Still running and polling; the config never got as far as APPLYING.
+    let n = server.messages().len();
+    server.wait_for_count(n + 2);
+    assert!(
+        !server
+            .messages()
+            .iter()
+            .any(|m| m["status"]["hash"] == hash.as_str()),
+        "the oversized config was processed"
+    );
+    t.terminate();
+}
+
+/// A redirect to another host is not followed: the configured header never
+/// reaches it.
+#[test]
+fn a_redirect_to_another_host_is_refused() {
+    if !privileged_or_skip("opamp::a_redirect_to_another_host_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = OpampServer::start(dir.path(), 0);
+    // The same server under another name: were the redirect followed, it
+    // would log a request with that Host.
+    let elsewhere = format!("http://localhost:{}/v1/opamp", server.port);
+    server.behave(&format!(r#"{{"redirect_to": "{elsewhere}"}}"#));
+    let rx = Receiver::start();
+    let t = Tapio::start(
+        BIN,
+        &client_config(
+            &rx,
+            &server.endpoint(),
+            "200ms",
+            "        headers: { x-tapio-token: secret }\n",
+            "",
+        ),
+        &[],
+    );
+    wait_stderr(&t, "refused a redirect from");
+    server.wait_for_count(3);
+    let all = server.messages();
+    assert!(
+        all.iter().all(|m| m["redirected"] == true),
+        "a request reached the redirect target: {all:#?}"
+    );
+    assert_eq!(all[0]["token"], "secret", "the configured header is sent");
+    t.terminate();
+}
+
+/// A remote policy that leaves Tapio without its server is rolled back to
+/// the file's policy after `rollback_after_unreachable` (2 s here), in its
+/// latest version (an edit made while the remote policy was in force), and
+/// the server hears why (FAILED) when it comes back; the same config is not
+/// applied again.
+#[test]
+fn a_remote_policy_is_rolled_back_when_the_server_stays_away() {
+    if !privileged_or_skip("opamp::a_remote_policy_is_rolled_back_when_the_server_stays_away") {
+        return;
+    }
+    let cg = TestCgroup::new("opamp-rollback");
+    let (_a, a) = listener();
+    let (_b, b) = listener();
+    let dir = tempfile::tempdir().unwrap();
+    let server = OpampServer::start(dir.path(), 0);
+    let port = server.port;
+    let endpoint = server.endpoint();
+    let rx = Receiver::start();
+    let cfg = |policy: &str| {
+        config(&rx, &endpoint, policy).replace(
+            "extensions:\n  opamp:\n",
+            "extensions:\n  opamp:\n    rollback_after_unreachable: 2s\n",
+        )
+    };
+    let t = Tapio::start(BIN, &cfg(&deny_rule("file-deny-a", a, &cg)), &[]);
+    assert_eq!(outcomes(&cg, &[a, b]), ["EPERM", "ok"], "the file's policy");
+
+    let hash = server.offer(&deny_rule("remote-deny-b", b, &cg));
+    server.wait_for("APPLIED", |m| status_is(m, "APPLIED", &hash));
+    assert_eq!(outcomes(&cg, &[a, b]), ["ok", "EPERM"], "the remote policy");
+    // An edit while the remote policy is in force: kept, not enforced.
+    let both = deny_rule("file-deny-a", a, &cg)
+        + &deny_rule("file-deny-b", b, &cg)
+            .replace("probes:\n  lsm:\n    policy:\n      rules:\n", "");
+    t.rewrite_config(&cfg(&both));
+    wait_stderr(&t, "a policy from OpAMP is in force");
+    assert_eq!(
+        outcomes(&cg, &[a, b]),
+        ["ok", "EPERM"],
+        "still the remote policy"
+    );
+
+    // The server goes away (as if the policy had cut Tapio off).
+    drop(server);
+    wait_stderr(&t, "opamp: rolled back to the config file's policy");
+    assert_eq!(
+        outcomes(&cg, &[a, b]),
+        ["EPERM", "EPERM"],
+        "the file's latest policy"
+    );
+    rx.wait_for_logs("the rollback's reload record", WAIT, |logs| {
+        logs.iter().any(|(_, r)| {
+            r.event_name == "tapio.config.reload"
+                && format!("{:?}", r.body).contains("(rollback): policy reloaded")
+        })
+    });
+
+    // Back: it hears FAILED with the reason, and does not re-apply it.
+    let dir2 = tempfile::tempdir().unwrap();
+    let server = OpampServer::start(dir2.path(), port);
+    server.offer(&deny_rule("remote-deny-b", b, &cg));
+    let failed = server.wait_for("FAILED (rolled back)", |m| status_is(m, "FAILED", &hash));
+    let why = failed["status"]["error"].as_str().unwrap();
+    assert!(
+        why.starts_with(
+            "rolled back to the config file's policy: the server did not answer for 2s"
+        ),
+        "{why}"
+    );
+    let n = server.messages().len();
+    server.wait_for_count(n + 3);
+    assert!(
+        !server
+            .messages()
+            .iter()
+            .any(|m| status_is(m, "APPLYING", &hash)),
+        "the rolled-back config was applied again"
+    );
+    assert_eq!(outcomes(&cg, &[a, b]), ["EPERM", "EPERM"]);
+    t.terminate();
+}

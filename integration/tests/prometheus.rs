@@ -153,3 +153,73 @@ fn which(cmd: &str) -> Result<String, ()> {
         .find(|p| std::path::Path::new(p).exists())
         .ok_or(())
 }
+
+/// Slow clients cannot hold `/metrics`: more connections than the cap,
+/// each trickling its request headers a byte at a time and never ending
+/// them; a normal scrape still gets its answer (it waits, bounded, for a
+/// slot), and the server closes every slow connection once its header
+/// timeout passes (the client sees EOF or a reset while still sending).
+#[test]
+fn slow_clients_cannot_hold_the_metrics_endpoint() {
+    if !privileged_or_skip("prometheus::slow_clients_cannot_hold_the_metrics_endpoint") {
+        return;
+    }
+    let port = free_port();
+    let t = Tapio::start(
+        BIN,
+        &format!(
+            "exporters:\n  prometheus:\n    endpoint: 127.0.0.1:{port}\npipeline:\n  metrics: {{ export_interval: 1h }}\nprobes:\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security: {{ enabled: false }}\n"
+        ),
+        &[],
+    );
+    let slow_count = tapio::export::prometheus::MAX_CONNECTIONS + 4;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut slow = Vec::new();
+    for i in 0..slow_count {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .unwrap();
+        let mut w = s.try_clone().unwrap();
+        let stop = stop.clone();
+        // One byte every 200 ms for at most a minute, until the server
+        // closes or the test ends.
+        std::thread::spawn(move || {
+            for _ in 0..300 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) || w.write_all(b"a").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        slow.push((i, s));
+    }
+
+    // A normal scrape succeeds; the bound is generous (it may wait for a
+    // slot while the slow ones hold all of them).
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect for the scrape");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("the scrape is answered");
+    assert!(
+        text.starts_with("HTTP/1.") && text.contains(" 200 "),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE tapio_events_received_total counter"));
+
+    // Every slow connection is closed by the server.
+    for (i, mut s) in slow {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("slow connection {i} still open after 60 s: {e}"),
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    t.terminate();
+}

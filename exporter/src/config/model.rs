@@ -41,7 +41,7 @@ pub struct Extensions {
 }
 
 /// The OpAMP agent.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpampExtension {
     /// The OpAMP server.
@@ -54,6 +54,29 @@ pub struct OpampExtension {
     pub capabilities: OpampCapabilities,
     /// Extra attributes for the server's view of this agent.
     pub agent_description: OpampAgentDescription,
+    /// Roll a remote policy back to the config file's policy when the
+    /// server has not answered for this long while it is in force (a
+    /// remote policy can cut Tapio off from its server). The rollback is
+    /// logged and reported to the server as FAILED once it answers again;
+    /// the same config is not re-applied. `0s`: never roll back.
+    #[serde(with = "humantime_serde")]
+    pub rollback_after_unreachable: Duration,
+}
+
+/// Default of `extensions.opamp.rollback_after_unreachable`: long enough
+/// for a server restart, short enough to undo a policy that locked Tapio out.
+pub const OPAMP_ROLLBACK_AFTER: Duration = Duration::from_secs(300);
+
+impl Default for OpampExtension {
+    fn default() -> Self {
+        Self {
+            server: OpampServer::default(),
+            instance_uid: None,
+            capabilities: OpampCapabilities::default(),
+            agent_description: OpampAgentDescription::default(),
+            rollback_after_unreachable: OPAMP_ROLLBACK_AFTER,
+        }
+    }
 }
 
 /// Where the OpAMP server is. Only the plain HTTP transport is supported.

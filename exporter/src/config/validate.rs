@@ -734,6 +734,16 @@ impl Extensions {
         }
         positive(&format!("{base}.timeout"), h.timeout, errs);
         tls(base, &h.tls, errs);
+        let r = o.rollback_after_unreachable;
+        if !r.is_zero() && r <= h.polling_interval {
+            errs.push(ConfigError::new(
+                "extensions.opamp.rollback_after_unreachable",
+                format!(
+                    "must be 0s (never) or longer than server.http.polling_interval ({:?})",
+                    h.polling_interval
+                ),
+            ));
+        }
     }
 }
 

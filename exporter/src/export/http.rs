@@ -24,6 +24,28 @@ fn read(path: &str) -> Result<Vec<u8>, SinkError> {
     std::fs::read(path).map_err(|e| SinkError::Tls(format!("{path}: {e}")))
 }
 
+/// Redirects followed at most (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
+
+/// Why a redirect from the configured URL `from` to `to` is not followed:
+/// the configured headers (credentials, often) and the data go only to the
+/// configured server, and never in clear text when it was https. Same host
+/// and port, or an upgrade to https on the same host, are fine.
+pub fn redirect_refusal(from: &reqwest::Url, to: &reqwest::Url) -> Option<String> {
+    let refuse = |why: &str| Some(format!("refused a redirect from {from} to {to}: {why}"));
+    if from.scheme() == "https" && to.scheme() != "https" {
+        return refuse("it downgrades https to http");
+    }
+    if from.host_str() != to.host_str() {
+        return refuse("another host would get the configured headers and data");
+    }
+    let upgrade = from.scheme() == "http" && to.scheme() == "https";
+    if !upgrade && from.port_or_known_default() != to.port_or_known_default() {
+        return refuse("another port would get the configured headers and data");
+    }
+    None
+}
+
 /// A client with default headers, a per-request timeout and the TLS
 /// settings of `tls` (extra CA roots, a client identity). The OTLP/HTTP
 /// sink and the OpAMP agent share it.
@@ -41,6 +63,19 @@ pub fn client<'a>(
     }
     let mut b = reqwest::Client::builder()
         .default_headers(map)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let refusal = attempt
+                .previous()
+                .first()
+                .and_then(|from| redirect_refusal(from, attempt.url()));
+            if let Some(why) = refusal {
+                attempt.error(why)
+            } else if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+            } else {
+                attempt.follow()
+            }
+        }))
         .timeout(timeout)
         .user_agent(concat!("tapio/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &tls.ca_file {
@@ -153,4 +188,34 @@ fn rejected(p: &Payload, body: &[u8]) -> u64 {
             .map_or(0, |p| p.rejected_data_points),
     };
     n.max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirect_refusal;
+
+    fn check(from: &str, to: &str) -> Option<String> {
+        redirect_refusal(&from.parse().unwrap(), &to.parse().unwrap())
+    }
+
+    #[test]
+    fn redirects_stay_with_the_configured_server() {
+        assert_eq!(
+            check("http://a:4320/v1/opamp", "http://a:4320/v2/opamp"),
+            None
+        );
+        assert_eq!(check("http://a/v1/opamp", "https://a/v1/opamp"), None);
+        assert_eq!(check("https://a:8443/x", "https://a:8443/y"), None);
+        assert_eq!(
+            check("https://a/v1/opamp", "http://a/v1/opamp").unwrap(),
+            "refused a redirect from https://a/v1/opamp to http://a/v1/opamp: it downgrades https to http"
+        );
+        assert!(check("http://a:4320/x", "http://b:4320/x")
+            .unwrap()
+            .ends_with("another host would get the configured headers and data"));
+        assert!(check("http://127.0.0.1:4320/x", "http://localhost:4320/x").is_some());
+        assert!(check("http://a:4320/x", "http://a:4321/x")
+            .unwrap()
+            .ends_with("another port would get the configured headers and data"));
+    }
 }

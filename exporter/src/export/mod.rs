@@ -17,6 +17,7 @@ pub mod stdout;
 
 use crate::config::{RetryConfig, Settings};
 use crate::otel;
+use crate::supervise::{fault_injected, lock, Task, Watch};
 use crate::telemetry::{DropReason, Signal, Telemetry};
 use opentelemetry_proto::tonic::{
     collector::{
@@ -176,8 +177,23 @@ impl Exporter {
     }
 
     pub fn add_metric_producer(&self, p: MetricProducer) {
-        if let Ok(mut v) = self.shared.producers.lock() {
-            v.push(p);
+        lock(&self.shared.producers).push(p);
+    }
+
+    /// Watch the export workers: one that panics or ends before shutdown
+    /// is reported to `watch` (the agent then stops with a failure).
+    pub fn supervise(&mut self, watch: &Watch) {
+        let names = ["exporter.logs", "exporter.traces"];
+        self.workers = self
+            .workers
+            .drain(..)
+            .zip(names)
+            .map(|(h, n)| watch.spawn(Task::new(n), async move { h.await.map_err(join_error) }))
+            .collect();
+        if let Some(m) = self.metrics_worker.take() {
+            self.metrics_worker = Some(watch.spawn(Task::new("exporter.metrics"), async move {
+                m.await.map_err(join_error)
+            }));
         }
     }
 
@@ -193,9 +209,7 @@ impl Exporter {
     /// `timeout`; whatever is still queued then is counted as dropped.
     pub async fn shutdown(mut self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
-        if let Ok(mut d) = self.shared.deadline.lock() {
-            *d = Some(deadline);
-        }
+        *lock(&self.shared.deadline) = Some(deadline);
         self.shared.stop.cancel();
         for w in self.workers.drain(..) {
             let _ = tokio::time::timeout_at(deadline, w).await;
@@ -220,6 +234,19 @@ impl Exporter {
             }
         }
         let _ = self.metric_interval;
+    }
+}
+
+/// A worker's join error as the reason it failed (panics keep their
+/// message).
+fn join_error(e: tokio::task::JoinError) -> String {
+    if e.is_panic() {
+        format!(
+            "panicked: {}",
+            crate::supervise::panic_message(e.into_panic())
+        )
+    } else {
+        e.to_string()
     }
 }
 
@@ -306,10 +333,13 @@ impl Shared {
     fn current_metrics(&self) -> Vec<Metric> {
         let now = crate::clock::unix_ns();
         let mut metrics = otel::metrics::self_telemetry(&self.telemetry, now);
-        if let Ok(ps) = self.producers.lock() {
-            for p in ps.iter() {
-                metrics.extend(p(now));
-            }
+        let producers = lock(&self.producers);
+        if fault_injected("producer") {
+            // Where a producer's bug would panic: with the lock held.
+            panic!("TAPIO_TEST_FAULT=producer: a metric producer panics");
+        }
+        for p in producers.iter() {
+            metrics.extend(p(now));
         }
         metrics
     }
@@ -372,13 +402,13 @@ async fn metrics_loop(sh: Arc<Shared>, interval: Duration) {
 
 impl Shared {
     fn deadline(&self) -> Option<tokio::time::Instant> {
-        self.deadline.lock().ok().and_then(|d| *d)
+        *lock(&self.deadline)
     }
 
     /// Log export failures at most every 10 s: a dead collector must not
     /// turn into a log flood.
     fn warn_limited(&self, signal: Signal, msg: &str) {
-        let mut last = self.last_warn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = lock(&self.last_warn);
         if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
             *last = Some(Instant::now());
             tracing::warn!(signal = signal.name(), "export failed: {msg}");
@@ -456,5 +486,60 @@ async fn deliver(sh: &Shared, payload: &Payload, n: u64, signal: Signal, cap: Op
                 backoff = (backoff * 2).min(sh.retry.max_interval);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A producer that panicked while the producers lock was held (a
+    /// scrape hit a bug) must not silently take every probe's metrics
+    /// out of later exports.
+    #[test]
+    fn a_poisoned_producer_lock_keeps_the_other_producers() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let t = Telemetry::new(0);
+        let settings = crate::config::Config::default().resolve(&|_| None).unwrap();
+        let ex = rt.block_on(async {
+            Exporter::start(&settings, t.clone(), otel::resource::build(&[])).unwrap()
+        });
+        let good = |now| {
+            vec![otel::metrics::gauge(
+                &otel::names::EXPORT_QUEUE_LENGTH,
+                now,
+                vec![(vec![otel::kv_str("x", "good")], 7)],
+            )]
+        };
+        ex.add_metric_producer(Box::new(good));
+        let armed = std::sync::atomic::AtomicBool::new(true);
+        ex.add_metric_producer(Box::new(move |_| {
+            if armed.swap(false, Relaxed) {
+                panic!("a producer bug");
+            }
+            Vec::new()
+        }));
+        let source = ex.metrics();
+        let s2 = source.clone();
+        let first = std::thread::spawn(move || s2.collect()).join();
+        assert!(first.is_err(), "the first collect panics");
+        assert!(ex.shared.producers.is_poisoned());
+        let has_good = |ms: &[Metric]| {
+            ms.iter().any(|m| match &m.data {
+                Some(Data::Gauge(g)) => g
+                    .data_points
+                    .iter()
+                    .any(|p| p.attributes.iter().any(|a| a.key == "x")),
+                _ => false,
+            })
+        };
+        assert!(
+            has_good(&source.collect()),
+            "the good producer still exports"
+        );
+        rt.block_on(ex.shutdown(Duration::from_millis(10)));
     }
 }

@@ -1,18 +1,92 @@
 //! `exporters.prometheus`: `GET /metrics` renders the metrics the OTLP
 //! path pushes, snapshotted at scrape time, for setups without a collector.
+//!
+//! The endpoint runs on a thread of its own with a one-thread runtime: a
+//! scrape (summing every per-CPU map, rendering the text) never takes a
+//! worker of the runtime that reads the ring buffers, and a flood of
+//! connections cannot either. Each connection must send its request
+//! headers within [`HEADER_TIMEOUT`] and is closed after
+//! [`CONNECTION_TIMEOUT`] whatever it does; at most [`MAX_CONNECTIONS`] are
+//! served at once, the rest wait in the kernel's listen backlog. So a
+//! client that trickles its headers a byte at a time (slowloris) holds a
+//! slot for seconds, not forever.
 
 use super::MetricsSource;
 use crate::otel::prometheus::{render, CONTENT_TYPE};
+use crate::supervise::{panic_message, Task, Watch};
 use axum::{http::header, routing::get, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Serve until `stop`. Errors of single connections are axum's business;
-/// the listener itself was bound by the caller, so a taken port fails the
-/// start, not a scrape.
-pub async fn serve(
+/// A client must have sent its whole request head by then.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// No connection lives longer (a scrape takes milliseconds; this bounds
+/// a client that reads the answer slowly).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; Prometheus uses one per target.
+pub const MAX_CONNECTIONS: usize = 16;
+
+const TASK: Task = Task::new("prometheus");
+
+/// The running endpoint.
+pub struct Server {
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Serve `listener` (bound by the caller, so a taken port fails the
+    /// start, not a scrape) until `stop`. A panic (in a scrape) or the
+    /// thread ending early is reported to `watch`.
+    pub fn start(
+        listener: std::net::TcpListener,
+        source: MetricsSource,
+        stop: CancellationToken,
+        watch: Watch,
+    ) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let w = watch.clone();
+        let s = stop.clone();
+        std::thread::Builder::new()
+            .name("tapio-metrics".into())
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| {
+                    rt.block_on(async move {
+                        let l = tokio::net::TcpListener::from_std(listener)
+                            .map_err(|e| format!("listener: {e}"))?;
+                        accept_loop(l, source, s, w).await;
+                        Ok(())
+                    })
+                });
+                let result = std::panic::catch_unwind(run)
+                    .unwrap_or_else(|p| Err(format!("panicked: {}", panic_message(p))));
+                let _ = tx.send(result);
+            })?;
+        let watcher = watch.spawn(TASK, async move {
+            rx.await
+                .unwrap_or_else(|_| Err("the /metrics thread is gone".into()))
+        });
+        Ok(Self { watcher })
+    }
+
+    /// Wait for the endpoint to close (after `stop`).
+    pub async fn join(self) {
+        let _ = self.watcher.await;
+    }
+}
+
+async fn accept_loop(
     listener: tokio::net::TcpListener,
     source: MetricsSource,
     stop: CancellationToken,
+    watch: Watch,
 ) {
     let app = Router::new().route(
         "/metrics",
@@ -24,10 +98,66 @@ pub async fn serve(
             }
         }),
     );
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!("prometheus endpoint stopped: {e}");
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    let mut last_warn: Option<std::time::Instant> = None;
+    loop {
+        // A free slot first: past the cap, clients wait in the backlog
+        // rather than being accepted and starved.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            Some(r) = conns.join_next() => {
+                judge(r, &watch);
+                continue;
+            }
+            _ = stop.cancelled() => break,
+        };
+        let sock = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((sock, _)) => sock,
+                Err(e) => {
+                    // EMFILE and friends: wait a little, say so (rarely).
+                    if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        last_warn = Some(std::time::Instant::now());
+                        tracing::warn!("prometheus endpoint: accept failed: {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            Some(r) = conns.join_next() => {
+                judge(r, &watch);
+                continue;
+            }
+            _ = stop.cancelled() => break,
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        conns.spawn(async move {
+            let _permit = permit;
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false);
+            let conn = b.serve_connection(TokioIo::new(sock), svc);
+            // Errors of single connections (a client gone, a timeout) are
+            // the client's business.
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+        });
+    }
+    conns.shutdown().await;
+}
+
+/// A connection task that panicked was a scrape that panicked: a failure.
+fn judge(r: Result<(), tokio::task::JoinError>, watch: &Watch) {
+    if let Err(e) = r {
+        if e.is_panic() {
+            watch.report(
+                TASK,
+                format!("a scrape panicked: {}", panic_message(e.into_panic())),
+            );
+        }
     }
 }

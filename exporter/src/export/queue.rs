@@ -43,7 +43,7 @@ impl<T> BoundedQueue<T> {
     /// back-pressure the newest data is the most useful.
     pub fn push(&self, item: T) {
         let len = {
-            let mut q = self.items.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = crate::supervise::lock(&self.items);
             if q.len() >= self.capacity {
                 q.pop_front();
                 self.stats().drop_records(DropReason::QueueFull, 1);
@@ -59,7 +59,7 @@ impl<T> BoundedQueue<T> {
 
     /// Take up to `max` records, oldest first.
     pub fn take(&self, max: usize) -> Vec<T> {
-        let mut q = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = crate::supervise::lock(&self.items);
         let n = q.len().min(max);
         let out: Vec<T> = q.drain(..n).collect();
         self.stats().queue_len.store(q.len() as u64, Relaxed);
@@ -67,7 +67,7 @@ impl<T> BoundedQueue<T> {
     }
 
     pub fn len(&self) -> usize {
-        self.items.lock().map(|q| q.len()).unwrap_or(0)
+        crate::supervise::lock(&self.items).len()
     }
 
     pub fn is_empty(&self) -> bool {

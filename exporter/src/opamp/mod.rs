@@ -12,6 +12,20 @@
 //! Tapio retries with capped exponential backoff, honours the server's
 //! Retry-After, counts every exchange (`tapio.opamp.exchanges`) and logs
 //! at most once a minute.
+//!
+//! Safety against a server (or a policy) that misbehaves:
+//! - a remote policy is rolled back to the file's when the server has not
+//!   answered for `rollback_after_unreachable` while it is in force (the
+//!   policy may be what cut Tapio off); the rollback is logged, goes
+//!   through the normal reload path (`tapio.config.reload`), and is
+//!   reported to the server as FAILED when it answers again;
+//! - an answer larger than [`MAX_RESPONSE_BYTES`] is refused (reading
+//!   stops at the limit, whether or not the server sent a length);
+//! - requests are at least `min(polling_interval, 1s)` apart whatever the
+//!   server asks (Retry-After: 0, ReportFullState on every answer);
+//! - redirects that downgrade https or lead to another host are refused
+//!   (`export::http::client`): configured headers stay with the server
+//!   they were configured for.
 
 pub mod proto;
 
@@ -33,6 +47,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Failures are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// The largest ServerToAgent Tapio reads: remote policies are YAML of a
+/// few KiB; anything near this is a broken or hostile server.
+pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
+/// Requests are never closer together than `min(polling_interval, this)`.
+const MIN_GAP_CAP: Duration = Duration::from_secs(1);
 /// The key of Tapio's file in EffectiveConfig and the preferred key in a
 /// remote config map.
 pub const CONFIG_FILE_KEY: &str = "tapio.yaml";
@@ -77,6 +96,13 @@ pub struct Agent {
     /// Send description and health again (first message, server asked).
     full_state: bool,
     last_warn: Option<Instant>,
+    /// When the last request was sent (the minimum gap counts from it).
+    last_request: Option<Instant>,
+    /// 0: never roll back.
+    rollback_after: Duration,
+    /// The hash of the remote config whose policy is in force, and since
+    /// when the server has been silent (the apply, or its last answer).
+    remote_in_force: Option<(Vec<u8>, Instant)>,
 }
 
 impl Agent {
@@ -138,6 +164,9 @@ impl Agent {
             reported_generation: None,
             full_state: true,
             last_warn: None,
+            last_request: None,
+            rollback_after: cfg.rollback_after_unreachable,
+            remote_in_force: None,
         })
     }
 
@@ -148,9 +177,17 @@ impl Agent {
             instance_uid = %uuid::Uuid::from_slice(&self.uid).map(|u| u.to_string()).unwrap_or_default(),
             "opamp: reporting to the server"
         );
-        let mut backoff = self.polling.min(Duration::from_secs(1));
+        let gap = self.polling.min(MIN_GAP_CAP);
+        let mut backoff = gap;
         let mut failing = false;
         loop {
+            // However eager the server (or our news), never a busy loop.
+            if let Some(last) = self.last_request {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep_until((last + gap).into()) => {}
+                }
+            }
             let msg = self.next_message();
             // A slow server must not hold up shutdown.
             let result = tokio::select! {
@@ -163,7 +200,10 @@ impl Agent {
                         tracing::info!(endpoint = %self.endpoint, "opamp: server reachable again");
                         failing = false;
                     }
-                    backoff = self.polling.min(Duration::from_secs(1));
+                    backoff = gap;
+                    if let Some((_, since)) = &mut self.remote_in_force {
+                        *since = Instant::now();
+                    }
                     self.sent(&msg);
                     match self.handle(reply).await {
                         Ok(()) if self.has_news() => Duration::ZERO,
@@ -172,6 +212,14 @@ impl Agent {
                     }
                 }
                 Err(f) => self.failed(&f, &mut backoff, &mut failing),
+            };
+            let wait = match self.rollback_due() {
+                Some(left) if left.is_zero() => {
+                    self.roll_back();
+                    wait
+                }
+                Some(left) => wait.min(left),
+                None => wait,
             };
             if wait.is_zero() {
                 if stop.is_cancelled() {
@@ -189,6 +237,46 @@ impl Agent {
         let _ = tokio::time::timeout(DISCONNECT_TIMEOUT, self.exchange(&bye)).await;
     }
 
+    /// While a remote policy is in force and rollback is on: how long until
+    /// it is rolled back if the server stays silent.
+    fn rollback_due(&self) -> Option<Duration> {
+        if self.rollback_after.is_zero() {
+            return None;
+        }
+        let (_, since) = self.remote_in_force.as_ref()?;
+        Some(self.rollback_after.saturating_sub(since.elapsed()))
+    }
+
+    /// The server has been silent too long: back to the file's policy, and
+    /// tell the server (FAILED, with why) when it answers again.
+    fn roll_back(&mut self) {
+        let Some((hash, _)) = self.remote_in_force.clone() else {
+            return;
+        };
+        let why = format!(
+            "rolled back to the config file's policy: the server did not answer for {:?} while this remote config was in force",
+            self.rollback_after
+        );
+        tracing::warn!(endpoint = %self.endpoint, "opamp: {why}");
+        let origin = format!("{} (rollback)", self.endpoint);
+        let result = crate::supervise::lock(&self.policies).remote_received(&origin, None);
+        match result {
+            Ok(()) => {
+                self.remote_in_force = None;
+                // Not re-applied when the server offers it again: it may be
+                // what cut us off. The server must send a new config.
+                self.set_status(&hash, RemoteConfigStatuses::Failed, &why);
+            }
+            Err(e) => {
+                tracing::error!(endpoint = %self.endpoint, "opamp: rollback failed ({e}); retrying");
+                if let Some((_, since)) = &mut self.remote_in_force {
+                    // Try again after another full period, not in a loop.
+                    *since = Instant::now();
+                }
+            }
+        }
+    }
+
     /// Count a failure, log it (rate-limited) and say how long to wait.
     fn failed(&mut self, f: &Failure, backoff: &mut Duration, failing: &mut bool) -> Duration {
         self.telemetry.opamp.failed.fetch_add(1, Relaxed);
@@ -204,7 +292,9 @@ impl Agent {
         }
         *failing = true;
         let cap = MAX_BACKOFF.max(self.polling);
-        let wait = f.retry_after.unwrap_or(*backoff).min(cap);
+        // Retry-After is a floor ("not before"), never a reason to go
+        // faster than our own backoff.
+        let wait = f.retry_after.unwrap_or_default().max(*backoff).min(cap);
         *backoff = (*backoff * 2).min(cap);
         // Jitter keeps a fleet that lost its server from coming back in step.
         let jitter = 0.75 + (crate::clock::boot_ns() % 500) as f64 / 2000.0;
@@ -220,10 +310,7 @@ impl Agent {
     }
 
     fn generation(&self) -> u64 {
-        self.policies
-            .lock()
-            .map(|p| p.generation())
-            .unwrap_or_default()
+        crate::supervise::lock(&self.policies).generation()
     }
 
     fn header(&mut self) -> proto::AgentToServer {
@@ -273,11 +360,7 @@ impl Agent {
     }
 
     fn effective_config(&self) -> proto::EffectiveConfig {
-        let yaml = self
-            .policies
-            .lock()
-            .map(|p| p.effective_yaml())
-            .unwrap_or_default();
+        let yaml = crate::supervise::lock(&self.policies).effective_yaml();
         let mut files = std::collections::BTreeMap::new();
         files.insert(
             CONFIG_FILE_KEY.to_string(),
@@ -291,12 +374,16 @@ impl Agent {
         }
     }
 
-    async fn exchange(&self, m: &proto::AgentToServer) -> Result<proto::ServerToAgent, Failure> {
+    async fn exchange(
+        &mut self,
+        m: &proto::AgentToServer,
+    ) -> Result<proto::ServerToAgent, Failure> {
         let fail = |message: String| Failure {
             message,
             retry_after: None,
         };
-        let resp = self
+        self.last_request = Some(Instant::now());
+        let mut resp = self
             .http
             .post(&self.endpoint)
             .body(m.encode_to_vec())
@@ -317,11 +404,10 @@ impl Agent {
                 retry_after,
             });
         }
-        let body = resp
-            .bytes()
+        let body = read_bounded(&mut resp, MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| fail(format!("reading the answer: {e}")))?;
-        let reply = proto::ServerToAgent::decode(body.as_ref())
+            .map_err(fail)?;
+        let reply = proto::ServerToAgent::decode(body.as_slice())
             .map_err(|e| fail(format!("undecodable ServerToAgent: {e}")))?;
         if let Some(err) = &reply.error_response {
             return Err(Failure {
@@ -370,11 +456,15 @@ impl Agent {
         self.processed_hash = Some(rc.config_hash.clone());
         let origin = self.endpoint.clone();
         let result = policy_text(rc.config.as_ref()).and_then(|text| {
-            let mut p = self.policies.lock().unwrap_or_else(|p| p.into_inner());
-            p.remote_received(&origin, text.as_deref())
+            let mut p = crate::supervise::lock(&self.policies);
+            p.remote_received(&origin, text.as_deref()).map(|()| text)
         });
-        match result {
-            Ok(()) => self.set_status(&rc.config_hash, RemoteConfigStatuses::Applied, ""),
+        let remote = matches!(&result, Ok(Some(_)));
+        match result.map(|_| ()) {
+            Ok(()) => {
+                self.remote_in_force = remote.then(|| (rc.config_hash.clone(), Instant::now()));
+                self.set_status(&rc.config_hash, RemoteConfigStatuses::Applied, "");
+            }
             Err(why) => {
                 tracing::error!(endpoint = %self.endpoint, "opamp: remote config not applied: {why}");
                 self.set_status(&rc.config_hash, RemoteConfigStatuses::Failed, &why);
@@ -391,6 +481,33 @@ impl Agent {
         });
         self.status_dirty = true;
     }
+}
+
+/// The body of `resp`, refused once it passes `max` bytes (checked against
+/// Content-Length first, then while reading: a server that sends no
+/// length cannot make Tapio buffer without end).
+async fn read_bounded(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let too_big = || {
+        format!(
+            "the answer is larger than {} MiB, Tapio's limit for a ServerToAgent; not read",
+            max >> 20
+        )
+    };
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the answer: {}", error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The YAML of a remote config map: the file named `tapio.yaml`, else the

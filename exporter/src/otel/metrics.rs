@@ -158,7 +158,7 @@ pub fn self_telemetry(t: &Telemetry, now: u64) -> Vec<Metric> {
         if !at.is_empty() {
             attached.push((
                 vec![kv_str(TAPIO_PROBE, p.name), kv_str(TAPIO_ATTACH_TYPE, at)],
-                1,
+                p.attached_value(),
             ));
         }
     }

@@ -13,6 +13,7 @@ pub mod event {
     pub const PROCESS_FORK: &str = "process.fork";
     pub const NETWORK_CONNECTION_CLOSE: &str = "network.connection.close";
     pub const TAPIO_CONFIG_RELOAD: &str = "tapio.config.reload";
+    pub const TAPIO_TASK_FAILED: &str = "tapio.task.failed";
     pub const SECURITY_DDOS_MITIGATION: &str = "security.ddos_mitigation";
     pub const SECURITY_POLICY_DECISION: &str = "security.policy_decision";
     pub const NETWORK_FLOW_CLASSIFIED: &str = "network.flow.classified";
@@ -153,6 +154,8 @@ pub mod attr {
     pub const TAPIO_CONFIG_PATH: &str = "tapio.config.path";
     /// Where a policy came from: `file` or `opamp`.
     pub const TAPIO_CONFIG_SOURCE: &str = "tapio.config.source";
+    /// Which of Tapio's tasks failed (`tapio.task.failed`).
+    pub const TAPIO_TASK: &str = "tapio.task";
     /// How an OpAMP exchange ended: `ok` or `failed`.
     pub const TAPIO_OPAMP_RESULT: &str = "tapio.opamp.result";
     // semconv file
@@ -580,6 +583,10 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::TAPIO_CONFIG_RELOAD,
         "Tapio re-read its config file: the new policy is in force (INFO), or it was rejected and the previous policy stays (ERROR, with the reason in the body).",
+    ),
+    (
+        event::TAPIO_TASK_FAILED,
+        "One of Tapio's tasks (a probe's reader, the exporter, the config watcher, /metrics, OpAMP) panicked or stopped (ERROR); Tapio then exits non-zero so its supervisor restarts it.",
     ),
     (
         event::SECURITY_CREDENTIALS_CHANGE,

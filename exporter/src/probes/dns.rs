@@ -448,7 +448,7 @@ impl crate::reader::RecordHandler for Handler {
 pub fn histogram_producer(h: DnsHistograms, start_unix_ns: u64) -> crate::export::MetricProducer {
     use crate::otel::{kv_str, metrics::histogram_seconds, names};
     Box::new(move |now| {
-        let Ok(hs) = h.lock() else { return Vec::new() };
+        let hs = crate::supervise::lock(&h);
         if hs.is_empty() {
             return Vec::new();
         }

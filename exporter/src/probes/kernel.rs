@@ -205,9 +205,7 @@ pub fn kills_producer(
     use crate::otel::{metrics::counter, names};
     let map = std::sync::Mutex::new(map);
     Box::new(move |now| {
-        let Ok(map) = map.lock() else {
-            return Vec::new();
-        };
+        let map = crate::supervise::lock(&map);
         let Ok(per_cpu) = map.get(&0, 0) else {
             return Vec::new();
         };
@@ -374,9 +372,7 @@ pub fn io_uring_producer(
     };
     let maps = std::sync::Mutex::new((ops, hist));
     Box::new(move |now| {
-        let Ok(maps) = maps.lock() else {
-            return Vec::new();
-        };
+        let maps = crate::supervise::lock(&maps);
         let (ops, hist) = &*maps;
         let results = tapio_io_uring_result::TAPIO_IO_URING_RESULTS;
         let mut counts = Vec::new();

@@ -273,9 +273,7 @@ pub fn histogram_producer(
     use crate::otel::{kv_str, metrics::log2_histogram_seconds, names};
     let map = std::sync::Mutex::new(map);
     Box::new(move |now| {
-        let Ok(map) = map.lock() else {
-            return Vec::new();
-        };
+        let map = crate::supervise::lock(&map);
         let mut points = Vec::new();
         for (i, oc) in Outcome::ALL.iter().enumerate() {
             for (v6, net) in [(0usize, "ipv4"), (1, "ipv6")] {

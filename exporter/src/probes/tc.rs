@@ -913,11 +913,7 @@ impl PolicyTarget for TcTarget {
     }
 
     fn apply(&mut self, probes: &crate::config::Probes) -> Result<(), PolicyError> {
-        let mut s = self.0.lock().map_err(|_| PolicyError::Unsupported {
-            probe: NAME,
-            message: "state lock poisoned".into(),
-        })?;
-        s.apply(&probes.tc.policy)
+        crate::supervise::lock(&self.0).apply(&probes.tc.policy)
     }
 }
 
@@ -926,10 +922,7 @@ pub fn metric_producer(
     shared: Arc<Mutex<Shared>>,
     start_unix_ns: u64,
 ) -> crate::export::MetricProducer {
-    Box::new(move |now| match shared.lock() {
-        Ok(s) => s.metrics(start_unix_ns, now),
-        Err(_) => Vec::new(),
-    })
+    Box::new(move |now| crate::supervise::lock(&shared).metrics(start_unix_ns, now))
 }
 
 /// How often the breaker reads the kernel's counts.
@@ -948,10 +941,7 @@ pub async fn run_breakers(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let changes = match shared.lock() {
-            Ok(mut s) => s.breaker_tick(Instant::now()),
-            Err(_) => return,
-        };
+        let changes = crate::supervise::lock(&shared).breaker_tick(Instant::now());
         for c in changes {
             tracing::info!(
                 service = %c.service,

@@ -469,9 +469,7 @@ pub fn counters_producer(
     use crate::otel::{kv_str, metrics::counter, names as n};
     let map = std::sync::Mutex::new(map);
     Box::new(move |now| {
-        let Ok(map) = map.lock() else {
-            return Vec::new();
-        };
+        let map = crate::supervise::lock(&map);
         let counts = read_counters(&map, names.keys().copied());
         if counts.is_empty() {
             return Vec::new();
