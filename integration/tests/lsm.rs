@@ -491,11 +491,12 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
     };
     assert_eq!(exec(&path("denied-true")), "EPERM");
     assert_eq!(exec("/bin/true"), "ok");
-    let mut protected = Command::new(path("protected/sleep"))
-        .arg("30")
-        .spawn()
-        .unwrap();
-    let mut other = Command::new(path("sleep")).arg("30").spawn().unwrap();
+    // Both live until dropped: a `sleep 30` could end before a slow guest
+    // got to it, and a zombie refuses PTRACE_ATTACH with EPERM whatever the
+    // rules say (the hook sees no mm and decides nothing).
+    let protected = Tracee::spawn(&path("protected/sleep"));
+    let other = Tracee::spawn(&path("sleep"));
+    let started = std::time::Instant::now();
     let ptrace = |pid: u32| {
         cg.python(&format!(
             "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n\
@@ -503,12 +504,43 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
              else: print(os.strerror(ctypes.get_errno()))"
         ))
     };
-    assert_eq!(ptrace(protected.id()), "Operation not permitted");
-    assert_eq!(ptrace(other.id()), "attached");
-    let _ = protected.kill();
-    let _ = other.kill();
-    let _ = protected.wait();
-    let _ = other.wait();
+    let got = ptrace(protected.pid());
+    eprintln!(
+        "ptrace of the protected target: {got} ({:?} after it started)",
+        started.elapsed()
+    );
+    assert_eq!(
+        got,
+        "Operation not permitted",
+        "{}",
+        ptrace_diagnosis(&rx, &t, &protected)
+    );
+    let got = ptrace(other.pid());
+    eprintln!(
+        "ptrace of the other target: {got} ({:?} after it started)",
+        started.elapsed()
+    );
+    assert_eq!(got, "attached", "{}", ptrace_diagnosis(&rx, &t, &other));
+    // The denial was the rule's, of the protected target: a target that had
+    // exited would also have been refused, with no decision.
+    rx.wait_for_logs("the no-ptrace decision", WAIT, |l| {
+        l.iter().any(|(_, r)| {
+            r.event_name == "security.policy_decision"
+                && str_attr(&r.attributes, "tapio.lsm.rule").as_deref() == Some("no-ptrace")
+        })
+    });
+    let targets: Vec<Option<i64>> = decisions(&rx, "no-ptrace")
+        .iter()
+        .map(|d| int_attr(&d.attributes, "tapio.lsm.target.pid"))
+        .collect();
+    assert_eq!(
+        targets,
+        [Some(i64::from(protected.pid()))],
+        "{}",
+        ptrace_diagnosis(&rx, &t, &protected)
+    );
+    drop(protected);
+    drop(other);
 
     for (r, action, n) in [
         ("no-secret", "deny", 1),
@@ -532,6 +564,61 @@ fn bpf_lsm_rules_are_enforced_in_the_cgroup() {
     }
     t.terminate();
     keep_bpf_deny_does_not_stop_the_next_tapio();
+}
+
+/// A process for the ptrace rule to guard or not: `sleep infinity` from a
+/// copy of the binary at `exe`, killed and reaped when dropped.
+struct Tracee(std::process::Child);
+
+impl Tracee {
+    fn spawn(exe: &str) -> Self {
+        Self(Command::new(exe).arg("infinity").spawn().unwrap())
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Tracee {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Why a PTRACE_ATTACH of `target` went the way it did: what the kernel
+/// says of the target (a zombie, or traced already, is refused by ptrace
+/// itself), the no-ptrace decisions Tapio exported (each with the tracer's
+/// and the target's pid: none for `target` means the BPF program did not
+/// refuse it), and Tapio's stderr.
+fn ptrace_diagnosis(rx: &Receiver, t: &Tapio, target: &Tracee) -> String {
+    let pid = target.pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let status: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("State:") || l.starts_with("TracerPid:"))
+        .collect();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| format!("({e})"));
+    // Decisions are exported every 100 ms: give the last one time to come.
+    std::thread::sleep(Duration::from_secs(2));
+    let decided: Vec<String> = decisions(rx, "no-ptrace")
+        .iter()
+        .map(|d| {
+            format!(
+                "{} by pid {:?} of target pid {:?}",
+                str_attr(&d.attributes, "tapio.lsm.action").unwrap_or_default(),
+                int_attr(&d.attributes, "process.pid"),
+                int_attr(&d.attributes, "tapio.lsm.target.pid"),
+            )
+        })
+        .collect();
+    format!(
+        "target pid {pid} ({exe}): {status:?}; no-ptrace decisions: {decided:?}; tapio stderr:\n{}",
+        t.stderr()
+    )
 }
 
 /// BPF LSM: `on_exit: keep` with a `bpf` deny (BPF_PROG_LOAD by anyone but

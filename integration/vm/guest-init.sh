@@ -214,9 +214,11 @@ cat /tmp/lsm-secret >/dev/null 2>&1 || echo "CHECK lsm file_open denied"
 cat /tmp/lsm-public >/dev/null 2>&1 && echo "CHECK lsm other file opens"
 /tmp/lsm-denied/true 2>/dev/null || echo "CHECK lsm exec denied"
 nc 127.0.0.1 9 </dev/null >/dev/null 2>&1 || echo "CHECK lsm connect denied"
-/tmp/lsm-protected/sleep 30 &
+# Both outlive the checks (killed below): an exited target is refused by
+# ptrace itself (EPERM from a zombie), whatever the rule says.
+/tmp/lsm-protected/sleep 600 &
 PROT=$!
-sleep 30 &
+sleep 600 &
 OTHER=$!
 [ "$(ptrace_attach $PROT)" = EPERM ] && echo "CHECK lsm ptrace denied"
 [ "$(ptrace_attach $OTHER)" = attached ] && echo "CHECK lsm ptrace of another allowed"
