@@ -256,69 +256,16 @@ fn drain_new(b: &Batches, s: Signal, all: bool) -> usize {
 }
 
 fn main() {
+    // EXPORT_PATH_ONLY=new: only the new path (for profiling).
+    let only_new = std::env::var("EXPORT_PATH_ONLY").is_ok_and(|v| v == "new");
+    // EXPORT_PATH_KIND=exec|connect|dns: one kind only.
+    let kind = std::env::var("EXPORT_PATH_KIND").unwrap_or_default();
+    let want = |k: &str| kind.is_empty() || kind == k;
     let telemetry = Telemetry::new(0);
     let resource = tapio::otel::resource::build(&[]);
     let clock = WallClock::sample();
     let mut rows: Vec<(&str, Run, Run)> = Vec::new();
 
-    // ---- exec → process.exec log records
-    let execs: Vec<Vec<u8>> = (0..N).map(exec_record).collect();
-    let old = {
-        let mut enricher = Enricher::default();
-        let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Logs);
-        measure(N, || {
-            let mut out = 0;
-            for b in &execs {
-                // As the handler did: owned event, owned context, owned
-                // ProcessInfo remembered for the exit.
-                if let Ok(process::legacy::ProcessEvent::Exec(e)) = process::legacy::decode(b) {
-                    let c = &e.common;
-                    let owner = enricher.users.name(c.uid).map(str::to_string);
-                    let workload =
-                        enricher.learn_cgroup(c.cgroup_id, &e.cgroup_leaf, &e.cgroup_parent);
-                    let path = e.filename.clone();
-                    enricher.remember_process(
-                        c.pid,
-                        ProcessInfo {
-                            executable_path: path.clone(),
-                            command_line: process::legacy::command_line(&e.argv),
-                        },
-                    );
-                    let ctx = ProcessContext {
-                        owner,
-                        workload,
-                        info: None,
-                    };
-                    q.push(process::legacy::process_exec(&e, &path, &ctx, &clock, 1));
-                }
-                out += drain_old(&q, false, |r| logs_payload(&resource, r));
-            }
-            out + drain_old(&q, true, |r| logs_payload(&resource, r))
-        })
-    };
-    let new = {
-        let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
-        let mut h = process::Handler {
-            emitter,
-            stats: telemetry.probe(process::NAME),
-            enricher: Enricher::default(),
-            clock,
-            config: Default::default(),
-        };
-        let mut run = || {
-            let mut out = 0;
-            for b in &execs {
-                h.handle(b);
-                out += drain_new(&batches, Signal::Logs, false);
-            }
-            out + drain_new(&batches, Signal::Logs, true)
-        };
-        run(); // warm-up: caches and buffers reach their steady size
-        measure(N, run)
-    };
-    rows.push(("exec → process.exec log", old, new));
-
-    // ---- connect → tcp.connect spans
     // Both paths see the same cached workload for the records' cgroup.
     let learn = |e: &mut Enricher| {
         let leaf = format!("cri-containerd-{}.scope", "c".repeat(64));
@@ -328,146 +275,231 @@ fn main() {
             "kubepods-besteffort-pod1a2b3c4d_5e6f_7081_9203_a4b5c6d7e8f9.slice",
         );
     };
-    let connects: Vec<Vec<u8>> = (0..N).map(connect_record).collect();
-    let old = {
-        let mut enricher = Enricher::default();
-        learn(&mut enricher);
-        let mut ids = IdGenerator::seeded(1);
-        let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Traces);
-        measure(N, || {
-            let mut out = 0;
-            for b in &connects {
-                if let Ok(network::legacy::NetworkEvent::Connect(c)) = network::legacy::decode(b) {
-                    let cm = &c.common;
-                    let ctx = ProcessContext {
-                        owner: enricher.users.name(cm.uid).map(str::to_string),
-                        workload: enricher.workload(cm.cgroup_id, cm.pid),
-                        info: None,
-                    };
-                    q.push(network::legacy::tcp_connect(&c, &ctx, &clock, &mut ids));
+
+    // ---- exec → process.exec log records
+    if want("exec") {
+        let execs: Vec<Vec<u8>> = (0..N).map(exec_record).collect();
+        let old = if only_new {
+            Run {
+                us: f64::NAN,
+                allocs: f64::NAN,
+                bytes: 0,
+            }
+        } else {
+            let mut enricher = Enricher::default();
+            let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Logs);
+            measure(N, || {
+                let mut out = 0;
+                for b in &execs {
+                    // As the handler did: owned event, owned context, owned
+                    // ProcessInfo remembered for the exit.
+                    if let Ok(process::legacy::ProcessEvent::Exec(e)) = process::legacy::decode(b) {
+                        let c = &e.common;
+                        let owner = enricher.users.name(c.uid).map(str::to_string);
+                        let workload =
+                            enricher.learn_cgroup(c.cgroup_id, &e.cgroup_leaf, &e.cgroup_parent);
+                        let path = e.filename.clone();
+                        enricher.remember_process(
+                            c.pid,
+                            ProcessInfo {
+                                executable_path: path.clone(),
+                                command_line: process::legacy::command_line(&e.argv),
+                            },
+                        );
+                        let ctx = ProcessContext {
+                            owner,
+                            workload,
+                            info: None,
+                        };
+                        q.push(process::legacy::process_exec(&e, &path, &ctx, &clock, 1));
+                    }
+                    out += drain_old(&q, false, |r| logs_payload(&resource, r));
                 }
-                out += drain_old(&q, false, |s| spans_payload(&resource, s));
-            }
-            out + drain_old(&q, true, |s| spans_payload(&resource, s))
-        })
-    };
-    let new = {
-        let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
-        let mut h = network::Handler {
-            emitter,
-            stats: telemetry.probe(network::NAME),
-            enricher: Enricher::default(),
-            clock,
-            ids: IdGenerator::seeded(1),
+                out + drain_old(&q, true, |r| logs_payload(&resource, r))
+            })
         };
-        learn(&mut h.enricher);
-        let mut run = || {
-            let mut out = 0;
-            for b in &connects {
-                h.handle(b);
-                out += drain_new(&batches, Signal::Traces, false);
-            }
-            out + drain_new(&batches, Signal::Traces, true)
+        let new = {
+            let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
+            let mut h = process::Handler {
+                emitter,
+                stats: telemetry.probe(process::NAME),
+                enricher: Enricher::default(),
+                clock,
+                config: Default::default(),
+            };
+            let mut run = || {
+                let mut out = 0;
+                for b in &execs {
+                    h.handle(b);
+                    out += drain_new(&batches, Signal::Logs, false);
+                }
+                out + drain_new(&batches, Signal::Logs, true)
+            };
+            run(); // warm-up: caches and buffers reach their steady size
+            measure(N, run)
         };
-        run();
-        measure(N, run)
-    };
-    rows.push(("connect → tcp.connect span", old, new));
+        rows.push(("exec → process.exec log", old, new));
+    }
+
+    // ---- connect → tcp.connect spans
+    if want("connect") {
+        let connects: Vec<Vec<u8>> = (0..N).map(connect_record).collect();
+        let old = if only_new {
+            Run {
+                us: f64::NAN,
+                allocs: f64::NAN,
+                bytes: 0,
+            }
+        } else {
+            let mut enricher = Enricher::default();
+            learn(&mut enricher);
+            let mut ids = IdGenerator::seeded(1);
+            let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Traces);
+            measure(N, || {
+                let mut out = 0;
+                for b in &connects {
+                    if let Ok(network::legacy::NetworkEvent::Connect(c)) =
+                        network::legacy::decode(b)
+                    {
+                        let cm = &c.common;
+                        let ctx = ProcessContext {
+                            owner: enricher.users.name(cm.uid).map(str::to_string),
+                            workload: enricher.workload(cm.cgroup_id, cm.pid),
+                            info: None,
+                        };
+                        q.push(network::legacy::tcp_connect(&c, &ctx, &clock, &mut ids));
+                    }
+                    out += drain_old(&q, false, |s| spans_payload(&resource, s));
+                }
+                out + drain_old(&q, true, |s| spans_payload(&resource, s))
+            })
+        };
+        let new = {
+            let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
+            let mut h = network::Handler {
+                emitter,
+                stats: telemetry.probe(network::NAME),
+                enricher: Enricher::default(),
+                clock,
+                ids: IdGenerator::seeded(1),
+            };
+            learn(&mut h.enricher);
+            let mut run = || {
+                let mut out = 0;
+                for b in &connects {
+                    h.handle(b);
+                    out += drain_new(&batches, Signal::Traces, false);
+                }
+                out + drain_new(&batches, Signal::Traces, true)
+            };
+            run();
+            measure(N, run)
+        };
+        rows.push(("connect → tcp.connect span", old, new));
+    }
 
     // ---- DNS query + response → dns.query spans (per lookup)
-    let lookups: Vec<[Vec<u8>; 2]> = (0..N).map(dns_records).collect();
-    let cfg = tapio::config::DnsProbe::default();
-    let old = {
-        let mut enricher = Enricher::default();
-        learn(&mut enricher);
-        let mut ids = IdGenerator::seeded(2);
-        let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Traces);
-        let mut pending: lru::LruCache<dns::Key, dns::legacy::Pending> = lru::LruCache::new(
-            std::num::NonZeroUsize::new(65_536).unwrap_or(std::num::NonZeroUsize::MIN),
-        );
-        measure(N, || {
-            let mut out = 0;
-            for [query, answer] in &lookups {
-                // As the handler did: owned packets, parsed messages, the
-                // context copied into the pending query.
-                if let Ok(p) = dns::legacy::decode(query) {
-                    if let Ok(m) = tapio::dnsmsg::parse(&p.payload, cfg.max_answers) {
-                        if let Some(qn) = m.questions.first() {
-                            let c = &p.common;
-                            let ctx = ProcessContext {
-                                owner: enricher.users.name(c.uid).map(str::to_string),
-                                workload: enricher.workload(c.cgroup_id, c.pid),
-                                info: None,
-                            };
+    if want("dns") {
+        let lookups: Vec<[Vec<u8>; 2]> = (0..N).map(dns_records).collect();
+        let cfg = tapio::config::DnsProbe::default();
+        let old = if only_new {
+            Run {
+                us: f64::NAN,
+                allocs: f64::NAN,
+                bytes: 0,
+            }
+        } else {
+            let mut enricher = Enricher::default();
+            learn(&mut enricher);
+            let mut ids = IdGenerator::seeded(2);
+            let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Traces);
+            let mut pending: lru::LruCache<dns::Key, dns::legacy::Pending> = lru::LruCache::new(
+                std::num::NonZeroUsize::new(65_536).unwrap_or(std::num::NonZeroUsize::MIN),
+            );
+            measure(N, || {
+                let mut out = 0;
+                for [query, answer] in &lookups {
+                    // As the handler did: owned packets, parsed messages, the
+                    // context copied into the pending query.
+                    if let Ok(p) = dns::legacy::decode(query) {
+                        if let Ok(m) = tapio::dnsmsg::parse(&p.payload, cfg.max_answers) {
+                            if let Some(qn) = m.questions.first() {
+                                let c = &p.common;
+                                let ctx = ProcessContext {
+                                    owner: enricher.users.name(c.uid).map(str::to_string),
+                                    workload: enricher.workload(c.cgroup_id, c.pid),
+                                    info: None,
+                                };
+                                let key = dns::Key {
+                                    tuple: p.tuple,
+                                    transport: p.transport,
+                                    id: m.id,
+                                };
+                                pending.push(
+                                    key,
+                                    dns::legacy::Pending {
+                                        common: p.common.clone(),
+                                        ctx,
+                                        sent_boot_ns: c.ts_boot_ns,
+                                        name: qn.name.clone(),
+                                        qtype: qn.qtype,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    if let Ok(p) = dns::legacy::decode(answer) {
+                        if let Ok(m) = tapio::dnsmsg::parse(&p.payload, cfg.max_answers) {
                             let key = dns::Key {
                                 tuple: p.tuple,
                                 transport: p.transport,
                                 id: m.id,
                             };
-                            pending.push(
-                                key,
-                                dns::legacy::Pending {
-                                    common: p.common.clone(),
-                                    ctx,
-                                    sent_boot_ns: c.ts_boot_ns,
-                                    name: qn.name.clone(),
-                                    qtype: qn.qtype,
-                                },
-                            );
+                            if let Some(query) = pending.pop(&key) {
+                                let l = dns::legacy::Lookup {
+                                    key,
+                                    query,
+                                    response: Some(m),
+                                    end_boot_ns: p.common.ts_boot_ns,
+                                };
+                                q.push(dns::legacy::dns_query(
+                                    &l,
+                                    cfg.max_answers,
+                                    &clock,
+                                    &mut ids,
+                                ));
+                            }
                         }
                     }
+                    out += drain_old(&q, false, |s| spans_payload(&resource, s));
                 }
-                if let Ok(p) = dns::legacy::decode(answer) {
-                    if let Ok(m) = tapio::dnsmsg::parse(&p.payload, cfg.max_answers) {
-                        let key = dns::Key {
-                            tuple: p.tuple,
-                            transport: p.transport,
-                            id: m.id,
-                        };
-                        if let Some(query) = pending.pop(&key) {
-                            let l = dns::legacy::Lookup {
-                                key,
-                                query,
-                                response: Some(m),
-                                end_boot_ns: p.common.ts_boot_ns,
-                            };
-                            q.push(dns::legacy::dns_query(
-                                &l,
-                                cfg.max_answers,
-                                &clock,
-                                &mut ids,
-                            ));
-                        }
-                    }
-                }
-                out += drain_old(&q, false, |s| spans_payload(&resource, s));
-            }
-            out + drain_old(&q, true, |s| spans_payload(&resource, s))
-        })
-    };
-    let new = {
-        let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
-        let mut h = dns::Handler::new(
-            emitter,
-            telemetry.probe(dns::NAME),
-            cfg.clone(),
-            dns::DnsHistograms::default(),
-        );
-        h.clock = clock;
-        learn(&mut h.enricher);
-        let mut run = || {
-            let mut out = 0;
-            for [query, answer] in &lookups {
-                h.handle(query);
-                h.handle(answer);
-                out += drain_new(&batches, Signal::Traces, false);
-            }
-            out + drain_new(&batches, Signal::Traces, true)
+                out + drain_old(&q, true, |s| spans_payload(&resource, s))
+            })
         };
-        run();
-        measure(N, run)
-    };
-    rows.push(("DNS query+answer → dns.query span", old, new));
+        let new = {
+            let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
+            let mut h = dns::Handler::new(
+                emitter,
+                telemetry.probe(dns::NAME),
+                cfg.clone(),
+                dns::DnsHistograms::default(),
+            );
+            h.clock = clock;
+            learn(&mut h.enricher);
+            let mut run = || {
+                let mut out = 0;
+                for [query, answer] in &lookups {
+                    h.handle(query);
+                    h.handle(answer);
+                    out += drain_new(&batches, Signal::Traces, false);
+                }
+                out + drain_new(&batches, Signal::Traces, true)
+            };
+            run();
+            measure(N, run)
+        };
+        rows.push(("DNS query+answer → dns.query span", old, new));
+    }
 
     println!(
         "\nTapio userspace path per record, decode → enrich → encode → queue → batch → request bytes\n\

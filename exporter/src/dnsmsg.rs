@@ -8,7 +8,7 @@
 //! and the buffer.
 
 use std::fmt::{self, Write as _};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 /// Longest name in presentation form (RFC 1035: 255 octets on the wire).
 const MAX_NAME: usize = 255;
@@ -121,12 +121,18 @@ fn append_name(msg: &[u8], mut off: usize, name: &mut String) -> Result<usize, P
                 if name.len() > base {
                     name.push('.');
                 }
-                for &c in label {
-                    // Keep names printable; escape the rest like dig does.
-                    if c.is_ascii_graphic() && c != b'.' && c != b'\\' {
-                        name.push(c as char);
-                    } else {
-                        let _ = write!(name, "\\{c:03}");
+                let plain = |c: &u8| c.is_ascii_graphic() && *c != b'.' && *c != b'\\';
+                match std::str::from_utf8(label) {
+                    Ok(text) if text.bytes().all(|c| plain(&c)) => name.push_str(text),
+                    _ => {
+                        for &c in label {
+                            // Keep names printable; escape the rest like dig does.
+                            if plain(&c) {
+                                name.push(c as char);
+                            } else {
+                                let _ = write!(name, "\\{c:03}");
+                            }
+                        }
                     }
                 }
                 off += 1 + len;
@@ -160,7 +166,9 @@ fn rdata_into(msg: &[u8], rtype: u16, start: usize, len: usize, out: &mut String
     };
     match (rtype, len) {
         (1, 4) => {
-            let _ = write!(out, "{}", Ipv4Addr::new(d[0], d[1], d[2], d[3]));
+            let mut t = [0; 15];
+            let n = crate::otel::wire::ipv4_text([d[0], d[1], d[2], d[3]], &mut t);
+            out.push_str(std::str::from_utf8(&t[..n]).unwrap_or_default());
         }
         (28, 16) => {
             let mut a = [0u8; 16];
@@ -321,9 +329,10 @@ pub fn rcode_name(r: u8) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct TypeName(pub u16);
 
-impl fmt::Display for TypeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
+impl TypeName {
+    /// The name when it is a known one.
+    pub fn known(self) -> Option<&'static str> {
+        Some(match self.0 {
             1 => "A",
             2 => "NS",
             5 => "CNAME",
@@ -337,8 +346,17 @@ impl fmt::Display for TypeName {
             64 => "SVCB",
             65 => "HTTPS",
             255 => "ANY",
-            n => return write!(f, "TYPE{n}"),
+            _ => return None,
         })
+    }
+}
+
+impl fmt::Display for TypeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.known() {
+            Some(s) => f.write_str(s),
+            None => write!(f, "TYPE{}", self.0),
+        }
     }
 }
 
@@ -346,9 +364,10 @@ impl fmt::Display for TypeName {
 #[derive(Debug, Clone, Copy)]
 pub struct Rcode(pub u8);
 
-impl fmt::Display for Rcode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
+impl Rcode {
+    /// The name when it is a known one.
+    pub fn known(self) -> Option<&'static str> {
+        Some(match self.0 {
             0 => "NOERROR",
             1 => "FORMERR",
             2 => "SERVFAIL",
@@ -360,8 +379,17 @@ impl fmt::Display for Rcode {
             8 => "NXRRSET",
             9 => "NOTAUTH",
             10 => "NOTZONE",
-            n => return write!(f, "RCODE{n}"),
+            _ => return None,
         })
+    }
+}
+
+impl fmt::Display for Rcode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.known() {
+            Some(s) => f.write_str(s),
+            None => write!(f, "RCODE{}", self.0),
+        }
     }
 }
 

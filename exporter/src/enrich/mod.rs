@@ -125,6 +125,14 @@ impl Enricher {
         }
     }
 
+    /// Fill the workload cache for a task that may be gone when its record
+    /// is written (a DNS query's, answered later).
+    pub fn warm(&mut self, cgroup_id: u64, pid: u32) {
+        if pid != 0 && !self.workloads.contains(&cgroup_id) {
+            let _ = self.workload(cgroup_id, pid);
+        }
+    }
+
     /// Owner and workload of a task, borrowed from the caches (filled from
     /// /etc/passwd and /proc on a miss). Pid 0 (softirq) has neither.
     pub fn context(&mut self, uid: u32, cgroup_id: u64, pid: u32) -> Context<'_> {

@@ -71,8 +71,33 @@ pub fn rfc3339(unix_ns: u64) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Rfc3339(pub u64);
 
-impl std::fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Rfc3339 {
+    /// The text without the formatter (years 0000–9999, i.e. always for
+    /// a u64 of ns: those end in 2554).
+    pub fn bytes(&self) -> Option<[u8; 30]> {
+        let (y, m, d, sod, nanos) = self.civil();
+        if !(0..=9999).contains(&y) {
+            return None;
+        }
+        let mut out = *b"0000-00-00T00:00:00.000000000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y as u64);
+        put(5, 2, m as u64);
+        put(8, 2, d as u64);
+        put(11, 2, (sod / 3600) as u64);
+        put(14, 2, ((sod / 60) % 60) as u64);
+        put(17, 2, (sod % 60) as u64);
+        put(20, 9, nanos);
+        Some(out)
+    }
+
+    /// (year, month, day, second of day, nanoseconds).
+    fn civil(&self) -> (i64, i64, i64, i64, u64) {
         let unix_ns = self.0;
         let secs = (unix_ns / 1_000_000_000) as i64;
         let nanos = unix_ns % 1_000_000_000;
@@ -89,6 +114,13 @@ impl std::fmt::Display for Rfc3339 {
         let d = doy - (153 * mp + 2) / 5 + 1;
         let m = if mp < 10 { mp + 3 } else { mp - 9 };
         let y = if m <= 2 { y + 1 } else { y };
+        (y, m, d, sod, nanos)
+    }
+}
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (y, m, d, sod, nanos) = self.civil();
         write!(
             f,
             "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",

@@ -4,7 +4,7 @@
 use crate::probes::network::Tuple;
 use tapio_shared::{
     read_record, record_kind, tapio_dns_direction, tapio_dns_flags, tapio_dns_packet,
-    tapio_event_header, tapio_event_kind as kind,
+    tapio_event_header, tapio_event_kind as kind, tapio_tcp_tuple, TAPIO_DNS_PAYLOAD,
 };
 
 pub use crate::probes::DecodeError;
@@ -24,11 +24,11 @@ impl Transport {
     }
 }
 
-/// One captured packet, borrowed from its record.
+/// One captured packet, its payload borrowed from the ring-buffer record.
 #[derive(Debug, Clone, Copy)]
 pub struct Packet<'a> {
     /// The sending (query) or receiving (response) task.
-    pub hdr: &'a tapio_event_header,
+    pub hdr: tapio_event_header,
     pub response: bool,
     pub transport: Transport,
     /// Oriented client -> server.
@@ -39,34 +39,44 @@ pub struct Packet<'a> {
     pub not_captured: bool,
 }
 
-/// Decode one ring-buffer record of the dns probe; [`Packet::from`] reads
-/// it.
-pub fn decode(bytes: &[u8]) -> Result<tapio_dns_packet, DecodeError> {
+/// Decode one ring-buffer record of the dns probe. The fixed fields are
+/// copied out (checked length, unaligned reads); the payload, most of the
+/// record, is borrowed rather than copied.
+pub fn decode(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    use core::mem::{offset_of, size_of};
     let k = record_kind(bytes)?;
     if k != kind::TAPIO_EVENT_DNS_PACKET as u32 {
         return Err(DecodeError::UnknownKind(k));
     }
-    Ok(read_record(bytes)?)
-}
-
-impl<'a> From<&'a tapio_dns_packet> for Packet<'a> {
-    fn from(r: &'a tapio_dns_packet) -> Self {
-        let n = usize::from(r.payload_len).min(r.payload.len());
-        Packet {
-            hdr: &r.hdr,
-            response: u32::from(r.direction) == tapio_dns_direction::TAPIO_DNS_RESPONSE,
-            transport: if r.protocol == 6 {
-                Transport::Tcp
-            } else {
-                Transport::Udp
-            },
-            tuple: Tuple::from(&r.tuple),
-            payload: &r.payload[..n],
-            wire_len: r.wire_len,
-            truncated: u32::from(r.flags) & tapio_dns_flags::TAPIO_DNS_TRUNCATED != 0,
-            not_captured: u32::from(r.flags) & tapio_dns_flags::TAPIO_DNS_NOT_CAPTURED != 0,
-        }
+    let want = size_of::<tapio_dns_packet>();
+    if bytes.len() < want {
+        return Err(DecodeError::Short(tapio_shared::ShortRecord {
+            want,
+            got: bytes.len(),
+        }));
     }
+    let u16_at = |off: usize| u16::from_ne_bytes([bytes[off], bytes[off + 1]]);
+    let hdr: tapio_event_header = read_record(bytes)?;
+    let tuple: tapio_tcp_tuple = read_record(&bytes[offset_of!(tapio_dns_packet, tuple)..])?;
+    let flags = u32::from(u16_at(offset_of!(tapio_dns_packet, flags)));
+    let payload_at = offset_of!(tapio_dns_packet, payload);
+    let n = usize::from(u16_at(offset_of!(tapio_dns_packet, payload_len)))
+        .min(TAPIO_DNS_PAYLOAD as usize);
+    Ok(Packet {
+        hdr,
+        response: u32::from(bytes[offset_of!(tapio_dns_packet, direction)])
+            == tapio_dns_direction::TAPIO_DNS_RESPONSE,
+        transport: if bytes[offset_of!(tapio_dns_packet, protocol)] == 6 {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        },
+        tuple: Tuple::from(&tuple),
+        payload: &bytes[payload_at..payload_at + n],
+        wire_len: u16_at(offset_of!(tapio_dns_packet, wire_len)),
+        truncated: flags & tapio_dns_flags::TAPIO_DNS_TRUNCATED != 0,
+        not_captured: flags & tapio_dns_flags::TAPIO_DNS_NOT_CAPTURED != 0,
+    })
 }
 
 #[cfg(test)]
@@ -101,15 +111,27 @@ pub(crate) mod fixtures {
 mod tests {
     use super::{fixtures::packet, *};
     use crate::dnsmsg::{self, build};
+    use tapio_shared::tapio_dns_packet;
 
     #[test]
     fn decodes_packets() {
-        let r = decode(&packet(false, &build::query(5, "a.test", 1), 1)).unwrap();
-        let p = Packet::from(&r);
+        let bytes = packet(false, &build::query(5, "a.test", 1), 1);
+        let p = decode(&bytes).unwrap();
         assert!(!p.response);
         assert_eq!(p.transport, Transport::Udp);
         assert_eq!(p.tuple.remote_port, 53);
         assert_eq!(dnsmsg::parse(p.payload, 4).unwrap().id, 5);
         assert!(decode(&[0; 7]).is_err());
+        // A dns kind with a short body is short, not misread.
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Short(_))
+        ));
+        let mut resp = packet(true, &build::query(5, "a.test", 1), 1);
+        let at = core::mem::offset_of!(tapio_dns_packet, payload_len);
+        resp[at..at + 2].copy_from_slice(&9999u16.to_ne_bytes());
+        let p = decode(&resp).unwrap();
+        assert!(p.response);
+        assert_eq!(p.payload.len(), 512);
     }
 }

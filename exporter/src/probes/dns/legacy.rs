@@ -31,10 +31,9 @@ pub struct Packet {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
-    let raw = super::decode(bytes)?;
-    let p = super::Packet::from(&raw);
+    let p = super::decode(bytes)?;
     Ok(Packet {
-        common: Common::from(p.hdr),
+        common: Common::from(&p.hdr),
         response: p.response,
         transport: p.transport,
         tuple: p.tuple,

@@ -9,6 +9,7 @@ pub mod decode;
 #[cfg(any(test, feature = "legacy-mapper"))]
 pub mod legacy;
 pub mod otlp;
+mod pending;
 
 pub use decode::{decode, DecodeError, Packet, Transport};
 
@@ -18,10 +19,8 @@ use crate::{
     enrich::Enricher,
     telemetry::{Histogram, ProbeStats},
 };
-use lru::LruCache;
 use std::{
     collections::HashMap,
-    num::NonZeroUsize,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -166,11 +165,27 @@ pub const SPEC: ProbeSpec = ProbeSpec {
 const MAX_PENDING: usize = 65_536;
 
 /// Query ↔ response key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
     pub tuple: Tuple,
     pub transport: Transport,
     pub id: u16,
+}
+
+impl std::hash::Hash for Key {
+    /// One write of the key's bytes: SipHash pays per call, and the
+    /// derived Hash made nine.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let t = &self.tuple;
+        let mut b = [0u8; 39];
+        b[..16].copy_from_slice(&super::ip_to16(t.local));
+        b[16..32].copy_from_slice(&super::ip_to16(t.remote));
+        b[32..34].copy_from_slice(&t.local_port.to_ne_bytes());
+        b[34..36].copy_from_slice(&t.remote_port.to_ne_bytes());
+        b[36..38].copy_from_slice(&self.id.to_ne_bytes());
+        b[38] = u8::from(self.transport == Transport::Tcp);
+        state.write(&b);
+    }
 }
 
 /// A query waiting for its response.
@@ -227,12 +242,15 @@ pub struct Handler {
     pub ids: crate::otel::traces::IdGenerator,
     pub config: crate::config::DnsProbe,
     pub histograms: DnsHistograms,
-    pending: LruCache<Key, Pending>,
+    pending: pending::PendingQueries,
     sample_threshold: u32,
     /// Queries and responses are parsed into these (one each, so each
     /// keeps the shape, and the strings, of its kind of message).
     messages: [dnsmsg::Message; 2],
     spare_names: Vec<String>,
+    /// The histograms this handler has recorded into, by rcode (16: timed
+    /// out) and transport: found in the shared map once, not per lookup.
+    local_histograms: [[Option<Arc<Histogram>>; 2]; 17],
 }
 
 impl Handler {
@@ -251,9 +269,10 @@ impl Handler {
             sample_threshold: super::sample_threshold(config.sample_rate),
             config,
             histograms,
-            pending: LruCache::new(NonZeroUsize::new(MAX_PENDING).unwrap_or(NonZeroUsize::MIN)),
+            pending: pending::PendingQueries::new(MAX_PENDING),
             messages: Default::default(),
             spare_names: Vec::new(),
+            local_histograms: Default::default(),
         }
     }
 
@@ -277,21 +296,19 @@ impl Handler {
         if self.pending.contains(&key) {
             return;
         }
-        // Fill the caches now, while the querying task is alive.
-        let _ = self.enricher.context(p.hdr.uid, p.hdr.cgroup_id, p.hdr.pid);
+        // Fill the workload cache now, while the querying task is alive.
+        self.enricher.warm(p.hdr.cgroup_id, p.hdr.pid);
         let mut name = self.spare_names.pop().unwrap_or_default();
         name.clear();
         name.push_str(&q.name);
         let pending = Pending {
-            hdr: *p.hdr,
+            hdr: p.hdr,
             sent_boot_ns: p.hdr.ts_ns,
             name,
             qtype: q.qtype,
         };
-        if let Some((old, evicted)) = self.pending.push(key, pending) {
-            if old != key {
-                self.stats.lose("pending_evicted", 1);
-            }
+        if let Some((_, evicted)) = self.pending.insert(key, pending) {
+            self.stats.lose("pending_evicted", 1);
             self.recycle(evicted);
         }
     }
@@ -302,7 +319,7 @@ impl Handler {
             transport: p.transport,
             id: msg.id,
         };
-        let Some(query) = self.pending.pop(&key) else {
+        let Some(query) = self.pending.remove(&key) else {
             // Tapio started after the query, or the query was not captured.
             self.stats.lose("unmatched", 1);
             return;
@@ -318,10 +335,13 @@ impl Handler {
     fn finish(&mut self, l: Lookup<'_>) {
         let dur = l.end_boot_ns.saturating_sub(l.query.sent_boot_ns);
         let rcode = l.rcode();
-        let h = {
+        // An rcode is 4 bits.
+        let row = rcode.map_or(16, |r| usize::from(r & 0xF));
+        let col = usize::from(l.key.transport == Transport::Tcp);
+        let h = self.local_histograms[row][col].get_or_insert_with(|| {
             let mut hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
             hs.entry((rcode, l.key.transport)).or_default().clone()
-        };
+        });
         h.record_ns(dur);
         let always = rcode != Some(0) || dur >= self.config.slow_threshold.as_nanos() as u64;
         let sampled =
@@ -340,15 +360,11 @@ impl Handler {
     fn expire(&mut self) {
         let now = crate::clock::boot_ns();
         let timeout = self.config.timeout.as_nanos() as u64;
-        // Queries enter in time order and are never touched again, so the
-        // least recently used entry is the oldest.
-        while let Some((_, p)) = self.pending.peek_lru() {
-            if now.saturating_sub(p.sent_boot_ns) < timeout {
-                break;
-            }
-            let Some((key, query)) = self.pending.pop_lru() else {
-                break;
-            };
+        // Queries enter in time order, so the first is the oldest.
+        while let Some((key, query)) = self
+            .pending
+            .pop_oldest_if(|sent| now.saturating_sub(sent) >= timeout)
+        {
             let end = query.sent_boot_ns + timeout;
             self.finish(Lookup {
                 key,
@@ -382,10 +398,9 @@ impl crate::reader::RecordHandler for Handler {
     }
 
     fn handle(&mut self, record: &[u8]) {
-        let Some(raw) = self.stats.decoded(decode(record)) else {
+        let Some(p) = self.stats.decoded(decode(record)) else {
             return;
         };
-        let p = Packet::from(&raw);
         tracing::debug!(probe = NAME, pid = p.hdr.pid, response = p.response, transport = ?p.transport, tuple = ?p.tuple, len = p.payload.len(), "packet");
         if p.not_captured {
             self.stats.lose("not_captured", 1);

@@ -49,13 +49,24 @@ pub fn query(
     connection_attrs(&mut w, &l.key.tuple, true, l.key.transport.name());
     process_attrs(&mut w, &l.query.hdr, ctx);
     w.str(attr::DNS_QUESTION_NAME, &l.query.name);
-    w.display(attr::DNS_QUESTION_TYPE, TypeName(l.query.qtype));
+    match TypeName(l.query.qtype).known() {
+        Some(t) => w.str(attr::DNS_QUESTION_TYPE, t),
+        None => w.display(attr::DNS_QUESTION_TYPE, TypeName(l.query.qtype)),
+    }
     w.int(attr::TAPIO_DNS_ID, i64::from(l.key.id));
     if let Some(m) = l.response {
-        w.display(attr::DNS_RESPONSE_CODE, Rcode(m.rcode));
+        match Rcode(m.rcode).known() {
+            Some(r) => w.str(attr::DNS_RESPONSE_CODE, r),
+            None => w.display(attr::DNS_RESPONSE_CODE, Rcode(m.rcode)),
+        }
         w.str_array(attr::DNS_ANSWERS, |arr| {
             for a in m.answers.iter().take(max_answers) {
-                arr.display(format_args!("{} {} {}", a.name, TypeName(a.rtype), a.data));
+                match TypeName(a.rtype).known() {
+                    Some(t) => arr.concat(&[&a.name, " ", t, " ", &a.data]),
+                    None => {
+                        arr.display(format_args!("{} {} {}", a.name, TypeName(a.rtype), a.data))
+                    }
+                }
             }
         });
         if m.answers_cut {
@@ -78,7 +89,7 @@ pub fn query(
 mod tests {
     //! The direct encoder against the mapping it replaced (`legacy`), on
     //! the same lookups and ids: equal bytes, equal decoded messages.
-    use super::super::{decode::fixtures::packet, legacy, Key, Packet, Pending, Transport};
+    use super::super::{decode::fixtures::packet, legacy, Key, Pending, Transport};
     use super::*;
     use crate::dnsmsg::{self, build};
     use crate::enrich::cgroup;
@@ -103,13 +114,12 @@ mod tests {
     fn query_matches_the_old_mapping() {
         let clock = WallClock::with_offset(3_000_000_000);
         let wl = cgroup::from_names(&format!("docker-{}.scope", "b".repeat(64)), "system.slice");
-        let raw = super::super::decode(&packet(
+        let bytes = packet(
             false,
             &build::query(7, "alias.tapio.test", 1),
             1_000_000_000,
-        ))
-        .unwrap();
-        let p = Packet::from(&raw);
+        );
+        let p = super::super::decode(&bytes).unwrap();
         for (max, response) in responses()
             .into_iter()
             .flat_map(|r| [(16, r.clone()), (1, r)])
@@ -123,7 +133,7 @@ mod tests {
             let l = Lookup {
                 key,
                 query: Pending {
-                    hdr: *p.hdr,
+                    hdr: p.hdr,
                     sent_boot_ns: p.hdr.ts_ns,
                     name: "alias.tapio.test".into(),
                     qtype: 1,
@@ -134,7 +144,7 @@ mod tests {
             let old = legacy::Lookup {
                 key,
                 query: legacy::Pending {
-                    common: Common::from(p.hdr),
+                    common: Common::from(&p.hdr),
                     ctx: ProcessContext {
                         owner: Some("root".into()),
                         workload: wl.clone(),

@@ -23,9 +23,9 @@ pub fn connection_attrs(w: &mut RecordWriter<'_>, t: &Tuple, outbound: bool, tra
     };
     w.str(attr::NETWORK_TRANSPORT, transport);
     w.str(attr::NETWORK_TYPE, t.network_type());
-    w.display(attr::SERVER_ADDRESS, server);
+    w.ip(attr::SERVER_ADDRESS, server);
     w.int(attr::SERVER_PORT, i64::from(server_port));
-    w.display(attr::CLIENT_ADDRESS, client);
+    w.ip(attr::CLIENT_ADDRESS, client);
     w.int(attr::CLIENT_PORT, i64::from(client_port));
 }
 

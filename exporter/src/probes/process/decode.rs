@@ -11,17 +11,68 @@ use tapio_shared::{
 
 pub use crate::probes::DecodeError;
 
-/// One process record. Lives on the stack for one record's handling:
-/// boxing the large exec variant would allocate per record.
+/// One process record.
 #[derive(Clone)]
-#[allow(clippy::large_enum_variant)]
-pub enum Record {
-    Exec(tapio_process_exec),
+pub enum Record<'a> {
+    Exec(Exec<'a>),
     Exit(tapio_process_exit),
     Fork(tapio_process_fork),
 }
 
-impl Record {
+/// An exec record: its fixed fields copied out, its text (1.5 KiB of
+/// paths, arguments and cgroup names, most of the record) borrowed from
+/// the ring-buffer bytes rather than copied.
+#[derive(Clone)]
+pub struct Exec<'a> {
+    pub hdr: tapio_event_header,
+    /// CLOCK_BOOTTIME ns the process started.
+    pub start_ns: u64,
+    pub flags: u32,
+    pub filename_len: u16,
+    pub args_len: u16,
+    /// The whole record (at least `size_of::<tapio_process_exec>()`).
+    bytes: &'a [u8],
+}
+
+impl<'a> Exec<'a> {
+    fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        use core::mem::{offset_of, size_of};
+        let want = size_of::<tapio_process_exec>();
+        if bytes.len() < want {
+            return Err(DecodeError::Short(tapio_shared::ShortRecord {
+                want,
+                got: bytes.len(),
+            }));
+        }
+        let at = |off: usize, n: usize| &bytes[off..off + n];
+        let u16_at = |off| u16::from_ne_bytes([bytes[off], bytes[off + 1]]);
+        let mut u32b = [0u8; 4];
+        u32b.copy_from_slice(at(offset_of!(tapio_process_exec, flags), 4));
+        let mut u64b = [0u8; 8];
+        u64b.copy_from_slice(at(offset_of!(tapio_process_exec, start_ns), 8));
+        Ok(Self {
+            hdr: read_record(bytes)?,
+            start_ns: u64::from_ne_bytes(u64b),
+            flags: u32::from_ne_bytes(u32b),
+            filename_len: u16_at(offset_of!(tapio_process_exec, filename_len)),
+            args_len: u16_at(offset_of!(tapio_process_exec, args_len)),
+            bytes: &bytes[..want],
+        })
+    }
+
+    /// The char array field at `off` of `len` bytes.
+    fn chars(&self, off: usize, len: usize) -> &'a [u8] {
+        &self.bytes[off..off + len]
+    }
+}
+
+/// Bytes up to `len` or the first NUL.
+fn until_nul(b: &[u8], len: usize) -> &[u8] {
+    let b = &b[..len.min(b.len())];
+    b.iter().position(|c| *c == 0).map_or(b, |n| &b[..n])
+}
+
+impl Record<'_> {
     pub fn header(&self) -> &tapio_event_header {
         match self {
             Record::Exec(r) => &r.hdr,
@@ -32,10 +83,10 @@ impl Record {
 }
 
 /// Decode one ring-buffer record of the process probe.
-pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
     let k = record_kind(bytes)?;
     if k == kind::TAPIO_EVENT_PROCESS_EXEC as u32 {
-        Ok(Record::Exec(read_record(bytes)?))
+        Ok(Record::Exec(Exec::parse(bytes)?))
     } else if k == kind::TAPIO_EVENT_PROCESS_EXIT as u32 {
         Ok(Record::Exit(read_record(bytes)?))
     } else if k == kind::TAPIO_EVENT_PROCESS_FORK as u32 {
@@ -45,18 +96,13 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     }
 }
 
-/// A C char array as bytes, at most `len` of them.
-pub fn raw(chars: &[core::ffi::c_char], len: usize) -> &[u8] {
+/// Text of a C char array: up to `len` bytes or the first NUL.
+pub fn text(chars: &[core::ffi::c_char], len: usize) -> &[u8] {
     let n = len.min(chars.len());
     // SAFETY: c_char and u8 have the same size and alignment, and every
     // bit pattern is a valid u8.
-    unsafe { core::slice::from_raw_parts(chars.as_ptr().cast::<u8>(), n) }
-}
-
-/// Text of a C char array: up to `len` bytes or the first NUL.
-pub fn text(chars: &[core::ffi::c_char], len: usize) -> &[u8] {
-    let b = raw(chars, len);
-    b.iter().position(|c| *c == 0).map_or(b, |n| &b[..n])
+    let b = unsafe { core::slice::from_raw_parts(chars.as_ptr().cast::<u8>(), n) };
+    until_nul(b, n)
 }
 
 /// The task's comm.
@@ -75,18 +121,32 @@ pub trait ExecExt {
     fn truncated(&self) -> bool;
 }
 
-impl ExecExt for tapio_process_exec {
+macro_rules! field {
+    ($name:ident, $len:expr) => {
+        (
+            core::mem::offset_of!(tapio_process_exec, $name),
+            $len as usize,
+        )
+    };
+}
+
+impl ExecExt for Exec<'_> {
     fn filename(&self) -> &[u8] {
-        text(&self.filename, usize::from(self.filename_len))
+        let (off, n) = field!(filename, tapio_shared::TAPIO_PATH_LEN);
+        until_nul(self.chars(off, n), usize::from(self.filename_len))
     }
     fn args(&self) -> &[u8] {
-        raw(&self.args, usize::from(self.args_len))
+        let (off, n) = field!(args, tapio_shared::TAPIO_ARGS_LEN);
+        let b = self.chars(off, n);
+        &b[..usize::from(self.args_len).min(n)]
     }
     fn cgroup_leaf(&self) -> &[u8] {
-        text(&self.cgroup_leaf, self.cgroup_leaf.len())
+        let (off, n) = field!(cgroup_leaf, tapio_shared::TAPIO_CGROUP_NAME_LEN);
+        until_nul(self.chars(off, n), n)
     }
     fn cgroup_parent(&self) -> &[u8] {
-        text(&self.cgroup_parent, self.cgroup_parent.len())
+        let (off, n) = field!(cgroup_parent, tapio_shared::TAPIO_CGROUP_NAME_LEN);
+        until_nul(self.chars(off, n), n)
     }
     fn truncated(&self) -> bool {
         self.flags & (flags::TAPIO_EXEC_FILENAME_TRUNCATED | flags::TAPIO_EXEC_ARGS_TRUNCATED) != 0
@@ -96,6 +156,27 @@ impl ExecExt for tapio_process_exec {
 /// The command line the way `ps` shows it: the arguments joined by spaces
 /// (empty ones skipped), replacement characters for what is not UTF-8.
 pub struct CommandLine<'a>(pub &'a [u8]);
+
+impl CommandLine<'_> {
+    /// Append the command line to `out` (the formatter only for text that
+    /// is not UTF-8).
+    pub fn write_to(&self, out: &mut String) {
+        let mut first = true;
+        for a in self.0.split(|b| *b == 0).filter(|a| !a.is_empty()) {
+            if !first {
+                out.push(' ');
+            }
+            first = false;
+            match std::str::from_utf8(a) {
+                Ok(s) => out.push_str(s),
+                Err(_) => {
+                    use std::fmt::Write as _;
+                    let _ = write!(out, "{}", Lossy(a));
+                }
+            }
+        }
+    }
+}
 
 impl fmt::Display for CommandLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -244,8 +325,17 @@ mod tests {
 
     #[test]
     fn command_line_skips_empty_args_and_replaces_bad_utf8() {
-        assert_eq!(CommandLine(b"a\0\0b\xff\0").to_string(), "a b\u{fffd}");
-        assert_eq!(CommandLine(b"").to_string(), "");
+        for (raw, want) in [
+            (&b"a\0\0b\xff\0"[..], "a b\u{fffd}"),
+            (b"", ""),
+            (b"\0\0x", "x"),
+            (b"ls\0-l\0", "ls -l"),
+        ] {
+            assert_eq!(CommandLine(raw).to_string(), want);
+            let mut s = String::new();
+            CommandLine(raw).write_to(&mut s);
+            assert_eq!(s, want);
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use decode::{decode, Common, DecodeError, Record};
 use super::{Attach, ProbeSpec, Variant};
 use decode::{CommandLine, ExecExt};
 use std::fmt::Write as _;
-use tapio_shared::{tapio_process_exec, tapio_process_exit, tapio_process_fork};
+use tapio_shared::{tapio_process_exit, tapio_process_fork};
 
 pub const NAME: &str = "process";
 
@@ -79,7 +79,7 @@ impl Handler {
 
     /// What the exec ran, into a recycled ProcessInfo: the executable's
     /// path and the command line.
-    fn resolve(&mut self, r: &tapio_process_exec) -> crate::enrich::ProcessInfo {
+    fn resolve(&mut self, r: &decode::Exec<'_>) -> crate::enrich::ProcessInfo {
         let mut info = self.enricher.spare_info();
         let filename = r.filename();
         // execve's path argument may be relative; the kernel's view of the
@@ -87,21 +87,19 @@ impl Handler {
         let linked = (!filename.starts_with(b"/"))
             .then(|| std::fs::read_link(format!("/proc/{}/exe", r.hdr.pid)).ok())
             .flatten();
-        match linked {
-            Some(p) => info.executable_path.push_str(&p.to_string_lossy()),
-            None => {
-                let _ = write!(
-                    info.executable_path,
-                    "{}",
-                    crate::otel::wire::Lossy(filename)
-                );
+        match (linked, std::str::from_utf8(filename)) {
+            (Some(p), _) => info.executable_path.push_str(&p.to_string_lossy()),
+            (None, Ok(f)) => info.executable_path.push_str(f),
+            (None, Err(_)) => {
+                let lossy = crate::otel::wire::Lossy(filename);
+                let _ = write!(info.executable_path, "{lossy}");
             }
         }
-        let _ = write!(info.command_line, "{}", CommandLine(r.args()));
+        CommandLine(r.args()).write_to(&mut info.command_line);
         info
     }
 
-    fn exec(&mut self, r: &tapio_process_exec, observed: u64) {
+    fn exec(&mut self, r: &decode::Exec<'_>, observed: u64) {
         let h = &r.hdr;
         self.enricher
             .learn_cgroup_names(h.cgroup_id, r.cgroup_leaf(), r.cgroup_parent());

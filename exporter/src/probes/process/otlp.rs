@@ -2,18 +2,15 @@
 //! `process.fork`), written straight from the kernel record into protobuf.
 //! The one place these records' names and shapes are decided.
 
-use super::decode::{comm, ExecExt};
+use super::decode::{comm, Exec, ExecExt};
 use crate::clock::WallClock;
 use crate::enrich::{Context, ProcessInfo};
 use crate::otel::{
     names::{attr, event},
     wire::{Encoder, Lossy, RecordWriter, Severity},
-    Rfc3339,
 };
 use std::fmt;
-use tapio_shared::{
-    tapio_event_header, tapio_process_exec, tapio_process_exit, tapio_process_fork,
-};
+use tapio_shared::{tapio_event_header, tapio_process_exit, tapio_process_fork};
 
 /// The attributes of the task a record describes and what enrichment added
 /// (owner, container, pod, systemd unit). Every probe's records carry them.
@@ -44,21 +41,18 @@ pub fn process_attrs(w: &mut RecordWriter<'_>, h: &tapio_event_header, ctx: &Con
 /// path, the command line), also remembered for the exit.
 pub fn exec(
     enc: &mut Encoder,
-    r: &tapio_process_exec,
+    r: &Exec<'_>,
     info: &ProcessInfo,
     ctx: &Context<'_>,
     clock: &WallClock,
     observed: u64,
 ) {
     let mut w = enc.log(clock.to_unix_ns(r.hdr.ts_ns), Severity::Info);
-    w.body(format_args!("exec {}", info.command_line));
+    w.body_concat(&["exec ", &info.command_line]);
     process_attrs(&mut w, &r.hdr, ctx);
     w.str(attr::PROCESS_EXECUTABLE_PATH, &info.executable_path);
     w.str(attr::PROCESS_COMMAND_LINE, &info.command_line);
-    w.display(
-        attr::PROCESS_CREATION_TIME,
-        Rfc3339(clock.to_unix_ns(r.start_ns)),
-    );
+    w.time(attr::PROCESS_CREATION_TIME, clock.to_unix_ns(r.start_ns));
     if r.truncated() {
         w.bool(attr::TAPIO_TRUNCATED, true);
     }
@@ -124,12 +118,9 @@ pub fn exit(
     }
     process_attrs(&mut w, &r.hdr, ctx);
     w.int(attr::PROCESS_EXIT_CODE, i64::from(r.exit_code));
-    w.display(attr::PROCESS_EXIT_TIME, Rfc3339(end));
+    w.time(attr::PROCESS_EXIT_TIME, end);
     if r.start_ns > 0 {
-        w.display(
-            attr::PROCESS_CREATION_TIME,
-            Rfc3339(clock.to_unix_ns(r.start_ns)),
-        );
+        w.time(attr::PROCESS_CREATION_TIME, clock.to_unix_ns(r.start_ns));
         let secs = r.hdr.ts_ns.saturating_sub(r.start_ns) as f64 / 1e9;
         w.f64(attr::TAPIO_PROCESS_DURATION, secs);
     }
