@@ -2,11 +2,16 @@
 //! backoff, and one sink. Nothing is dropped without being counted in
 //! `tapio.export.dropped`; memory is bounded by the queue capacities.
 //!
+//! Records arrive already encoded as protobuf (the probes' direct encoders,
+//! or prost for the probes still building opentelemetry-proto messages); a
+//! batch is framed in place with the resource and scope encoded once, and
+//! the sinks send those bytes as they are.
+//!
 //! Why not the opentelemetry_sdk batch processors: measured on this kind of
 //! machine they delivered 2–4 % of a 200k-span burst with default settings
-//! and did not report the drops, at ≈3.1 µs/span. Building
-//! `opentelemetry-proto` messages directly and batching them here costs
-//! ≈1.2 µs/span and every drop is counted (see `bench/`).
+//! and did not report the drops, at ≈3.1 µs/span. The direct encoders cost
+//! 0.4–0.8 µs per record end to end with no allocation per record, and every
+//! drop is counted (`benches/export_path.rs`).
 
 pub mod grpc;
 pub mod http;
