@@ -1,25 +1,75 @@
-//! CPU cost per record of Tapio's userspace path, on N exec records as the
-//! kernel writes them (no root needed):
+//! CPU cost and heap allocations per record of Tapio's userspace path, end
+//! to end, for exec, connect and DNS records as the kernel writes them (no
+//! root needed):
 //!
-//!   decode → map to an OTLP LogRecord → bounded queue → batch → encode
+//!   decode → enrich → map/encode → bounded queue → batch → request bytes
 //!
-//! next to a baseline measured in the same run: protobuf-encoding the same
-//! number of ready-made LogRecords (the floor any OTLP exporter pays).
-//! Prints figures; asserts nothing.  `cargo bench -p tapio --bench export_path`
+//! Two paths in the same run:
+//! - old: owned events mapped to opentelemetry-proto messages, queued,
+//!   batched and prost-encoded (the `legacy` mappers, as the handlers ran
+//!   them before the direct encoder);
+//! - new: the probes' real handlers, writing protobuf straight from the
+//!   record into the exporter's queue, batches framed in place.
+//!
+//! A counting global allocator gives allocations per record (the new path
+//! is measured after a warm-up run, i.e. in the steady state). Prints a
+//! table; asserts nothing.
+//!
+//!   cargo bench -p tapio --features legacy-mapper --bench export_path
 
 use prost::Message;
-use std::time::Instant;
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::Instant,
+};
 use tapio::{
     clock::WallClock,
-    export::{logs_payload, queue::BoundedQueue, sink::Payload},
-    otel::logs::{process_exec, ProcessContext},
-    probes::process::{decode, ProcessEvent},
+    enrich::{Enricher, ProcessInfo},
+    export::{logs_payload, queue::BoundedQueue, sink::Payload, spans_payload, Batches, Emitter},
+    otel::{logs::ProcessContext, traces::IdGenerator},
+    probes::{dns, network, process},
+    reader::RecordHandler,
     telemetry::{Signal, Telemetry},
 };
-use tapio_shared::{as_bytes, tapio_event_kind, tapio_process_exec};
+use tapio_shared::{
+    as_bytes, tapio_dns_packet, tapio_event_header, tapio_event_kind as kind, tapio_process_exec,
+    tapio_tcp_connect, tapio_tcp_tuple,
+};
 
-const N: usize = 200_000;
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator, counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Records per run (DNS: lookups, two records each).
+const N: usize = 100_000;
 const BATCH: usize = 512;
+const RUNS: usize = 5;
 
 fn cpu_secs() -> f64 {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -29,18 +79,33 @@ fn cpu_secs() -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-fn record(i: usize) -> Vec<u8> {
-    let mut r = tapio_process_exec::default();
-    r.hdr.kind = tapio_event_kind::TAPIO_EVENT_PROCESS_EXEC as u32;
-    r.hdr.pid = 1000 + i as u32;
-    r.hdr.ppid = 1;
-    r.hdr.ts_ns = 1_000_000_000 + i as u64;
-    let put = |dst: &mut [core::ffi::c_char], s: &[u8]| {
-        for (d, b) in dst.iter_mut().zip(s) {
-            *d = *b as core::ffi::c_char;
-        }
+fn put(dst: &mut [core::ffi::c_char], s: &[u8]) {
+    for (d, b) in dst.iter_mut().zip(s) {
+        *d = *b as core::ffi::c_char;
+    }
+}
+
+fn header(k: kind, i: usize) -> tapio_event_header {
+    let mut h = tapio_event_header {
+        kind: k as u32,
+        pid: 1000 + (i % 20_000) as u32,
+        tid: 1000 + (i % 20_000) as u32,
+        ppid: 1,
+        ts_ns: 1_000_000_000 + i as u64,
+        // One container's cgroup: what enrichment caches.
+        cgroup_id: 4242,
+        ..Default::default()
     };
-    put(&mut r.hdr.comm, b"curl\0");
+    put(&mut h.comm, b"curl\0");
+    h
+}
+
+fn exec_record(i: usize) -> Vec<u8> {
+    let mut r = tapio_process_exec {
+        hdr: header(kind::TAPIO_EVENT_PROCESS_EXEC, i),
+        start_ns: 900_000_000,
+        ..Default::default()
+    };
     let path = b"/usr/bin/curl";
     put(&mut r.filename, path);
     r.filename_len = path.len() as u16;
@@ -58,114 +123,409 @@ fn record(i: usize) -> Vec<u8> {
     as_bytes(&r).to_vec()
 }
 
-const RUNS: usize = 5;
+fn tuple(sport: u16, dport: u16) -> tapio_tcp_tuple {
+    let mut t = tapio_tcp_tuple {
+        family: tapio_shared::tapio_family::TAPIO_AF_INET as u16,
+        sport,
+        dport,
+        ..Default::default()
+    };
+    t.saddr[10..].copy_from_slice(&[0xff, 0xff, 198, 18, 0, 1]);
+    t.daddr[10..].copy_from_slice(&[0xff, 0xff, 198, 18, 0, 2]);
+    t
+}
 
-/// Median over RUNS of CPU µs per record.
-fn measure(name: &str, f: impl Fn() -> usize) -> f64 {
-    let mut runs = Vec::new();
-    let mut bytes = 0;
-    for _ in 0..RUNS {
-        let c0 = cpu_secs();
-        let w0 = Instant::now();
-        bytes = f();
-        runs.push((
-            (cpu_secs() - c0) * 1e6 / N as f64,
-            w0.elapsed().as_secs_f64() * 1e3,
-        ));
+fn connect_record(i: usize) -> Vec<u8> {
+    // One in ten refused: the error span has more to say.
+    let refused = i.is_multiple_of(10);
+    let r = tapio_tcp_connect {
+        hdr: header(kind::TAPIO_EVENT_TCP_CONNECT, i),
+        start_ns: 1_000_000_000 + i as u64,
+        end_ns: 1_000_200_000 + i as u64,
+        sock_cookie: i as u64,
+        outcome: if refused {
+            tapio_shared::tapio_tcp_outcome::TAPIO_TCP_REFUSED
+        } else {
+            tapio_shared::tapio_tcp_outcome::TAPIO_TCP_OK
+        },
+        error: if refused { 111 } else { 0 },
+        tuple: tuple(40_000 + (i % 20_000) as u16, 443),
+    };
+    as_bytes(&r).to_vec()
+}
+
+fn dns_name(v: &mut Vec<u8>, name: &str) {
+    for l in name.split('.') {
+        v.push(l.len() as u8);
+        v.extend_from_slice(l.as_bytes());
     }
-    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (us, wall) = runs[RUNS / 2];
-    println!(
-        "{name:<44} {us:>7.3} µs/record CPU  ({wall:.0} ms wall, {:.1} MB out)",
-        bytes as f64 / 1e6
-    );
-    us
+    v.push(0);
+}
+
+/// A query for `api.tapio.test` A and its answer (one CNAME, one A).
+fn dns_records(i: usize) -> [Vec<u8>; 2] {
+    let id = (i % 65_536) as u16;
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    dns_name(&mut q, "api.tapio.test");
+    q.extend_from_slice(&[0, 1, 0, 1]);
+    let mut a = q.clone();
+    a[2] = 0x81;
+    a[3] = 0x80;
+    a[7] = 2;
+    a.extend_from_slice(&[0xC0, 12, 0, 5, 0, 1, 0, 0, 0, 60]);
+    let mut target = Vec::new();
+    dns_name(&mut target, "lb.tapio.test");
+    a.extend_from_slice(&(target.len() as u16).to_be_bytes());
+    let toff = a.len();
+    a.extend(target);
+    a.extend_from_slice(&[
+        0xC0, toff as u8, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 0, 53,
+    ]);
+    let packet = |response: bool, payload: &[u8], ts: u64| {
+        let mut hdr = header(kind::TAPIO_EVENT_DNS_PACKET, i);
+        hdr.ts_ns = ts;
+        let mut r = tapio_dns_packet {
+            hdr,
+            payload_len: payload.len() as u16,
+            wire_len: payload.len() as u16,
+            direction: u8::from(response),
+            protocol: 17,
+            flags: 0,
+            tuple: tuple(30_000 + (i / 65_536) as u16, 53),
+            payload: [0; 512],
+        };
+        r.payload[..payload.len()].copy_from_slice(payload);
+        as_bytes(&r).to_vec()
+    };
+    let t = 1_000_000_000 + 10 * i as u64;
+    [packet(false, &q, t), packet(true, &a, t + 300_000)]
+}
+
+/// One measured run: CPU µs and allocations per record, bytes out.
+#[derive(Clone, Copy)]
+struct Run {
+    us: f64,
+    allocs: f64,
+    bytes: usize,
+}
+
+/// Median over RUNS (by CPU) of `f`, which handles `n` records.
+fn measure(n: usize, mut f: impl FnMut() -> usize) -> Run {
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        let a0 = ALLOCS.load(Relaxed);
+        let c0 = cpu_secs();
+        let _w0 = Instant::now();
+        let bytes = f();
+        runs.push(Run {
+            us: (cpu_secs() - c0) * 1e6 / n as f64,
+            allocs: (ALLOCS.load(Relaxed) - a0) as f64 / n as f64,
+            bytes,
+        });
+    }
+    runs.sort_by(|a, b| a.us.total_cmp(&b.us));
+    runs[RUNS / 2]
+}
+
+/// Drain the old path's queue into prost-encoded requests.
+fn drain_old<T: Clone>(q: &BoundedQueue<T>, all: bool, build: impl Fn(Vec<T>) -> Payload) -> usize {
+    let mut out = 0;
+    while q.len() >= BATCH || (all && !q.is_empty()) {
+        out += match build(q.take(BATCH)) {
+            Payload::Logs(r) => r.encode_to_vec().len(),
+            Payload::Traces(r) => r.encode_to_vec().len(),
+            _ => 0,
+        };
+    }
+    out
+}
+
+/// Drain the new path's queue: framed requests, handed back after "send".
+fn drain_new(b: &Batches, s: Signal, all: bool) -> usize {
+    let mut out = 0;
+    while b.len(s) >= BATCH || (all && b.len(s) > 0) {
+        let Some((p, _)) = b.take(s) else { break };
+        if let Payload::Encoded(e) = &p {
+            out += std::hint::black_box(e.bytes()).len();
+        }
+        b.recycle(p);
+    }
+    out
 }
 
 fn main() {
-    let records: Vec<Vec<u8>> = (0..N).map(record).collect();
-    let clock = WallClock::sample();
-    let ctx = |e: &tapio::probes::process::Exec| ProcessContext {
-        owner: Some("root".into()),
-        workload: tapio::enrich::cgroup::from_names(&e.cgroup_leaf, &e.cgroup_parent),
-        info: None,
-    };
-    let resource = tapio::otel::resource::build(&[]);
-
-    // Baseline: encoding ready-made records, nothing else.
-    let ready: Vec<_> = records
-        .iter()
-        .map(|b| match decode(b) {
-            Ok(ProcessEvent::Exec(e)) => process_exec(&e, &e.filename, &ctx(&e), &clock, 0),
-            _ => unreachable!(),
-        })
-        .collect();
-    let batches: Vec<Payload> = ready
-        .chunks(BATCH)
-        .map(|c| logs_payload(&resource, c.to_vec()))
-        .collect();
-    drop(ready);
-    let base = measure("baseline: protobuf-encode ready requests", || {
-        batches
-            .iter()
-            .map(|p| match p {
-                Payload::Logs(req) => req.encode_to_vec().len(),
-                _ => 0,
-            })
-            .sum()
-    });
-    drop(batches);
-
+    // EXPORT_PATH_ONLY=new: only the new path (for profiling).
+    let only_new = std::env::var("EXPORT_PATH_ONLY").is_ok_and(|v| v == "new");
+    // EXPORT_PATH_KIND=exec|connect|dns: one kind only.
+    let kind = std::env::var("EXPORT_PATH_KIND").unwrap_or_default();
+    let want = |k: &str| kind.is_empty() || kind == k;
     let telemetry = Telemetry::new(0);
-    let full = measure("tapio: decode+map+queue+batch+protobuf", || {
-        let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Logs);
-        let mut out = 0;
-        for b in &records {
-            if let Ok(ProcessEvent::Exec(e)) = decode(b) {
-                q.push(process_exec(&e, &e.filename, &ctx(&e), &clock, 0));
-            }
-            if q.len() >= BATCH {
-                if let Payload::Logs(req) = logs_payload(&resource, q.take(BATCH)) {
-                    out += req.encode_to_vec().len();
-                }
-            }
-        }
-        while !q.is_empty() {
-            if let Payload::Logs(req) = logs_payload(&resource, q.take(BATCH)) {
-                out += req.encode_to_vec().len();
-            }
-        }
-        out
-    });
+    let resource = tapio::otel::resource::build(&[]);
+    let clock = WallClock::sample();
+    let mut rows: Vec<(&str, Run, Run)> = Vec::new();
 
-    let json = measure("tapio: decode+map+queue+batch+OTLP-JSON", || {
-        let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Logs);
-        let mut out = 0;
-        let mut flush = |q: &BoundedQueue<_>| {
-            if let Payload::Logs(req) = logs_payload(&resource, q.take(BATCH)) {
-                out += serde_json::to_vec(&req).map(|v| v.len()).unwrap_or(0);
+    // Both paths see the same cached workload for the records' cgroup.
+    let learn = |e: &mut Enricher| {
+        let leaf = format!("cri-containerd-{}.scope", "c".repeat(64));
+        e.learn_cgroup(
+            4242,
+            &leaf,
+            "kubepods-besteffort-pod1a2b3c4d_5e6f_7081_9203_a4b5c6d7e8f9.slice",
+        );
+    };
+
+    // ---- exec → process.exec log records
+    if want("exec") {
+        let execs: Vec<Vec<u8>> = (0..N).map(exec_record).collect();
+        let old = if only_new {
+            Run {
+                us: f64::NAN,
+                allocs: f64::NAN,
+                bytes: 0,
             }
+        } else {
+            let mut enricher = Enricher::default();
+            let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Logs);
+            measure(N, || {
+                let mut out = 0;
+                for b in &execs {
+                    // As the handler did: owned event, owned context, owned
+                    // ProcessInfo remembered for the exit.
+                    if let Ok(process::legacy::ProcessEvent::Exec(e)) = process::legacy::decode(b) {
+                        let c = &e.common;
+                        let owner = enricher.users.name(c.uid).map(str::to_string);
+                        let workload =
+                            enricher.learn_cgroup(c.cgroup_id, &e.cgroup_leaf, &e.cgroup_parent);
+                        let path = e.filename.clone();
+                        enricher.remember_process(
+                            c.pid,
+                            ProcessInfo {
+                                executable_path: path.clone(),
+                                command_line: process::legacy::command_line(&e.argv),
+                            },
+                        );
+                        let ctx = ProcessContext {
+                            owner,
+                            workload,
+                            info: None,
+                        };
+                        q.push(process::legacy::process_exec(&e, &path, &ctx, &clock, 1));
+                    }
+                    out += drain_old(&q, false, |r| logs_payload(&resource, r));
+                }
+                out + drain_old(&q, true, |r| logs_payload(&resource, r))
+            })
         };
-        for b in &records {
-            if let Ok(ProcessEvent::Exec(e)) = decode(b) {
-                q.push(process_exec(&e, &e.filename, &ctx(&e), &clock, 0));
+        let new = {
+            let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
+            let mut h = process::Handler {
+                emitter,
+                stats: telemetry.probe(process::NAME),
+                enricher: Enricher::default(),
+                clock,
+                config: Default::default(),
+            };
+            let mut run = || {
+                let mut out = 0;
+                for b in &execs {
+                    h.handle(b);
+                    out += drain_new(&batches, Signal::Logs, false);
+                }
+                out + drain_new(&batches, Signal::Logs, true)
+            };
+            run(); // warm-up: caches and buffers reach their steady size
+            measure(N, run)
+        };
+        rows.push(("exec → process.exec log", old, new));
+    }
+
+    // ---- connect → tcp.connect spans
+    if want("connect") {
+        let connects: Vec<Vec<u8>> = (0..N).map(connect_record).collect();
+        let old = if only_new {
+            Run {
+                us: f64::NAN,
+                allocs: f64::NAN,
+                bytes: 0,
             }
-            if q.len() >= BATCH {
-                flush(&q);
+        } else {
+            let mut enricher = Enricher::default();
+            learn(&mut enricher);
+            let mut ids = IdGenerator::seeded(1);
+            let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Traces);
+            measure(N, || {
+                let mut out = 0;
+                for b in &connects {
+                    if let Ok(network::legacy::NetworkEvent::Connect(c)) =
+                        network::legacy::decode(b)
+                    {
+                        let cm = &c.common;
+                        let ctx = ProcessContext {
+                            owner: enricher.users.name(cm.uid).map(str::to_string),
+                            workload: enricher.workload(cm.cgroup_id, cm.pid),
+                            info: None,
+                        };
+                        q.push(network::legacy::tcp_connect(&c, &ctx, &clock, &mut ids));
+                    }
+                    out += drain_old(&q, false, |s| spans_payload(&resource, s));
+                }
+                out + drain_old(&q, true, |s| spans_payload(&resource, s))
+            })
+        };
+        let new = {
+            let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
+            let mut h = network::Handler {
+                emitter,
+                stats: telemetry.probe(network::NAME),
+                enricher: Enricher::default(),
+                clock,
+                ids: IdGenerator::seeded(1),
+            };
+            learn(&mut h.enricher);
+            let mut run = || {
+                let mut out = 0;
+                for b in &connects {
+                    h.handle(b);
+                    out += drain_new(&batches, Signal::Traces, false);
+                }
+                out + drain_new(&batches, Signal::Traces, true)
+            };
+            run();
+            measure(N, run)
+        };
+        rows.push(("connect → tcp.connect span", old, new));
+    }
+
+    // ---- DNS query + response → dns.query spans (per lookup)
+    if want("dns") {
+        let lookups: Vec<[Vec<u8>; 2]> = (0..N).map(dns_records).collect();
+        let cfg = tapio::config::DnsProbe::default();
+        let old = if only_new {
+            Run {
+                us: f64::NAN,
+                allocs: f64::NAN,
+                bytes: 0,
             }
-        }
-        while !q.is_empty() {
-            flush(&q);
-        }
-        out
-    });
+        } else {
+            let mut enricher = Enricher::default();
+            learn(&mut enricher);
+            let mut ids = IdGenerator::seeded(2);
+            let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Traces);
+            let mut pending: lru::LruCache<dns::Key, dns::legacy::Pending> = lru::LruCache::new(
+                std::num::NonZeroUsize::new(65_536).unwrap_or(std::num::NonZeroUsize::MIN),
+            );
+            measure(N, || {
+                let mut out = 0;
+                for [query, answer] in &lookups {
+                    // As the handler did: owned packets, parsed messages, the
+                    // context copied into the pending query.
+                    if let Ok(p) = dns::legacy::decode(query) {
+                        if let Ok(m) = tapio::dnsmsg::parse(&p.payload, cfg.max_answers) {
+                            if let Some(qn) = m.questions.first() {
+                                let c = &p.common;
+                                let ctx = ProcessContext {
+                                    owner: enricher.users.name(c.uid).map(str::to_string),
+                                    workload: enricher.workload(c.cgroup_id, c.pid),
+                                    info: None,
+                                };
+                                let key = dns::Key {
+                                    tuple: p.tuple,
+                                    transport: p.transport,
+                                    id: m.id,
+                                };
+                                pending.push(
+                                    key,
+                                    dns::legacy::Pending {
+                                        common: p.common.clone(),
+                                        ctx,
+                                        sent_boot_ns: c.ts_boot_ns,
+                                        name: qn.name.clone(),
+                                        qtype: qn.qtype,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    if let Ok(p) = dns::legacy::decode(answer) {
+                        if let Ok(m) = tapio::dnsmsg::parse(&p.payload, cfg.max_answers) {
+                            let key = dns::Key {
+                                tuple: p.tuple,
+                                transport: p.transport,
+                                id: m.id,
+                            };
+                            if let Some(query) = pending.pop(&key) {
+                                let l = dns::legacy::Lookup {
+                                    key,
+                                    query,
+                                    response: Some(m),
+                                    end_boot_ns: p.common.ts_boot_ns,
+                                };
+                                q.push(dns::legacy::dns_query(
+                                    &l,
+                                    cfg.max_answers,
+                                    &clock,
+                                    &mut ids,
+                                ));
+                            }
+                        }
+                    }
+                    out += drain_old(&q, false, |s| spans_payload(&resource, s));
+                }
+                out + drain_old(&q, true, |s| spans_payload(&resource, s))
+            })
+        };
+        let new = {
+            let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
+            let mut h = dns::Handler::new(
+                emitter,
+                telemetry.probe(dns::NAME),
+                cfg.clone(),
+                dns::DnsHistograms::default(),
+            );
+            h.clock = clock;
+            learn(&mut h.enricher);
+            let mut run = || {
+                let mut out = 0;
+                for [query, answer] in &lookups {
+                    h.handle(query);
+                    h.handle(answer);
+                    out += drain_new(&batches, Signal::Traces, false);
+                }
+                out + drain_new(&batches, Signal::Traces, true)
+            };
+            run();
+            measure(N, run)
+        };
+        rows.push(("DNS query+answer → dns.query span", old, new));
+    }
+
     println!(
-        "\nratio tapio protobuf path / encode-only baseline: {:.2}",
-        full / base
+        "\nTapio userspace path per record, decode → enrich → encode → queue → batch → request bytes\n\
+         ({N} records per kind (DNS: lookups of 2 records), batches of {BATCH}, median of {RUNS} runs, CPU time)\n"
     );
     println!(
-        "ratio tapio OTLP-JSON path / encode-only baseline: {:.2}",
-        json / base
+        "| {:<34} | {:>9} | {:>9} | {:>6} | {:>11} | {:>11} | {:>9} | {:>9} |",
+        "record", "old µs", "new µs", "old/new", "old allocs", "new allocs", "old B", "new B"
     );
-    println!("({N} exec records, batches of {BATCH}, median of {RUNS} runs)");
+    println!(
+        "|{:-<36}|{:->11}|{:->11}|{:->8}|{:->13}|{:->13}|{:->11}|{:->11}|",
+        "", "", "", "", "", "", "", ""
+    );
+    for (name, o, n) in &rows {
+        println!(
+            "| {:<34} | {:>9.3} | {:>9.3} | {:>7.1} | {:>11.3} | {:>11.3} | {:>9} | {:>9} |",
+            name,
+            o.us,
+            n.us,
+            o.us / n.us,
+            o.allocs,
+            n.allocs,
+            o.bytes / N,
+            n.bytes / N
+        );
+    }
+    println!("\n(allocs: heap allocations per record; B: request bytes per record)");
+    let _ = Arc::strong_count(&telemetry);
 }

@@ -7,7 +7,8 @@
 //! pointers (so no loop can form) and a jump limit, records by the counts
 //! and the buffer.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::fmt::{self, Write as _};
+use std::net::Ipv6Addr;
 
 /// Longest name in presentation form (RFC 1035: 255 octets on the wire).
 const MAX_NAME: usize = 255;
@@ -35,13 +36,13 @@ pub enum ParseError {
     QuestionTruncated,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Question {
     pub name: String,
     pub qtype: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Answer {
     pub name: String,
     pub rtype: u16,
@@ -50,7 +51,7 @@ pub struct Answer {
     pub data: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
     pub id: u16,
     pub response: bool,
@@ -81,8 +82,21 @@ fn be32(b: &[u8], off: usize) -> Option<u32> {
 
 /// Read a (possibly compressed) name at `off`. Returns the name and the
 /// offset just after it in the original stream.
-pub fn read_name(msg: &[u8], mut off: usize) -> Result<(String, usize), ParseError> {
+pub fn read_name(msg: &[u8], off: usize) -> Result<(String, usize), ParseError> {
     let mut name = String::new();
+    let next = read_name_into(msg, off, &mut name)?;
+    Ok((name, next))
+}
+
+/// [`read_name`] into `name` (cleared first), reusing its allocation.
+pub fn read_name_into(msg: &[u8], off: usize, name: &mut String) -> Result<usize, ParseError> {
+    name.clear();
+    append_name(msg, off, name)
+}
+
+/// A name appended to what `name` holds already.
+fn append_name(msg: &[u8], mut off: usize, name: &mut String) -> Result<usize, ParseError> {
+    let base = name.len();
     let mut end_after: Option<usize> = None;
     let mut jumps = 0;
     // The lowest position read so far: pointers must go below it.
@@ -93,26 +107,32 @@ pub fn read_name(msg: &[u8], mut off: usize) -> Result<(String, usize), ParseErr
             0x00 => {
                 if len == 0 {
                     let next = end_after.unwrap_or(off + 1);
-                    if name.is_empty() {
+                    if name.len() == base {
                         name.push('.');
                     }
-                    return Ok((name, next));
+                    return Ok(next);
                 }
                 let label = msg
                     .get(off + 1..off + 1 + len)
                     .ok_or(ParseError::NameTruncated)?;
-                if name.len() + len + 1 > MAX_NAME {
+                if name.len() - base + len + 1 > MAX_NAME {
                     return Err(ParseError::NameTooLong);
                 }
-                if !name.is_empty() {
+                if name.len() > base {
                     name.push('.');
                 }
-                for &c in label {
-                    // Keep names printable; escape the rest like dig does.
-                    if c.is_ascii_graphic() && c != b'.' && c != b'\\' {
-                        name.push(c as char);
-                    } else {
-                        name.push_str(&format!("\\{c:03}"));
+                let plain = |c: &u8| c.is_ascii_graphic() && *c != b'.' && *c != b'\\';
+                match std::str::from_utf8(label) {
+                    Ok(text) if text.bytes().all(|c| plain(&c)) => name.push_str(text),
+                    _ => {
+                        for &c in label {
+                            // Keep names printable; escape the rest like dig does.
+                            if plain(&c) {
+                                name.push(c as char);
+                            } else {
+                                let _ = write!(name, "\\{c:03}");
+                            }
+                        }
                     }
                 }
                 off += 1 + len;
@@ -138,43 +158,75 @@ pub fn read_name(msg: &[u8], mut off: usize) -> Result<(String, usize), ParseErr
     }
 }
 
-fn rdata(msg: &[u8], rtype: u16, start: usize, len: usize) -> String {
+/// Presentation form of an answer's data, into `out` (cleared first).
+fn rdata_into(msg: &[u8], rtype: u16, start: usize, len: usize, out: &mut String) {
+    out.clear();
     let Some(d) = msg.get(start..start + len) else {
-        return String::new();
+        return;
     };
     match (rtype, len) {
-        (1, 4) => Ipv4Addr::new(d[0], d[1], d[2], d[3]).to_string(),
+        (1, 4) => {
+            let mut t = [0; 15];
+            let n = crate::otel::wire::ipv4_text([d[0], d[1], d[2], d[3]], &mut t);
+            out.push_str(std::str::from_utf8(&t[..n]).unwrap_or_default());
+        }
         (28, 16) => {
             let mut a = [0u8; 16];
             a.copy_from_slice(d);
-            Ipv6Addr::from(a).to_string()
+            let _ = write!(out, "{}", Ipv6Addr::from(a));
         }
-        (5 | 2 | 12, _) => read_name(msg, start).map(|(n, _)| n).unwrap_or_default(),
+        (5 | 2 | 12, _) => {
+            if read_name_into(msg, start, out).is_err() {
+                out.clear();
+            }
+        }
         (15, _) if len > 2 => {
             let pref = u16::from_be_bytes([d[0], d[1]]);
-            let host = read_name(msg, start + 2)
-                .map(|(n, _)| n)
-                .unwrap_or_default();
-            format!("{pref} {host}")
+            let _ = write!(out, "{pref} ");
+            let at = out.len();
+            if append_name(msg, start + 2, out).is_err() {
+                out.truncate(at);
+            }
         }
         (16, _) => {
-            // TXT: length-prefixed strings.
-            let mut out = Vec::new();
+            // TXT: length-prefixed strings, joined by spaces.
             let mut i = 0;
             while i < d.len() {
                 let l = d[i] as usize;
                 let s = d.get(i + 1..(i + 1 + l).min(d.len())).unwrap_or(&[]);
-                out.push(String::from_utf8_lossy(s).into_owned());
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(&String::from_utf8_lossy(s));
                 i += 1 + l;
             }
-            out.join(" ")
         }
-        _ => format!("{} ({len} bytes)", type_name(rtype)),
+        _ => {
+            let _ = write!(out, "{} ({len} bytes)", TypeName(rtype));
+        }
     }
+}
+
+/// The `i`th element of `v`, added when `v` is that short: parsing into a
+/// reused message keeps its elements' strings.
+fn slot<T: Default>(v: &mut Vec<T>, i: usize) -> &mut T {
+    if v.len() <= i {
+        v.push(T::default());
+    }
+    &mut v[i]
 }
 
 /// Parse one DNS message; at most `max_answers` answers are decoded.
 pub fn parse(msg: &[u8], max_answers: usize) -> Result<Message, ParseError> {
+    let mut m = Message::default();
+    parse_into(msg, max_answers, &mut m)?;
+    Ok(m)
+}
+
+/// [`parse`] into `m`, reusing its vectors and strings (a reader that
+/// parses into the same message allocates nothing once it has seen the
+/// largest message). On error `m` holds whatever was parsed.
+pub fn parse_into(msg: &[u8], max_answers: usize, m: &mut Message) -> Result<(), ParseError> {
     if msg.len() < 12 {
         return Err(ParseError::ShortHeader);
     }
@@ -182,58 +234,67 @@ pub fn parse(msg: &[u8], max_answers: usize) -> Result<Message, ParseError> {
     let flags = be16(msg, 2).ok_or(ParseError::ShortHeader)?;
     let qd = be16(msg, 4).ok_or(ParseError::ShortHeader)?;
     let an = be16(msg, 6).ok_or(ParseError::ShortHeader)?;
-    let mut m = Message {
-        id,
-        response: flags & 0x8000 != 0,
-        opcode: ((flags >> 11) & 0xF) as u8,
-        rcode: (flags & 0xF) as u8,
-        tc: flags & 0x0200 != 0,
-        questions: Vec::new(),
-        answers: Vec::new(),
-        answer_count: an,
-        answers_cut: false,
-    };
+    m.id = id;
+    m.response = flags & 0x8000 != 0;
+    m.opcode = ((flags >> 11) & 0xF) as u8;
+    m.rcode = (flags & 0xF) as u8;
+    m.tc = flags & 0x0200 != 0;
+    m.answer_count = an;
+    m.answers_cut = false;
+    let mut nq = 0;
+    let mut na = 0;
     let mut off = 12;
-    for i in 0..usize::from(qd) {
-        let (name, next) = read_name(msg, off)?;
-        let qtype = be16(msg, next).ok_or(ParseError::QuestionTruncated)?;
-        be16(msg, next + 2).ok_or(ParseError::QuestionTruncated)?;
-        off = next + 4;
-        if i < MAX_QUESTIONS {
-            m.questions.push(Question { name, qtype });
+    let mut spare = String::new();
+    let result = (|| {
+        for i in 0..usize::from(qd) {
+            let name = if i < MAX_QUESTIONS {
+                &mut slot(&mut m.questions, i).name
+            } else {
+                &mut spare
+            };
+            let next = read_name_into(msg, off, name)?;
+            let qtype = be16(msg, next).ok_or(ParseError::QuestionTruncated)?;
+            be16(msg, next + 2).ok_or(ParseError::QuestionTruncated)?;
+            off = next + 4;
+            if i < MAX_QUESTIONS {
+                m.questions[i].qtype = qtype;
+                nq = i + 1;
+            }
         }
-    }
-    for _ in 0..an {
-        if m.answers.len() >= max_answers {
-            m.answers_cut = true;
-            break;
+        for _ in 0..an {
+            if na >= max_answers {
+                m.answers_cut = true;
+                break;
+            }
+            let a = slot(&mut m.answers, na);
+            // A cut capture ends the answers, it does not fail the message.
+            let Ok(next) = read_name_into(msg, off, &mut a.name) else {
+                m.answers_cut = true;
+                break;
+            };
+            let (Some(rtype), Some(ttl), Some(rdlen)) =
+                (be16(msg, next), be32(msg, next + 4), be16(msg, next + 8))
+            else {
+                m.answers_cut = true;
+                break;
+            };
+            let start = next + 10;
+            let len = usize::from(rdlen);
+            if start + len > msg.len() {
+                m.answers_cut = true;
+                break;
+            }
+            a.rtype = rtype;
+            a.ttl = ttl;
+            rdata_into(msg, rtype, start, len, &mut a.data);
+            na += 1;
+            off = start + len;
         }
-        // A cut capture ends the answers, it does not fail the message.
-        let Ok((name, next)) = read_name(msg, off) else {
-            m.answers_cut = true;
-            break;
-        };
-        let (Some(rtype), Some(ttl), Some(rdlen)) =
-            (be16(msg, next), be32(msg, next + 4), be16(msg, next + 8))
-        else {
-            m.answers_cut = true;
-            break;
-        };
-        let start = next + 10;
-        let len = usize::from(rdlen);
-        if start + len > msg.len() {
-            m.answers_cut = true;
-            break;
-        }
-        m.answers.push(Answer {
-            name,
-            rtype,
-            ttl,
-            data: rdata(msg, rtype, start, len),
-        });
-        off = start + len;
-    }
-    Ok(m)
+        Ok(())
+    })();
+    m.questions.truncate(nq);
+    m.answers.truncate(na);
+    result
 }
 
 /// DNS over TCP: each message has a 2-byte length prefix, and one segment
@@ -256,41 +317,80 @@ pub fn split_tcp(stream: &[u8]) -> Vec<&[u8]> {
 }
 
 pub fn type_name(t: u16) -> String {
-    match t {
-        1 => "A",
-        2 => "NS",
-        5 => "CNAME",
-        6 => "SOA",
-        12 => "PTR",
-        15 => "MX",
-        16 => "TXT",
-        28 => "AAAA",
-        33 => "SRV",
-        41 => "OPT",
-        64 => "SVCB",
-        65 => "HTTPS",
-        255 => "ANY",
-        n => return format!("TYPE{n}"),
-    }
-    .to_string()
+    TypeName(t).to_string()
 }
 
 pub fn rcode_name(r: u8) -> String {
-    match r {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        n => return format!("RCODE{n}"),
+    Rcode(r).to_string()
+}
+
+/// A record type's name (`A`, `AAAA`, `TYPE99`), formatted where it is
+/// written.
+#[derive(Debug, Clone, Copy)]
+pub struct TypeName(pub u16);
+
+impl TypeName {
+    /// The name when it is a known one.
+    pub fn known(self) -> Option<&'static str> {
+        Some(match self.0 {
+            1 => "A",
+            2 => "NS",
+            5 => "CNAME",
+            6 => "SOA",
+            12 => "PTR",
+            15 => "MX",
+            16 => "TXT",
+            28 => "AAAA",
+            33 => "SRV",
+            41 => "OPT",
+            64 => "SVCB",
+            65 => "HTTPS",
+            255 => "ANY",
+            _ => return None,
+        })
     }
-    .to_string()
+}
+
+impl fmt::Display for TypeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.known() {
+            Some(s) => f.write_str(s),
+            None => write!(f, "TYPE{}", self.0),
+        }
+    }
+}
+
+/// A response code's name (`NOERROR`, `NXDOMAIN`, `RCODE12`).
+#[derive(Debug, Clone, Copy)]
+pub struct Rcode(pub u8);
+
+impl Rcode {
+    /// The name when it is a known one.
+    pub fn known(self) -> Option<&'static str> {
+        Some(match self.0 {
+            0 => "NOERROR",
+            1 => "FORMERR",
+            2 => "SERVFAIL",
+            3 => "NXDOMAIN",
+            4 => "NOTIMP",
+            5 => "REFUSED",
+            6 => "YXDOMAIN",
+            7 => "YXRRSET",
+            8 => "NXRRSET",
+            9 => "NOTAUTH",
+            10 => "NOTZONE",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Rcode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.known() {
+            Some(s) => f.write_str(s),
+            None => write!(f, "RCODE{}", self.0),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +473,23 @@ mod tests {
         assert_eq!(r.answers[1].name, "www.tapio.test");
         assert_eq!(r.answers[1].data, "198.18.0.10");
         assert!(!r.answers_cut);
+    }
+
+    #[test]
+    fn parsing_into_a_reused_message_equals_a_fresh_parse() {
+        let big = cname_response(7, "alias.tapio.test", "www.tapio.test", [1, 2, 3, 4]);
+        let small = query(8, "a.test", 28);
+        let mut mx = header(9, 0x8180, 1, 1);
+        mx.extend(name("m.test"));
+        mx.extend_from_slice(&[
+            0, 15, 0, 1, 0xC0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 4, 0, 10, 0xC0, 12,
+        ]);
+        let mut m = Message::default();
+        for msg in [&big, &small, &big, &mx, &small] {
+            parse_into(msg, 16, &mut m).unwrap();
+            assert_eq!(m, parse(msg, 16).unwrap());
+        }
+        assert_eq!(parse(&mx, 16).unwrap().answers[0].data, "10 m.test");
     }
 
     #[test]

@@ -109,7 +109,10 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
         Some("alias.tapio.test")
     );
     assert_eq!(str_attr(a, "tapio.dns.question.type").as_deref(), Some("A"));
-    assert_eq!(str_attr(a, "tapio.dns.response.code").as_deref(), Some("NOERROR"));
+    assert_eq!(
+        str_attr(a, "tapio.dns.response.code").as_deref(),
+        Some("NOERROR")
+    );
     assert_eq!(str_attr(a, "network.transport").as_deref(), Some("udp"));
     assert_eq!(str_attr(a, "network.type").as_deref(), Some("ipv4"));
     assert_eq!(str_attr(a, "server.address").as_deref(), Some("198.18.0.2"));

@@ -20,9 +20,22 @@ pub struct ProcessInfo {
     pub command_line: String,
 }
 
+/// What enrichment adds to a record, borrowed from the caches (nothing is
+/// copied per record).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    pub owner: Option<&'a str>,
+    pub workload: Option<&'a Workload>,
+}
+
+/// Spare [`ProcessInfo`]s kept for reuse: an exec refills one instead of
+/// allocating two strings.
+const SPARE_INFOS: usize = 64;
+
 pub struct Enricher {
     workloads: LruCache<u64, Workload>,
     processes: LruCache<u32, ProcessInfo>,
+    spare: Vec<ProcessInfo>,
     pub users: users::Users,
     /// Where `/proc` is (tests point it elsewhere).
     proc_root: String,
@@ -40,6 +53,7 @@ impl Enricher {
         Self {
             workloads: LruCache::new(n),
             processes: LruCache::new(n),
+            spare: Vec::new(),
             users: users::Users::default(),
             proc_root: proc_root.to_string(),
         }
@@ -75,7 +89,64 @@ impl Enricher {
     }
 
     pub fn remember_process(&mut self, pid: u32, info: ProcessInfo) {
-        self.processes.put(pid, info);
+        // The entry replaced (same pid) or evicted (cache full) is reused.
+        if let Some((_, old)) = self.processes.push(pid, info) {
+            self.recycle(old);
+        }
+    }
+
+    /// An empty ProcessInfo, reusing the strings of one given back.
+    pub fn spare_info(&mut self) -> ProcessInfo {
+        let mut i = self.spare.pop().unwrap_or(ProcessInfo {
+            executable_path: String::new(),
+            command_line: String::new(),
+        });
+        i.executable_path.clear();
+        i.command_line.clear();
+        i
+    }
+
+    /// Give back a ProcessInfo that is no longer needed.
+    pub fn recycle(&mut self, info: ProcessInfo) {
+        if self.spare.len() < SPARE_INFOS {
+            self.spare.push(info);
+        }
+    }
+
+    /// Learn a cgroup's workload from the names the kernel captured, unless
+    /// it is known already (a cgroup's id names one directory for its life).
+    pub fn learn_cgroup_names(&mut self, cgroup_id: u64, leaf: &[u8], parent: &[u8]) {
+        if !self.workloads.contains(&cgroup_id) {
+            let w = cgroup::from_names(
+                &String::from_utf8_lossy(leaf),
+                &String::from_utf8_lossy(parent),
+            );
+            self.workloads.put(cgroup_id, w);
+        }
+    }
+
+    /// Fill the workload cache for a task that may be gone when its record
+    /// is written (a DNS query's, answered later).
+    pub fn warm(&mut self, cgroup_id: u64, pid: u32) {
+        if pid != 0 && !self.workloads.contains(&cgroup_id) {
+            let _ = self.workload(cgroup_id, pid);
+        }
+    }
+
+    /// Owner and workload of a task, borrowed from the caches (filled from
+    /// /etc/passwd and /proc on a miss). Pid 0 (softirq) has neither.
+    pub fn context(&mut self, uid: u32, cgroup_id: u64, pid: u32) -> Context<'_> {
+        if pid == 0 {
+            return Context::default();
+        }
+        if !self.workloads.contains(&cgroup_id) {
+            // Fills the cache when /proc knows the task.
+            let _ = self.workload(cgroup_id, pid);
+        }
+        Context {
+            owner: self.users.name(uid),
+            workload: self.workloads.get(&cgroup_id),
+        }
     }
 
     /// What an exiting process ran, forgetting it.

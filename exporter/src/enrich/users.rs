@@ -38,8 +38,9 @@ impl Users {
     }
 
     pub fn name(&mut self, uid: u32) -> Option<&str> {
-        let stale = self.read_at.is_none_or(|t| t.elapsed() > REREAD_AFTER);
-        if !self.names.contains_key(&uid) && stale {
+        // The clock is read only for unknown uids.
+        if !self.names.contains_key(&uid) && self.read_at.is_none_or(|t| t.elapsed() > REREAD_AFTER)
+        {
             self.reload();
         }
         self.names.get(&uid).map(String::as_str)

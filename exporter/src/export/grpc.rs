@@ -1,15 +1,18 @@
 //! OTLP over gRPC (tonic).
 
-use super::sink::{Accepted, ExportError, Payload, SinkError};
+use super::sink::{Accepted, Encoded, ExportError, Frame, Payload, SinkError};
 use crate::config::OtlpSettings;
+use crate::telemetry::Signal;
+use bytes::BufMut;
 use opentelemetry_proto::tonic::collector::{
-    logs::v1::logs_service_client::LogsServiceClient,
-    metrics::v1::metrics_service_client::MetricsServiceClient,
-    trace::v1::trace_service_client::TraceServiceClient,
+    logs::v1::{logs_service_client::LogsServiceClient, ExportLogsServiceResponse},
+    metrics::v1::{metrics_service_client::MetricsServiceClient, ExportMetricsServiceResponse},
+    trace::v1::{trace_service_client::TraceServiceClient, ExportTraceServiceResponse},
 };
-use std::time::Duration;
+use std::{marker::PhantomData, sync::Arc, time::Duration};
 use tonic::{
-    codec::CompressionEncoding,
+    codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    codegen::http::uri::PathAndQuery,
     metadata::{MetadataKey, MetadataMap, MetadataValue},
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
     Code, Status,
@@ -126,10 +129,114 @@ impl GrpcSink {
                     .partial_success
                     .map_or(0, |p| p.rejected_data_points)
             }
+            Payload::Encoded(e) => self.send_encoded(e).await?,
         };
         Ok(Accepted {
             rejected: rejected.max(0) as u64,
         })
+    }
+
+    /// A pre-encoded request, sent as it is: the codec copies its bytes into
+    /// the gRPC frame, nothing re-encodes them.
+    async fn send_encoded(&self, e: &Encoded) -> Result<i64, ExportError> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        if self.gzip {
+            grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+        }
+        // As the generated clients do: a channel that is not ready is an
+        // `Unknown` status.
+        grpc.ready()
+            .await
+            .map_err(|err| classify(Status::unknown(format!("Service was not ready: {err}"))))?;
+        let req = self.request(e.frame.clone());
+        Ok(match e.signal {
+            Signal::Logs => grpc
+                .unary(
+                    req,
+                    PathAndQuery::from_static(LOGS_EXPORT),
+                    RawCodec::<ExportLogsServiceResponse>::default(),
+                )
+                .await
+                .map_err(classify)?
+                .into_inner()
+                .partial_success
+                .map_or(0, |p| p.rejected_log_records),
+            Signal::Traces => grpc
+                .unary(
+                    req,
+                    PathAndQuery::from_static(TRACES_EXPORT),
+                    RawCodec::<ExportTraceServiceResponse>::default(),
+                )
+                .await
+                .map_err(classify)?
+                .into_inner()
+                .partial_success
+                .map_or(0, |p| p.rejected_spans),
+            Signal::Metrics => grpc
+                .unary(
+                    req,
+                    PathAndQuery::from_static(METRICS_EXPORT),
+                    RawCodec::<ExportMetricsServiceResponse>::default(),
+                )
+                .await
+                .map_err(classify)?
+                .into_inner()
+                .partial_success
+                .map_or(0, |p| p.rejected_data_points),
+        })
+    }
+}
+
+const LOGS_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const TRACES_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const METRICS_EXPORT: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+
+/// Sends pre-encoded request bytes; decodes the response with prost.
+struct RawCodec<R>(PhantomData<R>);
+
+impl<R> Default for RawCodec<R> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<R: prost::Message + Default + Send + 'static> Codec for RawCodec<R> {
+    type Encode = Arc<Frame>;
+    type Decode = R;
+    type Encoder = RawEncoder;
+    type Decoder = ProstDecoder<R>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder(PhantomData)
+    }
+}
+
+struct RawEncoder;
+
+impl Encoder for RawEncoder {
+    type Item = Arc<Frame>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Arc<Frame>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item.buf[item.at..]);
+        Ok(())
+    }
+}
+
+struct ProstDecoder<R>(PhantomData<R>);
+
+impl<R: prost::Message + Default> Decoder for ProstDecoder<R> {
+    type Item = R;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
+        R::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
     }
 }
 

@@ -1,7 +1,8 @@
 //! OTLP over HTTP with protobuf bodies (reqwest, rustls).
 
-use super::sink::{Accepted, ExportError, Payload, SinkError};
+use super::sink::{Accepted, ExportError, Frame, FrameBytes, Payload, SinkError};
 use crate::config::{OtlpSettings, TlsConfig};
+use crate::telemetry::Signal;
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceResponse, metrics::v1::ExportMetricsServiceResponse,
     trace::v1::ExportTraceServiceResponse,
@@ -117,22 +118,37 @@ impl HttpSink {
     }
 
     pub async fn send(&self, p: &Payload) -> Result<Accepted, ExportError> {
+        let path = |s: Signal| match s {
+            Signal::Logs => "/v1/logs",
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        };
         let (path, body) = match p {
-            Payload::Logs(r) => ("/v1/logs", r.encode_to_vec()),
-            Payload::Traces(r) => ("/v1/traces", r.encode_to_vec()),
-            Payload::Metrics(r) => ("/v1/metrics", r.encode_to_vec()),
+            Payload::Logs(r) => (path(Signal::Logs), Body::Owned(r.encode_to_vec())),
+            Payload::Traces(r) => (path(Signal::Traces), Body::Owned(r.encode_to_vec())),
+            Payload::Metrics(r) => (path(Signal::Metrics), Body::Owned(r.encode_to_vec())),
+            Payload::Encoded(e) => (path(e.signal), Body::Shared(e.frame.clone())),
         };
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
             .header(CONTENT_TYPE, "application/x-protobuf");
-        let body = if self.gzip {
+        let body: reqwest::Body = if self.gzip {
+            let raw: &[u8] = match &body {
+                Body::Owned(v) => v,
+                Body::Shared(f) => &f.buf[f.at..],
+            };
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            enc.write_all(&body)
+            enc.write_all(raw)
                 .and_then(|_| enc.finish())
                 .map_err(|e| ExportError::permanent(format!("gzip: {e}")))?
+                .into()
         } else {
-            body
+            match body {
+                Body::Owned(v) => v.into(),
+                // The request's bytes as they are, without a copy.
+                Body::Shared(f) => bytes::Bytes::from_owner(FrameBytes(f)).into(),
+            }
         };
         if self.gzip {
             req = req.header(CONTENT_ENCODING, "gzip");
@@ -161,6 +177,11 @@ impl HttpSink {
     }
 }
 
+enum Body {
+    Owned(Vec<u8>),
+    Shared(std::sync::Arc<Frame>),
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -173,16 +194,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Partial-success count from a 2xx body (empty bodies mean full success).
 fn rejected(p: &Payload, body: &[u8]) -> u64 {
-    let n = match p {
-        Payload::Logs(_) => ExportLogsServiceResponse::decode(body)
+    let signal = match p {
+        Payload::Logs(_) => Signal::Logs,
+        Payload::Traces(_) => Signal::Traces,
+        Payload::Metrics(_) => Signal::Metrics,
+        Payload::Encoded(e) => e.signal,
+    };
+    let n = match signal {
+        Signal::Logs => ExportLogsServiceResponse::decode(body)
             .ok()
             .and_then(|r| r.partial_success)
             .map_or(0, |p| p.rejected_log_records),
-        Payload::Traces(_) => ExportTraceServiceResponse::decode(body)
+        Signal::Traces => ExportTraceServiceResponse::decode(body)
             .ok()
             .and_then(|r| r.partial_success)
             .map_or(0, |p| p.rejected_spans),
-        Payload::Metrics(_) => ExportMetricsServiceResponse::decode(body)
+        Signal::Metrics => ExportMetricsServiceResponse::decode(body)
             .ok()
             .and_then(|r| r.partial_success)
             .map_or(0, |p| p.rejected_data_points),

@@ -75,6 +75,165 @@ impl<T> BoundedQueue<T> {
     }
 }
 
+/// Records already encoded as protobuf (`log_records`/`spans` fields), in
+/// batch-sized chunks whose buffers are reused: pushing a record copies its
+/// bytes and allocates nothing once the pool has warmed up. Same contract as
+/// [`BoundedQueue`]: drops the oldest record when full, counting it.
+pub struct EncodedQueue {
+    state: Mutex<Chunks>,
+    capacity: usize,
+    /// A full batch is ready: wake the exporter before its timer.
+    pub batch_ready: Notify,
+    batch_size: usize,
+    /// Bytes each chunk keeps free in front of its records for the request
+    /// header ([`crate::otel::wire::BatchFramer`]).
+    headroom: usize,
+    telemetry: Arc<Telemetry>,
+    signal: Signal,
+}
+
+#[derive(Default)]
+struct Chunks {
+    chunks: VecDeque<Chunk>,
+    /// Buffers of sent or emptied chunks, for reuse.
+    free: Vec<Vec<u8>>,
+    len: usize,
+}
+
+/// Up to a batch of records: `buf[start..]`, each a length-delimited field.
+pub struct Chunk {
+    pub buf: Vec<u8>,
+    pub start: usize,
+    pub records: usize,
+}
+
+/// Spare buffers kept beyond those in use: enough for the batch in flight
+/// and the one filling, without holding a burst's worth of memory.
+const SPARE_BUFFERS: usize = 4;
+
+/// Length of the length-delimited field at the start of `b` (key, length
+/// and body), or None if it is not one.
+fn field_len(b: &[u8]) -> Option<usize> {
+    let mut rest = b.get(1..)?;
+    let len = prost::encoding::decode_varint(&mut rest).ok()? as usize;
+    Some(b.len() - rest.len() + len)
+}
+
+impl EncodedQueue {
+    pub fn new(
+        capacity: usize,
+        batch_size: usize,
+        headroom: usize,
+        telemetry: Arc<Telemetry>,
+        signal: Signal,
+    ) -> Self {
+        Self {
+            state: Mutex::new(Chunks::default()),
+            capacity: capacity.max(1),
+            batch_ready: Notify::new(),
+            batch_size: batch_size.max(1),
+            headroom,
+            telemetry,
+            signal,
+        }
+    }
+
+    fn stats(&self) -> &SignalStats {
+        self.telemetry.signal(self.signal)
+    }
+
+    /// Append one encoded record (`wire::Encoder::record`).
+    pub fn push(&self, record: &[u8]) {
+        self.push_with(|buf| buf.extend_from_slice(record));
+    }
+
+    /// Append one record that `write` encodes in place (for records still
+    /// built as opentelemetry-proto messages).
+    pub fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        let len = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.len >= self.capacity {
+                st.drop_oldest();
+                self.stats().drop_records(DropReason::QueueFull, 1);
+            }
+            let fresh = st
+                .chunks
+                .back()
+                .is_none_or(|c| c.records >= self.batch_size);
+            if fresh {
+                let mut buf = st.free.pop().unwrap_or_default();
+                buf.clear();
+                buf.resize(self.headroom, 0);
+                st.chunks.push_back(Chunk {
+                    buf,
+                    start: self.headroom,
+                    records: 0,
+                });
+            }
+            if let Some(c) = st.chunks.back_mut() {
+                write(&mut c.buf);
+                c.records += 1;
+            }
+            st.len += 1;
+            st.len
+        };
+        self.stats().queue_len.store(len as u64, Relaxed);
+        if len == self.batch_size {
+            self.batch_ready.notify_one();
+        }
+    }
+
+    /// The oldest chunk: at most a batch of records, oldest first.
+    pub fn take(&self) -> Option<Chunk> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let c = st.chunks.pop_front()?;
+        st.len -= c.records;
+        self.stats().queue_len.store(st.len as u64, Relaxed);
+        Some(c)
+    }
+
+    /// Give a sent chunk's buffer back for reuse.
+    pub fn recycle(&self, buf: Vec<u8>) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.free.len() < SPARE_BUFFERS {
+            st.free.push(buf);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.lock().map(|s| s.len).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Chunks {
+    fn drop_oldest(&mut self) {
+        let Some(c) = self.chunks.front_mut() else {
+            return;
+        };
+        // Every record was written whole by push_with, so the front one
+        // parses; a chunk that does not is dropped whole rather than kept.
+        match field_len(&c.buf[c.start..]) {
+            Some(n) if c.records > 1 => {
+                c.start += n;
+                c.records -= 1;
+                self.len -= 1;
+            }
+            _ => {
+                if let Some(c) = self.chunks.pop_front() {
+                    self.len -= c.records;
+                    if self.free.len() < SPARE_BUFFERS {
+                        self.free.push(c.buf);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +251,40 @@ mod tests {
         assert_eq!(t.signal(Signal::Logs).queue_len.load(Relaxed), 1);
         assert_eq!(q.take(10), vec![4]);
         assert!(q.is_empty());
+    }
+
+    fn rec(n: u8, len: usize) -> Vec<u8> {
+        let mut v = vec![0x12];
+        prost::encoding::encode_varint(len as u64, &mut v);
+        v.extend(std::iter::repeat_n(n, len));
+        v
+    }
+
+    #[test]
+    fn encoded_queue_drops_oldest_record_and_counts() {
+        let t = Telemetry::new(0);
+        let q = EncodedQueue::new(5, 2, 3, t.clone(), Signal::Logs);
+        for i in 0..8u8 {
+            // Some records need a two-byte length.
+            q.push(&rec(i, 100 + usize::from(i) * 10));
+        }
+        assert_eq!(q.len(), 5);
+        assert_eq!(t.signal(Signal::Logs).dropped(DropReason::QueueFull), 3);
+        let mut seen = Vec::new();
+        while let Some(c) = q.take() {
+            let mut b = &c.buf[c.start..];
+            let mut n = 0;
+            while !b.is_empty() {
+                let l = field_len(b).unwrap();
+                seen.push(b[l - 1]);
+                b = &b[l..];
+                n += 1;
+            }
+            assert_eq!(n, c.records);
+            q.recycle(c.buf);
+        }
+        assert_eq!(seen, vec![3, 4, 5, 6, 7]);
+        assert!(q.is_empty());
+        assert_eq!(t.signal(Signal::Logs).queue_len.load(Relaxed), 0);
     }
 }

@@ -2,10 +2,12 @@
 
 use super::{grpc::GrpcSink, http::HttpSink, stdout::StdoutSink};
 use crate::config::{Protocol, SinkSettings};
+use crate::telemetry::Signal;
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
     trace::v1::ExportTraceServiceRequest,
 };
+use std::sync::Arc;
 
 /// One export request.
 #[derive(Debug, Clone)]
@@ -13,6 +15,51 @@ pub enum Payload {
     Logs(ExportLogsServiceRequest),
     Traces(ExportTraceServiceRequest),
     Metrics(ExportMetricsServiceRequest),
+    /// A request already encoded as protobuf (records written by the
+    /// probes' direct encoders); sinks send its bytes as they are.
+    Encoded(Encoded),
+}
+
+/// An export request of `signal` as protobuf bytes: `frame.buf[frame.at..]`.
+/// Shared (cheap to clone for a retry), and its buffer goes back to the
+/// queue's pool once the last sender lets go.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub signal: Signal,
+    pub frame: Arc<Frame>,
+}
+
+#[derive(Debug)]
+pub struct Frame {
+    pub buf: Vec<u8>,
+    pub at: usize,
+}
+
+impl Encoded {
+    pub fn bytes(&self) -> &[u8] {
+        &self.frame.buf[self.frame.at..]
+    }
+
+    /// The request as prost messages, for sinks that print them
+    /// (OTLP-JSON) and for tests.
+    pub fn decode(&self) -> Result<Payload, prost::DecodeError> {
+        use prost::Message;
+        let b = self.bytes();
+        Ok(match self.signal {
+            Signal::Logs => Payload::Logs(ExportLogsServiceRequest::decode(b)?),
+            Signal::Traces => Payload::Traces(ExportTraceServiceRequest::decode(b)?),
+            Signal::Metrics => Payload::Metrics(ExportMetricsServiceRequest::decode(b)?),
+        })
+    }
+}
+
+/// The bytes of a frame, owned (for HTTP bodies).
+pub struct FrameBytes(pub Arc<Frame>);
+
+impl AsRef<[u8]> for FrameBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.buf[self.0.at..]
+    }
 }
 
 /// Why an export failed, and whether trying again can help.

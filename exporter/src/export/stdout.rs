@@ -10,10 +10,24 @@ pub struct StdoutSink;
 
 impl StdoutSink {
     pub async fn send(&self, p: &Payload) -> Result<Accepted, ExportError> {
+        // OTLP-JSON is printed from the messages: pre-encoded requests are
+        // decoded back first (stdout is for people and pipes, not the
+        // record rate the protobuf sinks are built for).
+        let decoded;
+        let p = match p {
+            Payload::Encoded(e) => {
+                decoded = e
+                    .decode()
+                    .map_err(|err| ExportError::permanent(format!("decoding a request: {err}")))?;
+                &decoded
+            }
+            other => other,
+        };
         let line = match p {
             Payload::Logs(r) => serde_json::to_vec(r),
             Payload::Traces(r) => serde_json::to_vec(r),
             Payload::Metrics(r) => serde_json::to_vec(r),
+            Payload::Encoded(_) => Ok(Vec::new()),
         }
         .map_err(|e| ExportError::permanent(format!("JSON encoding: {e}")))?;
         // One write per line under the lock, so lines never interleave.

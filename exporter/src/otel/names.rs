@@ -714,7 +714,11 @@ mod tests {
         );
         let registry: std::collections::HashSet<&str> =
             std::str::from_utf8(&out.stdout).unwrap().lines().collect();
-        assert!(registry.len() > 500, "registry too small: {}", registry.len());
+        assert!(
+            registry.len() > 500,
+            "registry too small: {}",
+            registry.len()
+        );
         let unknown: Vec<&&str> = ours.iter().filter(|n| !registry.contains(**n)).collect();
         assert!(
             unknown.is_empty(),

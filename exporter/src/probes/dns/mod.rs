@@ -1,28 +1,30 @@
-//! The dns probe: `ebpf/dns.bpf.c` ↔ this module. The kernel hands over
-//! DNS packets of local clients; here they are parsed (`dnsmsg`), queries
-//! are matched with responses by tuple + transport + transaction id, and
-//! each lookup becomes a `dns.query` span (`otel::traces`) and a point in
-//! `dns.lookup.duration`. Queries unanswered within the timeout end as
-//! error spans.
+//! The dns probe, kernel record to OTLP in one folder: `ebpf/dns.bpf.c`
+//! hands over DNS packets of local clients, `decode` reads them, they are
+//! parsed here (`dnsmsg`), queries are matched with responses by tuple +
+//! transport + transaction id, and `otlp` writes each lookup as a
+//! `dns.query` span; each is also a point in `dns.lookup.duration`.
+//! Queries unanswered within the timeout end as error spans.
 
-use super::{network::Tuple, process::Common, Attach, ProbeSpec, SkbDirection, Variant};
+pub mod decode;
+#[cfg(any(test, feature = "legacy-mapper"))]
+pub mod legacy;
+pub mod otlp;
+mod pending;
+
+pub use decode::{decode, DecodeError, Packet, Transport};
+
+use super::{network::Tuple, Attach, ProbeSpec, SkbDirection, Variant};
 use crate::{
     dnsmsg,
     enrich::Enricher,
-    otel::logs::ProcessContext,
     telemetry::{Histogram, ProbeStats},
 };
-use lru::LruCache;
 use std::{
     collections::HashMap,
-    num::NonZeroUsize,
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tapio_shared::{
-    read_record, record_kind, tapio_dns_direction, tapio_dns_flags, tapio_dns_packet,
-    tapio_event_kind as kind,
-};
+use tapio_shared::tapio_event_header;
 
 pub const NAME: &str = "dns";
 pub const MAP_PORTS: &str = "tapio_dns_ports";
@@ -162,73 +164,36 @@ pub const SPEC: ProbeSpec = ProbeSpec {
 /// counted (`tapio.events.lost{reason=pending_evicted}`).
 const MAX_PENDING: usize = 65_536;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
-
-/// One captured packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet {
-    pub common: Common,
-    pub response: bool,
-    pub transport: Transport,
-    /// Oriented client -> server.
-    pub tuple: Tuple,
-    pub payload: Vec<u8>,
-    pub wire_len: u16,
-    pub truncated: bool,
-    pub not_captured: bool,
-}
-
-pub use super::DecodeError;
-
-pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
-    let k = record_kind(bytes)?;
-    if k != kind::TAPIO_EVENT_DNS_PACKET as u32 {
-        return Err(DecodeError::UnknownKind(k));
-    }
-    let r: tapio_dns_packet = read_record(bytes)?;
-    let n = usize::from(r.payload_len).min(r.payload.len());
-    Ok(Packet {
-        common: Common::from(&r.hdr),
-        response: u32::from(r.direction) == tapio_dns_direction::TAPIO_DNS_RESPONSE,
-        transport: if r.protocol == 6 {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        },
-        tuple: Tuple::from(&r.tuple),
-        payload: r.payload[..n].to_vec(),
-        wire_len: r.wire_len,
-        truncated: u32::from(r.flags) & tapio_dns_flags::TAPIO_DNS_TRUNCATED != 0,
-        not_captured: u32::from(r.flags) & tapio_dns_flags::TAPIO_DNS_NOT_CAPTURED != 0,
-    })
-}
-
 /// Query ↔ response key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
     pub tuple: Tuple,
     pub transport: Transport,
     pub id: u16,
 }
 
+impl std::hash::Hash for Key {
+    /// One write of the key's bytes: SipHash pays per call, and the
+    /// derived Hash made nine.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let t = &self.tuple;
+        let mut b = [0u8; 39];
+        b[..16].copy_from_slice(&super::ip_to16(t.local));
+        b[16..32].copy_from_slice(&super::ip_to16(t.remote));
+        b[32..34].copy_from_slice(&t.local_port.to_ne_bytes());
+        b[34..36].copy_from_slice(&t.remote_port.to_ne_bytes());
+        b[36..38].copy_from_slice(&self.id.to_ne_bytes());
+        b[38] = u8::from(self.transport == Transport::Tcp);
+        state.write(&b);
+    }
+}
+
 /// A query waiting for its response.
 #[derive(Debug, Clone)]
 pub struct Pending {
-    pub common: Common,
-    pub ctx: ProcessContext,
+    /// The querying task (its owner and workload are looked up when the
+    /// lookup ends: the caches were filled when the query was seen).
+    pub hdr: tapio_event_header,
     pub sent_boot_ns: u64,
     pub name: String,
     pub qtype: u16,
@@ -236,29 +201,25 @@ pub struct Pending {
 
 /// A finished lookup, ready to become a span.
 #[derive(Debug, Clone)]
-pub struct Lookup {
+pub struct Lookup<'a> {
     pub key: Key,
     pub query: Pending,
     /// None: timed out.
-    pub response: Option<dnsmsg::Message>,
+    pub response: Option<&'a dnsmsg::Message>,
     pub end_boot_ns: u64,
 }
 
-impl Lookup {
-    /// `error.type` of the lookup: `timeout`, or the rcode when it is not
-    /// NOERROR.
-    pub fn error_type(&self) -> Option<String> {
-        match &self.response {
-            None => Some("timeout".into()),
-            Some(m) if m.rcode != 0 => Some(dnsmsg::rcode_name(m.rcode)),
-            Some(_) => None,
-        }
+impl Lookup<'_> {
+    /// The rcode, when it is not NOERROR; `None` with `timed_out` for no
+    /// response.
+    pub fn rcode(&self) -> Option<u8> {
+        self.response.map(|m| m.rcode)
     }
 
     /// Failures worth an ERROR status: no answer, or the server failed.
     /// NXDOMAIN is an answer.
     pub fn failed(&self) -> bool {
-        match &self.response {
+        match self.response {
             None => true,
             Some(m) => !matches!(m.rcode, 0 | 3),
         }
@@ -270,6 +231,9 @@ impl Lookup {
 /// at export, not per lookup.
 pub type DnsHistograms = Arc<Mutex<HashMap<(Option<u8>, Transport), Arc<Histogram>>>>;
 
+/// Spare question-name strings kept for reuse.
+const SPARE_NAMES: usize = 64;
+
 pub struct Handler {
     pub emitter: crate::export::Emitter,
     pub stats: Arc<ProbeStats>,
@@ -278,8 +242,15 @@ pub struct Handler {
     pub ids: crate::otel::traces::IdGenerator,
     pub config: crate::config::DnsProbe,
     pub histograms: DnsHistograms,
-    pending: LruCache<Key, Pending>,
+    pending: pending::PendingQueries,
     sample_threshold: u32,
+    /// Queries and responses are parsed into these (one each, so each
+    /// keeps the shape, and the strings, of its kind of message).
+    messages: [dnsmsg::Message; 2],
+    spare_names: Vec<String>,
+    /// The histograms this handler has recorded into, by rcode (16: timed
+    /// out) and transport: found in the shared map once, not per lookup.
+    local_histograms: [[Option<Arc<Histogram>>; 2]; 17],
 }
 
 impl Handler {
@@ -298,22 +269,20 @@ impl Handler {
             sample_threshold: super::sample_threshold(config.sample_rate),
             config,
             histograms,
-            pending: LruCache::new(NonZeroUsize::new(MAX_PENDING).unwrap_or(NonZeroUsize::MIN)),
+            pending: pending::PendingQueries::new(MAX_PENDING),
+            messages: Default::default(),
+            spare_names: Vec::new(),
+            local_histograms: Default::default(),
         }
     }
 
-    fn context(&mut self, c: &Common) -> ProcessContext {
-        if c.pid == 0 {
-            return ProcessContext::default();
-        }
-        ProcessContext {
-            owner: self.enricher.users.name(c.uid).map(str::to_string),
-            workload: self.enricher.workload(c.cgroup_id, c.pid),
-            info: None,
+    fn recycle(&mut self, p: Pending) {
+        if self.spare_names.len() < SPARE_NAMES {
+            self.spare_names.push(p.name);
         }
     }
 
-    fn on_query(&mut self, p: &Packet, msg: dnsmsg::Message) {
+    fn on_query(&mut self, p: &Packet<'_>, msg: &dnsmsg::Message) {
         let Some(q) = msg.questions.first() else {
             self.stats.lose("parse_error", 1);
             return;
@@ -323,31 +292,34 @@ impl Handler {
             transport: p.transport,
             id: msg.id,
         };
-        let pending = Pending {
-            common: p.common.clone(),
-            ctx: self.context(&p.common),
-            sent_boot_ns: p.common.ts_boot_ns,
-            name: q.name.clone(),
-            qtype: q.qtype,
-        };
         // A retransmission of the same query keeps the first send time.
         if self.pending.contains(&key) {
             return;
         }
-        if let Some((old, _)) = self.pending.push(key, pending) {
-            if old != key {
-                self.stats.lose("pending_evicted", 1);
-            }
+        // Fill the workload cache now, while the querying task is alive.
+        self.enricher.warm(p.hdr.cgroup_id, p.hdr.pid);
+        let mut name = self.spare_names.pop().unwrap_or_default();
+        name.clear();
+        name.push_str(&q.name);
+        let pending = Pending {
+            hdr: p.hdr,
+            sent_boot_ns: p.hdr.ts_ns,
+            name,
+            qtype: q.qtype,
+        };
+        if let Some((_, evicted)) = self.pending.insert(key, pending) {
+            self.stats.lose("pending_evicted", 1);
+            self.recycle(evicted);
         }
     }
 
-    fn on_response(&mut self, p: &Packet, msg: dnsmsg::Message) {
+    fn on_response(&mut self, p: &Packet<'_>, msg: &dnsmsg::Message) {
         let key = Key {
             tuple: p.tuple,
             transport: p.transport,
             id: msg.id,
         };
-        let Some(query) = self.pending.pop(&key) else {
+        let Some(query) = self.pending.remove(&key) else {
             // Tapio started after the query, or the query was not captured.
             self.stats.lose("unmatched", 1);
             return;
@@ -356,45 +328,43 @@ impl Handler {
             key,
             query,
             response: Some(msg),
-            end_boot_ns: p.common.ts_boot_ns,
+            end_boot_ns: p.hdr.ts_ns,
         });
     }
 
-    fn finish(&mut self, l: Lookup) {
+    fn finish(&mut self, l: Lookup<'_>) {
         let dur = l.end_boot_ns.saturating_sub(l.query.sent_boot_ns);
-        let rcode = l.response.as_ref().map(|m| m.rcode);
-        let h = {
+        let rcode = l.rcode();
+        // An rcode is 4 bits.
+        let row = rcode.map_or(16, |r| usize::from(r & 0xF));
+        let col = usize::from(l.key.transport == Transport::Tcp);
+        let h = self.local_histograms[row][col].get_or_insert_with(|| {
             let mut hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
             hs.entry((rcode, l.key.transport)).or_default().clone()
-        };
+        });
         h.record_ns(dur);
         let always = rcode != Some(0) || dur >= self.config.slow_threshold.as_nanos() as u64;
         let sampled =
             self.sample_threshold == u32::MAX || (self.ids.next_u32() <= self.sample_threshold);
         if always || sampled {
-            let span = crate::otel::traces::dns_query(
-                &l,
-                self.config.max_answers,
-                &self.clock,
-                &mut self.ids,
-            );
-            self.emitter.span(span);
+            let q = &l.query.hdr;
+            let ctx = self.enricher.context(q.uid, q.cgroup_id, q.pid);
+            let (clock, ids, max) = (&self.clock, &mut self.ids, self.config.max_answers);
+            self.emitter
+                .encode_span(|enc| otlp::query(enc, &l, &ctx, max, clock, ids));
         }
+        self.recycle(l.query);
     }
 
     /// End every query older than the timeout as a timed-out lookup.
     fn expire(&mut self) {
         let now = crate::clock::boot_ns();
         let timeout = self.config.timeout.as_nanos() as u64;
-        // Queries enter in time order and are never touched again, so the
-        // least recently used entry is the oldest.
-        while let Some((_, p)) = self.pending.peek_lru() {
-            if now.saturating_sub(p.sent_boot_ns) < timeout {
-                break;
-            }
-            let Some((key, query)) = self.pending.pop_lru() else {
-                break;
-            };
+        // Queries enter in time order, so the first is the oldest.
+        while let Some((key, query)) = self
+            .pending
+            .pop_oldest_if(|sent| now.saturating_sub(sent) >= timeout)
+        {
             let end = query.sent_boot_ns + timeout;
             self.finish(Lookup {
                 key,
@@ -402,6 +372,21 @@ impl Handler {
                 response: None,
                 end_boot_ns: end,
             });
+        }
+    }
+
+    fn on_message(&mut self, p: &Packet<'_>, m: &[u8], msg: &mut dnsmsg::Message) {
+        match dnsmsg::parse_into(m, self.config.max_answers, msg) {
+            Ok(()) if msg.response == p.response => {
+                if p.response {
+                    self.on_response(p, msg);
+                } else {
+                    self.on_query(p, msg);
+                }
+            }
+            // A message flowing the wrong way is not a client lookup.
+            Ok(()) => self.stats.lose("unexpected_direction", 1),
+            Err(_) => self.stats.lose("parse_error", 1),
         }
     }
 }
@@ -416,30 +401,25 @@ impl crate::reader::RecordHandler for Handler {
         let Some(p) = self.stats.decoded(decode(record)) else {
             return;
         };
-        tracing::debug!(probe = NAME, pid = p.common.pid, comm = %p.common.comm, response = p.response, transport = ?p.transport, tuple = ?p.tuple, len = p.payload.len(), "packet");
+        tracing::debug!(probe = NAME, pid = p.hdr.pid, response = p.response, transport = ?p.transport, tuple = ?p.tuple, len = p.payload.len(), "packet");
         if p.not_captured {
             self.stats.lose("not_captured", 1);
             return;
         }
-        let messages: Vec<&[u8]> = match p.transport {
-            Transport::Udp => vec![&p.payload[..]],
-            Transport::Tcp => dnsmsg::split_tcp(&p.payload),
-        };
-        for m in messages {
-            match dnsmsg::parse(m, self.config.max_answers) {
-                Ok(msg) if msg.response == p.response => {
-                    if p.response {
-                        self.on_response(&p, msg);
-                    } else {
-                        self.on_query(&p, msg);
-                    }
+        // Parsed into a message the handler keeps (taken out while the
+        // lookup borrows it).
+        let slot = usize::from(p.response);
+        let mut msg = std::mem::take(&mut self.messages[slot]);
+        match p.transport {
+            Transport::Udp => self.on_message(&p, p.payload, &mut msg),
+            Transport::Tcp => {
+                for m in dnsmsg::split_tcp(p.payload) {
+                    self.on_message(&p, m, &mut msg);
                 }
-                // A message flowing the wrong way is not a client lookup.
-                Ok(_) => self.stats.lose("unexpected_direction", 1),
-                Err(_) => self.stats.lose("parse_error", 1),
             }
         }
-        let lat = crate::clock::boot_ns().saturating_sub(p.common.ts_boot_ns);
+        self.messages[slot] = msg;
+        let lat = crate::clock::boot_ns().saturating_sub(p.hdr.ts_ns);
         self.stats.latency.record_ns(lat);
     }
 }
@@ -476,7 +456,7 @@ pub fn histogram_producer(h: DnsHistograms, start_unix_ns: u64) -> crate::export
 }
 
 /// How long a lookup took.
-pub fn duration(l: &Lookup) -> Duration {
+pub fn duration(l: &Lookup<'_>) -> Duration {
     Duration::from_nanos(l.end_boot_ns.saturating_sub(l.query.sent_boot_ns))
 }
 
@@ -485,28 +465,7 @@ mod tests {
     use super::*;
     use crate::dnsmsg::build;
     use crate::telemetry::Telemetry;
-    use tapio_shared::{as_bytes, tapio_tcp_tuple};
-
-    fn packet(response: bool, payload: &[u8], ts: u64) -> Vec<u8> {
-        let mut hdr = crate::probes::process::fixtures::header(kind::TAPIO_EVENT_PROCESS_EXEC);
-        hdr.kind = kind::TAPIO_EVENT_DNS_PACKET as u32;
-        hdr.ts_ns = ts;
-        let mut t =
-            crate::probes::network::fixtures::v4_tuple([127, 0, 0, 1], 40000, [127, 0, 0, 53], 53);
-        t._pad0 = 0;
-        let mut r = tapio_dns_packet {
-            hdr,
-            payload_len: payload.len() as u16,
-            wire_len: payload.len() as u16,
-            direction: u8::from(response),
-            protocol: 17,
-            flags: 0,
-            tuple: tapio_tcp_tuple { ..t },
-            payload: [0; 512],
-        };
-        r.payload[..payload.len()].copy_from_slice(payload);
-        as_bytes(&r).to_vec()
-    }
+    use decode::fixtures::packet;
 
     fn handler() -> (Handler, crate::export::Exporter, tokio::runtime::Runtime) {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -526,15 +485,6 @@ mod tests {
             DnsHistograms::default(),
         );
         (h, ex, rt)
-    }
-
-    #[test]
-    fn decodes_packets() {
-        let p = decode(&packet(false, &build::query(5, "a.test", 1), 1)).unwrap();
-        assert!(!p.response);
-        assert_eq!(p.transport, Transport::Udp);
-        assert_eq!(p.tuple.remote_port, 53);
-        assert_eq!(dnsmsg::parse(&p.payload, 4).unwrap().id, 5);
     }
 
     #[test]

@@ -1,0 +1,137 @@
+//! DNS packet records as the kernel writes them, read without allocating:
+//! the payload is borrowed from the copied record.
+
+use crate::probes::network::Tuple;
+use tapio_shared::{
+    read_record, record_kind, tapio_dns_direction, tapio_dns_flags, tapio_dns_packet,
+    tapio_event_header, tapio_event_kind as kind, tapio_tcp_tuple, TAPIO_DNS_PAYLOAD,
+};
+
+pub use crate::probes::DecodeError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// One captured packet, its payload borrowed from the ring-buffer record.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// The sending (query) or receiving (response) task.
+    pub hdr: tapio_event_header,
+    pub response: bool,
+    pub transport: Transport,
+    /// Oriented client -> server.
+    pub tuple: Tuple,
+    pub payload: &'a [u8],
+    pub wire_len: u16,
+    pub truncated: bool,
+    pub not_captured: bool,
+}
+
+/// Decode one ring-buffer record of the dns probe. The fixed fields are
+/// copied out (checked length, unaligned reads); the payload, most of the
+/// record, is borrowed rather than copied.
+pub fn decode(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    use core::mem::{offset_of, size_of};
+    let k = record_kind(bytes)?;
+    if k != kind::TAPIO_EVENT_DNS_PACKET as u32 {
+        return Err(DecodeError::UnknownKind(k));
+    }
+    let want = size_of::<tapio_dns_packet>();
+    if bytes.len() < want {
+        return Err(DecodeError::Short(tapio_shared::ShortRecord {
+            want,
+            got: bytes.len(),
+        }));
+    }
+    let u16_at = |off: usize| u16::from_ne_bytes([bytes[off], bytes[off + 1]]);
+    let hdr: tapio_event_header = read_record(bytes)?;
+    let tuple: tapio_tcp_tuple = read_record(&bytes[offset_of!(tapio_dns_packet, tuple)..])?;
+    let flags = u32::from(u16_at(offset_of!(tapio_dns_packet, flags)));
+    let payload_at = offset_of!(tapio_dns_packet, payload);
+    let n = usize::from(u16_at(offset_of!(tapio_dns_packet, payload_len)))
+        .min(TAPIO_DNS_PAYLOAD as usize);
+    Ok(Packet {
+        hdr,
+        response: u32::from(bytes[offset_of!(tapio_dns_packet, direction)])
+            == tapio_dns_direction::TAPIO_DNS_RESPONSE,
+        transport: if bytes[offset_of!(tapio_dns_packet, protocol)] == 6 {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        },
+        tuple: Tuple::from(&tuple),
+        payload: &bytes[payload_at..payload_at + n],
+        wire_len: u16_at(offset_of!(tapio_dns_packet, wire_len)),
+        truncated: flags & tapio_dns_flags::TAPIO_DNS_TRUNCATED != 0,
+        not_captured: flags & tapio_dns_flags::TAPIO_DNS_NOT_CAPTURED != 0,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use tapio_shared::{as_bytes, tapio_tcp_tuple};
+
+    /// A UDP DNS packet record between 127.0.0.1:40000 and 127.0.0.53:53.
+    pub fn packet(response: bool, payload: &[u8], ts: u64) -> Vec<u8> {
+        let mut hdr = crate::probes::process::fixtures::header(kind::TAPIO_EVENT_PROCESS_EXEC);
+        hdr.kind = kind::TAPIO_EVENT_DNS_PACKET as u32;
+        hdr.ts_ns = ts;
+        let mut t =
+            crate::probes::network::fixtures::v4_tuple([127, 0, 0, 1], 40000, [127, 0, 0, 53], 53);
+        t._pad0 = 0;
+        let mut r = tapio_dns_packet {
+            hdr,
+            payload_len: payload.len() as u16,
+            wire_len: payload.len() as u16,
+            direction: u8::from(response),
+            protocol: 17,
+            flags: 0,
+            tuple: tapio_tcp_tuple { ..t },
+            payload: [0; 512],
+        };
+        r.payload[..payload.len()].copy_from_slice(payload);
+        as_bytes(&r).to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fixtures::packet, *};
+    use crate::dnsmsg::{self, build};
+    use tapio_shared::tapio_dns_packet;
+
+    #[test]
+    fn decodes_packets() {
+        let bytes = packet(false, &build::query(5, "a.test", 1), 1);
+        let p = decode(&bytes).unwrap();
+        assert!(!p.response);
+        assert_eq!(p.transport, Transport::Udp);
+        assert_eq!(p.tuple.remote_port, 53);
+        assert_eq!(dnsmsg::parse(p.payload, 4).unwrap().id, 5);
+        assert!(decode(&[0; 7]).is_err());
+        // A dns kind with a short body is short, not misread.
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Short(_))
+        ));
+        let mut resp = packet(true, &build::query(5, "a.test", 1), 1);
+        let at = core::mem::offset_of!(tapio_dns_packet, payload_len);
+        resp[at..at + 2].copy_from_slice(&9999u16.to_ne_bytes());
+        let p = decode(&resp).unwrap();
+        assert!(p.response);
+        assert_eq!(p.payload.len(), 512);
+    }
+}

@@ -1,0 +1,133 @@
+//! Queries waiting for their response: a map to match responses and a FIFO
+//! for time order. Neither allocates per query once grown (an LRU cache
+//! allocates a node per entry, one heap allocation per lookup).
+
+use super::{Key, Pending};
+use std::collections::{HashMap, VecDeque};
+
+pub struct PendingQueries {
+    map: HashMap<Key, Pending>,
+    /// Keys in the order their queries were sent, with the send time that
+    /// tells a live entry from one already answered (and maybe reused).
+    order: VecDeque<(Key, u64)>,
+    capacity: usize,
+}
+
+impl PendingQueries {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn contains(&self, k: &Key) -> bool {
+        self.map.contains_key(k)
+    }
+
+    fn live(&self, k: &Key, sent: u64) -> bool {
+        self.map.get(k).is_some_and(|p| p.sent_boot_ns == sent)
+    }
+
+    /// Add a query (its key must not be pending); returns the oldest one
+    /// when it had to make room.
+    pub fn insert(&mut self, k: Key, p: Pending) -> Option<(Key, Pending)> {
+        let evicted = if self.map.len() >= self.capacity {
+            self.pop_oldest_if(|_| true)
+        } else {
+            None
+        };
+        self.order.push_back((k, p.sent_boot_ns));
+        self.map.insert(k, p);
+        // Answered queries leave their entry in `order` until it reaches
+        // the front; bound that.
+        if self.order.len() > 2 * self.capacity {
+            let map = &self.map;
+            self.order
+                .retain(|(k, sent)| map.get(k).is_some_and(|p| p.sent_boot_ns == *sent));
+        }
+        evicted
+    }
+
+    /// The query answered by a response with key `k`.
+    pub fn remove(&mut self, k: &Key) -> Option<Pending> {
+        self.map.remove(k)
+    }
+
+    /// The oldest pending query, if `old` says its send time is old enough.
+    pub fn pop_oldest_if(&mut self, old: impl Fn(u64) -> bool) -> Option<(Key, Pending)> {
+        while let Some(&(k, sent)) = self.order.front() {
+            if !self.live(&k, sent) {
+                self.order.pop_front();
+                continue;
+            }
+            if !old(sent) {
+                return None;
+            }
+            self.order.pop_front();
+            return self.map.remove(&k).map(|p| (k, p));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probes::dns::Transport;
+    use crate::probes::network::Tuple;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn key(id: u16) -> Key {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Key {
+            tuple: Tuple {
+                local: ip,
+                local_port: 1,
+                remote: ip,
+                remote_port: 53,
+            },
+            transport: Transport::Udp,
+            id,
+        }
+    }
+
+    fn query(sent: u64) -> Pending {
+        Pending {
+            hdr: Default::default(),
+            sent_boot_ns: sent,
+            name: String::new(),
+            qtype: 1,
+        }
+    }
+
+    #[test]
+    fn oldest_first_answered_skipped_full_evicts_oldest() {
+        let mut p = PendingQueries::new(3);
+        assert!(p.insert(key(1), query(10)).is_none());
+        assert!(p.insert(key(2), query(20)).is_none());
+        assert!(p.remove(&key(1)).is_some());
+        // Key 1 reused by a later query: its old entry is stale.
+        assert!(p.insert(key(1), query(30)).is_none());
+        assert!(p.insert(key(3), query(40)).is_none());
+        let (k, q) = p.insert(key(4), query(50)).unwrap();
+        assert_eq!((k, q.sent_boot_ns), (key(2), 20));
+        assert!(p.pop_oldest_if(|s| s < 30).is_none());
+        let (k, _) = p.pop_oldest_if(|s| s <= 30).unwrap();
+        assert_eq!(k, key(1));
+        assert_eq!(p.len(), 2);
+        // Many answered queries never grow the order past its bound.
+        for i in 0..100 {
+            p.insert(key(100 + i), query(100 + u64::from(i)));
+            p.remove(&key(100 + i));
+        }
+        assert!(p.order.len() <= 6);
+        assert_eq!(p.len(), 2);
+    }
+}

@@ -1,0 +1,278 @@
+//! Process records → OTLP log records (`process.exec`, `process.exit`,
+//! `process.fork`), written straight from the kernel record into protobuf.
+//! The one place these records' names and shapes are decided.
+
+use super::decode::{comm, Exec, ExecExt};
+use crate::clock::WallClock;
+use crate::enrich::{Context, ProcessInfo};
+use crate::otel::{
+    names::{attr, event},
+    wire::{Encoder, Lossy, RecordWriter, Severity},
+};
+use std::fmt;
+use tapio_shared::{tapio_event_header, tapio_process_exit, tapio_process_fork};
+
+/// The attributes of the task a record describes and what enrichment added
+/// (owner, container, pod, systemd unit). Every probe's records carry them.
+pub fn process_attrs(w: &mut RecordWriter<'_>, h: &tapio_event_header, ctx: &Context<'_>) {
+    w.int(attr::PROCESS_PID, i64::from(h.pid));
+    w.int(attr::PROCESS_PARENT_PID, i64::from(h.ppid));
+    w.int(attr::THREAD_ID, i64::from(h.tid));
+    w.lossy(attr::PROCESS_EXECUTABLE_NAME, comm(h));
+    w.int(attr::PROCESS_USER_ID, i64::from(h.uid));
+    w.int(attr::TAPIO_CGROUP_ID, h.cgroup_id as i64);
+    if let Some(o) = ctx.owner {
+        w.str(attr::PROCESS_OWNER, o);
+    }
+    if let Some(wl) = ctx.workload {
+        if let Some(id) = &wl.container_id {
+            w.str(attr::CONTAINER_ID, id);
+        }
+        if let Some(uid) = &wl.pod_uid {
+            w.str(attr::K8S_POD_UID, uid);
+        }
+        if let Some(unit) = &wl.systemd_unit {
+            w.str(attr::TAPIO_SYSTEMD_UNIT, unit);
+        }
+    }
+}
+
+/// `process.exec`. `info` is what the handler resolved (the executable's
+/// path, the command line), also remembered for the exit.
+pub fn exec(
+    enc: &mut Encoder,
+    r: &Exec<'_>,
+    info: &ProcessInfo,
+    ctx: &Context<'_>,
+    clock: &WallClock,
+    observed: u64,
+) {
+    let mut w = enc.log(clock.to_unix_ns(r.hdr.ts_ns), Severity::Info);
+    w.body_concat(&["exec ", &info.command_line]);
+    process_attrs(&mut w, &r.hdr, ctx);
+    w.str(attr::PROCESS_EXECUTABLE_PATH, &info.executable_path);
+    w.str(attr::PROCESS_COMMAND_LINE, &info.command_line);
+    w.time(attr::PROCESS_CREATION_TIME, clock.to_unix_ns(r.start_ns));
+    if r.truncated() {
+        w.bool(attr::TAPIO_TRUNCATED, true);
+    }
+    w.finish_log(observed, event::PROCESS_EXEC);
+}
+
+/// Name of a signal number, for the signals a process dies of.
+pub struct SignalName(pub u32);
+
+impl fmt::Display for SignalName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            1 => "SIGHUP",
+            2 => "SIGINT",
+            3 => "SIGQUIT",
+            4 => "SIGILL",
+            5 => "SIGTRAP",
+            6 => "SIGABRT",
+            7 => "SIGBUS",
+            8 => "SIGFPE",
+            9 => "SIGKILL",
+            10 => "SIGUSR1",
+            11 => "SIGSEGV",
+            12 => "SIGUSR2",
+            13 => "SIGPIPE",
+            14 => "SIGALRM",
+            15 => "SIGTERM",
+            24 => "SIGXCPU",
+            25 => "SIGXFSZ",
+            31 => "SIGSYS",
+            n => return write!(f, "SIG{n}"),
+        };
+        f.write_str(name)
+    }
+}
+
+/// `process.exit`: WARN when a signal killed it (a crash or a kill is
+/// worth a look; a clean exit is not). `info`: what it ran, if we saw its
+/// exec.
+pub fn exit(
+    enc: &mut Encoder,
+    r: &tapio_process_exit,
+    info: Option<&ProcessInfo>,
+    ctx: &Context<'_>,
+    clock: &WallClock,
+    observed: u64,
+) {
+    let end = clock.to_unix_ns(r.hdr.ts_ns);
+    let name = Lossy(comm(&r.hdr));
+    let severity = if r.exit_signal != 0 {
+        Severity::Warn
+    } else {
+        Severity::Info
+    };
+    let mut w = enc.log(end, severity);
+    if r.exit_signal != 0 {
+        w.body(format_args!(
+            "{name} killed by {}",
+            SignalName(r.exit_signal)
+        ));
+    } else {
+        w.body(format_args!("{name} exited with code {}", r.exit_code));
+    }
+    process_attrs(&mut w, &r.hdr, ctx);
+    w.int(attr::PROCESS_EXIT_CODE, i64::from(r.exit_code));
+    w.time(attr::PROCESS_EXIT_TIME, end);
+    if r.start_ns > 0 {
+        w.time(attr::PROCESS_CREATION_TIME, clock.to_unix_ns(r.start_ns));
+        let secs = r.hdr.ts_ns.saturating_sub(r.start_ns) as f64 / 1e9;
+        w.f64(attr::TAPIO_PROCESS_DURATION, secs);
+    }
+    if let Some(info) = info {
+        w.str(attr::PROCESS_EXECUTABLE_PATH, &info.executable_path);
+        w.str(attr::PROCESS_COMMAND_LINE, &info.command_line);
+    }
+    if r.exit_signal != 0 {
+        w.display(attr::TAPIO_PROCESS_EXIT_SIGNAL, SignalName(r.exit_signal));
+        if r.core_dumped != 0 {
+            w.bool(attr::TAPIO_PROCESS_CORE_DUMPED, true);
+        }
+    }
+    w.finish_log(observed, event::PROCESS_EXIT);
+}
+
+/// `process.fork`: the header is the parent.
+pub fn fork(
+    enc: &mut Encoder,
+    r: &tapio_process_fork,
+    ctx: &Context<'_>,
+    clock: &WallClock,
+    observed: u64,
+) {
+    let mut w = enc.log(clock.to_unix_ns(r.hdr.ts_ns), Severity::Info);
+    w.body(format_args!(
+        "{} forked {}",
+        Lossy(comm(&r.hdr)),
+        r.child_pid
+    ));
+    process_attrs(&mut w, &r.hdr, ctx);
+    w.int(attr::TAPIO_PROCESS_CHILD_PID, i64::from(r.child_pid));
+    w.finish_log(observed, event::PROCESS_FORK);
+}
+
+#[cfg(test)]
+mod tests {
+    //! The direct encoder against the opentelemetry-proto mapping it
+    //! replaced (`legacy`), on the same fixtures: the bytes must be equal,
+    //! and decode to equal messages.
+    use super::super::{decode::*, legacy};
+    use super::*;
+    use crate::enrich::cgroup::{self, Workload};
+    use crate::otel::logs::ProcessContext;
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use prost::Message;
+
+    fn same(enc: &Encoder, old: &LogRecord) {
+        let mut want = Vec::new();
+        prost::encoding::message::encode(crate::otel::wire::RECORD_FIELD, old, &mut want);
+        let got = enc.record();
+        // Field by field first: a difference names the field.
+        let mut body = &got[1..];
+        prost::encoding::decode_varint(&mut body).unwrap();
+        assert_eq!(&LogRecord::decode(body).unwrap(), old);
+        assert_eq!(got, &want[..]);
+    }
+
+    fn ctx_pair<'a>(
+        owner: Option<&'a str>,
+        wl: Option<&'a Workload>,
+    ) -> (Context<'a>, ProcessContext) {
+        (
+            Context {
+                owner,
+                workload: wl,
+            },
+            ProcessContext {
+                owner: owner.map(str::to_string),
+                workload: wl.cloned().unwrap_or_default(),
+                info: None,
+            },
+        )
+    }
+
+    #[test]
+    fn exec_matches_the_old_mapping() {
+        let clock = WallClock::with_offset(1_000_000_000_000);
+        let wl = cgroup::from_names(&format!("docker-{}.scope", "b".repeat(64)), "system.slice");
+        for (args, flags, owner) in [
+            (&b"/bin/sh\0-c\0exit 7\0"[..], 0, Some("root")),
+            (
+                b"a\0\0b\xff\0",
+                tapio_shared::tapio_exec_flags::TAPIO_EXEC_ARGS_TRUNCATED,
+                None,
+            ),
+            (&[b'x'; 1000][..], 0, Some("app")),
+        ] {
+            let bytes = fixtures::exec_bytes(args, flags);
+            let Record::Exec(r) = decode(&bytes).unwrap() else {
+                panic!()
+            };
+            let legacy::ProcessEvent::Exec(e) = legacy::decode(&bytes).unwrap() else {
+                panic!()
+            };
+            let (ctx, old_ctx) = ctx_pair(owner, Some(&wl));
+            let info = ProcessInfo {
+                executable_path: "/bin/sh".into(),
+                command_line: CommandLine(r.args()).to_string(),
+            };
+            let mut enc = Encoder::default();
+            exec(&mut enc, &r, &info, &ctx, &clock, 42);
+            same(
+                &enc,
+                &legacy::process_exec(&e, "/bin/sh", &old_ctx, &clock, 42),
+            );
+        }
+    }
+
+    #[test]
+    fn exit_and_fork_match_the_old_mapping() {
+        let clock = WallClock::with_offset(0);
+        let info = ProcessInfo {
+            executable_path: "/bin/sh".into(),
+            command_line: "sh -c exit 7".into(),
+        };
+        let pod = cgroup::from_names(
+            &format!("cri-containerd-{}.scope", "c".repeat(64)),
+            "kubepods-besteffort-pod1a2b3c4d_5e6f_7081_9203_a4b5c6d7e8f9.slice",
+        );
+        for (code, sig, with_info, wl) in [
+            (7, 0, true, None),
+            (0, 9, false, Some(&pod)),
+            (0, 77, true, Some(&pod)),
+        ] {
+            let mut bytes = fixtures::exit_bytes(code, sig);
+            if sig == 9 {
+                let off = core::mem::offset_of!(tapio_process_exit, core_dumped);
+                bytes[off..off + 4].copy_from_slice(&1u32.to_ne_bytes());
+            }
+            let Record::Exit(r) = decode(&bytes).unwrap() else {
+                panic!()
+            };
+            let legacy::ProcessEvent::Exit(e) = legacy::decode(&bytes).unwrap() else {
+                panic!()
+            };
+            let (ctx, mut old_ctx) = ctx_pair(Some("root"), wl);
+            old_ctx.info = with_info.then(|| info.clone());
+            let mut enc = Encoder::default();
+            exit(&mut enc, &r, with_info.then_some(&info), &ctx, &clock, 3);
+            same(&enc, &legacy::process_exit(&e, &old_ctx, &clock, 3));
+        }
+        let bytes = fixtures::fork_bytes();
+        let Record::Fork(r) = decode(&bytes).unwrap() else {
+            panic!()
+        };
+        let legacy::ProcessEvent::Fork(f) = legacy::decode(&bytes).unwrap() else {
+            panic!()
+        };
+        let (ctx, old_ctx) = ctx_pair(None, None);
+        let mut enc = Encoder::default();
+        fork(&mut enc, &r, &ctx, &clock, 0);
+        same(&enc, &legacy::process_fork(&f, &old_ctx, &clock, 0));
+    }
+}
