@@ -1062,11 +1062,17 @@ impl Default for RetryConfig {
 pub struct QueueConfig {
     /// Capacity per signal, in records (log records or spans).
     pub queue_size: usize,
+    /// Export requests in flight at once per signal (the collector's key):
+    /// one request at a time caps throughput at one batch per round trip.
+    pub num_consumers: usize,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { queue_size: 16384 }
+        Self {
+            queue_size: 16384,
+            num_consumers: 4,
+        }
     }
 }
 

@@ -43,6 +43,8 @@ pub struct OtlpSettings {
     pub tls: TlsConfig,
     pub retry: RetryConfig,
     pub queue_size: usize,
+    /// Requests in flight at once per signal.
+    pub num_consumers: usize,
 }
 
 /// Where signals go.
@@ -59,6 +61,15 @@ impl SinkSettings {
         match self {
             SinkSettings::Stdout { queue_size } => *queue_size,
             SinkSettings::Otlp(o) => o.queue_size,
+        }
+    }
+
+    /// Export requests in flight at once per signal (stdout writes lines
+    /// in order: one).
+    pub fn consumers(&self) -> usize {
+        match self {
+            SinkSettings::Stdout { .. } => 1,
+            SinkSettings::Otlp(o) => o.num_consumers,
         }
     }
 }
@@ -209,6 +220,7 @@ impl Resolver<'_> {
             tls,
             retry: file.retry_on_failure.clone(),
             queue_size: file.sending_queue.queue_size,
+            num_consumers: file.sending_queue.num_consumers,
         }
     }
 

@@ -592,6 +592,9 @@ impl Exporters {
     }
 }
 
+/// Requests in flight per signal: more only adds memory (a batch each).
+const MAX_CONSUMERS: usize = 64;
+
 fn queue_size(path: &str, n: usize, errs: &mut Vec<ConfigError>) {
     if n == 0 || n > MAX_QUEUE {
         errs.push(ConfigError::new(
@@ -653,6 +656,13 @@ impl OtlpExporter {
             self.sending_queue.queue_size,
             errs,
         );
+        let n = self.sending_queue.num_consumers;
+        if n == 0 || n > MAX_CONSUMERS {
+            errs.push(ConfigError::new(
+                format!("{base}.sending_queue.num_consumers"),
+                format!("{n}: must be from 1 to {MAX_CONSUMERS}"),
+            ));
+        }
     }
 }
 
