@@ -62,7 +62,7 @@ cc -O2 -o "$work/load" "$work/load.c"
 mkdir -p "$work/watched-dir"
 touch "$work/watched" "$work/unwatched"
 
-WORKLOADS="write-unwatched write-watched open-close setresuid mmap-munmap getppid"
+WORKLOADS=${WORKLOADS:-"write-unwatched write-watched open-close setresuid mmap-munmap getppid"}
 one() { # workload -> ns/call
 	case $1 in
 	write-unwatched) "$work/load" write "$work/unwatched" "$N" ;;
