@@ -373,9 +373,10 @@ pub fn variant_syscalls(label: &str) -> Option<(bool, bool)> {
     ))
 }
 
-/// The spec to run with `cfg`: the variants it wants, of the attach kind
-/// it asks for (each spec lists fentry, kprobe, then tracepoint variants,
-/// so every kind is one sub-slice).
+/// The spec to run with `cfg`: the variants it wants, on the syscall path
+/// (`syscalls`) and of the attach kind (`attach`) it asks for (each list
+/// holds fentry, kprobe, then tracepoint variants, so every kind is one
+/// sub-slice).
 pub fn spec(cfg: &crate::config::SecurityProbe) -> ProbeSpec {
     use crate::config::{SecurityAttach as A, SecuritySyscalls as S};
     let lists = if cfg.capabilities {
