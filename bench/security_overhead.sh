@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Syscall hot loops the security probe hooks, side by side in one run:
-#   alone | with tapio's security probe (credentials, code injection, BPF,
-#   modules on; capabilities off, the default; one watched file and one
-#   watched directory).
+#   alone | tapio, syscall dispatcher (default) | tapio, per-syscall
+#   tracepoints (`syscalls: per_syscall`, the fallback)
+# with the security probe's defaults (credentials, code injection, BPF,
+# modules on; capabilities off) plus one watched file and one watched
+# directory.
 # Workloads (a small C program, N calls each, ns per call):
 #   write-unwatched  write(2) of 1 byte to a file nobody watches
 #   write-watched    write(2) of 1 byte to a watched file (deduplicated:
@@ -10,8 +12,13 @@
 #   open-close       openat(O_RDONLY)+close of an unwatched file
 #   setresuid        setresuid(0,0,0): both cred hooks run, nothing changes
 #   mmap-munmap      anonymous mmap+munmap (the W+X check runs on each)
-# Prints the median ns/call of RUNS runs, the ratio to "alone", and kernel
-# ns per run of each program (bpf_stats). Asserts nothing.
+#   getppid          a syscall no family hooks (the dispatcher's one
+#                    array lookup; no hook at all on the per-syscall path)
+# Timed with kernel.bpf_stats_enabled=0 (its clock reads around every
+# program run would inflate the "with" figures); then one more loop per
+# workload with stats on gives the kernel ns per call of the programs on
+# its path. Prints the median ns/call of RUNS runs and the ratio to
+# "alone". Asserts nothing.
 #
 #   N=200000 RUNS=5 bash bench/security_overhead.sh
 set -euo pipefail
@@ -44,6 +51,7 @@ int main(int argc, char **argv) {
 		else if (!strcmp(what, "open")) { int f = open(path, O_RDONLY); close(f); }
 		else if (!strcmp(what, "setresuid")) { if (setresuid(0, 0, 0)) return 1; }
 		else if (!strcmp(what, "mmap")) { void *p = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); munmap(p, 4096); }
+		else if (!strcmp(what, "getppid")) { if (getppid() < 0) return 1; }
 		if (i % 4096 == 0 && !strcmp(what, "write")) ftruncate(fd, 0);
 	}
 	printf("%.1f\n", (double)(now() - t0) / n);
@@ -54,7 +62,7 @@ cc -O2 -o "$work/load" "$work/load.c"
 mkdir -p "$work/watched-dir"
 touch "$work/watched" "$work/unwatched"
 
-WORKLOADS="write-unwatched write-watched open-close setresuid mmap-munmap"
+WORKLOADS=${WORKLOADS:-"write-unwatched write-watched open-close setresuid mmap-munmap getppid"}
 one() { # workload -> ns/call
 	case $1 in
 	write-unwatched) "$work/load" write "$work/unwatched" "$N" ;;
@@ -62,42 +70,103 @@ one() { # workload -> ns/call
 	open-close) "$work/load" open "$work/unwatched" "$N" ;;
 	setresuid) "$work/load" setresuid "$work/unwatched" "$N" ;;
 	mmap-munmap) "$work/load" mmap "$work/unwatched" "$N" ;;
+	getppid) "$work/load" getppid "$work/unwatched" "$N" ;;
 	esac
 }
 
-cat >"$work/tapio.yaml" <<Y
+MODES="dispatch per_syscall"
+config() { # mode -> config path
+	cat >"$work/tapio-$1.yaml" <<Y
 probes:
   process: { enabled: false }
   network: { enabled: false }
   dns: { enabled: false }
-  security: { enabled: true, watch_paths: [$work/watched, $work/watched-dir] }
+  security: { enabled: true, syscalls: $1, watch_paths: [$work/watched, $work/watched-dir] }
 exporters: { stdout: {} }
 Y
+	echo "$work/tapio-$1.yaml"
+}
 
-sysctl -qw kernel.bpf_stats_enabled=1
-declare -A alone with
+# Per program: run_time_ns and run_cnt of Tapio's security programs.
+sec_stats() {
+	bpftool prog show -j | python3 -c '
+import json,sys
+for p in json.load(sys.stdin):
+    if p.get("name","").startswith("tapio_sec"):
+        print(p["id"], p["name"], p.get("run_time_ns",0), p.get("run_cnt",0))'
+}
+# Kernel ns per workload call of each program that ran, from two sec_stats.
+stats_delta() { # before after calls
+	python3 - "$1" "$2" "$3" <<'PY'
+import sys
+def load(f):
+    return {l.split()[0]: l.split() for l in open(f) if l.strip()}
+a, b, n = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
+rows, total = [], 0
+for k, (i, name, t, c) in b.items():
+    t0, c0 = (int(a[k][2]), int(a[k][3])) if k in a else (0, 0)
+    dt, dc = int(t) - t0, int(c) - c0
+    # Programs that ran at least once per workload call.
+    if dc >= n:
+        rows.append(f"{name} {dt / dc:.0f} ns/run x {dc / n:.1f}")
+        total += dt / n
+print(f"{total:.0f} ns/call: " + "; ".join(sorted(rows)) if rows else "none")
+PY
+}
+
+run_tapio() { # mode -> pid (waits until ready, checks the variant)
+	rm -f "$work/tapio.err"
+	"$TAPIO" run --config "$(config "$1")" >"$work/tapio.json" 2>"$work/tapio.err" &
+	echo $! >"$work/tapio.pid"
+	wait_for "$work/tapio.err" "tapio ready"
+	local v
+	v=$(grep -o 'security=[^ ,"]*' "$work/tapio.err" | head -1)
+	case "$1:$v" in
+	dispatch:*+dispatch*) ;;
+	per_syscall:*+dispatch*) echo "per_syscall attached $v" >&2; exit 1 ;;
+	per_syscall:*) ;;
+	*) echo "$1 attached $v" >&2; exit 1 ;;
+	esac
+	echo "$v" >"$work/variant-$1"
+}
+stop_tapio() { local tp; tp=$(cat "$work/tapio.pid"); kill -INT "$tp"; wait "$tp" || true; }
+
+sysctl -qw kernel.bpf_stats_enabled=0
+declare -A alone with kstat
 for r in $(seq 1 "$RUNS"); do
 	for w in $WORKLOADS; do alone[$w]+="$(one "$w") "; done
-	"$TAPIO" run --config "$work/tapio.yaml" >"$work/tapio.json" 2>"$work/tapio.err" &
-	tp=$!
-	wait_for "$work/tapio.err" "tapio ready"
-	for w in $WORKLOADS; do with[$w]+="$(one "$w") "; done
-	if [ "$r" = "$RUNS" ]; then
-		# Kernel cost per program run, from the last run's programs.
-		bpftool prog show -j | python3 -c '
-import json,sys
-rows=[(p["name"],p.get("run_time_ns",0),p.get("run_cnt",0)) for p in json.load(sys.stdin) if p.get("name","").startswith("tapio_sec")]
-for n,t,c in sorted(rows):
-    if c: print(f"  {n:<16} {t/c:8.0f} ns/run  {c:>9} runs")' >"$work/progs.txt"
-	fi
-	kill -INT "$tp"; wait "$tp" || true
+	for m in $MODES; do
+		run_tapio "$m"
+		for w in $WORKLOADS; do with[$m,$w]+="$(one "$w") "; done
+		if [ "$r" = "$RUNS" ]; then
+			sysctl -qw kernel.bpf_stats_enabled=1
+			for w in $WORKLOADS; do
+				sec_stats >"$work/s0"
+				one "$w" >/dev/null
+				sec_stats >"$work/s1"
+				kstat[$m,$w]=$(stats_delta "$work/s0" "$work/s1" "$N")
+			done
+			sysctl -qw kernel.bpf_stats_enabled=0
+			grep -o '"eventName":"security[^"]*"' "$work/tapio.json" | sort | uniq -c | tr '\n' ';' >"$work/records-$m" || true
+		fi
+		stop_tapio
+	done
 done
-printf '%-16s %12s %12s %8s\n' workload "alone ns" "tapio ns" ratio
+med() { echo "$1" | tr ' ' '\n' | grep . | median; }
+printf '%-16s %10s' workload "alone ns"
+for m in $MODES; do printf ' %14s %7s' "$m ns" ratio; done
+echo
 for w in $WORKLOADS; do
-	a=$(echo "${alone[$w]}" | tr ' ' '\n' | grep . | median)
-	t=$(echo "${with[$w]}" | tr ' ' '\n' | grep . | median)
-	printf '%-16s %12s %12s %8.3f\n' "$w" "$a" "$t" "$(echo "$t $a" | awk '{print $1 / $2}')"
+	a=$(med "${alone[$w]}")
+	printf '%-16s %10s' "$w" "$a"
+	for m in $MODES; do
+		t=$(med "${with[$m,$w]}")
+		printf ' %14s %7.2f' "$t" "$(echo "$t $a" | awk '{print $1 / $2}')"
+	done
+	echo
 done
-echo "kernel ns per program run (bpf_stats, last run):"
-cat "$work/progs.txt"
-echo "records exported in the last run: $(grep -o '"eventName":"security[^"]*"' "$work/tapio.json" | sort | uniq -c | tr '\n' ';')"
+for m in $MODES; do
+	echo "$m ($(cat "$work/variant-$m")): kernel cost per call (bpf_stats, one more loop; includes other processes' calls in the window):"
+	for w in $WORKLOADS; do printf '  %-16s %s\n' "$w" "${kstat[$m,$w]}"; done
+	echo "  records exported: $(cat "$work/records-$m")"
+done

@@ -42,6 +42,15 @@ struct sys_exit_ctx {
 	__s64 ret;
 };
 
+/* The per-syscall tracepoint program `name` (the fallback path): the
+ * same body the dispatcher calls for that syscall. */
+#define SYSCALL_TP(event, name)                                                \
+	SEC("tracepoint/syscalls/" #event)                                     \
+	int name(struct sys_enter_ctx *ctx)                                    \
+	{                                                                      \
+		return name##_body(ctx);                                       \
+	}
+
 /* Index into tapio_sec_cfg (set by userspace after load). */
 enum {
 	CFG_SELF_TGID = 0,   /* Tapio's own pid: its BPF loads and capability
@@ -287,10 +296,9 @@ static __always_inline void snap_cred(struct cred_snap *s, struct task_struct *t
 	bpf_core_read(&s->cap_prm, sizeof(s->cap_prm), &c->cap_permitted);
 }
 
-/* Attached to sys_enter of setuid, setgid, setreuid, setregid,
- * setresuid, setresgid, setfsuid, setfsgid, execve, execveat. */
-SEC("tracepoint/syscalls/sys_enter_setuid")
-int tapio_sec_cred_enter(struct sys_enter_ctx *ctx)
+/* sys_enter of setuid, setgid, setreuid, setregid, setresuid,
+ * setresgid, setfsuid, setfsgid, execve, execveat. */
+static __always_inline int cred_enter(void)
 {
 	struct cred_snap s = {};
 	__u32 tid = self_tid();
@@ -298,6 +306,12 @@ int tapio_sec_cred_enter(struct sys_enter_ctx *ctx)
 	if (bpf_map_update_elem(&tapio_sec_cred_pending, &tid, &s, BPF_ANY))
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
 	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_setuid")
+int tapio_sec_cred_enter(struct sys_enter_ctx *ctx)
+{
+	return cred_enter();
 }
 
 /* Report old -> now if the ids or capability sets differ. The header is
@@ -327,8 +341,7 @@ static __always_inline void emit_cred_change(struct task_struct *task, struct cr
 	tapio_submit(&tapio_events, e);
 }
 
-SEC("tracepoint/syscalls/sys_exit_setuid")
-int tapio_sec_cred_exit(struct sys_exit_ctx *ctx)
+static __always_inline int cred_exit(__u32 nr)
 {
 	__u32 tid = self_tid();
 	struct cred_snap *old = bpf_map_lookup_elem(&tapio_sec_cred_pending, &tid);
@@ -339,9 +352,15 @@ int tapio_sec_cred_exit(struct sys_exit_ctx *ctx)
 	snap_cred(&now, task);
 	/* setfsuid/setfsgid return the previous fsuid, not 0: change is what
 	 * counts, so the return value is not checked. */
-	emit_cred_change(task, old, &now, ctx->nr, TAPIO_SEC_CRED_SYSCALL);
+	emit_cred_change(task, old, &now, nr, TAPIO_SEC_CRED_SYSCALL);
 	bpf_map_delete_elem(&tapio_sec_cred_pending, &tid);
 	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_setuid")
+int tapio_sec_cred_exit(struct sys_exit_ctx *ctx)
+{
+	return cred_exit(ctx->nr);
 }
 
 /* The same snapshot from any cred pointer (commit_creds' argument: a BTF
@@ -410,7 +429,10 @@ int BPF_KPROBE(tapio_sec_commit_creds_kp, struct cred *new)
 static __always_inline int capable_common(int cap, int ret, __u32 opts)
 {
 	__u32 tgid = self_tgid();
-	if (tgid == cfg(CFG_SELF_TGID) || tgid == 0)
+	__u64 self = cfg(CFG_SELF_TGID);
+	/* self == 0: not configured yet, and Tapio's own checks (loading
+	 * its programs) would be reported. */
+	if (tgid == self || tgid == 0 || self == 0)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 extra = ((__u64)(cap & 0xffff)) | ((ret == 0 ? 0ULL : 1ULL) << 16);
@@ -495,8 +517,7 @@ int BPF_KRETPROBE(tapio_sec_capable_kretp, int ret)
 #define PTRACE_SETREGSET_ 0x4205
 #define PTRACE_SEIZE_ 0x4206
 
-SEC("tracepoint/syscalls/sys_enter_ptrace")
-int tapio_sec_ptrace_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_ptrace_enter_body(struct sys_enter_ctx *ctx)
 {
 	__u64 req = ctx->args[0];
 	__u32 target = ctx->args[1];
@@ -530,9 +551,9 @@ int tapio_sec_ptrace_enter(struct sys_enter_ctx *ctx)
 	park(e);
 	return 0;
 }
+SYSCALL_TP(sys_enter_ptrace, tapio_sec_ptrace_enter)
 
-SEC("tracepoint/syscalls/sys_enter_process_vm_writev")
-int tapio_sec_vm_writev_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_vm_writev_enter_body(struct sys_enter_ctx *ctx)
 {
 	__u32 target = ctx->args[0];
 	if (!first_time(bpf_get_current_task_btf(), TAPIO_SEC_VM_WRITEV, target))
@@ -546,6 +567,7 @@ int tapio_sec_vm_writev_enter(struct sys_enter_ctx *ctx)
 	park(e);
 	return 0;
 }
+SYSCALL_TP(sys_enter_process_vm_writev, tapio_sec_vm_writev_enter)
 
 /* W+X is reported once per process (JITs map W+X memory all the time);
  * the first one is the interesting one for an interpreter that never
@@ -571,29 +593,30 @@ static __always_inline int wx_enter(struct sys_enter_ctx *ctx, __u64 flags)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_mmap")
-int tapio_sec_mmap_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_mmap_enter_body(struct sys_enter_ctx *ctx)
 {
 	return wx_enter(ctx, ctx->args[3]);
 }
+SYSCALL_TP(sys_enter_mmap, tapio_sec_mmap_enter)
 
-SEC("tracepoint/syscalls/sys_enter_mprotect")
-int tapio_sec_mprotect_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_mprotect_enter_body(struct sys_enter_ctx *ctx)
 {
 	return wx_enter(ctx, 0);
 }
+SYSCALL_TP(sys_enter_mprotect, tapio_sec_mprotect_enter)
 
 #define BPF_PROG_LOAD_ 5
 /* union bpf_attr, BPF_PROG_LOAD member (uapi, fixed offsets). */
 #define ATTR_PROG_NAME_OFF 48
 #define ATTR_EXPECTED_ATTACH_OFF 68
 
-SEC("tracepoint/syscalls/sys_enter_bpf")
-int tapio_sec_bpf_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_bpf_enter_body(struct sys_enter_ctx *ctx)
 {
 	if (ctx->args[0] != BPF_PROG_LOAD_)
 		return 0;
-	if (self_tgid() == cfg(CFG_SELF_TGID))
+	__u64 self = cfg(CFG_SELF_TGID);
+	/* self == 0: not configured yet (Tapio itself still loading). */
+	if (self_tgid() == self || self == 0)
 		return 0;
 	struct tapio_sec_event *e = scratch();
 	if (!e)
@@ -620,6 +643,7 @@ int tapio_sec_bpf_enter(struct sys_enter_ctx *ctx)
 	park(e);
 	return 0;
 }
+SYSCALL_TP(sys_enter_bpf, tapio_sec_bpf_enter)
 
 /* fd -> struct file of the current task, NULL when not open. `task` is a
  * BTF pointer (bpf_get_current_task_btf): direct loads down to the fd
@@ -644,8 +668,7 @@ static __always_inline struct file *fd_file(struct task_struct *task, __u64 fd)
 }
 
 /* init_module(image, len, args) and finit_module(fd, args, flags). */
-SEC("tracepoint/syscalls/sys_enter_init_module")
-int tapio_sec_init_module_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_init_module_enter_body(struct sys_enter_ctx *ctx)
 {
 	struct tapio_sec_event *e = scratch();
 	if (!e)
@@ -655,9 +678,9 @@ int tapio_sec_init_module_enter(struct sys_enter_ctx *ctx)
 	park(e);
 	return 0;
 }
+SYSCALL_TP(sys_enter_init_module, tapio_sec_init_module_enter)
 
-SEC("tracepoint/syscalls/sys_enter_finit_module")
-int tapio_sec_finit_module_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_finit_module_enter_body(struct sys_enter_ctx *ctx)
 {
 	struct tapio_sec_event *e = scratch();
 	if (!e)
@@ -671,6 +694,7 @@ int tapio_sec_finit_module_enter(struct sys_enter_ctx *ctx)
 	park(e);
 	return 0;
 }
+SYSCALL_TP(sys_enter_finit_module, tapio_sec_finit_module_enter)
 
 /* module:module_load fires inside load_module(), in the loading task:
  * put the module's own name into the pending record. The record layout
@@ -853,29 +877,29 @@ static __always_inline int fd_op_enter(struct sys_enter_ctx *ctx, __u32 op, int 
 }
 
 /* write, pwrite64, writev, pwritev, pwritev2 */
-SEC("tracepoint/syscalls/sys_enter_write")
-int tapio_sec_write_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_write_enter_body(struct sys_enter_ctx *ctx)
 {
 	return fd_op_enter(ctx, TAPIO_SEC_FILE_WRITE, 1);
 }
+SYSCALL_TP(sys_enter_write, tapio_sec_write_enter)
 
-SEC("tracepoint/syscalls/sys_enter_ftruncate")
-int tapio_sec_ftruncate_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_ftruncate_enter_body(struct sys_enter_ctx *ctx)
 {
 	return fd_op_enter(ctx, TAPIO_SEC_FILE_TRUNCATE, 1);
 }
+SYSCALL_TP(sys_enter_ftruncate, tapio_sec_ftruncate_enter)
 
-SEC("tracepoint/syscalls/sys_enter_fchmod")
-int tapio_sec_fchmod_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_fchmod_enter_body(struct sys_enter_ctx *ctx)
 {
 	return fd_op_enter(ctx, TAPIO_SEC_FILE_CHMOD, 0);
 }
+SYSCALL_TP(sys_enter_fchmod, tapio_sec_fchmod_enter)
 
-SEC("tracepoint/syscalls/sys_enter_fchown")
-int tapio_sec_fchown_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_fchown_enter_body(struct sys_enter_ctx *ctx)
 {
 	return fd_op_enter(ctx, TAPIO_SEC_FILE_CHOWN, 0);
 }
+SYSCALL_TP(sys_enter_fchown, tapio_sec_fchown_enter)
 
 /* open/openat with O_TRUNC: the file is known only once the kernel
  * resolved the path, so the exit program matches the new fd. (O_CREAT
@@ -896,17 +920,17 @@ static __always_inline int open_enter(struct sys_enter_ctx *ctx, __u64 flags)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_openat")
-int tapio_sec_openat_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_openat_enter_body(struct sys_enter_ctx *ctx)
 {
 	return open_enter(ctx, ctx->args[2]);
 }
+SYSCALL_TP(sys_enter_openat, tapio_sec_openat_enter)
 
-SEC("tracepoint/syscalls/sys_enter_open")
-int tapio_sec_open_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_open_enter_body(struct sys_enter_ctx *ctx)
 {
 	return open_enter(ctx, ctx->args[1]);
 }
+SYSCALL_TP(sys_enter_open, tapio_sec_open_enter)
 
 /* Directory a path argument starts from: root for absolute paths, the
  * cwd for AT_FDCWD, else the directory open at dfd. */
@@ -1041,59 +1065,59 @@ static __always_inline int path_op_enter(struct sys_enter_ctx *ctx, __u32 op, __
 }
 
 /* unlink(path), rmdir(path) */
-SEC("tracepoint/syscalls/sys_enter_unlink")
-int tapio_sec_unlink_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_unlink_enter_body(struct sys_enter_ctx *ctx)
 {
 	return path_op_enter(ctx, TAPIO_SEC_FILE_UNLINK, AT_FDCWD_, (const char *)ctx->args[0], 0, 0);
 }
+SYSCALL_TP(sys_enter_unlink, tapio_sec_unlink_enter)
 
 /* unlinkat(dfd, path, flags) */
-SEC("tracepoint/syscalls/sys_enter_unlinkat")
-int tapio_sec_unlinkat_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_unlinkat_enter_body(struct sys_enter_ctx *ctx)
 {
 	return path_op_enter(ctx, TAPIO_SEC_FILE_UNLINK, (__s32)ctx->args[0],
 			     (const char *)ctx->args[1], 0, 0);
 }
+SYSCALL_TP(sys_enter_unlinkat, tapio_sec_unlinkat_enter)
 
 /* chmod(path, mode) */
-SEC("tracepoint/syscalls/sys_enter_chmod")
-int tapio_sec_chmod_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_chmod_enter_body(struct sys_enter_ctx *ctx)
 {
 	return path_op_enter(ctx, TAPIO_SEC_FILE_CHMOD, AT_FDCWD_, (const char *)ctx->args[0],
 			     ctx->args[1], 0);
 }
+SYSCALL_TP(sys_enter_chmod, tapio_sec_chmod_enter)
 
 /* fchmodat(dfd, path, mode), fchmodat2(dfd, path, mode, flags) */
-SEC("tracepoint/syscalls/sys_enter_fchmodat")
-int tapio_sec_fchmodat_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_fchmodat_enter_body(struct sys_enter_ctx *ctx)
 {
 	return path_op_enter(ctx, TAPIO_SEC_FILE_CHMOD, (__s32)ctx->args[0],
 			     (const char *)ctx->args[1], ctx->args[2], 0);
 }
+SYSCALL_TP(sys_enter_fchmodat, tapio_sec_fchmodat_enter)
 
 /* chown(path, uid, gid), lchown(path, uid, gid) */
-SEC("tracepoint/syscalls/sys_enter_chown")
-int tapio_sec_chown_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_chown_enter_body(struct sys_enter_ctx *ctx)
 {
 	return path_op_enter(ctx, TAPIO_SEC_FILE_CHOWN, AT_FDCWD_, (const char *)ctx->args[0],
 			     ctx->args[1], ctx->args[2]);
 }
+SYSCALL_TP(sys_enter_chown, tapio_sec_chown_enter)
 
 /* fchownat(dfd, path, uid, gid, flags) */
-SEC("tracepoint/syscalls/sys_enter_fchownat")
-int tapio_sec_fchownat_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_fchownat_enter_body(struct sys_enter_ctx *ctx)
 {
 	return path_op_enter(ctx, TAPIO_SEC_FILE_CHOWN, (__s32)ctx->args[0],
 			     (const char *)ctx->args[1], ctx->args[2], ctx->args[3]);
 }
+SYSCALL_TP(sys_enter_fchownat, tapio_sec_fchownat_enter)
 
 /* truncate(path, length) */
-SEC("tracepoint/syscalls/sys_enter_truncate")
-int tapio_sec_truncate_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_truncate_enter_body(struct sys_enter_ctx *ctx)
 {
 	return path_op_enter(ctx, TAPIO_SEC_FILE_TRUNCATE, AT_FDCWD_, (const char *)ctx->args[0],
 			     ctx->args[1], 0);
 }
+SYSCALL_TP(sys_enter_truncate, tapio_sec_truncate_enter)
 
 /* Renames: the source path (a watched file moved away) or the target
  * path (a watched file replaced: the editor's and the attacker's way of
@@ -1121,20 +1145,20 @@ static __always_inline int rename_enter(struct sys_enter_ctx *ctx, __s64 odfd, c
 }
 
 /* rename(old, new) */
-SEC("tracepoint/syscalls/sys_enter_rename")
-int tapio_sec_rename_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_rename_enter_body(struct sys_enter_ctx *ctx)
 {
 	return rename_enter(ctx, AT_FDCWD_, (const char *)ctx->args[0], AT_FDCWD_,
 			    (const char *)ctx->args[1]);
 }
+SYSCALL_TP(sys_enter_rename, tapio_sec_rename_enter)
 
 /* renameat(odfd, old, ndfd, new), renameat2(odfd, old, ndfd, new, flags) */
-SEC("tracepoint/syscalls/sys_enter_renameat")
-int tapio_sec_renameat_enter(struct sys_enter_ctx *ctx)
+static __always_inline int tapio_sec_renameat_enter_body(struct sys_enter_ctx *ctx)
 {
 	return rename_enter(ctx, (__s32)ctx->args[0], (const char *)ctx->args[1],
 			    (__s32)ctx->args[2], (const char *)ctx->args[3]);
 }
+SYSCALL_TP(sys_enter_renameat, tapio_sec_renameat_enter)
 
 /* ------------------------------------------------------------------ */
 /* The shared exit: add the result, emit what the enter half parked.    */
@@ -1162,13 +1186,12 @@ static __always_inline int open_exit(struct tapio_sec_event *e, __s64 ret)
 	return 1;
 }
 
-static __always_inline int exit_common(struct sys_exit_ctx *ctx)
+static __always_inline int exit_common(__s64 ret)
 {
 	__u32 tid = self_tid();
 	struct tapio_sec_event *e = bpf_map_lookup_elem(&tapio_sec_pending, &tid);
 	if (!e)
 		return 0;
-	__s64 ret = ctx->ret;
 	int keep;
 	switch (e->op) {
 	case TAPIO_SEC_PTRACE:
@@ -1202,25 +1225,25 @@ static __always_inline int exit_common(struct sys_exit_ctx *ctx)
 SEC("tracepoint/syscalls/sys_exit_ptrace")
 int tapio_sec_exit_inject(struct sys_exit_ctx *ctx)
 {
-	return exit_common(ctx);
+	return exit_common(ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_bpf")
 int tapio_sec_exit_bpf(struct sys_exit_ctx *ctx)
 {
-	return exit_common(ctx);
+	return exit_common(ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_finit_module")
 int tapio_sec_exit_module(struct sys_exit_ctx *ctx)
 {
-	return exit_common(ctx);
+	return exit_common(ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
 int tapio_sec_exit_file(struct sys_exit_ctx *ctx)
 {
-	return exit_common(ctx);
+	return exit_common(ctx->ret);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1269,4 +1292,116 @@ int tapio_sec_exec_tp(void *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	return memfd_exec(task, BPF_CORE_READ(task, mm, exe_file));
+}
+
+/* ------------------------------------------------------------------ */
+/* The syscall dispatcher: one tp_btf sys_enter/sys_exit pair for every  */
+/* hooked syscall instead of one tracepoint program per syscall.        */
+
+/* Handler by syscall number (enum tapio_sec_syscall), filled by userspace
+ * after load with the configured families only: until then, and for any
+ * other syscall, one array lookup and return. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TAPIO_SEC_SYSCALL_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} tapio_sec_syscalls SEC(".maps");
+
+/* arch/x86/include/asm/thread_info.h: set in thread_info.status while a
+ * 32-bit (int $0x80, sysenter, 32-bit syscall) call runs, i.e.
+ * in_ia32_syscall(). Its number is then from the i386 table (4 is write
+ * there, stat here), so it must not be read as an x86_64 number; the
+ * per-syscall tracepoints skip compat calls the same way. */
+#define TS_COMPAT_ 0x0002
+
+static __always_inline __u32 syscall_handler(long nr)
+{
+	if ((__u64)nr >= TAPIO_SEC_SYSCALL_MAX)
+		return 0; /* -1 (no syscall) and x32 (bit 30) included */
+	__u32 k = nr;
+	__u32 *h = bpf_map_lookup_elem(&tapio_sec_syscalls, &k);
+	if (!h || !*h)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->thread_info.status & TS_COMPAT_)
+		return 0;
+	return *h;
+}
+
+/* raw sys_enter(regs, id): the arguments are the user registers, in the
+ * x86_64 syscall order (syscall_get_arguments). */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(tapio_sec_sys_enter, struct pt_regs *regs, long id)
+{
+	__u32 h = syscall_handler(id);
+	if (!h)
+		return 0;
+	if (h == TAPIO_SEC_SYS_CRED)
+		return cred_enter();
+	struct sys_enter_ctx c = {
+		.nr = id,
+		.args = { regs->di, regs->si, regs->dx, regs->r10, regs->r8, regs->r9 },
+	};
+	switch (h) {
+	case TAPIO_SEC_SYS_PTRACE:
+		return tapio_sec_ptrace_enter_body(&c);
+	case TAPIO_SEC_SYS_VM_WRITEV:
+		return tapio_sec_vm_writev_enter_body(&c);
+	case TAPIO_SEC_SYS_MMAP:
+		return tapio_sec_mmap_enter_body(&c);
+	case TAPIO_SEC_SYS_MPROTECT:
+		return tapio_sec_mprotect_enter_body(&c);
+	case TAPIO_SEC_SYS_BPF:
+		return tapio_sec_bpf_enter_body(&c);
+	case TAPIO_SEC_SYS_INIT_MODULE:
+		return tapio_sec_init_module_enter_body(&c);
+	case TAPIO_SEC_SYS_FINIT_MODULE:
+		return tapio_sec_finit_module_enter_body(&c);
+	case TAPIO_SEC_SYS_WRITE:
+		return tapio_sec_write_enter_body(&c);
+	case TAPIO_SEC_SYS_FTRUNCATE:
+		return tapio_sec_ftruncate_enter_body(&c);
+	case TAPIO_SEC_SYS_FCHMOD:
+		return tapio_sec_fchmod_enter_body(&c);
+	case TAPIO_SEC_SYS_FCHOWN:
+		return tapio_sec_fchown_enter_body(&c);
+	case TAPIO_SEC_SYS_OPENAT:
+		return tapio_sec_openat_enter_body(&c);
+	case TAPIO_SEC_SYS_OPEN:
+		return tapio_sec_open_enter_body(&c);
+	case TAPIO_SEC_SYS_UNLINK:
+		return tapio_sec_unlink_enter_body(&c);
+	case TAPIO_SEC_SYS_UNLINKAT:
+		return tapio_sec_unlinkat_enter_body(&c);
+	case TAPIO_SEC_SYS_CHMOD:
+		return tapio_sec_chmod_enter_body(&c);
+	case TAPIO_SEC_SYS_FCHMODAT:
+		return tapio_sec_fchmodat_enter_body(&c);
+	case TAPIO_SEC_SYS_CHOWN:
+		return tapio_sec_chown_enter_body(&c);
+	case TAPIO_SEC_SYS_FCHOWNAT:
+		return tapio_sec_fchownat_enter_body(&c);
+	case TAPIO_SEC_SYS_TRUNCATE:
+		return tapio_sec_truncate_enter_body(&c);
+	case TAPIO_SEC_SYS_RENAME:
+		return tapio_sec_rename_enter_body(&c);
+	case TAPIO_SEC_SYS_RENAMEAT:
+		return tapio_sec_renameat_enter_body(&c);
+	}
+	return 0;
+}
+
+/* raw sys_exit(regs, ret): the number is orig_ax, as the per-syscall exit
+ * tracepoints read it (syscall_get_nr). */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tapio_sec_sys_exit, struct pt_regs *regs, long ret)
+{
+	long nr = regs->orig_ax;
+	__u32 h = syscall_handler(nr);
+	if (!h)
+		return 0;
+	if (h == TAPIO_SEC_SYS_CRED)
+		return cred_exit(nr);
+	return exit_common(ret);
 }

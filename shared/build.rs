@@ -30,6 +30,7 @@ fn main() {
         .constified_enum_module("tapio_lsm_hook_flags")
         .constified_enum_module("tapio_lsm_file_op")
         .constified_enum_module("tapio_sec_cred_source")
+        .constified_enum_module("tapio_sec_syscall")
         .constified_enum_module("tapio_tc_proto")
         .constified_enum_module("tapio_tc_direction")
         .constified_enum_module("tapio_tc_cb_state")

@@ -3,6 +3,12 @@
 //! load BPF programs; a real OTLP receiver must get each as a
 //! `security.*` log record with the acting pid. Needs root; under CI=true
 //! it fails rather than skips without it.
+//!
+//! Every test runs the probe's default syscall path, the tp_btf
+//! sys_enter/sys_exit dispatcher; with `TAPIO_TEST_SECURITY_SYSCALLS=
+//! per_syscall` (a second pass, here and in the kernel matrix) the same
+//! tests run on the per-syscall tracepoint fallback. Each start checks the
+//! variant Tapio reports.
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use std::{
@@ -17,12 +23,48 @@ const WAIT: Duration = Duration::from_secs(20);
 /// The system interpreter (not a pyenv shim, which would add processes).
 const PY: &str = "/usr/bin/python3";
 
+/// `probes.security.syscalls` for this pass: `auto` (default) or what
+/// `TAPIO_TEST_SECURITY_SYSCALLS` says (`per_syscall`, `dispatch`).
+fn syscalls_mode() -> String {
+    std::env::var("TAPIO_TEST_SECURITY_SYSCALLS").unwrap_or_else(|_| "auto".to_string())
+}
+
 fn start(rx: &Receiver, security: &str) -> Tapio {
+    let mode = syscalls_mode();
     let yaml = format!(
-        "probes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security:\n    enabled: true\n    wakeup_interval: 10ms\n{security}\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n",
+        "probes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security:\n    enabled: true\n    wakeup_interval: 10ms\n    syscalls: {mode}\n{security}\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n",
         rx.grpc_endpoint()
     );
-    Tapio::start(BIN, &yaml, &[])
+    let t = Tapio::start(BIN, &yaml, &[]);
+    // The ready line names the variant (`security=<label>`): the pass
+    // must run the syscall path it is meant to prove.
+    let label = (0..100)
+        .find_map(|_| {
+            let err = t.stderr();
+            let found = err
+                .lines()
+                .find(|l| l.contains("tapio ready"))
+                .and_then(|l| l.split("security=").nth(1))
+                .map(|rest| {
+                    rest.split([',', ' ', '"'])
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                });
+            if found.is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            found
+        })
+        .unwrap_or_else(|| panic!("no security variant in the ready line:\n{}", t.stderr()));
+    // The dispatcher needs only tp_btf (5.5+): every kernel Tapio supports.
+    let dispatch = mode != "per_syscall";
+    assert_eq!(
+        label.contains("+dispatch"),
+        dispatch,
+        "syscalls: {mode} attached {label}"
+    );
+    t
 }
 
 /// Run a python script, return its pid and stdout; it must succeed.
@@ -499,6 +541,80 @@ fn capability_use_is_reported_once_per_process_and_capability() {
         Some(opentelemetry_proto::tonic::common::v1::AnyValue {
             value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::BoolValue(true))
         })
+    );
+    t.terminate();
+}
+
+/// Targets no process can have (above the largest pid_max, 2^22).
+const COMPAT_MARK: i64 = 4_194_404;
+const NATIVE_MARK: i64 = 4_194_405;
+
+/// From a 64-bit process, `int $0x80` (an i386 syscall): first i386
+/// getpid (20) in a child, to learn whether this kernel runs them at all
+/// (without IA32 emulation the child dies of SIGSEGV: prints "no-compat");
+/// then i386 101, `ioperm(0, 0, 0)` (EINVAL, or ENOSYS without
+/// CONFIG_X86_IOPL_IOPERM: traced either way), with edi/esi holding what
+/// x86_64's 101, `ptrace`, would take as request and pid (PTRACE_ATTACH,
+/// COMPAT_MARK); then a real x86_64 `ptrace(PTRACE_ATTACH, NATIVE_MARK)`
+/// (ESRCH, still reported).
+const COMPAT_SCRIPT: &str = r#"
+import ctypes, mmap, os
+libc = ctypes.CDLL(None, use_errno=True)
+# int i386(nr, esi, edi): ebx, ecx, edx zero.
+code = bytes([0x53,              # push rbx (callee-saved)
+              0x89, 0xf8,        # mov eax, edi
+              0x89, 0xd7,        # mov edi, edx
+              0x31, 0xdb,        # xor ebx, ebx
+              0x31, 0xc9,        # xor ecx, ecx
+              0x31, 0xd2,        # xor edx, edx
+              0xcd, 0x80,        # int $0x80
+              0x5b, 0xc3])       # pop rbx; ret
+m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+m.write(code)
+i386 = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint)(
+    ctypes.addressof(ctypes.c_char.from_buffer(m)))
+child = os.fork()
+if child == 0:
+    os._exit(0 if i386(20, 0, 0) == os.getpid() else 1)
+_, status = os.waitpid(child, 0)
+if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+    print("no-compat")
+else:
+    i386(101, COMPAT_MARK, 16)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    libc.ptrace(16, NATIVE_MARK, None, None)
+    print("ok")
+"#;
+
+#[test]
+fn compat_syscalls_are_not_read_as_x86_64_numbers() {
+    if !privileged_or_skip("compat_syscalls_are_not_read_as_x86_64_numbers") {
+        return;
+    }
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    let script = COMPAT_SCRIPT
+        .replace("COMPAT_MARK", &COMPAT_MARK.to_string())
+        .replace("NATIVE_MARK", &NATIVE_MARK.to_string());
+    let (pid, out) = python(&script);
+    if out.trim() == "no-compat" {
+        eprintln!("skipped: this kernel runs no i386 syscalls (no IA32 emulation)");
+        t.terminate();
+        return;
+    }
+    assert_eq!(out.trim(), "ok");
+    // The native call comes after the compat one through the same ring
+    // buffer: once it is here, a record of the compat call would be too.
+    let logs = rx.wait_for_logs("the x86_64 ptrace after the i386 call", WAIT, |l| {
+        of(l, "security.ptrace", pid)
+            .any(|r| i(r, "tapio.security.target.pid") == Some(NATIVE_MARK))
+    });
+    let compat: Vec<_> = of(&logs, "security.ptrace", pid)
+        .filter(|r| i(r, "tapio.security.target.pid") == Some(COMPAT_MARK))
+        .collect();
+    assert!(
+        compat.is_empty(),
+        "an i386 ioperm (101) was reported as x86_64 ptrace (101): {compat:?}"
     );
     t.terminate();
 }

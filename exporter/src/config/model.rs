@@ -207,6 +207,14 @@ pub struct SecurityProbe {
     /// syscall pairs; the cap_capable tracepoint). `tapio probes` shows
     /// which the kernel takes.
     pub attach: SecurityAttach,
+    /// How the syscalls of the other signals (set*id/exec where no
+    /// commit_creds hook loads, ptrace, process_vm_writev, mmap/mprotect,
+    /// bpf, module loads, watched-file operations) are hooked: `auto` (one
+    /// `tp_btf/sys_enter` + `sys_exit` pair dispatching on the syscall
+    /// number where the kernel takes it, else one tracepoint per syscall),
+    /// or only `dispatch` or `per_syscall`. `tapio probes` shows which the
+    /// kernel takes.
+    pub syscalls: SecuritySyscalls,
     /// `security.ptrace`, `security.process_vm_writev`,
     /// `security.memfd.exec`, `security.memory.wx`.
     pub code_injection: bool,
@@ -237,6 +245,7 @@ impl Default for SecurityProbe {
             credentials: true,
             capabilities: false,
             attach: SecurityAttach::Auto,
+            syscalls: SecuritySyscalls::Auto,
             code_injection: true,
             modules: true,
             bpf: true,
@@ -245,6 +254,19 @@ impl Default for SecurityProbe {
             write_dedup_window: Duration::from_secs(1),
         }
     }
+}
+
+/// How the security probe hooks syscalls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecuritySyscalls {
+    /// Best first: the dispatcher, then per-syscall tracepoints.
+    Auto,
+    /// One `tp_btf/sys_enter` + `sys_exit` pair; a syscall of no configured
+    /// family costs one array lookup.
+    Dispatch,
+    /// One `syscalls/sys_enter_*`/`sys_exit_*` tracepoint per syscall.
+    PerSyscall,
 }
 
 /// The security probe's function hooks.

@@ -19,6 +19,8 @@ pub const MAP_CFG: &str = "tapio_sec_cfg";
 pub const MAP_WATCH_INO: &str = "tapio_sec_watch_ino";
 pub const MAP_WATCH_REL: &str = "tapio_sec_watch_rel";
 pub const MAP_WATCH_DEVS: &str = "tapio_sec_watch_devs";
+/// The dispatcher's handler by syscall number (enum tapio_sec_syscall).
+pub const MAP_SYSCALLS: &str = "tapio_sec_syscalls";
 /// Indexes of `tapio_sec_cfg` (enum in the C file).
 pub const CFG_SELF_TGID: u32 = 0;
 pub const CFG_FIM_DEPTH: u32 = 1;
@@ -54,6 +56,9 @@ pub const PROG_FINIT_MODULE: &str = "tapio_sec_finit_module_enter";
 pub const PROG_MODULE_LOAD: &str = "tapio_sec_module_load";
 pub const PROG_EXIT_MODULE: &str = "tapio_sec_exit_module";
 pub const PROG_EXIT_FILE: &str = "tapio_sec_exit_file";
+/// The dispatcher: every hooked syscall through one pair.
+pub const PROG_SYS_ENTER: &str = "tapio_sec_sys_enter";
+pub const PROG_SYS_EXIT: &str = "tapio_sec_sys_exit";
 /// Programs of the file-integrity family (attached only with watch paths).
 pub const FILE_PROGRAMS: &[&str] = &[
     "tapio_sec_write_enter",
@@ -81,11 +86,28 @@ const fn opt(name: &'static str) -> Attach {
     Attach::OptionalTracePoint("syscalls", name)
 }
 
-/// Every variant attaches these; they differ in how credentials are seen
-/// (`syscall_creds`: the set*id/exec enter/exit pairs; `commit_creds`:
-/// none of those, a commit_creds hook among the extras sees every path),
-/// and in the exec and capability hooks.
+/// Every variant attaches these; they differ in how syscalls are hooked
+/// (`dispatch`: the tp_btf sys_enter/sys_exit pair, which hooks whatever
+/// `configure` puts in its table; else one tracepoint per syscall), in how
+/// credentials are seen (`syscall_creds`: the set*id/exec pairs;
+/// `commit_creds`: none of those, a commit_creds hook among the extras
+/// sees every path), and in the exec and capability hooks.
+///
+/// The extras come first: a function hook the kernel refuses (fentry
+/// here) fails the variant before any syscall hook is attached and taken
+/// down again. Nothing reports Tapio's own BPF loads or capability checks
+/// in the meantime: those programs are silent until `configure` has set
+/// Tapio's pid, and the dispatcher's table is empty until then.
 macro_rules! programs {
+    (dispatch; $($extra:expr),* $(,)?) => {
+        &[
+            $($extra,)*
+            (PROG_MODULE_LOAD, Attach::OptionalTracePoint("module", "module_load")),
+            (PROG_MODULE_REQUEST, Attach::OptionalTracePoint("module", "module_request")),
+            (PROG_SYS_EXIT, Attach::BtfTracePoint("sys_exit")),
+            (PROG_SYS_ENTER, Attach::BtfTracePoint("sys_enter")),
+        ]
+    };
     (syscall_creds; $($extra:expr),* $(,)?) => {
         programs!(@all [
             (PROG_CRED_ENTER, tp("sys_enter_setuid")),
@@ -115,6 +137,7 @@ macro_rules! programs {
     };
     (@all [$($cred:expr),* $(,)?] $($extra:expr),*) => {
         &[
+            $($extra,)*
             $($cred,)*
             (PROG_PTRACE, tp("sys_enter_ptrace")),
             (PROG_VM_WRITEV, tp("sys_enter_process_vm_writev")),
@@ -179,10 +202,6 @@ macro_rules! programs {
             (PROG_EXIT_FILE, opt("sys_exit_rename")),
             (PROG_EXIT_FILE, opt("sys_exit_renameat")),
             (PROG_EXIT_FILE, tp("sys_exit_renameat2")),
-            // Last: each entry is loaded then attached in order, so Tapio's
-            // own program loads and capability checks happen before these
-            // hooks exist (its pid reaches the kernel only after attach).
-            $($extra,)*
             (PROG_EXIT_BPF, tp("sys_exit_bpf")),
             (PROG_BPF, tp("sys_enter_bpf")),
         ]
@@ -201,43 +220,62 @@ const CAP_TP: (&str, Attach) = (
 
 // Trampolines: every credential change through commit_creds (not only the
 // set*id/exec syscalls), and capability checks on kernels before the
-// cap_capable tracepoint (6.14), without the NOAUDIT ones.
+// cap_capable tracepoint (6.14), without the NOAUDIT ones. Each in two
+// forms: the syscall dispatcher (`+dispatch`, best) and one tracepoint per
+// syscall (the fallback, and `syscalls: per_syscall`).
+const COMMIT_FENTRY: (&str, Attach) = (PROG_COMMIT_CREDS, Attach::FEntry("commit_creds"));
+const CAP_FEXIT: (&str, Attach) = (PROG_CAPABLE_FEXIT, Attach::FExit("cap_capable"));
+const COMMIT_KP: (&str, Attach) = (PROG_COMMIT_CREDS_KP, Attach::KProbe("commit_creds"));
+const CAP_KP: (&str, Attach) = (PROG_CAPABLE_KP, Attach::KProbe("cap_capable"));
+const CAP_KRETP: (&str, Attach) = (PROG_CAPABLE_KRETP, Attach::KProbe("cap_capable"));
+
+const D_FENTRY_CAP: Variant = Variant {
+    label: "fentry+tp_btf+dispatch",
+    programs: programs!(dispatch; EXEC_BTF, COMMIT_FENTRY, CAP_FEXIT),
+};
 const VARIANT_FENTRY_CAP: Variant = Variant {
     label: "fentry+tp_btf",
-    programs: programs!(commit_creds;
-        EXEC_BTF,
-        (PROG_COMMIT_CREDS, Attach::FEntry("commit_creds")),
-        (PROG_CAPABLE_FEXIT, Attach::FExit("cap_capable")),
-    ),
+    programs: programs!(commit_creds; EXEC_BTF, COMMIT_FENTRY, CAP_FEXIT),
+};
+const D_FENTRY: Variant = Variant {
+    label: "fentry+tp_btf+dispatch-no-capability",
+    programs: programs!(dispatch; EXEC_BTF, COMMIT_FENTRY),
 };
 const VARIANT_FENTRY: Variant = Variant {
     label: "fentry+tp_btf-no-capability",
-    programs: programs!(commit_creds;
-        EXEC_BTF,
-        (PROG_COMMIT_CREDS, Attach::FEntry("commit_creds")),
-    ),
+    programs: programs!(commit_creds; EXEC_BTF, COMMIT_FENTRY),
 };
 // The same functions by kprobe, for kernels that refuse trampolines but
 // have kprobes.
+const D_KPROBE_CAP: Variant = Variant {
+    label: "kprobe+tp_btf+dispatch",
+    programs: programs!(dispatch; EXEC_BTF, COMMIT_KP, CAP_KP, CAP_KRETP),
+};
 const VARIANT_KPROBE_CAP: Variant = Variant {
     label: "kprobe+tp_btf",
-    programs: programs!(commit_creds;
-        EXEC_BTF,
-        (PROG_COMMIT_CREDS_KP, Attach::KProbe("commit_creds")),
-        (PROG_CAPABLE_KP, Attach::KProbe("cap_capable")),
-        (PROG_CAPABLE_KRETP, Attach::KProbe("cap_capable")),
-    ),
+    programs: programs!(commit_creds; EXEC_BTF, COMMIT_KP, CAP_KP, CAP_KRETP),
+};
+const D_KPROBE: Variant = Variant {
+    label: "kprobe+tp_btf+dispatch-no-capability",
+    programs: programs!(dispatch; EXEC_BTF, COMMIT_KP),
 };
 const VARIANT_KPROBE: Variant = Variant {
     label: "kprobe+tp_btf-no-capability",
-    programs: programs!(commit_creds;
-        EXEC_BTF,
-        (PROG_COMMIT_CREDS_KP, Attach::KProbe("commit_creds")),
-    ),
+    programs: programs!(commit_creds; EXEC_BTF, COMMIT_KP),
+};
+// Tracepoints only: credentials from the set*id/exec syscalls (in the
+// dispatcher's table, or their own tracepoint pairs).
+const D_BTF_CAP: Variant = Variant {
+    label: "tp_btf+dispatch+cap_capable",
+    programs: programs!(dispatch; EXEC_BTF, CAP_TP),
 };
 const VARIANT_BTF_CAP: Variant = Variant {
     label: "tp_btf+cap_capable",
     programs: programs!(syscall_creds; EXEC_BTF, CAP_TP),
+};
+const D_BTF: Variant = Variant {
+    label: "tp_btf+dispatch-no-capability",
+    programs: programs!(dispatch; EXEC_BTF),
 };
 const VARIANT_BTF: Variant = Variant {
     label: "tp_btf-no-capability",
@@ -252,22 +290,56 @@ const VARIANT_TP: Variant = Variant {
     programs: programs!(syscall_creds; EXEC_TP),
 };
 
+/// Variant lists, best first, by (what is wanted, `syscalls`). Within each,
+/// the fentry, kprobe and tracepoint kinds are each one run (see [`spec`]);
+/// a capability hook outranks the cheaper syscall path (a signal more), the
+/// dispatcher outranks per-syscall tracepoints otherwise.
+const CAP_AUTO: &[Variant] = &[
+    D_FENTRY_CAP,
+    VARIANT_FENTRY_CAP,
+    D_KPROBE_CAP,
+    VARIANT_KPROBE_CAP,
+    D_BTF_CAP,
+    VARIANT_BTF_CAP,
+    D_BTF,
+    VARIANT_BTF,
+    VARIANT_TP_CAP,
+    VARIANT_TP,
+];
+const CAP_DISPATCH: &[Variant] = &[D_FENTRY_CAP, D_KPROBE_CAP, D_BTF_CAP, D_BTF];
+const CAP_PER_SYSCALL: &[Variant] = &[
+    VARIANT_FENTRY_CAP,
+    VARIANT_KPROBE_CAP,
+    VARIANT_BTF_CAP,
+    VARIANT_BTF,
+    VARIANT_TP_CAP,
+    VARIANT_TP,
+];
+const CREDS_AUTO: &[Variant] = &[
+    D_FENTRY,
+    VARIANT_FENTRY,
+    D_KPROBE,
+    VARIANT_KPROBE,
+    D_BTF,
+    VARIANT_BTF,
+    VARIANT_TP,
+];
+const CREDS_DISPATCH: &[Variant] = &[D_FENTRY, D_KPROBE, D_BTF];
+const CREDS_PER_SYSCALL: &[Variant] = &[VARIANT_FENTRY, VARIANT_KPROBE, VARIANT_BTF, VARIANT_TP];
+const TP_AUTO: &[Variant] = &[D_BTF, VARIANT_BTF, VARIANT_TP];
+const TP_DISPATCH: &[Variant] = &[D_BTF];
+const TP_PER_SYSCALL: &[Variant] = &[VARIANT_BTF, VARIANT_TP];
+
 /// Best first: fentry/fexit, kprobes, then tracepoints only (credentials
-/// from the set*id/exec syscall pairs; capabilities from the
-/// capability/cap_capable tracepoint, 6.14+, or none). tp_btf/
+/// from the set*id/exec syscalls; capabilities from the
+/// capability/cap_capable tracepoint, 6.14+, or none); each with the
+/// syscall dispatcher, else per-syscall tracepoints. tp_btf/
 /// sched_process_exec hands over bprm->file; the classic tracepoint reads
 /// mm->exe_file, the same file by then.
 pub const SPEC: ProbeSpec = ProbeSpec {
     name: NAME,
     object: crate::bpf_objects::SECURITY,
-    variants: &[
-        VARIANT_FENTRY_CAP,
-        VARIANT_KPROBE_CAP,
-        VARIANT_BTF_CAP,
-        VARIANT_BTF,
-        VARIANT_TP_CAP,
-        VARIANT_TP,
-    ],
+    variants: CAP_AUTO,
 };
 
 /// What `tapio run` loads when `capabilities` is off (the default), so the
@@ -275,7 +347,7 @@ pub const SPEC: ProbeSpec = ProbeSpec {
 pub const SPEC_NO_CAPABILITY: ProbeSpec = ProbeSpec {
     name: NAME,
     object: crate::bpf_objects::SECURITY,
-    variants: &[VARIANT_FENTRY, VARIANT_KPROBE, VARIANT_BTF, VARIANT_TP],
+    variants: CREDS_AUTO,
 };
 
 /// With neither credentials nor capabilities wanted, no variant needs a
@@ -283,20 +355,50 @@ pub const SPEC_NO_CAPABILITY: ProbeSpec = ProbeSpec {
 pub const SPEC_TRACEPOINTS: ProbeSpec = ProbeSpec {
     name: NAME,
     object: crate::bpf_objects::SECURITY,
-    variants: &[VARIANT_BTF, VARIANT_TP],
+    variants: TP_AUTO,
 };
 
-/// The spec to run with `cfg`: the variants it wants, of the attach kind
-/// it asks for (each spec lists fentry, kprobe, then tracepoint variants,
-/// so every kind is one sub-slice).
+/// Does `label` hook syscalls through the dispatcher, and does it see
+/// credentials at commit_creds (so the set*id/exec syscalls stay out of
+/// the dispatcher's table)? None: no such variant.
+pub fn variant_syscalls(label: &str) -> Option<(bool, bool)> {
+    let v = CAP_AUTO
+        .iter()
+        .chain(CREDS_AUTO)
+        .find(|v| v.label == label)?;
+    let has = |names: &[&str]| v.programs.iter().any(|(p, _)| names.contains(p));
+    Some((
+        has(&[PROG_SYS_ENTER]),
+        has(&[PROG_COMMIT_CREDS, PROG_COMMIT_CREDS_KP]),
+    ))
+}
+
+/// The spec to run with `cfg`: the variants it wants, on the syscall path
+/// (`syscalls`) and of the attach kind (`attach`) it asks for (each list
+/// holds fentry, kprobe, then tracepoint variants, so every kind is one
+/// sub-slice).
 pub fn spec(cfg: &crate::config::SecurityProbe) -> ProbeSpec {
-    use crate::config::SecurityAttach as A;
-    let base = if cfg.capabilities {
-        &SPEC
+    use crate::config::{SecurityAttach as A, SecuritySyscalls as S};
+    let lists = if cfg.capabilities {
+        [CAP_AUTO, CAP_DISPATCH, CAP_PER_SYSCALL]
     } else if cfg.credentials {
-        &SPEC_NO_CAPABILITY
+        [CREDS_AUTO, CREDS_DISPATCH, CREDS_PER_SYSCALL]
     } else {
-        return SPEC_TRACEPOINTS;
+        // No function hook wanted: `attach` has nothing to choose.
+        let variants = match cfg.syscalls {
+            S::Auto => TP_AUTO,
+            S::Dispatch => TP_DISPATCH,
+            S::PerSyscall => TP_PER_SYSCALL,
+        };
+        return ProbeSpec {
+            variants,
+            ..SPEC_TRACEPOINTS
+        };
+    };
+    let all = match cfg.syscalls {
+        S::Auto => lists[0],
+        S::Dispatch => lists[1],
+        S::PerSyscall => lists[2],
     };
     let kind = |v: &Variant| {
         if v.label.starts_with("fentry") {
@@ -307,7 +409,6 @@ pub fn spec(cfg: &crate::config::SecurityProbe) -> ProbeSpec {
             A::Tracepoint
         }
     };
-    let all = base.variants;
     let variants = match cfg.attach {
         A::Auto => all,
         want => {
@@ -319,7 +420,7 @@ pub fn spec(cfg: &crate::config::SecurityProbe) -> ProbeSpec {
             &all[start..start + len]
         }
     };
-    ProbeSpec { variants, ..*base }
+    ProbeSpec { variants, ..SPEC }
 }
 
 /// Capability names by number (include/uapi/linux/capability.h).
@@ -441,6 +542,107 @@ pub fn syscall_name(nr: u32) -> String {
         n => return format!("syscall_{n}"),
     };
     n.to_string()
+}
+
+// Syscall numbers here (SYSCALLS, syscall_name) and in the BPF object
+// (-D__TARGET_ARCH_x86, pt_regs fields) are x86_64's.
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("the security probe's syscall numbers are x86_64's");
+
+/// The config switch a hooked syscall belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `credentials`, where no commit_creds hook loads.
+    Credentials,
+    CodeInjection,
+    Bpf,
+    Modules,
+    /// Some `watch_paths` entry resolved.
+    Files,
+}
+
+/// Every syscall the probe hooks: (x86_64 number, name, the dispatcher's
+/// handler, family). Numbers are arch/x86/entry/syscalls/syscall_64.tbl
+/// (a test checks them against libc's `SYS_*`); the per-syscall variants
+/// name the same syscalls by tracepoint.
+pub const SYSCALLS: &[(u32, &str, u32, Family)] = {
+    use tapio_shared::tapio_sec_syscall as h;
+    use Family::*;
+    &[
+        (105, "setuid", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (106, "setgid", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (113, "setreuid", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (114, "setregid", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (117, "setresuid", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (119, "setresgid", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (122, "setfsuid", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (123, "setfsgid", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (59, "execve", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (322, "execveat", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (101, "ptrace", h::TAPIO_SEC_SYS_PTRACE, CodeInjection),
+        (
+            311,
+            "process_vm_writev",
+            h::TAPIO_SEC_SYS_VM_WRITEV,
+            CodeInjection,
+        ),
+        (9, "mmap", h::TAPIO_SEC_SYS_MMAP, CodeInjection),
+        (10, "mprotect", h::TAPIO_SEC_SYS_MPROTECT, CodeInjection),
+        (
+            329,
+            "pkey_mprotect",
+            h::TAPIO_SEC_SYS_MPROTECT,
+            CodeInjection,
+        ),
+        (321, "bpf", h::TAPIO_SEC_SYS_BPF, Bpf),
+        (175, "init_module", h::TAPIO_SEC_SYS_INIT_MODULE, Modules),
+        (313, "finit_module", h::TAPIO_SEC_SYS_FINIT_MODULE, Modules),
+        (1, "write", h::TAPIO_SEC_SYS_WRITE, Files),
+        (18, "pwrite64", h::TAPIO_SEC_SYS_WRITE, Files),
+        (20, "writev", h::TAPIO_SEC_SYS_WRITE, Files),
+        (296, "pwritev", h::TAPIO_SEC_SYS_WRITE, Files),
+        (328, "pwritev2", h::TAPIO_SEC_SYS_WRITE, Files),
+        (77, "ftruncate", h::TAPIO_SEC_SYS_FTRUNCATE, Files),
+        (91, "fchmod", h::TAPIO_SEC_SYS_FCHMOD, Files),
+        (93, "fchown", h::TAPIO_SEC_SYS_FCHOWN, Files),
+        (257, "openat", h::TAPIO_SEC_SYS_OPENAT, Files),
+        (2, "open", h::TAPIO_SEC_SYS_OPEN, Files),
+        (87, "unlink", h::TAPIO_SEC_SYS_UNLINK, Files),
+        (84, "rmdir", h::TAPIO_SEC_SYS_UNLINK, Files),
+        (263, "unlinkat", h::TAPIO_SEC_SYS_UNLINKAT, Files),
+        (90, "chmod", h::TAPIO_SEC_SYS_CHMOD, Files),
+        (268, "fchmodat", h::TAPIO_SEC_SYS_FCHMODAT, Files),
+        (452, "fchmodat2", h::TAPIO_SEC_SYS_FCHMODAT, Files),
+        (92, "chown", h::TAPIO_SEC_SYS_CHOWN, Files),
+        (94, "lchown", h::TAPIO_SEC_SYS_CHOWN, Files),
+        (260, "fchownat", h::TAPIO_SEC_SYS_FCHOWNAT, Files),
+        (76, "truncate", h::TAPIO_SEC_SYS_TRUNCATE, Files),
+        (82, "rename", h::TAPIO_SEC_SYS_RENAME, Files),
+        (264, "renameat", h::TAPIO_SEC_SYS_RENAMEAT, Files),
+        (316, "renameat2", h::TAPIO_SEC_SYS_RENAMEAT, Files),
+    ]
+};
+
+/// The dispatcher's table for `cfg`: (syscall number, handler) for the
+/// families that are on. `commit_creds`: credentials are seen by a
+/// commit_creds hook, so the set*id/exec syscalls stay out; `files`: some
+/// watched path resolved.
+pub fn dispatch_table(
+    cfg: &crate::config::SecurityProbe,
+    commit_creds: bool,
+    files: bool,
+) -> Vec<(u32, u32)> {
+    SYSCALLS
+        .iter()
+        .filter(|(_, _, _, f)| match f {
+            Family::Credentials => cfg.credentials && !commit_creds,
+            Family::CodeInjection => cfg.code_injection,
+            Family::Bpf => cfg.bpf,
+            Family::Modules => cfg.modules,
+            Family::Files => files,
+        })
+        .map(|(nr, _, h, _)| (*nr, *h))
+        .collect()
 }
 
 /// A task's ids (struct cred).
@@ -837,12 +1039,31 @@ pub fn configure(
         0
     };
     let window = cfg.write_dedup_window.as_nanos().min(u128::from(u64::MAX)) as u64;
+    // Tapio's pid last: the programs that must not report Tapio stay
+    // silent until it is set (and every other value is in place).
     for (i, v) in [
-        (CFG_SELF_TGID, u64::from(std::process::id())),
         (CFG_FIM_DEPTH, depth),
         (CFG_WRITE_WINDOW, window),
+        (CFG_SELF_TGID, u64::from(std::process::id())),
     ] {
         arr.set(i, v, 0).map_err(|e| map_err(MAP_CFG, e))?;
+    }
+    // The dispatcher hooks nothing until its table is filled: after the
+    // settings above, so its first call sees all of them.
+    if let Some((true, commit_creds)) = variant_syscalls(loaded.variant) {
+        let table = dispatch_table(cfg, commit_creds, !watches.paths.is_empty());
+        let m = loaded
+            .ebpf
+            .map_mut(MAP_SYSCALLS)
+            .ok_or(super::LoadError::MissingMap {
+                probe: NAME,
+                map: MAP_SYSCALLS,
+            })?;
+        let mut arr: aya::maps::Array<_, u32> =
+            aya::maps::Array::try_from(m).map_err(|e| map_err(MAP_SYSCALLS, e))?;
+        for (nr, h) in table {
+            arr.set(nr, h, 0).map_err(|e| map_err(MAP_SYSCALLS, e))?;
+        }
     }
     Ok(())
 }
@@ -871,6 +1092,14 @@ impl Handler {
             PROG_PTRACE | PROG_VM_WRITEV | PROG_MMAP | PROG_MPROTECT | PROG_EXEC_BTF
             | PROG_EXEC_TP | PROG_EXIT_INJECT => cfg.code_injection,
             PROG_BPF | PROG_EXIT_BPF => cfg.bpf,
+            // What it hooks is its table (see `dispatch_table`).
+            PROG_SYS_ENTER | PROG_SYS_EXIT => {
+                cfg.credentials
+                    || cfg.code_injection
+                    || cfg.bpf
+                    || cfg.modules
+                    || !cfg.watch_paths.is_empty()
+            }
             PROG_INIT_MODULE | PROG_FINIT_MODULE | PROG_MODULE_LOAD | PROG_MODULE_REQUEST
             | PROG_EXIT_MODULE => cfg.modules,
             p if FILE_PROGRAMS.contains(&p) => !cfg.watch_paths.is_empty(),
@@ -1175,7 +1404,7 @@ mod tests {
                 .all(|(p, _)| !CAPABILITY_PROGRAMS.contains(p)));
         }
         cfg.capabilities = true;
-        assert_eq!(spec(&cfg).variants[0].label, "fentry+tp_btf");
+        assert_eq!(spec(&cfg).variants[0].label, "fentry+tp_btf+dispatch");
         assert!(spec(&cfg)
             .variants
             .iter()
@@ -1196,14 +1425,16 @@ mod tests {
                 .map(|v| v.label)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(labels(&cfg).len(), 6);
+        assert_eq!(labels(&cfg).len(), 10);
         cfg.attach = A::Kprobe;
-        assert_eq!(labels(&cfg), ["kprobe+tp_btf"]);
+        assert_eq!(labels(&cfg), ["kprobe+tp_btf+dispatch", "kprobe+tp_btf"]);
         cfg.attach = A::Tracepoint;
         assert_eq!(
             labels(&cfg),
             [
+                "tp_btf+dispatch+cap_capable",
                 "tp_btf+cap_capable",
+                "tp_btf+dispatch-no-capability",
                 "tp_btf-no-capability",
                 "tracepoint+cap_capable",
                 "tracepoint-no-capability"
@@ -1211,7 +1442,191 @@ mod tests {
         );
         cfg.capabilities = false;
         cfg.attach = A::Fentry;
-        assert_eq!(labels(&cfg), ["fentry+tp_btf-no-capability"]);
+        assert_eq!(
+            labels(&cfg),
+            [
+                "fentry+tp_btf+dispatch-no-capability",
+                "fentry+tp_btf-no-capability"
+            ]
+        );
+    }
+
+    #[test]
+    fn syscalls_picks_the_dispatcher_or_the_tracepoints() {
+        use crate::config::{SecurityAttach as A, SecuritySyscalls as S};
+        for (credentials, capabilities) in [(true, true), (true, false), (false, false)] {
+            for attach in [A::Auto, A::Fentry, A::Kprobe, A::Tracepoint] {
+                let mut cfg = crate::config::SecurityProbe {
+                    credentials,
+                    capabilities,
+                    attach,
+                    ..Default::default()
+                };
+                let auto = spec(&cfg).variants;
+                assert!(
+                    auto[0].label.contains("+dispatch"),
+                    "the dispatcher is the default: {}",
+                    auto[0].label
+                );
+                cfg.syscalls = S::Dispatch;
+                let d = spec(&cfg).variants;
+                cfg.syscalls = S::PerSyscall;
+                let t = spec(&cfg).variants;
+                assert!(!d.is_empty() && !t.is_empty());
+                assert!(d
+                    .iter()
+                    .all(|v| variant_syscalls(v.label) == Some((true, false))
+                        || variant_syscalls(v.label) == Some((true, true))));
+                assert!(t
+                    .iter()
+                    .all(|v| matches!(variant_syscalls(v.label), Some((false, _)))));
+                // Auto is both, nothing else.
+                assert_eq!(auto.len(), d.len() + t.len());
+            }
+        }
+    }
+
+    #[test]
+    fn syscall_numbers_are_x86_64s() {
+        let libc_nr = |name: &str| -> i64 {
+            match name {
+                "setuid" => libc::SYS_setuid,
+                "setgid" => libc::SYS_setgid,
+                "setreuid" => libc::SYS_setreuid,
+                "setregid" => libc::SYS_setregid,
+                "setresuid" => libc::SYS_setresuid,
+                "setresgid" => libc::SYS_setresgid,
+                "setfsuid" => libc::SYS_setfsuid,
+                "setfsgid" => libc::SYS_setfsgid,
+                "execve" => libc::SYS_execve,
+                "execveat" => libc::SYS_execveat,
+                "ptrace" => libc::SYS_ptrace,
+                "process_vm_writev" => libc::SYS_process_vm_writev,
+                "mmap" => libc::SYS_mmap,
+                "mprotect" => libc::SYS_mprotect,
+                "pkey_mprotect" => libc::SYS_pkey_mprotect,
+                "bpf" => libc::SYS_bpf,
+                "init_module" => libc::SYS_init_module,
+                "finit_module" => libc::SYS_finit_module,
+                "write" => libc::SYS_write,
+                "pwrite64" => libc::SYS_pwrite64,
+                "writev" => libc::SYS_writev,
+                "pwritev" => libc::SYS_pwritev,
+                "pwritev2" => libc::SYS_pwritev2,
+                "ftruncate" => libc::SYS_ftruncate,
+                "fchmod" => libc::SYS_fchmod,
+                "fchown" => libc::SYS_fchown,
+                "openat" => libc::SYS_openat,
+                "open" => libc::SYS_open,
+                "unlink" => libc::SYS_unlink,
+                "rmdir" => libc::SYS_rmdir,
+                "unlinkat" => libc::SYS_unlinkat,
+                "chmod" => libc::SYS_chmod,
+                "fchmodat" => libc::SYS_fchmodat,
+                "fchmodat2" => libc::SYS_fchmodat2,
+                "chown" => libc::SYS_chown,
+                "lchown" => libc::SYS_lchown,
+                "fchownat" => libc::SYS_fchownat,
+                "truncate" => libc::SYS_truncate,
+                "rename" => libc::SYS_rename,
+                "renameat" => libc::SYS_renameat,
+                "renameat2" => libc::SYS_renameat2,
+                other => panic!("no libc number for {other}"),
+            }
+        };
+        for (nr, name, _, _) in SYSCALLS {
+            assert_eq!(i64::from(*nr), libc_nr(name), "{name}");
+            assert_eq!(syscall_name(*nr), *name, "syscall_name({nr})");
+            assert!(*nr < tapio_shared::TAPIO_SEC_SYSCALL_MAX, "{name}");
+        }
+    }
+
+    /// The program the per-syscall variants attach for a dispatcher
+    /// handler: the C dispatcher calls that program's body.
+    fn program_of(h: u32) -> &'static str {
+        use tapio_shared::tapio_sec_syscall as s;
+        match h {
+            s::TAPIO_SEC_SYS_CRED => PROG_CRED_ENTER,
+            s::TAPIO_SEC_SYS_PTRACE => PROG_PTRACE,
+            s::TAPIO_SEC_SYS_VM_WRITEV => PROG_VM_WRITEV,
+            s::TAPIO_SEC_SYS_MMAP => PROG_MMAP,
+            s::TAPIO_SEC_SYS_MPROTECT => PROG_MPROTECT,
+            s::TAPIO_SEC_SYS_BPF => PROG_BPF,
+            s::TAPIO_SEC_SYS_INIT_MODULE => PROG_INIT_MODULE,
+            s::TAPIO_SEC_SYS_FINIT_MODULE => PROG_FINIT_MODULE,
+            s::TAPIO_SEC_SYS_WRITE => "tapio_sec_write_enter",
+            s::TAPIO_SEC_SYS_FTRUNCATE => "tapio_sec_ftruncate_enter",
+            s::TAPIO_SEC_SYS_FCHMOD => "tapio_sec_fchmod_enter",
+            s::TAPIO_SEC_SYS_FCHOWN => "tapio_sec_fchown_enter",
+            s::TAPIO_SEC_SYS_OPENAT => "tapio_sec_openat_enter",
+            s::TAPIO_SEC_SYS_OPEN => "tapio_sec_open_enter",
+            s::TAPIO_SEC_SYS_UNLINK => "tapio_sec_unlink_enter",
+            s::TAPIO_SEC_SYS_UNLINKAT => "tapio_sec_unlinkat_enter",
+            s::TAPIO_SEC_SYS_CHMOD => "tapio_sec_chmod_enter",
+            s::TAPIO_SEC_SYS_FCHMODAT => "tapio_sec_fchmodat_enter",
+            s::TAPIO_SEC_SYS_CHOWN => "tapio_sec_chown_enter",
+            s::TAPIO_SEC_SYS_FCHOWNAT => "tapio_sec_fchownat_enter",
+            s::TAPIO_SEC_SYS_TRUNCATE => "tapio_sec_truncate_enter",
+            s::TAPIO_SEC_SYS_RENAME => "tapio_sec_rename_enter",
+            s::TAPIO_SEC_SYS_RENAMEAT => "tapio_sec_renameat_enter",
+            other => panic!("handler {other} has no program"),
+        }
+    }
+
+    #[test]
+    fn the_dispatcher_hooks_exactly_what_the_tracepoints_hook() {
+        // VARIANT_BTF_CAP attaches one tracepoint per syscall of every
+        // family: the dispatcher's table must name the same syscalls, each
+        // with the body of the program that tracepoint runs.
+        let per_syscall: Vec<(&str, &str)> = VARIANT_BTF_CAP
+            .programs
+            .iter()
+            .filter_map(|(p, a)| match a {
+                Attach::TracePoint("syscalls", t) | Attach::OptionalTracePoint("syscalls", t) => {
+                    t.strip_prefix("sys_enter_").map(|n| (n, *p))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(per_syscall.len(), SYSCALLS.len());
+        for (_, name, h, _) in SYSCALLS {
+            let prog = per_syscall
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| *p)
+                .unwrap_or_else(|| panic!("no sys_enter_{name} tracepoint"));
+            assert_eq!(prog, program_of(*h), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_dispatch_table_follows_the_config() {
+        use tapio_shared::tapio_sec_syscall as s;
+        let cfg = crate::config::SecurityProbe::default();
+        let has = |t: &[(u32, u32)], nr: u32| t.iter().any(|(n, _)| *n == nr);
+        let t = dispatch_table(&cfg, false, false);
+        assert!(has(&t, 117) && has(&t, 59), "set*id and exec");
+        assert!(has(&t, 101) && has(&t, 321) && has(&t, 313));
+        assert!(!has(&t, 1), "no write hook without a watched path");
+        assert!(t.iter().all(|(_, h)| *h != s::TAPIO_SEC_SYS_WRITE));
+        // commit_creds sees credentials: no set*id/exec in the table.
+        let t = dispatch_table(&cfg, true, true);
+        assert!(t.iter().all(|(_, h)| *h != s::TAPIO_SEC_SYS_CRED));
+        assert!(has(&t, 1) && has(&t, 82));
+        let off = crate::config::SecurityProbe {
+            credentials: false,
+            code_injection: false,
+            bpf: false,
+            modules: false,
+            ..Default::default()
+        };
+        assert!(dispatch_table(&off, false, false).is_empty());
+        // No syscall twice (the array holds one handler per number).
+        let all = dispatch_table(&cfg, false, true);
+        let mut nrs: Vec<u32> = all.iter().map(|(n, _)| *n).collect();
+        nrs.sort_unstable();
+        nrs.dedup();
+        assert_eq!(nrs.len(), all.len());
     }
 
     #[test]
@@ -1227,9 +1642,14 @@ mod tests {
                 .programs
                 .iter()
                 .any(|(p, _)| [PROG_CRED_ENTER, PROG_CRED_EXIT].contains(p));
+            // The dispatcher takes set*id/exec into its table exactly when
+            // no commit_creds hook loads (see `configure`).
+            let (dispatch, commit_seen) = variant_syscalls(v.label).unwrap();
+            assert_eq!(commit, commit_seen, "{}", v.label);
+            let syscall_creds = pairs || (dispatch && !commit);
             assert!(
-                commit != pairs,
-                "{}: commit {commit}, pairs {pairs}",
+                commit != syscall_creds,
+                "{}: commit {commit}, syscall pairs {syscall_creds}",
                 v.label
             );
         }

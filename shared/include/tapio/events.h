@@ -303,6 +303,43 @@ enum tapio_sec_cred_source {
 	TAPIO_SEC_CRED_COMMIT = 1,
 };
 
+/* The security probe's syscall dispatcher (one tp_btf sys_enter/sys_exit
+ * pair instead of one tracepoint per syscall): the value of
+ * tapio_sec_syscalls[nr], filled by userspace for the syscalls of the
+ * configured families only; 0 (every other syscall) returns at once.
+ * Numbers are x86_64's (compat syscalls are skipped in the kernel). */
+enum tapio_sec_syscall {
+	TAPIO_SEC_SYS_NONE = 0,
+	TAPIO_SEC_SYS_CRED = 1,          /* set*id, execve, execveat */
+	TAPIO_SEC_SYS_PTRACE = 2,
+	TAPIO_SEC_SYS_VM_WRITEV = 3,     /* process_vm_writev */
+	TAPIO_SEC_SYS_MMAP = 4,
+	TAPIO_SEC_SYS_MPROTECT = 5,      /* mprotect, pkey_mprotect */
+	TAPIO_SEC_SYS_BPF = 6,
+	TAPIO_SEC_SYS_INIT_MODULE = 7,
+	TAPIO_SEC_SYS_FINIT_MODULE = 8,
+	TAPIO_SEC_SYS_WRITE = 9,         /* write, pwrite64, writev, pwritev, pwritev2 */
+	TAPIO_SEC_SYS_FTRUNCATE = 10,
+	TAPIO_SEC_SYS_FCHMOD = 11,
+	TAPIO_SEC_SYS_FCHOWN = 12,
+	TAPIO_SEC_SYS_OPENAT = 13,
+	TAPIO_SEC_SYS_OPEN = 14,
+	TAPIO_SEC_SYS_UNLINK = 15,       /* unlink, rmdir */
+	TAPIO_SEC_SYS_UNLINKAT = 16,
+	TAPIO_SEC_SYS_CHMOD = 17,
+	TAPIO_SEC_SYS_FCHMODAT = 18,     /* fchmodat, fchmodat2 */
+	TAPIO_SEC_SYS_CHOWN = 19,        /* chown, lchown */
+	TAPIO_SEC_SYS_FCHOWNAT = 20,
+	TAPIO_SEC_SYS_TRUNCATE = 21,
+	TAPIO_SEC_SYS_RENAME = 22,
+	TAPIO_SEC_SYS_RENAMEAT = 23,     /* renameat, renameat2 */
+};
+
+/* Entries of tapio_sec_syscalls: above every x86_64 syscall number (the
+ * highest is in the 460s in 6.18). x32 numbers (bit 30 set) fall outside
+ * and are skipped, as the per-syscall tracepoints skip them. */
+#define TAPIO_SEC_SYSCALL_MAX 512
+
 /* security.credentials.change: the task's ids or capabilities changed
  * (a set*id syscall or an exec, or with commit_creds any path). */
 struct tapio_sec_cred {
