@@ -982,3 +982,123 @@ fn classifies_crafted_flows_through_prog_test_run() {
         "server-first HTTP/2: want grpc with {both} bytes, got {got:?}"
     );
 }
+
+/// Ethernet + IPv4 (with a valid header checksum) + `body`; `frag` is the
+/// flags/offset field (0x2000 = more fragments, low 13 bits = offset / 8).
+fn ip4_frame(src: [u8; 4], dst: [u8; 4], proto: u8, id: u16, frag: u16, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + body.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&id.to_be_bytes());
+    ip.extend_from_slice(&frag.to_be_bytes());
+    ip.extend_from_slice(&[64, proto, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let c = !ones_sum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend(ip);
+    f.extend_from_slice(body);
+    f
+}
+
+fn ones_sum(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+#[test]
+fn later_fragments_of_a_balanced_datagram_follow_the_first() {
+    use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+    if !privileged_or_skip("tc::later_fragments_of_a_balanced_datagram_follow_the_first") {
+        return;
+    }
+    let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
+    let btf = aya::Btf::from_sys_fs().ok();
+    let (mut loaded, names) = tapio::probes::tc::load(
+        &tapio::config::TcProbe::default(),
+        ring,
+        btf.as_ref(),
+        false,
+    )
+    .expect("load tc object");
+    let mut shared =
+        tapio::probes::tc::Shared::new(&mut loaded, std::sync::Arc::new(names)).expect("maps");
+    let policy: tapio::config::TcPolicy = serde_yaml_ng::from_str(
+        "services:\n  - name: dns\n    address: 198.18.20.1:5353\n    protocol: udp\n    backends:\n      - { address: 198.18.11.2:8053 }\n",
+    )
+    .unwrap();
+    shared.apply(&policy).expect("apply policy");
+    let mut run = |prog: &str, frame: &[u8]| -> Vec<u8> {
+        let p: &mut SchedClassifier = loaded
+            .ebpf
+            .program_mut(prog)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut out = vec![0u8; frame.len() + 64];
+        let mut o = TestRunOptions::new();
+        o.data_in = Some(frame);
+        o.data_out = Some(&mut out);
+        p.test_run(o).expect("BPF_PROG_TEST_RUN");
+        out.truncate(frame.len());
+        out
+    };
+    let (client, vip, backend) = ([198, 18, 0, 1], [198, 18, 20, 1], [198, 18, 11, 2]);
+    let ingress = tapio::probes::tc::PROG_INGRESS;
+    let egress = tapio::probes::tc::PROG_EGRESS;
+    // A 48-byte UDP datagram to the virtual service in two fragments: the
+    // first with the UDP header and 16 bytes, the second with the last 24.
+    let payload: Vec<u8> = (0..40u8).collect();
+    let mut udp = 40000u16.to_be_bytes().to_vec();
+    udp.extend_from_slice(&5353u16.to_be_bytes());
+    udp.extend_from_slice(&48u16.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&payload);
+    let first = run(ingress, &ip4_frame(client, vip, 17, 0x1234, 0x2000, &udp[..24]));
+    let second = run(ingress, &ip4_frame(client, vip, 17, 0x1234, 3, &udp[24..]));
+    let ip_ok = |f: &[u8]| ones_sum(&f[14..34]) == 0xffff;
+    assert_eq!(&first[30..34], &backend, "first fragment translated");
+    assert_eq!(u16::from_be_bytes([first[36], first[37]]), 8053);
+    assert_eq!(
+        &second[30..34],
+        &backend,
+        "later fragment kept the virtual address: the backend cannot reassemble"
+    );
+    assert!(ip_ok(&first) && ip_ok(&second), "IP checksums");
+    assert_eq!(&second[34..], &udp[24..], "later fragment's data untouched");
+
+    // The backend's answer in two fragments: both leave from the virtual
+    // address.
+    let mut reply = 8053u16.to_be_bytes().to_vec();
+    reply.extend_from_slice(&40000u16.to_be_bytes());
+    reply.extend_from_slice(&48u16.to_be_bytes());
+    reply.extend_from_slice(&[0, 0]);
+    reply.extend_from_slice(&payload);
+    let r1 = run(egress, &ip4_frame(backend, client, 17, 0x4321, 0x2000, &reply[..24]));
+    let r2 = run(egress, &ip4_frame(backend, client, 17, 0x4321, 3, &reply[24..]));
+    assert_eq!(&r1[26..30], &vip);
+    assert_eq!(u16::from_be_bytes([r1[34], r1[35]]), 5353);
+    assert_eq!(&r2[26..30], &vip, "later reply fragment left from the backend");
+    assert!(ip_ok(&r1) && ip_ok(&r2), "IP checksums");
+
+    // A later fragment to the virtual address whose first was not seen
+    // passes unchanged and is counted; one to another address is not ours.
+    let orphan = ip4_frame(client, vip, 17, 0x5555, 3, &udp[24..]);
+    assert_eq!(run(ingress, &orphan), orphan);
+    let other = ip4_frame(client, [198, 18, 30, 1], 17, 0x5556, 3, &udp[24..]);
+    assert_eq!(run(ingress, &other), other);
+    let m = loaded
+        .ebpf
+        .map(tapio::probes::tc::MAP_FRAG_COUNTS)
+        .expect("fragment counters");
+    let m: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(m).unwrap();
+    let count = |i: u32| m.get(&i, 0).unwrap().iter().sum::<u64>();
+    assert_eq!(count(tapio::probes::tc::FRAG_TRANSLATED), 2);
+    assert_eq!(count(tapio::probes::tc::FRAG_UNMATCHED), 1);
+}

@@ -42,6 +42,11 @@ pub const MAP_CB_RUN: &str = "tapio_tc_cb_run";
 pub const MAP_BSTATS: &str = "tapio_tc_bstats";
 pub const MAP_EXPERIMENTS: &str = "tapio_tc_experiments";
 pub const MAP_CHAOS_DROPS: &str = "tapio_tc_chaos_drops";
+pub const MAP_VIPS: &str = "tapio_tc_vips";
+pub const MAP_FRAG_COUNTS: &str = "tapio_tc_frag_counts";
+/// `tapio_tc_frag_counts` slots (enum frag_counter in tc.bpf.c).
+pub const FRAG_TRANSLATED: u32 = 0;
+pub const FRAG_UNMATCHED: u32 = 1;
 
 /// Attach types, reported by `tapio probes` and as `tapio.attach_type`.
 pub const VARIANT_TCX: &str = "tcx";
@@ -527,6 +532,7 @@ pub struct Shared {
     experiments: Array<MapData, tapio_tc_chaos>,
     cb: BpfHashMap<MapData, tapio_tc_addr, u32>,
     cb_run: BpfHashMap<MapData, tapio_tc_addr, u64>,
+    vips: BpfHashMap<MapData, tapio_tc_addr, u8>,
     ifnames: Arc<IfNames>,
     active: u32,
     policy: TcPolicy,
@@ -577,6 +583,7 @@ impl Shared {
             experiments: take(loaded, MAP_EXPERIMENTS)?,
             cb: take(loaded, MAP_CB)?,
             cb_run: take(loaded, MAP_CB_RUN)?,
+            vips: take(loaded, MAP_VIPS)?,
             ifnames,
             active: 0,
             policy: TcPolicy::default(),
@@ -623,6 +630,15 @@ impl Shared {
         for k in &stale {
             self.services.remove(k).map_err(map_err(MAP_SERVICES))?;
         }
+        let stale: Vec<tapio_tc_addr> = self
+            .vips
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.generation == g)
+            .collect();
+        for k in &stale {
+            self.vips.remove(k).map_err(map_err(MAP_VIPS))?;
+        }
         for s in &policy.services {
             let Some(vip) = v4(&s.address) else { continue };
             let p = l4(s.protocol);
@@ -641,6 +657,9 @@ impl Shared {
             self.services
                 .insert(addr_key(vip, p, g), svc, 0)
                 .map_err(map_err(MAP_SERVICES))?;
+            // Any port: later fragments carry none.
+            let any = addr_key(SocketAddrV4::new(*vip.ip(), 0), 0, g);
+            self.vips.insert(any, 1, 0).map_err(map_err(MAP_VIPS))?;
         }
         // Chaos: deadlines survive a reload while the experiment is unchanged.
         let now = crate::clock::boot_ns();
