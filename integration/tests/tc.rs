@@ -1035,12 +1035,7 @@ fn later_fragments_of_a_balanced_datagram_follow_the_first() {
     .unwrap();
     shared.apply(&policy).expect("apply policy");
     let mut run = |prog: &str, frame: &[u8]| -> Vec<u8> {
-        let p: &mut SchedClassifier = loaded
-            .ebpf
-            .program_mut(prog)
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let p: &mut SchedClassifier = loaded.ebpf.program_mut(prog).unwrap().try_into().unwrap();
         let mut out = vec![0u8; frame.len() + 64];
         let mut o = TestRunOptions::new();
         o.data_in = Some(frame);
@@ -1060,7 +1055,10 @@ fn later_fragments_of_a_balanced_datagram_follow_the_first() {
     udp.extend_from_slice(&48u16.to_be_bytes());
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(&payload);
-    let first = run(ingress, &ip4_frame(client, vip, 17, 0x1234, 0x2000, &udp[..24]));
+    let first = run(
+        ingress,
+        &ip4_frame(client, vip, 17, 0x1234, 0x2000, &udp[..24]),
+    );
     let second = run(ingress, &ip4_frame(client, vip, 17, 0x1234, 3, &udp[24..]));
     let ip_ok = |f: &[u8]| ones_sum(&f[14..34]) == 0xffff;
     assert_eq!(&first[30..34], &backend, "first fragment translated");
@@ -1080,11 +1078,21 @@ fn later_fragments_of_a_balanced_datagram_follow_the_first() {
     reply.extend_from_slice(&48u16.to_be_bytes());
     reply.extend_from_slice(&[0, 0]);
     reply.extend_from_slice(&payload);
-    let r1 = run(egress, &ip4_frame(backend, client, 17, 0x4321, 0x2000, &reply[..24]));
-    let r2 = run(egress, &ip4_frame(backend, client, 17, 0x4321, 3, &reply[24..]));
+    let r1 = run(
+        egress,
+        &ip4_frame(backend, client, 17, 0x4321, 0x2000, &reply[..24]),
+    );
+    let r2 = run(
+        egress,
+        &ip4_frame(backend, client, 17, 0x4321, 3, &reply[24..]),
+    );
     assert_eq!(&r1[26..30], &vip);
     assert_eq!(u16::from_be_bytes([r1[34], r1[35]]), 5353);
-    assert_eq!(&r2[26..30], &vip, "later reply fragment left from the backend");
+    assert_eq!(
+        &r2[26..30],
+        &vip,
+        "later reply fragment left from the backend"
+    );
     assert!(ip_ok(&r1) && ip_ok(&r2), "IP checksums");
 
     // A later fragment to the virtual address whose first was not seen
@@ -1101,4 +1109,162 @@ fn later_fragments_of_a_balanced_datagram_follow_the_first() {
     let count = |i: u32| m.get(&i, 0).unwrap().iter().sum::<u64>();
     assert_eq!(count(tapio::probes::tc::FRAG_TRANSLATED), 2);
     assert_eq!(count(tapio::probes::tc::FRAG_UNMATCHED), 1);
+}
+
+/// Run `f` on a thread inside network namespace `ns` (netlink sockets and
+/// interface names resolve in the calling thread's namespace).
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
+            // SAFETY: setns on this thread only, with an fd we own.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
+/// tc programs named `prog` on `dev` in `ns` (direction `dir`): tcx links
+/// (asked through aya: this bpftool predates tcx) plus clsact filters (`tc
+/// filter show`, which prints the filter's name).
+fn tc_progs(ns: &NetNs, dev: &str, dir: aya::programs::TcAttachType, prog: &str) -> usize {
+    // The kernel keeps 15 bytes of a program's name.
+    let short = &prog[..prog.len().min(15)];
+    let tcx = in_ns(&ns.name, || {
+        aya::programs::SchedClassifier::query_tcx(dev, dir)
+            .map(|(_, progs)| {
+                progs
+                    .iter()
+                    .filter(|p| p.name_as_str() == Some(short))
+                    .count()
+            })
+            .unwrap_or(0)
+    });
+    let which = match dir {
+        aya::programs::TcAttachType::Ingress => "ingress",
+        _ => "egress",
+    };
+    let out = ns
+        .command("tc")
+        .args(["filter", "show", "dev", dev, which])
+        .output()
+        .expect("tc");
+    let clsact = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == prog))
+        .count();
+    tcx + clsact
+}
+
+/// What a Tapio killed on a clsact kernel leaves behind: the tc programs as
+/// clsact filters (found by their program names), still holding its last
+/// policy, here a chaos experiment dropping every packet to port 9000.
+fn plant_leftover_tc(ns: &str, dev: &str) {
+    use aya::programs::{tc, SchedClassifier, TcAttachType};
+    let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
+    let btf = aya::Btf::from_sys_fs().ok();
+    let (mut loaded, names) = tapio::probes::tc::load(
+        &tapio::config::TcProbe::default(),
+        ring,
+        btf.as_ref(),
+        false,
+    )
+    .expect("load tc object");
+    let mut shared =
+        tapio::probes::tc::Shared::new(&mut loaded, std::sync::Arc::new(names)).expect("maps");
+    let policy: tapio::config::TcPolicy = serde_yaml_ng::from_str(
+        "chaos:\n  experiments:\n    - { name: leftover, port: 9000, loss: 1.0, duration: 10m }\n",
+    )
+    .unwrap();
+    shared.apply(&policy).expect("apply policy");
+    in_ns(ns, || {
+        let _ = tc::qdisc_add_clsact(dev);
+        for (prog, dir) in [
+            (tapio::probes::tc::PROG_INGRESS, TcAttachType::Ingress),
+            (tapio::probes::tc::PROG_EGRESS, TcAttachType::Egress),
+        ] {
+            let p: &mut SchedClassifier =
+                loaded.ebpf.program_mut(prog).unwrap().try_into().unwrap();
+            let id = p
+                .attach_with_options(dev, dir, tc::TcAttachOptions::Netlink(Default::default()))
+                .expect("clsact attach");
+            // Never detached: the process that attached it "died".
+            std::mem::forget(p.take_link(id).expect("link"));
+        }
+    });
+}
+
+const PROGS: [(&str, aya::programs::TcAttachType); 2] = [
+    (
+        tapio::probes::tc::PROG_INGRESS,
+        aya::programs::TcAttachType::Ingress,
+    ),
+    (
+        tapio::probes::tc::PROG_EGRESS,
+        aya::programs::TcAttachType::Egress,
+    ),
+];
+
+#[test]
+fn a_restart_replaces_the_filters_a_killed_tapio_left() {
+    if !privileged_or_skip("tc::a_restart_replaces_the_filters_a_killed_tapio_left") {
+        return;
+    }
+    let pair = NsPair::new("tc-k");
+    let dev = pair.a_dev();
+    let iface = format!("{}/{dev}", pair.a.name);
+    plant_leftover_tc(&pair.a.name, &dev);
+    for (prog, dir) in PROGS {
+        assert_eq!(tc_progs(&pair.a, &dev, dir, prog), 1, "planted {prog}");
+    }
+    assert_eq!(blast(&pair, "9000", "200"), 0, "the leftover is in force");
+
+    let rx = Receiver::start();
+    let yaml = config(&rx, std::slice::from_ref(&iface), "      {}");
+    let (_d1, first, log1) = start_with_file(&yaml);
+    for (prog, dir) in PROGS {
+        assert_eq!(
+            tc_progs(&pair.a, &dev, dir, prog),
+            1,
+            "{prog} on {dev} after start:\n{}",
+            log1.lock().unwrap()
+        );
+    }
+    assert_eq!(
+        blast(&pair, "9000", "500"),
+        500,
+        "the killed Tapio's filters still run beside the new ones"
+    );
+
+    // SIGKILL (Bg's drop), then start again: still one of each.
+    drop(first);
+    let (_d2, second, log2) = start_with_file(&yaml);
+    for (prog, dir) in PROGS {
+        assert_eq!(
+            tc_progs(&pair.a, &dev, dir, prog),
+            1,
+            "{prog} on {dev} after the restart:\n{}",
+            log2.lock().unwrap()
+        );
+    }
+    // Counted once: the restarted Tapio's counters are exactly the blast.
+    // (300, not the first run's 500, so the two runs' exports differ.)
+    assert_eq!(blast(&pair, "9001", "300"), 300);
+    counter(
+        &rx,
+        "tapio.tc.packets",
+        &[
+            ("network.protocol.name", "unknown"),
+            ("network.io.direction", "transmit"),
+            ("network.interface.name", iface.as_str()),
+        ],
+        300,
+    );
+    drop(second);
+    // Nothing is left once the test namespace goes; the planted filters
+    // go with it.
 }

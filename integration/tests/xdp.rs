@@ -830,6 +830,135 @@ fn spoofed_syns_in_a_peers_name_do_not_block_its_live_flow() {
     t.terminate();
 }
 
+/// (XDP programs, egress tc programs named `tc_prog`) on `dev` in `ns`.
+fn net_show(ns: &NetNs, dev: &str, tc_prog: &str) -> (usize, usize) {
+    let out = ns
+        .command("bpftool")
+        .args(["-j", "net", "show", "dev", dev])
+        .output()
+        .expect("bpftool");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool json");
+    let xdp = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("xdp")?.as_array().map(Vec::len))
+        .sum();
+    (
+        xdp,
+        tc_progs(ns, dev, aya::programs::TcAttachType::Egress, tc_prog),
+    )
+}
+
+/// Run `f` on a thread inside network namespace `ns`.
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
+            // SAFETY: setns on this thread only, with an fd we own.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
+/// tc programs named `prog` on `dev` in `ns` (direction `dir`): tcx links
+/// (asked through aya: this bpftool predates tcx) plus clsact filters (`tc
+/// filter show`, which prints the filter's name).
+fn tc_progs(ns: &NetNs, dev: &str, dir: aya::programs::TcAttachType, prog: &str) -> usize {
+    // The kernel keeps 15 bytes of a program's name.
+    let short = &prog[..prog.len().min(15)];
+    let tcx = in_ns(&ns.name, || {
+        aya::programs::SchedClassifier::query_tcx(dev, dir)
+            .map(|(_, progs)| {
+                progs
+                    .iter()
+                    .filter(|p| p.name_as_str() == Some(short))
+                    .count()
+            })
+            .unwrap_or(0)
+    });
+    let which = match dir {
+        aya::programs::TcAttachType::Ingress => "ingress",
+        _ => "egress",
+    };
+    let out = ns
+        .command("tc")
+        .args(["filter", "show", "dev", dev, which])
+        .output()
+        .expect("tc");
+    let clsact = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == prog))
+        .count();
+    tcx + clsact
+}
+
+#[test]
+fn a_restart_after_sigkill_leaves_one_filter_and_one_learner() {
+    if !privileged_or_skip("xdp::a_restart_after_sigkill_leaves_one_filter_and_one_learner") {
+        return;
+    }
+    let lab = Lab::new("k", false);
+    // What a Tapio killed on a clsact kernel leaves: its egress learner as
+    // a clsact filter (tcx links and XDP links die with their process).
+    {
+        use aya::programs::{tc, TcAttachType};
+        let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
+        let btf = aya::Btf::from_sys_fs().ok();
+        let (mut ebpf, _maps) = xdp::load_only(ring, btf.as_ref()).expect("load xdp object");
+        let h1 = lab.h1.clone();
+        in_ns(&lab.host.name, || {
+            let _ = tc::qdisc_add_clsact(&h1);
+            let p: &mut SchedClassifier = ebpf
+                .program_mut(xdp::PROG_LEARN)
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let id = p
+                .attach_with_options(
+                    &h1,
+                    TcAttachType::Egress,
+                    tc::TcAttachOptions::Netlink(Default::default()),
+                )
+                .expect("clsact attach");
+            std::mem::forget(p.take_link(id).expect("link"));
+        });
+    }
+    assert_eq!(net_show(&lab.host, &lab.h1, xdp::PROG_LEARN), (0, 1));
+    let rx = Receiver::start_in_netns(&lab.host.name);
+    let policy = "      block: [198.18.1.2/32]\n";
+    let first = lab.tapio(&rx, policy);
+    assert_eq!(
+        net_show(&lab.host, &lab.h1, xdp::PROG_LEARN),
+        (1, 1),
+        "after start: {}",
+        first.stderr()
+    );
+    // SIGKILL, then start again: still one filter and one learner.
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(first.pid() as i32, libc::SIGKILL) };
+    drop(first);
+    let second = lab.tapio(&rx, policy);
+    for dev in [&lab.h1, &lab.h2] {
+        assert_eq!(
+            net_show(&lab.host, dev, xdp::PROG_LEARN),
+            (1, 1),
+            "{dev} after the restart: {}",
+            second.stderr()
+        );
+    }
+    // Counted once, by the restarted filter only.
+    send_udp(&lab.attacker, "198.18.1.1", 100);
+    wait_packets(&rx, "blocklist", &lab.h1, 100);
+    assert_eq!(settled(&rx, "blocklist", &lab.h1), 100);
+    second.terminate();
+}
+
 #[test]
 fn dns_amplification_drops_spoofed_responses_but_not_real_ones() {
     if !privileged_or_skip("xdp::dns_amplification_drops_spoofed_responses_but_not_real_ones") {

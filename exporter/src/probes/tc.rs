@@ -148,9 +148,33 @@ fn ifindex(name: &str) -> Result<u32, String> {
     }
 }
 
-/// Attach `prog` to `iface` in `dir`: a tcx link where the kernel has
-/// them, else a clsact filter. Returns whether tcx was used, and the tcx
-/// error when it fell back.
+/// Remove the clsact filters named `prog` from `iface` in `dir`. A Tapio
+/// that died without cleaning up (SIGKILL, OOM kill) leaves its clsact
+/// filters attached, with its last policy in their maps (tcx links and
+/// XDP links die with their process; clsact filters do not), and the next
+/// Tapio would run beside them: counting twice, injecting chaos twice.
+/// Filters are found by the program name aya gives them. Failing to look
+/// is logged, not fatal: the attach that follows still works.
+pub fn remove_leftover_filters(iface: &str, dir: TcAttachType, prog: &str) {
+    match aya::programs::tc::qdisc_detach_program(iface, dir, prog) {
+        Ok(()) => tracing::warn!(
+            interface = iface,
+            program = prog,
+            "removed clsact filters a previous Tapio left attached"
+        ),
+        Err(aya::programs::tc::TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+        }
+        // No clsact qdisc on the device: nothing can be left over.
+        Err(aya::programs::tc::TcError::NetlinkError(e))
+            if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {}
+        Err(e) => tracing::warn!(
+            interface = iface,
+            program = prog,
+            "looking for leftover clsact filters: {e}"
+        ),
+    }
+}
+
 /// Names of the interfaces the probe runs on, by ifindex (as the kernel
 /// reports them in counter keys).
 pub type IfNames = HashMap<u32, String>;
@@ -200,6 +224,7 @@ pub fn load(
             let name = iface.name.clone();
             let (idx, tcx, why) = in_netns(iface.netns.as_deref(), || {
                 let idx = ifindex(&name)?;
+                remove_leftover_filters(&name, dir, prog_name);
                 let (tcx, why) = super::attach_tc(prog, &name, dir)?;
                 Ok((idx, tcx, why))
             })

@@ -399,6 +399,7 @@ fn attach_egress(ebpf: &mut Ebpf, iface: &str) -> Result<&'static str, LoadError
         .ok_or_else(|| attach_err(format!("program {PROG_LEARN} missing")))?
         .try_into()
         .map_err(|e| attach_err(super::describe(&e)))?;
+    super::tc::remove_leftover_filters(iface, TcAttachType::Egress, PROG_LEARN);
     match super::attach_tc(p, iface, TcAttachType::Egress) {
         Ok((true, _)) => Ok("tcx"),
         Ok((false, _)) => Ok("clsact"),
