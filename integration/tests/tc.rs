@@ -1268,3 +1268,86 @@ fn a_restart_replaces_the_filters_a_killed_tapio_left() {
     // Nothing is left once the test namespace goes; the planted filters
     // go with it.
 }
+
+#[test]
+fn devices_without_an_ethernet_header_are_refused() {
+    if !privileged_or_skip("tc::devices_without_an_ethernet_header_are_refused") {
+        return;
+    }
+    let ns = NetNs::new("tapio-tc-l3");
+    sh(&format!(
+        "ip -n {} tuntap add dev tvl3tun mode tun",
+        ns.name
+    ));
+    sh(&format!(
+        "ip -n {} link add tvl3eth type veth peer name tvl3peer",
+        ns.name
+    ));
+    let mut l3 = vec![("tvl3tun", "none (tun, wireguard)")];
+    // An IP tunnel too, where the kernel has the ipip module (this host's
+    // 6.18 has none: tun alone stands for the L3 devices then).
+    let ipip = Command::new("ip")
+        .args(["-n", &ns.name, "link", "add", "tvl3ipip", "type", "ipip"])
+        .args(["local", "198.18.60.1", "remote", "198.18.60.2"])
+        .output()
+        .expect("ip");
+    if ipip.status.success() {
+        l3.push(("tvl3ipip", "ipip"));
+    } else {
+        eprintln!(
+            "no ipip here ({}); tun only",
+            String::from_utf8_lossy(&ipip.stderr).trim()
+        );
+    }
+    for (d, _) in l3.iter().chain([("tvl3eth", "")].iter()) {
+        sh(&format!("ip -n {} link set {d} up", ns.name));
+    }
+    let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
+    let btf = aya::Btf::from_sys_fs().ok();
+    for (dev, kind) in l3 {
+        let cfg = tapio::config::TcProbe {
+            interfaces: vec![format!("{}/{dev}", ns.name)],
+            ..Default::default()
+        };
+        let err = match tapio::probes::tc::load(&cfg, ring, btf.as_ref(), true) {
+            Ok(_) => panic!("tc attached to {dev}, which has no Ethernet header"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(&format!("interface {dev} has link type"))
+                && err.contains(kind)
+                && err.contains("without an Ethernet header"),
+            "{err}"
+        );
+        for (prog, dir) in PROGS {
+            assert_eq!(tc_progs(&ns, dev, dir, prog), 0);
+        }
+        // The xdp probe attaches in Tapio's own namespace: run it there.
+        let err = in_ns(&ns.name, || {
+            let cfg = tapio::config::XdpProbe {
+                interfaces: vec![dev.to_string()],
+                ..Default::default()
+            };
+            match tapio::probes::xdp::start(&cfg, ring, btf.as_ref()) {
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            }
+        })
+        .unwrap_or_else(|| panic!("xdp attached to {dev}, which has no Ethernet header"));
+        assert!(err.contains("without an Ethernet header"), "{err}");
+        let xdp = ns
+            .command("ip")
+            .args(["-d", "link", "show", dev])
+            .output()
+            .expect("ip");
+        assert!(!String::from_utf8_lossy(&xdp.stdout).contains("prog/xdp"));
+    }
+    // An Ethernet device in the same namespace is accepted.
+    let cfg = tapio::config::TcProbe {
+        interfaces: vec![format!("{}/tvl3eth", ns.name)],
+        ..Default::default()
+    };
+    let ok = tapio::probes::tc::load(&cfg, ring, btf.as_ref(), true);
+    assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
+    drop(ok);
+}

@@ -148,6 +148,75 @@ fn ifindex(name: &str) -> Result<u32, String> {
     }
 }
 
+/// The link-layer type (`ARPHRD_*`) of interface `name` in the calling
+/// thread's network namespace. Asked with SIOCGIFHWADDR on a socket made
+/// here: `/sys/class/net` shows the namespace sysfs was mounted in, not
+/// the one an attach thread has entered.
+pub fn link_type(name: &str) -> Result<u16, String> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(format!("interface {name}: name too long"));
+    }
+    // SAFETY: a plain socket(2); the fd is owned and closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!("socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: just created and owned here.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads ifr_name and writes ifr_hwaddr of `req`,
+    // which lives across the call.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SIOCGIFHWADDR,
+            &mut req,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "interface {name}: link type: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the kernel filled the hwaddr member of the union.
+    Ok(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
+fn link_type_name(t: u16) -> &'static str {
+    match t {
+        libc::ARPHRD_NONE => "none (tun, wireguard)",
+        libc::ARPHRD_TUNNEL => "ipip",
+        libc::ARPHRD_TUNNEL6 => "ip6tnl",
+        libc::ARPHRD_SIT => "sit",
+        libc::ARPHRD_IPGRE => "gre",
+        823 => "ip6gre",
+        libc::ARPHRD_PPP => "ppp",
+        libc::ARPHRD_INFINIBAND => "infiniband",
+        519 => "rawip",
+        _ => "not Ethernet",
+    }
+}
+
+/// The XDP and tc programs read an Ethernet header first: on a device
+/// without one (L3 devices: tun, wireguard, ip tunnels) every packet would
+/// be misparsed, so such a device is refused rather than filtered wrongly.
+/// Loopback frames carry an (all-zero) Ethernet header.
+pub fn require_ethernet(name: &str) -> Result<(), String> {
+    match link_type(name)? {
+        libc::ARPHRD_ETHER | libc::ARPHRD_LOOPBACK => Ok(()),
+        t => Err(format!(
+            "interface {name} has link type {t} ({}), without an Ethernet header; \
+             Tapio's packet programs parse Ethernet frames, so they are not attached to it",
+            link_type_name(t)
+        )),
+    }
+}
+
 /// Remove the clsact filters named `prog` from `iface` in `dir`. A Tapio
 /// that died without cleaning up (SIGKILL, OOM kill) leaves its clsact
 /// filters attached, with its last policy in their maps (tcx links and
@@ -224,6 +293,7 @@ pub fn load(
             let name = iface.name.clone();
             let (idx, tcx, why) = in_netns(iface.netns.as_deref(), || {
                 let idx = ifindex(&name)?;
+                require_ethernet(&name)?;
                 remove_leftover_filters(&name, dir, prog_name);
                 let (tcx, why) = super::attach_tc(prog, &name, dir)?;
                 Ok((idx, tcx, why))

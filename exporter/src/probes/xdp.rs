@@ -333,6 +333,7 @@ pub fn start(cfg: &XdpProbe, ring: RingConfig, btf: Option<&Btf>) -> Result<Star
                 tapio_shared::TAPIO_XDP_IF_SLOTS
             )));
         }
+        super::tc::require_ethernet(iface).map_err(attach_err)?;
         let xdp_mode = attach_xdp(&mut ebpf, iface, cfg.mode)?;
         let egress = attach_egress(&mut ebpf, iface)?;
         tracing::info!(
