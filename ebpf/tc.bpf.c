@@ -189,6 +189,21 @@ struct {
 	__type(value, __u64);
 } tapio_tc_chaos_drops SEC(".maps");
 
+/* Chaos deadlines by experiment (a hash of its definition and the
+ * interfaces), for userspace only: tc.rs pins this map so a restarted
+ * Tapio keeps each running experiment's original deadline. */
+struct chaos_deadline {
+	__u64 deadline_ns; /* CLOCK_BOOTTIME */
+	__u64 owner;       /* hash of the interfaces, so instances keep apart */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct chaos_deadline);
+} tapio_tc_deadlines SEC(".maps");
+
 /* Load-balancer conntrack. Forward: client -> virtual address, keyed by
  * (client addr/port, virtual addr/port). */
 struct ct_key {

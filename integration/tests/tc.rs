@@ -1351,3 +1351,81 @@ fn devices_without_an_ethernet_header_are_refused() {
     assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
     drop(ok);
 }
+
+/// CLOCK_BOOTTIME now, in ns (the clock chaos deadlines are kept in).
+fn boot_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The deadline Tapio logged for chaos experiment `name`, and whether it
+/// said it resumed it.
+fn logged_deadline(log: &str, name: &str) -> Option<(u64, bool)> {
+    log.lines()
+        .filter(|l| l.contains("chaos experiment") && l.contains(&format!("experiment={name}")))
+        .filter_map(|l| {
+            let v = l.split("deadline_boot_ns=").nth(1)?;
+            let n: u64 = v
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()?;
+            Some((n, l.contains("resumed=true")))
+        })
+        .next_back()
+}
+
+#[test]
+fn a_restarted_tapio_keeps_a_chaos_experiments_deadline() {
+    if !privileged_or_skip("tc::a_restarted_tapio_keeps_a_chaos_experiments_deadline") {
+        return;
+    }
+    let pair = NsPair::new("tc-t");
+    let iface = format!("{}/{}", pair.a.name, pair.a_dev());
+    let rx = Receiver::start();
+    let duration = Duration::from_secs(20);
+    // A name of its own: deadlines are kept per experiment definition for
+    // the whole boot, and an earlier run of this test left one behind.
+    let name = format!("hold-{}", boot_ns());
+    let yaml = config(
+        &rx,
+        std::slice::from_ref(&iface),
+        &format!("      chaos:\n        experiments:\n          - {{ name: {name}, port: 9000, protocol: udp, direction: egress, loss: 1.0, duration: 20s }}\n"),
+    );
+    let (_d1, first, log1) = start_with_file(&yaml);
+    let (deadline, resumed) =
+        logged_deadline(&log1.lock().unwrap(), &name).expect("first run logs the deadline");
+    assert!(!resumed);
+    assert_eq!(blast(&pair, "9000", "200"), 0, "the experiment runs");
+    // Midway (a quarter of the way, so what follows fits before the
+    // deadline a restart would wrongly set), kill and start again.
+    while boot_ns() < deadline - 3 * duration.as_nanos() as u64 / 4 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(first);
+    let restarted_at = boot_ns();
+    let (_d2, _second, log2) = start_with_file(&yaml);
+    let (again, resumed) =
+        logged_deadline(&log2.lock().unwrap(), &name).expect("restart logs the deadline");
+    assert_eq!(again, deadline, "the restart moved the deadline");
+    assert!(resumed, "{}", log2.lock().unwrap());
+    // Past the original deadline, and before the one a restart from
+    // zero would have set, the experiment is over.
+    while boot_ns() <= deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        blast(&pair, "9000", "500"),
+        500,
+        "still dropping after its deadline"
+    );
+    assert!(
+        boot_ns() < restarted_at + duration.as_nanos() as u64,
+        "inconclusive: the check ran after the deadline a restart from zero would set"
+    );
+}

@@ -43,6 +43,10 @@ pub const MAP_BSTATS: &str = "tapio_tc_bstats";
 pub const MAP_EXPERIMENTS: &str = "tapio_tc_experiments";
 pub const MAP_CHAOS_DROPS: &str = "tapio_tc_chaos_drops";
 pub const MAP_VIPS: &str = "tapio_tc_vips";
+pub const MAP_DEADLINES: &str = "tapio_tc_deadlines";
+/// Where [`MAP_DEADLINES`] is pinned (bpffs is cleared at boot, as
+/// CLOCK_BOOTTIME deadlines need).
+pub const DEADLINES_PIN: &str = "/sys/fs/bpf/tapio/tc_chaos_deadlines";
 pub const MAP_FRAG_COUNTS: &str = "tapio_tc_frag_counts";
 /// `tapio_tc_frag_counts` slots (enum frag_counter in tc.bpf.c).
 pub const FRAG_TRANSLATED: u32 = 0;
@@ -261,6 +265,21 @@ pub fn load(
         .btf(btf)
         .map_max_entries(MAP_EVENTS, ring.bytes)
         .override_global(GLOBAL_WAKEUP_BYTES, &ring.wakeup_bytes, true);
+    if attach {
+        let pin = std::path::Path::new(DEADLINES_PIN);
+        let dir_ok = crate::features::bpffs_mounted()
+            && pin
+                .parent()
+                .is_some_and(|d| std::fs::create_dir_all(d).is_ok());
+        if dir_ok {
+            loader.map_pin_path(MAP_DEADLINES, pin);
+        } else {
+            tracing::warn!(
+                "no bpffs at {}: chaos experiments restart their duration when Tapio restarts",
+                crate::features::BPFFS
+            );
+        }
+    }
     let mut ebpf = loader
         .load(crate::bpf_objects::TC)
         .map_err(|source| LoadError::Object {
@@ -481,6 +500,13 @@ impl crate::reader::RecordHandler for Handler {
     }
 }
 
+/// FNV-1a, 64 bits: a stable hash (std's is seeded per process).
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 fn v4(a: &SocketAddr) -> Option<SocketAddrV4> {
     match a {
         SocketAddr::V4(v) => Some(*v),
@@ -628,6 +654,13 @@ pub struct Shared {
     cb: BpfHashMap<MapData, tapio_tc_addr, u32>,
     cb_run: BpfHashMap<MapData, tapio_tc_addr, u64>,
     vips: BpfHashMap<MapData, tapio_tc_addr, u8>,
+    /// Pinned: experiment key -> [deadline ns, owner] (see [`Self::apply`]).
+    stored: BpfHashMap<MapData, u64, [u64; 2]>,
+    /// Hash of the interfaces: the stored deadlines that are this instance's.
+    owner: u64,
+    /// Whether a policy was applied yet (stored deadlines are resumed only
+    /// by the first).
+    applied_once: bool,
     ifnames: Arc<IfNames>,
     active: u32,
     policy: TcPolicy,
@@ -679,6 +712,13 @@ impl Shared {
             cb: take(loaded, MAP_CB)?,
             cb_run: take(loaded, MAP_CB_RUN)?,
             vips: take(loaded, MAP_VIPS)?,
+            stored: take(loaded, MAP_DEADLINES)?,
+            owner: {
+                let mut names: Vec<&String> = ifnames.values().collect();
+                names.sort();
+                fnv1a(serde_json::to_string(&names).unwrap_or_default().as_bytes())
+            },
+            applied_once: false,
             ifnames,
             active: 0,
             policy: TcPolicy::default(),
@@ -756,14 +796,41 @@ impl Shared {
             let any = addr_key(SocketAddrV4::new(*vip.ip(), 0), 0, g);
             self.vips.insert(any, 1, 0).map_err(map_err(MAP_VIPS))?;
         }
-        // Chaos: deadlines survive a reload while the experiment is unchanged.
+        // Chaos: deadlines survive a reload while the experiment is unchanged,
+        // and a restart: the first policy applied resumes the deadlines
+        // stored (pinned) by the Tapio before.
         let now = crate::clock::boot_ns();
         let mut deadlines = HashMap::new();
         let mut names = Vec::new();
         for (i, e) in policy.chaos.experiments.iter().enumerate() {
-            let expires = match self.deadlines.get(&e.name) {
-                Some((old, t)) if old == e => *t,
-                _ => now.saturating_add(e.duration.as_nanos().min(u128::from(u64::MAX)) as u64),
+            let key = self.experiment_key(e);
+            let stored = (!self.applied_once)
+                .then(|| self.stored.get(&key, 0).ok())
+                .flatten()
+                .filter(|v| v[1] == self.owner)
+                .map(|v| v[0]);
+            let expires = match (self.deadlines.get(&e.name), stored) {
+                (Some((old, t)), _) if old == e => *t,
+                (_, Some(t)) => {
+                    tracing::info!(
+                        experiment = %e.name,
+                        deadline_boot_ns = t,
+                        resumed = true,
+                        "chaos experiment keeps the deadline it had before the restart"
+                    );
+                    t
+                }
+                _ => {
+                    let t =
+                        now.saturating_add(e.duration.as_nanos().min(u128::from(u64::MAX)) as u64);
+                    tracing::info!(
+                        experiment = %e.name,
+                        deadline_boot_ns = t,
+                        resumed = false,
+                        "chaos experiment starts"
+                    );
+                    t
+                }
             };
             deadlines.insert(e.name.clone(), (e.clone(), expires));
             let slot = next * TAPIO_TC_MAX_CHAOS + i as u32;
@@ -814,7 +881,9 @@ impl Shared {
         }
         self.active = next;
         self.slot_names = names;
+        self.store_deadlines(&deadlines);
         self.deadlines = deadlines;
+        self.applied_once = true;
         // Backends no longer in any service lose their breaker.
         let wanted: std::collections::HashSet<(SocketAddrV4, u8)> = policy
             .services
@@ -847,6 +916,41 @@ impl Shared {
         }
         self.policy = policy.clone();
         Ok(())
+    }
+
+    /// The stored-deadline key of an experiment: its whole definition and
+    /// the interfaces, so a changed experiment starts afresh.
+    fn experiment_key(&self, e: &crate::config::ChaosExperiment) -> u64 {
+        let def = serde_json::to_string(e).unwrap_or_else(|_| e.name.clone());
+        fnv1a(format!("{}|{def}", self.owner).as_bytes())
+    }
+
+    /// Make the pinned map hold exactly this instance's running
+    /// experiments (other instances' entries are left alone). Best effort:
+    /// a failure costs only the deadline's survival of a restart.
+    fn store_deadlines(
+        &mut self,
+        deadlines: &HashMap<String, (crate::config::ChaosExperiment, u64)>,
+    ) {
+        let want: HashMap<u64, u64> = deadlines
+            .values()
+            .map(|(e, t)| (self.experiment_key(e), *t))
+            .collect();
+        let ours_gone: Vec<u64> = self
+            .stored
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, v)| v[1] == self.owner && !want.contains_key(k))
+            .map(|(k, _)| k)
+            .collect();
+        for k in ours_gone {
+            let _ = self.stored.remove(&k);
+        }
+        for (k, t) in want {
+            if let Err(e) = self.stored.insert(k, [t, self.owner], 0) {
+                tracing::warn!("storing a chaos deadline in {MAP_DEADLINES}: {e}");
+            }
+        }
     }
 
     /// One breaker tick: read the kernel's per-backend counts and move
