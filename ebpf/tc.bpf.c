@@ -27,7 +27,7 @@
  *    userspace runs cool-down and half-open and writes the state back.
  *  - Chaos: packet loss (and EDT latency, where fq exists) per
  *    port/protocol/direction, each experiment with an expiry, all behind a
- *    kill switch.
+ *    kill switch; never on traffic with Tapio's own endpoints.
  *
  * Policy maps are double-buffered by generation: userspace writes the
  * generation the kernel is not reading, then flips tapio_tc_gen[0].
@@ -203,6 +203,28 @@ struct {
 	__type(key, __u64);
 	__type(value, struct chaos_deadline);
 } tapio_tc_deadlines SEC(".maps");
+
+/* Tapio's own endpoints (its OTLP collector, its OpAMP server): chaos
+ * never touches traffic to or from them. */
+struct endpoint_key {
+	__u8 addr[16]; /* v4-mapped */
+	__u16 port;    /* network order */
+	__u8 _pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct endpoint_key);
+	__type(value, __u8);
+} tapio_tc_exempt SEC(".maps");
+
+static __always_inline int exempt(const __u8 *addr, __u16 port)
+{
+	struct endpoint_key k = { .port = bpf_htons(port) };
+	__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(&tapio_tc_exempt, &k) != NULL;
+}
 
 /* Load-balancer conntrack. Forward: client -> virtual address, keyed by
  * (client addr/port, virtual addr/port). */
@@ -774,6 +796,8 @@ static __always_inline int chaos(struct __sk_buff *skb, struct pkt *p, __u8 dir,
 {
 	struct tapio_tc_cfg *cfg = bpf_map_lookup_elem(&tapio_tc_cfgs, &gen);
 	if (!cfg || cfg->chaos_off || cfg->n_chaos == 0)
+		return 0;
+	if (exempt(p->saddr, p->sport) || exempt(p->daddr, p->dport))
 		return 0;
 	__u64 now = bpf_ktime_get_boot_ns();
 	for (__u32 i = 0; i < TAPIO_TC_MAX_CHAOS; i++) {

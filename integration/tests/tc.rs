@@ -1328,7 +1328,7 @@ fn devices_without_an_ethernet_header_are_refused() {
                 interfaces: vec![dev.to_string()],
                 ..Default::default()
             };
-            match tapio::probes::xdp::start(&cfg, ring, btf.as_ref()) {
+            match tapio::probes::xdp::start(&cfg, ring, btf.as_ref(), &[]) {
                 Ok(_) => None,
                 Err(e) => Some(e.to_string()),
             }
@@ -1428,4 +1428,50 @@ fn a_restarted_tapio_keeps_a_chaos_experiments_deadline() {
         boot_ns() < restarted_at + duration.as_nanos() as u64,
         "inconclusive: the check ran after the deadline a restart from zero would set"
     );
+}
+
+/// A TCP relay in `ns` from `listen` (IP:port) to 127.0.0.1:`to`: puts a
+/// loopback receiver behind an address reached over a veth. Killed on drop.
+fn relay(ns: &NetNs, listen: &str, to: u16) -> Bg {
+    let (ip, port) = listen.rsplit_once(':').unwrap();
+    let script = format!(
+        "import socket,threading\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('{ip}',{port}))\nl.listen(64)\nprint('ready',flush=True)\ndef pipe(a,b):\n  try:\n    while True:\n      d=a.recv(65536)\n      if not d: break\n      b.sendall(d)\n  except OSError: pass\n  try: b.shutdown(socket.SHUT_WR)\n  except OSError: pass\nwhile True:\n  c,_=l.accept()\n  u=socket.create_connection(('127.0.0.1',{to}))\n  threading.Thread(target=pipe,args=(c,u),daemon=True).start()\n  threading.Thread(target=pipe,args=(u,c),daemon=True).start()"
+    );
+    let mut c = ns.command("python3");
+    c.args(["-u", "-c", &script]);
+    let r = Bg::spawn(c);
+    assert_eq!(r.line("relay"), "ready");
+    r
+}
+
+#[test]
+fn chaos_never_cuts_tapios_own_collector() {
+    if !privileged_or_skip("tc::chaos_never_cuts_tapios_own_collector") {
+        return;
+    }
+    let pair = NsPair::new("tc-o");
+    // Tapio in `a`, its collector in `b`, reached over the veth.
+    let rx = Receiver::start_in_netns(&pair.b.name);
+    let port = rx
+        .grpc_endpoint()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _relay = relay(&pair.b, "198.18.0.2:4317", port);
+    let policy = "      chaos:\n        experiments:\n          - { name: cut, port: 4317, loss: 1.0, duration: 10m }\n          - { name: other, port: 9000, loss: 1.0, duration: 10m }\n";
+    let yaml =
+        config(&rx, &[pair.a_dev()], policy).replace(&rx.grpc_endpoint(), "http://198.18.0.2:4317");
+    let t = Tapio::start_in_netns(&pair.a.name, BIN, &yaml, &[]);
+    // Chaos is in force for other traffic...
+    assert_eq!(blast(&pair, "9000", "200"), 0);
+    // ...and Tapio's export reaches its collector through it.
+    counter(
+        &rx,
+        "tapio.tc.chaos.dropped",
+        &[("tapio.tc.experiment", "other")],
+        200,
+    );
+    t.terminate();
 }

@@ -959,6 +959,91 @@ fn a_restart_after_sigkill_leaves_one_filter_and_one_learner() {
     second.terminate();
 }
 
+/// A TCP relay in `ns` from `listen` (IP:port) to 127.0.0.1:`to`: puts a
+/// loopback receiver behind an address reached over a veth.
+fn relay(ns: &NetNs, listen: &str, to: u16) -> Relay {
+    let (ip, port) = listen.rsplit_once(':').unwrap();
+    let script = format!(
+        "import socket,threading\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('{ip}',{port}))\nl.listen(64)\nprint('ready',flush=True)\ndef pipe(a,b):\n  try:\n    while True:\n      d=a.recv(65536)\n      if not d: break\n      b.sendall(d)\n  except OSError: pass\n  try: b.shutdown(socket.SHUT_WR)\n  except OSError: pass\nwhile True:\n  c,_=l.accept()\n  u=socket.create_connection(('127.0.0.1',{to}))\n  threading.Thread(target=pipe,args=(c,u),daemon=True).start()\n  threading.Thread(target=pipe,args=(u,c),daemon=True).start()"
+    );
+    let mut child = ns
+        .command("python3")
+        .args(["-u", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("relay output");
+    assert_eq!(line.trim(), "ready");
+    Relay(child)
+}
+
+/// The relay process, killed on drop.
+struct Relay(std::process::Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn port_of(endpoint: &str) -> u16 {
+    endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn tapios_own_collector_is_never_blocked() {
+    if !privileged_or_skip("xdp::tapios_own_collector_is_never_blocked") {
+        return;
+    }
+    let lab = Lab::new("o", false);
+    // The collector lives in the "good" namespace, reached over txoh2.
+    let rx = Receiver::start_in_netns(&lab.good.name);
+    let _relay = relay(&lab.good, "198.18.2.2:4317", port_of(&rx.grpc_endpoint()));
+    // A block list covering the collector's address, and the SYN defence.
+    let yaml = lab
+        .config(
+            &rx,
+            "      block: [198.18.2.0/24]\n      syn_flood: { per_source: 1, block_for: 60s }\n",
+        )
+        .replace(&rx.grpc_endpoint(), "http://198.18.2.2:4317");
+    let t = Tapio::start_in_netns(&lab.host.name, BIN, &yaml, &[]);
+    // Tapio's export arrives: its collector's answers passed the filter
+    // (as allow-listed), the rest of the blocked range did not.
+    wait_packets(&rx, "allowlist", &lab.h2, 1);
+    sh(&format!(
+        "ip -n {} addr add 198.18.2.3/24 dev {}",
+        lab.good.name, "txog"
+    ));
+    assert!(
+        !ok(
+            &lab.good,
+            "ping",
+            &["-c", "1", "-W", "1", "-I", "198.18.2.3", "198.18.2.1"]
+        ),
+        "the block list is not in force"
+    );
+    // A SYN flood in the collector's name auto-blocks nothing, and the
+    // export goes on.
+    spoof_syns(&lab.good, "198.18.2.2", 20);
+    let before = packets(&rx, "allowlist", &lab.h2);
+    wait_packets(&rx, "allowlist", &lab.h2, before + 5);
+    assert!(mitigation_logs(&rx, "started").is_empty());
+    assert_eq!(packets(&rx, "auto_block", &lab.h2), 0);
+    t.terminate();
+}
+
 #[test]
 fn dns_amplification_drops_spoofed_responses_but_not_real_ones() {
     if !privileged_or_skip("xdp::dns_amplification_drops_spoofed_responses_but_not_real_ones") {

@@ -44,6 +44,7 @@ pub const MAP_EXPERIMENTS: &str = "tapio_tc_experiments";
 pub const MAP_CHAOS_DROPS: &str = "tapio_tc_chaos_drops";
 pub const MAP_VIPS: &str = "tapio_tc_vips";
 pub const MAP_DEADLINES: &str = "tapio_tc_deadlines";
+pub const MAP_EXEMPT: &str = "tapio_tc_exempt";
 /// Where [`MAP_DEADLINES`] is pinned (bpffs is cleared at boot, as
 /// CLOCK_BOOTTIME deadlines need).
 pub const DEADLINES_PIN: &str = "/sys/fs/bpf/tapio/tc_chaos_deadlines";
@@ -500,6 +501,44 @@ impl crate::reader::RecordHandler for Handler {
     }
 }
 
+/// The socket addresses of `urls` (`scheme://host[:port][/path]`; the port
+/// defaults by scheme), resolved now. Unresolvable ones are logged and
+/// skipped: they cannot be protected, and must not stop the policy.
+pub fn resolve_endpoints(urls: &[String]) -> Vec<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let mut out = Vec::new();
+    for url in urls {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((h, p)) => (h, p.strip_prefix(':').and_then(|p| p.parse().ok())),
+                None => (v6, None),
+            },
+            None => match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().ok()),
+                None => (authority, None),
+            },
+        };
+        match (host, port.unwrap_or(default_port)).to_socket_addrs() {
+            Ok(addrs) => {
+                for a in addrs {
+                    if !out.contains(&a) {
+                        out.push(a);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                endpoint = %url,
+                "cannot resolve Tapio's own endpoint, so it is not exempt from packet policies: {e}"
+            ),
+        }
+    }
+    out
+}
+
 /// FNV-1a, 64 bits: a stable hash (std's is seeded per process).
 fn fnv1a(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
@@ -654,6 +693,11 @@ pub struct Shared {
     cb: BpfHashMap<MapData, tapio_tc_addr, u32>,
     cb_run: BpfHashMap<MapData, tapio_tc_addr, u64>,
     vips: BpfHashMap<MapData, tapio_tc_addr, u8>,
+    /// Endpoints chaos never touches: v4-mapped address + port (network
+    /// order) + 2 bytes of padding; rewritten by each apply.
+    exempt: BpfHashMap<MapData, [u8; 20], u8>,
+    /// Tapio's own endpoints (URLs), resolved into `exempt` at each apply.
+    protect: Vec<String>,
     /// Pinned: experiment key -> [deadline ns, owner] (see [`Self::apply`]).
     stored: BpfHashMap<MapData, u64, [u64; 2]>,
     /// Hash of the interfaces: the stored deadlines that are this instance's.
@@ -712,6 +756,8 @@ impl Shared {
             cb: take(loaded, MAP_CB)?,
             cb_run: take(loaded, MAP_CB_RUN)?,
             vips: take(loaded, MAP_VIPS)?,
+            exempt: take(loaded, MAP_EXEMPT)?,
+            protect: Vec::new(),
             stored: take(loaded, MAP_DEADLINES)?,
             owner: {
                 let mut names: Vec<&String> = ifnames.values().collect();
@@ -734,6 +780,36 @@ impl Shared {
         })
     }
 
+    /// Never inject chaos into traffic with `urls` (Tapio's own endpoints,
+    /// [`crate::config::Settings::own_endpoints`]); resolved at each apply.
+    pub fn protecting(mut self, urls: Vec<String>) -> Self {
+        self.protect = urls;
+        self
+    }
+
+    /// Put the resolved own endpoints in the exemption map. It is not
+    /// double-buffered: it changes only when a name resolves differently,
+    /// and chaos is the only thing that reads it.
+    fn refresh_exempt(&mut self) -> Result<(), PolicyError> {
+        let want: Vec<[u8; 20]> = resolve_endpoints(&self.protect)
+            .into_iter()
+            .map(|a| {
+                let mut k = [0u8; 20];
+                k[..16].copy_from_slice(&super::ip_to16(a.ip()));
+                k[16..18].copy_from_slice(&a.port().to_be_bytes());
+                k
+            })
+            .collect();
+        let old: Vec<[u8; 20]> = self.exempt.keys().filter_map(Result::ok).collect();
+        for k in old.iter().filter(|k| !want.contains(k)) {
+            self.exempt.remove(k).map_err(map_err(MAP_EXEMPT))?;
+        }
+        for k in want.iter().filter(|k| !old.contains(k)) {
+            self.exempt.insert(k, 1, 0).map_err(map_err(MAP_EXEMPT))?;
+        }
+        Ok(())
+    }
+
     /// Stage `policy` in the generation the kernel is not reading, then
     /// flip. On error nothing the kernel reads has changed.
     pub fn apply(&mut self, policy: &TcPolicy) -> Result<(), PolicyError> {
@@ -753,6 +829,7 @@ impl Shared {
                 });
             }
         }
+        self.refresh_exempt()?;
         let next = 1 - self.active;
         let g = next as u8;
         // Leftovers of the generation before last.
@@ -1267,6 +1344,26 @@ mod tests {
             b.step(6, 12, t0 + Duration::from_secs(12), &cfg),
             Some(cb::TAPIO_TC_CB_CLOSED)
         );
+    }
+
+    #[test]
+    fn own_endpoint_urls_resolve_with_scheme_default_ports() {
+        let got = resolve_endpoints(&[
+            "http://198.18.0.2:4317".into(),
+            "https://[2001:db8::1]/v1/opamp".into(),
+            "http://198.18.0.3".into(),
+            "http://user@198.18.0.4:8080/x?y".into(),
+        ]);
+        let want: Vec<SocketAddr> = [
+            "198.18.0.2:4317",
+            "[2001:db8::1]:443",
+            "198.18.0.3:80",
+            "198.18.0.4:8080",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        assert_eq!(got, want);
     }
 
     #[test]
