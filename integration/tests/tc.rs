@@ -1460,9 +1460,12 @@ fn chaos_never_cuts_tapios_own_collector() {
         .parse()
         .unwrap();
     let _relay = relay(&pair.b, "198.18.0.2:4317", port);
-    let policy = "      chaos:\n        experiments:\n          - { name: cut, port: 4317, loss: 1.0, duration: 10m }\n          - { name: other, port: 9000, loss: 1.0, duration: 10m }\n";
-    let yaml =
-        config(&rx, &[pair.a_dev()], policy).replace(&rx.grpc_endpoint(), "http://198.18.0.2:4317");
+    // Names of their own: deadlines are kept per experiment definition for
+    // the whole boot, and an earlier run of this test left its behind.
+    let other = format!("other-{}", boot_ns());
+    let policy = format!("      chaos:\n        experiments:\n          - {{ name: cut-{}, port: 4317, loss: 1.0, duration: 10m }}\n          - {{ name: {other}, port: 9000, loss: 1.0, duration: 10m }}\n", boot_ns());
+    let yaml = config(&rx, &[pair.a_dev()], &policy)
+        .replace(&rx.grpc_endpoint(), "http://198.18.0.2:4317");
     let t = Tapio::start_in_netns(&pair.a.name, BIN, &yaml, &[]);
     // Chaos is in force for other traffic...
     assert_eq!(blast(&pair, "9000", "200"), 0);
@@ -1470,7 +1473,7 @@ fn chaos_never_cuts_tapios_own_collector() {
     counter(
         &rx,
         "tapio.tc.chaos.dropped",
-        &[("tapio.tc.experiment", "other")],
+        &[("tapio.tc.experiment", other.as_str())],
         200,
     );
     t.terminate();
