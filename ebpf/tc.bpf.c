@@ -16,12 +16,18 @@
  *    circuit breaker is open); conntrack keeps the choice for the flow's
  *    lifetime, and replies (egress) are reverse-translated. Checksums are
  *    fixed incrementally.
+ *    IPv4 fragments: the first fragment carries the ports and is translated
+ *    with its flow; it leaves (source, destination, IP id) -> new address
+ *    behind, and the later fragments (no ports) get the same address, so
+ *    the receiver can reassemble the datagram. A later fragment to a
+ *    virtual address whose first fragment was not seen (reordered ahead of
+ *    it) passes unchanged and is counted.
  *  - Circuit breaker: per backend, SYN-ACKs and RSTs answering a steered
  *    SYN. The kernel opens a backend's breaker at max_failures in a row;
  *    userspace runs cool-down and half-open and writes the state back.
  *  - Chaos: packet loss (and EDT latency, where fq exists) per
  *    port/protocol/direction, each experiment with an expiry, all behind a
- *    kill switch.
+ *    kill switch; never on traffic with Tapio's own endpoints.
  *
  * Policy maps are double-buffered by generation: userspace writes the
  * generation the kernel is not reading, then flips tapio_tc_gen[0].
@@ -183,6 +189,43 @@ struct {
 	__type(value, __u64);
 } tapio_tc_chaos_drops SEC(".maps");
 
+/* Chaos deadlines by experiment (a hash of its definition and the
+ * interfaces), for userspace only: tc.rs pins this map so a restarted
+ * Tapio keeps each running experiment's original deadline. */
+struct chaos_deadline {
+	__u64 deadline_ns; /* CLOCK_BOOTTIME */
+	__u64 owner;       /* hash of the interfaces, so instances keep apart */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct chaos_deadline);
+} tapio_tc_deadlines SEC(".maps");
+
+/* Tapio's own endpoints (its OTLP collector, its OpAMP server): chaos
+ * never touches traffic to or from them. */
+struct endpoint_key {
+	__u8 addr[16]; /* v4-mapped */
+	__u16 port;    /* network order */
+	__u8 _pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct endpoint_key);
+	__type(value, __u8);
+} tapio_tc_exempt SEC(".maps");
+
+static __always_inline int exempt(const __u8 *addr, __u16 port)
+{
+	struct endpoint_key k = { .port = bpf_htons(port) };
+	__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(&tapio_tc_exempt, &k) != NULL;
+}
+
 /* Load-balancer conntrack. Forward: client -> virtual address, keyed by
  * (client addr/port, virtual addr/port). */
 struct ct_key {
@@ -231,6 +274,55 @@ struct {
 	__type(value, struct rnat_val);
 } tapio_tc_rnat SEC(".maps");
 
+/* Fragments: (source, destination, IP id, protocol, direction) of a
+ * translated first fragment -> the address its later fragments get. */
+struct frag_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 id; /* network order */
+	__u8 proto;
+	__u8 dir;
+};
+
+struct frag_val {
+	__u64 created_ns; /* CLOCK_BOOTTIME */
+	__u32 addr;       /* network order */
+	__u32 _pad;
+};
+
+/* The kernel's default reassembly timeout (net.ipv4.ipfrag_time): an older
+ * entry belongs to another datagram that reused the IP id. */
+#define FRAG_MAX_AGE_NS (30ULL * 1000000000ULL)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct frag_key);
+	__type(value, struct frag_val);
+} tapio_tc_frags SEC(".maps");
+
+/* Virtual addresses (any port) of each generation, for counting the
+ * later fragments that could not be translated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * TAPIO_TC_MAX_SERVICES);
+	__type(key, struct tapio_tc_addr);
+	__type(value, __u8);
+} tapio_tc_vips SEC(".maps");
+
+enum frag_counter {
+	FRAG_TRANSLATED = 0, /* a later fragment got its first fragment's address */
+	FRAG_UNMATCHED = 1,  /* a later fragment to a virtual address, first not seen */
+	FRAG_COUNTERS = 2,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FRAG_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} tapio_tc_frag_counts SEC(".maps");
+
 /* What the parser found. */
 struct pkt {
 	__u8 saddr[16];
@@ -246,7 +338,13 @@ struct pkt {
 	__u8 tcp_flags;
 	__u32 v4_saddr; /* network order, IPv4 only */
 	__u32 v4_daddr;
+	__u16 ip_id;    /* network order, IPv4 only */
+	__u8 more_frags; /* IPv4 MF: a first fragment when the offset is 0 */
 };
+
+/* parse(): a later IPv4 fragment (addresses, protocol and id valid; no
+ * transport header). */
+#define PARSE_LATER_FRAGMENT 1
 
 static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 {
@@ -257,9 +355,6 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		if (bpf_skb_load_bytes(skb, p->l3_off, &ip, sizeof(ip)))
 			return -1;
 		if (ip.ihl < 5)
-			return -1;
-		/* Fragments other than the first carry no L4 header. */
-		if (bpf_ntohs(ip.frag_off) & 0x1fff)
 			return -1;
 		p->family = 2;
 		p->l4proto = ip.protocol;
@@ -274,6 +369,12 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		__builtin_memcpy(&p->daddr[12], &ip.daddr, 4);
 		p->v4_saddr = ip.saddr;
 		p->v4_daddr = ip.daddr;
+		__u16 frag = bpf_ntohs(ip.frag_off);
+		p->ip_id = ip.id;
+		p->more_frags = (frag & 0x2000) != 0;
+		/* Fragments other than the first carry no L4 header. */
+		if (frag & 0x1fff)
+			return PARSE_LATER_FRAGMENT;
 		__u32 tot = bpf_ntohs(ip.tot_len);
 		if (tot < ip.ihl * 4)
 			return -1;
@@ -696,6 +797,8 @@ static __always_inline int chaos(struct __sk_buff *skb, struct pkt *p, __u8 dir,
 	struct tapio_tc_cfg *cfg = bpf_map_lookup_elem(&tapio_tc_cfgs, &gen);
 	if (!cfg || cfg->chaos_off || cfg->n_chaos == 0)
 		return 0;
+	if (exempt(p->saddr, p->sport) || exempt(p->daddr, p->dport))
+		return 0;
 	__u64 now = bpf_ktime_get_boot_ns();
 	for (__u32 i = 0; i < TAPIO_TC_MAX_CHAOS; i++) {
 		if (i >= cfg->n_chaos)
@@ -797,6 +900,17 @@ static __always_inline int rewrite(struct __sk_buff *skb, struct pkt *p, __u32 a
 			return -1;
 	}
 	return 0;
+}
+
+/* A translated first fragment: its later fragments get `addr` too. */
+static __noinline void frag_remember(struct pkt *p, __u8 dir, __u32 addr)
+{
+	/* Keyed as the later fragments arrive: before translation. */
+	struct frag_key k = { .saddr = p->v4_saddr, .daddr = p->v4_daddr, .id = p->ip_id,
+			      .proto = p->l4proto, .dir = dir };
+	struct frag_val v = { .created_ns = bpf_ktime_get_boot_ns(), .addr = addr };
+	if (bpf_map_update_elem(&tapio_tc_frags, &k, &v, BPF_ANY))
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
 }
 
 /* A retransmitted SYN is steered elsewhere only when its backend's
@@ -918,8 +1032,11 @@ static __always_inline void lb_ingress(struct __sk_buff *skb, struct pkt *p, __u
 			return;
 	}
 	__u32 port_off = p->l4_off + 2; /* dest port of TCP and UDP */
-	rewrite(skb, p, IP_DST_OFF, p->v4_daddr, ct->backend_addr, port_off, bpf_htons(p->dport),
-		ct->backend_port);
+	__u32 backend = ct->backend_addr;
+	if (rewrite(skb, p, IP_DST_OFF, p->v4_daddr, backend, port_off, bpf_htons(p->dport),
+		    ct->backend_port) == 0 &&
+	    p->more_frags)
+		frag_remember(p, TAPIO_TC_INGRESS, backend);
 }
 
 /* Egress: replies from a backend get the virtual address back; SYN-ACK
@@ -957,13 +1074,55 @@ static __always_inline void lb_egress(struct __sk_buff *skb, struct pkt *p)
 		}
 	}
 	__u32 port_off = p->l4_off; /* source port */
-	rewrite(skb, p, IP_SRC_OFF, p->v4_saddr, vip_addr, port_off, bpf_htons(p->sport), vip_port);
+	if (rewrite(skb, p, IP_SRC_OFF, p->v4_saddr, vip_addr, port_off, bpf_htons(p->sport),
+		    vip_port) == 0 &&
+	    p->more_frags)
+		frag_remember(p, TAPIO_TC_EGRESS, vip_addr);
+}
+
+/* A later fragment: the address its first fragment got. */
+static __noinline void lb_fragment(struct __sk_buff *skb, struct pkt *p, __u8 dir, __u32 gen)
+{
+	struct frag_key k = { .saddr = p->v4_saddr, .daddr = p->v4_daddr, .id = p->ip_id,
+			      .proto = p->l4proto, .dir = dir };
+	struct frag_val *v = bpf_map_lookup_elem(&tapio_tc_frags, &k);
+	__u32 c;
+	if (v && bpf_ktime_get_boot_ns() - v->created_ns < FRAG_MAX_AGE_NS) {
+		__u32 addr = v->addr;
+		if (dir == TAPIO_TC_INGRESS) {
+			if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, p->v4_daddr, addr, 4))
+				return;
+			if (bpf_skb_store_bytes(skb, IP_DST_OFF, &addr, 4, 0))
+				return;
+		} else {
+			if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, p->v4_saddr, addr, 4))
+				return;
+			if (bpf_skb_store_bytes(skb, IP_SRC_OFF, &addr, 4, 0))
+				return;
+		}
+		c = FRAG_TRANSLATED;
+	} else {
+		if (dir != TAPIO_TC_INGRESS)
+			return;
+		struct tapio_tc_addr vk = { .addr = p->v4_daddr, .generation = gen };
+		if (!bpf_map_lookup_elem(&tapio_tc_vips, &vk))
+			return;
+		c = FRAG_UNMATCHED;
+	}
+	__u64 *n = bpf_map_lookup_elem(&tapio_tc_frag_counts, &c);
+	if (n)
+		*n += 1;
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct pkt p = {};
-	if (parse(skb, &p))
+	int r = parse(skb, &p);
+	if (r == PARSE_LATER_FRAGMENT) {
+		lb_fragment(skb, &p, dir, generation());
+		return TC_ACT_UNSPEC;
+	}
+	if (r)
 		return TC_ACT_UNSPEC;
 	observe(skb, &p, dir);
 	__u32 gen = generation();

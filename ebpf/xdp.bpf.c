@@ -5,19 +5,23 @@
  * tapio_xdp_filter (XDP, ingress) decides, in this order:
  *   1. allow list (source LPM)                  -> PASS  allowlist
  *   2. block list (source LPM)                  -> DROP  blocklist
- *   3. active auto-block of the source          -> DROP  auto_block
- *   4. UDP from port 53 (DNS amplification)     -> DROP  dns_unsolicited / dns_oversize
- *   5. reply on a flow this host sent on        -> PASS  established (skips 6 and 7;
+ *   3. UDP from port 53 (DNS amplification)     -> DROP  dns_unsolicited / dns_oversize
+ *   4. reply on a flow this host sent on        -> PASS  established (skips 5 to 7;
  *      looked up only when 6 or 7 is on)
+ *   5. active auto-block of the source          -> DROP  auto_block
  *   6. TCP SYN: per-destination and per-source SYN rates; a source over its
- *      rate is auto-blocked for block_ns       -> DROP  syn_flood
+ *      rate is auto-blocked for block_ns, unless it completed a TCP
+ *      handshake with this host (xdp_peers): SYNs are trivially spoofed,
+ *      and a flood in a peer's name must not cut the peer's live flows.
+ *      A peer's SYNs over the rate are still dropped -> DROP  syn_flood
  *   7. per-source packet rate                   -> DROP  rate_limit
  *   otherwise                                   -> PASS  pass / fragment / unparsed_l4
  * Packets that are not IP pass unexamined (not_ip); IP packets whose
  * headers cannot be read pass to the stack, which drops them (malformed).
  *
  * tapio_xdp_learn (TC egress on the same interfaces) records the flows this
- * host sends on (conntrack for step 5) and its DNS queries (step 4).
+ * host sends on (conntrack for step 4), the peers it has an established
+ * TCP connection with (step 6) and its DNS queries (step 3).
  *
  * Policy is double-buffered: every policy map exists twice and
  * xdp_active[0] says which generation the filter reads. Userspace writes
@@ -157,6 +161,17 @@ struct {
 	__type(value, __u64); /* last egress ns */
 } xdp_flows SEC(".maps");
 
+/* Remote addresses this host's TCP stack has sent a plain ACK to (ACK
+ * set, SYN and RST clear): it does that only on a connection past the
+ * handshake, which a spoofed source cannot complete (it never sees the
+ * SYN-ACK). Such a peer is never auto-blocked. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct addr16);
+	__type(value, __u64); /* last egress ns */
+} xdp_peers SEC(".maps");
+
 struct dns_key {
 	struct addr16 server;
 	__u16 local_port; /* network order */
@@ -185,6 +200,7 @@ struct pkt {
 };
 
 #define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
 
 static __always_inline void map4(struct addr16 *a, __u32 v4)
@@ -415,15 +431,6 @@ static __always_inline __u32 decide(void *data, void *end, __u32 ifindex, struct
 	if ((f & (p->v6 ? TAPIO_XDP_F_BLOCK6 : TAPIO_XDP_F_BLOCK4)) && in_lpm(p->v6, gen, p, 1))
 		return TAPIO_XDP_BLOCKLIST;
 
-	/* Auto-blocks exist only while the SYN defence is on. */
-	if (f & TAPIO_XDP_F_SYN) {
-		struct tapio_xdp_block_state *blk = bpf_map_lookup_elem(&xdp_autoblock, &p->src);
-		if (blk && blk->until_ns > now) {
-			blk->dropped += 1;
-			return TAPIO_XDP_AUTO_BLOCK;
-		}
-	}
-
 	int l4 = r == PARSE_OK && !p->fragment;
 	if (l4 && (f & TAPIO_XDP_F_DNS) && p->proto == PROTO_UDP &&
 	    p->sport == bpf_htons(DNS_PORT)) {
@@ -454,6 +461,17 @@ static __always_inline __u32 decide(void *data, void *end, __u32 ifindex, struct
 			return TAPIO_XDP_ESTABLISHED;
 	}
 
+	/* After the established check: a block must not cut flows this host
+	 * already has with the source (its own connections out, too). Auto-blocks
+	 * exist only while the SYN defence is on. */
+	if (f & TAPIO_XDP_F_SYN) {
+		struct tapio_xdp_block_state *blk = bpf_map_lookup_elem(&xdp_autoblock, &p->src);
+		if (blk && blk->until_ns > now) {
+			blk->dropped += 1;
+			return TAPIO_XDP_AUTO_BLOCK;
+		}
+	}
+
 	if (syn && (f & TAPIO_XDP_F_SYN)) {
 		if (pol->syn_dst_interval_ns &&
 		    !gcra_admit(&xdp_syn_dst, &p->dst, now, pol->syn_dst_interval_ns,
@@ -461,6 +479,9 @@ static __always_inline __u32 decide(void *data, void *end, __u32 ifindex, struct
 			return TAPIO_XDP_SYN_FLOOD;
 		if (!gcra_admit(&xdp_syn_src, &p->src, now, pol->syn_src_interval_ns,
 				pol->syn_src_tolerance_ns)) {
+			__u64 *peer = bpf_map_lookup_elem(&xdp_peers, &p->src);
+			if (peer && now - *peer < FLOW_IDLE_NS)
+				return TAPIO_XDP_SYN_FLOOD;
 			struct tapio_xdp_block_state st = {
 				.since_ns = now,
 				.until_ns = now + pol->block_ns,
@@ -536,6 +557,15 @@ int tapio_xdp_learn(struct __sk_buff *skb)
 	if (flows && (!seen || now - *seen > 1000000000ULL)) {
 		if (bpf_map_update_elem(&xdp_flows, &fk, &now, BPF_ANY))
 			tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	}
+	/* A plain ACK: this host's stack is past the handshake with dst. */
+	if ((f & TAPIO_XDP_F_SYN) && p.proto == PROTO_TCP &&
+	    (p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK)) == TCP_FLAG_ACK) {
+		__u64 *last = bpf_map_lookup_elem(&xdp_peers, &p.dst);
+		if (!last || now - *last > 1000000000ULL) {
+			if (bpf_map_update_elem(&xdp_peers, &p.dst, &now, BPF_ANY))
+				tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+		}
 	}
 	if (dns) {
 		struct dns_key dk = {.local_port = p.sport, .id = p.dns_id};

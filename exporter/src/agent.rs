@@ -297,7 +297,7 @@ pub async fn run(
     let xcfg = settings.probes.xdp.clone();
     if xcfg.enabled != Some(false) && !xcfg.interfaces.is_empty() {
         let ring = probes::RingConfig::new(xcfg.ring_buffer_size.0, xcfg.wakeup_interval);
-        let started = probes::xdp::start(&xcfg, ring, Some(&btf));
+        let started = probes::xdp::start(&xcfg, ring, Some(&btf), &settings.own_endpoints());
         let mut policy = None;
         let loaded = started.map(|s| {
             policy = Some((s.policy, s.attached));
@@ -498,10 +498,10 @@ pub async fn run(
             tcfg.enabled,
             tcfg.wakeup_interval,
             |loaded, stats| {
-                let s = std::sync::Arc::new(std::sync::Mutex::new(probes::tc::Shared::new(
-                    loaded,
-                    ifnames.clone(),
-                )?));
+                let s = std::sync::Arc::new(std::sync::Mutex::new(
+                    probes::tc::Shared::new(loaded, ifnames.clone())?
+                        .protecting(settings.own_endpoints()),
+                ));
                 exporter.add_metric_producer(probes::tc::metric_producer(
                     s.clone(),
                     telemetry.start_unix_ns,

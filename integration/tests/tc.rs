@@ -982,3 +982,499 @@ fn classifies_crafted_flows_through_prog_test_run() {
         "server-first HTTP/2: want grpc with {both} bytes, got {got:?}"
     );
 }
+
+/// Ethernet + IPv4 (with a valid header checksum) + `body`; `frag` is the
+/// flags/offset field (0x2000 = more fragments, low 13 bits = offset / 8).
+fn ip4_frame(src: [u8; 4], dst: [u8; 4], proto: u8, id: u16, frag: u16, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + body.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&id.to_be_bytes());
+    ip.extend_from_slice(&frag.to_be_bytes());
+    ip.extend_from_slice(&[64, proto, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let c = !ones_sum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend(ip);
+    f.extend_from_slice(body);
+    f
+}
+
+fn ones_sum(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+#[test]
+fn later_fragments_of_a_balanced_datagram_follow_the_first() {
+    use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+    if !privileged_or_skip("tc::later_fragments_of_a_balanced_datagram_follow_the_first") {
+        return;
+    }
+    let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
+    let btf = aya::Btf::from_sys_fs().ok();
+    let (mut loaded, names) = tapio::probes::tc::load(
+        &tapio::config::TcProbe::default(),
+        ring,
+        btf.as_ref(),
+        false,
+    )
+    .expect("load tc object");
+    let mut shared =
+        tapio::probes::tc::Shared::new(&mut loaded, std::sync::Arc::new(names)).expect("maps");
+    let policy: tapio::config::TcPolicy = serde_yaml_ng::from_str(
+        "services:\n  - name: dns\n    address: 198.18.20.1:5353\n    protocol: udp\n    backends:\n      - { address: 198.18.11.2:8053 }\n",
+    )
+    .unwrap();
+    shared.apply(&policy).expect("apply policy");
+    let mut run = |prog: &str, frame: &[u8]| -> Vec<u8> {
+        let p: &mut SchedClassifier = loaded.ebpf.program_mut(prog).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; frame.len() + 64];
+        let mut o = TestRunOptions::new();
+        o.data_in = Some(frame);
+        o.data_out = Some(&mut out);
+        p.test_run(o).expect("BPF_PROG_TEST_RUN");
+        out.truncate(frame.len());
+        out
+    };
+    let (client, vip, backend) = ([198, 18, 0, 1], [198, 18, 20, 1], [198, 18, 11, 2]);
+    let ingress = tapio::probes::tc::PROG_INGRESS;
+    let egress = tapio::probes::tc::PROG_EGRESS;
+    // A 48-byte UDP datagram to the virtual service in two fragments: the
+    // first with the UDP header and 16 bytes, the second with the last 24.
+    let payload: Vec<u8> = (0..40u8).collect();
+    let mut udp = 40000u16.to_be_bytes().to_vec();
+    udp.extend_from_slice(&5353u16.to_be_bytes());
+    udp.extend_from_slice(&48u16.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&payload);
+    let first = run(
+        ingress,
+        &ip4_frame(client, vip, 17, 0x1234, 0x2000, &udp[..24]),
+    );
+    let second = run(ingress, &ip4_frame(client, vip, 17, 0x1234, 3, &udp[24..]));
+    let ip_ok = |f: &[u8]| ones_sum(&f[14..34]) == 0xffff;
+    assert_eq!(&first[30..34], &backend, "first fragment translated");
+    assert_eq!(u16::from_be_bytes([first[36], first[37]]), 8053);
+    assert_eq!(
+        &second[30..34],
+        &backend,
+        "later fragment kept the virtual address: the backend cannot reassemble"
+    );
+    assert!(ip_ok(&first) && ip_ok(&second), "IP checksums");
+    assert_eq!(&second[34..], &udp[24..], "later fragment's data untouched");
+
+    // The backend's answer in two fragments: both leave from the virtual
+    // address.
+    let mut reply = 8053u16.to_be_bytes().to_vec();
+    reply.extend_from_slice(&40000u16.to_be_bytes());
+    reply.extend_from_slice(&48u16.to_be_bytes());
+    reply.extend_from_slice(&[0, 0]);
+    reply.extend_from_slice(&payload);
+    let r1 = run(
+        egress,
+        &ip4_frame(backend, client, 17, 0x4321, 0x2000, &reply[..24]),
+    );
+    let r2 = run(
+        egress,
+        &ip4_frame(backend, client, 17, 0x4321, 3, &reply[24..]),
+    );
+    assert_eq!(&r1[26..30], &vip);
+    assert_eq!(u16::from_be_bytes([r1[34], r1[35]]), 5353);
+    assert_eq!(
+        &r2[26..30],
+        &vip,
+        "later reply fragment left from the backend"
+    );
+    assert!(ip_ok(&r1) && ip_ok(&r2), "IP checksums");
+
+    // A later fragment to the virtual address whose first was not seen
+    // passes unchanged and is counted; one to another address is not ours.
+    let orphan = ip4_frame(client, vip, 17, 0x5555, 3, &udp[24..]);
+    assert_eq!(run(ingress, &orphan), orphan);
+    let other = ip4_frame(client, [198, 18, 30, 1], 17, 0x5556, 3, &udp[24..]);
+    assert_eq!(run(ingress, &other), other);
+    let m = loaded
+        .ebpf
+        .map(tapio::probes::tc::MAP_FRAG_COUNTS)
+        .expect("fragment counters");
+    let m: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(m).unwrap();
+    let count = |i: u32| m.get(&i, 0).unwrap().iter().sum::<u64>();
+    assert_eq!(count(tapio::probes::tc::FRAG_TRANSLATED), 2);
+    assert_eq!(count(tapio::probes::tc::FRAG_UNMATCHED), 1);
+}
+
+/// Run `f` on a thread inside network namespace `ns` (netlink sockets and
+/// interface names resolve in the calling thread's namespace).
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
+            // SAFETY: setns on this thread only, with an fd we own.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
+/// tc programs named `prog` on `dev` in `ns` (direction `dir`): tcx links
+/// (asked through aya: this bpftool predates tcx) plus clsact filters (`tc
+/// filter show`, which prints the filter's name).
+fn tc_progs(ns: &NetNs, dev: &str, dir: aya::programs::TcAttachType, prog: &str) -> usize {
+    // The kernel keeps 15 bytes of a program's name.
+    let short = &prog[..prog.len().min(15)];
+    let tcx = in_ns(&ns.name, || {
+        aya::programs::SchedClassifier::query_tcx(dev, dir)
+            .map(|(_, progs)| {
+                progs
+                    .iter()
+                    .filter(|p| p.name_as_str() == Some(short))
+                    .count()
+            })
+            .unwrap_or(0)
+    });
+    let which = match dir {
+        aya::programs::TcAttachType::Ingress => "ingress",
+        _ => "egress",
+    };
+    let out = ns
+        .command("tc")
+        .args(["filter", "show", "dev", dev, which])
+        .output()
+        .expect("tc");
+    let clsact = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == prog))
+        .count();
+    tcx + clsact
+}
+
+/// What a Tapio killed on a clsact kernel leaves behind: the tc programs as
+/// clsact filters (found by their program names), still holding its last
+/// policy, here a chaos experiment dropping every packet to port 9000.
+fn plant_leftover_tc(ns: &str, dev: &str) {
+    use aya::programs::{tc, SchedClassifier, TcAttachType};
+    let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
+    let btf = aya::Btf::from_sys_fs().ok();
+    let (mut loaded, names) = tapio::probes::tc::load(
+        &tapio::config::TcProbe::default(),
+        ring,
+        btf.as_ref(),
+        false,
+    )
+    .expect("load tc object");
+    let mut shared =
+        tapio::probes::tc::Shared::new(&mut loaded, std::sync::Arc::new(names)).expect("maps");
+    let policy: tapio::config::TcPolicy = serde_yaml_ng::from_str(
+        "chaos:\n  experiments:\n    - { name: leftover, port: 9000, loss: 1.0, duration: 10m }\n",
+    )
+    .unwrap();
+    shared.apply(&policy).expect("apply policy");
+    in_ns(ns, || {
+        let _ = tc::qdisc_add_clsact(dev);
+        for (prog, dir) in [
+            (tapio::probes::tc::PROG_INGRESS, TcAttachType::Ingress),
+            (tapio::probes::tc::PROG_EGRESS, TcAttachType::Egress),
+        ] {
+            let p: &mut SchedClassifier =
+                loaded.ebpf.program_mut(prog).unwrap().try_into().unwrap();
+            let id = p
+                .attach_with_options(dev, dir, tc::TcAttachOptions::Netlink(Default::default()))
+                .expect("clsact attach");
+            // Never detached: the process that attached it "died".
+            std::mem::forget(p.take_link(id).expect("link"));
+        }
+    });
+}
+
+const PROGS: [(&str, aya::programs::TcAttachType); 2] = [
+    (
+        tapio::probes::tc::PROG_INGRESS,
+        aya::programs::TcAttachType::Ingress,
+    ),
+    (
+        tapio::probes::tc::PROG_EGRESS,
+        aya::programs::TcAttachType::Egress,
+    ),
+];
+
+#[test]
+fn a_restart_replaces_the_filters_a_killed_tapio_left() {
+    if !privileged_or_skip("tc::a_restart_replaces_the_filters_a_killed_tapio_left") {
+        return;
+    }
+    let pair = NsPair::new("tc-k");
+    let dev = pair.a_dev();
+    let iface = format!("{}/{dev}", pair.a.name);
+    plant_leftover_tc(&pair.a.name, &dev);
+    for (prog, dir) in PROGS {
+        assert_eq!(tc_progs(&pair.a, &dev, dir, prog), 1, "planted {prog}");
+    }
+    assert_eq!(blast(&pair, "9000", "200"), 0, "the leftover is in force");
+
+    let rx = Receiver::start();
+    let yaml = config(&rx, std::slice::from_ref(&iface), "      {}");
+    let (_d1, first, log1) = start_with_file(&yaml);
+    for (prog, dir) in PROGS {
+        assert_eq!(
+            tc_progs(&pair.a, &dev, dir, prog),
+            1,
+            "{prog} on {dev} after start:\n{}",
+            log1.lock().unwrap()
+        );
+    }
+    assert_eq!(
+        blast(&pair, "9000", "500"),
+        500,
+        "the killed Tapio's filters still run beside the new ones"
+    );
+
+    // SIGKILL (Bg's drop), then start again: still one of each.
+    drop(first);
+    let (_d2, second, log2) = start_with_file(&yaml);
+    for (prog, dir) in PROGS {
+        assert_eq!(
+            tc_progs(&pair.a, &dev, dir, prog),
+            1,
+            "{prog} on {dev} after the restart:\n{}",
+            log2.lock().unwrap()
+        );
+    }
+    // Counted once: the restarted Tapio's counters are exactly the blast.
+    // (300, not the first run's 500, so the two runs' exports differ.)
+    assert_eq!(blast(&pair, "9001", "300"), 300);
+    counter(
+        &rx,
+        "tapio.tc.packets",
+        &[
+            ("network.protocol.name", "unknown"),
+            ("network.io.direction", "transmit"),
+            ("network.interface.name", iface.as_str()),
+        ],
+        300,
+    );
+    drop(second);
+    // Nothing is left once the test namespace goes; the planted filters
+    // go with it.
+}
+
+#[test]
+fn devices_without_an_ethernet_header_are_refused() {
+    if !privileged_or_skip("tc::devices_without_an_ethernet_header_are_refused") {
+        return;
+    }
+    let ns = NetNs::new("tapio-tc-l3");
+    sh(&format!(
+        "ip -n {} tuntap add dev tvl3tun mode tun",
+        ns.name
+    ));
+    sh(&format!(
+        "ip -n {} link add tvl3eth type veth peer name tvl3peer",
+        ns.name
+    ));
+    let mut l3 = vec![("tvl3tun", "none (tun, wireguard)")];
+    // An IP tunnel too, where the kernel has the ipip module (this host's
+    // 6.18 has none: tun alone stands for the L3 devices then).
+    let ipip = Command::new("ip")
+        .args(["-n", &ns.name, "link", "add", "tvl3ipip", "type", "ipip"])
+        .args(["local", "198.18.60.1", "remote", "198.18.60.2"])
+        .output()
+        .expect("ip");
+    if ipip.status.success() {
+        l3.push(("tvl3ipip", "ipip"));
+    } else {
+        eprintln!(
+            "no ipip here ({}); tun only",
+            String::from_utf8_lossy(&ipip.stderr).trim()
+        );
+    }
+    for (d, _) in l3.iter().chain([("tvl3eth", "")].iter()) {
+        sh(&format!("ip -n {} link set {d} up", ns.name));
+    }
+    let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
+    let btf = aya::Btf::from_sys_fs().ok();
+    for (dev, kind) in l3 {
+        let cfg = tapio::config::TcProbe {
+            interfaces: vec![format!("{}/{dev}", ns.name)],
+            ..Default::default()
+        };
+        let err = match tapio::probes::tc::load(&cfg, ring, btf.as_ref(), true) {
+            Ok(_) => panic!("tc attached to {dev}, which has no Ethernet header"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(&format!("interface {dev} has link type"))
+                && err.contains(kind)
+                && err.contains("without an Ethernet header"),
+            "{err}"
+        );
+        for (prog, dir) in PROGS {
+            assert_eq!(tc_progs(&ns, dev, dir, prog), 0);
+        }
+        // The xdp probe attaches in Tapio's own namespace: run it there.
+        let err = in_ns(&ns.name, || {
+            let cfg = tapio::config::XdpProbe {
+                interfaces: vec![dev.to_string()],
+                ..Default::default()
+            };
+            match tapio::probes::xdp::start(&cfg, ring, btf.as_ref(), &[]) {
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            }
+        })
+        .unwrap_or_else(|| panic!("xdp attached to {dev}, which has no Ethernet header"));
+        assert!(err.contains("without an Ethernet header"), "{err}");
+        let xdp = ns
+            .command("ip")
+            .args(["-d", "link", "show", dev])
+            .output()
+            .expect("ip");
+        assert!(!String::from_utf8_lossy(&xdp.stdout).contains("prog/xdp"));
+    }
+    // An Ethernet device in the same namespace is accepted.
+    let cfg = tapio::config::TcProbe {
+        interfaces: vec![format!("{}/tvl3eth", ns.name)],
+        ..Default::default()
+    };
+    let ok = tapio::probes::tc::load(&cfg, ring, btf.as_ref(), true);
+    assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
+    drop(ok);
+}
+
+/// CLOCK_BOOTTIME now, in ns (the clock chaos deadlines are kept in).
+fn boot_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The deadline Tapio logged for chaos experiment `name`, and whether it
+/// said it resumed it.
+fn logged_deadline(log: &str, name: &str) -> Option<(u64, bool)> {
+    log.lines()
+        .filter(|l| l.contains("chaos experiment") && l.contains(&format!("experiment={name}")))
+        .filter_map(|l| {
+            let v = l.split("deadline_boot_ns=").nth(1)?;
+            let n: u64 = v
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()?;
+            Some((n, l.contains("resumed=true")))
+        })
+        .next_back()
+}
+
+#[test]
+fn a_restarted_tapio_keeps_a_chaos_experiments_deadline() {
+    if !privileged_or_skip("tc::a_restarted_tapio_keeps_a_chaos_experiments_deadline") {
+        return;
+    }
+    let pair = NsPair::new("tc-t");
+    let iface = format!("{}/{}", pair.a.name, pair.a_dev());
+    let rx = Receiver::start();
+    let duration = Duration::from_secs(20);
+    // A name of its own: deadlines are kept per experiment definition for
+    // the whole boot, and an earlier run of this test left one behind.
+    let name = format!("hold-{}", boot_ns());
+    let yaml = config(
+        &rx,
+        std::slice::from_ref(&iface),
+        &format!("      chaos:\n        experiments:\n          - {{ name: {name}, port: 9000, protocol: udp, direction: egress, loss: 1.0, duration: 20s }}\n"),
+    );
+    let (_d1, first, log1) = start_with_file(&yaml);
+    let (deadline, resumed) =
+        logged_deadline(&log1.lock().unwrap(), &name).expect("first run logs the deadline");
+    assert!(!resumed);
+    assert_eq!(blast(&pair, "9000", "200"), 0, "the experiment runs");
+    // Midway (a quarter of the way, so what follows fits before the
+    // deadline a restart would wrongly set), kill and start again.
+    while boot_ns() < deadline - 3 * duration.as_nanos() as u64 / 4 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(first);
+    let restarted_at = boot_ns();
+    let (_d2, _second, log2) = start_with_file(&yaml);
+    let (again, resumed) =
+        logged_deadline(&log2.lock().unwrap(), &name).expect("restart logs the deadline");
+    assert_eq!(again, deadline, "the restart moved the deadline");
+    assert!(resumed, "{}", log2.lock().unwrap());
+    // Past the original deadline, and before the one a restart from
+    // zero would have set, the experiment is over.
+    while boot_ns() <= deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        blast(&pair, "9000", "500"),
+        500,
+        "still dropping after its deadline"
+    );
+    assert!(
+        boot_ns() < restarted_at + duration.as_nanos() as u64,
+        "inconclusive: the check ran after the deadline a restart from zero would set"
+    );
+}
+
+/// A TCP relay in `ns` from `listen` (IP:port) to 127.0.0.1:`to`: puts a
+/// loopback receiver behind an address reached over a veth. Killed on drop.
+fn relay(ns: &NetNs, listen: &str, to: u16) -> Bg {
+    let (ip, port) = listen.rsplit_once(':').unwrap();
+    let script = format!(
+        "import socket,threading\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('{ip}',{port}))\nl.listen(64)\nprint('ready',flush=True)\ndef pipe(a,b):\n  try:\n    while True:\n      d=a.recv(65536)\n      if not d: break\n      b.sendall(d)\n  except OSError: pass\n  try: b.shutdown(socket.SHUT_WR)\n  except OSError: pass\nwhile True:\n  c,_=l.accept()\n  u=socket.create_connection(('127.0.0.1',{to}))\n  threading.Thread(target=pipe,args=(c,u),daemon=True).start()\n  threading.Thread(target=pipe,args=(u,c),daemon=True).start()"
+    );
+    let mut c = ns.command("python3");
+    c.args(["-u", "-c", &script]);
+    let r = Bg::spawn(c);
+    assert_eq!(r.line("relay"), "ready");
+    r
+}
+
+#[test]
+fn chaos_never_cuts_tapios_own_collector() {
+    if !privileged_or_skip("tc::chaos_never_cuts_tapios_own_collector") {
+        return;
+    }
+    let pair = NsPair::new("tc-o");
+    // Tapio in `a`, its collector in `b`, reached over the veth.
+    let rx = Receiver::start_in_netns(&pair.b.name);
+    let port = rx
+        .grpc_endpoint()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _relay = relay(&pair.b, "198.18.0.2:4317", port);
+    // Names of their own: deadlines are kept per experiment definition for
+    // the whole boot, and an earlier run of this test left its behind.
+    let other = format!("other-{}", boot_ns());
+    let policy = format!("      chaos:\n        experiments:\n          - {{ name: cut-{}, port: 4317, loss: 1.0, duration: 10m }}\n          - {{ name: {other}, port: 9000, loss: 1.0, duration: 10m }}\n", boot_ns());
+    let yaml = config(&rx, &[pair.a_dev()], &policy)
+        .replace(&rx.grpc_endpoint(), "http://198.18.0.2:4317");
+    let t = Tapio::start_in_netns(&pair.a.name, BIN, &yaml, &[]);
+    // Chaos is in force for other traffic...
+    assert_eq!(blast(&pair, "9000", "200"), 0);
+    // ...and Tapio's export reaches its collector through it.
+    counter(
+        &rx,
+        "tapio.tc.chaos.dropped",
+        &[("tapio.tc.experiment", other.as_str())],
+        200,
+    );
+    t.terminate();
+}

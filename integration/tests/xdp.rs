@@ -338,6 +338,41 @@ fn filter_logic_on_crafted_packets() {
     assert_eq!(c[&Reason::SynFlood], 1);
     assert_eq!(c[&Reason::AutoBlock], 1);
     assert_eq!(b.run(&pkt4([198, 18, 8, 8], HOST, 17, &udp9), 1), XDP_DROP);
+
+    // A flow this host has with the blocked source (it sent on it) still
+    // passes: the block is for new traffic, not for this host's flows.
+    b.egress(&pkt4(HOST, [198, 18, 8, 8], 6, &tcp(80, 1000, 0x10)));
+    assert_eq!(
+        b.run(&pkt4([198, 18, 8, 8], HOST, 6, &tcp(1000, 80, 0x10)), 1),
+        XDP_PASS,
+        "an established flow was cut by an auto-block"
+    );
+
+    // A peer this host has a connection with (its stack sent the peer a
+    // plain ACK, which only happens past the handshake) is not auto-blocked
+    // by SYNs in its name: the SYNs over the rate are dropped, its live flow
+    // passes, and nothing is blocked.
+    let peer = [198, 18, 8, 9];
+    b.egress(&pkt4(HOST, peer, 6, &tcp(80, 2000, 0x10)));
+    let before = b.counts();
+    let spoofed = pkt4(peer, HOST, 6, &tcp(3000, 80, 0x02));
+    let results: Vec<u32> = (0..5).map(|_| b.run(&spoofed, 1)).collect();
+    assert_eq!(results, [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]);
+    assert_eq!(
+        b.run(&pkt4(peer, HOST, 6, &tcp(2000, 80, 0x10)), 1),
+        XDP_PASS,
+        "the peer's live flow was cut"
+    );
+    assert_eq!(
+        b.run(&pkt4(peer, HOST, 17, &udp9), 1),
+        XDP_PASS,
+        "the peer was auto-blocked"
+    );
+    let after = b.counts();
+    let d = |r| after.get(&r).unwrap_or(&0) - before.get(&r).unwrap_or(&0);
+    assert_eq!(d(Reason::SynFlood), 2);
+    assert_eq!(d(Reason::AutoBlock), 0);
+    assert_eq!(d(Reason::Established), 1);
 }
 
 // ---------------------------------------------------------------------
@@ -678,6 +713,334 @@ fn syn_flood_auto_blocks_a_source_then_expires() {
         ping(&lab.attacker, "198.18.1.1"),
         "still blocked after expiry"
     );
+    t.terminate();
+}
+
+/// A python child talking in lines over stdin/stdout, killed on drop.
+struct Py {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Py {
+    fn spawn(ns: &NetNs, script: &str) -> Self {
+        let mut child = ns
+            .command("python3")
+            .args(["-u", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let out = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        Py { child, out }
+    }
+
+    /// The next line (every script here answers within its socket timeout).
+    fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut l = String::new();
+        self.out.read_line(&mut l).expect("read child");
+        l.trim().to_string()
+    }
+
+    fn say(&mut self, l: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        writeln!(stdin, "{l}").expect("write child");
+    }
+}
+
+impl Drop for Py {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ECHO_SERVER: &str = "import socket,threading\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('198.18.2.1',7000))\ns.listen(64)\nprint('ready')\ndef h(c):\n  while True:\n    d=c.recv(4096)\n    if not d: break\n    c.sendall(d)\nwhile True:\n  c,_=s.accept()\n  threading.Thread(target=h,args=(c,),daemon=True).start()";
+
+/// One connection; on each stdin line an echo round trip, `ok` or `fail`.
+const ECHO_CLIENT: &str = "import socket,sys\ns=socket.create_connection(('198.18.2.1',7000),3)\ns.settimeout(3)\nprint('connected')\nfor _ in sys.stdin:\n  try:\n    s.sendall(b'ping')\n    print('ok' if s.recv(16)==b'ping' else 'fail')\n  except OSError:\n    print('fail')";
+
+/// `n` raw TCP SYNs to 198.18.2.1:7000 with source address `src`.
+fn spoof_syns(ns: &NetNs, src: &str, n: u32) {
+    let script = format!(
+        "import socket,struct\nsrc,dst=socket.inet_aton('{src}'),socket.inet_aton('198.18.2.1')\ndef csum(b):\n  s=sum(struct.unpack('!%dH'%(len(b)//2),b))\n  while s>>16: s=(s&0xffff)+(s>>16)\n  return ~s&0xffff\nr=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_RAW)\nfor i in range({n}):\n  t=struct.pack('!HHIIBBHHH',20000+i,7000,i,0,0x50,0x02,65535,0,0)\n  c=csum(src+dst+struct.pack('!BBH',0,6,len(t))+t)\n  t=t[:16]+struct.pack('!H',c)+t[18:]\n  ip=struct.pack('!BBHHHBBH4s4s',0x45,0,40,i+1,0,64,6,0,src,dst)\n  r.sendto(ip+t,('198.18.2.1',0))"
+    );
+    let out = ns
+        .command("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn spoofed_syns_in_a_peers_name_do_not_block_its_live_flow() {
+    if !privileged_or_skip("xdp::spoofed_syns_in_a_peers_name_do_not_block_its_live_flow") {
+        return;
+    }
+    let lab = Lab::new("e", false);
+    let rx = Receiver::start_in_netns(&lab.host.name);
+    // One SYN a second per source, no burst: of SYNs sent back to back
+    // (20 take about a millisecond), exactly the first passes.
+    let t = lab.tapio(&rx, "      syn_flood: { per_source: 1, block_for: 60s }\n");
+    let mut server = Py::spawn(&lab.host, ECHO_SERVER);
+    assert_eq!(server.line(), "ready");
+    let mut client = Py::spawn(&lab.good, ECHO_CLIENT);
+    assert_eq!(client.line(), "connected");
+    client.say("go");
+    assert_eq!(client.line(), "ok", "the live flow before the flood");
+    // The client's SYN used the source's one token; let it come back.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // 20 SYNs in the peer's name: 1 passes, 19 are dropped, the peer is
+    // not blocked and its flow goes on.
+    spoof_syns(&lab.good, "198.18.2.2", 20);
+    wait_packets(&rx, "syn_flood", &lab.h2, 19);
+    for _ in 0..3 {
+        client.say("go");
+        assert_eq!(client.line(), "ok", "the live flow after the flood");
+    }
+    // A source that never completed a handshake is still auto-blocked:
+    // 1 passes, 1 is the flood that blocks it, 18 are dropped by the block.
+    std::thread::sleep(Duration::from_millis(1500));
+    spoof_syns(&lab.good, "198.18.2.77", 20);
+    wait_packets(&rx, "auto_block", &lab.h2, 18);
+    assert_eq!(settled(&rx, "syn_flood", &lab.h2), 19 + 1);
+    assert_eq!(settled(&rx, "auto_block", &lab.h2), 18);
+    rx.wait_for_logs("security.ddos_mitigation started", WAIT, |logs| {
+        logs.iter()
+            .any(|(_, l)| l.event_name == "security.ddos_mitigation")
+    });
+    let started: Vec<Option<String>> = mitigation_logs(&rx, "started")
+        .iter()
+        .map(|l| str_attr(&l.attributes, "source.address"))
+        .collect();
+    assert_eq!(started, [Some("198.18.2.77".to_string())]);
+    client.say("go");
+    assert_eq!(client.line(), "ok", "the live flow at the end");
+    drop(client);
+    drop(server);
+    t.terminate();
+}
+
+/// (XDP programs, egress tc programs named `tc_prog`) on `dev` in `ns`.
+fn net_show(ns: &NetNs, dev: &str, tc_prog: &str) -> (usize, usize) {
+    let out = ns
+        .command("bpftool")
+        .args(["-j", "net", "show", "dev", dev])
+        .output()
+        .expect("bpftool");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool json");
+    let xdp = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("xdp")?.as_array().map(Vec::len))
+        .sum();
+    (
+        xdp,
+        tc_progs(ns, dev, aya::programs::TcAttachType::Egress, tc_prog),
+    )
+}
+
+/// Run `f` on a thread inside network namespace `ns`.
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
+            // SAFETY: setns on this thread only, with an fd we own.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
+/// tc programs named `prog` on `dev` in `ns` (direction `dir`): tcx links
+/// (asked through aya: this bpftool predates tcx) plus clsact filters (`tc
+/// filter show`, which prints the filter's name).
+fn tc_progs(ns: &NetNs, dev: &str, dir: aya::programs::TcAttachType, prog: &str) -> usize {
+    // The kernel keeps 15 bytes of a program's name.
+    let short = &prog[..prog.len().min(15)];
+    let tcx = in_ns(&ns.name, || {
+        aya::programs::SchedClassifier::query_tcx(dev, dir)
+            .map(|(_, progs)| {
+                progs
+                    .iter()
+                    .filter(|p| p.name_as_str() == Some(short))
+                    .count()
+            })
+            .unwrap_or(0)
+    });
+    let which = match dir {
+        aya::programs::TcAttachType::Ingress => "ingress",
+        _ => "egress",
+    };
+    let out = ns
+        .command("tc")
+        .args(["filter", "show", "dev", dev, which])
+        .output()
+        .expect("tc");
+    let clsact = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == prog))
+        .count();
+    tcx + clsact
+}
+
+#[test]
+fn a_restart_after_sigkill_leaves_one_filter_and_one_learner() {
+    if !privileged_or_skip("xdp::a_restart_after_sigkill_leaves_one_filter_and_one_learner") {
+        return;
+    }
+    let lab = Lab::new("k", false);
+    // What a Tapio killed on a clsact kernel leaves: its egress learner as
+    // a clsact filter (tcx links and XDP links die with their process).
+    {
+        use aya::programs::{tc, TcAttachType};
+        let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
+        let btf = aya::Btf::from_sys_fs().ok();
+        let (mut ebpf, _maps) = xdp::load_only(ring, btf.as_ref()).expect("load xdp object");
+        let h1 = lab.h1.clone();
+        in_ns(&lab.host.name, || {
+            let _ = tc::qdisc_add_clsact(&h1);
+            let p: &mut SchedClassifier = ebpf
+                .program_mut(xdp::PROG_LEARN)
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let id = p
+                .attach_with_options(
+                    &h1,
+                    TcAttachType::Egress,
+                    tc::TcAttachOptions::Netlink(Default::default()),
+                )
+                .expect("clsact attach");
+            std::mem::forget(p.take_link(id).expect("link"));
+        });
+    }
+    assert_eq!(net_show(&lab.host, &lab.h1, xdp::PROG_LEARN), (0, 1));
+    let rx = Receiver::start_in_netns(&lab.host.name);
+    let policy = "      block: [198.18.1.2/32]\n";
+    let first = lab.tapio(&rx, policy);
+    assert_eq!(
+        net_show(&lab.host, &lab.h1, xdp::PROG_LEARN),
+        (1, 1),
+        "after start: {}",
+        first.stderr()
+    );
+    // SIGKILL, then start again: still one filter and one learner.
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(first.pid() as i32, libc::SIGKILL) };
+    drop(first);
+    let second = lab.tapio(&rx, policy);
+    for dev in [&lab.h1, &lab.h2] {
+        assert_eq!(
+            net_show(&lab.host, dev, xdp::PROG_LEARN),
+            (1, 1),
+            "{dev} after the restart: {}",
+            second.stderr()
+        );
+    }
+    // Counted once, by the restarted filter only.
+    send_udp(&lab.attacker, "198.18.1.1", 100);
+    wait_packets(&rx, "blocklist", &lab.h1, 100);
+    assert_eq!(settled(&rx, "blocklist", &lab.h1), 100);
+    second.terminate();
+}
+
+/// A TCP relay in `ns` from `listen` (IP:port) to 127.0.0.1:`to`: puts a
+/// loopback receiver behind an address reached over a veth.
+fn relay(ns: &NetNs, listen: &str, to: u16) -> Relay {
+    let (ip, port) = listen.rsplit_once(':').unwrap();
+    let script = format!(
+        "import socket,threading\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('{ip}',{port}))\nl.listen(64)\nprint('ready',flush=True)\ndef pipe(a,b):\n  try:\n    while True:\n      d=a.recv(65536)\n      if not d: break\n      b.sendall(d)\n  except OSError: pass\n  try: b.shutdown(socket.SHUT_WR)\n  except OSError: pass\nwhile True:\n  c,_=l.accept()\n  u=socket.create_connection(('127.0.0.1',{to}))\n  threading.Thread(target=pipe,args=(c,u),daemon=True).start()\n  threading.Thread(target=pipe,args=(u,c),daemon=True).start()"
+    );
+    let mut child = ns
+        .command("python3")
+        .args(["-u", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("relay output");
+    assert_eq!(line.trim(), "ready");
+    Relay(child)
+}
+
+/// The relay process, killed on drop.
+struct Relay(std::process::Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn port_of(endpoint: &str) -> u16 {
+    endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn tapios_own_collector_is_never_blocked() {
+    if !privileged_or_skip("xdp::tapios_own_collector_is_never_blocked") {
+        return;
+    }
+    let lab = Lab::new("o", false);
+    // The collector lives in the "good" namespace, reached over txoh2.
+    let rx = Receiver::start_in_netns(&lab.good.name);
+    let _relay = relay(&lab.good, "198.18.2.2:4317", port_of(&rx.grpc_endpoint()));
+    // A block list covering the collector's address, and the SYN defence.
+    let yaml = lab
+        .config(
+            &rx,
+            "      block: [198.18.2.0/24]\n      syn_flood: { per_source: 1, block_for: 60s }\n",
+        )
+        .replace(&rx.grpc_endpoint(), "http://198.18.2.2:4317");
+    let t = Tapio::start_in_netns(&lab.host.name, BIN, &yaml, &[]);
+    // Tapio's export arrives: its collector's answers passed the filter
+    // (as allow-listed), the rest of the blocked range did not.
+    wait_packets(&rx, "allowlist", &lab.h2, 1);
+    sh(&format!(
+        "ip -n {} addr add 198.18.2.3/24 dev {}",
+        lab.good.name, "txog"
+    ));
+    assert!(
+        !ok(
+            &lab.good,
+            "ping",
+            &["-c", "1", "-W", "1", "-I", "198.18.2.3", "198.18.2.1"]
+        ),
+        "the block list is not in force"
+    );
+    // A SYN flood in the collector's name auto-blocks nothing, and the
+    // export goes on.
+    spoof_syns(&lab.good, "198.18.2.2", 20);
+    let before = packets(&rx, "allowlist", &lab.h2);
+    wait_packets(&rx, "allowlist", &lab.h2, before + 5);
+    assert!(mitigation_logs(&rx, "started").is_empty());
+    assert_eq!(packets(&rx, "auto_block", &lab.h2), 0);
     t.terminate();
 }
 

@@ -99,6 +99,27 @@ pub struct Settings {
     pub opamp: Option<OpampExtension>,
 }
 
+impl Settings {
+    /// The URLs of Tapio's own endpoints (the OTLP exporter and the OpAMP
+    /// server): the packet probes never drop or delay traffic with them
+    /// (a block list or chaos experiment must not cut Tapio off).
+    pub fn own_endpoints(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let SinkSettings::Otlp(o) = &self.sink {
+            out.push(o.endpoint.clone());
+        }
+        if let Some(e) = self
+            .opamp
+            .as_ref()
+            .and_then(|o| o.server.http.as_ref())
+            .and_then(|h| h.endpoint.clone())
+        {
+            out.push(e);
+        }
+        out
+    }
+}
+
 struct Resolver<'a> {
     env: EnvLookup<'a>,
     errs: Vec<ConfigError>,

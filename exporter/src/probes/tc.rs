@@ -42,6 +42,16 @@ pub const MAP_CB_RUN: &str = "tapio_tc_cb_run";
 pub const MAP_BSTATS: &str = "tapio_tc_bstats";
 pub const MAP_EXPERIMENTS: &str = "tapio_tc_experiments";
 pub const MAP_CHAOS_DROPS: &str = "tapio_tc_chaos_drops";
+pub const MAP_VIPS: &str = "tapio_tc_vips";
+pub const MAP_DEADLINES: &str = "tapio_tc_deadlines";
+pub const MAP_EXEMPT: &str = "tapio_tc_exempt";
+/// Where [`MAP_DEADLINES`] is pinned (bpffs is cleared at boot, as
+/// CLOCK_BOOTTIME deadlines need).
+pub const DEADLINES_PIN: &str = "/sys/fs/bpf/tapio/tc_chaos_deadlines";
+pub const MAP_FRAG_COUNTS: &str = "tapio_tc_frag_counts";
+/// `tapio_tc_frag_counts` slots (enum frag_counter in tc.bpf.c).
+pub const FRAG_TRANSLATED: u32 = 0;
+pub const FRAG_UNMATCHED: u32 = 1;
 
 /// Attach types, reported by `tapio probes` and as `tapio.attach_type`.
 pub const VARIANT_TCX: &str = "tcx";
@@ -143,9 +153,102 @@ fn ifindex(name: &str) -> Result<u32, String> {
     }
 }
 
-/// Attach `prog` to `iface` in `dir`: a tcx link where the kernel has
-/// them, else a clsact filter. Returns whether tcx was used, and the tcx
-/// error when it fell back.
+/// The link-layer type (`ARPHRD_*`) of interface `name` in the calling
+/// thread's network namespace. Asked with SIOCGIFHWADDR on a socket made
+/// here: `/sys/class/net` shows the namespace sysfs was mounted in, not
+/// the one an attach thread has entered.
+pub fn link_type(name: &str) -> Result<u16, String> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(format!("interface {name}: name too long"));
+    }
+    // SAFETY: a plain socket(2); the fd is owned and closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!("socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: just created and owned here.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads ifr_name and writes ifr_hwaddr of `req`,
+    // which lives across the call.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SIOCGIFHWADDR,
+            &mut req,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "interface {name}: link type: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the kernel filled the hwaddr member of the union.
+    Ok(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
+fn link_type_name(t: u16) -> &'static str {
+    match t {
+        libc::ARPHRD_NONE => "none (tun, wireguard)",
+        libc::ARPHRD_TUNNEL => "ipip",
+        libc::ARPHRD_TUNNEL6 => "ip6tnl",
+        libc::ARPHRD_SIT => "sit",
+        libc::ARPHRD_IPGRE => "gre",
+        823 => "ip6gre",
+        libc::ARPHRD_PPP => "ppp",
+        libc::ARPHRD_INFINIBAND => "infiniband",
+        519 => "rawip",
+        _ => "not Ethernet",
+    }
+}
+
+/// The XDP and tc programs read an Ethernet header first: on a device
+/// without one (L3 devices: tun, wireguard, ip tunnels) every packet would
+/// be misparsed, so such a device is refused rather than filtered wrongly.
+/// Loopback frames carry an (all-zero) Ethernet header.
+pub fn require_ethernet(name: &str) -> Result<(), String> {
+    match link_type(name)? {
+        libc::ARPHRD_ETHER | libc::ARPHRD_LOOPBACK => Ok(()),
+        t => Err(format!(
+            "interface {name} has link type {t} ({}), without an Ethernet header; \
+             Tapio's packet programs parse Ethernet frames, so they are not attached to it",
+            link_type_name(t)
+        )),
+    }
+}
+
+/// Remove the clsact filters named `prog` from `iface` in `dir`. A Tapio
+/// that died without cleaning up (SIGKILL, OOM kill) leaves its clsact
+/// filters attached, with its last policy in their maps (tcx links and
+/// XDP links die with their process; clsact filters do not), and the next
+/// Tapio would run beside them: counting twice, injecting chaos twice.
+/// Filters are found by the program name aya gives them. Failing to look
+/// is logged, not fatal: the attach that follows still works.
+pub fn remove_leftover_filters(iface: &str, dir: TcAttachType, prog: &str) {
+    match aya::programs::tc::qdisc_detach_program(iface, dir, prog) {
+        Ok(()) => tracing::warn!(
+            interface = iface,
+            program = prog,
+            "removed clsact filters a previous Tapio left attached"
+        ),
+        Err(aya::programs::tc::TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+        }
+        // No clsact qdisc on the device: nothing can be left over.
+        Err(aya::programs::tc::TcError::NetlinkError(e))
+            if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {}
+        Err(e) => tracing::warn!(
+            interface = iface,
+            program = prog,
+            "looking for leftover clsact filters: {e}"
+        ),
+    }
+}
+
 /// Names of the interfaces the probe runs on, by ifindex (as the kernel
 /// reports them in counter keys).
 pub type IfNames = HashMap<u32, String>;
@@ -163,6 +266,21 @@ pub fn load(
         .btf(btf)
         .map_max_entries(MAP_EVENTS, ring.bytes)
         .override_global(GLOBAL_WAKEUP_BYTES, &ring.wakeup_bytes, true);
+    if attach {
+        let pin = std::path::Path::new(DEADLINES_PIN);
+        let dir_ok = crate::features::bpffs_mounted()
+            && pin
+                .parent()
+                .is_some_and(|d| std::fs::create_dir_all(d).is_ok());
+        if dir_ok {
+            loader.map_pin_path(MAP_DEADLINES, pin);
+        } else {
+            tracing::warn!(
+                "no bpffs at {}: chaos experiments restart their duration when Tapio restarts",
+                crate::features::BPFFS
+            );
+        }
+    }
     let mut ebpf = loader
         .load(crate::bpf_objects::TC)
         .map_err(|source| LoadError::Object {
@@ -195,6 +313,8 @@ pub fn load(
             let name = iface.name.clone();
             let (idx, tcx, why) = in_netns(iface.netns.as_deref(), || {
                 let idx = ifindex(&name)?;
+                require_ethernet(&name)?;
+                remove_leftover_filters(&name, dir, prog_name);
                 let (tcx, why) = super::attach_tc(prog, &name, dir)?;
                 Ok((idx, tcx, why))
             })
@@ -381,6 +501,51 @@ impl crate::reader::RecordHandler for Handler {
     }
 }
 
+/// The socket addresses of `urls` (`scheme://host[:port][/path]`; the port
+/// defaults by scheme), resolved now. Unresolvable ones are logged and
+/// skipped: they cannot be protected, and must not stop the policy.
+pub fn resolve_endpoints(urls: &[String]) -> Vec<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let mut out = Vec::new();
+    for url in urls {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((h, p)) => (h, p.strip_prefix(':').and_then(|p| p.parse().ok())),
+                None => (v6, None),
+            },
+            None => match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().ok()),
+                None => (authority, None),
+            },
+        };
+        match (host, port.unwrap_or(default_port)).to_socket_addrs() {
+            Ok(addrs) => {
+                for a in addrs {
+                    if !out.contains(&a) {
+                        out.push(a);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                endpoint = %url,
+                "cannot resolve Tapio's own endpoint, so it is not exempt from packet policies: {e}"
+            ),
+        }
+    }
+    out
+}
+
+/// FNV-1a, 64 bits: a stable hash (std's is seeded per process).
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 fn v4(a: &SocketAddr) -> Option<SocketAddrV4> {
     match a {
         SocketAddr::V4(v) => Some(*v),
@@ -527,6 +692,19 @@ pub struct Shared {
     experiments: Array<MapData, tapio_tc_chaos>,
     cb: BpfHashMap<MapData, tapio_tc_addr, u32>,
     cb_run: BpfHashMap<MapData, tapio_tc_addr, u64>,
+    vips: BpfHashMap<MapData, tapio_tc_addr, u8>,
+    /// Endpoints chaos never touches: v4-mapped address + port (network
+    /// order) + 2 bytes of padding; rewritten by each apply.
+    exempt: BpfHashMap<MapData, [u8; 20], u8>,
+    /// Tapio's own endpoints (URLs), resolved into `exempt` at each apply.
+    protect: Vec<String>,
+    /// Pinned: experiment key -> [deadline ns, owner] (see [`Self::apply`]).
+    stored: BpfHashMap<MapData, u64, [u64; 2]>,
+    /// Hash of the interfaces: the stored deadlines that are this instance's.
+    owner: u64,
+    /// Whether a policy was applied yet (stored deadlines are resumed only
+    /// by the first).
+    applied_once: bool,
     ifnames: Arc<IfNames>,
     active: u32,
     policy: TcPolicy,
@@ -577,6 +755,16 @@ impl Shared {
             experiments: take(loaded, MAP_EXPERIMENTS)?,
             cb: take(loaded, MAP_CB)?,
             cb_run: take(loaded, MAP_CB_RUN)?,
+            vips: take(loaded, MAP_VIPS)?,
+            exempt: take(loaded, MAP_EXEMPT)?,
+            protect: Vec::new(),
+            stored: take(loaded, MAP_DEADLINES)?,
+            owner: {
+                let mut names: Vec<&String> = ifnames.values().collect();
+                names.sort();
+                fnv1a(serde_json::to_string(&names).unwrap_or_default().as_bytes())
+            },
+            applied_once: false,
             ifnames,
             active: 0,
             policy: TcPolicy::default(),
@@ -590,6 +778,36 @@ impl Shared {
                 reasons: format!("  counting possible CPUs: {e}"),
             })?,
         })
+    }
+
+    /// Never inject chaos into traffic with `urls` (Tapio's own endpoints,
+    /// [`crate::config::Settings::own_endpoints`]); resolved at each apply.
+    pub fn protecting(mut self, urls: Vec<String>) -> Self {
+        self.protect = urls;
+        self
+    }
+
+    /// Put the resolved own endpoints in the exemption map. It is not
+    /// double-buffered: it changes only when a name resolves differently,
+    /// and chaos is the only thing that reads it.
+    fn refresh_exempt(&mut self) -> Result<(), PolicyError> {
+        let want: Vec<[u8; 20]> = resolve_endpoints(&self.protect)
+            .into_iter()
+            .map(|a| {
+                let mut k = [0u8; 20];
+                k[..16].copy_from_slice(&super::ip_to16(a.ip()));
+                k[16..18].copy_from_slice(&a.port().to_be_bytes());
+                k
+            })
+            .collect();
+        let old: Vec<[u8; 20]> = self.exempt.keys().filter_map(Result::ok).collect();
+        for k in old.iter().filter(|k| !want.contains(k)) {
+            self.exempt.remove(k).map_err(map_err(MAP_EXEMPT))?;
+        }
+        for k in want.iter().filter(|k| !old.contains(k)) {
+            self.exempt.insert(k, 1, 0).map_err(map_err(MAP_EXEMPT))?;
+        }
+        Ok(())
     }
 
     /// Stage `policy` in the generation the kernel is not reading, then
@@ -611,6 +829,7 @@ impl Shared {
                 });
             }
         }
+        self.refresh_exempt()?;
         let next = 1 - self.active;
         let g = next as u8;
         // Leftovers of the generation before last.
@@ -622,6 +841,15 @@ impl Shared {
             .collect();
         for k in &stale {
             self.services.remove(k).map_err(map_err(MAP_SERVICES))?;
+        }
+        let stale: Vec<tapio_tc_addr> = self
+            .vips
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.generation == g)
+            .collect();
+        for k in &stale {
+            self.vips.remove(k).map_err(map_err(MAP_VIPS))?;
         }
         for s in &policy.services {
             let Some(vip) = v4(&s.address) else { continue };
@@ -641,15 +869,45 @@ impl Shared {
             self.services
                 .insert(addr_key(vip, p, g), svc, 0)
                 .map_err(map_err(MAP_SERVICES))?;
+            // Any port: later fragments carry none.
+            let any = addr_key(SocketAddrV4::new(*vip.ip(), 0), 0, g);
+            self.vips.insert(any, 1, 0).map_err(map_err(MAP_VIPS))?;
         }
-        // Chaos: deadlines survive a reload while the experiment is unchanged.
+        // Chaos: deadlines survive a reload while the experiment is unchanged,
+        // and a restart: the first policy applied resumes the deadlines
+        // stored (pinned) by the Tapio before.
         let now = crate::clock::boot_ns();
         let mut deadlines = HashMap::new();
         let mut names = Vec::new();
         for (i, e) in policy.chaos.experiments.iter().enumerate() {
-            let expires = match self.deadlines.get(&e.name) {
-                Some((old, t)) if old == e => *t,
-                _ => now.saturating_add(e.duration.as_nanos().min(u128::from(u64::MAX)) as u64),
+            let key = self.experiment_key(e);
+            let stored = (!self.applied_once)
+                .then(|| self.stored.get(&key, 0).ok())
+                .flatten()
+                .filter(|v| v[1] == self.owner)
+                .map(|v| v[0]);
+            let expires = match (self.deadlines.get(&e.name), stored) {
+                (Some((old, t)), _) if old == e => *t,
+                (_, Some(t)) => {
+                    tracing::info!(
+                        experiment = %e.name,
+                        deadline_boot_ns = t,
+                        resumed = true,
+                        "chaos experiment keeps the deadline it had before the restart"
+                    );
+                    t
+                }
+                _ => {
+                    let t =
+                        now.saturating_add(e.duration.as_nanos().min(u128::from(u64::MAX)) as u64);
+                    tracing::info!(
+                        experiment = %e.name,
+                        deadline_boot_ns = t,
+                        resumed = false,
+                        "chaos experiment starts"
+                    );
+                    t
+                }
             };
             deadlines.insert(e.name.clone(), (e.clone(), expires));
             let slot = next * TAPIO_TC_MAX_CHAOS + i as u32;
@@ -700,7 +958,9 @@ impl Shared {
         }
         self.active = next;
         self.slot_names = names;
+        self.store_deadlines(&deadlines);
         self.deadlines = deadlines;
+        self.applied_once = true;
         // Backends no longer in any service lose their breaker.
         let wanted: std::collections::HashSet<(SocketAddrV4, u8)> = policy
             .services
@@ -733,6 +993,41 @@ impl Shared {
         }
         self.policy = policy.clone();
         Ok(())
+    }
+
+    /// The stored-deadline key of an experiment: its whole definition and
+    /// the interfaces, so a changed experiment starts afresh.
+    fn experiment_key(&self, e: &crate::config::ChaosExperiment) -> u64 {
+        let def = serde_json::to_string(e).unwrap_or_else(|_| e.name.clone());
+        fnv1a(format!("{}|{def}", self.owner).as_bytes())
+    }
+
+    /// Make the pinned map hold exactly this instance's running
+    /// experiments (other instances' entries are left alone). Best effort:
+    /// a failure costs only the deadline's survival of a restart.
+    fn store_deadlines(
+        &mut self,
+        deadlines: &HashMap<String, (crate::config::ChaosExperiment, u64)>,
+    ) {
+        let want: HashMap<u64, u64> = deadlines
+            .values()
+            .map(|(e, t)| (self.experiment_key(e), *t))
+            .collect();
+        let ours_gone: Vec<u64> = self
+            .stored
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, v)| v[1] == self.owner && !want.contains_key(k))
+            .map(|(k, _)| k)
+            .collect();
+        for k in ours_gone {
+            let _ = self.stored.remove(&k);
+        }
+        for (k, t) in want {
+            if let Err(e) = self.stored.insert(k, [t, self.owner], 0) {
+                tracing::warn!("storing a chaos deadline in {MAP_DEADLINES}: {e}");
+            }
+        }
     }
 
     /// One breaker tick: read the kernel's per-backend counts and move
@@ -1039,6 +1334,26 @@ mod tests {
             b.step(6, 12, t0 + Duration::from_secs(12), &cfg),
             Some(cb::TAPIO_TC_CB_CLOSED)
         );
+    }
+
+    #[test]
+    fn own_endpoint_urls_resolve_with_scheme_default_ports() {
+        let got = resolve_endpoints(&[
+            "http://198.18.0.2:4317".into(),
+            "https://[2001:db8::1]/v1/opamp".into(),
+            "http://198.18.0.3".into(),
+            "http://user@198.18.0.4:8080/x?y".into(),
+        ]);
+        let want: Vec<SocketAddr> = [
+            "198.18.0.2:4317",
+            "[2001:db8::1]:443",
+            "198.18.0.3:80",
+            "198.18.0.4:8080",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -155,6 +155,9 @@ pub struct PolicyMaps {
     scalars: Array<MapData, tapio_xdp_policy>,
     active: Array<MapData, u32>,
     gen: u32,
+    /// Tapio's own endpoints (URLs): their addresses join the allow list
+    /// of every generation written, resolved afresh each time.
+    protect: Vec<String>,
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> PolicyError {
@@ -186,12 +189,28 @@ impl PolicyMaps {
             scalars: take(ebpf, MAP_POLICY)?,
             active: take(ebpf, MAP_ACTIVE)?,
             gen: 0,
+            protect: Vec::new(),
         })
+    }
+
+    /// Never drop traffic from `urls` (Tapio's own endpoints,
+    /// [`crate::config::Settings::own_endpoints`]): a block list, an
+    /// auto-block or a rate limit must not cut Tapio off from its collector
+    /// or its OpAMP server. Takes effect at the next [`Self::install`].
+    pub fn protect(&mut self, urls: Vec<String>) {
+        self.protect = urls;
     }
 
     /// Write `p` into the generation the filter is not reading, then
     /// switch to it.
     pub fn install(&mut self, p: &XdpPolicy) -> Result<(), PolicyError> {
+        let own: Vec<ipnet::IpNet> = super::tc::resolve_endpoints(&self.protect)
+            .into_iter()
+            .map(|a| ipnet::IpNet::from(a.ip()))
+            .collect();
+        let mut allow = p.allow.clone();
+        allow.extend(own.iter().filter(|n| !p.allow.contains(n)));
+        let p = &XdpPolicy { allow, ..p.clone() };
         let idle = 1 - self.gen;
         let i = idle as usize;
         for (j, list) in [&p.allow, &p.block].into_iter().enumerate() {
@@ -311,9 +330,16 @@ pub fn load_only(ring: RingConfig, btf: Option<&Btf>) -> Result<(Ebpf, PolicyMap
     Ok((ebpf, policy))
 }
 
-/// Load, install `cfg.policy` (before any packet is seen), and attach.
-pub fn start(cfg: &XdpProbe, ring: RingConfig, btf: Option<&Btf>) -> Result<Started, LoadError> {
+/// Load, install `cfg.policy` (before any packet is seen) with the
+/// addresses of `own` (Tapio's own endpoints) exempt, and attach.
+pub fn start(
+    cfg: &XdpProbe,
+    ring: RingConfig,
+    btf: Option<&Btf>,
+    own: &[String],
+) -> Result<Started, LoadError> {
     let (mut ebpf, mut policy) = load_only(ring, btf)?;
+    policy.protect(own.to_vec());
     policy
         .install(&cfg.policy)
         .map_err(|e| attach_err(e.to_string()))?;
@@ -333,6 +359,7 @@ pub fn start(cfg: &XdpProbe, ring: RingConfig, btf: Option<&Btf>) -> Result<Star
                 tapio_shared::TAPIO_XDP_IF_SLOTS
             )));
         }
+        super::tc::require_ethernet(iface).map_err(attach_err)?;
         let xdp_mode = attach_xdp(&mut ebpf, iface, cfg.mode)?;
         let egress = attach_egress(&mut ebpf, iface)?;
         tracing::info!(
@@ -399,6 +426,7 @@ fn attach_egress(ebpf: &mut Ebpf, iface: &str) -> Result<&'static str, LoadError
         .ok_or_else(|| attach_err(format!("program {PROG_LEARN} missing")))?
         .try_into()
         .map_err(|e| attach_err(super::describe(&e)))?;
+    super::tc::remove_leftover_filters(iface, TcAttachType::Egress, PROG_LEARN);
     match super::attach_tc(p, iface, TcAttachType::Egress) {
         Ok((true, _)) => Ok("tcx"),
         Ok((false, _)) => Ok("clsact"),
