@@ -16,6 +16,17 @@ use tapio_integration::{
 const BIN: &str = env!("CARGO_BIN_EXE_tapio");
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The tests run one at a time: every Tapio here shares the pinned chaos
+/// deadline map and clears leftover Tapio filters by program name, and a
+/// full-suite run saw a chaos check disturbed by a concurrent test's Tapio
+/// (`a_restarted_tapio_keeps_a_chaos_experiments_deadline`: 0 of 500 after
+/// the deadline, alone it passes); the kernel tests do the same.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn client_py() -> String {
     format!(
         "{}/../integration/tests/tc_client.py",
@@ -272,6 +283,7 @@ fn classifies_and_counts_each_protocol_exactly() {
     if !privileged_or_skip("classifies_and_counts_each_protocol_exactly") {
         return;
     }
+    let _serial = serial();
     let pair = NsPair::new("tc-c");
     let iface = format!("{}/{}", pair.a.name, pair.a_dev());
     let rx = Receiver::start();
@@ -466,6 +478,7 @@ fn load_balances_by_weight_and_breaks_circuits() {
     if !privileged_or_skip("load_balances_by_weight_and_breaks_circuits") {
         return;
     }
+    let _serial = serial();
     let lab = LbLab::new();
     let rx = Receiver::start();
     let policy = lb_policy("      circuit_breaker: { max_failures: 3, cool_down: 3s }\n");
@@ -602,6 +615,7 @@ fn loss_injection_hits_one_port_and_expires() {
     if !privileged_or_skip("loss_injection_hits_one_port_and_expires") {
         return;
     }
+    let _serial = serial();
     let pair = NsPair::new("tc-l");
     let iface = format!("{}/{}", pair.a.name, pair.a_dev());
     let rx = Receiver::start();
@@ -647,6 +661,7 @@ fn policy_reloads_while_traffic_flows_and_bad_files_keep_the_old_policy() {
     if !privileged_or_skip("policy_reloads_while_traffic_flows_and_bad_files_keep_the_old_policy") {
         return;
     }
+    let _serial = serial();
     let pair = NsPair::new("tc-r");
     let iface = format!("{}/{}", pair.a.name, pair.a_dev());
     let rx = Receiver::start();
@@ -718,6 +733,7 @@ fn sidecar_redirected_traffic_counts_under_the_original_destination() {
     if !privileged_or_skip("sidecar_redirected_traffic_counts_under_the_original_destination") {
         return;
     }
+    let _serial = serial();
     let pair = NsPair::new("tc-m");
     let iface = format!("{}/{}", pair.a.name, pair.a_dev());
     let rx = Receiver::start();
@@ -798,6 +814,7 @@ fn probes_command_reports_tc_attach_type() {
     if !privileged_or_skip("probes_command_reports_tc_attach_type") {
         return;
     }
+    let _serial = serial();
     let text = probes_text();
     let line = |variant: &str| {
         text.lines()
@@ -1214,6 +1231,7 @@ fn a_restart_replaces_the_filters_a_killed_tapio_left() {
     if !privileged_or_skip("tc::a_restart_replaces_the_filters_a_killed_tapio_left") {
         return;
     }
+    let _serial = serial();
     let pair = NsPair::new("tc-k");
     let dev = pair.a_dev();
     let iface = format!("{}/{dev}", pair.a.name);
@@ -1274,6 +1292,7 @@ fn devices_without_an_ethernet_header_are_refused() {
     if !privileged_or_skip("tc::devices_without_an_ethernet_header_are_refused") {
         return;
     }
+    let _serial = serial();
     let ns = NetNs::new("tapio-tc-l3");
     sh(&format!(
         "ip -n {} link add tvl3eth type veth peer name tvl3peer",
@@ -1402,6 +1421,7 @@ fn a_restarted_tapio_keeps_a_chaos_experiments_deadline() {
     if !privileged_or_skip("tc::a_restarted_tapio_keeps_a_chaos_experiments_deadline") {
         return;
     }
+    let _serial = serial();
     let pair = NsPair::new("tc-t");
     let iface = format!("{}/{}", pair.a.name, pair.a_dev());
     let rx = Receiver::start();
@@ -1469,6 +1489,7 @@ fn chaos_never_cuts_tapios_own_collector() {
     if !privileged_or_skip("tc::chaos_never_cuts_tapios_own_collector") {
         return;
     }
+    let _serial = serial();
     let pair = NsPair::new("tc-o");
     // Tapio in `a`, its collector in `b`, reached over the veth.
     let rx = Receiver::start_in_netns(&pair.b.name);
