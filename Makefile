@@ -71,7 +71,7 @@ bench: setup build
 	bash bench/connect_overhead.sh
 	bash bench/dns_overhead.sh
 	bash bench/security_overhead.sh
-	$(CARGO) bench -p tapio --bench export_path
+	$(CARGO) bench -p tapio --features legacy-mapper --bench export_path
 
 ## vmlinux: regenerate ebpf/include/vmlinux.h from this kernel's BTF.
 vmlinux:
