@@ -216,22 +216,128 @@ impl DropReason {
     }
 }
 
+/// Most record sources (probes, plus the agent itself) the export path
+/// tells apart in `tapio.export.dropped`: Tapio has 8 probes.
+pub const MAX_SOURCES: usize = 16;
+
+/// Where exported records come from: the agent itself (its own logs and
+/// metrics, index 0) or a probe, registered by name in [`Telemetry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Source(pub u8);
+
+impl Source {
+    /// Tapio's own records (task failures, policy logs, metrics).
+    pub const AGENT: Source = Source(0);
+}
+
+/// Records per source (a batch's, or what a queue holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceCounts(pub [u64; MAX_SOURCES]);
+
+impl SourceCounts {
+    /// `n` records all from `s`.
+    pub fn of(s: Source, n: u64) -> Self {
+        let mut c = Self::default();
+        c.0[usize::from(s.0) % MAX_SOURCES] = n;
+        c
+    }
+
+    pub fn add(&mut self, s: Source, n: u64) {
+        self.0[usize::from(s.0) % MAX_SOURCES] += n;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `n` of these records, split over the sources in proportion (the
+    /// remainder to the largest): a partial rejection does not say which
+    /// records were refused.
+    pub fn share(&self, n: u64) -> Self {
+        let total = self.total();
+        let n = n.min(total);
+        if n == total {
+            return *self;
+        }
+        let mut out = Self::default();
+        let mut given = 0;
+        for (o, c) in out.0.iter_mut().zip(self.0) {
+            *o = (u128::from(c) * u128::from(n) / u128::from(total)) as u64;
+            given += *o;
+        }
+        if let Some(i) = (0..MAX_SOURCES).max_by_key(|&i| self.0[i]) {
+            out.0[i] += n - given;
+        }
+        out
+    }
+}
+
 /// Per-signal export counters.
-#[derive(Default)]
 pub struct SignalStats {
     pub sent: AtomicU64,
     pub failures: AtomicU64,
     pub queue_len: AtomicU64,
-    dropped: [AtomicU64; 4],
+    /// Dropped records by source and reason: with several probes on one
+    /// signal, which probe's records were lost is what makes the
+    /// accounting exact (produced = received + lost + dropped, per probe).
+    dropped: [[AtomicU64; 4]; MAX_SOURCES],
+    /// Sources that have queued records on this signal (their series are
+    /// exported, zeros included).
+    used: [AtomicBool; MAX_SOURCES],
+}
+
+impl Default for SignalStats {
+    fn default() -> Self {
+        Self {
+            sent: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            queue_len: AtomicU64::new(0),
+            dropped: std::array::from_fn(|_| Default::default()),
+            used: std::array::from_fn(|_| AtomicBool::new(false)),
+        }
+    }
 }
 
 impl SignalStats {
+    /// `n` records of the agent's own dropped (metrics).
     pub fn drop_records(&self, reason: DropReason, n: u64) {
-        self.dropped[reason as usize].fetch_add(n, Relaxed);
+        self.drop_from(reason, Source::AGENT, n);
     }
 
+    pub fn drop_from(&self, reason: DropReason, s: Source, n: u64) {
+        if n > 0 {
+            self.dropped[usize::from(s.0) % MAX_SOURCES][reason as usize].fetch_add(n, Relaxed);
+        }
+    }
+
+    pub fn drop_counts(&self, reason: DropReason, c: &SourceCounts) {
+        for (i, n) in c.0.iter().enumerate() {
+            self.drop_from(reason, Source(i as u8), *n);
+        }
+    }
+
+    /// Dropped for `reason`, all sources.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped[reason as usize].load(Relaxed)
+        self.dropped
+            .iter()
+            .map(|d| d[reason as usize].load(Relaxed))
+            .sum()
+    }
+
+    pub fn dropped_from(&self, reason: DropReason, s: Source) -> u64 {
+        self.dropped[usize::from(s.0) % MAX_SOURCES][reason as usize].load(Relaxed)
+    }
+
+    /// Mark `s` as queuing records on this signal.
+    pub fn mark_used(&self, s: Source) {
+        let u = &self.used[usize::from(s.0) % MAX_SOURCES];
+        if !u.load(Relaxed) {
+            u.store(true, Relaxed);
+        }
+    }
+
+    pub fn is_used(&self, s: Source) -> bool {
+        self.used[usize::from(s.0) % MAX_SOURCES].load(Relaxed)
     }
 }
 
@@ -311,6 +417,8 @@ pub struct Telemetry {
     pub start_unix_ns: u64,
     probes: Mutex<Vec<Arc<ProbeStats>>>,
     signals: [SignalStats; 3],
+    /// Record sources by [`Source`] index; 0 is the agent.
+    sources: Mutex<Vec<&'static str>>,
     pub reloads: ReloadStats,
     pub opamp: OpampStats,
 }
@@ -321,6 +429,7 @@ impl Telemetry {
             start_unix_ns,
             probes: Mutex::new(Vec::new()),
             signals: Default::default(),
+            sources: Mutex::new(vec!["agent"]),
             reloads: ReloadStats::default(),
             opamp: OpampStats::default(),
         })
@@ -353,6 +462,30 @@ impl Telemetry {
     pub fn signal(&self, s: Signal) -> &SignalStats {
         &self.signals[s as usize]
     }
+
+    /// The source id of probe `name`, registered on first use. Past
+    /// [`MAX_SOURCES`] names share the last id (never with 8 probes).
+    pub fn source(&self, name: &'static str) -> Source {
+        let mut v = lock(&self.sources);
+        let i = match v.iter().position(|n| *n == name) {
+            Some(i) => i,
+            None if v.len() < MAX_SOURCES => {
+                v.push(name);
+                v.len() - 1
+            }
+            None => MAX_SOURCES - 1,
+        };
+        Source(i as u8)
+    }
+
+    /// Registered sources: (id, name), the agent first.
+    pub fn sources(&self) -> Vec<(Source, &'static str)> {
+        lock(&self.sources)
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (Source(i as u8), *n))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -371,6 +504,36 @@ mod tests {
         assert_eq!(*s.counts.last().unwrap(), 1);
         assert_eq!(s.count(), 3);
         assert_eq!(s.sum_ns, 20_000_100_001);
+    }
+
+    #[test]
+    fn shares_split_in_proportion_and_sum_exactly() {
+        let mut c = SourceCounts::default();
+        c.add(Source(1), 300);
+        c.add(Source(2), 100);
+        c.add(Source(2), 1);
+        assert_eq!(c.total(), 401);
+        let s = c.share(100);
+        assert_eq!(s.total(), 100);
+        assert_eq!((s.0[1], s.0[2]), (75, 25));
+        assert_eq!(c.share(1000), c);
+        assert_eq!(c.share(0).total(), 0);
+    }
+
+    #[test]
+    fn drops_are_kept_per_source() {
+        let t = Telemetry::new(0);
+        let p = t.source("process");
+        assert_eq!(t.source("process"), p);
+        let d = t.source("dns");
+        let st = t.signal(Signal::Logs);
+        st.drop_from(DropReason::QueueFull, p, 3);
+        st.drop_counts(DropReason::QueueFull, &SourceCounts::of(d, 2));
+        st.drop_records(DropReason::QueueFull, 1);
+        assert_eq!(st.dropped(DropReason::QueueFull), 6);
+        assert_eq!(st.dropped_from(DropReason::QueueFull, d), 2);
+        assert_eq!(st.dropped_from(DropReason::QueueFull, Source::AGENT), 1);
+        assert_eq!(t.sources()[0], (Source::AGENT, "agent"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::config::{RetryConfig, Settings};
 use crate::otel;
 use crate::otel::wire;
 use crate::supervise::{fault_injected, lock, Task, Watch};
-use crate::telemetry::{DropReason, Signal, Telemetry};
+use crate::telemetry::{DropReason, Signal, Source, SourceCounts, Telemetry};
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
     logs::v1::LogRecord,
@@ -49,6 +49,8 @@ pub struct Emitter {
     logs: Arc<EncodedQueue>,
     spans: Arc<EncodedQueue>,
     enc: wire::Encoder,
+    /// Whose records these are (`tapio.export.dropped{tapio.probe}`).
+    source: Source,
 }
 
 impl Emitter {
@@ -78,6 +80,7 @@ impl Emitter {
                 Signal::Traces,
             )),
             enc: wire::Encoder::default(),
+            source: Source::AGENT,
         };
         let b = Batches {
             logs: e.logs.clone(),
@@ -90,27 +93,35 @@ impl Emitter {
     /// A log record built as an opentelemetry-proto message (the probes
     /// not yet writing their records directly).
     pub fn log(&self, r: LogRecord) {
-        self.logs
-            .push_with(|b| prost::encoding::message::encode(wire::RECORD_FIELD, &r, b));
+        self.logs.push_with(self.source, |b| {
+            prost::encoding::message::encode(wire::RECORD_FIELD, &r, b)
+        });
     }
 
     /// A span built as an opentelemetry-proto message.
     pub fn span(&self, s: Span) {
-        self.spans
-            .push_with(|b| prost::encoding::message::encode(wire::RECORD_FIELD, &s, b));
+        self.spans.push_with(self.source, |b| {
+            prost::encoding::message::encode(wire::RECORD_FIELD, &s, b)
+        });
     }
 
     /// A log record written by `write` straight into this emitter's buffer
     /// (`wire::Encoder::log`), then queued.
     pub fn encode_log(&mut self, write: impl FnOnce(&mut wire::Encoder)) {
         write(&mut self.enc);
-        self.logs.push(self.enc.record());
+        self.logs.push(self.source, self.enc.record());
     }
 
     /// A span written by `write` (`wire::Encoder::span`), then queued.
     pub fn encode_span(&mut self, write: impl FnOnce(&mut wire::Encoder)) {
         write(&mut self.enc);
-        self.spans.push(self.enc.record());
+        self.spans.push(self.source, self.enc.record());
+    }
+
+    /// The same queues, its records counted as `source`'s.
+    pub fn with_source(mut self, source: Source) -> Self {
+        self.source = source;
+        self
     }
 
     /// An emitter no exporter drains (unit tests of emitting code).
@@ -136,7 +147,8 @@ impl Batches {
             _ => &self.logs,
         };
         let c = q.take()?;
-        Some(framed(&self.framer, signal, c))
+        let (p, n) = framed(&self.framer, signal, c);
+        Some((p, n.total()))
     }
 
     /// Give a sent request's buffer back to its queue.
@@ -162,9 +174,13 @@ impl Batches {
 
 /// A chunk of encoded records as an export request: the header goes into
 /// the room the chunk left in front of its records.
-fn framed(framer: &wire::BatchFramer, signal: Signal, mut c: queue::Chunk) -> (Payload, u64) {
+fn framed(
+    framer: &wire::BatchFramer,
+    signal: Signal,
+    mut c: queue::Chunk,
+) -> (Payload, SourceCounts) {
     let at = framer.frame(&mut c.buf, c.start);
-    let n = c.records as u64;
+    let n = c.sources;
     (
         Payload::Encoded(sink::Encoded {
             signal,
@@ -234,6 +250,7 @@ impl Exporter {
                 Signal::Traces,
             )),
             enc: wire::Encoder::default(),
+            source: Source::AGENT,
         };
         let shared = Arc::new(Shared {
             sink,
@@ -290,8 +307,16 @@ impl Exporter {
         })
     }
 
+    /// An emitter for the agent's own records.
     pub fn emitter(&self) -> Emitter {
         self.emitter.clone()
+    }
+
+    /// An emitter for probe `name`'s records: its drops are counted under
+    /// its name.
+    pub fn emitter_for(&self, name: &'static str) -> Emitter {
+        let s = self.shared.telemetry.source(name);
+        self.emitter.clone().with_source(s)
     }
 
     pub fn add_metric_producer(&self, p: MetricProducer) {
@@ -336,14 +361,16 @@ impl Exporter {
             let _ = tokio::time::timeout_at(deadline, m).await;
         }
         for (q, s) in [
-            (self.emitter.logs.len(), Signal::Logs),
-            (self.emitter.spans.len(), Signal::Traces),
+            (&self.emitter.logs, Signal::Logs),
+            (&self.emitter.spans, Signal::Traces),
         ] {
+            let left = q.sources();
+            let q = left.total();
             if q > 0 {
                 self.shared
                     .telemetry
                     .signal(s)
-                    .drop_records(DropReason::Shutdown, q as u64);
+                    .drop_counts(DropReason::Shutdown, &left);
                 tracing::warn!(
                     signal = s.name(),
                     records = q,
@@ -443,7 +470,7 @@ async fn batch_loop(
             let (payload, n) = framed(&sh.framer, signal, chunk);
             let (sh2, q2) = (sh.clone(), q.clone());
             inflight.spawn(async move {
-                deliver(&sh2, &payload, n, signal, None).await;
+                deliver(&sh2, &payload, &n, signal, None).await;
                 if let Payload::Encoded(e) = payload {
                     if let Ok(f) = Arc::try_unwrap(e.frame) {
                         q2.recycle(f.buf);
@@ -536,7 +563,14 @@ async fn metrics_loop(sh: Arc<Shared>, interval: Duration) {
         let (payload, n) = collect_metrics(&sh);
         // Cumulative series: a later export carries what this one would
         // have, so retrying past the next interval buys nothing.
-        deliver(&sh, &payload, n, Signal::Metrics, Some(interval)).await;
+        deliver(
+            &sh,
+            &payload,
+            &SourceCounts::of(Source::AGENT, n),
+            Signal::Metrics,
+            Some(interval),
+        )
+        .await;
         if stopping {
             return;
         }
@@ -567,8 +601,15 @@ impl Shared {
 /// Send one payload of `n` records, retrying retryable failures with
 /// exponential backoff until `max_elapsed_time` (or `cap`, or the shutdown
 /// deadline). Every record ends up counted as sent or dropped.
-async fn deliver(sh: &Shared, payload: &Payload, n: u64, signal: Signal, cap: Option<Duration>) {
+async fn deliver(
+    sh: &Shared,
+    payload: &Payload,
+    from: &SourceCounts,
+    signal: Signal,
+    cap: Option<Duration>,
+) {
     let stats = sh.telemetry.signal(signal);
+    let n = from.total();
     let started = tokio::time::Instant::now();
     let max_elapsed = cap.map_or(sh.retry.max_elapsed_time, |c| {
         c.min(sh.retry.max_elapsed_time)
@@ -588,7 +629,7 @@ async fn deliver(sh: &Shared, payload: &Payload, n: u64, signal: Signal, cap: Op
                 let rejected = acc.rejected.min(n);
                 stats.sent.fetch_add(n - rejected, Relaxed);
                 if rejected > 0 {
-                    stats.drop_records(DropReason::Rejected, rejected);
+                    stats.drop_counts(DropReason::Rejected, &from.share(rejected));
                 }
                 if attempt > 0 {
                     tracing::info!(
@@ -609,11 +650,11 @@ async fn deliver(sh: &Shared, payload: &Payload, n: u64, signal: Signal, cap: Op
                     } else {
                         DropReason::Rejected
                     };
-                    stats.drop_records(reason, n);
+                    stats.drop_counts(reason, from);
                     return;
                 }
                 if !sh.retry.enabled {
-                    stats.drop_records(DropReason::RetryExhausted, n);
+                    stats.drop_counts(DropReason::RetryExhausted, from);
                     return;
                 }
                 // Full jitter keeps many agents from retrying in step.
@@ -621,12 +662,12 @@ async fn deliver(sh: &Shared, payload: &Payload, n: u64, signal: Signal, cap: Op
                 let wait = backoff.mul_f64(jitter);
                 let until = tokio::time::Instant::now() + wait;
                 if until.duration_since(started) > max_elapsed {
-                    stats.drop_records(DropReason::RetryExhausted, n);
+                    stats.drop_counts(DropReason::RetryExhausted, from);
                     return;
                 }
                 if let Some(d) = sh.deadline() {
                     if until > d {
-                        stats.drop_records(DropReason::Shutdown, n);
+                        stats.drop_counts(DropReason::Shutdown, from);
                         return;
                     }
                 }

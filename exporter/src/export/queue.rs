@@ -1,7 +1,7 @@
 //! A bounded FIFO that drops its oldest records when full, counting them.
 //! The export path's memory is bounded by these queues' capacities.
 
-use crate::telemetry::{DropReason, Signal, SignalStats, Telemetry};
+use crate::telemetry::{DropReason, Signal, SignalStats, Source, SourceCounts, Telemetry};
 use std::{
     collections::VecDeque,
     sync::{atomic::Ordering::Relaxed, Arc, Mutex},
@@ -94,10 +94,20 @@ pub struct EncodedQueue {
 
 #[derive(Default)]
 struct Chunks {
-    chunks: VecDeque<Chunk>,
+    chunks: VecDeque<Filling>,
     /// Buffers of sent or emptied chunks, for reuse.
     free: Vec<Vec<u8>>,
+    /// Source tag vectors of taken chunks, for reuse.
+    free_tags: Vec<Vec<u8>>,
     len: usize,
+}
+
+/// A chunk in the queue: its records and, per record, its source.
+struct Filling {
+    chunk: Chunk,
+    /// The source of every record ever written to the chunk; the live
+    /// ones are the last `chunk.records` (drops take from the front).
+    tags: Vec<u8>,
 }
 
 /// Up to a batch of records: `buf[start..]`, each a length-delimited field.
@@ -105,6 +115,8 @@ pub struct Chunk {
     pub buf: Vec<u8>,
     pub start: usize,
     pub records: usize,
+    /// Its records per source (set when taken).
+    pub sources: SourceCounts,
 }
 
 /// Spare buffers kept beyond those in use: enough for the batch in flight
@@ -142,41 +154,49 @@ impl EncodedQueue {
         self.telemetry.signal(self.signal)
     }
 
-    /// Append one encoded record (`wire::Encoder::record`).
-    pub fn push(&self, record: &[u8]) {
-        self.push_with(|buf| buf.extend_from_slice(record));
+    /// Append one encoded record (`wire::Encoder::record`) from `source`.
+    pub fn push(&self, source: Source, record: &[u8]) {
+        self.push_with(source, |buf| buf.extend_from_slice(record));
     }
 
     /// Append one record that `write` encodes in place (for records still
     /// built as opentelemetry-proto messages).
-    pub fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
+    pub fn push_with(&self, source: Source, write: impl FnOnce(&mut Vec<u8>)) {
         let len = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if st.len >= self.capacity {
-                st.drop_oldest();
-                self.stats().drop_records(DropReason::QueueFull, 1);
+                let from = st.drop_oldest();
+                self.stats().drop_from(DropReason::QueueFull, from, 1);
             }
             let fresh = st
                 .chunks
                 .back()
-                .is_none_or(|c| c.records >= self.batch_size);
+                .is_none_or(|c| c.chunk.records >= self.batch_size);
             if fresh {
                 let mut buf = st.free.pop().unwrap_or_default();
                 buf.clear();
                 buf.resize(self.headroom, 0);
-                st.chunks.push_back(Chunk {
-                    buf,
-                    start: self.headroom,
-                    records: 0,
+                let mut tags = st.free_tags.pop().unwrap_or_default();
+                tags.clear();
+                st.chunks.push_back(Filling {
+                    chunk: Chunk {
+                        buf,
+                        start: self.headroom,
+                        records: 0,
+                        sources: SourceCounts::default(),
+                    },
+                    tags,
                 });
             }
             if let Some(c) = st.chunks.back_mut() {
-                write(&mut c.buf);
-                c.records += 1;
+                write(&mut c.chunk.buf);
+                c.chunk.records += 1;
+                c.tags.push(source.0);
             }
             st.len += 1;
             st.len
         };
+        self.stats().mark_used(source);
         self.stats().queue_len.store(len as u64, Relaxed);
         if len == self.batch_size {
             self.batch_ready.notify_one();
@@ -186,10 +206,28 @@ impl EncodedQueue {
     /// The oldest chunk: at most a batch of records, oldest first.
     pub fn take(&self) -> Option<Chunk> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let c = st.chunks.pop_front()?;
-        st.len -= c.records;
+        let Filling { mut chunk, tags } = st.chunks.pop_front()?;
+        st.len -= chunk.records;
+        chunk.sources = live_sources(&tags, chunk.records);
+        if st.free_tags.len() < SPARE_BUFFERS {
+            st.free_tags.push(tags);
+        }
         self.stats().queue_len.store(st.len as u64, Relaxed);
-        Some(c)
+        Some(chunk)
+    }
+
+    /// What the queue holds, per source (what a shutdown that cannot flush
+    /// drops).
+    pub fn sources(&self) -> SourceCounts {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = SourceCounts::default();
+        for f in &st.chunks {
+            let live = live_sources(&f.tags, f.chunk.records);
+            for (a, b) in c.0.iter_mut().zip(live.0) {
+                *a += b;
+            }
+        }
+        c
     }
 
     /// Give a sent chunk's buffer back for reuse.
@@ -209,13 +247,31 @@ impl EncodedQueue {
     }
 }
 
+/// The sources of the last `records` tags.
+fn live_sources(tags: &[u8], records: usize) -> SourceCounts {
+    let mut c = SourceCounts::default();
+    for t in &tags[tags.len().saturating_sub(records)..] {
+        c.add(Source(*t), 1);
+    }
+    c
+}
+
 impl Chunks {
-    fn drop_oldest(&mut self) {
-        let Some(c) = self.chunks.front_mut() else {
-            return;
+    /// Drop the oldest record; returns its source.
+    fn drop_oldest(&mut self) -> Source {
+        let Some(f) = self.chunks.front_mut() else {
+            return Source::AGENT;
         };
+        let c = &mut f.chunk;
+        let from = f
+            .tags
+            .len()
+            .checked_sub(c.records)
+            .and_then(|i| f.tags.get(i))
+            .map_or(Source::AGENT, |t| Source(*t));
         // Every record was written whole by push_with, so the front one
-        // parses; a chunk that does not is dropped whole rather than kept.
+        // parses; a chunk that does not is dropped whole rather than kept
+        // (counted as one: it cannot happen, see above).
         match field_len(&c.buf[c.start..]) {
             Some(n) if c.records > 1 => {
                 c.start += n;
@@ -223,14 +279,18 @@ impl Chunks {
                 self.len -= 1;
             }
             _ => {
-                if let Some(c) = self.chunks.pop_front() {
-                    self.len -= c.records;
+                if let Some(f) = self.chunks.pop_front() {
+                    self.len -= f.chunk.records;
                     if self.free.len() < SPARE_BUFFERS {
-                        self.free.push(c.buf);
+                        self.free.push(f.chunk.buf);
+                    }
+                    if self.free_tags.len() < SPARE_BUFFERS {
+                        self.free_tags.push(f.tags);
                     }
                 }
             }
         }
+        from
     }
 }
 
@@ -266,10 +326,15 @@ mod tests {
         let q = EncodedQueue::new(5, 2, 3, t.clone(), Signal::Logs);
         for i in 0..8u8 {
             // Some records need a two-byte length.
-            q.push(&rec(i, 100 + usize::from(i) * 10));
+            q.push(Source(1 + i % 2), &rec(i, 100 + usize::from(i) * 10));
         }
         assert_eq!(q.len(), 5);
         assert_eq!(t.signal(Signal::Logs).dropped(DropReason::QueueFull), 3);
+        // Records 0 and 2 came from source 1, record 1 from source 2.
+        let st = t.signal(Signal::Logs);
+        assert_eq!(st.dropped_from(DropReason::QueueFull, Source(1)), 2);
+        assert_eq!(st.dropped_from(DropReason::QueueFull, Source(2)), 1);
+        assert_eq!(q.sources().0[1..3], [2, 3]);
         let mut seen = Vec::new();
         while let Some(c) = q.take() {
             let mut b = &c.buf[c.start..];
@@ -281,6 +346,7 @@ mod tests {
                 n += 1;
             }
             assert_eq!(n, c.records);
+            assert_eq!(c.sources.total(), n as u64);
             q.recycle(c.buf);
         }
         assert_eq!(seen, vec![3, 4, 5, 6, 7]);

@@ -3,7 +3,7 @@
 
 use super::{kv_str, names, names::MetricDef};
 use crate::telemetry::{
-    DropReason, HistogramSnapshot, ReloadResult, ReloadSource, Signal, Telemetry,
+    DropReason, HistogramSnapshot, ReloadResult, ReloadSource, Signal, Source, Telemetry,
 };
 use opentelemetry_proto::tonic::{
     common::v1::KeyValue,
@@ -172,14 +172,23 @@ pub fn self_telemetry(t: &Telemetry, now: u64) -> Vec<Metric> {
         sent.push((sig(), st.sent.load(Relaxed)));
         failures.push((sig(), st.failures.load(Relaxed)));
         queue.push((sig(), st.queue_len.load(Relaxed)));
-        for r in DropReason::ALL {
-            dropped.push((
-                vec![
-                    kv_str(TAPIO_SIGNAL, s.name()),
-                    kv_str(TAPIO_REASON, r.name()),
-                ],
-                st.dropped(r),
-            ));
+        // Per probe that queued records on this signal, then the agent's
+        // own records (no tapio.probe) last.
+        let sources = t.sources();
+        let order = sources
+            .iter()
+            .filter(|(src, _)| *src != Source::AGENT && st.is_used(*src))
+            .map(|(src, n)| (*src, Some(*n)))
+            .chain([(Source::AGENT, None)]);
+        for (src, probe) in order {
+            for r in DropReason::ALL {
+                let mut attrs = vec![kv_str(TAPIO_SIGNAL, s.name())];
+                if let Some(p) = probe {
+                    attrs.push(kv_str(TAPIO_PROBE, p));
+                }
+                attrs.push(kv_str(TAPIO_REASON, r.name()));
+                dropped.push((attrs, st.dropped_from(r, src)));
+            }
         }
     }
     vec![

@@ -306,8 +306,8 @@ pub const EXPORT_DROPPED: MetricDef = MetricDef {
     name: "tapio.export.dropped",
     unit: "{record}",
     instrument: Instrument::Counter,
-    description: "Records dropped on the way out: queue_full (oldest dropped), retry_exhausted, rejected (permanent error), shutdown (not flushed in time).",
-    attributes: &[attr::TAPIO_SIGNAL, attr::TAPIO_REASON],
+    description: "Records dropped on the way out, by the probe that produced them (none: Tapio's own logs and metrics): queue_full (oldest dropped), retry_exhausted, rejected (permanent error; a partial rejection is split over the batch's probes in proportion), shutdown (not flushed in time).",
+    attributes: &[attr::TAPIO_SIGNAL, attr::TAPIO_PROBE, attr::TAPIO_REASON],
 };
 
 pub const EXPORT_FAILURES: MetricDef = MetricDef {
