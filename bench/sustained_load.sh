@@ -159,6 +159,11 @@ Y
 	local c0 c1 c2 b0 b1 t0 t1 t2
 	read -r b0 _ < <(prog_total tapio_)
 	grep VmRSS "/proc/$tp/status" | awk '{print $2}' >"$work/$label.rss0"
+	# The start's peak (programs loading, the kernel's BTF parsed: freed
+	# once loaded) is not the steady state: keep it, then reset VmHWM so
+	# the peak below is the load's.
+	grep VmHWM "/proc/$tp/status" | awk '{print $2}' >"$work/$label.hwm0"
+	echo 5 >"/proc/$tp/clear_refs"
 	local r0 r1 k0 k1 load
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	r0=$(cpu_ticks $rp)
@@ -170,6 +175,8 @@ Y
 		>"$work/$label.gen.json"
 	c1=$(cpu_ticks $tp)
 	t1=$(date +%s.%N)
+	# Where Tapio's memory is at the end of the load (README, "Memory").
+	cp "/proc/$tp/smaps" "$work/$label.smaps" 2>/dev/null || true
 	r1=$(cpu_ticks $rp)
 	k1=$(cpu_ticks $cp)
 	read -r b1 _ < <(prog_total tapio_)
@@ -295,6 +302,7 @@ print(json.dumps(dict(
     loadavg=loadavg,
     hwm_kib=int(open(f"{work}/{label}.hwm").read().strip() or 0),
     rss0_kib=int(open(f"{work}/{label}.rss0").read().strip() or 0),
+    hwm0_kib=int(open(f"{work}/{label}.hwm0").read().strip() or 0),
     gen=g)))
 PY
 }
@@ -331,7 +339,7 @@ print("records are what the receiver should get; lost = tapio.events.lost in rec
 print("dropped = tapio.export.dropped of the kind's probe (tapio.probe); gap = expected - received - lost - dropped.")
 print("The probes see the whole machine, so lost and dropped include the background's records (other processes'):")
 print("'of which background' estimates that share from what of the background arrived; exact when nothing is lost.\n")
-print("| run | load avg | achieved events/s (exec / connect / dns) | records expected | received | counted lost | export dropped | of which background (est.) | gap | not received % | Tapio CPU % | CPU µs/event | BPF ns/event | RSS before / peak MiB |")
+print("| run | load avg | achieved events/s (exec / connect / dns) | records expected | received | counted lost | export dropped | of which background (est.) | gap | not received % | Tapio CPU % | CPU µs/event | BPF ns/event | RSS idle / peak under load MiB |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     k = r["kinds"]
@@ -347,7 +355,7 @@ print("\ngoals: 0 lost at 100k events/s for 60 s; < 1 % lost at a 1M burst; peak
 print("(CPU % is of one core during the load; CPU µs/event covers load and drain; BPF time runs in the traced tasks;")
 print("load avg: the 1-minute load average before the run, on a 2-core machine other agents share)\n")
 for r in rows:
-    print(f'{r["label"]}: load {r["load_secs"]:.1f} s, drain {r["drain_secs"]:.1f} s; Tapio RSS before the load {r["rss0_kib"] / 1024:.1f} MiB, peak {r["hwm_kib"] / 1024:.1f} MiB; '
+    print(f'{r["label"]}: load {r["load_secs"]:.1f} s, drain {r["drain_secs"]:.1f} s; Tapio RSS before the load {r["rss0_kib"] / 1024:.1f} MiB (peak while starting {r["hwm0_kib"] / 1024:.1f}), peak during load and drain {r["hwm_kib"] / 1024:.1f} MiB; '
           f'during the load rotel used {r["rotel_cpu_pct"]:.0f} % and the receiver {r["receiver_cpu_pct"]:.0f} % of a core; load average before it {r["loadavg"]}')
     for name, k in r["kinds"].items():
         lost = ", ".join(f"{a} {b}" for a, b in sorted(k["lost"].items())) or "none"

@@ -732,6 +732,64 @@ mod tests {
         rt.block_on(ex.shutdown(Duration::from_millis(10)));
     }
 
+    /// With two probes on one signal, a full queue's drops are exported
+    /// under the probe whose records they were (`tapio.probe`), and the
+    /// agent's own series keeps no probe: produced = sent + dropped holds
+    /// per probe.
+    #[test]
+    fn queue_drops_are_exported_per_probe() {
+        let t = Telemetry::new(0);
+        let (e, batches) = Emitter::standalone(&resource(), 4, 2, t.clone());
+        let process = e.clone().with_source(t.source("process"));
+        let network = e.clone().with_source(t.source("network"));
+        let rec = |n: &str| LogRecord {
+            event_name: n.into(),
+            ..Default::default()
+        };
+        // 3 process records, then 3 network ones: the queue of 4 drops
+        // the 2 oldest, both the process probe's.
+        for _ in 0..3 {
+            process.log(rec("p"));
+        }
+        for _ in 0..3 {
+            network.log(rec("n"));
+        }
+        assert_eq!(batches.len(Signal::Logs), 4);
+        let ms = otel::metrics::self_telemetry(&t, 1);
+        let dropped = ms
+            .iter()
+            .find(|m| m.name == otel::names::EXPORT_DROPPED.name)
+            .expect("tapio.export.dropped");
+        let Some(Data::Sum(sum)) = &dropped.data else {
+            panic!("not a sum")
+        };
+        let value = |probe: Option<&str>| -> i64 {
+            sum.data_points
+                .iter()
+                .filter(|d| {
+                    let a = |k: &str| {
+                        d.attributes.iter().find(|x| x.key == k).and_then(|x| {
+                            match x.value.as_ref()?.value.as_ref()? {
+                                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => Some(s.clone()),
+                                _ => None,
+                            }
+                        })
+                    };
+                    a("tapio.signal").as_deref() == Some("logs")
+                        && a("tapio.reason").as_deref() == Some("queue_full")
+                        && a("tapio.probe").as_deref() == probe
+                })
+                .map(|d| match d.value {
+                    Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(i)) => i,
+                    _ => panic!("not an int"),
+                })
+                .sum()
+        };
+        assert_eq!(value(Some("process")), 2);
+        assert_eq!(value(Some("network")), 0);
+        assert_eq!(value(None), 0);
+    }
+
     use crate::otel::{kv_str, wire::Severity};
     use opentelemetry_proto::tonic::collector::{
         logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest,
