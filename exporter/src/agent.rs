@@ -539,7 +539,6 @@ pub async fn run(
     // The kernel's BTF (parsed: ~9 MiB) is only needed to load programs,
     // and loading left ~17 MiB of freed heap that glibc keeps: give both
     // back before the steady state (README, "Memory").
-    drop(ctx);
     drop(btf);
     release_free_memory();
     if running.is_empty() {
