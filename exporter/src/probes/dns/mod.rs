@@ -199,8 +199,10 @@ pub struct Pending {
     pub sent_boot_ns: u64,
     pub name: String,
     pub qtype: u16,
-    /// The probe's kernel losses (all reasons, summed) as last read before
-    /// the query was handled.
+    /// The probe's kernel losses (all reasons, summed) as read at the
+    /// start of the wake before the one that handled the query: the query
+    /// was written to the ring buffer after that read (else that wake
+    /// would have drained it), so no loss after its send is missed.
     pub lost_at_send: u64,
 }
 
@@ -284,8 +286,10 @@ pub struct Handler {
     /// out, 17: events lost) and transport: found in the shared map once,
     /// not per lookup.
     local_histograms: [[Option<Arc<Histogram>>; 2]; 18],
-    /// The probe's kernel losses as read at the last wake.
+    /// The probe's kernel losses as read at the start of this wake and of
+    /// the one before.
     kernel_lost: u64,
+    kernel_lost_before: u64,
 }
 
 impl Handler {
@@ -309,6 +313,7 @@ impl Handler {
             spare_names: Vec::new(),
             local_histograms: Default::default(),
             kernel_lost: 0,
+            kernel_lost_before: 0,
         }
     }
 
@@ -354,7 +359,7 @@ impl Handler {
             sent_boot_ns: p.hdr.ts_ns,
             name,
             qtype: q.qtype,
-            lost_at_send: self.kernel_lost,
+            lost_at_send: self.kernel_lost_before,
         };
         if let Some((_, evicted)) = self.pending.insert(key, pending) {
             self.stats.lose("pending_evicted", 1);
@@ -451,6 +456,7 @@ impl Handler {
 impl crate::reader::RecordHandler for Handler {
     fn on_wake(&mut self) {
         self.clock = crate::clock::WallClock::sample();
+        self.kernel_lost_before = self.kernel_lost;
         self.kernel_lost = self.read_kernel_lost();
         self.expire();
     }
@@ -580,8 +586,8 @@ mod tests {
     }
 
     /// A query whose response the kernel may have dropped (its loss
-    /// counters rose after the query) ends as `events_lost`, not as a
-    /// timeout; one sent after the loss times out as before. The loss
+    /// counters rose after the query was sent) ends as `events_lost`, not
+    /// as a timeout; one sent after the loss times out as before. The loss
     /// counts come through the reader the agent installs on the probe's
     /// stats (here fed from a number instead of the per-CPU map).
     #[test]
@@ -601,28 +607,38 @@ mod tests {
             ..Default::default()
         };
         let mut h = Handler::new(emitter, stats, config, DnsHistograms::default());
-        h.on_wake();
+        let query = |id, name| packet(false, &build::query(id, name, 1), 1);
         // Losses before the query do not count against it.
-        h.handle(&packet(false, &build::query(1, "lost.tapio.test", 1), 1));
+        h.on_wake();
+        h.on_wake();
+        h.handle(&query(1, "lost.tapio.test"));
         ringbuf_full.store(7, Relaxed);
         h.on_wake();
-        h.handle(&packet(false, &build::query(2, "slow.tapio.test", 1), 2));
+        // A query sent after the loss, with nothing lost since: a timeout.
+        h.on_wake();
+        h.handle(&query(2, "slow.tapio.test"));
+        h.on_wake();
+        // The common case of a full ring buffer: the query still waits in
+        // it when its response is dropped, so the wake that reads it has
+        // already read the higher count; the loss still counts against it.
+        ringbuf_full.store(9, Relaxed);
+        h.on_wake();
+        h.handle(&query(3, "full.tapio.test"));
         h.on_wake();
         assert_eq!(h.pending.len(), 0);
         let hs = h.histograms.lock().unwrap();
         let count = |e| hs.get(&(e, Transport::Udp)).map(|h| h.snapshot().count());
-        assert_eq!(count(End::EventsLost), Some(1));
+        assert_eq!(count(End::EventsLost), Some(2));
         assert_eq!(count(End::Timeout), Some(1));
         drop(hs);
         let (payload, n) = batches.take(Signal::Traces).unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(n, 3);
         let crate::export::sink::Payload::Encoded(e) = payload else {
             panic!("not encoded")
         };
         let crate::export::sink::Payload::Traces(req) = e.decode().unwrap() else {
             panic!("not traces")
         };
-        let spans = &req.resource_spans[0].scope_spans[0].spans;
         let attr = |s: &opentelemetry_proto::tonic::trace::v1::Span, k: &str| {
             s.attributes.iter().find(|a| a.key == k).and_then(|a| {
                 match a.value.as_ref()?.value.as_ref()? {
@@ -633,22 +649,24 @@ mod tests {
                 }
             })
         };
-        let by_name: Vec<(Option<String>, Option<String>, String)> = spans
+        let got: Vec<(String, String, bool)> = req.resource_spans[0].scope_spans[0]
+            .spans
             .iter()
             .map(|s| {
-                let st = s.status.clone().unwrap_or_default();
+                let msg = s.status.clone().unwrap_or_default().message;
                 (
-                    attr(s, "dns.question.name"),
-                    attr(s, "error.type"),
-                    st.message,
+                    attr(s, "dns.question.name").unwrap_or_default(),
+                    attr(s, "error.type").unwrap_or_default(),
+                    msg.contains("lost 2 kernel events"),
                 )
             })
             .collect();
-        assert_eq!(by_name[0].0.as_deref(), Some("lost.tapio.test"));
-        assert_eq!(by_name[0].1.as_deref(), Some("events_lost"));
-        assert!(by_name[0].2.contains("lost 2 kernel events"), "{by_name:?}");
-        assert_eq!(by_name[1].0.as_deref(), Some("slow.tapio.test"));
-        assert_eq!(by_name[1].1.as_deref(), Some("timeout"));
+        let want = [
+            ("lost.tapio.test", "events_lost", true),
+            ("slow.tapio.test", "timeout", false),
+            ("full.tapio.test", "events_lost", true),
+        ];
+        assert_eq!(got, want.map(|(n, e, m)| (n.to_string(), e.to_string(), m)),);
     }
 
     #[test]
