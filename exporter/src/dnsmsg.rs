@@ -49,6 +49,9 @@ pub struct Answer {
     pub ttl: u32,
     /// Presentation form of the data (address, target name, …).
     pub data: String,
+    /// `data` is an IPv4 or IPv6 address (an A or AAAA record of the
+    /// right length): what semconv's `dns.answers` lists.
+    pub is_address: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,22 +161,25 @@ fn append_name(msg: &[u8], mut off: usize, name: &mut String) -> Result<usize, P
     }
 }
 
-/// Presentation form of an answer's data, into `out` (cleared first).
-fn rdata_into(msg: &[u8], rtype: u16, start: usize, len: usize, out: &mut String) {
+/// Presentation form of an answer's data, into `out` (cleared first);
+/// true when it is an address.
+fn rdata_into(msg: &[u8], rtype: u16, start: usize, len: usize, out: &mut String) -> bool {
     out.clear();
     let Some(d) = msg.get(start..start + len) else {
-        return;
+        return false;
     };
     match (rtype, len) {
         (1, 4) => {
             let mut t = [0; 15];
             let n = crate::otel::wire::ipv4_text([d[0], d[1], d[2], d[3]], &mut t);
             out.push_str(std::str::from_utf8(&t[..n]).unwrap_or_default());
+            return true;
         }
         (28, 16) => {
             let mut a = [0u8; 16];
             a.copy_from_slice(d);
             let _ = write!(out, "{}", Ipv6Addr::from(a));
+            return true;
         }
         (5 | 2 | 12, _) => {
             if read_name_into(msg, start, out).is_err() {
@@ -205,6 +211,7 @@ fn rdata_into(msg: &[u8], rtype: u16, start: usize, len: usize, out: &mut String
             let _ = write!(out, "{} ({len} bytes)", TypeName(rtype));
         }
     }
+    false
 }
 
 /// The `i`th element of `v`, added when `v` is that short: parsing into a
@@ -286,7 +293,7 @@ pub fn parse_into(msg: &[u8], max_answers: usize, m: &mut Message) -> Result<(),
             }
             a.rtype = rtype;
             a.ttl = ttl;
-            rdata_into(msg, rtype, start, len, &mut a.data);
+            a.is_address = rdata_into(msg, rtype, start, len, &mut a.data);
             na += 1;
             off = start + len;
         }
@@ -472,7 +479,37 @@ mod tests {
         assert_eq!(r.answers[0].data, "www.tapio.test");
         assert_eq!(r.answers[1].name, "www.tapio.test");
         assert_eq!(r.answers[1].data, "198.18.0.10");
+        assert!(!r.answers[0].is_address && r.answers[1].is_address);
         assert!(!r.answers_cut);
+    }
+
+    #[test]
+    fn only_a_and_aaaa_records_of_the_right_length_are_addresses() {
+        let mut m = header(3, 0x8180, 1, 3);
+        m.extend(name("a.test"));
+        m.extend_from_slice(&[0, 28, 0, 1]);
+        // AAAA 2001:db8::10
+        m.extend_from_slice(&[0xC0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16]);
+        m.extend_from_slice(&[
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ]);
+        // An A record with 5 bytes of data, and a TXT: not addresses.
+        m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 5, 1, 2, 3, 4, 5]);
+        m.extend_from_slice(&[0xC0, 12, 0, 16, 0, 1, 0, 0, 0, 60, 0, 3, 2, b'h', b'i']);
+        let r = parse(&m, 16).unwrap();
+        let got: Vec<(&str, bool)> = r
+            .answers
+            .iter()
+            .map(|a| (a.data.as_str(), a.is_address))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("2001:db8::10", true),
+                ("A (5 bytes)", false),
+                ("hi", false)
+            ]
+        );
     }
 
     #[test]

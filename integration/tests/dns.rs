@@ -21,10 +21,12 @@ fn wait_span(rx: &Receiver, what: &str, pred: impl Fn(&Span) -> bool) -> Span {
     rx.wait_for_span(what, WAIT, |s| s.name == "dns.query" && pred(s))
 }
 
-fn answers(s: &Span) -> Vec<String> {
+/// The string array attribute `key` (`dns.answers`: the addresses;
+/// `tapio.dns.answers`: every record as `name TYPE data`).
+fn strings(s: &Span, key: &str) -> Vec<String> {
     s.attributes
         .iter()
-        .find(|a| a.key == "dns.answers")
+        .find(|a| a.key == key)
         .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
             Value::ArrayValue(arr) => Some(
                 arr.values
@@ -122,14 +124,15 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
         Some("dig")
     );
     assert_eq!(s.kind, 3);
-    let ans = answers(&s);
-    assert!(
-        ans.contains(&"alias.tapio.test CNAME www.tapio.test".to_string()),
-        "{ans:?}"
-    );
-    assert!(
-        ans.contains(&"www.tapio.test A 198.18.0.10".to_string()),
-        "{ans:?}"
+    // The CNAME chain: semconv's dns.answers holds the address only,
+    // tapio.dns.answers every record.
+    assert_eq!(strings(&s, "dns.answers"), ["198.18.0.10"]);
+    assert_eq!(
+        strings(&s, "tapio.dns.answers"),
+        [
+            "alias.tapio.test CNAME www.tapio.test",
+            "www.tapio.test A 198.18.0.10"
+        ]
     );
     let took_ms = (s.end_time_unix_nano - s.start_time_unix_nano) as f64 / 1e6;
     if let Some(ms) = ms {
@@ -155,7 +158,26 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
         str_attr(&s.attributes, "server.address").as_deref(),
         Some("2001:db8::2")
     );
-    assert!(answers(&s).contains(&"www.tapio.test AAAA 2001:db8::10".to_string()));
+    assert_eq!(strings(&s, "dns.answers"), ["2001:db8::10"]);
+    assert_eq!(
+        strings(&s, "tapio.dns.answers"),
+        ["www.tapio.test AAAA 2001:db8::10"]
+    );
+
+    // A CNAME chain to an AAAA record.
+    let (pid, out, _) = dig(&pair, &["@198.18.0.2", "alias.tapio.test", "AAAA"]);
+    assert!(out.contains("2001:db8::10"), "{out}");
+    let s = wait_span(&rx, "alias AAAA", |s| {
+        int_attr(&s.attributes, "process.pid") == Some(pid)
+    });
+    assert_eq!(strings(&s, "dns.answers"), ["2001:db8::10"]);
+    assert_eq!(
+        strings(&s, "tapio.dns.answers"),
+        [
+            "alias.tapio.test CNAME www.tapio.test",
+            "www.tapio.test AAAA 2001:db8::10"
+        ]
+    );
 
     // NXDOMAIN is an answer: error.type says so, the status is not ERROR.
     let (pid, out, _) = dig(&pair, &["@198.18.0.2", "nope.tapio.test", "A"]);
@@ -201,10 +223,11 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
             str_attr(&s.attributes, "tapio.dns.response.code").as_deref(),
             Some("NOERROR")
         );
+        assert_eq!(strings(&s, "dns.answers"), ["198.18.0.10"]);
         assert!(
-            answers(&s).contains(&"www.tapio.test A 198.18.0.10".to_string()),
+            strings(&s, "tapio.dns.answers").contains(&"www.tapio.test A 198.18.0.10".to_string()),
             "{:?}",
-            answers(&s)
+            strings(&s, "tapio.dns.answers")
         );
     }
 

@@ -824,7 +824,8 @@ pub struct DnsProbe {
     /// Lookups at least this slow are always exported as spans.
     #[serde(with = "humantime_serde")]
     pub slow_threshold: Duration,
-    /// Most answers put on a span (`dns.answers`).
+    /// Most answer records put on a span (`tapio.dns.answers`, and the
+    /// addresses among them in `dns.answers`).
     pub max_answers: usize,
 }
 

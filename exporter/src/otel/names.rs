@@ -71,6 +71,9 @@ pub mod attr {
     pub const DNS_RESPONSE_CODE: &str = "tapio.dns.response.code";
     /// DNS transaction id.
     pub const TAPIO_DNS_ID: &str = "tapio.dns.id";
+    /// Every answer record as `name TYPE data` (`dns.answers` holds only
+    /// the addresses).
+    pub const TAPIO_DNS_ANSWERS: &str = "tapio.dns.answers";
     /// The answer section was longer than captured or configured.
     pub const TAPIO_DNS_ANSWERS_CUT: &str = "tapio.dns.answers_cut";
     // semconv container / k8s

@@ -101,6 +101,30 @@ pub fn dns_query(l: &Lookup, max_answers: usize, clock: &WallClock, ids: &mut Id
     attributes.push(kv_int(attr::TAPIO_DNS_ID, i64::from(l.key.id)));
     if let Some(m) = &l.response {
         attributes.push(kv_str(attr::DNS_RESPONSE_CODE, dnsmsg::rcode_name(m.rcode)));
+        let strings = |v: Vec<String>| KeyValue {
+            value: Some(AnyValue {
+                value: Some(Value::ArrayValue(ArrayValue {
+                    values: v
+                        .into_iter()
+                        .map(|s| AnyValue {
+                            value: Some(Value::StringValue(s)),
+                        })
+                        .collect(),
+                })),
+            }),
+            ..Default::default()
+        };
+        let addresses = m
+            .answers
+            .iter()
+            .take(max_answers)
+            .filter(|a| a.is_address)
+            .map(|a| a.data.clone())
+            .collect();
+        attributes.push(KeyValue {
+            key: attr::DNS_ANSWERS.to_string(),
+            ..strings(addresses)
+        });
         let answers: Vec<AnyValue> = m
             .answers
             .iter()
@@ -115,7 +139,7 @@ pub fn dns_query(l: &Lookup, max_answers: usize, clock: &WallClock, ids: &mut Id
             })
             .collect();
         attributes.push(KeyValue {
-            key: attr::DNS_ANSWERS.to_string(),
+            key: attr::TAPIO_DNS_ANSWERS.to_string(),
             value: Some(AnyValue {
                 value: Some(Value::ArrayValue(ArrayValue { values: answers })),
             }),

@@ -3,7 +3,9 @@
 //! parsed here (`dnsmsg`), queries are matched with responses by tuple +
 //! transport + transaction id, and `otlp` writes each lookup as a
 //! `dns.query` span; each is also a point in `dns.lookup.duration`.
-//! Queries unanswered within the timeout end as error spans.
+//! Queries unanswered within the timeout end as error spans: `timeout`
+//! when the probe's kernel side lost nothing meanwhile, `events_lost` when
+//! it did (the response may be among the lost packets).
 
 pub mod decode;
 #[cfg(any(test, feature = "legacy-mapper"))]
@@ -197,23 +199,56 @@ pub struct Pending {
     pub sent_boot_ns: u64,
     pub name: String,
     pub qtype: u16,
+    /// The probe's kernel losses (all reasons, summed) as read at the
+    /// start of the wake before the one that handled the query: the query
+    /// was written to the ring buffer after that read (else that wake
+    /// would have drained it), so no loss after its send is missed.
+    pub lost_at_send: u64,
 }
+
+/// How a lookup ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum End {
+    /// The response came, with this rcode.
+    Answered(u8),
+    /// No response within the timeout, and the probe's kernel side lost no
+    /// event meanwhile: the server did not answer.
+    Timeout,
+    /// No response seen within the timeout, but the kernel side lost
+    /// events (a full ring buffer) meanwhile: the response may be one of
+    /// them, so this is not counted as a timeout.
+    EventsLost,
+}
+
+/// `error.type` of a lookup whose response may have been lost.
+pub const ERROR_EVENTS_LOST: &str = "events_lost";
+/// `error.type` of a lookup the server did not answer.
+pub const ERROR_TIMEOUT: &str = "timeout";
 
 /// A finished lookup, ready to become a span.
 #[derive(Debug, Clone)]
 pub struct Lookup<'a> {
     pub key: Key,
     pub query: Pending,
-    /// None: timed out.
+    /// None: no response seen.
     pub response: Option<&'a dnsmsg::Message>,
     pub end_boot_ns: u64,
+    /// Kernel losses between the query and the end (0 when answered).
+    pub lost_since_sent: u64,
 }
 
 impl Lookup<'_> {
-    /// The rcode, when it is not NOERROR; `None` with `timed_out` for no
-    /// response.
+    /// The rcode, `None` for no response.
     pub fn rcode(&self) -> Option<u8> {
         self.response.map(|m| m.rcode)
+    }
+
+    pub fn end(&self) -> End {
+        match self.response {
+            Some(m) => End::Answered(m.rcode),
+            None if self.lost_since_sent > 0 => End::EventsLost,
+            None => End::Timeout,
+        }
     }
 
     /// Failures worth an ERROR status: no answer, or the server failed.
@@ -226,10 +261,9 @@ impl Lookup<'_> {
     }
 }
 
-/// Histograms by (`dns.response.code` or `error.type`, transport).
-/// Keyed by (rcode, transport); rcode `None` is a timeout. Names are made
-/// at export, not per lookup.
-pub type DnsHistograms = Arc<Mutex<HashMap<(Option<u8>, Transport), Arc<Histogram>>>>;
+/// Histograms by (`dns.response.code` or `error.type`, transport), keyed
+/// by how the lookup ended; names are made at export, not per lookup.
+pub type DnsHistograms = Arc<Mutex<HashMap<(End, Transport), Arc<Histogram>>>>;
 
 /// Spare question-name strings kept for reuse.
 const SPARE_NAMES: usize = 64;
@@ -249,8 +283,13 @@ pub struct Handler {
     messages: [dnsmsg::Message; 2],
     spare_names: Vec<String>,
     /// The histograms this handler has recorded into, by rcode (16: timed
-    /// out) and transport: found in the shared map once, not per lookup.
-    local_histograms: [[Option<Arc<Histogram>>; 2]; 17],
+    /// out, 17: events lost) and transport: found in the shared map once,
+    /// not per lookup.
+    local_histograms: [[Option<Arc<Histogram>>; 2]; 18],
+    /// The probe's kernel losses as read at the start of this wake and of
+    /// the one before.
+    kernel_lost: u64,
+    kernel_lost_before: u64,
 }
 
 impl Handler {
@@ -273,7 +312,21 @@ impl Handler {
             messages: Default::default(),
             spare_names: Vec::new(),
             local_histograms: Default::default(),
+            kernel_lost: 0,
+            kernel_lost_before: 0,
         }
+    }
+
+    /// The probe's kernel losses, every reason summed (a full ring buffer
+    /// is the one that drops responses; read once per wake, not per
+    /// record).
+    fn read_kernel_lost(&self) -> u64 {
+        self.stats
+            .lost()
+            .iter()
+            .filter(|(r, _)| crate::telemetry::KERNEL_LOST_REASONS.contains(r))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     fn recycle(&mut self, p: Pending) {
@@ -306,6 +359,7 @@ impl Handler {
             sent_boot_ns: p.hdr.ts_ns,
             name,
             qtype: q.qtype,
+            lost_at_send: self.kernel_lost_before,
         };
         if let Some((_, evicted)) = self.pending.insert(key, pending) {
             self.stats.lose("pending_evicted", 1);
@@ -329,18 +383,24 @@ impl Handler {
             query,
             response: Some(msg),
             end_boot_ns: p.hdr.ts_ns,
+            lost_since_sent: 0,
         });
     }
 
     fn finish(&mut self, l: Lookup<'_>) {
         let dur = l.end_boot_ns.saturating_sub(l.query.sent_boot_ns);
         let rcode = l.rcode();
-        // An rcode is 4 bits.
-        let row = rcode.map_or(16, |r| usize::from(r & 0xF));
+        let end = l.end();
+        let row = match end {
+            // An rcode is 4 bits.
+            End::Answered(r) => usize::from(r & 0xF),
+            End::Timeout => 16,
+            End::EventsLost => 17,
+        };
         let col = usize::from(l.key.transport == Transport::Tcp);
         let h = self.local_histograms[row][col].get_or_insert_with(|| {
             let mut hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-            hs.entry((rcode, l.key.transport)).or_default().clone()
+            hs.entry((end, l.key.transport)).or_default().clone()
         });
         h.record_ns(dur);
         let always = rcode != Some(0) || dur >= self.config.slow_threshold.as_nanos() as u64;
@@ -366,11 +426,13 @@ impl Handler {
             .pop_oldest_if(|sent| now.saturating_sub(sent) >= timeout)
         {
             let end = query.sent_boot_ns + timeout;
+            let lost_since_sent = self.kernel_lost.saturating_sub(query.lost_at_send);
             self.finish(Lookup {
                 key,
                 query,
                 response: None,
                 end_boot_ns: end,
+                lost_since_sent,
             });
         }
     }
@@ -394,6 +456,8 @@ impl Handler {
 impl crate::reader::RecordHandler for Handler {
     fn on_wake(&mut self) {
         self.clock = crate::clock::WallClock::sample();
+        self.kernel_lost_before = self.kernel_lost;
+        self.kernel_lost = self.read_kernel_lost();
         self.expire();
     }
 
@@ -434,11 +498,14 @@ pub fn histogram_producer(h: DnsHistograms, start_unix_ns: u64) -> crate::export
         }
         let points = hs
             .iter()
-            .map(|((rcode, transport), hist)| {
+            .map(|((end, transport), hist)| {
                 let mut attrs = vec![kv_str(names::attr::NETWORK_TRANSPORT, transport.name())];
-                match rcode {
-                    None => attrs.push(kv_str(names::attr::ERROR_TYPE, "timeout")),
-                    Some(r) => attrs.push(kv_str(
+                match end {
+                    End::Timeout => attrs.push(kv_str(names::attr::ERROR_TYPE, ERROR_TIMEOUT)),
+                    End::EventsLost => {
+                        attrs.push(kv_str(names::attr::ERROR_TYPE, ERROR_EVENTS_LOST))
+                    }
+                    End::Answered(r) => attrs.push(kv_str(
                         names::attr::DNS_RESPONSE_CODE,
                         dnsmsg::rcode_name(*r),
                     )),
@@ -504,7 +571,7 @@ mod tests {
         ));
         assert_eq!(h.pending.len(), 0);
         let hs = h.histograms.lock().unwrap();
-        let hist = hs.get(&(Some(0), Transport::Udp)).unwrap();
+        let hist = hs.get(&(End::Answered(0), Transport::Udp)).unwrap();
         assert_eq!(hist.snapshot().count(), 1);
         assert_eq!(hist.snapshot().sum_ns, 3_000_000);
         drop(hs);
@@ -518,6 +585,90 @@ mod tests {
         assert!(h.stats.lost().contains(&("parse_error", 1)));
     }
 
+    /// A query whose response the kernel may have dropped (its loss
+    /// counters rose after the query was sent) ends as `events_lost`, not
+    /// as a timeout; one sent after the loss times out as before. The loss
+    /// counts come through the reader the agent installs on the probe's
+    /// stats (here fed from a number instead of the per-CPU map).
+    #[test]
+    fn expired_queries_are_events_lost_when_the_kernel_lost_events_meanwhile() {
+        use crate::reader::RecordHandler;
+        use crate::telemetry::Signal;
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        let t = Telemetry::new(0);
+        let stats = t.probe(NAME);
+        let ringbuf_full = Arc::new(AtomicU64::new(5));
+        let rf = ringbuf_full.clone();
+        stats.set_kernel_lost_reader(Box::new(move || Some(vec![rf.load(Relaxed), 0, 0])));
+        let resource = crate::otel::resource::build(&[]);
+        let (emitter, batches) = crate::export::Emitter::standalone(&resource, 64, 64, t.clone());
+        let config = crate::config::DnsProbe {
+            timeout: Duration::from_millis(1),
+            ..Default::default()
+        };
+        let mut h = Handler::new(emitter, stats, config, DnsHistograms::default());
+        let query = |id, name| packet(false, &build::query(id, name, 1), 1);
+        // Losses before the query do not count against it.
+        h.on_wake();
+        h.on_wake();
+        h.handle(&query(1, "lost.tapio.test"));
+        ringbuf_full.store(7, Relaxed);
+        h.on_wake();
+        // A query sent after the loss, with nothing lost since: a timeout.
+        h.on_wake();
+        h.handle(&query(2, "slow.tapio.test"));
+        h.on_wake();
+        // The common case of a full ring buffer: the query still waits in
+        // it when its response is dropped, so the wake that reads it has
+        // already read the higher count; the loss still counts against it.
+        ringbuf_full.store(9, Relaxed);
+        h.on_wake();
+        h.handle(&query(3, "full.tapio.test"));
+        h.on_wake();
+        assert_eq!(h.pending.len(), 0);
+        let hs = h.histograms.lock().unwrap();
+        let count = |e| hs.get(&(e, Transport::Udp)).map(|h| h.snapshot().count());
+        assert_eq!(count(End::EventsLost), Some(2));
+        assert_eq!(count(End::Timeout), Some(1));
+        drop(hs);
+        let (payload, n) = batches.take(Signal::Traces).unwrap();
+        assert_eq!(n, 3);
+        let crate::export::sink::Payload::Encoded(e) = payload else {
+            panic!("not encoded")
+        };
+        let crate::export::sink::Payload::Traces(req) = e.decode().unwrap() else {
+            panic!("not traces")
+        };
+        let attr = |s: &opentelemetry_proto::tonic::trace::v1::Span, k: &str| {
+            s.attributes.iter().find(|a| a.key == k).and_then(|a| {
+                match a.value.as_ref()?.value.as_ref()? {
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(v) => {
+                        Some(v.clone())
+                    }
+                    _ => None,
+                }
+            })
+        };
+        let got: Vec<(String, String, bool)> = req.resource_spans[0].scope_spans[0]
+            .spans
+            .iter()
+            .map(|s| {
+                let msg = s.status.clone().unwrap_or_default().message;
+                (
+                    attr(s, "dns.question.name").unwrap_or_default(),
+                    attr(s, "error.type").unwrap_or_default(),
+                    msg.contains("lost 2 kernel events"),
+                )
+            })
+            .collect();
+        let want = [
+            ("lost.tapio.test", "events_lost", true),
+            ("slow.tapio.test", "timeout", false),
+            ("full.tapio.test", "events_lost", true),
+        ];
+        assert_eq!(got, want.map(|(n, e, m)| (n.to_string(), e.to_string(), m)),);
+    }
+
     #[test]
     fn unanswered_queries_time_out() {
         let (mut h, _ex, _rt) = handler();
@@ -527,6 +678,6 @@ mod tests {
         h.on_wake();
         assert_eq!(h.pending.len(), 0);
         let hs = h.histograms.lock().unwrap();
-        assert!(hs.contains_key(&(None, Transport::Udp)));
+        assert!(hs.contains_key(&(End::Timeout, Transport::Udp)));
     }
 }

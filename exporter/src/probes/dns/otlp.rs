@@ -1,7 +1,7 @@
 //! DNS lookups → `dns.query` spans, written straight into protobuf. The one
 //! place these spans' names and shapes are decided.
 
-use super::{duration, Lookup};
+use super::{duration, End, Lookup, ERROR_EVENTS_LOST, ERROR_TIMEOUT};
 use crate::clock::WallClock;
 use crate::dnsmsg::{Rcode, TypeName};
 use crate::enrich::Context;
@@ -18,9 +18,15 @@ struct Failure<'a>(&'a Lookup<'a>);
 
 impl fmt::Display for Failure<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.response {
-            None => write!(f, "no response within {:?}", duration(self.0))?,
-            Some(m) => write!(f, "server answered {}", Rcode(m.rcode))?,
+        match self.0.end() {
+            End::Timeout => write!(f, "no response within {:?}", duration(self.0))?,
+            End::EventsLost => write!(
+                f,
+                "no response seen within {:?} while the dns probe lost {} kernel events (the response may be one of them)",
+                duration(self.0),
+                self.0.lost_since_sent
+            )?,
+            End::Answered(r) => write!(f, "server answered {}", Rcode(r))?,
         }
         write!(f, " for {}", self.0.query.name)
     }
@@ -59,8 +65,16 @@ pub fn query(
             Some(r) => w.str(attr::DNS_RESPONSE_CODE, r),
             None => w.display(attr::DNS_RESPONSE_CODE, Rcode(m.rcode)),
         }
+        let answers = || m.answers.iter().take(max_answers);
+        // semconv: the resolved addresses only; every record, CNAMEs
+        // included, under tapio.dns.answers.
         w.str_array(attr::DNS_ANSWERS, |arr| {
-            for a in m.answers.iter().take(max_answers) {
+            for a in answers().filter(|a| a.is_address) {
+                arr.concat(&[&a.data]);
+            }
+        });
+        w.str_array(attr::TAPIO_DNS_ANSWERS, |arr| {
+            for a in answers() {
                 match TypeName(a.rtype).known() {
                     Some(t) => arr.concat(&[&a.name, " ", t, " ", &a.data]),
                     None => {
@@ -73,10 +87,11 @@ pub fn query(
             w.bool(attr::TAPIO_DNS_ANSWERS_CUT, true);
         }
     }
-    match l.response {
-        None => w.str(attr::ERROR_TYPE, "timeout"),
-        Some(m) if m.rcode != 0 => w.display(attr::ERROR_TYPE, Rcode(m.rcode)),
-        Some(_) => {}
+    match l.end() {
+        End::Timeout => w.str(attr::ERROR_TYPE, ERROR_TIMEOUT),
+        End::EventsLost => w.str(attr::ERROR_TYPE, ERROR_EVENTS_LOST),
+        End::Answered(0) => {}
+        End::Answered(r) => w.display(attr::ERROR_TYPE, Rcode(r)),
     }
     if l.failed() {
         w.finish_span(StatusCode::Error, format_args!("{}", Failure(l)));
@@ -110,6 +125,71 @@ mod tests {
         vec![None, Some(full), Some(cut), Some(nx), Some(servfail)]
     }
 
+    fn strings(s: &Span, key: &str) -> Vec<String> {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        let Some(Value::ArrayValue(a)) = s
+            .attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.as_ref()?.value.clone())
+        else {
+            panic!("no array {key}")
+        };
+        a.values
+            .iter()
+            .filter_map(|v| match v.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// semconv's `dns.answers` is the resolved addresses; the records,
+    /// CNAMEs included, are under `tapio.dns.answers`.
+    #[test]
+    fn dns_answers_are_addresses_and_the_records_are_tapio_dns_answers() {
+        let bytes = packet(false, &build::query(7, "alias.tapio.test", 1), 1);
+        let p = super::super::decode(&bytes).unwrap();
+        let response =
+            build::cname_response(7, "alias.tapio.test", "www.tapio.test", [198, 18, 0, 10]);
+        let msg = dnsmsg::parse(&response, 16).unwrap();
+        let l = Lookup {
+            key: Key {
+                tuple: p.tuple,
+                transport: Transport::Udp,
+                id: 7,
+            },
+            query: Pending {
+                hdr: p.hdr,
+                sent_boot_ns: 1,
+                name: "alias.tapio.test".into(),
+                qtype: 1,
+                lost_at_send: 0,
+            },
+            response: Some(&msg),
+            end_boot_ns: 2,
+            lost_since_sent: 0,
+        };
+        let ctx = Context {
+            owner: None,
+            workload: None,
+        };
+        let mut enc = Encoder::default();
+        let clock = WallClock::with_offset(0);
+        query(&mut enc, &l, &ctx, 16, &clock, &mut IdGenerator::seeded(1));
+        let mut body = &enc.record()[1..];
+        prost::encoding::decode_varint(&mut body).unwrap();
+        let s = Span::decode(body).unwrap();
+        assert_eq!(strings(&s, "dns.answers"), ["198.18.0.10"]);
+        assert_eq!(
+            strings(&s, "tapio.dns.answers"),
+            [
+                "alias.tapio.test CNAME www.tapio.test",
+                "www.tapio.test A 198.18.0.10"
+            ]
+        );
+    }
+
     #[test]
     fn query_matches_the_old_mapping() {
         let clock = WallClock::with_offset(3_000_000_000);
@@ -137,9 +217,11 @@ mod tests {
                     sent_boot_ns: p.hdr.ts_ns,
                     name: "alias.tapio.test".into(),
                     qtype: 1,
+                    lost_at_send: 0,
                 },
                 response: msg.as_ref(),
                 end_boot_ns: 1_004_000_000,
+                lost_since_sent: 0,
             };
             let old = legacy::Lookup {
                 key,

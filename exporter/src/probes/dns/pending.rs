@@ -1,12 +1,18 @@
 //! Queries waiting for their response: a map to match responses and a FIFO
 //! for time order. Neither allocates per query once grown (an LRU cache
 //! allocates a node per entry, one heap allocation per lookup).
+//!
+//! The map hashes with foldhash rather than std's SipHash (which showed in
+//! the dns profile): keys are tuples and ids of local clients' queries, so
+//! a local process could pick them, and foldhash's per-process random seed
+//! keeps precomputed collisions out, while the map's capacity bounds
+//! the damage any collisions could do.
 
 use super::{Key, Pending};
 use std::collections::{HashMap, VecDeque};
 
 pub struct PendingQueries {
-    map: HashMap<Key, Pending>,
+    map: HashMap<Key, Pending, foldhash::fast::RandomState>,
     /// Keys in the order their queries were sent, with the send time that
     /// tells a live entry from one already answered (and maybe reused).
     order: VecDeque<(Key, u64)>,
@@ -16,7 +22,7 @@ pub struct PendingQueries {
 impl PendingQueries {
     pub fn new(capacity: usize) -> Self {
         Self {
-            map: HashMap::new(),
+            map: HashMap::default(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
         }
@@ -104,6 +110,7 @@ mod tests {
             sent_boot_ns: sent,
             name: String::new(),
             qtype: 1,
+            lost_at_send: 0,
         }
     }
 
