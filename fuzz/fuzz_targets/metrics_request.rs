@@ -2,9 +2,14 @@
 //! sends: the same `serve_connection` (hyper's HTTP/1 parser with Tapio's
 //! timeouts, no keep-alive) and router the endpoint runs, over an
 //! in-memory connection whose client sends the input and closes its
-//! side. Whatever the request, the server answers with an HTTP/1.x status
-//! line or closes without a word; it never panics or hangs (a hang is a
-//! libFuzzer timeout).
+//! side. Closing lets every input end at once (an unfinished request
+//! would otherwise wait out the 5 s header timeout), at a price: hyper
+//! drops a connection whose read side ended before it answered, so this
+//! target exercises the request parser (and every error path of it)
+//! rather than the answers; the unit tests in `export::prometheus` check
+//! those. Whatever the request, the server answers with an HTTP/1.x
+//! status line or closes without a word; it never panics or hangs (a hang
+//! is a libFuzzer timeout).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
