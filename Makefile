@@ -14,7 +14,16 @@ TAPIO := $(or $(CARGO_TARGET_DIR),target)/release/tapio
 # The host's test output, for the host column of the kernel matrix.
 HOST_TESTS := $(or $(CARGO_TARGET_DIR),target)/host-tests.log
 
-.PHONY: run test matrix setup deps mounts build fmt clippy bench vmlinux
+# libFuzzer targets (fuzz/, nightly): the CI pass replays each corpus and
+# fuzzes FUZZ_SECONDS more per target; cargo-fuzz is built once into a
+# directory outside the clone.
+FUZZ_TARGETS := dns_message ring_records opamp_server_to_agent config_yaml metrics_request
+FUZZ_SECONDS ?= 5
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_BIN := $(HOME)/.cache/tapio/bin
+FUZZ_ENV := PATH=$(FUZZ_BIN):$$PATH
+
+.PHONY: run test matrix setup deps mounts build fmt clippy fuzz fuzz-tools bench vmlinux
 
 ## run: install what is missing, build, and run Tapio (OTLP-JSON on stdout
 ## unless a config or OTEL_EXPORTER_OTLP_ENDPOINT says otherwise).
@@ -25,6 +34,7 @@ run: setup build
 ## privileged ones for real (they fail under CI=true without root).
 test: setup fmt clippy
 	set -o pipefail; $(CARGO) test --workspace --release 2>&1 | tee $(HOST_TESTS)
+	$(MAKE) fuzz
 	TAPIO=$(TAPIO) HOST_TESTS=$(HOST_TESTS) bash integration/vm/run.sh
 
 ## matrix: only the kernel matrix (Debian 6.1 and 6.12 guests under qemu:
@@ -63,6 +73,29 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
+
+## fuzz: a short bounded pass of every fuzz target (its committed corpus,
+## then FUZZ_SECONDS of new inputs); fails on a crash, a leak or a hang.
+## Long runs: README "Tests".
+fuzz: fuzz-tools
+	cd fuzz && $(FUZZ_ENV) cargo +nightly fuzz build -O
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		work=$$(mktemp -d); mkdir $$work/corpus; \
+		echo "fuzz: $$t: $$(ls fuzz/corpus/$$t | wc -l) corpus inputs, then $(FUZZ_SECONDS) s"; \
+		if (cd fuzz && $(FUZZ_ENV) cargo +nightly fuzz run -O $$t $$work/corpus corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) >$$work/log 2>&1; then \
+			grep -E '^stat::number_of_executed_units' $$work/log; rm -rf $$work; \
+		else \
+			tail -n 60 $$work/log; rm -rf $$work; echo "fuzz: $$t FAILED (input in fuzz/artifacts/$$t)"; exit 1; \
+		fi; \
+	done
+
+# The nightly toolchain (cargo fuzz needs it; rust-src is not needed with
+# the default ASan build) and cargo-fuzz at a pinned version.
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@[ -x $(FUZZ_BIN)/cargo-fuzz ] && $(FUZZ_BIN)/cargo-fuzz --version | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
+		$(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(HOME)/.cache/tapio
 
 ## bench: exec-heavy workload alone, with Tapio, and with execsnoop; export
 ## path CPU per record. Prints figures; asserts nothing.

@@ -88,16 +88,7 @@ async fn accept_loop(
     stop: CancellationToken,
     watch: Watch,
 ) {
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let source = source.clone();
-            async move {
-                let text = render(source.resource(), &source.collect());
-                ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
-            }
-        }),
-    );
+    let app = router(move || render(source.resource(), &source.collect()));
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = JoinSet::new();
     let mut last_warn: Option<std::time::Instant> = None;
@@ -134,20 +125,45 @@ async fn accept_loop(
             }
             _ = stop.cancelled() => break,
         };
-        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let app = app.clone();
         conns.spawn(async move {
             let _permit = permit;
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(false);
-            let conn = b.serve_connection(TokioIo::new(sock), svc);
-            // Errors of single connections (a client gone, a timeout) are
-            // the client's business.
-            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+            serve_connection(sock, app).await;
         });
     }
     conns.shutdown().await;
+}
+
+/// The endpoint's routes: `GET /metrics` answers `scrape()`'s text.
+pub fn router<F>(scrape: F) -> Router
+where
+    F: Fn() -> String + Clone + Send + Sync + 'static,
+{
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let scrape = scrape.clone();
+            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], scrape()) }
+        }),
+    )
+}
+
+/// Serve one connection: parse its request (hyper), answer it through
+/// `app`, close. Every byte a client sends goes through here, so the fuzz
+/// target `metrics_request` drives this with in-memory streams.
+pub async fn serve_connection<S>(sock: S, app: Router)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let svc = hyper_util::service::TowerToHyperService::new(app);
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(false);
+    let conn = b.serve_connection(TokioIo::new(sock), svc);
+    // Errors of single connections (a client gone, a timeout) are the
+    // client's business.
+    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
 }
 
 /// A connection task that panicked was a scrape that panicked: a failure.
@@ -159,5 +175,42 @@ fn judge(r: Result<(), tokio::task::JoinError>, watch: &Watch) {
                 format!("a scrape panicked: {}", panic_message(e.into_panic())),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What `serve_connection` answers to `request` sent whole over an
+    /// in-memory connection (read until the server closes it: no
+    /// keep-alive). The client does not half-close: hyper drops a
+    /// connection whose read side ends before it answered.
+    async fn answer(request: &[u8]) -> String {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let serve = tokio::spawn(serve_connection(server, router(|| "up 1\n".into())));
+        client.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        serve.await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn answers_a_scrape_and_refuses_garbage() {
+        let ok = answer(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains(CONTENT_TYPE), "{ok}");
+        assert!(ok.ends_with("up 1\n"), "{ok}");
+        let other = answer(b"GET /other HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert!(other.starts_with("HTTP/1.1 404 "), "{other}");
+        let post = answer(b"POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        let garbage = answer(b"\x00\xffGET\r\n\r\n").await;
+        assert!(
+            garbage.is_empty() || garbage.starts_with("HTTP/1.1 400 "),
+            "{garbage}"
+        );
     }
 }

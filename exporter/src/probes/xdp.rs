@@ -585,6 +585,21 @@ impl Handler {
     }
 }
 
+/// The auto-block an XDP ring-buffer record announces (a reason the
+/// exporter does not know reads as a SYN flood, the only one that blocks).
+pub fn decode(record: &[u8], names: &IfNames) -> Result<Mitigation, tapio_shared::ShortRecord> {
+    let b = tapio_shared::read_record::<tapio_xdp_block>(record)?;
+    Ok(Mitigation {
+        source: addr(b.addr),
+        interface: if_name(names, b.ifindex),
+        reason: Reason::from_raw(b.reason).unwrap_or(Reason::SynFlood),
+        started: true,
+        at_ns: b.hdr.ts_ns,
+        until_ns: b.until_ns,
+        dropped: 0,
+    })
+}
+
 impl crate::reader::RecordHandler for Handler {
     fn on_wake(&mut self) {
         self.clock = crate::clock::WallClock::sample();
@@ -598,24 +613,12 @@ impl crate::reader::RecordHandler for Handler {
         self.stats
             .received
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Some(b) = self
-            .stats
-            .decoded(tapio_shared::read_record::<tapio_xdp_block>(record))
-        else {
+        let Some(m) = self.stats.decoded(decode(record, &self.names)) else {
             return;
-        };
-        let m = Mitigation {
-            source: addr(b.addr),
-            interface: if_name(&self.names, b.ifindex),
-            reason: Reason::from_raw(b.reason).unwrap_or(Reason::SynFlood),
-            started: true,
-            at_ns: b.hdr.ts_ns,
-            until_ns: b.until_ns,
-            dropped: 0,
         };
         self.stats
             .latency
-            .record_ns(crate::clock::boot_ns().saturating_sub(b.hdr.ts_ns));
+            .record_ns(crate::clock::boot_ns().saturating_sub(m.at_ns));
         self.emit(&m);
     }
 }
@@ -672,6 +675,30 @@ mod tests {
         assert_eq!(c.block_ns, 3_000_000_000);
         assert_eq!(c.dns_max_size, 4096);
         assert_eq!(compile(&XdpPolicy::default()).flags, 0);
+    }
+
+    #[test]
+    fn decodes_a_block_record_whatever_its_reason() {
+        let mut b = tapio_xdp_block {
+            until_ns: 9,
+            ifindex: 3,
+            reason: r::TAPIO_XDP_REASON_MAX + 7,
+            addr: v4(Ipv4Addr::new(198, 18, 0, 9)),
+            ..Default::default()
+        };
+        b.hdr.ts_ns = 5;
+        let bytes = tapio_shared::as_bytes(&b);
+        let names: IfNames = std::sync::Arc::new([(3, "veth0".to_string())].into());
+        let m = decode(bytes, &names).unwrap();
+        assert_eq!(m.source, "198.18.0.9".parse::<IpAddr>().unwrap());
+        assert_eq!(m.interface, "veth0");
+        assert_eq!(m.reason, Reason::SynFlood);
+        assert_eq!((m.started, m.at_ns, m.until_ns), (true, 5, 9));
+        assert_eq!(
+            decode(bytes, &IfNames::default()).unwrap().interface,
+            "ifindex:3"
+        );
+        assert!(decode(&bytes[..bytes.len() - 1], &names).is_err());
     }
 
     #[test]
