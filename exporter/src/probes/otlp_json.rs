@@ -164,3 +164,29 @@ fn dns_records() {
         ));
     }
 }
+
+#[test]
+fn kernel_records() {
+    use super::kernel::{decode, decode_io_uring_create, fixtures, otlp};
+    let clock = WallClock::with_offset(5);
+    let wl = docker();
+    let ctx = Context {
+        owner: Some("app"),
+        workload: Some(&wl),
+    };
+    for b in [fixtures::tp_btf_bytes(), fixtures::pid_only_bytes()] {
+        let k = decode(&b).unwrap();
+        same_json!(LogRecord, |e| otlp::oom_kill(e, &k, &ctx, &clock, 3));
+    }
+    let mut r = tapio_shared::tapio_io_uring_create {
+        fd: 5,
+        sq_entries: 64,
+        cq_entries: 128,
+        flags: 1 | 2,
+        ..Default::default()
+    };
+    r.hdr.kind = tapio_shared::tapio_event_kind::TAPIO_EVENT_IO_URING_CREATE as u32;
+    let b = tapio_shared::as_bytes(&r).to_vec();
+    let c = decode_io_uring_create(&b).unwrap();
+    same_json!(LogRecord, |e| otlp::io_uring_create(e, &c, &ctx, &clock, 9));
+}
