@@ -9,7 +9,9 @@
 //!   batched and prost-encoded (the `legacy` mappers, as the handlers ran
 //!   them before the direct encoder);
 //! - new: the probes' real handlers, writing protobuf straight from the
-//!   record into the exporter's queue, batches framed in place.
+//!   record into the exporter's queue, batches framed in place;
+//! - JSON: the same handlers and mapping calls writing OTLP/JSON (the
+//!   stdout sink's format), batches framed in place into one line each.
 //!
 //! A counting global allocator gives allocations per record (the new path
 //! is measured after a warm-up run, i.e. in the steady state). Prints a
@@ -29,7 +31,9 @@ use std::{
 use tapio::{
     clock::WallClock,
     enrich::{Enricher, ProcessInfo},
-    export::{logs_payload, queue::BoundedQueue, sink::Payload, spans_payload, Batches, Emitter},
+    export::{
+        logs_payload, queue::BoundedQueue, sink::Payload, spans_payload, Batches, Emitter, Format,
+    },
     otel::{logs::ProcessContext, traces::IdGenerator},
     probes::{dns, network, process},
     reader::RecordHandler,
@@ -247,7 +251,7 @@ fn drain_new(b: &Batches, s: Signal, all: bool) -> usize {
     let mut out = 0;
     while b.len(s) >= BATCH || (all && b.len(s) > 0) {
         let Some((p, _)) = b.take(s) else { break };
-        if let Payload::Encoded(e) = &p {
+        if let Payload::Encoded(e) | Payload::Json(e) = &p {
             out += std::hint::black_box(e.bytes()).len();
         }
         b.recycle(p);
@@ -264,7 +268,7 @@ fn main() {
     let telemetry = Telemetry::new(0);
     let resource = tapio::otel::resource::build(&[]);
     let clock = WallClock::sample();
-    let mut rows: Vec<(&str, Run, Run)> = Vec::new();
+    let mut rows: Vec<(&str, Run, Run, Run)> = Vec::new();
 
     // Both paths see the same cached workload for the records' cgroup.
     let learn = |e: &mut Enricher| {
@@ -318,8 +322,9 @@ fn main() {
                 out + drain_old(&q, true, |r| logs_payload(&resource, r))
             })
         };
-        let new = {
-            let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
+        let new_as = |format| {
+            let (emitter, batches) =
+                Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
             let mut h = process::Handler {
                 emitter,
                 stats: telemetry.probe(process::NAME),
@@ -338,7 +343,8 @@ fn main() {
             run(); // warm-up: caches and buffers reach their steady size
             measure(N, run)
         };
-        rows.push(("exec → process.exec log", old, new));
+        let (new, json) = (new_as(Format::Protobuf), new_as(Format::Json));
+        rows.push(("exec → process.exec log", old, new, json));
     }
 
     // ---- connect → tcp.connect spans
@@ -374,8 +380,9 @@ fn main() {
                 out + drain_old(&q, true, |s| spans_payload(&resource, s))
             })
         };
-        let new = {
-            let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
+        let new_as = |format| {
+            let (emitter, batches) =
+                Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
             let mut h = network::Handler {
                 emitter,
                 stats: telemetry.probe(network::NAME),
@@ -395,7 +402,8 @@ fn main() {
             run();
             measure(N, run)
         };
-        rows.push(("connect → tcp.connect span", old, new));
+        let (new, json) = (new_as(Format::Protobuf), new_as(Format::Json));
+        rows.push(("connect → tcp.connect span", old, new, json));
     }
 
     // ---- DNS query + response → dns.query spans (per lookup)
@@ -476,8 +484,9 @@ fn main() {
                 out + drain_old(&q, true, |s| spans_payload(&resource, s))
             })
         };
-        let new = {
-            let (emitter, batches) = Emitter::standalone(&resource, N, BATCH, telemetry.clone());
+        let new_as = |format| {
+            let (emitter, batches) =
+                Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
             let mut h = dns::Handler::new(
                 emitter,
                 telemetry.probe(dns::NAME),
@@ -498,7 +507,8 @@ fn main() {
             run();
             measure(N, run)
         };
-        rows.push(("DNS query+answer → dns.query span", old, new));
+        let (new, json) = (new_as(Format::Protobuf), new_as(Format::Json));
+        rows.push(("DNS query+answer → dns.query span", old, new, json));
     }
 
     println!(
@@ -506,24 +516,37 @@ fn main() {
          ({N} records per kind (DNS: lookups of 2 records), batches of {BATCH}, median of {RUNS} runs, CPU time)\n"
     );
     println!(
-        "| {:<34} | {:>9} | {:>9} | {:>6} | {:>11} | {:>11} | {:>9} | {:>9} |",
-        "record", "old µs", "new µs", "old/new", "old allocs", "new allocs", "old B", "new B"
+        "| {:<34} | {:>9} | {:>9} | {:>7} | {:>9} | {:>10} | {:>10} | {:>10} | {:>7} | {:>7} | {:>7} |",
+        "record",
+        "old µs",
+        "new µs",
+        "old/new",
+        "JSON µs",
+        "old allocs",
+        "new allocs",
+        "JSON alloc",
+        "old B",
+        "new B",
+        "JSON B"
     );
     println!(
-        "|{:-<36}|{:->11}|{:->11}|{:->8}|{:->13}|{:->13}|{:->11}|{:->11}|",
-        "", "", "", "", "", "", "", ""
+        "|{:-<36}|{:->11}|{:->11}|{:->9}|{:->11}|{:->12}|{:->12}|{:->12}|{:->9}|{:->9}|{:->9}|",
+        "", "", "", "", "", "", "", "", "", "", ""
     );
-    for (name, o, n) in &rows {
+    for (name, o, n, j) in &rows {
         println!(
-            "| {:<34} | {:>9.3} | {:>9.3} | {:>7.1} | {:>11.3} | {:>11.3} | {:>9} | {:>9} |",
+            "| {:<34} | {:>9.3} | {:>9.3} | {:>7.1} | {:>9.3} | {:>10.3} | {:>10.3} | {:>10.3} | {:>7} | {:>7} | {:>7} |",
             name,
             o.us,
             n.us,
             o.us / n.us,
+            j.us,
             o.allocs,
             n.allocs,
+            j.allocs,
             o.bytes / N,
-            n.bytes / N
+            n.bytes / N,
+            j.bytes / N
         );
     }
     println!("\n(allocs: heap allocations per record; B: request bytes per record)");

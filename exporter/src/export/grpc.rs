@@ -130,6 +130,11 @@ impl GrpcSink {
                     .map_or(0, |p| p.rejected_data_points)
             }
             Payload::Encoded(e) => self.send_encoded(e).await?,
+            Payload::Json(_) => {
+                return Err(ExportError::permanent(
+                    "an OTLP-JSON request reached the gRPC sink",
+                ))
+            }
         };
         Ok(Accepted {
             rejected: rejected.max(0) as u64,

@@ -128,6 +128,11 @@ impl HttpSink {
             Payload::Traces(r) => (path(Signal::Traces), Body::Owned(r.encode_to_vec())),
             Payload::Metrics(r) => (path(Signal::Metrics), Body::Owned(r.encode_to_vec())),
             Payload::Encoded(e) => (path(e.signal), Body::Shared(e.frame.clone())),
+            Payload::Json(_) => {
+                return Err(ExportError::permanent(
+                    "an OTLP-JSON request reached the HTTP/protobuf sink",
+                ))
+            }
         };
         let mut req = self
             .client
@@ -198,7 +203,7 @@ fn rejected(p: &Payload, body: &[u8]) -> u64 {
         Payload::Logs(_) => Signal::Logs,
         Payload::Traces(_) => Signal::Traces,
         Payload::Metrics(_) => Signal::Metrics,
-        Payload::Encoded(e) => e.signal,
+        Payload::Encoded(e) | Payload::Json(e) => e.signal,
     };
     let n = match signal {
         Signal::Logs => ExportLogsServiceResponse::decode(body)

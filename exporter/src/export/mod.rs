@@ -2,10 +2,12 @@
 //! backoff, and one sink. Nothing is dropped without being counted in
 //! `tapio.export.dropped`; memory is bounded by the queue capacities.
 //!
-//! Records arrive already encoded as protobuf (the probes' direct encoders,
-//! or prost for the probes still building opentelemetry-proto messages); a
-//! batch is framed in place with the resource and scope encoded once, and
-//! the sinks send those bytes as they are.
+//! Records arrive already encoded in the sink's format (the probes' direct
+//! encoders write protobuf for gRPC and HTTP, OTLP/JSON for stdout, from
+//! the same mapping calls; prost or serde for the probes still building
+//! opentelemetry-proto messages); a batch is framed in place with the
+//! resource and scope encoded once, and the sinks send those bytes as they
+//! are.
 //!
 //! Why not the opentelemetry_sdk batch processors: measured on this kind of
 //! machine they delivered 2–4 % of a 200k-span burst with default settings
@@ -22,7 +24,7 @@ pub mod stdout;
 
 use crate::config::{RetryConfig, Settings};
 use crate::otel;
-use crate::otel::wire;
+use crate::otel::{json, wire};
 use crate::supervise::{fault_injected, lock, Task, Watch};
 use crate::telemetry::{DropReason, Signal, Source, SourceCounts, Telemetry};
 use opentelemetry_proto::tonic::{
@@ -42,46 +44,168 @@ use std::{
 use tokio::{task::JoinHandle, time::sleep_until};
 use tokio_util::sync::CancellationToken;
 
+/// What records are written as: protobuf for the OTLP sinks, OTLP/JSON for
+/// stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Protobuf,
+    Json,
+}
+
+/// The encoder of an [`Emitter`]'s format, handed to a mapping by
+/// [`encode_log!`](crate::encode_log) and [`encode_span!`](crate::encode_span).
+pub enum Encoders<'a> {
+    Protobuf(&'a mut wire::Encoder),
+    Json(&'a mut json::Encoder),
+}
+
+/// Write a log record with a probe's mapping and queue it:
+/// `encode_log!(self.emitter, |enc| otlp::exec(enc, ..))`. The mapping is
+/// generic over [`wire::Encode`]; this expands it once per format, so the
+/// format is decided once per record, not per field.
+#[macro_export]
+macro_rules! encode_log {
+    ($emitter:expr, |$enc:ident| $write:expr) => {
+        $emitter.encode_log(|e| match e {
+            $crate::export::Encoders::Protobuf($enc) => $write,
+            $crate::export::Encoders::Json($enc) => $write,
+        })
+    };
+}
+
+/// [`encode_log!`](crate::encode_log) for spans.
+#[macro_export]
+macro_rules! encode_span {
+    ($emitter:expr, |$enc:ident| $write:expr) => {
+        $emitter.encode_span(|e| match e {
+            $crate::export::Encoders::Protobuf($enc) => $write,
+            $crate::export::Encoders::Json($enc) => $write,
+        })
+    };
+}
+
 /// What probes hold to emit records. Cheap to clone (a clone gets its own
 /// encoding buffers); never blocks.
 #[derive(Clone)]
 pub struct Emitter {
     logs: Arc<EncodedQueue>,
     spans: Arc<EncodedQueue>,
+    format: Format,
     enc: wire::Encoder,
+    json: json::Encoder,
     /// Whose records these are (`tapio.export.dropped{tapio.probe}`).
     source: Source,
 }
 
+/// How the batches of one format become requests.
+#[derive(Debug, Clone)]
+enum Framer {
+    Protobuf(wire::BatchFramer),
+    Json {
+        logs: json::BatchFramer,
+        spans: json::BatchFramer,
+    },
+}
+
+impl Framer {
+    fn new(format: Format, resource: &Resource) -> Self {
+        let scope = otel::scope();
+        match format {
+            Format::Protobuf => Framer::Protobuf(wire::BatchFramer::new(resource, &scope)),
+            Format::Json => Framer::Json {
+                logs: json::BatchFramer::new(Signal::Logs, resource, &scope),
+                spans: json::BatchFramer::new(Signal::Traces, resource, &scope),
+            },
+        }
+    }
+
+    fn headroom(&self) -> usize {
+        match self {
+            Framer::Protobuf(f) => f.headroom(),
+            Framer::Json { logs, spans } => logs.headroom().max(spans.headroom()),
+        }
+    }
+
+    /// A chunk of encoded records as an export request: the header goes
+    /// into the room the chunk left in front of its records.
+    fn frame(&self, signal: Signal, mut c: queue::Chunk) -> (Payload, SourceCounts) {
+        let n = c.sources;
+        let (json, at) = match self {
+            Framer::Protobuf(f) => (false, f.frame(&mut c.buf, c.start)),
+            Framer::Json { logs, spans } => {
+                let f = if signal == Signal::Traces {
+                    spans
+                } else {
+                    logs
+                };
+                (true, f.frame(&mut c.buf, c.start))
+            }
+        };
+        let e = sink::Encoded {
+            signal,
+            frame: Arc::new(sink::Frame { buf: c.buf, at }),
+        };
+        (
+            if json {
+                Payload::Json(e)
+            } else {
+                Payload::Encoded(e)
+            },
+            n,
+        )
+    }
+}
+
 impl Emitter {
-    /// Queues for `resource`'s requests, not drained by any exporter: the
-    /// caller takes batches itself (benches, tests).
+    fn new(format: Format, logs: Arc<EncodedQueue>, spans: Arc<EncodedQueue>) -> Self {
+        Self {
+            logs,
+            spans,
+            format,
+            enc: wire::Encoder::default(),
+            json: json::Encoder::default(),
+            source: Source::AGENT,
+        }
+    }
+
+    /// Queues for `resource`'s protobuf requests, not drained by any
+    /// exporter: the caller takes batches itself (benches, tests).
     pub fn standalone(
         resource: &Resource,
         capacity: usize,
         batch: usize,
         telemetry: Arc<Telemetry>,
     ) -> (Self, Batches) {
-        let framer = wire::BatchFramer::new(resource, &otel::scope());
+        Self::standalone_as(Format::Protobuf, resource, capacity, batch, telemetry)
+    }
+
+    /// [`Emitter::standalone`] writing `format`.
+    pub fn standalone_as(
+        format: Format,
+        resource: &Resource,
+        capacity: usize,
+        batch: usize,
+        telemetry: Arc<Telemetry>,
+    ) -> (Self, Batches) {
+        let framer = Framer::new(format, resource);
         let room = framer.headroom();
-        let e = Self {
-            logs: Arc::new(EncodedQueue::new(
+        let e = Self::new(
+            format,
+            Arc::new(EncodedQueue::new(
                 capacity,
                 batch,
                 room,
                 telemetry.clone(),
                 Signal::Logs,
             )),
-            spans: Arc::new(EncodedQueue::new(
+            Arc::new(EncodedQueue::new(
                 capacity,
                 batch,
                 room,
                 telemetry,
                 Signal::Traces,
             )),
-            enc: wire::Encoder::default(),
-            source: Source::AGENT,
-        };
+        );
         let b = Batches {
             logs: e.logs.clone(),
             spans: e.spans.clone(),
@@ -90,32 +214,42 @@ impl Emitter {
         (e, b)
     }
 
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     /// A log record built as an opentelemetry-proto message (the probes
     /// not yet writing their records directly).
     pub fn log(&self, r: LogRecord) {
-        self.logs.push_with(self.source, |b| {
-            prost::encoding::message::encode(wire::RECORD_FIELD, &r, b)
-        });
+        let format = self.format;
+        self.logs.push_with(self.source, |b| message(format, &r, b));
     }
 
     /// A span built as an opentelemetry-proto message.
     pub fn span(&self, s: Span) {
-        self.spans.push_with(self.source, |b| {
-            prost::encoding::message::encode(wire::RECORD_FIELD, &s, b)
-        });
+        let format = self.format;
+        self.spans
+            .push_with(self.source, |b| message(format, &s, b));
     }
 
     /// A log record written by `write` straight into this emitter's buffer
-    /// (`wire::Encoder::log`), then queued.
-    pub fn encode_log(&mut self, write: impl FnOnce(&mut wire::Encoder)) {
-        write(&mut self.enc);
-        self.logs.push(self.source, self.enc.record());
+    /// of its format, then queued. Use [`encode_log!`](crate::encode_log),
+    /// which hands a generic mapping the encoder it is given.
+    pub fn encode_log(&mut self, write: impl FnOnce(Encoders<'_>)) {
+        let source = self.source;
+        self.logs.push(
+            source,
+            written(self.format, &mut self.enc, &mut self.json, write),
+        );
     }
 
-    /// A span written by `write` (`wire::Encoder::span`), then queued.
-    pub fn encode_span(&mut self, write: impl FnOnce(&mut wire::Encoder)) {
-        write(&mut self.enc);
-        self.spans.push(self.source, self.enc.record());
+    /// A span written by `write`, then queued ([`encode_span!`](crate::encode_span)).
+    pub fn encode_span(&mut self, write: impl FnOnce(Encoders<'_>)) {
+        let source = self.source;
+        self.spans.push(
+            source,
+            written(self.format, &mut self.enc, &mut self.json, write),
+        );
     }
 
     /// The same queues, its records counted as `source`'s.
@@ -131,11 +265,50 @@ impl Emitter {
     }
 }
 
+/// The record `write` wrote with the encoder of `format`.
+fn written<'a>(
+    format: Format,
+    enc: &'a mut wire::Encoder,
+    json: &'a mut json::Encoder,
+    write: impl FnOnce(Encoders<'_>),
+) -> &'a [u8] {
+    use wire::Encode;
+    match format {
+        Format::Protobuf => {
+            write(Encoders::Protobuf(enc));
+            enc.record()
+        }
+        Format::Json => {
+            write(Encoders::Json(json));
+            json.record()
+        }
+    }
+}
+
+/// A message as a queued record of `format`: protobuf, or its serde JSON
+/// (opentelemetry-proto's serde is OTLP/JSON) in the same framing.
+fn message<M: prost::Message + serde::Serialize>(format: Format, m: &M, b: &mut Vec<u8>) {
+    match format {
+        Format::Protobuf => prost::encoding::message::encode(wire::RECORD_FIELD, m, b),
+        Format::Json => {
+            let mark = wire::open(b, wire::RECORD_FIELD, 2);
+            let body = b.len();
+            if serde_json::to_writer(&mut *b, m).is_err() {
+                // Not reachable for these types; an empty object keeps the
+                // request valid and the record counted.
+                b.truncate(body);
+                b.extend_from_slice(b"{}");
+            }
+            wire::close(b, mark);
+        }
+    }
+}
+
 /// The draining side of [`Emitter::standalone`]'s queues.
 pub struct Batches {
     logs: Arc<EncodedQueue>,
     spans: Arc<EncodedQueue>,
-    framer: wire::BatchFramer,
+    framer: Framer,
 }
 
 impl Batches {
@@ -147,13 +320,13 @@ impl Batches {
             _ => &self.logs,
         };
         let c = q.take()?;
-        let (p, n) = framed(&self.framer, signal, c);
+        let (p, n) = self.framer.frame(signal, c);
         Some((p, n.total()))
     }
 
     /// Give a sent request's buffer back to its queue.
     pub fn recycle(&self, p: Payload) {
-        if let Payload::Encoded(e) = p {
+        if let Payload::Encoded(e) | Payload::Json(e) = p {
             let q = match e.signal {
                 Signal::Traces => &self.spans,
                 _ => &self.logs,
@@ -172,31 +345,13 @@ impl Batches {
     }
 }
 
-/// A chunk of encoded records as an export request: the header goes into
-/// the room the chunk left in front of its records.
-fn framed(
-    framer: &wire::BatchFramer,
-    signal: Signal,
-    mut c: queue::Chunk,
-) -> (Payload, SourceCounts) {
-    let at = framer.frame(&mut c.buf, c.start);
-    let n = c.sources;
-    (
-        Payload::Encoded(sink::Encoded {
-            signal,
-            frame: Arc::new(sink::Frame { buf: c.buf, at }),
-        }),
-        n,
-    )
-}
-
 /// Extra metrics beyond self-telemetry (probes' kernel aggregates).
 pub type MetricProducer = Box<dyn Fn(u64) -> Vec<Metric> + Send + Sync>;
 
 struct Shared {
     sink: Sink,
     /// Resource and scope of log and span requests, encoded once.
-    framer: wire::BatchFramer,
+    framer: Framer,
     retry: RetryConfig,
     resource: Resource,
     telemetry: Arc<Telemetry>,
@@ -232,26 +387,29 @@ impl Exporter {
             },
         };
         let cap = settings.sink.queue_size();
-        let framer = wire::BatchFramer::new(&resource, &otel::scope());
+        let format = match &settings.sink {
+            crate::config::SinkSettings::Stdout { .. } => Format::Json,
+            crate::config::SinkSettings::Otlp(_) => Format::Protobuf,
+        };
+        let framer = Framer::new(format, &resource);
         let room = framer.headroom();
-        let emitter = Emitter {
-            logs: Arc::new(EncodedQueue::new(
+        let emitter = Emitter::new(
+            format,
+            Arc::new(EncodedQueue::new(
                 cap,
                 settings.logs.max_batch,
                 room,
                 telemetry.clone(),
                 Signal::Logs,
             )),
-            spans: Arc::new(EncodedQueue::new(
+            Arc::new(EncodedQueue::new(
                 cap,
                 settings.traces.max_batch,
                 room,
                 telemetry.clone(),
                 Signal::Traces,
             )),
-            enc: wire::Encoder::default(),
-            source: Source::AGENT,
-        };
+        );
         let shared = Arc::new(Shared {
             sink,
             framer,
@@ -467,11 +625,11 @@ async fn batch_loop(
                 }
             }
             let Some(chunk) = q.take() else { break };
-            let (payload, n) = framed(&sh.framer, signal, chunk);
+            let (payload, n) = sh.framer.frame(signal, chunk);
             let (sh2, q2) = (sh.clone(), q.clone());
             inflight.spawn(async move {
                 deliver(&sh2, &payload, &n, signal, None).await;
-                if let Payload::Encoded(e) = payload {
+                if let Payload::Encoded(e) | Payload::Json(e) = payload {
                     if let Ok(f) = Arc::try_unwrap(e.frame) {
                         q2.recycle(f.buf);
                     }
@@ -790,7 +948,10 @@ mod tests {
         assert_eq!(value(None), 0);
     }
 
-    use crate::otel::{kv_str, wire::Severity};
+    use crate::otel::{
+        kv_str,
+        wire::{Encode, RecordWriter, Severity},
+    };
     use opentelemetry_proto::tonic::collector::{
         logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest,
     };
@@ -811,7 +972,7 @@ mod tests {
         let (mut e, batches) = Emitter::standalone(&resource(), 100, 3, t);
         let mut want = Vec::new();
         for i in 0..4u64 {
-            e.encode_log(|enc| {
+            crate::encode_log!(e, |enc| {
                 let mut w = enc.log(i + 1, Severity::Info);
                 w.body(format_args!("record {i}"));
                 w.int("n", i as i64);
@@ -863,5 +1024,74 @@ mod tests {
             (1, "s")
         );
         assert_eq!(req.resource_spans[0].resource, Some(resource()));
+    }
+
+    /// The same records through a protobuf and an OTLP/JSON emitter: each
+    /// JSON request (one stdout line) is the protobuf request, batch by
+    /// batch, including records still built as messages, after the queue
+    /// dropped its oldest.
+    #[test]
+    fn json_batches_are_the_protobuf_requests() {
+        use crate::otel::json::tests::same_json;
+        let t = Telemetry::new(0);
+        let (mut p, pb) = Emitter::standalone_as(Format::Protobuf, &resource(), 7, 3, t.clone());
+        let (mut j, jb) = Emitter::standalone_as(Format::Json, &resource(), 7, 3, t);
+        for e in [&mut p, &mut j] {
+            for i in 0..9u64 {
+                crate::encode_log!(e, |enc| {
+                    let mut w = enc.log(i + 1, Severity::Info);
+                    w.body(format_args!("record \"{i}\""));
+                    w.int("n", i as i64);
+                    w.finish_log(0, "test.event");
+                });
+                e.log(LogRecord {
+                    event_name: format!("old {i}"),
+                    severity_number: 9,
+                    ..Default::default()
+                });
+            }
+            crate::encode_span!(e, |enc| {
+                let mut w = enc.span(&[1; 16], &[2; 8], "s", 3, 4, 5);
+                w.str("k", "v");
+                w.finish_span(wire::StatusCode::Error, format_args!("bad"));
+            });
+            e.span(Span {
+                name: "old".into(),
+                ..Default::default()
+            });
+        }
+        for signal in [Signal::Logs, Signal::Traces] {
+            let mut batches = 0;
+            while let Some((pp, n)) = pb.take(signal) {
+                let (jp, jn) = jb.take(signal).expect("as many JSON batches");
+                assert_eq!(n, jn);
+                let (Payload::Encoded(pe), Payload::Json(je)) = (&pp, &jp) else {
+                    panic!("formats")
+                };
+                let line = std::str::from_utf8(je.bytes()).unwrap();
+                assert!(!line.contains('\n'), "one line");
+                let mine: serde_json::Value = serde_json::from_str(line).unwrap();
+                let theirs = match signal {
+                    Signal::Traces => {
+                        let want = ExportTraceServiceRequest::decode(pe.bytes()).unwrap();
+                        let got: ExportTraceServiceRequest = serde_json::from_str(line).unwrap();
+                        assert_eq!(got, want);
+                        serde_json::to_value(&want).unwrap()
+                    }
+                    _ => {
+                        let want = ExportLogsServiceRequest::decode(pe.bytes()).unwrap();
+                        let got: ExportLogsServiceRequest = serde_json::from_str(line).unwrap();
+                        assert_eq!(got, want);
+                        serde_json::to_value(&want).unwrap()
+                    }
+                };
+                same_json(&mine, &theirs, "");
+                pb.recycle(pp);
+                jb.recycle(jp);
+                batches += 1;
+            }
+            assert!(jb.take(signal).is_none());
+            assert!(batches > 0);
+        }
     }
 }

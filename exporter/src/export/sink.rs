@@ -18,9 +18,13 @@ pub enum Payload {
     /// A request already encoded as protobuf (records written by the
     /// probes' direct encoders); sinks send its bytes as they are.
     Encoded(Encoded),
+    /// A request already written as OTLP/JSON (the stdout sink's format),
+    /// one line without its newline.
+    Json(Encoded),
 }
 
-/// An export request of `signal` as protobuf bytes: `frame.buf[frame.at..]`.
+/// An export request of `signal` as protobuf or JSON bytes:
+/// `frame.buf[frame.at..]`.
 /// Shared (cheap to clone for a retry), and its buffer goes back to the
 /// queue's pool once the last sender lets go.
 #[derive(Debug, Clone)]
@@ -40,8 +44,7 @@ impl Encoded {
         &self.frame.buf[self.frame.at..]
     }
 
-    /// The request as prost messages, for sinks that print them
-    /// (OTLP-JSON) and for tests.
+    /// The protobuf request as prost messages (tests, benches).
     pub fn decode(&self) -> Result<Payload, prost::DecodeError> {
         use prost::Message;
         let b = self.bytes();

@@ -3,6 +3,7 @@
 //! opentelemetry-proto builders of the probes that still map to messages
 //! (`logs`, `security`, `traces`) and of metrics.
 
+pub mod json;
 pub mod logs;
 pub mod metrics;
 pub mod names;

@@ -67,7 +67,7 @@ pub const RECORD_FIELD: u32 = 2;
 /// Append `len` bytes' worth of length slot and return where the body
 /// starts.
 #[inline]
-fn open(buf: &mut Vec<u8>, field: u32, slot: usize) -> Mark {
+pub(crate) fn open(buf: &mut Vec<u8>, field: u32, slot: usize) -> Mark {
     encode_key(field, WireType::LengthDelimited, buf);
     buf.extend(std::iter::repeat_n(0, slot));
     Mark {
@@ -88,7 +88,7 @@ pub struct Mark {
 /// Write the length of the message opened at `m`, moving its body when the
 /// length takes more or fewer bytes than the slot.
 #[inline]
-fn close(buf: &mut Vec<u8>, m: Mark) {
+pub(crate) fn close(buf: &mut Vec<u8>, m: Mark) {
     let len = buf.len() - m.body;
     let need = encoded_len_varint(len as u64);
     let start = m.body - m.slot;
@@ -124,7 +124,7 @@ fn varint(buf: &mut Vec<u8>, field: u32, v: u64) {
 }
 
 /// A `fmt::Write` into a byte buffer.
-struct Bytes<'a>(&'a mut Vec<u8>);
+pub(crate) struct Bytes<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl fmt::Write for Bytes<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
@@ -172,14 +172,14 @@ pub enum Severity {
 }
 
 impl Severity {
-    fn number(self) -> u64 {
+    pub(crate) fn number(self) -> u64 {
         match self {
             Severity::Info => 9,
             Severity::Warn => 13,
             Severity::Error => 17,
         }
     }
-    fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         match self {
             Severity::Info => "INFO",
             Severity::Warn => "WARN",
@@ -205,28 +205,24 @@ impl Encoder {
     pub fn record(&self) -> &[u8] {
         &self.buf
     }
+}
+
+/// What a probe's mapping writes a record into: protobuf ([`Encoder`]) or
+/// OTLP-JSON ([`crate::otel::json::Encoder`]). Mappings are generic over it,
+/// so each format gets its own monomorphised copy and the protobuf path
+/// pays nothing for the other.
+pub trait Encode {
+    type Writer<'a>: RecordWriter
+    where
+        Self: 'a;
 
     /// Start a LogRecord. Write its body next, then attributes, then
     /// [`RecordWriter::finish_log`].
-    pub fn log(&mut self, time_unix_ns: u64, severity: Severity) -> RecordWriter<'_> {
-        self.buf.clear();
-        let mark = open(&mut self.buf, RECORD_FIELD, 2);
-        if time_unix_ns != 0 {
-            fixed64(&mut self.buf, 1, time_unix_ns);
-        }
-        varint(&mut self.buf, 2, severity.number());
-        string(&mut self.buf, 3, severity.text().as_bytes());
-        RecordWriter {
-            buf: &mut self.buf,
-            text: &mut self.text,
-            attr_field: 6,
-            mark,
-        }
-    }
+    fn log(&mut self, time_unix_ns: u64, severity: Severity) -> Self::Writer<'_>;
 
     /// Start a Span (ids, name, kind, times). Write attributes next, then
     /// [`RecordWriter::finish_span`].
-    pub fn span(
+    fn span(
         &mut self,
         trace_id: &[u8; 16],
         span_id: &[u8; 8],
@@ -234,7 +230,103 @@ impl Encoder {
         kind: u64,
         start_unix_ns: u64,
         end_unix_ns: u64,
-    ) -> RecordWriter<'_> {
+    ) -> Self::Writer<'_>;
+
+    /// The last finished record, framed as a length-delimited
+    /// `log_records`/`spans` field (for JSON, the field's body is the
+    /// record's JSON object), ready to be queued.
+    fn record(&self) -> &[u8];
+}
+
+/// One record's fields, in the order the mapping calls them (protobuf tag
+/// order: body before attributes).
+pub trait RecordWriter {
+    /// LogRecord.body as a string.
+    fn body(&mut self, args: fmt::Arguments<'_>);
+    /// LogRecord.body as the concatenation of `parts` (no formatter).
+    fn body_concat(&mut self, parts: &[&str]);
+    fn str(&mut self, key: &str, v: &str);
+    /// A string attribute from bytes that may not be UTF-8 (replacement
+    /// characters where they are not).
+    fn lossy(&mut self, key: &str, v: &[u8]);
+    /// A string attribute formatted in place (addresses, times, numbers).
+    fn display(&mut self, key: &str, v: impl fmt::Display);
+    /// An IP address attribute.
+    fn ip(&mut self, key: &str, ip: std::net::IpAddr);
+    /// A Unix-ns time as RFC 3339 text.
+    fn time(&mut self, key: &str, unix_ns: u64);
+    fn int(&mut self, key: &str, v: i64);
+    fn f64(&mut self, key: &str, v: f64);
+    fn bool(&mut self, key: &str, v: bool);
+    /// An array-of-strings attribute; `items` adds the elements.
+    fn str_array(&mut self, key: &str, items: impl FnOnce(&mut Items<'_, Self>))
+    where
+        Self: Sized,
+    {
+        self.array_open(key);
+        items(&mut Items(self));
+        self.array_close();
+    }
+    /// Start an array attribute (use [`RecordWriter::str_array`]).
+    fn array_open(&mut self, key: &str);
+    /// One string element, the concatenation of `parts`.
+    fn item_concat(&mut self, parts: &[&str]);
+    /// One string element, formatted in place.
+    fn item_display(&mut self, v: fmt::Arguments<'_>);
+    /// End the array attribute [`RecordWriter::array_open`] started.
+    fn array_close(&mut self);
+    /// Finish a LogRecord: observed time and event name.
+    fn finish_log(self, observed_unix_ns: u64, event_name: &str);
+    /// Finish a Span with its status (always present, as the old mapping
+    /// set it); an empty message is left out.
+    fn finish_span(self, code: StatusCode, message: fmt::Arguments<'_>);
+}
+
+/// Elements of an array attribute, as [`RecordWriter::str_array`] hands
+/// them to its closure.
+pub struct Items<'a, W>(&'a mut W);
+
+impl<W: RecordWriter> Items<'_, W> {
+    /// One string element, the concatenation of `parts`.
+    pub fn concat(&mut self, parts: &[&str]) {
+        self.0.item_concat(parts);
+    }
+
+    /// One string element, formatted in place.
+    pub fn display(&mut self, v: fmt::Arguments<'_>) {
+        self.0.item_display(v);
+    }
+}
+
+impl Encode for Encoder {
+    type Writer<'a> = ProtoWriter<'a>;
+
+    fn log(&mut self, time_unix_ns: u64, severity: Severity) -> ProtoWriter<'_> {
+        self.buf.clear();
+        let mark = open(&mut self.buf, RECORD_FIELD, 2);
+        if time_unix_ns != 0 {
+            fixed64(&mut self.buf, 1, time_unix_ns);
+        }
+        varint(&mut self.buf, 2, severity.number());
+        string(&mut self.buf, 3, severity.text().as_bytes());
+        ProtoWriter {
+            buf: &mut self.buf,
+            text: &mut self.text,
+            attr_field: 6,
+            mark,
+            array: [NO_MARK; 3],
+        }
+    }
+
+    fn span(
+        &mut self,
+        trace_id: &[u8; 16],
+        span_id: &[u8; 8],
+        name: &str,
+        kind: u64,
+        start_unix_ns: u64,
+        end_unix_ns: u64,
+    ) -> ProtoWriter<'_> {
         self.buf.clear();
         let b = &mut self.buf;
         let mark = open(b, RECORD_FIELD, 2);
@@ -250,46 +342,33 @@ impl Encoder {
         if end_unix_ns != 0 {
             fixed64(b, 8, end_unix_ns);
         }
-        RecordWriter {
+        ProtoWriter {
             buf: &mut self.buf,
             text: &mut self.text,
             attr_field: 9,
             mark,
+            array: [NO_MARK; 3],
         }
+    }
+
+    fn record(&self) -> &[u8] {
+        &self.buf
     }
 }
 
-/// Writes one record's fields in tag order.
-pub struct RecordWriter<'a> {
+/// Writes one record's protobuf fields in tag order.
+pub struct ProtoWriter<'a> {
     buf: &'a mut Vec<u8>,
     text: &'a mut String,
     attr_field: u32,
     mark: Mark,
+    /// The open array attribute's key-value, AnyValue and ArrayValue.
+    array: [Mark; 3],
 }
 
-impl RecordWriter<'_> {
-    /// LogRecord.body as a string.
-    pub fn body(&mut self, args: fmt::Arguments<'_>) {
-        let m = open(self.buf, 5, 1);
-        let s = open(self.buf, 1, 1);
-        let _ = Bytes(self.buf).write_fmt(args);
-        close(self.buf, s);
-        close(self.buf, m);
-    }
+const NO_MARK: Mark = Mark { body: 0, slot: 0 };
 
-    /// LogRecord.body as the concatenation of `parts` (no formatter).
-    pub fn body_concat(&mut self, parts: &[&str]) {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let any_len = 1 + encoded_len_varint(len as u64) + len;
-        encode_key(5, WireType::LengthDelimited, self.buf);
-        encode_varint(any_len as u64, self.buf);
-        encode_key(1, WireType::LengthDelimited, self.buf);
-        encode_varint(len as u64, self.buf);
-        for p in parts {
-            self.buf.extend_from_slice(p.as_bytes());
-        }
-    }
-
+impl ProtoWriter<'_> {
     /// A key and an AnyValue whose (oneof) field is written by `value`.
     #[inline]
     fn kv_known(&mut self, key: &str, any_len: usize, value: impl FnOnce(&mut Vec<u8>)) {
@@ -308,19 +387,43 @@ impl RecordWriter<'_> {
         value(b);
     }
 
-    pub fn str(&mut self, key: &str, v: &str) {
-        self.bytes_as_str(key, v.as_bytes());
-    }
-
     /// A string attribute from bytes already known to be UTF-8 text.
     fn bytes_as_str(&mut self, key: &str, v: &[u8]) {
         let any_len = 1 + encoded_len_varint(v.len() as u64) + v.len();
         self.kv_known(key, any_len, |b| string(b, 1, v));
     }
+}
+
+impl RecordWriter for ProtoWriter<'_> {
+    /// LogRecord.body as a string.
+    fn body(&mut self, args: fmt::Arguments<'_>) {
+        let m = open(self.buf, 5, 1);
+        let s = open(self.buf, 1, 1);
+        let _ = Bytes(self.buf).write_fmt(args);
+        close(self.buf, s);
+        close(self.buf, m);
+    }
+
+    /// LogRecord.body as the concatenation of `parts` (no formatter).
+    fn body_concat(&mut self, parts: &[&str]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let any_len = 1 + encoded_len_varint(len as u64) + len;
+        encode_key(5, WireType::LengthDelimited, self.buf);
+        encode_varint(any_len as u64, self.buf);
+        encode_key(1, WireType::LengthDelimited, self.buf);
+        encode_varint(len as u64, self.buf);
+        for p in parts {
+            self.buf.extend_from_slice(p.as_bytes());
+        }
+    }
+
+    fn str(&mut self, key: &str, v: &str) {
+        self.bytes_as_str(key, v.as_bytes());
+    }
 
     /// A string attribute from bytes that may not be UTF-8 (replacement
     /// characters where they are not).
-    pub fn lossy(&mut self, key: &str, v: &[u8]) {
+    fn lossy(&mut self, key: &str, v: &[u8]) {
         match std::str::from_utf8(v) {
             Ok(s) => self.str(key, s),
             Err(_) => self.display(key, Lossy(v)),
@@ -328,7 +431,7 @@ impl RecordWriter<'_> {
     }
 
     /// A string attribute formatted in place (addresses, times, numbers).
-    pub fn display(&mut self, key: &str, v: impl fmt::Display) {
+    fn display(&mut self, key: &str, v: impl fmt::Display) {
         self.text.clear();
         let _ = write!(self.text, "{v}");
         let any_len = 1 + encoded_len_varint(self.text.len() as u64) + self.text.len();
@@ -339,7 +442,7 @@ impl RecordWriter<'_> {
 
     /// An IP address attribute (IPv4 written without the formatter: every
     /// connection and DNS record has two).
-    pub fn ip(&mut self, key: &str, ip: std::net::IpAddr) {
+    fn ip(&mut self, key: &str, ip: std::net::IpAddr) {
         match ip {
             std::net::IpAddr::V4(v4) => {
                 let mut tmp = [0u8; 15];
@@ -351,40 +454,63 @@ impl RecordWriter<'_> {
     }
 
     /// A Unix-ns time as RFC 3339 text.
-    pub fn time(&mut self, key: &str, unix_ns: u64) {
+    fn time(&mut self, key: &str, unix_ns: u64) {
         match crate::otel::Rfc3339(unix_ns).bytes() {
             Some(b) => self.bytes_as_str(key, &b),
             None => self.display(key, crate::otel::Rfc3339(unix_ns)),
         }
     }
 
-    pub fn int(&mut self, key: &str, v: i64) {
+    fn int(&mut self, key: &str, v: i64) {
         let any_len = 1 + encoded_len_varint(v as u64);
         self.kv_known(key, any_len, |b| varint(b, 3, v as u64));
     }
 
-    pub fn f64(&mut self, key: &str, v: f64) {
+    fn f64(&mut self, key: &str, v: f64) {
         self.kv_known(key, 9, |b| fixed64(b, 4, v.to_bits()));
     }
 
-    pub fn bool(&mut self, key: &str, v: bool) {
+    fn bool(&mut self, key: &str, v: bool) {
         self.kv_known(key, 2, |b| varint(b, 2, u64::from(v)));
     }
 
-    /// An array-of-strings attribute; `items` adds the elements.
-    pub fn str_array(&mut self, key: &str, items: impl FnOnce(&mut ArrayWriter<'_>)) {
+    fn array_open(&mut self, key: &str) {
         let kv = open(self.buf, self.attr_field, 1);
         string(self.buf, 1, key.as_bytes());
         let any = open(self.buf, 2, 1);
         let arr = open(self.buf, 5, 1);
-        items(&mut ArrayWriter { buf: self.buf });
+        self.array = [kv, any, arr];
+    }
+
+    fn item_concat(&mut self, parts: &[&str]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let any_len = 1 + encoded_len_varint(len as u64) + len;
+        encode_key(1, WireType::LengthDelimited, self.buf);
+        encode_varint(any_len as u64, self.buf);
+        encode_key(1, WireType::LengthDelimited, self.buf);
+        encode_varint(len as u64, self.buf);
+        for p in parts {
+            self.buf.extend_from_slice(p.as_bytes());
+        }
+    }
+
+    fn item_display(&mut self, v: fmt::Arguments<'_>) {
+        let any = open(self.buf, 1, 1);
+        let s = open(self.buf, 1, 1);
+        let _ = Bytes(self.buf).write_fmt(v);
+        close(self.buf, s);
+        close(self.buf, any);
+    }
+
+    fn array_close(&mut self) {
+        let [kv, any, arr] = self.array;
         close(self.buf, arr);
         close(self.buf, any);
         close(self.buf, kv);
     }
 
     /// Finish a LogRecord: observed time and event name.
-    pub fn finish_log(self, observed_unix_ns: u64, event_name: &str) {
+    fn finish_log(self, observed_unix_ns: u64, event_name: &str) {
         if observed_unix_ns != 0 {
             fixed64(self.buf, 11, observed_unix_ns);
         }
@@ -396,7 +522,7 @@ impl RecordWriter<'_> {
 
     /// Finish a Span with its status (always present, as the old mapping
     /// set it); an empty message is left out.
-    pub fn finish_span(self, code: StatusCode, message: fmt::Arguments<'_>) {
+    fn finish_span(self, code: StatusCode, message: fmt::Arguments<'_>) {
         let st = open(self.buf, 15, 1);
         let m = open(self.buf, 2, 1);
         let before = self.buf.len();
@@ -436,35 +562,6 @@ pub fn ipv4_text(o: [u8; 4], out: &mut [u8; 15]) -> usize {
         n += 1;
     }
     n
-}
-
-/// Elements of an array attribute.
-pub struct ArrayWriter<'a> {
-    buf: &'a mut Vec<u8>,
-}
-
-impl ArrayWriter<'_> {
-    /// One string element, the concatenation of `parts`.
-    pub fn concat(&mut self, parts: &[&str]) {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let any_len = 1 + encoded_len_varint(len as u64) + len;
-        encode_key(1, WireType::LengthDelimited, self.buf);
-        encode_varint(any_len as u64, self.buf);
-        encode_key(1, WireType::LengthDelimited, self.buf);
-        encode_varint(len as u64, self.buf);
-        for p in parts {
-            self.buf.extend_from_slice(p.as_bytes());
-        }
-    }
-
-    /// One string element, formatted in place.
-    pub fn display(&mut self, v: fmt::Arguments<'_>) {
-        let any = open(self.buf, 1, 1);
-        let s = open(self.buf, 1, 1);
-        let _ = Bytes(self.buf).write_fmt(v);
-        close(self.buf, s);
-        close(self.buf, any);
-    }
 }
 
 /// The fixed part of every export request of one signal: the resource and

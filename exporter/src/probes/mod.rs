@@ -6,6 +6,8 @@ pub mod dns;
 pub mod kernel;
 pub mod lsm;
 pub mod network;
+#[cfg(test)]
+mod otlp_json;
 pub mod process;
 pub mod security;
 pub mod tc;

@@ -410,8 +410,9 @@ impl Handler {
             let q = &l.query.hdr;
             let ctx = self.enricher.context(q.uid, q.cgroup_id, q.pid);
             let (clock, ids, max) = (&self.clock, &mut self.ids, self.config.max_answers);
-            self.emitter
-                .encode_span(|enc| otlp::query(enc, &l, &ctx, max, clock, ids));
+            crate::encode_span!(self.emitter, |enc| otlp::query(
+                enc, &l, &ctx, max, clock, ids
+            ));
         }
         self.recycle(l.query);
     }

@@ -8,7 +8,7 @@ use crate::enrich::Context;
 use crate::otel::{
     names::{attr, span},
     traces::IdGenerator,
-    wire::{Encoder, StatusCode, SPAN_KIND_CLIENT},
+    wire::{Encode, RecordWriter, StatusCode, SPAN_KIND_CLIENT},
 };
 use crate::probes::{network::otlp::connection_attrs, process::otlp::process_attrs};
 use std::fmt;
@@ -35,7 +35,7 @@ impl fmt::Display for Failure<'_> {
 /// `dns.query`: query sent to response received (or timeout). `ctx` is the
 /// querying task's enrichment.
 pub fn query(
-    enc: &mut Encoder,
+    enc: &mut impl Encode,
     l: &Lookup<'_>,
     ctx: &Context<'_>,
     max_answers: usize,
@@ -109,6 +109,7 @@ mod tests {
     use crate::dnsmsg::{self, build};
     use crate::enrich::cgroup;
     use crate::otel::logs::ProcessContext;
+    use crate::otel::wire::Encoder;
     use crate::probes::process::Common;
     use opentelemetry_proto::tonic::trace::v1::Span;
     use prost::Message;

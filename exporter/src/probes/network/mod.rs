@@ -62,13 +62,13 @@ impl crate::reader::RecordHandler for Handler {
         match &rec {
             Record::Connect(r) => {
                 let ids = &mut self.ids;
-                self.emitter
-                    .encode_span(|enc| otlp::connect(enc, r, &ctx, clock, ids));
+                crate::encode_span!(self.emitter, |enc| otlp::connect(enc, r, &ctx, clock, ids));
             }
             Record::Close(r) => {
                 let observed = crate::clock::unix_ns();
-                self.emitter
-                    .encode_log(|enc| otlp::close(enc, r, &ctx, clock, observed));
+                crate::encode_log!(self.emitter, |enc| otlp::close(
+                    enc, r, &ctx, clock, observed
+                ));
             }
         }
         let lat = crate::clock::boot_ns().saturating_sub(rec.header().ts_ns);

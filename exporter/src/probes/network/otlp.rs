@@ -9,13 +9,13 @@ use crate::enrich::Context;
 use crate::otel::{
     names::{attr, event, span},
     traces::IdGenerator,
-    wire::{Encoder, RecordWriter, Severity, StatusCode, SPAN_KIND_CLIENT},
+    wire::{Encode, RecordWriter, Severity, StatusCode, SPAN_KIND_CLIENT},
 };
 use crate::probes::process::otlp::process_attrs;
 use tapio_shared::{tapio_tcp_close, tapio_tcp_connect};
 
 /// server.*/client.* and network.* of a connection, from the client side.
-pub fn connection_attrs(w: &mut RecordWriter<'_>, t: &Tuple, outbound: bool, transport: &str) {
+pub fn connection_attrs(w: &mut impl RecordWriter, t: &Tuple, outbound: bool, transport: &str) {
     let (server, server_port, client, client_port) = if outbound {
         (t.remote, t.remote_port, t.local, t.local_port)
     } else {
@@ -32,7 +32,7 @@ pub fn connection_attrs(w: &mut RecordWriter<'_>, t: &Tuple, outbound: bool, tra
 /// `tcp.connect`: SYN sent to established or failed; an error span with
 /// `error.type` and the errno when it failed.
 pub fn connect(
-    enc: &mut Encoder,
+    enc: &mut impl Encode,
     r: &tapio_tcp_connect,
     ctx: &Context<'_>,
     clock: &WallClock,
@@ -76,7 +76,7 @@ pub fn connect(
 /// `network.connection.close`: direction, lifetime, bytes, RTT. Inbound
 /// connections closed in softirq (pid 0) carry no process.
 pub fn close(
-    enc: &mut Encoder,
+    enc: &mut impl Encode,
     r: &tapio_tcp_close,
     ctx: &Context<'_>,
     clock: &WallClock,
@@ -117,6 +117,7 @@ mod tests {
     use super::*;
     use crate::enrich::cgroup;
     use crate::otel::logs::ProcessContext;
+    use crate::otel::wire::Encoder;
     use opentelemetry_proto::tonic::{logs::v1::LogRecord, trace::v1::Span};
     use prost::Message;
     use tapio_shared::{tapio_family, tapio_tcp_outcome as oc, tapio_tcp_tuple};

@@ -106,8 +106,9 @@ impl Handler {
         let info = self.resolve(r);
         let ctx = self.enricher.context(h.uid, h.cgroup_id, h.pid);
         let clock = &self.clock;
-        self.emitter
-            .encode_log(|enc| otlp::exec(enc, r, &info, &ctx, clock, observed));
+        crate::encode_log!(self.emitter, |enc| otlp::exec(
+            enc, r, &info, &ctx, clock, observed
+        ));
         self.enricher.remember_process(h.pid, info);
     }
 
@@ -116,8 +117,14 @@ impl Handler {
         let info = self.enricher.forget_process(h.pid);
         let ctx = self.enricher.context(h.uid, h.cgroup_id, h.pid);
         let clock = &self.clock;
-        self.emitter
-            .encode_log(|enc| otlp::exit(enc, r, info.as_ref(), &ctx, clock, observed));
+        crate::encode_log!(self.emitter, |enc| otlp::exit(
+            enc,
+            r,
+            info.as_ref(),
+            &ctx,
+            clock,
+            observed
+        ));
         if let Some(i) = info {
             self.enricher.recycle(i);
         }
@@ -127,8 +134,9 @@ impl Handler {
         let h = &r.hdr;
         let ctx = self.enricher.context(h.uid, h.cgroup_id, h.pid);
         let clock = &self.clock;
-        self.emitter
-            .encode_log(|enc| otlp::fork(enc, r, &ctx, clock, observed));
+        crate::encode_log!(self.emitter, |enc| otlp::fork(
+            enc, r, &ctx, clock, observed
+        ));
     }
 }
 

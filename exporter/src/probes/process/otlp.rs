@@ -7,14 +7,14 @@ use crate::clock::WallClock;
 use crate::enrich::{Context, ProcessInfo};
 use crate::otel::{
     names::{attr, event},
-    wire::{Encoder, Lossy, RecordWriter, Severity},
+    wire::{Encode, Lossy, RecordWriter, Severity},
 };
 use std::fmt;
 use tapio_shared::{tapio_event_header, tapio_process_exit, tapio_process_fork};
 
 /// The attributes of the task a record describes and what enrichment added
 /// (owner, container, pod, systemd unit). Every probe's records carry them.
-pub fn process_attrs(w: &mut RecordWriter<'_>, h: &tapio_event_header, ctx: &Context<'_>) {
+pub fn process_attrs(w: &mut impl RecordWriter, h: &tapio_event_header, ctx: &Context<'_>) {
     w.int(attr::PROCESS_PID, i64::from(h.pid));
     w.int(attr::PROCESS_PARENT_PID, i64::from(h.ppid));
     w.int(attr::THREAD_ID, i64::from(h.tid));
@@ -40,7 +40,7 @@ pub fn process_attrs(w: &mut RecordWriter<'_>, h: &tapio_event_header, ctx: &Con
 /// `process.exec`. `info` is what the handler resolved (the executable's
 /// path, the command line), also remembered for the exit.
 pub fn exec(
-    enc: &mut Encoder,
+    enc: &mut impl Encode,
     r: &Exec<'_>,
     info: &ProcessInfo,
     ctx: &Context<'_>,
@@ -93,7 +93,7 @@ impl fmt::Display for SignalName {
 /// worth a look; a clean exit is not). `info`: what it ran, if we saw its
 /// exec.
 pub fn exit(
-    enc: &mut Encoder,
+    enc: &mut impl Encode,
     r: &tapio_process_exit,
     info: Option<&ProcessInfo>,
     ctx: &Context<'_>,
@@ -139,7 +139,7 @@ pub fn exit(
 
 /// `process.fork`: the header is the parent.
 pub fn fork(
-    enc: &mut Encoder,
+    enc: &mut impl Encode,
     r: &tapio_process_fork,
     ctx: &Context<'_>,
     clock: &WallClock,
@@ -165,6 +165,7 @@ mod tests {
     use super::*;
     use crate::enrich::cgroup::{self, Workload};
     use crate::otel::logs::ProcessContext;
+    use crate::otel::wire::Encoder;
     use opentelemetry_proto::tonic::logs::v1::LogRecord;
     use prost::Message;
 

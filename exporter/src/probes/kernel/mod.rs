@@ -1,7 +1,11 @@
 //! The kernel probe: `ebpf/kernel.bpf.c` ↔ this module. Decodes OOM-kill
-//! and io_uring-creation records into typed events (`otel::logs::oom_kill`,
-//! `otel::logs::io_uring_create` map them to OTLP); [`kills_producer`] and
-//! [`io_uring_producer`] export the in-kernel counters and histograms.
+//! and io_uring-creation records into typed events, which `otlp` writes as
+//! OTLP log records; [`kills_producer`] and [`io_uring_producer`] export
+//! the in-kernel counters and histograms.
+
+#[cfg(any(test, feature = "legacy-mapper"))]
+pub mod legacy;
+pub mod otlp;
 
 use super::{cstr, Attach, ProbeSpec, Variant};
 use crate::config::{KernelAttach, KernelProbe};
@@ -434,26 +438,29 @@ pub struct Handler {
 }
 
 impl Handler {
-    fn map(
-        &mut self,
-        k: &OomKill,
-        observed: u64,
-    ) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
-        use crate::otel::logs::{self, ProcessContext};
-        let owner = k
-            .uid
-            .and_then(|u| self.enricher.users.name(u).map(str::to_string));
+    fn oom_kill(&mut self, k: &OomKill, observed: u64) {
         // The names came with the record: the victim's cgroup may be gone
         // by the time anyone could ask /proc.
         let workload = self
             .enricher
             .learn_cgroup(k.cgroup_id, &k.cgroup_leaf, &k.cgroup_parent);
-        let ctx = ProcessContext {
-            owner,
-            workload,
-            info: None,
+        let ctx = crate::enrich::Context {
+            owner: k.uid.and_then(|u| self.enricher.users.name(u)),
+            workload: Some(&workload),
         };
-        logs::oom_kill(k, &ctx, &self.clock, observed)
+        let clock = &self.clock;
+        crate::encode_log!(self.emitter, |enc| otlp::oom_kill(
+            enc, k, &ctx, clock, observed
+        ));
+    }
+
+    fn io_uring_create(&mut self, c: &IoUringCreate, observed: u64) {
+        let h = &c.common;
+        let ctx = self.enricher.context(h.uid, h.cgroup_id, h.pid);
+        let clock = &self.clock;
+        crate::encode_log!(self.emitter, |enc| otlp::io_uring_create(
+            enc, c, &ctx, clock, observed
+        ));
     }
 }
 
@@ -465,26 +472,19 @@ impl crate::reader::RecordHandler for Handler {
     fn handle(&mut self, record: &[u8]) {
         let observed = crate::clock::unix_ns();
         let is_create = record_kind(record).ok() == Some(kind::TAPIO_EVENT_IO_URING_CREATE as u32);
-        let (rec, ts) = if is_create {
+        let ts = if is_create {
             let Some(c) = self.stats.decoded(decode_io_uring_create(record)) else {
                 return;
             };
-            let owner = self.enricher.users.name(c.common.uid).map(str::to_string);
-            let workload = self.enricher.workload(c.common.cgroup_id, c.common.pid);
-            let ctx = crate::otel::logs::ProcessContext {
-                owner,
-                workload,
-                info: None,
-            };
-            let rec = crate::otel::logs::io_uring_create(&c, &ctx, &self.clock, observed);
-            (rec, c.common.ts_boot_ns)
+            self.io_uring_create(&c, observed);
+            c.common.ts_boot_ns
         } else {
             let Some(k) = self.stats.decoded(decode(record)) else {
                 return;
             };
-            (self.map(&k, observed), k.ts_boot_ns)
+            self.oom_kill(&k, observed);
+            k.ts_boot_ns
         };
-        self.emitter.log(rec);
         let lat = crate::clock::boot_ns().saturating_sub(ts);
         self.stats.latency.record_ns(lat);
     }
