@@ -188,6 +188,11 @@ pub async fn run(
     let stop = CancellationToken::new();
     let (watch, mut failures) = Watch::new(stop.clone());
     let mut exporter = Exporter::start(&settings, telemetry.clone(), resource)?;
+    for e in settings.own_endpoints() {
+        if let Some(w) = crate::config::settings::plaintext_warning(&e) {
+            tracing::warn!("{w}");
+        }
+    }
     exporter.supervise(&watch);
     // Bound before the probes load: a taken port fails the start at once.
     let mut prometheus = None;

@@ -34,6 +34,9 @@ pub struct Reloader {
     path: PathBuf,
     text: String,
     policies: Arc<Mutex<Policies>>,
+    /// The text and reason of the last refusal for permissions, so a file
+    /// that stays untrusted is refused once, not at every poll.
+    refused: Option<(String, String)>,
 }
 
 impl Reloader {
@@ -43,6 +46,7 @@ impl Reloader {
             path,
             text,
             policies,
+            refused: None,
         }
     }
 
@@ -95,6 +99,23 @@ impl Reloader {
                 return;
             }
         };
+        // The file may have become writable by others (or been swapped for
+        // a link into /tmp) since start: its text is then not the admin's.
+        if let Err(why) = crate::config::trust::check(&self.path) {
+            let seen = (text, why);
+            if self.refused.as_ref() != Some(&seen) {
+                let p = crate::supervise::lock(&self.policies);
+                p.reject(
+                    ReloadSource::File,
+                    &path,
+                    ReloadResult::Rejected,
+                    &format!("{path} refused: {}", seen.1),
+                );
+                self.refused = Some(seen);
+            }
+            return;
+        }
+        self.refused = None;
         if text == self.text {
             return;
         }
@@ -118,4 +139,65 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Recommende
     })?;
     w.watch(&dir, RecursiveMode::NonRecursive)?;
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, Probes};
+    use crate::policy::{PolicyError, PolicyTarget};
+    use crate::telemetry::Telemetry;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Records the lsm rule count of every policy put in force.
+    struct Recorder(Arc<Mutex<Vec<usize>>>);
+
+    impl PolicyTarget for Recorder {
+        fn probe(&self) -> &'static str {
+            "lsm"
+        }
+        fn apply(&mut self, p: &Probes) -> Result<(), PolicyError> {
+            self.0.lock().expect("lock").push(p.lsm.policy.rules.len());
+            Ok(())
+        }
+    }
+
+    fn rules(n: usize) -> String {
+        let mut s = String::from("probes:\n  lsm:\n    policy:\n      rules:\n");
+        for i in 0..n {
+            s += &format!(
+                "        - {{ name: r{i}, hook: connect, action: deny, match: {{ port: {} }} }}\n",
+                1000 + i
+            );
+        }
+        s
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn a_file_that_became_writable_by_others_is_not_applied_until_fixed() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("tapio.yaml");
+        std::fs::write(&f, rules(1)).expect("write");
+        chmod(&f, 0o644);
+        let t = Telemetry::new(0);
+        let ex = crate::export::Emitter::detached(t.clone());
+        let applied: Arc<Mutex<Vec<usize>>> = Default::default();
+        let target = Box::new(Recorder(applied.clone())) as Box<dyn PolicyTarget>;
+        let policies = Policies::new(parse(&rules(1)).expect("valid"), vec![target], t, ex);
+        let mut r = Reloader::new(f.clone(), Arc::new(Mutex::new(policies)));
+        std::fs::write(&f, rules(2)).expect("write");
+        chmod(&f, 0o666);
+        r.check();
+        r.check();
+        assert!(applied.lock().expect("lock").is_empty(), "untrusted text applied");
+        assert!(r.refused.as_ref().is_some_and(|(_, why)| why.contains("world-writable")));
+        chmod(&f, 0o644);
+        r.check();
+        assert_eq!(*applied.lock().expect("lock"), [2]);
+        assert!(r.refused.is_none());
+    }
 }

@@ -87,6 +87,66 @@ fn run_with_a_bad_config_refuses_to_start() {
     );
 }
 
+/// A config file others can change (or swap) decides what a root process
+/// enforces: check-config says why it is refused, and run will not start.
+#[test]
+fn a_config_others_can_change_is_refused_with_the_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let check = |p: &Path| {
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(p)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.code(), text)
+    };
+    let d = tempfile::tempdir().unwrap();
+    chmod(d.path(), 0o755);
+    let f = d.path().join("tapio.yaml");
+    std::fs::write(&f, "exporters:\n  stdout: {}\n").unwrap();
+    chmod(&f, 0o644);
+    assert_eq!(check(&f), (Some(0), format!("{}: ok\n", f.display())));
+
+    chmod(&f, 0o666);
+    let (code, text) = check(&f);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("(top level): refused: the file is world-writable (mode 0666)"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused: the file is world-writable"), "{err}");
+
+    // A root-owned 0644 file reached through a symlink into a
+    // world-writable directory: anyone can replace the target.
+    chmod(&f, 0o644);
+    let open = d.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    chmod(&open, 0o1777);
+    let target = open.join("tapio.yaml");
+    std::fs::rename(&f, &target).unwrap();
+    std::os::unix::fs::symlink(&target, &f).unwrap();
+    let (code, text) = check(&f);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "refused: the directory it is in (watched for reloads), {}, is world-writable (mode 1777)",
+            open.display()
+        )),
+        "{text}"
+    );
+}
+
 #[test]
 fn probes_reports_attach_types_for_this_kernel() {
     if !privileged_or_skip("probes_reports_attach_types_for_this_kernel") {
