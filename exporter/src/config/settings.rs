@@ -392,7 +392,10 @@ pub fn plaintext_warning(endpoint: &str) -> Option<String> {
     if url.scheme() != "http" {
         return None;
     }
-    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let local = host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
@@ -423,7 +426,10 @@ mod tests {
         let ca = tempfile::NamedTempFile::new().unwrap();
         let ca = ca.path().to_str().unwrap();
         let e = env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.example:4317"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://collector.example:4317",
+            ),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca),
         ]);
         let errs = Config::default().resolve(&e).unwrap_err();
@@ -432,7 +438,10 @@ mod tests {
         assert!(errs[0].message.contains("is plain http"), "{errs:?}");
         // The same CA with https is what was meant.
         let e = env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector.example:4317"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://collector.example:4317",
+            ),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca),
         ]);
         assert!(Config::default().resolve(&e).is_ok());

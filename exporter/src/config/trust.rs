@@ -85,15 +85,14 @@ fn walk(path: &Path, trusted: &impl Fn(&Metadata) -> bool) -> Result<(), String>
     for (i, part) in parts.iter().enumerate() {
         let entry = dir.join(part);
         // The directory the entry is looked up in (symlinks followed).
-        let dmeta = std::fs::metadata(&dir)
-            .map_err(|e| format!("cannot stat {}: {e}", dir.display()))?;
+        let dmeta =
+            std::fs::metadata(&dir).map_err(|e| format!("cannot stat {}: {e}", dir.display()))?;
         if let Some(why) = writable_by_others(&dmeta, trusted) {
             let last = i + 1 == parts.len();
             let emeta = std::fs::symlink_metadata(&entry)
                 .map_err(|e| format!("cannot stat {}: {e}", entry.display()))?;
-            let sticky_keeps = dmeta.permissions().mode() & STICKY != 0
-                && dmeta.uid() == 0
-                && trusted(&emeta);
+            let sticky_keeps =
+                dmeta.permissions().mode() & STICKY != 0 && dmeta.uid() == 0 && trusted(&emeta);
             if last || !sticky_keeps {
                 let what = if last {
                     "the directory it is in (watched for reloads)"
@@ -151,10 +150,16 @@ mod tests {
         let (_d, f, uid) = setup();
         chmod(&f, 0o664);
         let e = check_as(&f, uid).expect_err("group-writable");
-        assert!(e.starts_with("the file is group-writable (mode 0664)"), "{e}");
+        assert!(
+            e.starts_with("the file is group-writable (mode 0664)"),
+            "{e}"
+        );
         chmod(&f, 0o646);
         let e = check_as(&f, uid).expect_err("world-writable");
-        assert!(e.starts_with("the file is world-writable (mode 0646)"), "{e}");
+        assert!(
+            e.starts_with("the file is world-writable (mode 0646)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -166,7 +171,10 @@ mod tests {
             Err(_) => (uid, uid + 1),
         };
         let e = check_as(&f, runner).expect_err("foreign owner");
-        assert!(e.starts_with(&format!("the file is owned by uid {owner}")), "{e}");
+        assert!(
+            e.starts_with(&format!("the file is owned by uid {owner}")),
+            "{e}"
+        );
     }
 
     #[test]
@@ -191,7 +199,10 @@ mod tests {
         std::fs::rename(&f, &target).expect("move");
         symlink(&target, &f).expect("symlink");
         let e = check_as(&f, uid).expect_err("symlink into 0777");
-        assert!(e.contains(&format!("{}, is world-writable", open.display())), "{e}");
+        assert!(
+            e.contains(&format!("{}, is world-writable", open.display())),
+            "{e}"
+        );
         // The same target in a private directory is fine: the link is only
         // a name.
         chmod(&open, 0o755);
