@@ -119,10 +119,32 @@ impl Reloader {
         if text == self.text {
             return;
         }
+        // At start an empty file means "all defaults"; mid-run it is far more
+        // likely a writer that truncated the file and has not written yet
+        // (`cat > tapio.yaml`), and taking it would lift every rule.
+        if is_blank(&text) {
+            let p = crate::supervise::lock(&self.policies);
+            p.reject(
+                ReloadSource::File,
+                &path,
+                ReloadResult::Rejected,
+                "the file is empty (truncated, a write in progress?); to lift every rule, write \
+                 `rules: []`",
+            );
+            self.text = text;
+            return;
+        }
         self.text = text;
         let mut p = crate::supervise::lock(&self.policies);
         p.file_changed(&path, &self.text);
     }
+}
+
+/// Empty, or only blank lines and comments: what `config::parse` takes as
+/// the default configuration.
+fn is_blank(text: &str) -> bool {
+    text.lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
 }
 
 fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
@@ -193,11 +215,45 @@ mod tests {
         chmod(&f, 0o666);
         r.check();
         r.check();
-        assert!(applied.lock().expect("lock").is_empty(), "untrusted text applied");
-        assert!(r.refused.as_ref().is_some_and(|(_, why)| why.contains("world-writable")));
+        assert!(
+            applied.lock().expect("lock").is_empty(),
+            "untrusted text applied"
+        );
+        assert!(r
+            .refused
+            .as_ref()
+            .is_some_and(|(_, why)| why.contains("world-writable")));
         chmod(&f, 0o644);
         r.check();
         assert_eq!(*applied.lock().expect("lock"), [2]);
         assert!(r.refused.is_none());
+    }
+
+    #[test]
+    fn a_truncated_file_does_not_lift_the_policy_and_its_completion_applies() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("tapio.yaml");
+        std::fs::write(&f, rules(1)).expect("write");
+        let t = Telemetry::new(0);
+        let ex = crate::export::Emitter::detached(t.clone());
+        let applied: Arc<Mutex<Vec<usize>>> = Default::default();
+        let target = Box::new(Recorder(applied.clone())) as Box<dyn PolicyTarget>;
+        let policies = Policies::new(parse(&rules(1)).expect("valid"), vec![target], t, ex);
+        let mut r = Reloader::new(f.clone(), Arc::new(Mutex::new(policies)));
+        for blank in ["", "\n# comment only\n"] {
+            std::fs::write(&f, blank).expect("truncate");
+            r.check();
+            assert!(
+                applied.lock().expect("lock").is_empty(),
+                "{blank:?} applied"
+            );
+        }
+        std::fs::write(&f, rules(3)).expect("write");
+        r.check();
+        assert_eq!(*applied.lock().expect("lock"), [3]);
+        // Explicitly no rules is a policy like any other.
+        std::fs::write(&f, "probes:\n  lsm:\n    policy:\n      rules: []\n").expect("write");
+        r.check();
+        assert_eq!(*applied.lock().expect("lock"), [3, 0]);
     }
 }
