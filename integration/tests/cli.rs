@@ -92,9 +92,8 @@ fn run_with_a_bad_config_refuses_to_start() {
 #[test]
 fn a_config_others_can_change_is_refused_with_the_reason() {
     use std::os::unix::fs::PermissionsExt;
-    let chmod = |p: &Path, m: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
-    };
+    let chmod =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     let check = |p: &Path| {
         let out = Command::new(BIN)
             .arg("check-config")
@@ -392,16 +391,35 @@ fn compose_stack_is_complete() {
 /// carries a `tapio.task.failed` record (and, for a reader, the probe's
 /// `tapio.probe.attached` at 0). The failures are made by the
 /// `TAPIO_TEST_FAULT` test hook: a reader whose handler panics on its first
-/// record; a metric producer that panics with the producers lock held (the
+/// record; a reader whose ring buffer read fails (an error, not a panic); a
+/// metric producer that panics with the producers lock held (the
 /// metrics export worker dies).
 #[test]
 fn a_failed_task_ends_tapio_with_a_failure_status() {
     if !privileged_or_skip("a_failed_task_ends_tapio_with_a_failure_status") {
         return;
     }
-    for (fault, task, probe) in [
-        ("reader:process", "reader", Some("process")),
-        ("producer", "exporter.metrics", None),
+    for (fault, task, probe, why) in [
+        (
+            "reader:process",
+            "reader",
+            Some("process"),
+            "panicked: TAPIO_TEST_FAULT",
+        ),
+        // Not a panic: the ring buffer's read returns an error, and the
+        // reader task ends with it.
+        (
+            "ringbuf:process",
+            "reader",
+            Some("process"),
+            "TAPIO_TEST_FAULT: reading the ring buffer failed",
+        ),
+        (
+            "producer",
+            "exporter.metrics",
+            None,
+            "panicked: TAPIO_TEST_FAULT",
+        ),
     ] {
         let rx = Receiver::start();
         let yaml = format!(
@@ -420,11 +438,11 @@ fn a_failed_task_ends_tapio_with_a_failure_status() {
         assert_eq!(status.code(), Some(1), "{fault}: {status}\n{err}");
         let name = probe.map_or(task.to_string(), |p| format!("{task}:{p}"));
         assert!(
-            err.contains("task failed: panicked: TAPIO_TEST_FAULT") && err.contains(&name),
+            err.contains(&format!("task failed: {why}")) && err.contains(&name),
             "{fault}: no task failure logged:\n{err}"
         );
         assert!(
-            err.contains(&format!("tapio: {name} failed: panicked")),
+            err.contains(&format!("tapio: {name} failed: {why}")),
             "{fault}: the exit error names the task:\n{err}"
         );
         let failed = rx
