@@ -42,6 +42,12 @@ pub struct Reloader {
 impl Reloader {
     pub fn new(path: PathBuf, policies: Arc<Mutex<Policies>>) -> Self {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // The file may have changed since it was loaded at start (the
+        // probes load in between): a text that is not what is in force
+        // must not become the baseline, or that change is never applied.
+        let loaded = crate::config::parse(&text)
+            .is_ok_and(|c| crate::supervise::lock(&policies).file_is(&c));
+        let text = if loaded { text } else { String::new() };
         Self {
             path,
             text,
@@ -67,6 +73,8 @@ impl Reloader {
         };
         let mut poll = tokio::time::interval(POLL);
         poll.tick().await;
+        // A change made before the watch was set up sent no event.
+        self.check();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -227,6 +235,23 @@ mod tests {
         r.check();
         assert_eq!(*applied.lock().expect("lock"), [2]);
         assert!(r.refused.is_none());
+    }
+
+    #[test]
+    fn a_change_between_the_load_at_start_and_the_watch_is_applied() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("tapio.yaml");
+        // Loaded at start with 1 rule; the file says 2 by the time the
+        // reloader starts.
+        std::fs::write(&f, rules(2)).expect("write");
+        let t = Telemetry::new(0);
+        let ex = crate::export::Emitter::detached(t.clone());
+        let applied: Arc<Mutex<Vec<usize>>> = Default::default();
+        let target = Box::new(Recorder(applied.clone())) as Box<dyn PolicyTarget>;
+        let policies = Policies::new(parse(&rules(1)).expect("valid"), vec![target], t, ex);
+        let mut r = Reloader::new(f.clone(), Arc::new(Mutex::new(policies)));
+        r.check();
+        assert_eq!(*applied.lock().expect("lock"), [2]);
     }
 
     #[test]
