@@ -13,7 +13,7 @@ pub trait RecordHandler: Send + 'static {
     /// One record, as the kernel wrote it.
     fn handle(&mut self, record: &[u8]);
     /// An error to take as the ring buffer's own, before reading a wake's
-    /// records. Only the `TAPIO_TEST_FAULT=ringbuf:<probe>` hook returns
+    /// records (a kernel wakeup or the interval's). Only the `TAPIO_TEST_FAULT=ringbuf:<probe>` hook returns
     /// one, to prove a reader whose ring buffer errors is reported.
     fn injected_read_error(&mut self) -> Option<std::io::Error> {
         None
@@ -50,6 +50,9 @@ pub async fn run<H: RecordHandler>(
                 guard.clear_ready();
             }
             _ = tick.tick() => {
+                if let Some(e) = handler.injected_read_error() {
+                    return Err(e);
+                }
                 handler.on_wake();
                 let rb = fd.get_mut();
                 while let Some(item) = rb.next() {
