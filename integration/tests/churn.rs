@@ -184,7 +184,7 @@ fn policy_churn_under_traffic_never_lifts_the_deny_and_leaks_nothing() {
     accept_forever(ld);
     accept_forever(lf);
     let rx = Receiver::start();
-    let t = Tapio::start(BIN, &policy(&rx, &cg, Some(d), f, true, 0), &[]);
+    let t = Tapio::start(BIN, &policy(&rx, &cg, Some(d), f, false, 0), &[]);
     let dir = t.config_path().parent().expect("config dir").to_path_buf();
     let cfg = t.config_path();
     let open = dir.join("open");
@@ -230,7 +230,8 @@ fn policy_churn_under_traffic_never_lifts_the_deny_and_leaks_nothing() {
     while seen < target {
         let kind = i % 8;
         kinds[kind] += 1;
-        // Note i + 1: the file Tapio started with is note 0.
+        // Note i + 1: the file Tapio started with is note 0 (the audit
+        // variant: an unchanged policy is not a reload).
         let a = policy(&rx, &cg, Some(d), f, true, i + 1);
         let b = policy(&rx, &cg, Some(d), f, false, i + 1);
         match kind {
