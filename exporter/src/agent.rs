@@ -124,6 +124,7 @@ impl StartCtx<'_> {
         let handler = FaultHook {
             inner: handler,
             armed: supervise::fault_injected(&format!("reader:{name}")),
+            read_error: supervise::fault_injected(&format!("ringbuf:{name}")),
         };
         let s = self.stop.clone();
         self.readers.spawn(self.watch.watched(
@@ -146,15 +147,22 @@ impl StartCtx<'_> {
 
 /// A reader's handler, with the `TAPIO_TEST_FAULT=reader:<probe>` test
 /// hook: armed, it panics on the probe's first record, as a handler bug
-/// would.
+/// would; and `ringbuf:<probe>`: the first wake's read fails, as an
+/// epoll error on the ring buffer's fd would.
 struct FaultHook<H> {
     inner: H,
     armed: bool,
+    read_error: bool,
 }
 
 impl<H: reader::RecordHandler> reader::RecordHandler for FaultHook<H> {
     fn on_wake(&mut self) {
         self.inner.on_wake();
+    }
+
+    fn injected_read_error(&mut self) -> Option<std::io::Error> {
+        self.read_error
+            .then(|| std::io::Error::other("TAPIO_TEST_FAULT: reading the ring buffer failed"))
     }
 
     fn handle(&mut self, record: &[u8]) {
@@ -188,6 +196,11 @@ pub async fn run(
     let stop = CancellationToken::new();
     let (watch, mut failures) = Watch::new(stop.clone());
     let mut exporter = Exporter::start(&settings, telemetry.clone(), resource)?;
+    for e in settings.own_endpoints() {
+        if let Some(w) = crate::config::settings::plaintext_warning(&e) {
+            tracing::warn!("{w}");
+        }
+    }
     exporter.supervise(&watch);
     // Bound before the probes load: a taken port fails the start at once.
     let mut prometheus = None;

@@ -76,7 +76,7 @@ fn load_settings(
     collector: Option<&PathBuf>,
 ) -> Result<(config::Settings, config::Config), ExitCode> {
     let file = match path {
-        Some(p) => config::load(p).map_err(|e| {
+        Some(p) => config::load_trusted(p).map_err(|e| {
             eprint!("{}: {e}", p.display());
             ExitCode::from(2)
         })?,
@@ -144,7 +144,7 @@ fn run(path: Option<PathBuf>, collector: Option<PathBuf>) -> Result<ExitCode> {
 fn check_config(files: &[PathBuf]) -> Result<ExitCode> {
     let mut ok = true;
     for f in files {
-        match config::load(f)
+        match config::load_trusted(f)
             .map_err(|e| e.0)
             .and_then(|c| c.resolve(&config::process_env))
         {

@@ -106,6 +106,11 @@ impl Policies {
         }
     }
 
+    /// Whether `cfg` is the config file as last read validly.
+    pub fn file_is(&self, cfg: &Config) -> bool {
+        &self.file == cfg
+    }
+
     /// The config file at `path` now reads `text` (changed since the last
     /// call).
     pub fn file_changed(&mut self, path: &str, text: &str) {

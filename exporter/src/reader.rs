@@ -12,6 +12,12 @@ pub trait RecordHandler: Send + 'static {
     fn on_wake(&mut self) {}
     /// One record, as the kernel wrote it.
     fn handle(&mut self, record: &[u8]);
+    /// An error to take as the ring buffer's own, before reading a wake's
+    /// records (a kernel wakeup or the interval's). Only the `TAPIO_TEST_FAULT=ringbuf:<probe>` hook returns
+    /// one, to prove a reader whose ring buffer errors is reported.
+    fn injected_read_error(&mut self) -> Option<std::io::Error> {
+        None
+    }
 }
 
 /// Read `rb` until `stop`, then drain it and return. Besides the kernel's
@@ -33,6 +39,9 @@ pub async fn run<H: RecordHandler>(
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
+                if let Some(e) = handler.injected_read_error() {
+                    return Err(e);
+                }
                 handler.on_wake();
                 let rb = guard.get_inner_mut();
                 while let Some(item) = rb.next() {
@@ -41,6 +50,9 @@ pub async fn run<H: RecordHandler>(
                 guard.clear_ready();
             }
             _ = tick.tick() => {
+                if let Some(e) = handler.injected_read_error() {
+                    return Err(e);
+                }
                 handler.on_wake();
                 let rb = fd.get_mut();
                 while let Some(item) = rb.next() {

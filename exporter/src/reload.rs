@@ -34,15 +34,25 @@ pub struct Reloader {
     path: PathBuf,
     text: String,
     policies: Arc<Mutex<Policies>>,
+    /// The text and reason of the last refusal for permissions, so a file
+    /// that stays untrusted is refused once, not at every poll.
+    refused: Option<(String, String)>,
 }
 
 impl Reloader {
     pub fn new(path: PathBuf, policies: Arc<Mutex<Policies>>) -> Self {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // The file may have changed since it was loaded at start (the
+        // probes load in between): a text that is not what is in force
+        // must not become the baseline, or that change is never applied.
+        let loaded = crate::config::parse(&text)
+            .is_ok_and(|c| crate::supervise::lock(&policies).file_is(&c));
+        let text = if loaded { text } else { String::new() };
         Self {
             path,
             text,
             policies,
+            refused: None,
         }
     }
 
@@ -63,6 +73,8 @@ impl Reloader {
         };
         let mut poll = tokio::time::interval(POLL);
         poll.tick().await;
+        // A change made before the watch was set up sent no event.
+        self.check();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -95,13 +107,52 @@ impl Reloader {
                 return;
             }
         };
+        // The file may have become writable by others (or been swapped for
+        // a link into /tmp) since start: its text is then not the admin's.
+        if let Err(why) = crate::config::trust::check(&self.path) {
+            let seen = (text, why);
+            if self.refused.as_ref() != Some(&seen) {
+                let p = crate::supervise::lock(&self.policies);
+                p.reject(
+                    ReloadSource::File,
+                    &path,
+                    ReloadResult::Rejected,
+                    &format!("{path} refused: {}", seen.1),
+                );
+                self.refused = Some(seen);
+            }
+            return;
+        }
+        self.refused = None;
         if text == self.text {
+            return;
+        }
+        // At start an empty file means "all defaults"; mid-run it is far more
+        // likely a writer that truncated the file and has not written yet
+        // (`cat > tapio.yaml`), and taking it would lift every rule.
+        if is_blank(&text) {
+            let p = crate::supervise::lock(&self.policies);
+            p.reject(
+                ReloadSource::File,
+                &path,
+                ReloadResult::Rejected,
+                "the file is empty (truncated, a write in progress?); to lift every rule, write \
+                 `rules: []`",
+            );
+            self.text = text;
             return;
         }
         self.text = text;
         let mut p = crate::supervise::lock(&self.policies);
         p.file_changed(&path, &self.text);
     }
+}
+
+/// Empty, or only blank lines and comments: what `config::parse` takes as
+/// the default configuration.
+fn is_blank(text: &str) -> bool {
+    text.lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
 }
 
 fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
@@ -118,4 +169,116 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Recommende
     })?;
     w.watch(&dir, RecursiveMode::NonRecursive)?;
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, Probes};
+    use crate::policy::{PolicyError, PolicyTarget};
+    use crate::telemetry::Telemetry;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Records the lsm rule count of every policy put in force.
+    struct Recorder(Arc<Mutex<Vec<usize>>>);
+
+    impl PolicyTarget for Recorder {
+        fn probe(&self) -> &'static str {
+            "lsm"
+        }
+        fn apply(&mut self, p: &Probes) -> Result<(), PolicyError> {
+            self.0.lock().expect("lock").push(p.lsm.policy.rules.len());
+            Ok(())
+        }
+    }
+
+    fn rules(n: usize) -> String {
+        let mut s = String::from("probes:\n  lsm:\n    policy:\n      rules:\n");
+        for i in 0..n {
+            s += &format!(
+                "        - {{ name: r{i}, hook: connect, action: deny, match: {{ port: {} }} }}\n",
+                1000 + i
+            );
+        }
+        s
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn a_file_that_became_writable_by_others_is_not_applied_until_fixed() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("tapio.yaml");
+        std::fs::write(&f, rules(1)).expect("write");
+        chmod(&f, 0o644);
+        let t = Telemetry::new(0);
+        let ex = crate::export::Emitter::detached(t.clone());
+        let applied: Arc<Mutex<Vec<usize>>> = Default::default();
+        let target = Box::new(Recorder(applied.clone())) as Box<dyn PolicyTarget>;
+        let policies = Policies::new(parse(&rules(1)).expect("valid"), vec![target], t, ex);
+        let mut r = Reloader::new(f.clone(), Arc::new(Mutex::new(policies)));
+        std::fs::write(&f, rules(2)).expect("write");
+        chmod(&f, 0o666);
+        r.check();
+        r.check();
+        assert!(
+            applied.lock().expect("lock").is_empty(),
+            "untrusted text applied"
+        );
+        assert!(r
+            .refused
+            .as_ref()
+            .is_some_and(|(_, why)| why.contains("world-writable")));
+        chmod(&f, 0o644);
+        r.check();
+        assert_eq!(*applied.lock().expect("lock"), [2]);
+        assert!(r.refused.is_none());
+    }
+
+    #[test]
+    fn a_change_between_the_load_at_start_and_the_watch_is_applied() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("tapio.yaml");
+        // Loaded at start with 1 rule; the file says 2 by the time the
+        // reloader starts.
+        std::fs::write(&f, rules(2)).expect("write");
+        let t = Telemetry::new(0);
+        let ex = crate::export::Emitter::detached(t.clone());
+        let applied: Arc<Mutex<Vec<usize>>> = Default::default();
+        let target = Box::new(Recorder(applied.clone())) as Box<dyn PolicyTarget>;
+        let policies = Policies::new(parse(&rules(1)).expect("valid"), vec![target], t, ex);
+        let mut r = Reloader::new(f.clone(), Arc::new(Mutex::new(policies)));
+        r.check();
+        assert_eq!(*applied.lock().expect("lock"), [2]);
+    }
+
+    #[test]
+    fn a_truncated_file_does_not_lift_the_policy_and_its_completion_applies() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("tapio.yaml");
+        std::fs::write(&f, rules(1)).expect("write");
+        let t = Telemetry::new(0);
+        let ex = crate::export::Emitter::detached(t.clone());
+        let applied: Arc<Mutex<Vec<usize>>> = Default::default();
+        let target = Box::new(Recorder(applied.clone())) as Box<dyn PolicyTarget>;
+        let policies = Policies::new(parse(&rules(1)).expect("valid"), vec![target], t, ex);
+        let mut r = Reloader::new(f.clone(), Arc::new(Mutex::new(policies)));
+        for blank in ["", "\n# comment only\n"] {
+            std::fs::write(&f, blank).expect("truncate");
+            r.check();
+            assert!(
+                applied.lock().expect("lock").is_empty(),
+                "{blank:?} applied"
+            );
+        }
+        std::fs::write(&f, rules(3)).expect("write");
+        r.check();
+        assert_eq!(*applied.lock().expect("lock"), [3]);
+        // Explicitly no rules is a policy like any other.
+        std::fs::write(&f, "probes:\n  lsm:\n    policy:\n      rules: []\n").expect("write");
+        r.check();
+        assert_eq!(*applied.lock().expect("lock"), [3, 0]);
+    }
 }

@@ -87,6 +87,65 @@ fn run_with_a_bad_config_refuses_to_start() {
     );
 }
 
+/// A config file others can change (or swap) decides what a root process
+/// enforces: check-config says why it is refused, and run will not start.
+#[test]
+fn a_config_others_can_change_is_refused_with_the_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let check = |p: &Path| {
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(p)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.code(), text)
+    };
+    let d = tempfile::tempdir().unwrap();
+    chmod(d.path(), 0o755);
+    let f = d.path().join("tapio.yaml");
+    std::fs::write(&f, "exporters:\n  stdout: {}\n").unwrap();
+    chmod(&f, 0o644);
+    assert_eq!(check(&f), (Some(0), format!("{}: ok\n", f.display())));
+
+    chmod(&f, 0o666);
+    let (code, text) = check(&f);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("(top level): refused: the file is world-writable (mode 0666)"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused: the file is world-writable"), "{err}");
+
+    // A root-owned 0644 file reached through a symlink into a
+    // world-writable directory: anyone can replace the target.
+    chmod(&f, 0o644);
+    let open = d.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    chmod(&open, 0o1777);
+    let target = open.join("tapio.yaml");
+    std::fs::rename(&f, &target).unwrap();
+    std::os::unix::fs::symlink(&target, &f).unwrap();
+    let (code, text) = check(&f);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "refused: the directory it is in (watched for reloads), {}, is world-writable (mode 1777)",
+            open.display()
+        )),
+        "{text}"
+    );
+}
+
 #[test]
 fn probes_reports_attach_types_for_this_kernel() {
     if !privileged_or_skip("probes_reports_attach_types_for_this_kernel") {
@@ -332,16 +391,35 @@ fn compose_stack_is_complete() {
 /// carries a `tapio.task.failed` record (and, for a reader, the probe's
 /// `tapio.probe.attached` at 0). The failures are made by the
 /// `TAPIO_TEST_FAULT` test hook: a reader whose handler panics on its first
-/// record; a metric producer that panics with the producers lock held (the
+/// record; a reader whose ring buffer read fails (an error, not a panic); a
+/// metric producer that panics with the producers lock held (the
 /// metrics export worker dies).
 #[test]
 fn a_failed_task_ends_tapio_with_a_failure_status() {
     if !privileged_or_skip("a_failed_task_ends_tapio_with_a_failure_status") {
         return;
     }
-    for (fault, task, probe) in [
-        ("reader:process", "reader", Some("process")),
-        ("producer", "exporter.metrics", None),
+    for (fault, task, probe, why) in [
+        (
+            "reader:process",
+            "reader",
+            Some("process"),
+            "panicked: TAPIO_TEST_FAULT",
+        ),
+        // Not a panic: the ring buffer's read returns an error, and the
+        // reader task ends with it.
+        (
+            "ringbuf:process",
+            "reader",
+            Some("process"),
+            "TAPIO_TEST_FAULT: reading the ring buffer failed",
+        ),
+        (
+            "producer",
+            "exporter.metrics",
+            None,
+            "panicked: TAPIO_TEST_FAULT",
+        ),
     ] {
         let rx = Receiver::start();
         let yaml = format!(
@@ -360,11 +438,11 @@ fn a_failed_task_ends_tapio_with_a_failure_status() {
         assert_eq!(status.code(), Some(1), "{fault}: {status}\n{err}");
         let name = probe.map_or(task.to_string(), |p| format!("{task}:{p}"));
         assert!(
-            err.contains("task failed: panicked: TAPIO_TEST_FAULT") && err.contains(&name),
+            err.contains(&format!("task failed: {why}")) && err.contains(&name),
             "{fault}: no task failure logged:\n{err}"
         );
         assert!(
-            err.contains(&format!("tapio: {name} failed: panicked")),
+            err.contains(&format!("tapio: {name} failed: {why}")),
             "{fault}: the exit error names the task:\n{err}"
         );
         let failed = rx

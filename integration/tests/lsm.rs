@@ -737,6 +737,107 @@ fn on_exit_keep_enforces_after_tapio_dies_and_release_does_not() {
     let _ = std::fs::remove_dir(&pins);
 }
 
+/// BPF links in the system whose program is one of Tapio's lsm programs
+/// (names `tapio_lsm_*`), from `bpftool link list` and `prog list`.
+fn lsm_links() -> usize {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new("bpftool")
+            .args(args)
+            .output()
+            .expect("bpftool");
+        serde_json::from_slice(&out.stdout).expect("bpftool json")
+    };
+    let progs = json(&["-j", "prog", "list"]);
+    let ours: std::collections::HashSet<u64> = progs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("tapio_lsm"))
+        })
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    json(&["-j", "link", "list"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["prog_id"].as_u64().is_some_and(|id| ours.contains(&id)))
+        .count()
+}
+
+/// SIGKILL and restart under `on_exit: keep`, twice: the new Tapio adopts
+/// the enforcement (it attaches its own links, then drops the pinned
+/// ones), so there is exactly one set of links (`bpftool link list`) after
+/// each restart, never two stacked, and the port is denied at every point
+/// in between, as the README promises for `keep`. A last restart under
+/// `release` takes the pinned set over too, and its clean exit leaves none.
+#[test]
+fn a_keep_restart_adopts_the_pinned_set_instead_of_stacking_a_second() {
+    if !privileged_or_skip("lsm::a_keep_restart_adopts_the_pinned_set_instead_of_stacking_a_second")
+    {
+        return;
+    }
+    let cg = TestCgroup::new("a");
+    let (_a, port) = listener();
+    let rx = Receiver::start();
+    let pins = format!("/sys/fs/bpf/tapio-test-adopt-{}", std::process::id());
+    let try_it = || cg.python(&connect_script(&[port]));
+    let base = lsm_links();
+    // Ours, over what was there before (i64: a miscount shows negative).
+    let ours = || lsm_links() as i64 - base as i64;
+    let keep = format!("    on_exit: keep\n    pin_dir: {pins}/lsm\n");
+    let yaml = config(&rx, &keep, &connect_rule("k", "deny", port, &cg));
+
+    let mut t = Tapio::start(BIN, &yaml, &[]);
+    let set = ours();
+    assert!(set > 0, "no lsm links while running");
+    assert!(try_it().ends_with("EPERM"));
+    // What survives SIGKILL: the pinned links (the cgroup-mkdir tracepoint
+    // and device links are not pinned, see the README).
+    let mut pinned = None;
+    for round in 1..=2 {
+        kill9(t);
+        let left = ours();
+        assert!(
+            left > 0 && left <= set,
+            "round {round}: {left} of {set} links after SIGKILL"
+        );
+        assert_eq!(
+            *pinned.get_or_insert(left),
+            left,
+            "round {round}: pinned set changed"
+        );
+        assert!(
+            try_it().ends_with("EPERM"),
+            "round {round}: keep lifted the deny"
+        );
+        t = Tapio::start(BIN, &yaml, &[]);
+        assert_eq!(
+            ours(),
+            set,
+            "round {round}: after the restart there must be one set, not two:\n{}",
+            t.stderr()
+        );
+        assert!(try_it().ends_with("EPERM"));
+    }
+    kill9(t);
+    let release = format!("    pin_dir: {pins}/lsm\n");
+    let t = Tapio::start(
+        BIN,
+        &config(&rx, &release, &connect_rule("k", "deny", port, &cg)),
+        &[],
+    );
+    assert_eq!(ours(), set, "release restart: one set");
+    assert!(try_it().ends_with("EPERM"));
+    t.terminate();
+    assert_eq!(ours(), 0, "links left after a clean release exit");
+    assert!(try_it().ends_with("ok"));
+    let _ = std::fs::remove_dir(format!("{pins}/lsm"));
+    let _ = std::fs::remove_dir(&pins);
+}
+
 /// A Kubernetes ConfigMap volume: `tapio.yaml -> ..data/tapio.yaml`,
 /// `..data -> ..<timestamp>/`; an update writes a new timestamped directory
 /// and renames a new `..data` link over the old one. The file's own inode

@@ -9,6 +9,9 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
+# Configs go in a private directory: Tapio refuses one in a world-writable
+# directory such as /tmp (others could swap the policy).
+mkdir -m 0700 /tmp/cfg
 mkdir -p /sys/fs/cgroup
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
@@ -67,8 +70,8 @@ if [ "$tapio_mode" = bench ]; then
 	load >/dev/null
 	load >/dev/null
 	echo "BENCH alone_ms $(load)"
-	printf 'probes: { process: { enabled: false }, dns: { enabled: false } }\nexporters: { stdout: {} }\n' >/tmp/bench.yaml
-	/tapio run --config /tmp/bench.yaml >/tmp/out.json 2>/tmp/err.txt &
+	printf 'probes: { process: { enabled: false }, dns: { enabled: false } }\nexporters: { stdout: {} }\n' >/tmp/cfg/bench.yaml
+	/tapio run --config /tmp/cfg/bench.yaml >/tmp/out.json 2>/tmp/err.txt &
 	TP=$!
 	while ! grep -q "tapio ready" /tmp/err.txt; do sleep 0.2; done
 	c0=$(cpu_ms $TP)
@@ -107,8 +110,8 @@ if [ "$tapio_mode" = bench ]; then
 				printf '        - { name: r%d, hook: file_open, action: deny, match: { path: /tmp/rules/f%d } }\n' $i $i
 				i=$((i + 1))
 			done
-		} >/tmp/lsm$n.yaml
-		/tapio run --config /tmp/lsm$n.yaml >/dev/null 2>/tmp/lsmerr.txt &
+		} >/tmp/cfg/lsm$n.yaml
+		/tapio run --config /tmp/cfg/lsm$n.yaml >/dev/null 2>/tmp/lsmerr.txt &
 		TP=$!
 		while ! grep -q "tapio ready" /tmp/lsmerr.txt; do sleep 0.2; done
 		echo "BENCH lsm_open rules $n ns $(openloop $M /tmp/target) kernel $(lsm_ns $TP)"
@@ -168,7 +171,7 @@ FSDEV="$(((D >> 8) & 0xfff)):$(((D & 0xff) | ((D >> 12) & 0xfff00)))"
 # cgroup is made after Tapio applied the policy.
 CID=3f2b9c1d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff0
 echo x >/tmp/lsm-ct
-cat >/tmp/tapio.yaml <<Y
+cat >/tmp/cfg/tapio.yaml <<Y
 pipeline:
   logs: { schedule_delay: 200ms }
   traces: { schedule_delay: 200ms }
@@ -194,7 +197,7 @@ probes:
         - { name: no-ct-open, hook: file_open, action: deny, match: { path: /tmp/lsm-ct, container_id: $CID } }
         - { name: no-write-inode, hook: file_modify, action: deny, match: { inode: $INO, device: "$FSDEV", operations: [write] } }
 Y
-start_tapio /tmp/tapio.yaml /tmp/out.json /tmp/err.txt
+start_tapio /tmp/cfg/tapio.yaml /tmp/out.json /tmp/err.txt
 grep "tapio ready" /tmp/err.txt && echo "CHECK tapio ready"
 grep -E "WARN|ERROR" /tmp/err.txt
 
@@ -293,8 +296,8 @@ tail -5 /tmp/err.txt
 
 # The kprobe variant, for real: the same credential and capability work
 # under `attach: kprobe` (kprobe/commit_creds, kprobe+kretprobe/cap_capable).
-printf 'probes:\n  process: { enabled: false }\n  network: { enabled: false }\n  dns: { enabled: false }\n  security: { attach: kprobe, capabilities: true }\nexporters: { stdout: {} }\npipeline: { logs: { schedule_delay: 200ms } }\n' >/tmp/kprobe.yaml
-start_tapio /tmp/kprobe.yaml /tmp/kp.json /tmp/kperr.txt
+printf 'probes:\n  process: { enabled: false }\n  network: { enabled: false }\n  dns: { enabled: false }\n  security: { attach: kprobe, capabilities: true }\nexporters: { stdout: {} }\npipeline: { logs: { schedule_delay: 200ms } }\n' >/tmp/cfg/kprobe.yaml
+start_tapio /tmp/cfg/kprobe.yaml /tmp/kp.json /tmp/kperr.txt
 grep "tapio ready" /tmp/kperr.txt | grep -q "security=kprobe+tp_btf" && echo "CHECK kprobe security attached"
 cred_work
 sleep 2

@@ -8,6 +8,7 @@ mod error;
 mod location;
 pub mod model;
 pub mod settings;
+pub mod trust;
 mod validate;
 
 pub use bytesize::ByteSize;
@@ -71,6 +72,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         )])
     })?;
     parse(&text)
+}
+
+/// [`load`] for the file Tapio runs and enforces from: refused, with the
+/// reason, unless only root (or the user running Tapio) can change it or
+/// swap it ([`trust`]).
+pub fn load_trusted(path: &Path) -> Result<Config, ConfigErrors> {
+    trust::check(path).map_err(|why| {
+        ConfigErrors(vec![ConfigError::new(
+            String::new(),
+            format!("refused: {why}"),
+        )])
+    })?;
+    load(path)
 }
 
 #[cfg(test)]

@@ -232,6 +232,9 @@ impl Resolver<'_> {
                 "a client certificate and its key go together (file or OTEL_EXPORTER_OTLP_CLIENT_*)",
             ));
         }
+        if let Some(m) = tls_without_https(&endpoint, &tls) {
+            self.errs.push(ConfigError::new(format!("{base}.tls"), m));
+        }
         OtlpSettings {
             protocol,
             endpoint,
@@ -363,6 +366,48 @@ impl Config {
     }
 }
 
+/// TLS settings (a CA, a client certificate) with an `http://` endpoint:
+/// whoever wrote them meant the connection to be verified, and plain
+/// HTTP would silently verify nothing. An error, not a guess at `https`.
+pub fn tls_without_https(endpoint: &str, tls: &TlsConfig) -> Option<String> {
+    let set = tls.ca_file.is_some()
+        || tls.cert_file.is_some()
+        || tls.key_file.is_some()
+        || tls.server_name.is_some();
+    let plain = reqwest::Url::parse(endpoint).is_ok_and(|u| u.scheme() == "http");
+    (set && plain).then(|| {
+        format!(
+            "TLS is configured but the endpoint `{endpoint}` is plain http, which would send \
+             everything unencrypted and unverified; use https:// (or remove tls)"
+        )
+    })
+}
+
+/// The warning for an endpoint that sends in clear text beyond this host.
+/// Tapio has no switch that turns certificate verification off: `http://`
+/// is the only way to go without TLS, and it is said loudly unless the
+/// peer is on loopback (a sidecar collector in the same pod).
+pub fn plaintext_warning(endpoint: &str) -> Option<String> {
+    let url = reqwest::Url::parse(endpoint).ok()?;
+    if url.scheme() != "http" {
+        return None;
+    }
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    (!local).then(|| {
+        format!(
+            "{endpoint} is plain http to another host: no TLS, so anyone on the path can read \
+             and change what is sent; use https:// unless the network is trusted"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +419,48 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn a_ca_from_the_environment_with_an_http_endpoint_is_an_error() {
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let ca = ca.path().to_str().unwrap();
+        let e = env(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://collector.example:4317",
+            ),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca),
+        ]);
+        let errs = Config::default().resolve(&e).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "env.tls");
+        assert!(errs[0].message.contains("is plain http"), "{errs:?}");
+        // The same CA with https is what was meant.
+        let e = env(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://collector.example:4317",
+            ),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca),
+        ]);
+        assert!(Config::default().resolve(&e).is_ok());
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_is_warned_about() {
+        for local in [
+            "http://127.0.0.1:4317",
+            "http://localhost:4318",
+            "http://[::1]:4317",
+            "https://collector.example:4317",
+        ] {
+            assert_eq!(plaintext_warning(local), None, "{local}");
+        }
+        for remote in ["http://collector.example:4317", "http://198.18.0.2:4318"] {
+            let w = plaintext_warning(remote).expect(remote);
+            assert!(w.contains("no TLS"), "{w}");
+        }
     }
 
     #[test]

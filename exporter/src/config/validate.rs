@@ -637,6 +637,13 @@ impl OtlpExporter {
             positive(&format!("{base}.timeout"), t, errs);
         }
         tls(base, &self.tls, errs);
+        if let Some(m) = self
+            .endpoint
+            .as_deref()
+            .and_then(|ep| super::settings::tls_without_https(ep, &self.tls))
+        {
+            errs.push(ConfigError::new(format!("{base}.tls"), m));
+        }
         let r = &self.retry_on_failure;
         if r.enabled {
             positive(
@@ -744,6 +751,13 @@ impl Extensions {
         }
         positive(&format!("{base}.timeout"), h.timeout, errs);
         tls(base, &h.tls, errs);
+        if let Some(m) = h
+            .endpoint
+            .as_deref()
+            .and_then(|ep| super::settings::tls_without_https(ep, &h.tls))
+        {
+            errs.push(ConfigError::new(format!("{base}.tls"), m));
+        }
         let r = o.rollback_after_unreachable;
         if !r.is_zero() && r <= h.polling_interval {
             errs.push(ConfigError::new(
