@@ -408,7 +408,7 @@ pub async fn run(
     }
 
     let kcfg = settings.probes.kernel.clone();
-    if kcfg.oom_kill || kcfg.io_uring {
+    if kcfg.oom_kill || kcfg.io_uring || kcfg.memory_sample_every > 0 {
         let ring = probes::RingConfig::new(kcfg.ring_buffer_size.0, kcfg.wakeup_interval)
             .sampled(kcfg.io_uring_sample_rate, std::time::Duration::ZERO);
         ctx.start(
@@ -441,6 +441,14 @@ pub async fn run(
                         telemetry.start_unix_ns,
                     ));
                 }
+                if kcfg.memory_sample_every > 0 {
+                    let maps = probes::memory::configure(loaded, kcfg.memory_sample_every)?;
+                    exporter.add_metric_producer(probes::memory::producer(
+                        maps,
+                        kcfg.memory_sample_every,
+                        telemetry.start_unix_ns,
+                    ));
+                }
                 Ok(probes::kernel::Handler {
                     emitter: exporter.emitter(),
                     stats,
@@ -451,7 +459,7 @@ pub async fn run(
         )?;
     } else if kcfg.enabled == Some(true) {
         tracing::warn!(
-            "probes.kernel is enabled but oom_kill and io_uring are off: nothing to run"
+            "probes.kernel is enabled but oom_kill, io_uring and memory_sample_every are off: nothing to run"
         );
     }
 

@@ -939,6 +939,13 @@ pub struct KernelProbe {
     /// completion (`tapio.io_uring.duration`). Timing costs a map update
     /// and lookup per request, so it is sampled; the counts are not.
     pub io_uring_sample_rate: f64,
+    /// Page and slab allocations (`tapio.memory.allocations`,
+    /// `tapio.memory.allocated`): on average one allocation in this many is
+    /// sampled in the kernel and counts for N; 0 turns the allocation hooks
+    /// off. An interval, not a fraction like `io_uring_sample_rate`: an
+    /// unsampled allocation costs a per-CPU decrement, a sampled one a map
+    /// update. At most 1000000.
+    pub memory_sample_every: u32,
 }
 
 impl Default for KernelProbe {
@@ -951,6 +958,7 @@ impl Default for KernelProbe {
             attach: KernelAttach::Auto,
             io_uring: true,
             io_uring_sample_rate: 0.05,
+            memory_sample_every: 100,
         }
     }
 }

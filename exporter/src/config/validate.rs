@@ -58,6 +58,16 @@ impl Probes {
                 ));
             }
         }
+        if self.kernel.memory_sample_every > tapio_shared::TAPIO_MEM_MAX_EVERY {
+            errs.push(ConfigError::new(
+                "probes.kernel.memory_sample_every",
+                format!(
+                    "{}: at most {} (0 turns allocation sampling off)",
+                    self.kernel.memory_sample_every,
+                    tapio_shared::TAPIO_MEM_MAX_EVERY
+                ),
+            ));
+        }
         self.xdp.validate(errs);
         self.lsm.validate(errs);
         self.security.validate(errs);

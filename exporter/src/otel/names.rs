@@ -254,6 +254,11 @@ pub mod attr {
     pub const HOST_ID: &str = "host.id";
     pub const OS_TYPE: &str = "os.type";
     pub const OS_VERSION: &str = "os.version";
+    /// Which allocator a sampled allocation came from: page, kmalloc,
+    /// kmem_cache.
+    pub const TAPIO_MEMORY_ALLOCATOR: &str = "tapio.memory.allocator";
+    /// N of the 1:N allocation sampling behind an estimate.
+    pub const TAPIO_MEMORY_SAMPLE_EVERY: &str = "tapio.memory.sample_every";
 }
 
 /// Kind of instrument a metric is exported as.
@@ -498,6 +503,34 @@ pub const IO_URING_DURATION: MetricDef = MetricDef {
     attributes: &[attr::TAPIO_IO_URING_OPCODE],
 };
 
+pub const MEMORY_ALLOCATIONS: MetricDef = MetricDef {
+    name: "tapio.memory.allocations",
+    unit: "{allocation}",
+    instrument: Instrument::Counter,
+    description: "Page and slab allocations per workload, estimated from a 1:N sample taken in the kernel (probes.kernel.memory_sample_every; each sample counts N), summed per cgroup in the kernel.",
+    attributes: &[
+        attr::TAPIO_MEMORY_ALLOCATOR,
+        attr::TAPIO_MEMORY_SAMPLE_EVERY,
+        attr::CONTAINER_ID,
+        attr::K8S_POD_UID,
+        attr::TAPIO_SYSTEMD_UNIT,
+    ],
+};
+
+pub const MEMORY_ALLOCATED: MetricDef = MetricDef {
+    name: "tapio.memory.allocated",
+    unit: "By",
+    instrument: Instrument::Counter,
+    description: "Bytes of page and slab allocations per workload, estimated from the same 1:N sample (each sample counts N times its size).",
+    attributes: &[
+        attr::TAPIO_MEMORY_ALLOCATOR,
+        attr::TAPIO_MEMORY_SAMPLE_EVERY,
+        attr::CONTAINER_ID,
+        attr::K8S_POD_UID,
+        attr::TAPIO_SYSTEMD_UNIT,
+    ],
+};
+
 pub const OOM_KILLS: MetricDef = MetricDef {
     name: "tapio.oom.kills",
     unit: "{kill}",
@@ -547,6 +580,8 @@ pub const METRICS: &[MetricDef] = &[
     OOM_KILLS,
     IO_URING_OPERATIONS,
     IO_URING_DURATION,
+    MEMORY_ALLOCATIONS,
+    MEMORY_ALLOCATED,
 ];
 
 /// Every log event name, with what it means.
