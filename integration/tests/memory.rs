@@ -118,8 +118,9 @@ fn exports(rx: &Receiver) -> usize {
         .count()
 }
 
-/// Wait for two more exports than `n0`: the second began after the
-/// workload was reaped, so it holds all of the workload's samples.
+/// Wait for two more exports than `n0`, counted once the workload was
+/// reaped: the first may have been collected before, the second was
+/// collected after, so it holds all of the workload's samples.
 fn wait_after(rx: &Receiver, t: &Tapio, n0: usize) {
     let end = Instant::now() + WAIT;
     while exports(rx) < n0 + 2 {
@@ -147,9 +148,8 @@ fn every_allocation_at_one_in_one() {
     let unit = format!("tapio-memtest-exact-{}.service", std::process::id());
     let cg = TestCgroup::at(unit.clone());
     let rounds = 8;
-    let n0 = exports(&rx);
     run_workload(&cg, rounds);
-    wait_after(&rx, &t, n0);
+    wait_after(&rx, &t, exports(&rx));
     let touched = (rounds * CHUNK) as i64;
     let bytes = value(&rx, "tapio.memory.allocated", &unit, "page")
         .unwrap_or_else(|| panic!("no page bytes for {unit}; tapio stderr:\n{}", t.stderr()));
@@ -170,8 +170,11 @@ fn every_allocation_at_one_in_one() {
     eprintln!(
         "1:1: {pages} pages, {bytes} bytes for {touched} touched; kmalloc {km}, kmem_cache {kc}"
     );
-    assert!(km >= 2 * PIPES as i64, "{km} kmalloc for {PIPES} pipes");
-    assert!(kc >= 2 * PIPES as i64, "{kc} kmem_cache for {PIPES} pipes");
+    assert!(
+        km >= 2 * PIPES as i64 && kc >= 2 * PIPES as i64,
+        "{km} kmalloc, {kc} kmem_cache for {PIPES} pipes; tapio stderr:\n{}",
+        t.stderr()
+    );
     drop(cg);
     t.terminate();
 }
@@ -192,9 +195,8 @@ fn one_in_a_hundred_estimates_the_total() {
     let unit = format!("tapio-memtest-sampled-{}.service", std::process::id());
     let cg = TestCgroup::at(unit.clone());
     let rounds = 25;
-    let n0 = exports(&rx);
     run_workload(&cg, rounds);
-    wait_after(&rx, &t, n0);
+    wait_after(&rx, &t, exports(&rx));
     let touched = (rounds * CHUNK) as f64;
     let bytes = value(&rx, "tapio.memory.allocated", &unit, "page")
         .unwrap_or_else(|| panic!("no page bytes for {unit}; tapio stderr:\n{}", t.stderr()))
