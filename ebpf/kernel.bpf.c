@@ -460,12 +460,17 @@ int BPF_PROG(tapio_mem_page_alloc, struct page *page, unsigned int order)
 	return 0;
 }
 
+/* `ptr` (the object, NULL when the allocation failed) is not read: before
+ * Linux 6.14 or so the verifier refuses to load a `void *` argument of a
+ * tp_btf program ("arg1 type UNKNOWN is not a struct", the 6.12 guest), so
+ * slab allocations that failed are counted too (rare: they fail only under
+ * memory pressure, with __GFP_NOFAIL absent). */
 SEC("tp_btf/kmalloc")
 int BPF_PROG(tapio_mem_kmalloc, unsigned long call_site, const void *ptr, size_t bytes_req,
 	     size_t bytes_alloc)
 {
 	__u32 n;
-	if (!ptr || !mem_take(&n))
+	if (!mem_take(&n))
 		return 0;
 	mem_record(TAPIO_MEM_KMALLOC, bytes_alloc, n);
 	return 0;
@@ -477,7 +482,7 @@ int BPF_PROG(tapio_mem_kmem_cache_alloc, unsigned long call_site, const void *pt
 	     struct kmem_cache *s)
 {
 	__u32 n;
-	if (!ptr || !mem_take(&n))
+	if (!mem_take(&n))
 		return 0;
 	mem_record(TAPIO_MEM_KMEM_CACHE, BPF_CORE_READ(s, size), n);
 	return 0;
