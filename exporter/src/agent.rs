@@ -463,6 +463,34 @@ pub async fn run(
         );
     }
 
+    let ecfg = settings.probes.etcd.clone();
+    if !ecfg.executables.is_empty() {
+        let ring = probes::RingConfig::new(ecfg.ring_buffer_size.0, ecfg.wakeup_interval)
+            .sampled(1.0, ecfg.slow_threshold);
+        ctx.start(
+            &probes::etcd::SPEC,
+            ecfg.enabled,
+            ring,
+            &|_| true,
+            ecfg.wakeup_interval,
+            |loaded, stats| {
+                probes::etcd::configure(loaded, &ecfg)?;
+                let hist =
+                    loaded.take_percpu_array(probes::etcd::NAME, probes::etcd::MAP_WAL_HIST)?;
+                exporter.add_metric_producer(probes::etcd::hist_producer(
+                    hist,
+                    telemetry.start_unix_ns,
+                ));
+                Ok(probes::etcd::Handler {
+                    emitter: exporter.emitter(),
+                    stats,
+                    clock: clock::WallClock::sample(),
+                    ids: Default::default(),
+                })
+            },
+        )?;
+    }
+
     // Last, so Tapio's own BPF loads are done before it reports others'.
     let scfg = settings.probes.security.clone();
     let ring = probes::RingConfig::new(scfg.ring_buffer_size.0, scfg.wakeup_interval);

@@ -74,6 +74,8 @@ wire!(
     tapio_mem_key,
     tapio_mem_usage,
     tapio_mem_cgroup,
+    tapio_etcd_comm,
+    tapio_etcd_fsync,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

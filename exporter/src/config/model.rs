@@ -175,6 +175,44 @@ pub struct Probes {
     pub tc: TcProbe,
     /// Kernel events: `kernel.oom_kill` logs and `tapio.oom.kills`.
     pub kernel: KernelProbe,
+    /// etcd: WAL sync latency (`tapio.etcd.wal_fsync.duration`) and
+    /// `etcd.wal_fsync` spans for slow syncs.
+    pub etcd: EtcdProbe,
+}
+
+/// The etcd probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdProbe {
+    /// Run this probe (see `probes.process.enabled`).
+    pub enabled: Option<bool>,
+    /// Ring-buffer size in bytes (power of two, at least 4 KiB). A record
+    /// is 160 bytes.
+    pub ring_buffer_size: ByteSize,
+    /// Longest a record waits in the ring buffer (see `probes.process`).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// etcd processes to watch, by executable name or path. The kernel
+    /// matches the process name (comm): the file name cut to 15 bytes. At
+    /// most 4.
+    pub executables: Vec<String>,
+    /// WAL syncs at least this slow also become `etcd.wal_fsync` spans
+    /// (every one is in the histogram). etcd warns from 1 s; its docs call
+    /// a p99 over 10 ms slow.
+    #[serde(with = "humantime_serde")]
+    pub slow_threshold: Duration,
+}
+
+impl Default for EtcdProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            ring_buffer_size: ByteSize(64 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            executables: vec!["etcd".into()],
+            slow_threshold: Duration::from_millis(100),
+        }
+    }
 }
 
 /// The security probe.

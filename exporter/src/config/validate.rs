@@ -68,6 +68,26 @@ impl Probes {
                 ),
             ));
         }
+        ringbuf_size(
+            "probes.etcd.ring_buffer_size",
+            self.etcd.ring_buffer_size.0,
+            errs,
+        );
+        let max = tapio_shared::TAPIO_ETCD_MAX_COMMS as usize;
+        if self.etcd.executables.len() > max {
+            errs.push(ConfigError::new(
+                "probes.etcd.executables",
+                format!("{} names: at most {max}", self.etcd.executables.len()),
+            ));
+        }
+        for (i, e) in self.etcd.executables.iter().enumerate() {
+            if e.trim().is_empty() || e.ends_with('/') {
+                errs.push(ConfigError::new(
+                    format!("probes.etcd.executables[{i}]"),
+                    format!("`{e}` names no executable"),
+                ));
+            }
+        }
         self.xdp.validate(errs);
         self.lsm.validate(errs);
         self.security.validate(errs);

@@ -36,6 +36,7 @@ pub mod event {
 pub mod span {
     pub const TCP_CONNECT: &str = "tcp.connect";
     pub const DNS_QUERY: &str = "dns.query";
+    pub const ETCD_WAL_FSYNC: &str = "etcd.wal_fsync";
 }
 
 /// Attribute keys.
@@ -259,6 +260,10 @@ pub mod attr {
     pub const TAPIO_MEMORY_ALLOCATOR: &str = "tapio.memory.allocator";
     /// N of the 1:N allocation sampling behind an estimate.
     pub const TAPIO_MEMORY_SAMPLE_EVERY: &str = "tapio.memory.sample_every";
+    /// The syscall an etcd WAL sync made: fdatasync or fsync.
+    pub const TAPIO_ETCD_SYSCALL: &str = "tapio.etcd.syscall";
+    /// The WAL file's descriptor in the etcd process.
+    pub const TAPIO_ETCD_FD: &str = "tapio.etcd.fd";
 }
 
 /// Kind of instrument a metric is exported as.
@@ -531,6 +536,14 @@ pub const MEMORY_ALLOCATED: MetricDef = MetricDef {
     ],
 };
 
+pub const ETCD_WAL_FSYNC_DURATION: MetricDef = MetricDef {
+    name: "tapio.etcd.wal_fsync.duration",
+    unit: "s",
+    instrument: Instrument::Histogram,
+    description: "Time of every fdatasync/fsync of an etcd write-ahead-log file (*.wal) by a watched etcd process, log2 buckets in the kernel; etcd's etcd_disk_wal_fsync_duration_seconds seen from the kernel.",
+    attributes: &[],
+};
+
 pub const OOM_KILLS: MetricDef = MetricDef {
     name: "tapio.oom.kills",
     unit: "{kill}",
@@ -582,6 +595,7 @@ pub const METRICS: &[MetricDef] = &[
     IO_URING_DURATION,
     MEMORY_ALLOCATIONS,
     MEMORY_ALLOCATED,
+    ETCD_WAL_FSYNC_DURATION,
 ];
 
 /// Every log event name, with what it means.
@@ -682,6 +696,10 @@ pub const SPANS: &[(&str, &str)] = &[
     (
         span::DNS_QUERY,
         "A DNS query to its response or timeout, UDP or TCP.",
+    ),
+    (
+        span::ETCD_WAL_FSYNC,
+        "An etcd WAL sync (fdatasync/fsync of a *.wal file) slower than probes.etcd.slow_threshold.",
     ),
 ];
 

@@ -3,6 +3,7 @@
 //! running kernel accepts.
 
 pub mod dns;
+pub mod etcd;
 pub mod kernel;
 pub mod lsm;
 pub mod memory;
@@ -99,6 +100,7 @@ pub const ALL: &[ProbeSpec] = &[
     dns::SPEC,
     security::SPEC,
     kernel::SPEC,
+    etcd::SPEC,
 ];
 
 /// A ring-buffer record that is not what its probe writes.

@@ -60,6 +60,7 @@ enum tapio_event_kind {
 	TAPIO_EVENT_TC_FLOW = 60,
 	TAPIO_EVENT_OOM_KILL = 70,
 	TAPIO_EVENT_IO_URING_CREATE = 71,
+	TAPIO_EVENT_ETCD_WAL_FSYNC = 80,
 };
 
 /* DNS payload bytes copied per packet: the classic UDP message limit.
@@ -793,6 +794,28 @@ struct tapio_mem_usage {
 struct tapio_mem_cgroup {
 	char leaf[TAPIO_CGROUP_NAME_LEN];   /* cgroup dir name */
 	char parent[TAPIO_CGROUP_NAME_LEN]; /* its parent's dir name */
+};
+
+/* etcd: process names (comm, NUL-padded) the etcd probe watches; slot i
+ * of the tapio_etcd_comms array, an all-zero slot ends the list. */
+#define TAPIO_ETCD_MAX_COMMS 4
+#define TAPIO_ETCD_FILE_LEN 64
+struct tapio_etcd_comm {
+	char comm[TAPIO_COMM_LEN];
+};
+
+/* An fdatasync/fsync of an etcd WAL file (name ending in .wal) by a
+ * watched process: every one goes into the in-kernel histogram; one
+ * slower than the slow threshold is also this record (a span). The
+ * header is the calling thread. */
+struct tapio_etcd_fsync {
+	struct tapio_event_header hdr; /* ts_ns: when the call returned */
+	__u64 start_ns;    /* CLOCK_BOOTTIME ns the call entered */
+	__u64 duration_ns; /* call time */
+	__s64 ret;         /* the syscall's return (0 or -errno) */
+	__s32 fd;          /* the WAL file's descriptor */
+	__u32 syscall;     /* 0 fdatasync, 1 fsync */
+	char file[TAPIO_ETCD_FILE_LEN]; /* the file's name (last path component) */
 };
 
 #pragma clang diagnostic pop
