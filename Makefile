@@ -7,7 +7,7 @@ CARGO ?= cargo
 # objects' BTF in a test; dnsmasq and dig are the DNS tests' server and
 # client; libbpf-tools and bpftrace are the benchmarks' baselines;
 # prometheus scrapes Tapio's /metrics in its test.
-APT_PACKAGES := clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip iputils-ping \
+APT_PACKAGES := etcd-server etcd-client clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip iputils-ping \
 	dnsmasq-base bind9-dnsutils iproute2 bpftrace qemu-system-x86 busybox-static cpio \
 	redis-server postgresql openssl nftables iperf3 netsniff-ng xz-utils kmod prometheus
 TAPIO := $(or $(CARGO_TARGET_DIR),target)/release/tapio

@@ -347,3 +347,143 @@ int tapio_io_uring_complete_tp(struct trace_event_raw_io_uring_complete *ctx)
 	h->sum_ns += ns;
 	return 0;
 }
+
+/*
+ * Sampled memory allocations: page (kmem/mm_page_alloc) and slab
+ * (kmem/kmalloc, kmem/kmem_cache_alloc) allocations, through tp_btf (the
+ * raw tracepoint's arguments: no trace record is built for us, which the
+ * classic tracepoint would do on every allocation before we could decide
+ * to skip it). Allocations are the hottest events a probe can hook, so:
+ *   - an unsampled allocation costs one per-CPU array lookup and a
+ *     decrement; no helper call, no random number;
+ *   - a sampled one (on average 1 in N, N = tapio_mem_sampler.every) adds
+ *     N and N * size to its cgroup's per-CPU sums; the next gap is drawn
+ *     uniformly from 1..2N-1;
+ *   - nothing goes to the ring buffer: userspace reads the sums.
+ * The cgroup is the running task's. Allocations made in interrupt context
+ * (network receive, timers) are charged to whatever task was interrupted,
+ * as the kernel's own tracepoints would show them.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tapio_mem_sampler);
+} tapio_mem_sampler SEC(".maps");
+
+/* Sums per (cgroup, allocator). LRU: cgroups come and go; an evicted
+ * cgroup's last sums were already read by userspace, which keeps its own
+ * running totals. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct tapio_mem_key);
+	__type(value, struct tapio_mem_usage);
+} tapio_mem_usage SEC(".maps");
+
+/* cgroup id -> its names, written at a key's first sample. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct tapio_mem_cgroup);
+} tapio_mem_cgroups SEC(".maps");
+
+/* Scratch for the names (256 bytes: not on the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tapio_mem_cgroup);
+} tapio_mem_scratch SEC(".maps");
+
+/* Is this allocation sampled? On yes, *every is the N it stands for. */
+static __always_inline int mem_take(__u32 *every)
+{
+	__u32 zero = 0;
+	struct tapio_mem_sampler *s = bpf_map_lookup_elem(&tapio_mem_sampler, &zero);
+	if (!s)
+		return 0;
+	__u32 n = s->every;
+	if (n == 0)
+		return 0;
+	__u32 left = s->left;
+	if (left > 1) {
+		s->left = left - 1;
+		return 0;
+	}
+	/* n <= TAPIO_MEM_MAX_EVERY (validated), so 2n - 1 fits. */
+	s->left = n == 1 ? 1 : 1 + bpf_get_prandom_u32() % (2 * n - 1);
+	*every = n;
+	return 1;
+}
+
+static __always_inline void mem_record(__u32 allocator, __u64 size, __u32 n)
+{
+	struct tapio_mem_key k = {
+		.cgroup_id = bpf_get_current_cgroup_id(),
+		.allocator = allocator,
+	};
+	struct tapio_mem_usage *u = bpf_map_lookup_elem(&tapio_mem_usage, &k);
+	if (u) {
+		u->allocations += n;
+		u->bytes += size * n;
+		u->samples += 1;
+		return;
+	}
+	/* A new key. From BPF, an update of a per-CPU map writes this CPU's
+	 * slot only, so a key another CPU added meanwhile keeps its sums. */
+	struct tapio_mem_usage v = { .allocations = n, .bytes = size * n, .samples = 1 };
+	if (bpf_map_update_elem(&tapio_mem_usage, &k, &v, BPF_ANY)) {
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+		return;
+	}
+	if (bpf_map_lookup_elem(&tapio_mem_cgroups, &k.cgroup_id))
+		return;
+	__u32 zero = 0;
+	struct tapio_mem_cgroup *names = bpf_map_lookup_elem(&tapio_mem_scratch, &zero);
+	if (!names)
+		return;
+	names->leaf[0] = 0;
+	names->parent[0] = 0;
+	tapio_read_cgroup_names(names->leaf, names->parent, bpf_get_current_task_btf());
+	bpf_map_update_elem(&tapio_mem_cgroups, &k.cgroup_id, names, BPF_NOEXIST);
+}
+
+SEC("tp_btf/mm_page_alloc")
+int BPF_PROG(tapio_mem_page_alloc, struct page *page, unsigned int order)
+{
+	__u32 n;
+	if (!page || !mem_take(&n))
+		return 0;
+	mem_record(TAPIO_MEM_PAGE, (__u64)1 << (TAPIO_PAGE_SHIFT + (order & 31)), n);
+	return 0;
+}
+
+/* `ptr` (the object, NULL when the allocation failed) is not read: before
+ * Linux 6.14 or so the verifier refuses to load a `void *` argument of a
+ * tp_btf program ("arg1 type UNKNOWN is not a struct", the 6.12 guest), so
+ * slab allocations that failed are counted too (rare: they fail only under
+ * memory pressure, with __GFP_NOFAIL absent). */
+SEC("tp_btf/kmalloc")
+int BPF_PROG(tapio_mem_kmalloc, unsigned long call_site, const void *ptr, size_t bytes_req,
+	     size_t bytes_alloc)
+{
+	__u32 n;
+	if (!mem_take(&n))
+		return 0;
+	mem_record(TAPIO_MEM_KMALLOC, bytes_alloc, n);
+	return 0;
+}
+
+/* Since Linux 6.1 the event passes the cache, not the sizes. */
+SEC("tp_btf/kmem_cache_alloc")
+int BPF_PROG(tapio_mem_kmem_cache_alloc, unsigned long call_site, const void *ptr,
+	     struct kmem_cache *s)
+{
+	__u32 n;
+	if (!mem_take(&n))
+		return 0;
+	mem_record(TAPIO_MEM_KMEM_CACHE, BPF_CORE_READ(s, size), n);
+	return 0;
+}

@@ -421,7 +421,7 @@ pub async fn run(
     }
 
     let kcfg = settings.probes.kernel.clone();
-    if kcfg.oom_kill || kcfg.io_uring {
+    if kcfg.oom_kill || kcfg.io_uring || kcfg.memory_sample_every > 0 {
         let ring = probes::RingConfig::new(kcfg.ring_buffer_size.0, kcfg.wakeup_interval)
             .sampled(kcfg.io_uring_sample_rate, std::time::Duration::ZERO);
         ctx.start(
@@ -454,6 +454,14 @@ pub async fn run(
                         telemetry.start_unix_ns,
                     ));
                 }
+                if kcfg.memory_sample_every > 0 {
+                    let maps = probes::memory::configure(loaded, kcfg.memory_sample_every)?;
+                    exporter.add_metric_producer(probes::memory::producer(
+                        maps,
+                        kcfg.memory_sample_every,
+                        telemetry.start_unix_ns,
+                    ));
+                }
                 Ok(probes::kernel::Handler {
                     emitter: exporter.emitter_for(probes::kernel::NAME),
                     stats,
@@ -464,8 +472,36 @@ pub async fn run(
         )?;
     } else if kcfg.enabled == Some(true) {
         tracing::warn!(
-            "probes.kernel is enabled but oom_kill and io_uring are off: nothing to run"
+            "probes.kernel is enabled but oom_kill, io_uring and memory_sample_every are off: nothing to run"
         );
+    }
+
+    let ecfg = settings.probes.etcd.clone();
+    if !ecfg.executables.is_empty() {
+        let ring = probes::RingConfig::new(ecfg.ring_buffer_size.0, ecfg.wakeup_interval)
+            .sampled(1.0, ecfg.slow_threshold);
+        ctx.start(
+            &probes::etcd::SPEC,
+            ecfg.enabled,
+            ring,
+            &|_| true,
+            ecfg.wakeup_interval,
+            |loaded, stats| {
+                probes::etcd::configure(loaded, &ecfg)?;
+                let hist =
+                    loaded.take_percpu_array(probes::etcd::NAME, probes::etcd::MAP_WAL_HIST)?;
+                exporter.add_metric_producer(probes::etcd::hist_producer(
+                    hist,
+                    telemetry.start_unix_ns,
+                ));
+                Ok(probes::etcd::Handler {
+                    emitter: exporter.emitter(),
+                    stats,
+                    clock: clock::WallClock::sample(),
+                    ids: Default::default(),
+                })
+            },
+        )?;
     }
 
     // Last, so Tapio's own BPF loads are done before it reports others'.

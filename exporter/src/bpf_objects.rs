@@ -24,6 +24,9 @@ pub static TC: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc
 /// `ebpf/kernel.bpf.c`.
 pub static KERNEL: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kernel.bpf.o"));
 
+/// `ebpf/etcd.bpf.c`.
+pub static ETCD: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/etcd.bpf.o"));
+
 /// Which clang compiled them.
 pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt"));
 

@@ -70,6 +70,12 @@ wire!(
     tapio_tc_flow,
     tapio_oom_kill,
     tapio_io_uring_create,
+    tapio_mem_sampler,
+    tapio_mem_key,
+    tapio_mem_usage,
+    tapio_mem_cgroup,
+    tapio_etcd_comm,
+    tapio_etcd_fsync,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

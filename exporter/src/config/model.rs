@@ -175,6 +175,44 @@ pub struct Probes {
     pub tc: TcProbe,
     /// Kernel events: `kernel.oom_kill` logs and `tapio.oom.kills`.
     pub kernel: KernelProbe,
+    /// etcd: WAL sync latency (`tapio.etcd.wal_fsync.duration`) and
+    /// `etcd.wal_fsync` spans for slow syncs.
+    pub etcd: EtcdProbe,
+}
+
+/// The etcd probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdProbe {
+    /// Run this probe (see `probes.process.enabled`).
+    pub enabled: Option<bool>,
+    /// Ring-buffer size in bytes (power of two, at least 4 KiB). A record
+    /// is 160 bytes.
+    pub ring_buffer_size: ByteSize,
+    /// Longest a record waits in the ring buffer (see `probes.process`).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// etcd processes to watch, by executable name or path. The kernel
+    /// matches the process name (comm): the file name cut to 15 bytes. At
+    /// most 4.
+    pub executables: Vec<String>,
+    /// WAL syncs at least this slow also become `etcd.wal_fsync` spans
+    /// (every one is in the histogram). etcd warns from 1 s; its docs call
+    /// a p99 over 10 ms slow.
+    #[serde(with = "humantime_serde")]
+    pub slow_threshold: Duration,
+}
+
+impl Default for EtcdProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            ring_buffer_size: ByteSize(64 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            executables: vec!["etcd".into()],
+            slow_threshold: Duration::from_millis(100),
+        }
+    }
 }
 
 /// The security probe.
@@ -940,6 +978,13 @@ pub struct KernelProbe {
     /// completion (`tapio.io_uring.duration`). Timing costs a map update
     /// and lookup per request, so it is sampled; the counts are not.
     pub io_uring_sample_rate: f64,
+    /// Page and slab allocations (`tapio.memory.allocations`,
+    /// `tapio.memory.allocated`): on average one allocation in this many is
+    /// sampled in the kernel and counts for N; 0 turns the allocation hooks
+    /// off. An interval, not a fraction like `io_uring_sample_rate`: an
+    /// unsampled allocation costs a per-CPU decrement, a sampled one a map
+    /// update. At most 1000000.
+    pub memory_sample_every: u32,
 }
 
 impl Default for KernelProbe {
@@ -952,6 +997,7 @@ impl Default for KernelProbe {
             attach: KernelAttach::Auto,
             io_uring: true,
             io_uring_sample_rate: 0.05,
+            memory_sample_every: 100,
         }
     }
 }

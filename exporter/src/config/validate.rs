@@ -58,6 +58,36 @@ impl Probes {
                 ));
             }
         }
+        if self.kernel.memory_sample_every > tapio_shared::TAPIO_MEM_MAX_EVERY {
+            errs.push(ConfigError::new(
+                "probes.kernel.memory_sample_every",
+                format!(
+                    "{}: at most {} (0 turns allocation sampling off)",
+                    self.kernel.memory_sample_every,
+                    tapio_shared::TAPIO_MEM_MAX_EVERY
+                ),
+            ));
+        }
+        ringbuf_size(
+            "probes.etcd.ring_buffer_size",
+            self.etcd.ring_buffer_size.0,
+            errs,
+        );
+        let max = tapio_shared::TAPIO_ETCD_MAX_COMMS as usize;
+        if self.etcd.executables.len() > max {
+            errs.push(ConfigError::new(
+                "probes.etcd.executables",
+                format!("{} names: at most {max}", self.etcd.executables.len()),
+            ));
+        }
+        for (i, e) in self.etcd.executables.iter().enumerate() {
+            if e.trim().is_empty() || e.ends_with('/') {
+                errs.push(ConfigError::new(
+                    format!("probes.etcd.executables[{i}]"),
+                    format!("`{e}` names no executable"),
+                ));
+            }
+        }
         self.xdp.validate(errs);
         self.lsm.validate(errs);
         self.security.validate(errs);

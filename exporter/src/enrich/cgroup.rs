@@ -11,7 +11,7 @@
 //! `session-3.scope`), so the leaf is the unit that owns the task.
 
 /// What a cgroup says about its workload.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Workload {
     pub container_id: Option<String>,
     pub pod_uid: Option<String>,

@@ -36,6 +36,7 @@ pub mod event {
 pub mod span {
     pub const TCP_CONNECT: &str = "tcp.connect";
     pub const DNS_QUERY: &str = "dns.query";
+    pub const ETCD_WAL_FSYNC: &str = "etcd.wal_fsync";
 }
 
 /// Attribute keys.
@@ -257,6 +258,15 @@ pub mod attr {
     pub const HOST_ID: &str = "host.id";
     pub const OS_TYPE: &str = "os.type";
     pub const OS_VERSION: &str = "os.version";
+    /// Which allocator a sampled allocation came from: page, kmalloc,
+    /// kmem_cache.
+    pub const TAPIO_MEMORY_ALLOCATOR: &str = "tapio.memory.allocator";
+    /// N of the 1:N allocation sampling behind an estimate.
+    pub const TAPIO_MEMORY_SAMPLE_EVERY: &str = "tapio.memory.sample_every";
+    /// The syscall an etcd WAL sync made: fdatasync or fsync.
+    pub const TAPIO_ETCD_SYSCALL: &str = "tapio.etcd.syscall";
+    /// The WAL file's descriptor in the etcd process.
+    pub const TAPIO_ETCD_FD: &str = "tapio.etcd.fd";
 }
 
 /// Kind of instrument a metric is exported as.
@@ -501,6 +511,42 @@ pub const IO_URING_DURATION: MetricDef = MetricDef {
     attributes: &[attr::TAPIO_IO_URING_OPCODE],
 };
 
+pub const MEMORY_ALLOCATIONS: MetricDef = MetricDef {
+    name: "tapio.memory.allocations",
+    unit: "{allocation}",
+    instrument: Instrument::Counter,
+    description: "Page and slab allocations per workload, estimated from a 1:N sample taken in the kernel (probes.kernel.memory_sample_every; each sample counts N), summed per cgroup in the kernel.",
+    attributes: &[
+        attr::TAPIO_MEMORY_ALLOCATOR,
+        attr::TAPIO_MEMORY_SAMPLE_EVERY,
+        attr::CONTAINER_ID,
+        attr::K8S_POD_UID,
+        attr::TAPIO_SYSTEMD_UNIT,
+    ],
+};
+
+pub const MEMORY_ALLOCATED: MetricDef = MetricDef {
+    name: "tapio.memory.allocated",
+    unit: "By",
+    instrument: Instrument::Counter,
+    description: "Bytes of page and slab allocations per workload, estimated from the same 1:N sample (each sample counts N times its size).",
+    attributes: &[
+        attr::TAPIO_MEMORY_ALLOCATOR,
+        attr::TAPIO_MEMORY_SAMPLE_EVERY,
+        attr::CONTAINER_ID,
+        attr::K8S_POD_UID,
+        attr::TAPIO_SYSTEMD_UNIT,
+    ],
+};
+
+pub const ETCD_WAL_FSYNC_DURATION: MetricDef = MetricDef {
+    name: "tapio.etcd.wal_fsync.duration",
+    unit: "s",
+    instrument: Instrument::Histogram,
+    description: "Time of every fdatasync/fsync of an etcd write-ahead-log file (*.wal) by a watched etcd process, log2 buckets in the kernel; etcd's etcd_disk_wal_fsync_duration_seconds seen from the kernel.",
+    attributes: &[],
+};
+
 pub const OOM_KILLS: MetricDef = MetricDef {
     name: "tapio.oom.kills",
     unit: "{kill}",
@@ -550,6 +596,9 @@ pub const METRICS: &[MetricDef] = &[
     OOM_KILLS,
     IO_URING_OPERATIONS,
     IO_URING_DURATION,
+    MEMORY_ALLOCATIONS,
+    MEMORY_ALLOCATED,
+    ETCD_WAL_FSYNC_DURATION,
 ];
 
 /// Every log event name, with what it means.
@@ -650,6 +699,10 @@ pub const SPANS: &[(&str, &str)] = &[
     (
         span::DNS_QUERY,
         "A DNS query to its response or timeout, UDP or TCP.",
+    ),
+    (
+        span::ETCD_WAL_FSYNC,
+        "An etcd WAL sync (fdatasync/fsync of a *.wal file) slower than probes.etcd.slow_threshold.",
     ),
 ];
 

@@ -3,8 +3,10 @@
 //! running kernel accepts.
 
 pub mod dns;
+pub mod etcd;
 pub mod kernel;
 pub mod lsm;
+pub mod memory;
 pub mod network;
 #[cfg(test)]
 mod otlp_json;
@@ -30,6 +32,9 @@ use aya::{
 pub enum Attach {
     /// `tp_btf/<name>`.
     BtfTracePoint(&'static str),
+    /// `tp_btf/<name>` where the kernel takes it; a refusal costs this
+    /// program's own signal (logged), not the probe's others.
+    OptionalBtfTracePoint(&'static str),
     /// `tracepoint/<category>/<name>`.
     TracePoint(&'static str, &'static str),
     /// `tracepoint/<category>/<name>` where the kernel has it; skipped
@@ -97,6 +102,7 @@ pub const ALL: &[ProbeSpec] = &[
     dns::SPEC,
     security::SPEC,
     kernel::SPEC,
+    etcd::SPEC,
 ];
 
 /// A ring-buffer record that is not what its probe writes.
@@ -267,6 +273,22 @@ fn try_variant(
                     if attach {
                         p.attach()
                             .map_err(|e| format!("{prog}: attach: {}", describe(&e)))?;
+                    }
+                }
+                Attach::OptionalBtfTracePoint(tp) => {
+                    let step = (|| {
+                        let btf = btf.ok_or("kernel BTF unavailable (/sys/kernel/btf/vmlinux)")?;
+                        let p: &mut BtfTracePoint = p.try_into().map_err(|e| describe(&e))?;
+                        p.load(tp, btf)
+                            .map_err(|e| format!("{prog}: {}", describe(&e)))?;
+                        if attach {
+                            p.attach()
+                                .map_err(|e| format!("{prog}: attach: {}", describe(&e)))?;
+                        }
+                        Ok::<(), String>(())
+                    })();
+                    if let Err(why) = step {
+                        tracing::warn!("optional program not running: {why}");
                     }
                 }
                 Attach::CgroupSkb(dir) => {
@@ -666,6 +688,7 @@ mod tests {
                     Attach::TracePoint(..)
                         | Attach::OptionalTracePoint(..)
                         | Attach::BtfTracePoint(..)
+                        | Attach::OptionalBtfTracePoint(..)
                         | Attach::CgroupSkb(..)
                 ))));
         }

@@ -60,6 +60,7 @@ enum tapio_event_kind {
 	TAPIO_EVENT_TC_FLOW = 60,
 	TAPIO_EVENT_OOM_KILL = 70,
 	TAPIO_EVENT_IO_URING_CREATE = 71,
+	TAPIO_EVENT_ETCD_WAL_FSYNC = 80,
 };
 
 /* DNS payload bytes copied per packet: the classic UDP message limit.
@@ -747,6 +748,74 @@ struct tapio_io_uring_create {
 	__u32 sq_entries; /* submission queue size */
 	__u32 cq_entries; /* completion queue size */
 	__u32 flags;      /* IORING_SETUP_* bits */
+};
+
+/* Sampled memory allocations (kernel probe): page and slab allocations
+ * sampled 1:N in the kernel and summed per (cgroup, allocator) in a
+ * per-CPU LRU hash; nothing per allocation reaches userspace. */
+enum tapio_mem_allocator {
+	TAPIO_MEM_PAGE = 0,       /* kmem/mm_page_alloc: buddy allocator, PAGE_SIZE << order */
+	TAPIO_MEM_KMALLOC = 1,    /* kmem/kmalloc: bytes_alloc (large ones are pages too) */
+	TAPIO_MEM_KMEM_CACHE = 2, /* kmem/kmem_cache_alloc: the cache's object size */
+	TAPIO_MEM_ALLOCATORS = 3,
+};
+
+/* Most sampling interval userspace accepts (the countdown draws from
+ * 1..2N-1, which must fit a __u32). */
+#define TAPIO_MEM_MAX_EVERY 1000000
+
+/* The sampler of one CPU (value of a one-slot per-CPU array). Userspace
+ * writes {0, N} to every CPU; 0 for `every` samples nothing. After each
+ * sample, `left` is drawn uniformly from 1..2N-1 (mean N), so the sampled
+ * allocations cannot lock onto a periodic pattern in the workload. */
+struct tapio_mem_sampler {
+	__u32 left;  /* allocations on this CPU until the next sample */
+	__u32 every; /* N: on average one allocation in N is sampled */
+};
+
+/* Key of the per-cgroup sums. */
+struct tapio_mem_key {
+	__u64 cgroup_id; /* cgroup v2 id of the task that was running */
+	__u32 allocator; /* enum tapio_mem_allocator */
+	__u32 _pad0;
+};
+
+/* Per-CPU sums for one key, already scaled by N: each sample adds N to
+ * `allocations` and N times its size to `bytes`, so a change of N keeps
+ * the totals estimates of the real ones. */
+struct tapio_mem_usage {
+	__u64 allocations; /* estimated allocations */
+	__u64 bytes;       /* estimated bytes */
+	__u64 samples;     /* allocations actually sampled */
+};
+
+/* The cgroup's directory names, captured at its first sample (the cgroup
+ * may be gone when userspace reads the sums). */
+struct tapio_mem_cgroup {
+	char leaf[TAPIO_CGROUP_NAME_LEN];   /* cgroup dir name */
+	char parent[TAPIO_CGROUP_NAME_LEN]; /* its parent's dir name */
+};
+
+/* etcd: process names (comm, NUL-padded) the etcd probe watches; slot i
+ * of the tapio_etcd_comms array, an all-zero slot ends the list. */
+#define TAPIO_ETCD_MAX_COMMS 4
+#define TAPIO_ETCD_FILE_LEN 64
+struct tapio_etcd_comm {
+	char comm[TAPIO_COMM_LEN];
+};
+
+/* An fdatasync/fsync of an etcd WAL file (name ending in .wal) by a
+ * watched process: every one goes into the in-kernel histogram; one
+ * slower than the slow threshold is also this record (a span). The
+ * header is the calling thread. */
+struct tapio_etcd_fsync {
+	struct tapio_event_header hdr; /* ts_ns: when the call returned */
+	__u64 start_ns;    /* CLOCK_BOOTTIME ns the call entered */
+	__u64 duration_ns; /* call time */
+	__s64 ret;         /* the syscall's return (0 or -errno) */
+	__s32 fd;          /* the WAL file's descriptor */
+	__u32 syscall;     /* 0 fdatasync, 1 fsync */
+	char file[TAPIO_ETCD_FILE_LEN]; /* the file's name (last path component) */
 };
 
 #pragma clang diagnostic pop

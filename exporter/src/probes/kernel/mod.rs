@@ -63,6 +63,9 @@ const VARIANT_BTF: Variant = Variant {
         IO_URING[1],
         IO_URING[2],
         IO_URING[3],
+        super::memory::PROGRAMS[0],
+        super::memory::PROGRAMS[1],
+        super::memory::PROGRAMS[2],
     ],
 };
 const VARIANT_TP: Variant = Variant {
@@ -73,11 +76,17 @@ const VARIANT_TP: Variant = Variant {
         IO_URING[1],
         IO_URING[2],
         IO_URING[3],
+        super::memory::PROGRAMS[0],
+        super::memory::PROGRAMS[1],
+        super::memory::PROGRAMS[2],
     ],
 };
 
 /// Whether config asks for program `prog` of this probe.
 pub fn wanted(cfg: &KernelProbe, prog: &str) -> bool {
+    if let Some(w) = super::memory::wanted(cfg, prog) {
+        return w;
+    }
     if prog == PROG_IO_URING_SUBMIT || prog == PROG_IO_URING_SUBMIT_SQE {
         // Submissions matter only to timing: none at rate 0, one hook
         // fewer per operation.

@@ -1,0 +1,253 @@
+//! The etcd probe: `ebpf/etcd.bpf.c` ↔ this module. Every WAL sync of a
+//! watched etcd process is timed into `tapio.etcd.wal_fsync.duration` in
+//! the kernel; one slower than `slow_threshold` also arrives as a record
+//! and becomes an `etcd.wal_fsync` span.
+
+use super::{cstr, Attach, DecodeError, LoadError, Loaded, ProbeSpec, Variant};
+use crate::config::EtcdProbe;
+use tapio_shared::{
+    read_record, record_kind, tapio_etcd_comm, tapio_etcd_fsync, tapio_event_kind as kind,
+    TAPIO_ETCD_MAX_COMMS,
+};
+
+pub const NAME: &str = "etcd";
+
+pub const PROG_FDATASYNC_ENTER: &str = "tapio_etcd_fdatasync_enter";
+pub const PROG_FSYNC_ENTER: &str = "tapio_etcd_fsync_enter";
+/// One program for both exits.
+pub const PROG_SYNC_EXIT: &str = "tapio_etcd_sync_exit";
+
+/// The process names (comm) watched.
+pub const MAP_COMMS: &str = "tapio_etcd_comms";
+/// Per-CPU histogram of every WAL sync.
+pub const MAP_WAL_HIST: &str = "tapio_etcd_wal_hist";
+
+pub const SPEC: ProbeSpec = ProbeSpec {
+    name: NAME,
+    object: crate::bpf_objects::ETCD,
+    variants: &[Variant {
+        label: "tracepoint",
+        programs: &[
+            (
+                PROG_FDATASYNC_ENTER,
+                Attach::TracePoint("syscalls", "sys_enter_fdatasync"),
+            ),
+            (
+                PROG_FSYNC_ENTER,
+                Attach::TracePoint("syscalls", "sys_enter_fsync"),
+            ),
+            (
+                PROG_SYNC_EXIT,
+                Attach::TracePoint("syscalls", "sys_exit_fdatasync"),
+            ),
+            (
+                PROG_SYNC_EXIT,
+                Attach::TracePoint("syscalls", "sys_exit_fsync"),
+            ),
+        ],
+    }],
+};
+
+/// The kernel compares a task's comm: the executable's file name cut to
+/// 15 bytes. A configured path counts by its file name.
+pub fn comm_of(exe: &str) -> String {
+    let name = exe.rsplit('/').next().unwrap_or(exe);
+    name.bytes().take(15).map(char::from).collect()
+}
+
+/// Write the watched names into the kernel's table.
+pub fn configure(loaded: &mut Loaded, cfg: &EtcdProbe) -> Result<(), LoadError> {
+    let mut map: aya::maps::Array<aya::maps::MapData, tapio_etcd_comm> =
+        super::take_map(&mut loaded.ebpf, NAME, MAP_COMMS)?;
+    for (i, exe) in cfg
+        .executables
+        .iter()
+        .take(TAPIO_ETCD_MAX_COMMS as usize)
+        .enumerate()
+    {
+        let mut v = tapio_etcd_comm::default();
+        for (d, b) in v.comm.iter_mut().zip(comm_of(exe).bytes()) {
+            *d = b as core::ffi::c_char;
+        }
+        map.set(i as u32, v, 0).map_err(|source| LoadError::Map {
+            probe: NAME,
+            map: MAP_COMMS,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// `tapio.etcd.wal_fsync.duration`, cumulative since start.
+pub fn hist_producer(
+    hist: aya::maps::PerCpuArray<aya::maps::MapData, tapio_shared::tapio_hist>,
+    start_unix_ns: u64,
+) -> crate::export::MetricProducer {
+    use crate::otel::{metrics::log2_histogram_seconds, names};
+    let hist = std::sync::Mutex::new(hist);
+    Box::new(move |now| {
+        let hist = crate::supervise::lock(&hist);
+        let Ok(per_cpu) = hist.get(&0, 0) else {
+            return Vec::new();
+        };
+        let (buckets, sum) = crate::otel::metrics::sum_per_cpu_hist(&per_cpu);
+        if buckets.iter().all(|n| *n == 0) {
+            return Vec::new();
+        }
+        vec![log2_histogram_seconds(
+            &names::ETCD_WAL_FSYNC_DURATION,
+            start_unix_ns,
+            now,
+            vec![(Vec::new(), buckets, sum)],
+        )]
+    })
+}
+
+/// A WAL sync slower than the threshold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalFsync {
+    pub common: super::process::Common,
+    pub start_boot_ns: u64,
+    pub duration_ns: u64,
+    pub ret: i64,
+    pub fd: i32,
+    /// `fdatasync` or `fsync`.
+    pub syscall: &'static str,
+    pub file: String,
+}
+
+pub fn decode(bytes: &[u8]) -> Result<WalFsync, DecodeError> {
+    let k = record_kind(bytes)?;
+    if k != kind::TAPIO_EVENT_ETCD_WAL_FSYNC as u32 {
+        return Err(DecodeError::UnknownKind(k));
+    }
+    let r: tapio_etcd_fsync = read_record(bytes)?;
+    Ok(WalFsync {
+        common: (&r.hdr).into(),
+        start_boot_ns: r.start_ns,
+        duration_ns: r.duration_ns,
+        ret: r.ret,
+        fd: r.fd,
+        syscall: if r.syscall == 1 { "fsync" } else { "fdatasync" },
+        file: cstr(&r.file, r.file.len()),
+    })
+}
+
+/// The span of a slow WAL sync.
+pub fn span(
+    f: &WalFsync,
+    clock: &crate::clock::WallClock,
+    ids: &mut crate::otel::traces::IdGenerator,
+) -> opentelemetry_proto::tonic::trace::v1::Span {
+    use crate::otel::{kv_int, kv_str, names};
+    use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span, Status};
+    let start = clock.to_unix_ns(f.start_boot_ns);
+    let mut attributes = vec![
+        kv_int(names::attr::PROCESS_PID, i64::from(f.common.pid)),
+        kv_int(names::attr::THREAD_ID, i64::from(f.common.tid)),
+        kv_str(names::attr::PROCESS_EXECUTABLE_NAME, f.common.comm.clone()),
+        kv_str(names::attr::FILE_NAME, f.file.clone()),
+        kv_str(names::attr::TAPIO_ETCD_SYSCALL, f.syscall),
+        kv_int(names::attr::TAPIO_ETCD_FD, i64::from(f.fd)),
+    ];
+    let status = if f.ret < 0 {
+        attributes.push(kv_str(
+            names::attr::ERROR_TYPE,
+            std::io::Error::from_raw_os_error((-f.ret) as i32).to_string(),
+        ));
+        Some(Status {
+            code: StatusCode::Error as i32,
+            message: String::new(),
+        })
+    } else {
+        None
+    };
+    Span {
+        trace_id: ids.trace_id(),
+        span_id: ids.span_id(),
+        name: names::span::ETCD_WAL_FSYNC.into(),
+        kind: SpanKind::Internal as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + f.duration_ns,
+        attributes,
+        status,
+        ..Default::default()
+    }
+}
+
+/// Turns slow-sync records into spans.
+pub struct Handler {
+    pub emitter: crate::export::Emitter,
+    pub stats: std::sync::Arc<crate::telemetry::ProbeStats>,
+    pub clock: crate::clock::WallClock,
+    pub ids: crate::otel::traces::IdGenerator,
+}
+
+impl crate::reader::RecordHandler for Handler {
+    fn on_wake(&mut self) {
+        self.clock = crate::clock::WallClock::sample();
+    }
+
+    fn handle(&mut self, record: &[u8]) {
+        let Some(f) = self.stats.decoded(decode(record)) else {
+            return;
+        };
+        self.emitter.span(span(&f, &self.clock, &mut self.ids));
+        let lat = crate::clock::boot_ns().saturating_sub(f.common.ts_boot_ns);
+        self.stats.latency.record_ns(lat);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> tapio_etcd_fsync {
+        let mut r = tapio_etcd_fsync {
+            start_ns: 5_000_000_000,
+            duration_ns: 250_000_000,
+            ret: 0,
+            fd: 11,
+            syscall: 0,
+            ..Default::default()
+        };
+        r.hdr.kind = kind::TAPIO_EVENT_ETCD_WAL_FSYNC as u32;
+        r.hdr.ts_ns = 5_250_000_000;
+        r.hdr.pid = 700;
+        r.hdr.tid = 703;
+        crate::probes::process::fixtures::fill(&mut r.hdr.comm, b"etcd\0");
+        crate::probes::process::fixtures::fill(
+            &mut r.file,
+            b"0000000000000000-0000000000000000.wal\0",
+        );
+        r
+    }
+
+    #[test]
+    fn a_slow_sync_becomes_a_span() {
+        let b = tapio_shared::as_bytes(&record()).to_vec();
+        let f = decode(&b).unwrap();
+        assert_eq!((f.common.pid, f.fd, f.syscall), (700, 11, "fdatasync"));
+        assert_eq!(f.file, "0000000000000000-0000000000000000.wal");
+        let clock = crate::clock::WallClock::with_offset(1_000);
+        let s = span(&f, &clock, &mut crate::otel::traces::IdGenerator::seeded(1));
+        assert_eq!(s.name, "etcd.wal_fsync");
+        assert_eq!(s.end_time_unix_nano - s.start_time_unix_nano, 250_000_000);
+        assert_eq!(s.start_time_unix_nano, 5_000_001_000);
+        assert!(s.status.is_none());
+        let mut r = record();
+        r.ret = -5;
+        let f = decode(tapio_shared::as_bytes(&r)).unwrap();
+        let s = span(&f, &clock, &mut crate::otel::traces::IdGenerator::seeded(1));
+        assert!(s.status.is_some());
+        assert!(s.attributes.iter().any(|a| a.key == "error.type"));
+        assert!(matches!(decode(&b[..40]), Err(DecodeError::Short(_))));
+    }
+
+    #[test]
+    fn comm_is_the_file_name_cut_to_15_bytes() {
+        assert_eq!(comm_of("etcd"), "etcd");
+        assert_eq!(comm_of("/usr/bin/etcd"), "etcd");
+        assert_eq!(comm_of("/opt/x/etcd-v3.5.12-linux"), "etcd-v3.5.12-li");
+    }
+}
