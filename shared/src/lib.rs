@@ -70,6 +70,8 @@ wire!(
     tapio_tc_flow,
     tapio_oom_kill,
     tapio_io_uring_create,
+    tapio_unit_state,
+    tapio_unit_event,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

@@ -8,6 +8,7 @@ pub mod lsm;
 pub mod network;
 pub mod process;
 pub mod security;
+pub mod systemd;
 pub mod tc;
 pub mod xdp;
 
@@ -95,6 +96,7 @@ pub const ALL: &[ProbeSpec] = &[
     dns::SPEC,
     security::SPEC,
     kernel::SPEC,
+    systemd::SPEC,
 ];
 
 /// A ring-buffer record that is not what its probe writes.
