@@ -402,12 +402,7 @@ fn units_start_and_stop_with_their_first_pid_failures_and_oom_kills() {
         );
         assert_eq!(int_attr(a, "process.exit.code"), code, "{unit}");
         if unit == "pre.service" {
-            assert_eq!(
-                a.iter()
-                    .find(|k| k.key == "tapio.systemd.unit.preexisting")
-                    .is_some(),
-                true
-            );
+            assert!(a.iter().any(|k| k.key == "tapio.systemd.unit.preexisting"));
             assert_eq!(f64_attr(stop, "tapio.systemd.unit.lifetime"), None);
             assert_eq!(int_attr(a, "tapio.systemd.unit.first_pid"), None);
         } else {
