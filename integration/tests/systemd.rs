@@ -218,6 +218,43 @@ impl Drop for Slice {
     }
 }
 
+/// clone3(CLONE_INTO_CGROUP) a child of a python parent (outside the
+/// unit) straight into `unit`; the child exits 0 at once. Its pid.
+fn clone_into(unit: &Path) -> u32 {
+    let script = format!(
+        r#"import ctypes, os, struct
+fd = os.open({:?}, os.O_RDONLY | os.O_DIRECTORY)
+# struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal,
+# stack, stack_size, tls, set_tid, set_tid_size, cgroup
+args = ctypes.create_string_buffer(struct.pack("11Q", 0x200000000, 0, 0, 0, 17, 0, 0, 0, 0, 0, fd))
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+pid = libc.syscall(ctypes.c_long(435), args, ctypes.c_long(88))
+if pid == 0:
+    os._exit(0)
+if pid < 0:
+    raise OSError(ctypes.get_errno(), "clone3")
+_, status = os.waitpid(pid, 0)
+print(pid, status)
+"#,
+        unit.display().to_string()
+    );
+    let out = Command::new(real_python())
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "clone3 into the cgroup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = text.split_whitespace();
+    let pid: u32 = f.next().and_then(|p| p.parse().ok()).expect("child pid");
+    assert_eq!(f.next(), Some("0"), "the child did not exit 0: {text}");
+    pid
+}
+
 /// The python3 interpreter itself, not a wrapper script.
 fn real_python() -> PathBuf {
     let out = Command::new("python3")
@@ -262,9 +299,10 @@ fn f64_attr(r: &LogRecord, key: &str) -> Option<f64> {
     })
 }
 
-/// Four units start and stop: one exits 0, one exits 3, one is OOM-killed,
-/// one runs until SIGTERM while the process gauge counts it; a fifth was
-/// running before Tapio started. Each start names its first pid; each
+/// Five units start and stop: one exits 0, one exits 3, one is OOM-killed,
+/// one gets its process by clone3 into its cgroup, one runs until SIGTERM
+/// while the process gauge counts it; a sixth was running before Tapio
+/// started. Each start names its first pid; each
 /// stop says how its processes ended.
 #[test]
 fn units_start_and_stop_with_their_first_pid_failures_and_oom_kills() {
@@ -302,6 +340,10 @@ fn units_start_and_stop_with_their_first_pid_failures_and_oom_kills() {
         Some(9),
         "the process was not OOM-killed: {status}"
     );
+    // Forked straight into the unit (clone3 with CLONE_INTO_CGROUP, as
+    // systemd 254+ starts services): no cgroup_attach_task fires.
+    let forked = s.unit("fork.service");
+    let fork_pid = clone_into(&forked);
     let long = s.unit("long.service");
     let long_pid = s.spawn(&long, "sleep 300", false);
 
@@ -322,11 +364,12 @@ fn units_start_and_stop_with_their_first_pid_failures_and_oom_kills() {
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         s.wait(pid);
     }
-    for u in [&ok, &fail, &oom, &long, &pre] {
+    for u in [&ok, &fail, &oom, &forked, &long, &pre] {
         rmdir(u);
     }
 
     let units = [
+        "fork.service",
         "ok.service",
         "fail.service",
         "oom.service",
@@ -343,6 +386,7 @@ fn units_start_and_stop_with_their_first_pid_failures_and_oom_kills() {
         ("fail.service", fail_pid),
         ("oom.service", oom_pid),
         ("long.service", long_pid),
+        ("fork.service", fork_pid),
     ] {
         let start = unit_log(&logs, "systemd.unit.start", unit)
             .unwrap_or_else(|| panic!("no systemd.unit.start for {unit}"));
@@ -361,9 +405,15 @@ fn units_start_and_stop_with_their_first_pid_failures_and_oom_kills() {
             str_attr(a, "tapio.cgroup.path"),
             Some(format!("/{}/{unit}", s.name))
         );
+        let entry = if unit == "fork.service" {
+            "fork"
+        } else {
+            "attach"
+        };
         assert_eq!(
             str_attr(a, "tapio.systemd.unit.entry").as_deref(),
-            Some("attach")
+            Some(entry),
+            "{unit}"
         );
         assert_eq!(start.severity_text, "INFO");
     }
@@ -373,6 +423,7 @@ fn units_start_and_stop_with_their_first_pid_failures_and_oom_kills() {
         ("fail.service", "exit-code", "WARN", 1, 1, 0, Some(3)),
         ("oom.service", "oom-kill", "WARN", 1, 1, 1, Some(0)),
         ("long.service", "success", "INFO", 1, 0, 0, None),
+        ("fork.service", "success", "INFO", 1, 0, 0, None),
         ("pre.service", "success", "INFO", 1, 0, 0, None),
     ];
     for (unit, result, sev, exits, failed, ooms, code) in want {
