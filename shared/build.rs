@@ -39,6 +39,8 @@ fn main() {
         .constified_enum_module("tapio_oom_flags")
         .constified_enum_module("tapio_io_uring_result")
         .constified_enum_module("tapio_mem_allocator")
+        .constified_enum_module("tapio_unit_op")
+        .constified_enum_module("tapio_unit_flags")
         .derive_default(true)
         .derive_debug(true)
         .impl_debug(false)

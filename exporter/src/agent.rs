@@ -503,6 +503,34 @@ pub async fn run(
             },
         )?;
     }
+    let ucfg = settings.probes.systemd.clone();
+    let ring = probes::RingConfig::new(ucfg.ring_buffer_size.0, ucfg.wakeup_interval);
+    ctx.start(
+        &probes::systemd::SPEC,
+        ucfg.enabled,
+        ring,
+        &|_| true,
+        ucfg.wakeup_interval,
+        |loaded, stats| {
+            let units = probes::systemd::SharedUnits::default();
+            // Without a cgroup v2 mount there are no unit cgroups to see,
+            // and the tracepoints would stay silent.
+            if let Some(root) = probes::cgroup2_root().map(PathBuf::from) {
+                let n = probes::systemd::adopt_existing(loaded, &root, &ucfg.slices, &units)?;
+                tracing::info!(probe = "systemd", units = n, "tracking running units");
+                exporter
+                    .add_metric_producer(probes::systemd::processes_producer(units.clone(), root));
+            }
+            Ok(probes::systemd::Handler {
+                emitter: exporter.emitter(),
+                stats,
+                enricher: Enricher::default(),
+                clock: clock::WallClock::sample(),
+                slices: ucfg.slices.clone(),
+                units,
+            })
+        },
+    )?;
 
     // Last, so Tapio's own BPF loads are done before it reports others'.
     let scfg = settings.probes.security.clone();

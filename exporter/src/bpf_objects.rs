@@ -40,3 +40,6 @@ pub const GLOBAL_WAKEUP_BYTES: &str = "tapio_wakeup_bytes";
 /// `.rodata` globals of probes that sample (network, dns).
 pub const GLOBAL_SAMPLE_THRESHOLD: &str = "tapio_sample_threshold";
 pub const GLOBAL_SLOW_NS: &str = "tapio_slow_ns";
+
+/// `ebpf/systemd.bpf.c`.
+pub static SYSTEMD: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/systemd.bpf.o"));

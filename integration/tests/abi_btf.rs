@@ -425,3 +425,37 @@ fn kernel_records_match_the_object_btf() {
         }
     );
 }
+
+#[test]
+fn systemd_records_match_the_object_btf() {
+    let btf = btf_structs(tapio::bpf_objects::SYSTEMD);
+    check_struct!(
+        btf,
+        tapio_unit_state {
+            created_ns,
+            first_ns,
+            first_pid,
+            exits,
+            failed_exits,
+            oom_kills,
+            last_failed_pid,
+            last_exit_code,
+            last_exit_signal,
+            flags
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_unit_event {
+            hdr,
+            state,
+            unit_cgroup_id,
+            op,
+            flags,
+            path_len,
+            level,
+            path
+        }
+    );
+    assert_eq!(core::mem::size_of::<tapio_unit_event>(), 384);
+}

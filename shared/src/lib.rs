@@ -76,6 +76,8 @@ wire!(
     tapio_mem_cgroup,
     tapio_etcd_comm,
     tapio_etcd_fsync,
+    tapio_unit_state,
+    tapio_unit_event,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

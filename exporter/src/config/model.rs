@@ -175,6 +175,9 @@ pub struct Probes {
     pub tc: TcProbe,
     /// Kernel events: `kernel.oom_kill` logs and `tapio.oom.kills`.
     pub kernel: KernelProbe,
+    /// systemd unit lifecycle from the units' cgroups:
+    /// `systemd.unit.start`/`stop` logs, `tapio.systemd.unit.processes`.
+    pub systemd: SystemdProbe,
     /// etcd: WAL sync latency (`tapio.etcd.wal_fsync.duration`) and
     /// `etcd.wal_fsync` spans for slow syncs.
     pub etcd: EtcdProbe,
@@ -998,6 +1001,35 @@ impl Default for KernelProbe {
             io_uring: true,
             io_uring_sample_rate: 0.05,
             memory_sample_every: 100,
+        }
+    }
+}
+
+/// The systemd probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemdProbe {
+    /// Run this probe (see `probes.process.enabled`).
+    pub enabled: Option<bool>,
+    /// Ring-buffer size in bytes (power of two, at least 4 KiB). A unit
+    /// record is 384 bytes; a unit makes three.
+    pub ring_buffer_size: ByteSize,
+    /// Longest a record waits in the ring buffer (see `probes.process`).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// Top-level slices (directories of the cgroup v2 root) whose units
+    /// are reported: a `*.service` or `*.scope` cgroup anywhere below one
+    /// of them is a unit.
+    pub slices: Vec<String>,
+}
+
+impl Default for SystemdProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            ring_buffer_size: ByteSize(64 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            slices: vec!["system.slice".into(), "user.slice".into()],
         }
     }
 }

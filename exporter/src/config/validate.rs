@@ -88,6 +88,7 @@ impl Probes {
                 ));
             }
         }
+        self.systemd.validate(errs);
         self.xdp.validate(errs);
         self.lsm.validate(errs);
         self.security.validate(errs);
@@ -827,6 +828,37 @@ impl Pipeline {
                 errs.push(ConfigError::new(
                     "pipeline.metrics.export_interval",
                     "must be at least 100ms",
+                ));
+            }
+        }
+    }
+}
+
+/// Most slices the systemd probe can be told to watch.
+const MAX_SYSTEMD_SLICES: usize = 64;
+
+impl SystemdProbe {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        ringbuf_size(
+            "probes.systemd.ring_buffer_size",
+            self.ring_buffer_size.0,
+            errs,
+        );
+        if self.slices.len() > MAX_SYSTEMD_SLICES {
+            errs.push(ConfigError::new(
+                "probes.systemd.slices",
+                format!("{} slices: at most {MAX_SYSTEMD_SLICES}", self.slices.len()),
+            ));
+        }
+        for s in &self.slices {
+            // A slice is one directory of the cgroup v2 root, named as
+            // systemd names slices.
+            if !s.ends_with(".slice") || s.len() <= ".slice".len() || s.contains('/') {
+                errs.push(ConfigError::new(
+                    "probes.systemd.slices",
+                    format!(
+                        "{s:?}: a top-level slice name like system.slice (one cgroup directory ending in .slice, no '/')"
+                    ),
                 ));
             }
         }

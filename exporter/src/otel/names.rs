@@ -30,6 +30,8 @@ pub mod event {
     pub const SECURITY_FILE_CHANGE: &str = "security.file.change";
     pub const KERNEL_OOM_KILL: &str = "kernel.oom_kill";
     pub const KERNEL_IO_URING_CREATE: &str = "kernel.io_uring.create";
+    pub const SYSTEMD_UNIT_START: &str = "systemd.unit.start";
+    pub const SYSTEMD_UNIT_STOP: &str = "systemd.unit.stop";
 }
 
 /// Span names.
@@ -249,6 +251,30 @@ pub mod attr {
     pub const TAPIO_IO_URING_CQ_ENTRIES: &str = "tapio.io_uring.cq_entries";
     /// IORING_SETUP_* flags set (array of names: `sqpoll`, `iopoll`...).
     pub const TAPIO_IO_URING_SETUP_FLAGS: &str = "tapio.io_uring.setup_flags";
+    // systemd probe (unit lifecycle from its cgroups)
+    /// The slice a unit's cgroup is under (`system.slice`, `user-1000.slice`).
+    pub const TAPIO_SYSTEMD_SLICE: &str = "tapio.systemd.slice";
+    /// The unit's cgroup path from the cgroup v2 root.
+    pub const TAPIO_CGROUP_PATH: &str = "tapio.cgroup.path";
+    /// The first process that entered the unit (pid).
+    pub const TAPIO_SYSTEMD_UNIT_FIRST_PID: &str = "tapio.systemd.unit.first_pid";
+    /// Seconds from the unit's cgroup creation to its removal.
+    pub const TAPIO_SYSTEMD_UNIT_LIFETIME: &str = "tapio.systemd.unit.lifetime";
+    /// Processes that exited in the unit while Tapio watched.
+    pub const TAPIO_SYSTEMD_UNIT_EXITS: &str = "tapio.systemd.unit.exits";
+    /// ... of them with a non-zero code, an unclean signal or an OOM kill.
+    pub const TAPIO_SYSTEMD_UNIT_FAILED_EXITS: &str = "tapio.systemd.unit.failed_exits";
+    /// ... of them killed by the OOM killer.
+    pub const TAPIO_SYSTEMD_UNIT_OOM_KILLS: &str = "tapio.systemd.unit.oom_kills";
+    /// systemd's words for how a unit ended: `success`, `exit-code`,
+    /// `signal`, `oom-kill`.
+    pub const TAPIO_SYSTEMD_UNIT_RESULT: &str = "tapio.systemd.unit.result";
+    /// How the first process came in: `attach` (cgroup.procs) or `fork`
+    /// (clone3 into the cgroup).
+    pub const TAPIO_SYSTEMD_UNIT_ENTRY: &str = "tapio.systemd.unit.entry";
+    /// The unit existed before Tapio started (creation time, first pid and
+    /// earlier exits unknown).
+    pub const TAPIO_SYSTEMD_UNIT_PREEXISTING: &str = "tapio.systemd.unit.preexisting";
     // resource
     pub const SERVICE_NAME: &str = "service.name";
     pub const SERVICE_VERSION: &str = "service.version";
@@ -556,6 +582,14 @@ pub const OOM_KILLS: MetricDef = MetricDef {
 };
 
 /// Tapio's self-telemetry metrics (`otel::metrics::self_telemetry`).
+pub const SYSTEMD_UNIT_PROCESSES: MetricDef = MetricDef {
+    name: "tapio.systemd.unit.processes",
+    unit: "{process}",
+    instrument: Instrument::Gauge,
+    description: "Live processes of each running systemd unit (its cgroup and the cgroups below it), counted at each metric export.",
+    attributes: &[attr::TAPIO_SYSTEMD_UNIT, attr::TAPIO_SYSTEMD_SLICE],
+};
+
 pub const SELF_METRICS: &[MetricDef] = &[
     EVENTS_RECEIVED,
     EVENTS_LOST,
@@ -599,6 +633,7 @@ pub const METRICS: &[MetricDef] = &[
     MEMORY_ALLOCATIONS,
     MEMORY_ALLOCATED,
     ETCD_WAL_FSYNC_DURATION,
+    SYSTEMD_UNIT_PROCESSES,
 ];
 
 /// Every log event name, with what it means.
@@ -687,6 +722,14 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::KERNEL_IO_URING_CREATE,
         "A process set up an io_uring (io_uring_setup): queue sizes and setup flags; WARN with sqpoll (a kernel thread then does its I/O without any syscall).",
+    ),
+    (
+        event::SYSTEMD_UNIT_START,
+        "The first process entered a systemd unit's cgroup: unit, slice, first pid.",
+    ),
+    (
+        event::SYSTEMD_UNIT_STOP,
+        "A systemd unit's cgroup was removed: lifetime, exits, failed exits and OOM kills of its processes (WARN when any failed).",
     ),
 ];
 

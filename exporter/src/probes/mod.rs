@@ -12,6 +12,7 @@ pub mod network;
 mod otlp_json;
 pub mod process;
 pub mod security;
+pub mod systemd;
 pub mod tc;
 pub mod xdp;
 
@@ -103,6 +104,7 @@ pub const ALL: &[ProbeSpec] = &[
     security::SPEC,
     kernel::SPEC,
     etcd::SPEC,
+    systemd::SPEC,
 ];
 
 /// A ring-buffer record that is not what its probe writes.

@@ -61,6 +61,7 @@ enum tapio_event_kind {
 	TAPIO_EVENT_OOM_KILL = 70,
 	TAPIO_EVENT_IO_URING_CREATE = 71,
 	TAPIO_EVENT_ETCD_WAL_FSYNC = 80,
+	TAPIO_EVENT_UNIT = 81,
 };
 
 /* DNS payload bytes copied per packet: the classic UDP message limit.
@@ -816,6 +817,64 @@ struct tapio_etcd_fsync {
 	__s32 fd;          /* the WAL file's descriptor */
 	__u32 syscall;     /* 0 fdatasync, 1 fsync */
 	char file[TAPIO_ETCD_FILE_LEN]; /* the file's name (last path component) */
+};
+
+/* systemd units, seen as the cgroups systemd makes for them: a directory
+ * named <unit>.service or <unit>.scope at level 2 or deeper of the cgroup
+ * v2 hierarchy (below a slice). Longer cgroup paths are cut (flagged). */
+#define TAPIO_UNIT_PATH_LEN 256
+/* Units tracked at once (LRU: a unit whose removal was never seen ages
+ * out instead of leaking). */
+#define TAPIO_UNIT_MAX 16384
+
+/* What happened to a unit's cgroup. */
+enum tapio_unit_op {
+	TAPIO_UNIT_CREATED = 1, /* mkdir: the unit's cgroup appeared (no process yet) */
+	TAPIO_UNIT_STARTED = 2, /* the first process entered it (attach, or a fork into it) */
+	TAPIO_UNIT_REMOVED = 3, /* rmdir: the unit is gone; state holds its totals */
+};
+
+/* Bits of tapio_unit_state.flags and tapio_unit_event.flags. */
+enum tapio_unit_flags {
+	/* The unit existed before Tapio started (userspace found it at start):
+	 * its creation time and earlier exits are unknown. */
+	TAPIO_UNIT_PREEXISTING = 1,
+	/* The cgroup path was longer than TAPIO_UNIT_PATH_LEN. */
+	TAPIO_UNIT_PATH_CUT = 2,
+	/* The first process came by fork into the cgroup (clone3
+	 * CLONE_INTO_CGROUP), not by a write to cgroup.procs. */
+	TAPIO_UNIT_FORKED_IN = 4,
+};
+
+/* Per-unit totals the kernel keeps (LRU hash keyed by cgroup id), read
+ * and deleted at removal. Exits are counted per process (the last thread),
+ * in the unit's cgroup or any cgroup below it. */
+struct tapio_unit_state {
+	__u64 created_ns;      /* CLOCK_BOOTTIME ns of the mkdir; 0 when unknown */
+	__u64 first_ns;        /* CLOCK_BOOTTIME ns the first process entered; 0: none yet */
+	__u32 first_pid;       /* tgid of the first process; 0: none yet */
+	__u32 exits;           /* processes that exited in the unit */
+	__u32 failed_exits;    /* ... with a non-zero code or an unclean signal */
+	__u32 oom_kills;       /* ... chosen by the OOM killer (signal->oom_mm set) */
+	__u32 last_failed_pid; /* the last failed process */
+	__s32 last_exit_code;  /* its exit code (0..255) */
+	__u32 last_exit_signal; /* the signal that ended it, 0 if it exited */
+	__u32 flags;           /* enum tapio_unit_flags bits */
+};
+
+/* systemd.unit.*: one record per op. The header is the task that did it:
+ * the creator (mkdir, usually systemd), the first process (started), the
+ * remover (rmdir). */
+struct tapio_unit_event {
+	struct tapio_event_header hdr;
+	struct tapio_unit_state state; /* the unit's totals at the time */
+	__u64 unit_cgroup_id;  /* the unit's cgroup id (kernfs node id) */
+	__u32 op;              /* enum tapio_unit_op */
+	__u32 flags;           /* enum tapio_unit_flags bits of this record */
+	__u16 path_len;        /* bytes used in path, without the NUL; 0: no path */
+	__u16 level;           /* cgroup level (the root is 0) */
+	__u32 _pad0;
+	char path[TAPIO_UNIT_PATH_LEN]; /* cgroup path from the v2 root, "/a.slice/b.service" */
 };
 
 #pragma clang diagnostic pop
