@@ -225,7 +225,7 @@ os.closerange(3, 1 << 16)
 child = os.fork()
 if child:
     _, st = os.waitpid(child, 0)
-    print(child)
+    print(child, flush=True)  # os._exit flushes nothing
     os._exit(os.waitstatus_to_exitcode(st))
 print([l for l in open("/proc/self/status") if l.startswith("FDSize:")][0].split()[1], flush=True)
 with open(d + "/unwatched", "a") as f:
