@@ -7,6 +7,9 @@
 # directory.
 # Workloads (a small C program, N calls each, ns per call):
 #   write-unwatched  write(2) of 1 byte to a file nobody watches
+#   write-unwatched-wide  the same from a process whose fd table has grown
+#                    past 64 fds (the probe then reads the fd table
+#                    with bpf_probe_read_kernel)
 #   write-watched    write(2) of 1 byte to a watched file (deduplicated:
 #                    one record per second for the whole loop)
 #   open-close       openat(O_RDONLY)+close of an unwatched file
@@ -40,11 +43,22 @@ cat >"$work/load.c" <<'C'
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 static long long now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000LL + t.tv_nsec; }
 int main(int argc, char **argv) {
 	const char *what = argv[1], *path = argv[2]; long n = atol(argv[3]);
+	/* The loop runs in a child forked with only fds 0-2 open, so its fd
+	 * table is the default one inside files_struct (64 fds), as for a
+	 * process a container runtime or service manager starts; forked
+	 * straight from this script it would inherit a grown table (bash
+	 * holds fd 255). argv[4] == "wide" grows it again (an fd at 100). */
+	close_range(3, ~0U, 0);
+	pid_t child = fork();
+	if (child < 0) return 1;
+	if (child > 0) { int st; waitpid(child, &st, 0); return WIFEXITED(st) ? WEXITSTATUS(st) : 1; }
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+	if (argc > 4 && !strcmp(argv[4], "wide") && dup2(fd, 100) != 100) return 1;
 	long long t0 = now();
 	for (long i = 0; i < n; i++) {
 		if (!strcmp(what, "write")) { if (write(fd, "x", 1) != 1) return 1; }
@@ -62,10 +76,11 @@ cc -O2 -o "$work/load" "$work/load.c"
 mkdir -p "$work/watched-dir"
 touch "$work/watched" "$work/unwatched"
 
-WORKLOADS=${WORKLOADS:-"write-unwatched write-watched open-close setresuid mmap-munmap getppid"}
+WORKLOADS=${WORKLOADS:-"write-unwatched write-unwatched-wide write-watched open-close setresuid mmap-munmap getppid"}
 one() { # workload -> ns/call
 	case $1 in
 	write-unwatched) "$work/load" write "$work/unwatched" "$N" ;;
+	write-unwatched-wide) "$work/load" write "$work/unwatched" "$N" wide ;;
 	write-watched) "$work/load" write "$work/watched" "$N" ;;
 	open-close) "$work/load" open "$work/unwatched" "$N" ;;
 	setresuid) "$work/load" setresuid "$work/unwatched" "$N" ;;

@@ -67,12 +67,15 @@ struct {
 	__type(value, __u64);
 } tapio_sec_cfg SEC(".maps");
 
-/* Syscalls between enter and exit, by thread id. LRU: a thread killed
- * mid-syscall never reaches its exit, and its entry must not leak. */
+/* A syscall between enter and exit, in the task itself (op != 0 while
+ * parked). Task storage: the exit of every hooked syscall looks here
+ * (each write() when files are watched), and a task storage lookup is a
+ * few loads from the task where a hash by tid hashes and locks; it is
+ * freed with the task, so a thread killed mid-syscall leaks nothing. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct tapio_sec_event);
 } tapio_sec_pending SEC(".maps");
 
@@ -82,11 +85,21 @@ struct cred_snap {
 	struct tapio_ids ids;
 };
 
+/* The credentials at a set*id/exec entry, kept in the task itself until
+ * its exit. Task storage, not a hash by tid: a lookup is a few loads from
+ * the task (no hashing, no LRU lock), it is freed with the task (a thread
+ * killed mid-syscall leaks nothing), and exec from a non-leader thread,
+ * which changes the tid, still finds its entry. */
+struct cred_pending {
+	struct cred_snap snap;
+	__u64 armed; /* 1 between enter and exit */
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u32);
-	__type(value, struct cred_snap);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct cred_pending);
 } tapio_sec_cred_pending SEC(".maps");
 
 /* "Already reported" set: capability use per (process, cap, outcome),
@@ -121,6 +134,39 @@ struct {
 	__type(key, struct watch_ino);
 	__type(value, __u32);
 } tapio_sec_watch_ino SEC(".maps");
+
+/* A 4096-bit filter of the watched inode numbers, one bit per inode at
+ * watch_bit(ino), set by userspace with the same function for every key of
+ * tapio_sec_watch_ino. The write check tests the file and each parent it
+ * walks: a clear bit (nearly always) is one load where the hash lookup
+ * hashes and probes; a set bit still needs the lookup. */
+#define WATCH_BITS 4096
+struct watch_bits {
+	__u64 w[WATCH_BITS / 64];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct watch_bits);
+} tapio_sec_watch_bits SEC(".maps");
+
+/* Keep in step with watch_bit() in exporter/src/probes/security.rs. */
+static __always_inline __u32 watch_bit(__u64 ino)
+{
+	return (ino ^ (ino >> 12) ^ (ino >> 24)) & (WATCH_BITS - 1);
+}
+
+/* Might (ino, dev) be watched? No filter (never, the array always has its
+ * one entry): yes. */
+static __always_inline int maybe_watched(struct watch_bits *b, __u64 ino)
+{
+	if (!b)
+		return 1;
+	__u32 bit = watch_bit(ino);
+	return (b->w[(bit >> 6) & (WATCH_BITS / 64 - 1)] >> (bit & 63)) & 1;
+}
 
 /* Watched paths relative to each of their ancestor directories: key
  * (ancestor inode, FNV-1a 64 of the rest of the path), value: watch
@@ -231,9 +277,21 @@ static __always_inline struct tapio_sec_event *scratch(void)
 /* Park `e` until the syscall's exit. */
 static __always_inline void park(struct tapio_sec_event *e)
 {
-	__u32 tid = self_tid();
-	if (bpf_map_update_elem(&tapio_sec_pending, &tid, e, BPF_ANY))
+	struct tapio_sec_event *p = bpf_task_storage_get(
+		&tapio_sec_pending, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p) {
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+		return;
+	}
+	bpf_probe_read_kernel(p, sizeof(*p), e);
+}
+
+/* What this task parked at its syscall's entry, NULL if nothing. */
+static __always_inline struct tapio_sec_event *parked(void)
+{
+	struct tapio_sec_event *p =
+		bpf_task_storage_get(&tapio_sec_pending, bpf_get_current_task_btf(), 0, 0);
+	return p && p->op ? p : 0;
 }
 
 /* Copy `e` to the ring buffer and submit it. */
@@ -291,20 +349,25 @@ static __always_inline void snap_cred(struct cred_snap *s, struct task_struct *t
 	s->ids.sgid = c->sgid.val;
 	s->ids.fsgid = c->fsgid.val;
 	/* kernel_cap_t is { u64 val } since 6.3 and { u32 cap[2] } before:
-	 * the same 8 little-endian bytes either way. */
-	bpf_core_read(&s->cap_eff, sizeof(s->cap_eff), &c->cap_effective);
-	bpf_core_read(&s->cap_prm, sizeof(s->cap_prm), &c->cap_permitted);
+	 * the same 8 little-endian bytes either way, and the verifier allows
+	 * an 8-byte load over an array of ints, so a plain load serves both. */
+	s->cap_eff = *(const __u64 *)&c->cap_effective;
+	s->cap_prm = *(const __u64 *)&c->cap_permitted;
 }
 
 /* sys_enter of setuid, setgid, setreuid, setregid, setresuid,
  * setresgid, setfsuid, setfsgid, execve, execveat. */
 static __always_inline int cred_enter(void)
 {
-	struct cred_snap s = {};
-	__u32 tid = self_tid();
-	snap_cred(&s, bpf_get_current_task_btf());
-	if (bpf_map_update_elem(&tapio_sec_cred_pending, &tid, &s, BPF_ANY))
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct cred_pending *p = bpf_task_storage_get(&tapio_sec_cred_pending, task, 0,
+						      BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p) {
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+		return 0;
+	}
+	snap_cred(&p->snap, task);
+	p->armed = 1;
 	return 0;
 }
 
@@ -343,17 +406,16 @@ static __always_inline void emit_cred_change(struct task_struct *task, struct cr
 
 static __always_inline int cred_exit(__u32 nr)
 {
-	__u32 tid = self_tid();
-	struct cred_snap *old = bpf_map_lookup_elem(&tapio_sec_cred_pending, &tid);
-	if (!old)
-		return 0;
-	struct cred_snap now = {};
 	struct task_struct *task = bpf_get_current_task_btf();
+	struct cred_pending *p = bpf_task_storage_get(&tapio_sec_cred_pending, task, 0, 0);
+	if (!p || !p->armed)
+		return 0;
+	p->armed = 0;
+	struct cred_snap now = {};
 	snap_cred(&now, task);
 	/* setfsuid/setfsgid return the previous fsuid, not 0: change is what
 	 * counts, so the return value is not checked. */
-	emit_cred_change(task, old, &now, nr, TAPIO_SEC_CRED_SYSCALL);
-	bpf_map_delete_elem(&tapio_sec_cred_pending, &tid);
+	emit_cred_change(task, &p->snap, &now, nr, TAPIO_SEC_CRED_SYSCALL);
 	return 0;
 }
 
@@ -708,8 +770,7 @@ struct module_load_ctx {
 SEC("tracepoint/module/module_load")
 int tapio_sec_module_load(struct module_load_ctx *ctx)
 {
-	__u32 tid = self_tid();
-	struct tapio_sec_event *e = bpf_map_lookup_elem(&tapio_sec_pending, &tid);
+	struct tapio_sec_event *e = parked();
 	if (!e || e->op != TAPIO_SEC_MODULE_LOAD)
 		return 0;
 	e->flags &= ~TAPIO_SEC_NAME_TRUNCATED;
@@ -777,45 +838,133 @@ struct {
 	__type(value, __u8);
 } tapio_sec_watch_devs SEC(".maps");
 
+/* Two readers for the same walks: RD_BTF for BTF pointers (a plain load
+ * the verifier turns into a fault-safe one, about a nanosecond), RD_CORE
+ * for any other kernel pointer (a bpf_probe_read_kernel call per field,
+ * tens of nanoseconds). */
+#define RD_BTF(p, field) ((p)->field)
+#define RD_CORE(p, field) BPF_CORE_READ(p, field)
+
 /* Is the dentry's inode, or one of its first `depth` ancestors, watched?
  * Returns the watch index + 1 (0: no) and the level in *level. The walk
  * follows d_parent, which never leaves the filesystem, so the device is
- * read once. Cost: about five kernel reads and one lookup per level. */
-static __always_inline __u32 watched_dentry(struct dentry *d, __u32 depth, __u64 *ino_out,
-					    __u32 *dev_out, __u32 *level)
+ * read once. Per level: two reads, a filter bit, rarely a lookup. */
+#define DEFINE_WATCHED_DENTRY(fn, RD)                                        \
+	static __always_inline __u32 fn(struct dentry *d, __u32 depth,       \
+					  __u64 *ino_out, __u32 *dev_out,      \
+					  __u32 *level)                        \
+	{                                                                      \
+		struct watch_ino k = {};                                       \
+		struct inode *inode = RD(d, d_inode);                          \
+		if (!inode)                                                    \
+			return 0;                                              \
+		k.ino = RD(inode, i_ino);                                      \
+		struct super_block *sb = RD(inode, i_sb);                      \
+		k.dev = sb ? RD(sb, s_dev) : 0;                                \
+		*ino_out = k.ino;                                              \
+		*dev_out = k.dev;                                              \
+		__u32 zero = 0;                                                \
+		struct watch_bits *bits =                                      \
+			bpf_map_lookup_elem(&tapio_sec_watch_bits, &zero);     \
+		__u32 *w = maybe_watched(bits, k.ino)                          \
+				   ? bpf_map_lookup_elem(&tapio_sec_watch_ino, &k) \
+				   : 0;                                        \
+		if (w) {                                                       \
+			*level = 0;                                            \
+			return *w + 1;                                         \
+		}                                                              \
+		if (!depth || !bpf_map_lookup_elem(&tapio_sec_watch_devs, &k.dev)) \
+			return 0;                                              \
+		for (__u32 i = 1; i <= MAX_FIM_DEPTH; i++) {                   \
+			if (i > depth)                                         \
+				break;                                         \
+			struct dentry *p = RD(d, d_parent);                    \
+			if (!p || p == d)                                      \
+				break; /* the root of this filesystem */       \
+			d = p;                                                 \
+			inode = RD(d, d_inode);                                \
+			if (!inode)                                            \
+				break;                                         \
+			k.ino = RD(inode, i_ino);                              \
+			if (!maybe_watched(bits, k.ino))                       \
+				continue;                                      \
+			w = bpf_map_lookup_elem(&tapio_sec_watch_ino, &k);     \
+			if (w) {                                               \
+				*level = i;                                    \
+				return *w + 1;                                 \
+			}                                                      \
+		}                                                              \
+		return 0;                                                      \
+	}
+
+DEFINE_WATCHED_DENTRY(watched_dentry, RD_CORE)
+DEFINE_WATCHED_DENTRY(watched_dentry_btf, RD_BTF)
+
+/* What an fd-based op's file matched. */
+struct fd_hit {
+	__u64 ino;
+	const unsigned char *name;
+	__u32 dev;
+	__u32 level;
+};
+
+/* Match an open file against the watch set: watch index + 1, or 0. */
+#define DEFINE_FILE_WATCHED(fn, RD, walk)                                    \
+	static __always_inline __u32 fn(struct file *f, int regular_only,    \
+					  __u32 depth, struct fd_hit *h)       \
+	{                                                                      \
+		struct inode *inode = RD(f, f_inode);                          \
+		if (!inode)                                                    \
+			return 0;                                              \
+		/* Cheapest test first: most writes go to pipes, sockets,     \
+		 * ttys. */                                                    \
+		if (regular_only && (RD(inode, i_mode) & S_IFMT_) != S_IFREG_) \
+			return 0;                                              \
+		struct dentry *d = RD(f, f_path.dentry);                       \
+		__u32 w = walk(d, depth, &h->ino, &h->dev, &h->level);         \
+		if (w)                                                         \
+			h->name = RD(d, d_name.name);                          \
+		return w;                                                      \
+	}
+
+DEFINE_FILE_WATCHED(file_watched, RD_CORE, watched_dentry)
+DEFINE_FILE_WATCHED(file_watched_btf, RD_BTF, watched_dentry_btf)
+
+/* fd -> struct file as a BTF pointer, so the whole check above is plain
+ * loads. The verifier allows no variable offset on a BTF pointer (the fd
+ * index), and bpf_rdonly_cast (6.2+) is a kfunc aya 0.14 cannot relocate;
+ * but a task with at most 64 fds (NR_OPEN_DEFAULT) has its table inside
+ * files_struct (fdt == &files->fdtab, fd == fd_array), a fixed-size array
+ * of struct file pointers: one constant-offset load per fd, chosen by a
+ * switch (asm, so clang cannot merge the 64 loads back into one indexed
+ * load). *fast = 0: the table has grown, use fd_file(). */
+#define FD_ARRAY_LEN 64
+#define FD_LOAD(n)                                                             \
+	case n:                                                                \
+		asm volatile("%0 = *(u64 *)(%1 + %2)" : "=r"(f) : "r"(arr), "i"((n) * 8)); \
+		break;
+#define FD_LOAD4(n) FD_LOAD(n) FD_LOAD(n + 1) FD_LOAD(n + 2) FD_LOAD(n + 3)
+#define FD_LOAD16(n) FD_LOAD4(n) FD_LOAD4(n + 4) FD_LOAD4(n + 8) FD_LOAD4(n + 12)
+
+static __always_inline struct file *fd_file_btf(struct task_struct *task, __u64 fd, int *fast)
 {
-	struct watch_ino k = {};
-	struct inode *inode = BPF_CORE_READ(d, d_inode);
-	if (!inode)
+	*fast = 0;
+	struct files_struct *files = task->files;
+	if (!files || fd >= FD_ARRAY_LEN ||
+	    bpf_core_field_size(files->fd_array) != FD_ARRAY_LEN * sizeof(void *))
 		return 0;
-	k.ino = BPF_CORE_READ(inode, i_ino);
-	k.dev = inode_dev(inode);
-	*ino_out = k.ino;
-	*dev_out = k.dev;
-	__u32 *w = bpf_map_lookup_elem(&tapio_sec_watch_ino, &k);
-	if (w) {
-		*level = 0;
-		return *w + 1;
-	}
-	if (!depth || !bpf_map_lookup_elem(&tapio_sec_watch_devs, &k.dev))
+	if (files->fdt != &files->fdtab)
 		return 0;
-	for (__u32 i = 1; i <= MAX_FIM_DEPTH; i++) {
-		if (i > depth)
-			break;
-		struct dentry *p = BPF_CORE_READ(d, d_parent);
-		if (!p || p == d)
-			break; /* the root of this filesystem */
-		d = p;
-		k.ino = BPF_CORE_READ(d, d_inode, i_ino);
-		if (!k.ino)
-			break;
-		w = bpf_map_lookup_elem(&tapio_sec_watch_ino, &k);
-		if (w) {
-			*level = i;
-			return *w + 1;
-		}
+	*fast = 1;
+	struct file **arr = files->fd_array;
+	struct file *f = 0;
+	switch (fd) {
+	FD_LOAD16(0)
+	FD_LOAD16(16)
+	FD_LOAD16(32)
+	FD_LOAD16(48)
 	}
-	return 0;
+	return f;
 }
 
 /* fd-based file op: match the open file against the watch set. */
@@ -823,21 +972,25 @@ static __always_inline int fd_op_enter(struct sys_enter_ctx *ctx, __u32 op, int 
 {
 	__u64 fd = ctx->args[0];
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct file *f = fd_file(task, fd);
-	if (!f)
-		return 0;
-	struct inode *inode = BPF_CORE_READ(f, f_inode);
-	if (!inode)
-		return 0;
-	/* Cheapest test first: most writes go to pipes, sockets, ttys. */
-	if (regular_only && (BPF_CORE_READ(inode, i_mode) & S_IFMT_) != S_IFREG_)
-		return 0;
-	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
-	__u64 ino = 0;
-	__u32 dev = 0, level = 0;
-	__u32 w = watched_dentry(d, cfg(CFG_FIM_DEPTH), &ino, &dev, &level);
+	struct fd_hit h = {};
+	__u32 depth = cfg(CFG_FIM_DEPTH);
+	__u32 w;
+	int fast;
+	struct file *fb = fd_file_btf(task, fd, &fast);
+	if (fast) {
+		if (!fb)
+			return 0;
+		w = file_watched_btf(fb, regular_only, depth, &h);
+	} else {
+		struct file *f = fd_file(task, fd);
+		if (!f)
+			return 0;
+		w = file_watched(f, regular_only, depth, &h);
+	}
 	if (!w)
 		return 0;
+	__u64 ino = h.ino;
+	__u32 dev = h.dev, level = h.level;
 	__u64 suppressed = 0;
 	if (op == TAPIO_SEC_FILE_WRITE) {
 		/* One record per (process, file) per window; the next record
@@ -871,7 +1024,7 @@ static __always_inline int fd_op_enter(struct sys_enter_ctx *ctx, __u32 op, int 
 	e->arg0 = fd;
 	e->arg1 = op == TAPIO_SEC_FILE_WRITE ? suppressed : ctx->args[1];
 	e->arg2 = op == TAPIO_SEC_FILE_CHOWN ? ctx->args[2] : level;
-	set_name_kernel(e, BPF_CORE_READ(d, d_name.name));
+	set_name_kernel(e, h.name);
 	park(e);
 	return 0;
 }
@@ -1188,8 +1341,7 @@ static __always_inline int open_exit(struct tapio_sec_event *e, __s64 ret)
 
 static __always_inline int exit_common(__s64 ret)
 {
-	__u32 tid = self_tid();
-	struct tapio_sec_event *e = bpf_map_lookup_elem(&tapio_sec_pending, &tid);
+	struct tapio_sec_event *e = parked();
 	if (!e)
 		return 0;
 	int keep;
@@ -1216,7 +1368,7 @@ static __always_inline int exit_common(__s64 ret)
 		tapio_fill_header(&e->hdr, bpf_get_current_task_btf(), TAPIO_EVENT_SEC);
 		emit(e);
 	}
-	bpf_map_delete_elem(&tapio_sec_pending, &tid);
+	e->op = 0;
 	return 0;
 }
 

@@ -212,10 +212,22 @@ fn watched_files_are_reported_and_unwatched_are_not() {
             "    write_dedup_window: 1h\n    watch_paths: [{d}/watched, {d}/victim, {d}/conf.d]"
         ),
     );
+    std::fs::write(format!("{d}/conf.d/wide"), b"a").unwrap();
     let script = format!(
         r#"
 import os
 d = "{d}"
+# The writes run in a child forked with only fds 0-2 open, so up to the
+# wide write below its fd table is the default one inside files_struct
+# (64 fds), which the probe walks with BTF loads (a child of this test
+# binary inherits a grown table). Prints the table size, then the pid.
+os.closerange(3, 1 << 16)
+child = os.fork()
+if child:
+    _, st = os.waitpid(child, 0)
+    print(child, flush=True)  # os._exit flushes nothing
+    os._exit(os.waitstatus_to_exitcode(st))
+print([l for l in open("/proc/self/status") if l.startswith("FDSize:")][0].split()[1], flush=True)
 with open(d + "/unwatched", "a") as f:
     for _ in range(10):
         f.write("x"); f.flush()
@@ -233,10 +245,19 @@ with open(d + "/conf.d/deep/inner", "a") as f:
     # Open while Tapio exports: the full path of a file under a watched
     # directory comes from /proc/<pid>/fd (see the README).
     time.sleep(1)
+# A grown fd table (an fd past 64): the probe reads it with
+# bpf_probe_read_kernel instead; the same file check must follow.
+os.dup2(0, 100)
+with open(d + "/conf.d/wide", "a") as f:
+    f.write("x"); f.flush()
+    time.sleep(1)
 os.unlink(d + "/victim")
 "#
     );
-    let (pid, _) = python(&script);
+    let (_, out) = python(&script);
+    let (fds, pid) = out.trim().split_once('\n').expect("fd table size and pid");
+    assert_eq!(fds, "64", "the writer's fd table at the start");
+    let pid: i64 = pid.parse().expect("the writer's pid");
     let logs = rx.wait_for_logs("unlink of the victim", WAIT, |l| {
         of(l, "security.file.change", pid)
             .any(|r| s(r, "tapio.security.file.operation").as_deref() == Some("unlink"))
@@ -289,6 +310,11 @@ os.unlink(d + "/victim")
         .any(|a| a.key == "tapio.security.rename.target")));
     assert_eq!(
         with("write", &format!("{d}/conf.d/deep/inner")),
+        1,
+        "{summary:#?}"
+    );
+    assert_eq!(
+        with("write", &format!("{d}/conf.d/wide")),
         1,
         "{summary:#?}"
     );

@@ -513,7 +513,12 @@ pub fn load(
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Loaded, LoadError> {
     let mut loader = EbpfLoader::new();
+    // aya 0.14 has no wrapper type for task storage (the security probe's
+    // per-task syscall state) and refuses such maps unless allowed; they are
+    // still created from their BTF definition like any other map, and only
+    // the BPF side uses them.
     loader
+        .allow_unsupported_maps()
         .btf(btf)
         .map_max_entries(MAP_EVENTS, ring.bytes)
         .override_global(GLOBAL_WAKEUP_BYTES, &ring.wakeup_bytes, true);

@@ -19,6 +19,7 @@ pub const MAP_CFG: &str = "tapio_sec_cfg";
 pub const MAP_WATCH_INO: &str = "tapio_sec_watch_ino";
 pub const MAP_WATCH_REL: &str = "tapio_sec_watch_rel";
 pub const MAP_WATCH_DEVS: &str = "tapio_sec_watch_devs";
+pub const MAP_WATCH_BITS: &str = "tapio_sec_watch_bits";
 /// The dispatcher's handler by syscall number (enum tapio_sec_syscall).
 pub const MAP_SYSCALLS: &str = "tapio_sec_syscalls";
 /// Indexes of `tapio_sec_cfg` (enum in the C file).
@@ -973,6 +974,25 @@ pub fn resolve_watches(paths: &[String]) -> WatchSet {
     set
 }
 
+/// Bits in `tapio_sec_watch_bits` (WATCH_BITS in security.bpf.c).
+const WATCH_BITS: usize = 4096;
+
+/// The filter bit of an inode number: the same function as watch_bit() in
+/// security.bpf.c, which tests it before each watch_ino lookup.
+fn watch_bit(ino: u64) -> usize {
+    ((ino ^ (ino >> 12) ^ (ino >> 24)) as usize) & (WATCH_BITS - 1)
+}
+
+/// The filter with the bit of every watched inode set.
+fn watch_bits(watches: &WatchSet) -> [u64; WATCH_BITS / 64] {
+    let mut bits = [0u64; WATCH_BITS / 64];
+    for (k, _) in &watches.by_inode {
+        let b = watch_bit(k.ino);
+        bits[b / 64] |= 1 << (b % 64);
+    }
+    bits
+}
+
 fn map_err(map: &'static str, source: aya::maps::MapError) -> super::LoadError {
     super::LoadError::Map {
         probe: NAME,
@@ -1000,6 +1020,20 @@ pub fn configure(
         for (k, v) in &watches.by_inode {
             h.insert(k, v, 0).map_err(|e| map_err(MAP_WATCH_INO, e))?;
         }
+    }
+    {
+        // After the inodes: a bit set before its key is in place would only
+        // cost a lookup that misses; the reverse would hide a watch.
+        let m = ebpf
+            .map_mut(MAP_WATCH_BITS)
+            .ok_or(super::LoadError::MissingMap {
+                probe: NAME,
+                map: MAP_WATCH_BITS,
+            })?;
+        let mut a: aya::maps::Array<_, [u64; WATCH_BITS / 64]> =
+            aya::maps::Array::try_from(m).map_err(|e| map_err(MAP_WATCH_BITS, e))?;
+        a.set(0, watch_bits(watches), 0)
+            .map_err(|e| map_err(MAP_WATCH_BITS, e))?;
     }
     {
         let m = ebpf
@@ -1358,6 +1392,29 @@ mod tests {
     fn fnv_is_fnv1a_64() {
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn watch_bits_hold_every_watched_inode() {
+        let key = |ino| WatchIno {
+            ino,
+            dev: 0,
+            _pad: 0,
+        };
+        let set = WatchSet {
+            by_inode: vec![(key(7), 0), (key(0x1234_5678_9abc), 1)],
+            ..WatchSet::default()
+        };
+        let bits = watch_bits(&set);
+        let on = |ino| {
+            let b = watch_bit(ino);
+            bits[b / 64] >> (b % 64) & 1 == 1
+        };
+        assert!(on(7) && on(0x1234_5678_9abc));
+        // The C side's mix: ino ^ ino >> 12 ^ ino >> 24, low 12 bits.
+        assert_eq!(watch_bit(0x1234_5678_9abc), (0xabc ^ 0x789 ^ 0x456));
+        assert!(!on(8));
+        assert_eq!(bits.iter().map(|w| w.count_ones()).sum::<u32>(), 2);
     }
 
     #[test]
