@@ -103,7 +103,7 @@ impl Sandbox {
             assert_eq!(read(&ctr.path.join("memory.max")), LIMIT.to_string());
             Memcg::V2
         } else {
-            let dir = v1_memcg(tag);
+            let dir = cgroup::v1_memcg(tag);
             write(&dir.join("memory.limit_in_bytes"), &LIMIT.to_string());
             let memsw = dir.join("memory.memsw.limit_in_bytes");
             if memsw.exists() {
@@ -117,7 +117,7 @@ impl Sandbox {
             Memcg::V1(dir)
         };
         let bin = tempfile::tempdir().unwrap();
-        let python = real_python();
+        let python = cgroup::real_python();
         for name in ["oomhog", "oomalloc", "oomself"] {
             std::os::unix::fs::symlink(&python, bin.path().join(name)).unwrap();
         }
@@ -207,51 +207,6 @@ impl Drop for Sandbox {
             }
         }
     }
-}
-
-/// A v1 memory cgroup below the test's own (so the limits above it hold too).
-fn v1_memcg(tag: &str) -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    let mount = mounts
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 3 && f[2] == "cgroup" && f[3].split(',').any(|o| o == "memory"))
-                .then(|| f[1].to_string())
-        })
-        .expect("no memory controller: neither cgroup v2's nor a v1 memory mount");
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let rel = own
-        .lines()
-        .find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            ctrls
-                .split(',')
-                .any(|c| c == "memory")
-                .then(|| path.to_string())
-        })
-        .unwrap_or_else(|| "/".into());
-    let dir = Path::new(&mount)
-        .join(rel.trim_start_matches('/'))
-        .join(format!("tapio-oom-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir(&dir);
-    std::fs::create_dir(&dir).expect("create v1 memory cgroup");
-    dir
-}
-
-/// The python3 interpreter itself, not a wrapper script (pyenv shims
-/// exec by the name they were called with, which our symlinks change).
-fn real_python() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import os, sys; print(os.path.realpath(sys.executable))",
-        ])
-        .output()
-        .expect("python3 is needed for this test");
-    assert!(out.status.success(), "python3 failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// The figures of the kernel's "Killed process <pid> (comm) total-vm:…kB,
@@ -572,7 +527,7 @@ fn io_uring_workload(dir: &Path, nops: u32, writes: u32, sqpoll: bool) -> (i64, 
         env!("CARGO_MANIFEST_DIR"),
         "/../integration/tests/io_uring_ops.py"
     );
-    let mut cmd = Command::new(real_python());
+    let mut cmd = Command::new(cgroup::real_python());
     cmd.arg(script)
         .arg(dir.join(format!("out-{sqpoll}")))
         .args([nops.to_string(), writes.to_string()]);
@@ -651,7 +606,7 @@ fn io_uring_rings_and_operations_by_opcode() {
         );
         assert_eq!(int_attr(&r.attributes, "tapio.io_uring.fd"), Some(fd));
         // comm: the interpreter's file name, cut to 15 bytes.
-        let exe = real_python();
+        let exe = cgroup::real_python();
         let comm: String = exe
             .file_name()
             .unwrap()

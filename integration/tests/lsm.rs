@@ -18,6 +18,19 @@ const WAIT: Duration = Duration::from_secs(20);
 mod cgroup;
 use cgroup::{connect_script, listener, TestCgroup};
 
+/// The tests of this file run in parallel, each starting and stopping its
+/// own Tapio; the one that counts every lsm link on the machine
+/// (`bpftool link list`) runs alone, the others side by side.
+static LINKS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn links_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    LINKS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn links_alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    LINKS.write().unwrap_or_else(|e| e.into_inner())
+}
+
 fn config(rx: &Receiver, extra: &str, rules: &str) -> String {
     format!(
         "exporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n  metrics: {{ export_interval: 200ms }}\nprobes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security: {{ enabled: false }}\n  lsm:\n{extra}    policy:\n      rules:\n{rules}",
@@ -32,6 +45,7 @@ fn container_id_rule_covers_the_containers_cgroups_made_before_and_after_it() {
     ) {
         return;
     }
+    let _links = links_shared();
     // Container ids of the test's own (64 hex digits), named the way the
     // runtimes name their cgroups.
     let pid = std::process::id();
@@ -97,6 +111,7 @@ fn connect_rule_denies_one_port_from_a_cgroup_and_reports_it() {
     if !privileged_or_skip("lsm::connect_rule_denies_one_port_from_a_cgroup_and_reports_it") {
         return;
     }
+    let _links = links_shared();
     let cg = TestCgroup::new("c");
     let (_a, denied) = listener();
     let (_b, open) = listener();
@@ -139,6 +154,7 @@ fn audit_rule_allows_and_reports() {
     if !privileged_or_skip("lsm::audit_rule_allows_and_reports") {
         return;
     }
+    let _links = links_shared();
     let cg = TestCgroup::new("a");
     let (_a, port) = listener();
     let rx = Receiver::start();
@@ -179,6 +195,7 @@ fn socket_and_device_rules_are_enforced_in_the_cgroup() {
     if !privileged_or_skip("lsm::socket_and_device_rules_are_enforced_in_the_cgroup") {
         return;
     }
+    let _links = links_shared();
     let cg = TestCgroup::new("s");
     let rx = Receiver::start();
     let rules = format!(
@@ -218,6 +235,7 @@ fn reload_flips_deny_to_allow_and_a_broken_policy_keeps_the_rules() {
     if !privileged_or_skip("lsm::reload_flips_deny_to_allow_and_a_broken_policy_keeps_the_rules") {
         return;
     }
+    let _links = links_shared();
     let cg = TestCgroup::new("r");
     let (_a, port) = listener();
     let rx = Receiver::start();
@@ -272,6 +290,7 @@ fn tapio_is_exempt_unless_a_rule_includes_it() {
     if !privileged_or_skip("lsm::tapio_is_exempt_unless_a_rule_includes_it") {
         return;
     }
+    let _links = links_shared();
     let rx = Receiver::start();
     let port = rx.grpc_addr.port();
     // A rule that would cut Tapio off from its collector: processes named
@@ -306,6 +325,7 @@ fn bpf_lsm_rules_are_enforced_or_refused_loudly() {
     if !privileged_or_skip("lsm::bpf_lsm_rules_are_enforced_or_refused_loudly") {
         return;
     }
+    let _links = links_shared();
     let lsm_works = std::fs::read_to_string("/sys/kernel/security/lsm")
         .map(|l| l.contains("bpf"))
         .unwrap_or(false)
@@ -686,6 +706,7 @@ fn on_exit_keep_enforces_after_tapio_dies_and_release_does_not() {
     if !privileged_or_skip("lsm::on_exit_keep_enforces_after_tapio_dies_and_release_does_not") {
         return;
     }
+    let _links = links_shared();
     let cg = TestCgroup::new("k");
     let (_a, port) = listener();
     let rx = Receiver::start();
@@ -779,7 +800,8 @@ fn a_keep_restart_adopts_the_pinned_set_instead_of_stacking_a_second() {
     {
         return;
     }
-    let cg = TestCgroup::new("a");
+    let _links = links_alone();
+    let cg = TestCgroup::new("t");
     let (_a, port) = listener();
     let rx = Receiver::start();
     let pins = format!("/sys/fs/bpf/tapio-test-adopt-{}", std::process::id());
@@ -847,6 +869,7 @@ fn configmap_style_symlink_swap_is_applied() {
     if !privileged_or_skip("lsm::configmap_style_symlink_swap_is_applied") {
         return;
     }
+    let _links = links_shared();
     use std::os::unix::fs::symlink;
     let cg = TestCgroup::new("m");
     let (_a, port) = listener();
@@ -912,6 +935,7 @@ fn a_more_specific_network_rule_does_not_hide_a_broader_deny() {
     if !privileged_or_skip("lsm::a_more_specific_network_rule_does_not_hide_a_broader_deny") {
         return;
     }
+    let _links = links_shared();
     let cg = TestCgroup::new("p");
     let rx = Receiver::start();
     // The /24 rule's condition (uid 1000) fails for root: the /15 deny
@@ -951,6 +975,7 @@ fn socket_create_rule_without_family_or_type_covers_every_socket() {
     if !privileged_or_skip("lsm::socket_create_rule_without_family_or_type_covers_every_socket") {
         return;
     }
+    let _links = links_shared();
     let cg = TestCgroup::new("n");
     let rx = Receiver::start();
     let rules = format!(
@@ -1105,6 +1130,7 @@ fn keep_exemption_is_tapio_itself_across_restarts_not_its_old_pid() {
     if !privileged_or_skip("lsm::keep_exemption_is_tapio_itself_across_restarts_not_its_old_pid") {
         return;
     }
+    let _links = links_shared();
     let rx = Receiver::start();
     let port = rx.grpc_addr.port();
     let pins = Pins(format!("/sys/fs/bpf/tapio-test-x-{}", std::process::id()));

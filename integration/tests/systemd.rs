@@ -12,6 +12,9 @@
 //! at most 256 MiB, so the OOM killer only ever looks inside it. Processes
 //! and cgroups go on drop, on failure too.
 
+#[path = "support/cgroup.rs"]
+mod cgroup;
+
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use std::{
     path::{Path, PathBuf},
@@ -55,37 +58,6 @@ enum Memcg {
     V2,
     /// A v1 memory cgroup the process joins as well (hybrid hosts).
     V1(PathBuf),
-}
-
-/// A v1 memory cgroup below the test's own (so the limits above hold too).
-fn v1_memcg() -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    let mount = mounts
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 3 && f[2] == "cgroup" && f[3].split(',').any(|o| o == "memory"))
-                .then(|| f[1].to_string())
-        })
-        .expect("no memory controller: neither cgroup v2's nor a v1 memory mount");
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let rel = own
-        .lines()
-        .find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            ctrls
-                .split(',')
-                .any(|c| c == "memory")
-                .then(|| path.to_string())
-        })
-        .unwrap_or_else(|| "/".into());
-    let dir = Path::new(&mount)
-        .join(rel.trim_start_matches('/'))
-        .join(format!("tapio-units-oom-{}", std::process::id()));
-    let _ = std::fs::remove_dir(&dir);
-    std::fs::create_dir(&dir).expect("create v1 memory cgroup");
-    dir
 }
 
 /// The test's slice and its units.
@@ -186,7 +158,7 @@ impl Slice {
             assert_eq!(read(&unit.join("memory.max")), LIMIT.to_string());
             self.memcg = Some(Memcg::V2);
         } else {
-            let dir = v1_memcg();
+            let dir = cgroup::v1_memcg("units");
             write(&dir.join("memory.limit_in_bytes"), &LIMIT.to_string());
             let memsw = dir.join("memory.memsw.limit_in_bytes");
             if memsw.exists() {
@@ -239,7 +211,7 @@ print(pid, status)
 "#,
         unit.display().to_string()
     );
-    let out = Command::new(real_python())
+    let out = Command::new(cgroup::real_python())
         .args(["-c", &script])
         .output()
         .expect("python3");
@@ -253,19 +225,6 @@ print(pid, status)
     let pid: u32 = f.next().and_then(|p| p.parse().ok()).expect("child pid");
     assert_eq!(f.next(), Some("0"), "the child did not exit 0: {text}");
     pid
-}
-
-/// The python3 interpreter itself, not a wrapper script.
-fn real_python() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import os, sys; print(os.path.realpath(sys.executable))",
-        ])
-        .output()
-        .expect("python3 is needed for this test");
-    assert!(out.status.success(), "python3 failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 fn config(rx: &Receiver, slice: &str) -> String {
@@ -330,7 +289,7 @@ fn units_start_and_stop_with_their_first_pid_failures_and_oom_kills() {
         &oom,
         &format!(
             "{} -c 'b = [bytearray(b\"x\" * (1 << 20)) for _ in range(256)]'",
-            real_python().display()
+            cgroup::real_python().display()
         ),
         true,
     );

@@ -4,6 +4,7 @@
 //! Not every including test uses every helper.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -76,4 +77,50 @@ pub fn listener() -> (std::net::TcpListener, u16) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let p = l.local_addr().unwrap().port();
     (l, p)
+}
+
+/// A v1 memory cgroup below the test's own (so the limits above it hold too), for
+/// OOM tests on hosts whose memory controller is still on cgroup v1.
+pub fn v1_memcg(tag: &str) -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let mount = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[2] == "cgroup" && f[3].split(',').any(|o| o == "memory"))
+                .then(|| f[1].to_string())
+        })
+        .expect("no memory controller: neither cgroup v2's nor a v1 memory mount");
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let rel = own
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            ctrls
+                .split(',')
+                .any(|c| c == "memory")
+                .then(|| path.to_string())
+        })
+        .unwrap_or_else(|| "/".into());
+    let dir = Path::new(&mount)
+        .join(rel.trim_start_matches('/'))
+        .join(format!("tapio-oom-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir(&dir);
+    std::fs::create_dir(&dir).expect("create v1 memory cgroup");
+    dir
+}
+
+/// The python3 interpreter itself, not a wrapper script (pyenv shims
+/// exec by the name they were called with, which our symlinks change).
+pub fn real_python() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys; print(os.path.realpath(sys.executable))",
+        ])
+        .output()
+        .expect("python3 is needed for this test");
+    assert!(out.status.success(), "python3 failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }

@@ -10,24 +10,7 @@ use crate::otel::{
     names::{attr, event},
     wire::{Encode, RecordWriter, Severity},
 };
-
-/// What enrichment added: owner name, container, pod, systemd unit.
-fn context_attrs(w: &mut impl RecordWriter, ctx: &Context<'_>) {
-    if let Some(o) = ctx.owner {
-        w.str(attr::PROCESS_OWNER, o);
-    }
-    if let Some(wl) = ctx.workload {
-        if let Some(id) = &wl.container_id {
-            w.str(attr::CONTAINER_ID, id);
-        }
-        if let Some(uid) = &wl.pod_uid {
-            w.str(attr::K8S_POD_UID, uid);
-        }
-        if let Some(unit) = &wl.systemd_unit {
-            w.str(attr::TAPIO_SYSTEMD_UNIT, unit);
-        }
-    }
-}
+use crate::probes::process::otlp::context_attrs;
 
 /// `kernel.oom_kill` (WARN): the victim, what it held, who triggered it.
 /// Attributes the hook could not see on this kernel are left out rather

@@ -21,6 +21,11 @@ pub fn process_attrs(w: &mut impl RecordWriter, h: &tapio_event_header, ctx: &Co
     w.lossy(attr::PROCESS_EXECUTABLE_NAME, comm(h));
     w.int(attr::PROCESS_USER_ID, i64::from(h.uid));
     w.int(attr::TAPIO_CGROUP_ID, h.cgroup_id as i64);
+    context_attrs(w, ctx);
+}
+
+/// What enrichment added: owner name, container, pod, systemd unit.
+pub fn context_attrs(w: &mut impl RecordWriter, ctx: &Context<'_>) {
     if let Some(o) = ctx.owner {
         w.str(attr::PROCESS_OWNER, o);
     }
