@@ -4,6 +4,10 @@
 //! turns decisions into `security.policy_decision` logs and
 //! `tapio.lsm.decisions`.
 
+#[cfg(any(test, feature = "legacy-mapper"))]
+pub mod legacy;
+pub mod otlp;
+
 use super::{LoadError, Loaded, RingConfig};
 use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS};
 use crate::config::{FileOperation, LsmAction, LsmHook, LsmPolicy, LsmProbe, LsmRule, OnExit};
@@ -1501,10 +1505,9 @@ impl crate::reader::RecordHandler for Handler {
         self.stats
             .latency
             .record_ns(crate::clock::boot_ns().saturating_sub(d.hdr.ts_ns));
-        self.emitter.log(crate::otel::logs::policy_decision(
-            &dec,
-            &self.clock,
-            crate::clock::unix_ns(),
+        let (clock, now) = (&self.clock, crate::clock::unix_ns());
+        crate::encode_log!(self.emitter, |enc| otlp::policy_decision(
+            enc, &dec, clock, now
         ));
     }
 }

@@ -13,6 +13,10 @@
 //! and attaches to each interface, tcx first and clsact where the kernel
 //! has no tcx.
 
+#[cfg(any(test, feature = "legacy-mapper"))]
+pub mod legacy;
+pub mod otlp;
+
 use super::{describe, LoadError, Loaded, RingConfig};
 use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS};
 use crate::config::{ChaosDirection, L4Protocol, TcPolicy, TcProbe};
@@ -489,11 +493,9 @@ impl crate::reader::RecordHandler for Handler {
                 .get(&flow.ifindex)
                 .cloned()
                 .unwrap_or_else(|| flow.ifindex.to_string());
-            self.emitter.log(crate::otel::logs::flow_classified(
-                &flow,
-                &iface,
-                &self.clock,
-                crate::clock::unix_ns(),
+            let (clock, now) = (&self.clock, crate::clock::unix_ns());
+            crate::encode_log!(self.emitter, |enc| otlp::flow_classified(
+                enc, &flow, &iface, clock, now
             ));
         }
         let lat = crate::clock::boot_ns().saturating_sub(flow.ts_boot_ns);
@@ -1226,7 +1228,7 @@ pub const BREAKER_TICK: Duration = Duration::from_millis(100);
 /// Run the circuit breakers until `stop`.
 pub async fn run_breakers(
     shared: Arc<Mutex<Shared>>,
-    emitter: crate::export::Emitter,
+    mut emitter: crate::export::Emitter,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut tick = tokio::time::interval(BREAKER_TICK);
@@ -1245,10 +1247,8 @@ pub async fn run_breakers(
                 to = breaker_state_name(c.to),
                 "circuit breaker"
             );
-            emitter.log(crate::otel::logs::circuit_breaker_change(
-                &c,
-                crate::clock::unix_ns(),
-            ));
+            let now = crate::clock::unix_ns();
+            crate::encode_log!(emitter, |enc| otlp::circuit_breaker_change(enc, &c, now));
         }
     }
 }

@@ -4,6 +4,10 @@
 //! clsact), and turns what it does into `tapio.xdp.packets` /
 //! `tapio.xdp.bytes` and `security.ddos_mitigation` logs.
 
+#[cfg(any(test, feature = "legacy-mapper"))]
+pub mod legacy;
+pub mod otlp;
+
 use super::{LoadError, Loaded, RingConfig};
 use crate::bpf_objects::{GLOBAL_WAKEUP_BYTES, MAP_EVENTS};
 use crate::config::{XdpMode, XdpPolicy, XdpProbe};
@@ -551,10 +555,12 @@ pub struct Handler {
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Handler {
-    fn emit(&self, m: &Mitigation) {
+    fn emit(&mut self, m: &Mitigation) {
         let now = crate::clock::unix_ns();
-        self.emitter
-            .log(crate::otel::logs::ddos_mitigation(m, &self.clock, now));
+        let clock = &self.clock;
+        crate::encode_log!(self.emitter, |enc| otlp::ddos_mitigation(
+            enc, m, clock, now
+        ));
     }
 
     fn sweep(&mut self) {
