@@ -139,14 +139,24 @@ fn clean_shutdown_flushes_everything_accepted() {
         rx.log_records().is_empty(),
         "records arrived before shutdown: batching is off"
     );
-    t.terminate();
+    let stderr = t.terminate();
     let logs = rx.log_records();
+    let exits: Vec<(Option<i64>, Option<i64>)> = logs
+        .iter()
+        .filter(|(_, r)| r.event_name == "process.exit")
+        .map(|(_, r)| {
+            (
+                int_attr(&r.attributes, "process.pid"),
+                int_attr(&r.attributes, "process.exit.code"),
+            )
+        })
+        .collect();
     for (pid, code) in pids {
         assert!(
-            logs.iter().any(|(_, r)| r.event_name == "process.exit"
-                && int_attr(&r.attributes, "process.pid") == Some(pid)
-                && int_attr(&r.attributes, "process.exit.code") == Some(code)),
-            "exit of pid {pid} (code {code}) was not flushed at shutdown"
+            exits.contains(&(Some(pid), Some(code))),
+            "exit of pid {pid} (code {code}) was not flushed at shutdown; {} log records, \
+             exits (pid, code) received: {exits:?}; tapio stderr:\n{stderr}",
+            logs.len()
         );
     }
     // The final metrics snapshot went out too.
