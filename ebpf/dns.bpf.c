@@ -543,21 +543,27 @@ static __always_inline void encrypted(struct __sk_buff *skb, struct parsed *p, _
 	if (p->payload_len < 6 || bpf_skb_load_bytes(skb, p->payload_off, b, 6) ||
 	    !tapio_tls_client_hello(b, 6))
 		return;
-	__u8 how;
+	__u8 how = 0;
 	if (ports & ENC_DOT)
 		how = TAPIO_DNS_DOT;
 	else if (tapio_dns_doh_sni(skb, p->payload_off, p->payload_off + p->payload_len))
 		how = TAPIO_DNS_DOH;
-	else
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct tapio_event_header *owner = bpf_map_lookup_elem(&tapio_dns_tcp_owner, &cookie);
+	struct tapio_event_header h = {};
+	if (owner) {
+		h = *owner;
+		/* Learnt at connect for this ClientHello only: free the slot for
+		 * DNS-over-TCP sockets (every HTTPS connect fills one). */
+		bpf_map_delete_elem(&tapio_dns_tcp_owner, &cookie);
+	}
+	if (!how)
 		return;
 	struct tapio_dns_encrypted *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 	if (!e)
 		return;
 	__builtin_memset(e, 0, sizeof(*e));
-	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct tapio_event_header *owner = bpf_map_lookup_elem(&tapio_dns_tcp_owner, &cookie);
-	if (owner)
-		e->hdr = *owner;
+	e->hdr = h;
 	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
 	e->hdr.kind = TAPIO_EVENT_DNS_ENCRYPTED;
 	e->encryption = how;
@@ -573,7 +579,8 @@ int tapio_dns_tcp_egress(struct __sk_buff *skb)
 		return 1;
 	if (is_dns_port(p.dport)) {
 		emit_cg(skb, &p, TAPIO_DNS_QUERY);
-	} else {
+	} else if (p.payload_len >= 6) {
+		/* Bare ACKs (most segments of a download) skip the lookup. */
 		__u8 ports = enc_port(p.dport);
 		if (ports)
 			encrypted(skb, &p, ports);

@@ -491,16 +491,15 @@ static __always_inline int starts(const __u8 *b, const char *s, int n)
 	return 1;
 }
 
-/* "application/dns-message" as an HPACK string: its last 16 bytes
- * plain, and the whole of it Huffman-coded (16 bytes; what nghttp2 and
- * most encoders send). Either as a content-type (POST) or accept (GET)
- * value marks a DoH request or response. */
-/* Does the HEADERS payload at [off, end) carry application/dns-message?
- * The header block is HPACK; without a dynamic-table decoder the value
- * is found as bytes, which is what a literal (first use on a connection)
- * sends. A value sent as a dynamic-table reference is not seen. */
-/* Global (not static): the verifier checks it once, not at each call
- * site in each state of the flow code. */
+/* Does the HEADERS payload at [off, end) carry application/dns-message,
+ * as a content-type (POST) or accept (GET) value: a DoH request or
+ * response? The block is HPACK; without a dynamic-table decoder the value
+ * is found as bytes: its last 16 bytes plain, or the whole of it
+ * Huffman-coded (16 bytes; what nghttp2 and most encoders send). That is
+ * what a literal (first use on a connection) carries; a later reference
+ * to the dynamic table is not seen, but the first request decides.
+ * Global (not static): the verifier checks it once, not at each call site
+ * in each state of the flow code. */
 __noinline int tapio_tc_h2_doh(struct __sk_buff *skb, __u32 off, __u32 end)
 {
 	/* Little-endian loads of "tion/dns" "-message", and of the Huffman
@@ -727,8 +726,10 @@ static __always_inline void emit_flow(struct __sk_buff *skb, struct pkt *p, stru
 	e->flags = 0;
 	e->sni_len = 0;
 	e->_pad0 = 0;
+	__u8 rec = 0;
+	/* A DoH flow may be h2c: only a TLS record has a server name. */
 	if ((f->proto == TAPIO_TC_TLS || f->proto == TAPIO_TC_DOT || f->proto == TAPIO_TC_DOH) &&
-	    !from_server)
+	    !from_server && !bpf_skb_load_bytes(skb, p->payload_off, &rec, 1) && rec == 0x16)
 		tls_sni(skb, p->payload_off, p->payload_off + p->payload_len, e);
 	tapio_submit(&tapio_events, e);
 }

@@ -929,11 +929,44 @@ fn classifies_crafted_flows_through_prog_test_run() {
         f
     };
     let grpc_msg = [0u8, 0, 0, 0, 3, 1, 2, 3];
+    // A HEADERS frame (END_HEADERS, stream 1) then DATA: a DoH POST whose
+    // HPACK block sends content-type as a plain (not Huffman-coded)
+    // literal: :method POST (indexed), content-type (name index 31) with
+    // incremental indexing, value length 23. (curl's Huffman-coded value
+    // is the end-to-end test's.)
+    let h2_headers = |block: &[u8], body: &[u8]| {
+        let mut f = preface.clone();
+        f.extend_from_slice(&settings);
+        f.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
+        f.extend_from_slice(&[1, 4, 0, 0, 0, 1]);
+        f.extend_from_slice(block);
+        f.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        f.extend_from_slice(&[0, 1, 0, 0, 0, 1]);
+        f.extend_from_slice(body);
+        f
+    };
+    let doh_block: Vec<u8> = [0x83, 0x5f, 23]
+        .into_iter()
+        .chain(*b"application/dns-message")
+        .collect();
+    let json_block: Vec<u8> = [0x83, 0x5f, 16]
+        .into_iter()
+        .chain(*b"application/json")
+        .collect();
+    let dns_query = b"\x00\x2a\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01";
     let cases: Vec<(u16, u16, Vec<u8>, bool, &str)> = vec![
         (3306, 41001, mysql_greeting, true, "mysql"),
         (9092, 41002, kafka_api_versions, false, "kafka"),
         (8080, 41003, h2_data(b"plain http2 body"), false, "http2"),
         (8081, 41004, h2_data(&grpc_msg), false, "grpc"),
+        (8083, 41007, h2_headers(&doh_block, dns_query), false, "doh"),
+        (
+            8084,
+            41008,
+            h2_headers(&json_block, dns_query),
+            false,
+            "http2",
+        ),
         (
             7777,
             41005,
@@ -1601,8 +1634,13 @@ fn tells_dot_and_doh_from_other_tls() {
     let logs = rx.wait_for_logs("h2c flows classified", WAIT, |l| {
         flow(l, "doh", 8053) && flow(l, "http2", 8054)
     });
-    // Each h2c port classified one way only, and the SNI logged.
+    // Each h2c port classified one way only; h2c has no server name; the
+    // DoH TLS flow's is logged.
     assert!(!flow(&logs, "http2", 8053) && !flow(&logs, "doh", 8054));
+    assert!(!logs.iter().any(|(_, r)| {
+        tapio_integration::int_attr(&r.attributes, "server.port") == Some(8053)
+            && str_attr(&r.attributes, "tls.client.server_name").is_some()
+    }));
     assert!(logs.iter().any(|(_, r)| {
         str_attr(&r.attributes, "network.protocol.name").as_deref() == Some("doh")
             && str_attr(&r.attributes, "tls.client.server_name").as_deref()
