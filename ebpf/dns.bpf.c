@@ -11,13 +11,21 @@
  * message and matches responses to queries (tuple + transaction id).
  * Servers on this host are not traced (their packets have the DNS port on
  * the other side).
+ *
+ * Encrypted DNS (DoT, DoH) cannot be read, but a process using it can be
+ * seen: a TLS ClientHello leaving for a DoT port, or naming a configured
+ * DoH resolver, becomes a tapio_dns_encrypted record with the socket's
+ * owner (learnt at connect, as for DNS over TCP).
  */
 #include "tapio_bpf.h"
+#include "tapio_tls.h"
 
 TAPIO_PROBE_MAPS();
 
 typedef struct tapio_dns_packet tapio_dns_packet;
 TAPIO_ABI_BTF(tapio_dns_packet);
+typedef struct tapio_dns_encrypted tapio_dns_encrypted;
+TAPIO_ABI_BTF(tapio_dns_encrypted);
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -31,6 +39,45 @@ struct {
 	__type(key, __u16);
 	__type(value, __u8);
 } tapio_dns_ports SEC(".maps");
+
+/* Encrypted DNS server ports (host order): value bits ENC_DOT (a DoT
+ * port: any ClientHello counts) and ENC_DOH (a port DoH resolvers listen
+ * on: a ClientHello counts when it names one). Filled by userspace. */
+#define ENC_DOT 1
+#define ENC_DOH 2
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u16);
+	__type(value, __u8);
+} tapio_dns_enc_ports SEC(".maps");
+
+/* Hashes (tapio_tls_name_hash) of the configured DoH resolver names. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TAPIO_DOH_MAX_NAMES);
+	__type(key, __u64);
+	__type(value, __u8);
+} tapio_dns_doh_names SEC(".maps");
+
+/* Per-CPU scratch for a server name being hashed. */
+struct name_scratch {
+	__u8 b[TAPIO_TLS_NAME_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct name_scratch);
+} tapio_dns_scratch SEC(".maps");
+
+static __always_inline __u8 enc_port(__u16 port)
+{
+	__u8 *v = bpf_map_lookup_elem(&tapio_dns_enc_ports, &port);
+	return v ? *v : 0;
+}
 
 /* Who owns a socket, learnt in process context (sock_send_length), for
  * packets that leave later from softirq: a first packet to a new neighbour
@@ -192,15 +239,15 @@ static __always_inline int parse(const struct sk_buff *skb, struct parsed *p, in
 }
 
 /* Orient the record's tuple client -> server whichever way it went. */
-static __always_inline void fill_tuple(struct tapio_dns_packet *e, const struct parsed *p,
+static __always_inline void fill_tuple(struct tapio_tcp_tuple *t, const struct parsed *p,
 				       __u8 direction)
 {
 	int q = direction == TAPIO_DNS_QUERY;
-	e->tuple.family = p->v6 ? 10 : 2;
-	__builtin_memcpy(e->tuple.saddr, q ? p->saddr : p->daddr, 16);
-	__builtin_memcpy(e->tuple.daddr, q ? p->daddr : p->saddr, 16);
-	e->tuple.sport = q ? p->sport : p->dport;
-	e->tuple.dport = q ? p->dport : p->sport;
+	t->family = p->v6 ? 10 : 2;
+	__builtin_memcpy(t->saddr, q ? p->saddr : p->daddr, 16);
+	__builtin_memcpy(t->daddr, q ? p->daddr : p->saddr, 16);
+	t->sport = q ? p->sport : p->dport;
+	t->dport = q ? p->dport : p->sport;
 }
 
 static __always_inline int is_dns_port(__u16 port)
@@ -235,7 +282,7 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 	e->direction = direction;
 	e->protocol = p->protocol;
 	e->wire_len = p->payload_len > 0xffff ? 0xffff : p->payload_len;
-	fill_tuple(e, p, direction);
+	fill_tuple(&e->tuple, p, direction);
 
 	/* Only the linear part of the skb can be read here; beyond it the
 	 * payload sits in page fragments. */
@@ -383,7 +430,7 @@ int BPF_PROG(tapio_dns_tcp_connect_btf, const struct sock *sk, const int oldstat
 	if (newstate != TCP_SYN_SENT || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_)
 		return 0;
 	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (!is_dns_port(dport))
+	if (!is_dns_port(dport) && !enc_port(dport))
 		return 0;
 	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 	struct tapio_event_header h = {};
@@ -461,7 +508,7 @@ static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u
 	e->direction = direction;
 	e->protocol = IPPROTO_TCP_;
 	e->wire_len = p->payload_len > 0xffff ? 0xffff : p->payload_len;
-	fill_tuple(e, p, direction);
+	fill_tuple(&e->tuple, p, direction);
 	__u32 want = p->payload_len;
 	if (want > TAPIO_DNS_PAYLOAD) {
 		want = TAPIO_DNS_PAYLOAD;
@@ -477,12 +524,67 @@ static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u
 	tapio_submit(&tapio_events, e);
 }
 
+/* Does the ClientHello at `off` name a configured DoH resolver? Global,
+ * so the verifier checks it once. */
+__noinline int tapio_dns_doh_sni(struct __sk_buff *skb, __u32 off, __u32 end)
+{
+	__u32 zero = 0;
+	struct name_scratch *buf = bpf_map_lookup_elem(&tapio_dns_scratch, &zero);
+	if (!buf)
+		return 0;
+	__u64 h = tapio_tls_sni_hash(skb, off, end, buf->b);
+	return h && bpf_map_lookup_elem(&tapio_dns_doh_names, &h) != NULL;
+}
+
+/* A ClientHello to an encrypted DNS server: one record, with the owner. */
+static __always_inline void encrypted(struct __sk_buff *skb, struct parsed *p, __u8 ports)
+{
+	__u8 b[6];
+	if (p->payload_len < 6 || bpf_skb_load_bytes(skb, p->payload_off, b, 6) ||
+	    !tapio_tls_client_hello(b, 6))
+		return;
+	__u8 how = 0;
+	if (ports & ENC_DOT)
+		how = TAPIO_DNS_DOT;
+	else if (tapio_dns_doh_sni(skb, p->payload_off, p->payload_off + p->payload_len))
+		how = TAPIO_DNS_DOH;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct tapio_event_header *owner = bpf_map_lookup_elem(&tapio_dns_tcp_owner, &cookie);
+	struct tapio_event_header h = {};
+	if (owner) {
+		h = *owner;
+		/* Learnt at connect for this ClientHello only: free the slot for
+		 * DNS-over-TCP sockets (every HTTPS connect fills one). */
+		bpf_map_delete_elem(&tapio_dns_tcp_owner, &cookie);
+	}
+	if (!how)
+		return;
+	struct tapio_dns_encrypted *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr = h;
+	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.kind = TAPIO_EVENT_DNS_ENCRYPTED;
+	e->encryption = how;
+	fill_tuple(&e->tuple, p, TAPIO_DNS_QUERY);
+	tapio_submit(&tapio_events, e);
+}
+
 SEC("cgroup_skb/egress")
 int tapio_dns_tcp_egress(struct __sk_buff *skb)
 {
 	struct parsed p = {};
-	if (!parse_cg(skb, &p) && is_dns_port(p.dport))
+	if (parse_cg(skb, &p))
+		return 1;
+	if (is_dns_port(p.dport)) {
 		emit_cg(skb, &p, TAPIO_DNS_QUERY);
+	} else if (p.payload_len >= 6) {
+		/* Bare ACKs (most segments of a download) skip the lookup. */
+		__u8 ports = enc_port(p.dport);
+		if (ports)
+			encrypted(skb, &p, ports);
+	}
 	return 1; /* observe only: always let the packet through */
 }
 

@@ -10,6 +10,10 @@
  *    HTTP/2 frames before the first DATA frame) are held in the flow entry
  *    and added when it is decided, so every packet lands under the
  *    protocol the flow turned out to be.
+ *    Encrypted DNS is told apart from other TLS: DoT is TLS to a configured
+ *    DoT port (853), DoH is TLS whose ClientHello names a configured
+ *    resolver (its server name's hash is in tapio_tc_doh_names), or h2c
+ *    whose HEADERS carry application/dns-message.
  *  - Weighted load balancing of IPv4 virtual services: a new flow arriving
  *    (ingress) for a virtual IP:port is DNATed to a backend picked by weight
  *    (an atomic round-robin over the weight slots, skipping backends whose
@@ -33,6 +37,7 @@
  * generation the kernel is not reading, then flips tapio_tc_gen[0].
  */
 #include "tapio_bpf.h"
+#include "tapio_tls.h"
 
 TAPIO_PROBE_MAPS();
 typedef struct tapio_tc_flow tapio_tc_flow;
@@ -70,8 +75,10 @@ TAPIO_ABI_BTF(tapio_tc_cfg);
 #define H2_DECIDE_PACKETS 16
 /* HTTP/2 frames walked per packet looking for a DATA frame. */
 #define H2_MAX_FRAMES 8
-/* TLS extensions walked looking for server_name. */
-#define TLS_MAX_EXT 24
+/* HEADERS payload bytes searched for application/dns-message. */
+#define H2_HEADERS_SCAN 256
+/* Length of the patterns searched for (see tapio_tc_h2_doh). */
+#define H2_PAT 16
 
 /* A flow, both directions: the lower (addr, port) end first. */
 struct flow_key {
@@ -113,6 +120,42 @@ struct {
 	__type(key, struct tapio_tc_key);
 	__type(value, struct tapio_tc_count);
 } tapio_tc_counts SEC(".maps");
+
+/* DoT server ports (host order), from probes.dns.encrypted.dot_ports. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u16);
+	__type(value, __u8);
+} tapio_tc_dot_ports SEC(".maps");
+
+/* Hashes (tapio_tls_name_hash) of the configured DoH resolver names. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TAPIO_DOH_MAX_NAMES);
+	__type(key, __u64);
+	__type(value, __u8);
+} tapio_tc_doh_names SEC(".maps");
+
+/* Per-CPU scratch: a server name being hashed, or HEADERS bytes being
+ * searched (with room for a pattern read past the last start). */
+struct tc_scratch {
+	__u8 b[H2_HEADERS_SCAN + H2_PAT];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tc_scratch);
+} tapio_tc_scratch SEC(".maps");
+
+static __always_inline __u8 *scratch(void)
+{
+	__u32 zero = 0;
+	struct tc_scratch *s = bpf_map_lookup_elem(&tapio_tc_scratch, &zero);
+	return s ? s->b : NULL;
+}
 
 /* Active policy generation (0 or 1), flipped by userspace. */
 struct {
@@ -448,9 +491,48 @@ static __always_inline int starts(const __u8 *b, const char *s, int n)
 	return 1;
 }
 
-/* Is the HTTP/2 frame sequence starting at `off` carrying a gRPC message
- * (a DATA frame whose payload starts with the 5-byte gRPC length prefix)?
- * 1 = gRPC, -1 = a DATA frame that is not gRPC, 0 = no DATA frame seen. */
+/* Does the HEADERS payload at [off, end) carry application/dns-message,
+ * as a content-type (POST) or accept (GET) value: a DoH request or
+ * response? The block is HPACK; without a dynamic-table decoder the value
+ * is found as bytes: its last 16 bytes plain, or the whole of it
+ * Huffman-coded (16 bytes; what nghttp2 and most encoders send). That is
+ * what a literal (first use on a connection) carries; a later reference
+ * to the dynamic table is not seen, but the first request decides.
+ * Global (not static): the verifier checks it once, not at each call site
+ * in each state of the flow code. */
+__noinline int tapio_tc_h2_doh(struct __sk_buff *skb, __u32 off, __u32 end)
+{
+	/* Little-endian loads of "tion/dns" "-message", and of the Huffman
+	 * code 1d75d0620d263d4c 495216a4a840e62f. */
+	const __u64 r0 = 0x736e642f6e6f6974ULL, r1 = 0x6567617373656d2dULL;
+	const __u64 h0 = 0x4c3d260d62d0751dULL, h1 = 0x2fe640a8a4165249ULL;
+	__u8 *b = scratch();
+	if (!b || end <= off)
+		return 0;
+	__u32 n = end - off;
+	if (n < H2_PAT)
+		return 0;
+	if (n > H2_HEADERS_SCAN)
+		n = H2_HEADERS_SCAN;
+	if (bpf_skb_load_bytes(skb, off, b, TAPIO_LEN_1_TO(n, H2_HEADERS_SCAN)))
+		return 0;
+	/* Not unrolled: one pass of the verifier per start position. Unaligned
+	 * 8-byte loads from the map value are fine where BPF runs. */
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i + H2_PAT <= H2_HEADERS_SCAN; i++) {
+		if (i + H2_PAT > n)
+			break;
+		__u64 a = *(__u64 *)(b + i), c = *(__u64 *)(b + i + 8);
+		if ((a == r0 && c == r1) || (a == h0 && c == h1))
+			return 1;
+	}
+	return 0;
+}
+
+/* Walk the HTTP/2 frames starting at `off`: 2 = a HEADERS frame carrying
+ * application/dns-message (DoH), 1 = a DATA frame carrying a gRPC message
+ * (the 5-byte gRPC length prefix), -1 = a DATA frame that is not gRPC,
+ * 0 = none of these seen. */
 static __always_inline int h2_grpc(struct __sk_buff *skb, __u32 off, __u32 end)
 {
 	for (int i = 0; i < H2_MAX_FRAMES; i++) {
@@ -460,6 +542,11 @@ static __always_inline int h2_grpc(struct __sk_buff *skb, __u32 off, __u32 end)
 		if (bpf_skb_load_bytes(skb, off, h, 9))
 			return 0;
 		__u32 len = ((__u32)h[0] << 16) | ((__u32)h[1] << 8) | h[2];
+		if (h[3] == 1 /* HEADERS */) {
+			__u32 fend = off + 9 + len < end ? off + 9 + len : end;
+			if (tapio_tc_h2_doh(skb, off + 9, fend))
+				return 2;
+		}
 		if (h[3] == 0 /* DATA */) {
 			if (len < 5 || off + 14 > end)
 				return len < 5 ? -1 : 0;
@@ -481,6 +568,7 @@ static __always_inline __u8 classify(const __u8 *b, __u32 n, __u16 server_port,
 {
 	if (n >= 6 && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04 &&
 	    (b[5] == 0x01 || b[5] == 0x02))
+		/* DoT and DoH are told apart by the caller (tls_kind). */
 		return TAPIO_TC_TLS;
 	if (n >= 16 && starts(b, "PRI * HTTP/2.0\r\n", 16))
 		return TAPIO_TC_HTTP2;
@@ -534,49 +622,41 @@ static __always_inline __u8 classify(const __u8 *b, __u32 n, __u16 server_port,
 static __always_inline void tls_sni(struct __sk_buff *skb, __u32 off, __u32 end,
 				    struct tapio_tc_flow *out)
 {
-	__u8 b[4];
-	/* record(5) + handshake header(4) + version(2) + random(32) */
-	__u32 p = off + 5 + 4 + 2 + 32;
-	if (bpf_skb_load_bytes(skb, p, b, 1))
+	__u32 no = 0, n = 0;
+	if (tapio_tls_sni(skb, off, end, &no, &n))
 		return;
-	p += 1 + b[0]; /* session id */
-	if (bpf_skb_load_bytes(skb, p, b, 2))
-		return;
-	p += 2 + (((__u32)b[0] << 8) | b[1]); /* cipher suites */
-	if (bpf_skb_load_bytes(skb, p, b, 1))
-		return;
-	p += 1 + b[0]; /* compression methods */
-	if (bpf_skb_load_bytes(skb, p, b, 2))
-		return;
-	p += 2;
-	for (int i = 0; i < TLS_MAX_EXT; i++) {
-		if (p + 4 > end)
-			return;
-		if (bpf_skb_load_bytes(skb, p, b, 4))
-			return;
-		__u32 type = ((__u32)b[0] << 8) | b[1];
-		__u32 len = ((__u32)b[2] << 8) | b[3];
-		p += 4;
-		if (type == 0) {
-			/* list length(2), name type(1), name length(2), name */
-			if (bpf_skb_load_bytes(skb, p + 3, b, 2))
-				return;
-			__u32 n = ((__u32)b[0] << 8) | b[1];
-			if (n > TAPIO_TC_SNI_LEN) {
-				out->flags |= TAPIO_TC_SNI_CUT;
-				n = TAPIO_TC_SNI_LEN;
-			}
-			if (p + 5 + n > end)
-				return;
-			if (n == 0)
-				return;
-			if (bpf_skb_load_bytes(skb, p + 5, out->sni, TAPIO_LEN_1_TO(n, TAPIO_TC_SNI_LEN)))
-				return;
-			out->sni_len = n;
-			return;
-		}
-		p += len;
+	if (n > TAPIO_TC_SNI_LEN) {
+		out->flags |= TAPIO_TC_SNI_CUT;
+		n = TAPIO_TC_SNI_LEN;
 	}
+	if (bpf_skb_load_bytes(skb, no, out->sni, TAPIO_LEN_1_TO(n, TAPIO_TC_SNI_LEN)))
+		return;
+	out->sni_len = n;
+}
+
+/* Is the ClientHello at `off` for a configured DoH resolver? Global, so
+ * verified once. */
+__noinline int tapio_tc_doh_sni(struct __sk_buff *skb, __u32 off, __u32 end)
+{
+	__u8 *buf = scratch();
+	if (!buf)
+		return 0;
+	__u64 h = tapio_tls_sni_hash(skb, off, end, buf);
+	return h && bpf_map_lookup_elem(&tapio_tc_doh_names, &h) != NULL;
+}
+
+/* Encrypted DNS among TLS flows: DoT by the server port, DoH by the
+ * ClientHello's server name. Either way the name is hidden afterwards. */
+static __always_inline __u8 tls_kind(struct __sk_buff *skb, struct pkt *p, __u16 server_port,
+				     const __u8 *b, __u32 n, int from_server)
+{
+	if (bpf_map_lookup_elem(&tapio_tc_dot_ports, &server_port))
+		return TAPIO_TC_DOT;
+	if (from_server || !tapio_tls_client_hello(b, n))
+		return TAPIO_TC_TLS;
+	return tapio_tc_doh_sni(skb, p->payload_off, p->payload_off + p->payload_len)
+		       ? TAPIO_TC_DOH
+		       : TAPIO_TC_TLS;
 }
 
 static __always_inline void count(struct tapio_tc_key *k, __u64 pkts, __u64 bytes)
@@ -646,9 +726,17 @@ static __always_inline void emit_flow(struct __sk_buff *skb, struct pkt *p, stru
 	e->flags = 0;
 	e->sni_len = 0;
 	e->_pad0 = 0;
-	if (f->proto == TAPIO_TC_TLS && !from_server)
+	__u8 rec = 0;
+	/* A DoH flow may be h2c: only a TLS record has a server name. */
+	if ((f->proto == TAPIO_TC_TLS || f->proto == TAPIO_TC_DOT || f->proto == TAPIO_TC_DOH) &&
+	    !from_server && !bpf_skb_load_bytes(skb, p->payload_off, &rec, 1) && rec == 0x16)
 		tls_sni(skb, p->payload_off, p->payload_off + p->payload_len, e);
 	tapio_submit(&tapio_events, e);
+}
+
+static __always_inline __u8 h2_proto(int g)
+{
+	return g == 2 ? TAPIO_TC_DOH : g == 1 ? TAPIO_TC_GRPC : TAPIO_TC_HTTP2;
 }
 
 /* Flow tracking, classification and counting. */
@@ -748,6 +836,8 @@ static __always_inline void observe(struct __sk_buff *skb, struct pkt *p, __u8 d
 		}
 		__u8 proto = classify(b, n, f->server_port, from_server, p->l4proto,
 				      p->payload_len);
+		if (proto == TAPIO_TC_TLS && p->l4proto == IPPROTO_TCP)
+			proto = tls_kind(skb, p, f->server_port, b, n, from_server);
 		f->proto = proto;
 		if (proto == TAPIO_TC_HTTP2) {
 			f->state = FLOW_H2;
@@ -756,7 +846,7 @@ static __always_inline void observe(struct __sk_buff *skb, struct pkt *p, __u8 d
 			__u32 first = from_server ? 0 : 24;
 			int g = h2_grpc(skb, p->payload_off + first, p->payload_off + p->payload_len);
 			if (g != 0) {
-				f->proto = g > 0 ? TAPIO_TC_GRPC : TAPIO_TC_HTTP2;
+				f->proto = h2_proto(g);
 				f->state = FLOW_DECIDED;
 			}
 		} else {
@@ -774,7 +864,7 @@ static __always_inline void observe(struct __sk_buff *skb, struct pkt *p, __u8 d
 		int g = h2_grpc(skb, p->payload_off + skip, p->payload_off + p->payload_len);
 		f->h2_packets += 1;
 		if (g != 0 || f->h2_packets >= H2_DECIDE_PACKETS || ends) {
-			f->proto = g > 0 ? TAPIO_TC_GRPC : TAPIO_TC_HTTP2;
+			f->proto = h2_proto(g);
 			f->state = FLOW_DECIDED;
 		}
 	}

@@ -20,6 +20,7 @@ fn main() {
         .constified_enum_module("tapio_family")
         .constified_enum_module("tapio_dns_flags")
         .constified_enum_module("tapio_dns_direction")
+        .constified_enum_module("tapio_dns_encryption")
         .constified_enum_module("tapio_xdp_reason")
         .constified_enum_module("tapio_xdp_policy_flags")
         .constified_enum_module("tapio_sec_op")

@@ -292,10 +292,23 @@ pub async fn run(
                 .contains(&loaded.variant)
             {
                 loaded.set_u32(probes::dns::NAME, probes::dns::MAP_CFG, 0, 1)?;
+                // Encrypted DNS is read by the cgroup_skb programs only.
+                let enc = &dcfg.encrypted;
+                loaded.fill_u16_map(
+                    probes::dns::NAME,
+                    probes::dns::MAP_ENC_PORTS,
+                    &probes::encrypted_dns::port_kinds(enc),
+                )?;
+                loaded.fill_doh_names(probes::dns::NAME, probes::dns::MAP_DOH_NAMES, enc)?;
             }
             let histograms = probes::dns::DnsHistograms::default();
             exporter.add_metric_producer(probes::dns::histogram_producer(
                 histograms.clone(),
+                telemetry.start_unix_ns,
+            ));
+            let encrypted = probes::dns::EncryptedCounts::default();
+            exporter.add_metric_producer(probes::dns::encrypted_producer(
+                encrypted.clone(),
                 telemetry.start_unix_ns,
             ));
             Ok(probes::dns::Handler::new(
@@ -303,7 +316,8 @@ pub async fn run(
                 stats,
                 dcfg.clone(),
                 histograms,
-            ))
+            )
+            .counting_encrypted(encrypted))
         },
     )?;
 
@@ -563,7 +577,13 @@ pub async fn run(
     let tcfg = settings.probes.tc.clone();
     if tcfg.enabled != Some(false) && !tcfg.interfaces.is_empty() {
         let ring = probes::RingConfig::new(tcfg.ring_buffer_size.0, tcfg.wakeup_interval);
-        let loaded = probes::tc::load(&tcfg, ring, Some(&btf), true);
+        let loaded = probes::tc::load(
+            &tcfg,
+            &settings.probes.dns.encrypted,
+            ring,
+            Some(&btf),
+            true,
+        );
         let (loaded, ifnames) = match loaded {
             Ok((l, n)) => (Ok(l), std::sync::Arc::new(n)),
             Err(e) => (Err(e), Default::default()),

@@ -270,7 +270,7 @@ fn tc_report(btf: Option<&aya::Btf>) -> bool {
     use probes::tc;
     let ring = probes::RingConfig::new(4096, std::time::Duration::ZERO);
     let cfg = config::TcProbe::default();
-    let ok = match tc::load(&cfg, ring, btf, false) {
+    let ok = match tc::load(&cfg, &config::EncryptedDns::default(), ring, btf, false) {
         Ok((loaded, _)) => {
             let tcx = loaded
                 .ebpf

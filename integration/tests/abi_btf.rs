@@ -183,6 +183,14 @@ fn dns_records_match_the_object_btf() {
             payload
         }
     );
+    check_struct!(
+        btf,
+        tapio_dns_encrypted {
+            hdr,
+            tuple,
+            encryption
+        }
+    );
 }
 
 #[test]

@@ -267,3 +267,165 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
     }
     t.terminate();
 }
+
+/// Every point of the last export of `name`: (attributes as key=value, value).
+fn points(rx: &Receiver, name: &str) -> Vec<(Vec<String>, i64)> {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+    let Some(m) = rx.metrics().into_iter().rfind(|m| m.name == name) else {
+        return Vec::new();
+    };
+    let Some(Data::Sum(s)) = m.data else {
+        return Vec::new();
+    };
+    s.data_points
+        .iter()
+        .map(|p| {
+            let mut a: Vec<String> = p
+                .attributes
+                .iter()
+                .map(|kv| {
+                    format!(
+                        "{}={}",
+                        kv.key,
+                        str_attr(std::slice::from_ref(kv), &kv.key).unwrap_or_default()
+                    )
+                })
+                .collect();
+            a.sort();
+            let v = match p.value {
+                Some(number_data_point::Value::AsInt(i)) => i,
+                _ => -1,
+            };
+            (a, v)
+        })
+        .collect()
+}
+
+/// A TLS client (python3) that says one line and holds the connection.
+fn python_tls(port: u16, sni: &str) -> std::process::Child {
+    let script = format!(
+        "{}/../integration/tests/tc_client.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut c = std::process::Command::new("python3")
+        .arg("-u")
+        .arg(script)
+        .args(["tls", "127.0.0.1", &port.to_string(), sni])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    // Its report line comes after the TLS exchange.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(c.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(!line.is_empty(), "TLS client to {port} failed");
+    c
+}
+
+#[test]
+fn encrypted_dns_connections_are_counted_per_process() {
+    if !privileged_or_skip("encrypted_dns_connections_are_counted_per_process") {
+        return;
+    }
+    const DOH_PORT: u16 = 44353;
+    let rx = Receiver::start();
+    let yaml = format!(
+        "probes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns:\n    encrypted:\n      dot_ports: [853]\n      doh_ports: [{DOH_PORT}]\n      doh_resolvers: [doh.tapio.test]\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  metrics: {{ export_interval: 300ms }}\n",
+        rx.grpc_endpoint()
+    );
+    let t = Tapio::start(BIN, &yaml, &[]);
+
+    // TLS servers on loopback: the DoT port, and a DoH resolver's port.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    sh(&format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout {d}/k.pem -out {d}/c.pem -days 1 -subj /CN=doh.tapio.test 2>/dev/null"
+    ));
+    let server = |port: u16| {
+        std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-rev", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args([
+                "-cert",
+                &format!("{d}/c.pem"),
+                "-key",
+                &format!("{d}/k.pem"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl")
+    };
+    struct Kill(Vec<std::process::Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut procs = Kill(vec![server(853), server(DOH_PORT)]);
+    for port in [853, DOH_PORT] {
+        let end = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "TLS server on {port} did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // First plain TLS to the DoH port under another name: not DNS.
+    procs.0.push(python_tls(DOH_PORT, "www.tapio.test"));
+    // DoH from openssl, with the configured name.
+    let st = std::process::Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{DOH_PORT}"))
+        .args(["-servername", "doh.tapio.test"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl s_client failed");
+    // DoT from python3.
+    procs.0.push(python_tls(853, "dot.tapio.test"));
+
+    const NAME: &str = "tapio.dns.encrypted.connections";
+    rx.wait_for_counter(
+        NAME,
+        &[
+            ("network.protocol.name", "dot"),
+            ("process.executable.name", "python3"),
+        ],
+        WAIT,
+        |v| v == 1,
+    );
+    rx.wait_for_counter(
+        NAME,
+        &[
+            ("network.protocol.name", "doh"),
+            ("process.executable.name", "openssl"),
+        ],
+        WAIT,
+        |v| v == 1,
+    );
+    // The plain TLS connection went first: had it been counted, it would
+    // be in this export. Exactly the two connections, one each.
+    let got = points(&rx, NAME);
+    let mut total = 0;
+    for (attrs, v) in &got {
+        assert!(
+            !attrs.contains(&"network.protocol.name=doh".to_string())
+                || attrs.contains(&"process.executable.name=openssl".to_string()),
+            "a non-DoH connection was counted: {got:?}"
+        );
+        total += v;
+    }
+    assert_eq!(total, 2, "{got:?}");
+    drop(procs);
+    t.terminate();
+}

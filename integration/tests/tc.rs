@@ -881,6 +881,7 @@ fn classifies_crafted_flows_through_prog_test_run() {
     let btf = aya::Btf::from_sys_fs().ok();
     let (mut loaded, _) = tapio::probes::tc::load(
         &tapio::config::TcProbe::default(),
+        &tapio::config::EncryptedDns::default(),
         ring,
         btf.as_ref(),
         false,
@@ -928,11 +929,44 @@ fn classifies_crafted_flows_through_prog_test_run() {
         f
     };
     let grpc_msg = [0u8, 0, 0, 0, 3, 1, 2, 3];
+    // A HEADERS frame (END_HEADERS, stream 1) then DATA: a DoH POST whose
+    // HPACK block sends content-type as a plain (not Huffman-coded)
+    // literal: :method POST (indexed), content-type (name index 31) with
+    // incremental indexing, value length 23. (curl's Huffman-coded value
+    // is the end-to-end test's.)
+    let h2_headers = |block: &[u8], body: &[u8]| {
+        let mut f = preface.clone();
+        f.extend_from_slice(&settings);
+        f.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
+        f.extend_from_slice(&[1, 4, 0, 0, 0, 1]);
+        f.extend_from_slice(block);
+        f.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        f.extend_from_slice(&[0, 1, 0, 0, 0, 1]);
+        f.extend_from_slice(body);
+        f
+    };
+    let doh_block: Vec<u8> = [0x83, 0x5f, 23]
+        .into_iter()
+        .chain(*b"application/dns-message")
+        .collect();
+    let json_block: Vec<u8> = [0x83, 0x5f, 16]
+        .into_iter()
+        .chain(*b"application/json")
+        .collect();
+    let dns_query = b"\x00\x2a\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01";
     let cases: Vec<(u16, u16, Vec<u8>, bool, &str)> = vec![
         (3306, 41001, mysql_greeting, true, "mysql"),
         (9092, 41002, kafka_api_versions, false, "kafka"),
         (8080, 41003, h2_data(b"plain http2 body"), false, "http2"),
         (8081, 41004, h2_data(&grpc_msg), false, "grpc"),
+        (8083, 41007, h2_headers(&doh_block, dns_query), false, "doh"),
+        (
+            8084,
+            41008,
+            h2_headers(&json_block, dns_query),
+            false,
+            "http2",
+        ),
         (
             7777,
             41005,
@@ -1042,6 +1076,7 @@ fn later_fragments_of_a_balanced_datagram_follow_the_first() {
     let btf = aya::Btf::from_sys_fs().ok();
     let (mut loaded, names) = tapio::probes::tc::load(
         &tapio::config::TcProbe::default(),
+        &tapio::config::EncryptedDns::default(),
         ring,
         btf.as_ref(),
         false,
@@ -1140,6 +1175,7 @@ fn plant_leftover_tc(ns: &str, dev: &str) {
     let btf = aya::Btf::from_sys_fs().ok();
     let (mut loaded, names) = tapio::probes::tc::load(
         &tapio::config::TcProbe::default(),
+        &tapio::config::EncryptedDns::default(),
         ring,
         btf.as_ref(),
         false,
@@ -1299,7 +1335,8 @@ fn devices_without_an_ethernet_header_are_refused() {
             interfaces: vec![format!("{}/{dev}", ns.name)],
             ..Default::default()
         };
-        let err = match tapio::probes::tc::load(&cfg, ring, btf.as_ref(), true) {
+        let err = match tapio::probes::tc::load(&cfg, &Default::default(), ring, btf.as_ref(), true)
+        {
             Ok(_) => panic!("tc attached to {dev}, which has no Ethernet header"),
             Err(e) => e.to_string(),
         };
@@ -1337,7 +1374,7 @@ fn devices_without_an_ethernet_header_are_refused() {
         interfaces: vec![format!("{}/tvl3eth", ns.name)],
         ..Default::default()
     };
-    let ok = tapio::probes::tc::load(&cfg, ring, btf.as_ref(), true);
+    let ok = tapio::probes::tc::load(&cfg, &Default::default(), ring, btf.as_ref(), true);
     assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
     drop(ok);
 }
@@ -1471,5 +1508,143 @@ fn chaos_never_cuts_tapios_own_collector() {
         &[("tapio.tc.experiment", other.as_str())],
         200,
     );
+    t.terminate();
+}
+
+/// An h2c server that reads whatever comes and answers nothing: enough
+/// for the client's requests to reach the wire.
+fn h2c_sink(ns: &NetNs, addr: &str, port: &str) -> Bg {
+    let mut c = ns.command("python3");
+    c.args([
+        "-c",
+        &format!(
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{addr}',{port}))\ns.listen(8)\nprint('ready',flush=True)\nwhile True:\n  c,_=s.accept()\n  c.settimeout(5)\n  try:\n    while c.recv(65536): pass\n  except OSError: pass\n  c.close()\n"
+        ),
+    ]);
+    let bg = Bg::spawn(c);
+    assert_eq!(bg.line("h2c sink"), "ready");
+    bg
+}
+
+/// curl (nghttp2) speaking HTTP/2 without TLS, with these extra headers;
+/// the sink never answers, so curl gives up after a second.
+fn h2c_request(ns: &NetNs, url: &str, headers: &[&str]) {
+    let mut c = ns.command("curl");
+    c.args(["-s", "-m", "1", "--http2-prior-knowledge"]);
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    // A DNS query for tapio.test A, as a DoH POST body.
+    c.args(["--data-binary", "@-", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = c.spawn().expect("curl");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"\x00\x2a\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05tapio\x04test\x00\x00\x01\x00\x01")
+            .unwrap();
+    }
+    // curl times out against the silent sink: its exit status is not the point.
+    let _ = child.wait();
+}
+
+#[test]
+fn tells_dot_and_doh_from_other_tls() {
+    if !privileged_or_skip("tc::tells_dot_and_doh_from_other_tls") {
+        return;
+    }
+    let _serial = serial();
+    let pair = NsPair::new("tc-e");
+    let iface = format!("{}/{}", pair.a.name, pair.a_dev());
+    let rx = Receiver::start();
+    let yaml = config(&rx, std::slice::from_ref(&iface), "      {}").replace(
+        "dns: { enabled: false }",
+        "dns: { enabled: false, encrypted: { doh_resolvers: [doh.tapio-tc.test] } }",
+    );
+    let t = Tapio::start(BIN, &yaml, &[]);
+    let (a, b) = (&pair.a, &pair.b);
+    let srv = "198.18.0.2";
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    sh(&format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout {d}/k.pem -out {d}/c.pem -days 1 -subj /CN=tapio-tc.test 2>/dev/null"
+    ));
+    // One TLS server on the DoT port, one on 443 for both DoH and plain
+    // TLS: on 443 only the server name tells them apart.
+    let tls_server = |port: &str| {
+        let mut c = b.command("openssl");
+        c.args(["s_server", "-quiet", "-rev", "-accept"])
+            .arg(format!("{srv}:{port}"))
+            .args([
+                "-cert",
+                &format!("{d}/c.pem"),
+                "-key",
+                &format!("{d}/k.pem"),
+            ]);
+        Bg::spawn(c)
+    };
+    let _dot = tls_server("853");
+    let _https = tls_server("443");
+    let _h2c = h2c_sink(b, srv, "8053");
+    let _h2 = h2c_sink(b, srv, "8054");
+    for p in ["853", "443", "8053", "8054"] {
+        wait_port(a, &format!("{srv}:{p}"));
+    }
+
+    // Each flow is the only one of its protocol: its counters equal what
+    // its socket counted, so no byte of it went elsewhere.
+    let (_c, s, r) = exchange(a, &["tls", srv, "853", "any.tapio-tc.test"]);
+    assert_flow(&rx, "dot", "853", &iface, s, r);
+    // The configured name, in another case.
+    let (_c, s, r) = exchange(a, &["tls", srv, "443", "DoH.Tapio-TC.test"]);
+    assert_flow(&rx, "doh", "443", &iface, s, r);
+    let (_c, s, r) = exchange(a, &["tls", srv, "443", "www.tapio-tc.test"]);
+    assert_flow(&rx, "tls", "443", &iface, s, r);
+
+    // h2c: a DoH POST (nghttp2 Huffman-codes the header values), and a
+    // plain HTTP/2 request that must stay http2.
+    h2c_request(
+        a,
+        &format!("http://{srv}:8053/dns-query"),
+        &[
+            "content-type: application/dns-message",
+            "accept: application/dns-message",
+        ],
+    );
+    h2c_request(
+        a,
+        &format!("http://{srv}:8054/upload"),
+        &["content-type: application/octet-stream"],
+    );
+    let flow = |l: &[(
+        opentelemetry_proto::tonic::resource::v1::Resource,
+        opentelemetry_proto::tonic::logs::v1::LogRecord,
+    )],
+                proto: &str,
+                port: i64| {
+        l.iter().any(|(_, r)| {
+            r.event_name == "network.flow.classified"
+                && str_attr(&r.attributes, "network.protocol.name").as_deref() == Some(proto)
+                && tapio_integration::int_attr(&r.attributes, "server.port") == Some(port)
+        })
+    };
+    let logs = rx.wait_for_logs("h2c flows classified", WAIT, |l| {
+        flow(l, "doh", 8053) && flow(l, "http2", 8054)
+    });
+    // Each h2c port classified one way only; h2c has no server name; the
+    // DoH TLS flow's is logged.
+    assert!(!flow(&logs, "http2", 8053) && !flow(&logs, "doh", 8054));
+    assert!(!logs.iter().any(|(_, r)| {
+        tapio_integration::int_attr(&r.attributes, "server.port") == Some(8053)
+            && str_attr(&r.attributes, "tls.client.server_name").is_some()
+    }));
+    assert!(logs.iter().any(|(_, r)| {
+        str_attr(&r.attributes, "network.protocol.name").as_deref() == Some("doh")
+            && str_attr(&r.attributes, "tls.client.server_name").as_deref()
+                == Some("DoH.Tapio-TC.test")
+    }));
     t.terminate();
 }

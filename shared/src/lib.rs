@@ -50,6 +50,7 @@ wire!(
     tapio_tcp_close,
     tapio_hist,
     tapio_dns_packet,
+    tapio_dns_encrypted,
     tapio_xdp_policy,
     tapio_xdp_counter,
     tapio_xdp_block_state,

@@ -868,6 +868,48 @@ pub struct DnsProbe {
     /// Most answer records put on a span (`tapio.dns.answers`, and the
     /// addresses among them in `dns.answers`).
     pub max_answers: usize,
+    /// Encrypted DNS (DoT, DoH): which TLS connections are lookups a
+    /// workload makes past the node resolver. Read by this probe
+    /// (`tapio.dns.encrypted.connections`, per process) and by the tc
+    /// probe (`network.protocol.name` `dot`/`doh`).
+    pub encrypted: EncryptedDns,
+}
+
+/// What counts as encrypted DNS.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptedDns {
+    /// DNS-over-TLS server ports: any TLS connection to one is DoT.
+    pub dot_ports: Vec<u16>,
+    /// Ports DoH resolvers listen on. The dns probe reads the ClientHello
+    /// of connections to these ports only (the tc probe reads every one).
+    pub doh_ports: Vec<u16>,
+    /// DoH resolver names: a TLS connection whose server name (SNI) is
+    /// one of these, case-insensitively, is DoH. Empty: no DoH by name.
+    pub doh_resolvers: Vec<String>,
+}
+
+impl Default for EncryptedDns {
+    fn default() -> Self {
+        Self {
+            dot_ports: vec![853],
+            doh_ports: vec![443],
+            doh_resolvers: [
+                "dns.google",
+                "dns64.dns.google",
+                "cloudflare-dns.com",
+                "mozilla.cloudflare-dns.com",
+                "one.one.one.one",
+                "dns.quad9.net",
+                "doh.opendns.com",
+                "dns.adguard-dns.com",
+                "dns.nextdns.io",
+                "doh.cleanbrowsing.org",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
 }
 
 impl Default for DnsProbe {
@@ -881,6 +923,7 @@ impl Default for DnsProbe {
             sample_rate: 1.0,
             slow_threshold: Duration::from_millis(500),
             max_answers: 16,
+            encrypted: EncryptedDns::default(),
         }
     }
 }

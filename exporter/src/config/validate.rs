@@ -88,11 +88,68 @@ impl Probes {
                 ));
             }
         }
+        self.dns.encrypted.validate(errs);
         self.systemd.validate(errs);
         self.xdp.validate(errs);
         self.lsm.validate(errs);
         self.security.validate(errs);
         self.tc.validate(errs);
+    }
+}
+
+/// Most DoT and DoH ports together (the kernel's port maps hold 16).
+pub const MAX_ENCRYPTED_DNS_PORTS: usize = 16;
+
+impl EncryptedDns {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        const P: &str = "probes.dns.encrypted";
+        let mut ports: Vec<u16> = self
+            .dot_ports
+            .iter()
+            .chain(&self.doh_ports)
+            .copied()
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.len() > MAX_ENCRYPTED_DNS_PORTS {
+            errs.push(ConfigError::new(
+                format!("{P}.dot_ports"),
+                format!(
+                    "{} distinct DoT and DoH ports: at most {MAX_ENCRYPTED_DNS_PORTS}",
+                    ports.len()
+                ),
+            ));
+        }
+        if ports.contains(&0) {
+            errs.push(ConfigError::new(
+                format!("{P}.dot_ports"),
+                "port 0 is no server port",
+            ));
+        }
+        let max = tapio_shared::TAPIO_DOH_MAX_NAMES as usize;
+        if self.doh_resolvers.len() > max {
+            errs.push(ConfigError::new(
+                format!("{P}.doh_resolvers"),
+                format!("{} names: at most {max}", self.doh_resolvers.len()),
+            ));
+        }
+        for (i, n) in self.doh_resolvers.iter().enumerate() {
+            let bare = n.strip_suffix('.').unwrap_or(n);
+            let ok = !bare.is_empty()
+                && bare.len() <= crate::probes::encrypted_dns::NAME_MAX
+                && bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                errs.push(ConfigError::new(
+                    format!("{P}.doh_resolvers[{i}]"),
+                    format!(
+                        "`{n}` is not a host name (letters, digits, `-` and `.`, at most {} bytes)",
+                        crate::probes::encrypted_dns::NAME_MAX
+                    ),
+                ));
+            }
+        }
     }
 }
 

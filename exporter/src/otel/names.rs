@@ -401,6 +401,20 @@ pub const DNS_LOOKUP_DURATION: MetricDef = MetricDef {
     ],
 };
 
+pub const DNS_ENCRYPTED_CONNECTIONS: MetricDef = MetricDef {
+    name: "tapio.dns.encrypted.connections",
+    unit: "{connection}",
+    instrument: Instrument::Counter,
+    description: "TLS connections local processes opened to encrypted DNS resolvers (DoT: a DoT port; DoH: a ClientHello naming a configured resolver), by the process that connected; the lookups inside are encrypted and not seen.",
+    attributes: &[
+        attr::NETWORK_PROTOCOL_NAME,
+        attr::PROCESS_EXECUTABLE_NAME,
+        attr::CONTAINER_ID,
+        attr::K8S_POD_UID,
+        attr::TAPIO_SYSTEMD_UNIT,
+    ],
+};
+
 pub const CONFIG_RELOADS: MetricDef = MetricDef {
     name: "tapio.config.reloads",
     unit: "{reload}",
@@ -617,6 +631,7 @@ pub const METRICS: &[MetricDef] = &[
     OPAMP_EXCHANGES,
     TCP_CONNECT_DURATION,
     DNS_LOOKUP_DURATION,
+    DNS_ENCRYPTED_CONNECTIONS,
     XDP_PACKETS,
     XDP_BYTES,
     LSM_DECISIONS,

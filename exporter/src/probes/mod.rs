@@ -3,6 +3,7 @@
 //! running kernel accepts.
 
 pub mod dns;
+pub mod encrypted_dns;
 pub mod etcd;
 pub mod kernel;
 pub mod lsm;
@@ -624,6 +625,49 @@ impl Loaded {
                 .map_err(|source| LoadError::Map { probe, map, source })?;
         }
         Ok(())
+    }
+
+    /// Write `(port, value)` pairs into a `u16 -> u8` kernel map.
+    pub fn fill_u16_map(
+        &mut self,
+        probe: &'static str,
+        map: &'static str,
+        entries: &[(u16, u8)],
+    ) -> Result<(), LoadError> {
+        let m = self
+            .ebpf
+            .map_mut(map)
+            .ok_or(LoadError::MissingMap { probe, map })?;
+        let mut set: aya::maps::HashMap<_, u16, u8> = aya::maps::HashMap::try_from(m)
+            .map_err(|source| LoadError::Map { probe, map, source })?;
+        for (k, v) in entries {
+            set.insert(k, v, 0)
+                .map_err(|source| LoadError::Map { probe, map, source })?;
+        }
+        Ok(())
+    }
+
+    /// The DoH resolver name hashes into the probe's `u64 -> u8` set.
+    pub fn fill_doh_names(
+        &mut self,
+        probe: &'static str,
+        map: &'static str,
+        cfg: &crate::config::EncryptedDns,
+    ) -> Result<(), LoadError> {
+        let m = self
+            .ebpf
+            .map_mut(map)
+            .ok_or(LoadError::MissingMap { probe, map })?;
+        let mut set = aya::maps::HashMap::try_from(m).map_err(|source| LoadError::Map {
+            probe,
+            map,
+            source,
+        })?;
+        encrypted_dns::fill_names(&mut set, cfg).map_err(|source| LoadError::Map {
+            probe,
+            map,
+            source,
+        })
     }
 
     /// A reader of the probe's per-CPU loss counters, summed over CPUs.

@@ -53,6 +53,7 @@ enum tapio_event_kind {
 	TAPIO_EVENT_TCP_CONNECT = 10,
 	TAPIO_EVENT_TCP_CLOSE = 11,
 	TAPIO_EVENT_DNS_PACKET = 20,
+	TAPIO_EVENT_DNS_ENCRYPTED = 21,
 	TAPIO_EVENT_XDP_BLOCK = 30,
 	TAPIO_EVENT_SEC_CRED = 40,
 	TAPIO_EVENT_SEC = 41,
@@ -226,6 +227,27 @@ struct tapio_dns_packet {
 	__u16 flags;        /* enum tapio_dns_flags bits */
 	struct tapio_tcp_tuple tuple;
 	__u8 payload[TAPIO_DNS_PAYLOAD];
+};
+
+/* How an encrypted DNS connection was recognised. */
+enum tapio_dns_encryption {
+	TAPIO_DNS_DOT = 1, /* TLS ClientHello to a DNS-over-TLS port (853) */
+	TAPIO_DNS_DOH = 2, /* TLS ClientHello whose server name is a configured
+			    * DNS-over-HTTPS resolver */
+};
+
+/* Largest number of configured DoH resolver names (tc and dns maps). */
+#define TAPIO_DOH_MAX_NAMES 64
+
+/* dns: a local process opened an encrypted DNS connection (its
+ * ClientHello left this host). The lookups inside cannot be read; the
+ * header is the socket's owner as learnt at connect() (pid 0 when the
+ * connect was not seen). The tuple is oriented client -> server. */
+struct tapio_dns_encrypted {
+	struct tapio_event_header hdr;
+	struct tapio_tcp_tuple tuple;
+	__u8 encryption; /* enum tapio_dns_encryption */
+	__u8 _pad0[7];
 };
 
 /* What a security record (struct tapio_sec_event) reports. */
@@ -568,7 +590,10 @@ enum tapio_tc_proto {
 	TAPIO_TC_POSTGRESQL = 7, /* startup, SSLRequest or GSSENCRequest */
 	TAPIO_TC_REDIS = 8,      /* RESP array */
 	TAPIO_TC_KAFKA = 9,      /* Kafka request header, whole in one segment */
-	TAPIO_TC_PROTO_MAX = 10,
+	TAPIO_TC_DOT = 10,       /* TLS ClientHello/ServerHello on a DoT port (853) */
+	TAPIO_TC_DOH = 11,       /* DNS over HTTPS: TLS to a configured resolver
+				  * name, or h2c carrying application/dns-message */
+	TAPIO_TC_PROTO_MAX = 12,
 };
 
 /* Hook direction. */

@@ -3,8 +3,9 @@
 
 use crate::probes::network::Tuple;
 use tapio_shared::{
-    read_record, record_kind, tapio_dns_direction, tapio_dns_flags, tapio_dns_packet,
-    tapio_event_header, tapio_event_kind as kind, tapio_tcp_tuple, TAPIO_DNS_PAYLOAD,
+    read_record, record_kind, tapio_dns_direction, tapio_dns_encrypted, tapio_dns_encryption,
+    tapio_dns_flags, tapio_dns_packet, tapio_event_header, tapio_event_kind as kind,
+    tapio_tcp_tuple, TAPIO_DNS_PAYLOAD,
 };
 
 pub use crate::probes::DecodeError;
@@ -79,6 +80,31 @@ pub fn decode(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
     })
 }
 
+/// An encrypted DNS connection a local process opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Encrypted {
+    /// The socket's owner as learnt at connect (pid 0: not seen).
+    pub hdr: tapio_event_header,
+    /// Oriented client -> server.
+    pub tuple: Tuple,
+    /// DNS over HTTPS (else DNS over TLS).
+    pub doh: bool,
+}
+
+/// Decode a `tapio_dns_encrypted` record.
+pub fn decode_encrypted(bytes: &[u8]) -> Result<Encrypted, DecodeError> {
+    let k = record_kind(bytes)?;
+    if k != kind::TAPIO_EVENT_DNS_ENCRYPTED as u32 {
+        return Err(DecodeError::UnknownKind(k));
+    }
+    let r: tapio_dns_encrypted = read_record(bytes)?;
+    Ok(Encrypted {
+        hdr: r.hdr,
+        tuple: Tuple::from(&r.tuple),
+        doh: u32::from(r.encryption) == tapio_dns_encryption::TAPIO_DNS_DOH,
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
@@ -103,6 +129,28 @@ pub(crate) mod fixtures {
             payload: [0; 512],
         };
         r.payload[..payload.len()].copy_from_slice(payload);
+        as_bytes(&r).to_vec()
+    }
+
+    /// An encrypted DNS record from 127.0.0.1:40000 to 127.0.0.1:853.
+    pub fn encrypted(doh: bool, comm: &str) -> Vec<u8> {
+        let mut hdr = crate::probes::process::fixtures::header(kind::TAPIO_EVENT_PROCESS_EXEC);
+        hdr.kind = kind::TAPIO_EVENT_DNS_ENCRYPTED as u32;
+        hdr.comm = [0; 16];
+        for (d, s) in hdr.comm.iter_mut().zip(comm.bytes()) {
+            *d = s as core::ffi::c_char;
+        }
+        let r = tapio_dns_encrypted {
+            hdr,
+            tuple: crate::probes::network::fixtures::v4_tuple(
+                [127, 0, 0, 1],
+                40000,
+                [127, 0, 0, 1],
+                853,
+            ),
+            encryption: if doh { 2 } else { 1 },
+            _pad0: [0; 7],
+        };
         as_bytes(&r).to_vec()
     }
 }

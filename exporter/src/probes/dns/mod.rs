@@ -6,6 +6,10 @@
 //! Queries unanswered within the timeout end as error spans: `timeout`
 //! when the probe's kernel side lost nothing meanwhile, `events_lost` when
 //! it did (the response may be among the lost packets).
+//!
+//! Encrypted DNS (DoT, DoH) hides its lookups; each connection a process
+//! opens to an encrypted resolver is counted instead, per process and
+//! workload, in `tapio.dns.encrypted.connections`.
 
 pub mod decode;
 #[cfg(any(test, feature = "legacy-mapper"))]
@@ -13,7 +17,7 @@ pub mod legacy;
 pub mod otlp;
 mod pending;
 
-pub use decode::{decode, DecodeError, Packet, Transport};
+pub use decode::{decode, decode_encrypted, DecodeError, Encrypted, Packet, Transport};
 
 use super::{network::Tuple, Attach, ProbeSpec, SkbDirection, Variant};
 use crate::{
@@ -31,6 +35,8 @@ use tapio_shared::tapio_event_header;
 pub const NAME: &str = "dns";
 pub const MAP_PORTS: &str = "tapio_dns_ports";
 pub const MAP_CFG: &str = "tapio_dns_cfg";
+pub const MAP_ENC_PORTS: &str = "tapio_dns_enc_ports";
+pub const MAP_DOH_NAMES: &str = "tapio_dns_doh_names";
 /// The variants whose cgroup_skb programs carry TCP.
 pub const VARIANT_TCP: &str = "tp_btf+cgroup_skb";
 pub const VARIANT_TCP_NO_OWNER: &str = "tp_btf+cgroup_skb-no-owner";
@@ -265,6 +271,24 @@ impl Lookup<'_> {
 /// by how the lookup ended; names are made at export, not per lookup.
 pub type DnsHistograms = Arc<Mutex<HashMap<(End, Transport), Arc<Histogram>>>>;
 
+/// One series of `tapio.dns.encrypted.connections`: the protocol, the
+/// process (executable name, not pid: a metric keeps low cardinality) and
+/// its workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct EncryptedSeries {
+    pub doh: bool,
+    /// None: the connect was not seen (Tapio started later).
+    pub executable: Option<String>,
+    pub workload: crate::enrich::cgroup::Workload,
+}
+
+/// Encrypted DNS connections by series, cumulative since start.
+pub type EncryptedCounts = Arc<Mutex<HashMap<EncryptedSeries, u64>>>;
+
+/// Most series kept; connections of further processes are counted under
+/// their protocol alone.
+pub const MAX_ENCRYPTED_SERIES: usize = 4096;
+
 /// Spare question-name strings kept for reuse.
 const SPARE_NAMES: usize = 64;
 
@@ -290,6 +314,7 @@ pub struct Handler {
     /// the one before.
     kernel_lost: u64,
     kernel_lost_before: u64,
+    encrypted: EncryptedCounts,
 }
 
 impl Handler {
@@ -314,7 +339,35 @@ impl Handler {
             local_histograms: Default::default(),
             kernel_lost: 0,
             kernel_lost_before: 0,
+            encrypted: EncryptedCounts::default(),
         }
+    }
+
+    /// Count encrypted DNS connections into `counts` (exported by
+    /// [`encrypted_producer`]).
+    pub fn counting_encrypted(mut self, counts: EncryptedCounts) -> Self {
+        self.encrypted = counts;
+        self
+    }
+
+    fn on_encrypted(&mut self, e: &Encrypted) {
+        let mut series = EncryptedSeries {
+            doh: e.doh,
+            ..Default::default()
+        };
+        if e.hdr.pid != 0 {
+            let comm = super::cstr(&e.hdr.comm, e.hdr.comm.len());
+            series.executable = (!comm.is_empty()).then_some(comm);
+            series.workload = self.enricher.workload(e.hdr.cgroup_id, e.hdr.pid);
+        }
+        let mut counts = crate::supervise::lock(&self.encrypted);
+        if !counts.contains_key(&series) && counts.len() >= MAX_ENCRYPTED_SERIES {
+            series = EncryptedSeries {
+                doh: e.doh,
+                ..Default::default()
+            };
+        }
+        *counts.entry(series).or_default() += 1;
     }
 
     /// The probe's kernel losses, every reason summed (a full ring buffer
@@ -463,6 +516,15 @@ impl crate::reader::RecordHandler for Handler {
     }
 
     fn handle(&mut self, record: &[u8]) {
+        if tapio_shared::record_kind(record).ok()
+            == Some(tapio_shared::tapio_event_kind::TAPIO_EVENT_DNS_ENCRYPTED as u32)
+        {
+            if let Some(e) = self.stats.decoded(decode_encrypted(record)) {
+                tracing::debug!(probe = NAME, pid = e.hdr.pid, doh = e.doh, tuple = ?e.tuple, "encrypted dns");
+                self.on_encrypted(&e);
+            }
+            return;
+        }
         let Some(p) = self.stats.decoded(decode(record)) else {
             return;
         };
@@ -516,6 +578,50 @@ pub fn histogram_producer(h: DnsHistograms, start_unix_ns: u64) -> crate::export
             .collect();
         vec![histogram_seconds(
             &names::DNS_LOOKUP_DURATION,
+            start_unix_ns,
+            now,
+            points,
+        )]
+    })
+}
+
+/// Exports `tapio.dns.encrypted.connections`.
+pub fn encrypted_producer(
+    counts: EncryptedCounts,
+    start_unix_ns: u64,
+) -> crate::export::MetricProducer {
+    use super::encrypted_dns::{DOH, DOT};
+    use crate::otel::{kv_str, metrics::counter, names, names::attr};
+    Box::new(move |now| {
+        let counts = crate::supervise::lock(&counts);
+        if counts.is_empty() {
+            return Vec::new();
+        }
+        let points = counts
+            .iter()
+            .map(|(s, n)| {
+                let mut a = vec![kv_str(
+                    attr::NETWORK_PROTOCOL_NAME,
+                    if s.doh { DOH } else { DOT },
+                )];
+                if let Some(x) = &s.executable {
+                    a.push(kv_str(attr::PROCESS_EXECUTABLE_NAME, x.clone()));
+                }
+                let w = &s.workload;
+                if let Some(c) = &w.container_id {
+                    a.push(kv_str(attr::CONTAINER_ID, c.clone()));
+                }
+                if let Some(p) = &w.pod_uid {
+                    a.push(kv_str(attr::K8S_POD_UID, p.clone()));
+                }
+                if let Some(u) = &w.systemd_unit {
+                    a.push(kv_str(attr::TAPIO_SYSTEMD_UNIT, u.clone()));
+                }
+                (a, *n)
+            })
+            .collect();
+        vec![counter(
+            &names::DNS_ENCRYPTED_CONNECTIONS,
             start_unix_ns,
             now,
             points,
@@ -668,6 +774,29 @@ mod tests {
             ("full.tapio.test", "events_lost", true),
         ];
         assert_eq!(got, want.map(|(n, e, m)| (n.to_string(), e.to_string(), m)),);
+    }
+
+    #[test]
+    fn encrypted_connections_count_per_protocol_and_process() {
+        use crate::reader::RecordHandler;
+        let (h, _ex, _rt) = handler();
+        let counts = EncryptedCounts::default();
+        let mut h = h.counting_encrypted(counts.clone());
+        h.handle(&decode::fixtures::encrypted(false, "kdig"));
+        h.handle(&decode::fixtures::encrypted(false, "kdig"));
+        h.handle(&decode::fixtures::encrypted(true, "firefox"));
+        let c = counts.lock().unwrap();
+        let n = |doh, x: &str| {
+            c.iter()
+                .find(|(s, _)| s.doh == doh && s.executable.as_deref() == Some(x))
+                .map(|(_, n)| *n)
+        };
+        assert_eq!(n(false, "kdig"), Some(2));
+        assert_eq!(n(true, "firefox"), Some(1));
+        assert_eq!(c.len(), 2);
+        // Not a lookup: nothing pending, nothing lost.
+        assert_eq!(h.pending.len(), 0);
+        assert!(h.stats.lost().iter().all(|(_, n)| *n == 0));
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub const MAP_CHAOS_DROPS: &str = "tapio_tc_chaos_drops";
 pub const MAP_VIPS: &str = "tapio_tc_vips";
 pub const MAP_DEADLINES: &str = "tapio_tc_deadlines";
 pub const MAP_EXEMPT: &str = "tapio_tc_exempt";
+pub const MAP_DOT_PORTS: &str = "tapio_tc_dot_ports";
+pub const MAP_DOH_NAMES: &str = "tapio_tc_doh_names";
 /// Where [`MAP_DEADLINES`] is pinned (bpffs is cleared at boot, as
 /// CLOCK_BOOTTIME deadlines need).
 pub const DEADLINES_PIN: &str = "/sys/fs/bpf/tapio/tc_chaos_deadlines";
@@ -77,6 +79,8 @@ pub fn proto_name(p: u32) -> &'static str {
         proto::TAPIO_TC_POSTGRESQL => "postgresql",
         proto::TAPIO_TC_REDIS => "redis",
         proto::TAPIO_TC_KAFKA => "kafka",
+        proto::TAPIO_TC_DOT => super::encrypted_dns::DOT,
+        proto::TAPIO_TC_DOH => super::encrypted_dns::DOH,
         _ => "unknown",
     }
 }
@@ -258,9 +262,10 @@ pub fn remove_leftover_filters(iface: &str, dir: TcAttachType, prog: &str) {
 pub type IfNames = HashMap<u32, String>;
 
 /// Load the object and, when `attach`, attach both programs to every
-/// interface of `cfg`.
+/// interface of `cfg`. `encrypted` says which TLS flows are DoT and DoH.
 pub fn load(
     cfg: &TcProbe,
+    encrypted: &crate::config::EncryptedDns,
     ring: RingConfig,
     btf: Option<&aya::Btf>,
     attach: bool,
@@ -295,6 +300,7 @@ pub fn load(
         probe: NAME,
         reasons,
     };
+    fill_encrypted_dns(&mut ebpf, encrypted)?;
     let ifaces: Vec<Iface> = cfg.interfaces.iter().map(|s| Iface::parse(s)).collect();
     let mut names = IfNames::new();
     let mut used_tcx = Vec::new();
@@ -346,6 +352,34 @@ pub fn load(
         },
         names,
     ))
+}
+
+/// DoT ports and DoH resolver names, before any packet is classified.
+fn fill_encrypted_dns(
+    ebpf: &mut aya::Ebpf,
+    cfg: &crate::config::EncryptedDns,
+) -> Result<(), LoadError> {
+    let err = |map: &'static str| {
+        move |source| LoadError::Map {
+            probe: NAME,
+            map,
+            source,
+        }
+    };
+    let m = ebpf.map_mut(MAP_DOT_PORTS).ok_or(LoadError::MissingMap {
+        probe: NAME,
+        map: MAP_DOT_PORTS,
+    })?;
+    let mut ports: BpfHashMap<_, u16, u8> = BpfHashMap::try_from(m).map_err(err(MAP_DOT_PORTS))?;
+    for p in &cfg.dot_ports {
+        ports.insert(p, 1, 0).map_err(err(MAP_DOT_PORTS))?;
+    }
+    let m = ebpf.map_mut(MAP_DOH_NAMES).ok_or(LoadError::MissingMap {
+        probe: NAME,
+        map: MAP_DOH_NAMES,
+    })?;
+    let mut names = BpfHashMap::try_from(m).map_err(err(MAP_DOH_NAMES))?;
+    super::encrypted_dns::fill_names(&mut names, cfg).map_err(err(MAP_DOH_NAMES))
 }
 
 /// Whether this kernel can create tcx links (6.6+): `BPF_LINK_CREATE`
