@@ -118,8 +118,10 @@ fuzz_target!(|data: &[u8]| {
                 h.handle(record);
             }
             if let Ok(m) = xdp::decode(record, &w.xdp_names) {
-                w.emitter
-                    .log(tapio::otel::logs::ddos_mitigation(&m, &w.clock, 0));
+                let clock = &w.clock;
+                tapio::encode_log!(w.emitter, |enc| xdp::otlp::ddos_mitigation(
+                    enc, &m, clock, 0
+                ));
             }
         }
         for h in w.handlers.iter_mut() {

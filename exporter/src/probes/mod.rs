@@ -5,6 +5,8 @@
 pub mod dns;
 pub mod etcd;
 pub mod kernel;
+#[cfg(any(test, feature = "legacy-mapper"))]
+pub mod legacy;
 pub mod lsm;
 pub mod memory;
 pub mod network;
