@@ -6,6 +6,7 @@
 use super::{cstr, process::Common, Attach, ProbeSpec, Variant};
 use crate::enrich::Enricher;
 use std::{
+    borrow::Cow,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
@@ -513,7 +514,9 @@ pub fn capability_names(mask: u64) -> Vec<String> {
 }
 
 /// Names of the x86_64 syscalls this probe hooks.
-pub fn syscall_name(nr: u32) -> String {
+/// Borrowed for the syscalls named here: decoding a record allocates no
+/// name.
+pub fn syscall_name(nr: u32) -> Cow<'static, str> {
     let n = match nr {
         1 => "write",
         2 => "open",
@@ -568,9 +571,9 @@ pub fn syscall_name(nr: u32) -> String {
         329 => "pkey_mprotect",
         452 => "fchmodat2",
         0 => "",
-        n => return format!("syscall_{n}"),
+        n => return Cow::Owned(format!("syscall_{n}")),
     };
-    n.to_string()
+    Cow::Borrowed(n)
 }
 
 // Syscall numbers here (SYSCALLS, syscall_name) and in the BPF object
@@ -711,7 +714,7 @@ pub struct CredChange {
     pub new_cap_eff: u64,
     pub old_cap_prm: u64,
     pub new_cap_prm: u64,
-    pub syscall: String,
+    pub syscall: Cow<'static, str>,
     /// Seen at commit_creds (any path), not at a set*id/exec syscall pair.
     pub commit_creds: bool,
 }
@@ -785,7 +788,7 @@ pub struct SecEvent {
     pub common: Common,
     pub kind: Kind,
     pub ret: i64,
-    pub syscall: String,
+    pub syscall: Cow<'static, str>,
     pub target_pid: u32,
     pub ino: u64,
     pub dev: u32,

@@ -412,7 +412,7 @@ pub(crate) mod fixtures {
                 panic!()
             };
             let mut commit = c.clone();
-            commit.syscall.clear();
+            commit.syscall = "".into();
             commit.commit_creds = true;
             out.extend([c, commit]);
         }
@@ -467,7 +467,7 @@ pub(crate) mod fixtures {
                 if ret == -13 {
                     e.ino = 1234;
                     e.common.uid = 1000;
-                    e.syscall.clear();
+                    e.syscall = "".into();
                 }
                 out.push(e);
             }
