@@ -1,6 +1,6 @@
 //! CPU cost and heap allocations per record of Tapio's userspace path, end
-//! to end, for exec, connect and DNS records as the kernel writes them (no
-//! root needed):
+//! to end, for exec, connect, DNS and security (capability use, credential
+//! change) records as the kernel writes them (no root needed):
 //!
 //!   decode → enrich → map/encode → bounded queue → batch → request bytes
 //!
@@ -34,14 +34,15 @@ use tapio::{
     export::{
         logs_payload, queue::BoundedQueue, sink::Payload, spans_payload, Batches, Emitter, Format,
     },
-    otel::{logs::ProcessContext, traces::IdGenerator},
-    probes::{dns, network, process},
+    otel::traces::IdGenerator,
+    probes::legacy::ProcessContext,
+    probes::{dns, network, process, security},
     reader::RecordHandler,
     telemetry::{Signal, Telemetry},
 };
 use tapio_shared::{
     as_bytes, tapio_dns_packet, tapio_event_header, tapio_event_kind as kind, tapio_process_exec,
-    tapio_tcp_connect, tapio_tcp_tuple,
+    tapio_sec_cred, tapio_sec_event, tapio_sec_op, tapio_tcp_connect, tapio_tcp_tuple,
 };
 
 struct Counting;
@@ -207,6 +208,35 @@ fn dns_records(i: usize) -> [Vec<u8>; 2] {
     [packet(false, &q, t), packet(true, &a, t + 300_000)]
 }
 
+/// A capability check (CAP_SYS_ADMIN, granted, during unshare): the most
+/// frequent security record.
+fn capability_record(i: usize) -> Vec<u8> {
+    let r = tapio_sec_event {
+        hdr: header(kind::TAPIO_EVENT_SEC, i),
+        op: tapio_sec_op::TAPIO_SEC_CAPABILITY,
+        arg0: 21,
+        syscall_nr: 272,
+        ..Default::default()
+    };
+    as_bytes(&r).to_vec()
+}
+
+/// setuid(0) by uid 1000 gaining every capability (what sudo does): the
+/// largest credentials record, 41 capability names.
+fn credentials_record(i: usize) -> Vec<u8> {
+    let mut r = tapio_sec_cred {
+        hdr: header(kind::TAPIO_EVENT_SEC_CRED, i),
+        new_cap_eff: 0x1ff_ffff_ffff,
+        new_cap_prm: 0x1ff_ffff_ffff,
+        syscall_nr: 105,
+        ..Default::default()
+    };
+    r.hdr.uid = 1000;
+    let o = &mut r.old_ids;
+    (o.uid, o.euid, o.suid, o.fsuid, o.gid, o.egid) = (1000, 1000, 1000, 1000, 1000, 1000);
+    as_bytes(&r).to_vec()
+}
+
 /// One measured run: CPU µs and allocations per record, bytes out.
 #[derive(Clone, Copy)]
 struct Run {
@@ -262,7 +292,7 @@ fn drain_new(b: &Batches, s: Signal, all: bool) -> usize {
 fn main() {
     // EXPORT_PATH_ONLY=new: only the new path (for profiling).
     let only_new = std::env::var("EXPORT_PATH_ONLY").is_ok_and(|v| v == "new");
-    // EXPORT_PATH_KIND=exec|connect|dns: one kind only.
+    // EXPORT_PATH_KIND=exec|connect|dns|capability|credentials: one kind only.
     let kind = std::env::var("EXPORT_PATH_KIND").unwrap_or_default();
     let want = |k: &str| kind.is_empty() || kind == k;
     let telemetry = Telemetry::new(0);
@@ -511,12 +541,95 @@ fn main() {
         rows.push(("DNS query+answer → dns.query span", old, new, json));
     }
 
+    // ---- security records → security.* log records
+    for (k, name, make) in [
+        (
+            "capability",
+            "capability → security.capability.use",
+            capability_record as fn(usize) -> Vec<u8>,
+        ),
+        (
+            "credentials",
+            "setuid → security.credentials.change",
+            credentials_record,
+        ),
+    ] {
+        if !want(k) {
+            continue;
+        }
+        let records: Vec<Vec<u8>> = (0..N).map(make).collect();
+        let old = if only_new {
+            Run {
+                us: f64::NAN,
+                allocs: f64::NAN,
+                bytes: 0,
+            }
+        } else {
+            let mut enricher = Enricher::default();
+            learn(&mut enricher);
+            let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Logs);
+            measure(N, || {
+                let mut out = 0;
+                for b in &records {
+                    // As the handler did: owned event, owned context, a
+                    // message built and queued.
+                    if let Ok(ev) = security::decode(b) {
+                        let c = ev.common();
+                        let ctx = ProcessContext {
+                            owner: enricher.users.name(c.uid).map(str::to_string),
+                            workload: enricher.workload(c.cgroup_id, c.pid),
+                            info: None,
+                        };
+                        q.push(match &ev {
+                            security::SecurityEvent::Cred(cc) => {
+                                security::legacy::credentials(cc, &ctx, &clock, 1)
+                            }
+                            security::SecurityEvent::Event(e) => security::legacy::event(
+                                e,
+                                &security::Extra::default(),
+                                &ctx,
+                                &clock,
+                                1,
+                            ),
+                        });
+                    }
+                    out += drain_old(&q, false, |r| logs_payload(&resource, r));
+                }
+                out + drain_old(&q, true, |r| logs_payload(&resource, r))
+            })
+        };
+        let new_as = |format| {
+            let (emitter, batches) =
+                Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
+            let mut h = security::Handler {
+                emitter,
+                stats: telemetry.probe(security::NAME),
+                enricher: Enricher::default(),
+                clock,
+                watch_paths: Vec::new(),
+            };
+            learn(&mut h.enricher);
+            let mut run = || {
+                let mut out = 0;
+                for b in &records {
+                    h.handle(b);
+                    out += drain_new(&batches, Signal::Logs, false);
+                }
+                out + drain_new(&batches, Signal::Logs, true)
+            };
+            run();
+            measure(N, run)
+        };
+        let (new, json) = (new_as(Format::Protobuf), new_as(Format::Json));
+        rows.push((name, old, new, json));
+    }
+
     println!(
         "\nTapio userspace path per record, decode → enrich → encode → queue → batch → request bytes\n\
          ({N} records per kind (DNS: lookups of 2 records), batches of {BATCH}, median of {RUNS} runs, CPU time)\n"
     );
     println!(
-        "| {:<34} | {:>9} | {:>9} | {:>7} | {:>9} | {:>10} | {:>10} | {:>10} | {:>7} | {:>7} | {:>7} |",
+        "| {:<36} | {:>9} | {:>9} | {:>7} | {:>9} | {:>10} | {:>10} | {:>10} | {:>7} | {:>7} | {:>7} |",
         "record",
         "old µs",
         "new µs",
@@ -530,12 +643,12 @@ fn main() {
         "JSON B"
     );
     println!(
-        "|{:-<36}|{:->11}|{:->11}|{:->9}|{:->11}|{:->12}|{:->12}|{:->12}|{:->9}|{:->9}|{:->9}|",
+        "|{:-<38}|{:->11}|{:->11}|{:->9}|{:->11}|{:->12}|{:->12}|{:->12}|{:->9}|{:->9}|{:->9}|",
         "", "", "", "", "", "", "", "", "", "", ""
     );
     for (name, o, n, j) in &rows {
         println!(
-            "| {:<34} | {:>9.3} | {:>9.3} | {:>7.1} | {:>9.3} | {:>10.3} | {:>10.3} | {:>10.3} | {:>7} | {:>7} | {:>7} |",
+            "| {:<36} | {:>9.3} | {:>9.3} | {:>7.1} | {:>9.3} | {:>10.3} | {:>10.3} | {:>10.3} | {:>7} | {:>7} | {:>7} |",
             name,
             o.us,
             n.us,

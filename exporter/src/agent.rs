@@ -727,9 +727,9 @@ fn report_failure(f: &supervise::Failure, telemetry: &Telemetry, exporter: &Expo
     if let (Some(p), "reader") = (f.task.probe, f.task.kind) {
         telemetry.probe(p).set_failed();
     }
-    exporter
-        .emitter()
-        .log(supervise::failure_log(f, clock::unix_ns()));
+    let now = clock::unix_ns();
+    let mut emitter = exporter.emitter();
+    crate::encode_log!(emitter, |enc| supervise::failure_log(enc, f, now));
 }
 
 /// Return the allocator's free pages to the kernel (glibc keeps freed heap

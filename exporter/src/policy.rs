@@ -17,7 +17,6 @@
 
 use crate::config::{self, Config, Probes};
 use crate::export::Emitter;
-use crate::otel;
 use crate::telemetry::{ReloadResult, ReloadSource, Telemetry};
 use std::sync::Arc;
 
@@ -279,12 +278,12 @@ impl Policies {
             ),
             None => tracing::info!(origin, source = source.name(), "policy reloaded"),
         }
-        self.emitter.log(otel::logs::config_reload(
-            source,
-            origin,
-            result,
-            why,
-            crate::clock::unix_ns(),
+        let now = crate::clock::unix_ns();
+        // A clone gets buffers of its own: reloads are rare, and `&self`
+        // is all the callers hold.
+        let mut emitter = self.emitter.clone();
+        crate::encode_log!(emitter, |enc| crate::telemetry::config_reload(
+            enc, source, origin, result, why, now
         ));
     }
 }

@@ -16,7 +16,10 @@
 //! here, so the remaining tasks (the final metrics flush, other probes'
 //! producers, the breakers) must keep working rather than silently skip.
 
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
+use crate::otel::{
+    names::{attr, event},
+    wire::{Encode, RecordWriter, Severity},
+};
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc;
@@ -150,20 +153,14 @@ impl Watch {
 }
 
 /// The `tapio.task.failed` record of `f`.
-pub fn failure_log(f: &Failure, now: u64) -> LogRecord {
-    use crate::otel::{kv_str, names::attr, names::event};
-    let mut a = vec![kv_str(attr::TAPIO_TASK, f.task.kind)];
+pub fn failure_log(enc: &mut impl Encode, f: &Failure, now: u64) {
+    let mut w = enc.log(now, Severity::Error);
+    w.body(format_args!("{}: {}", f.task, f.why));
+    w.str(attr::TAPIO_TASK, f.task.kind);
     if let Some(p) = f.task.probe {
-        a.push(kv_str(attr::TAPIO_PROBE, p));
+        w.str(attr::TAPIO_PROBE, p);
     }
-    crate::otel::logs::record(
-        event::TAPIO_TASK_FAILED,
-        SeverityNumber::Error,
-        now,
-        now,
-        format!("{}: {}", f.task, f.why),
-        a,
-    )
+    w.finish_log(now, event::TAPIO_TASK_FAILED);
 }
 
 /// The text a panic carried (`panic!("…")` payloads are `&str` or
@@ -206,6 +203,49 @@ pub fn fault_injected(task: &str) -> bool {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn failure_log_matches_the_old_mapping() {
+        use crate::otel::{
+            kv_str,
+            wire::{Encoder, RECORD_FIELD},
+        };
+        use opentelemetry_proto::tonic::{
+            common::v1::{any_value::Value, AnyValue},
+            logs::v1::LogRecord,
+        };
+        for probe in [None, Some("security")] {
+            let f = Failure {
+                task: Task {
+                    kind: "reader",
+                    probe,
+                },
+                why: "panicked: boom".into(),
+            };
+            let mut enc = Encoder::default();
+            failure_log(&mut enc, &f, 99);
+            // The record the opentelemetry-proto builder made.
+            let mut attributes = vec![kv_str(attr::TAPIO_TASK, f.task.kind)];
+            if let Some(p) = probe {
+                attributes.push(kv_str(attr::TAPIO_PROBE, p));
+            }
+            let old = LogRecord {
+                time_unix_nano: 99,
+                observed_time_unix_nano: 99,
+                severity_number: 17,
+                severity_text: "ERROR".into(),
+                body: Some(AnyValue {
+                    value: Some(Value::StringValue(format!("{}: {}", f.task, f.why))),
+                }),
+                attributes,
+                event_name: event::TAPIO_TASK_FAILED.into(),
+                ..Default::default()
+            };
+            let mut want = Vec::new();
+            prost::encoding::message::encode(RECORD_FIELD, &old, &mut want);
+            assert_eq!(enc.record(), &want[..], "{probe:?}");
+        }
+    }
 
     #[tokio::test]
     async fn panics_errors_and_early_ends_are_failures_ends_after_stop_are_not() {

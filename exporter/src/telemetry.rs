@@ -3,6 +3,10 @@
 //! through. Hot paths touch only atomics; `otel::metrics` turns a snapshot
 //! into OTLP metrics.
 
+use crate::otel::{
+    names::{attr, event},
+    wire::{Encode, RecordWriter, Severity},
+};
 use crate::supervise::lock;
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
@@ -388,6 +392,37 @@ impl ReloadSource {
     }
 }
 
+/// `tapio.config.reload`: INFO when the new policy is in force, ERROR
+/// (with the reason as the body) when the previous policy stays. `origin`
+/// is the file's path or the OpAMP server's URL.
+pub fn config_reload(
+    enc: &mut impl Encode,
+    source: ReloadSource,
+    origin: &str,
+    result: ReloadResult,
+    why: Option<&str>,
+    now: u64,
+) {
+    let severity = if why.is_some() {
+        Severity::Error
+    } else {
+        Severity::Info
+    };
+    let mut w = enc.log(now, severity);
+    match why {
+        None => w.body(format_args!("{origin}: policy reloaded")),
+        Some(why) => w.body(format_args!(
+            "{origin}: {why}; the previous policy stays in force"
+        )),
+    }
+    w.str(attr::TAPIO_RELOAD_RESULT, result.name());
+    w.str(attr::TAPIO_CONFIG_SOURCE, source.name());
+    if source == ReloadSource::File {
+        w.str(attr::TAPIO_CONFIG_PATH, origin);
+    }
+    w.finish_log(now, event::TAPIO_CONFIG_RELOAD);
+}
+
 /// Config reloads by source and result.
 #[derive(Default)]
 pub struct ReloadStats([[AtomicU64; 3]; 2]);
@@ -491,6 +526,70 @@ impl Telemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The record the opentelemetry-proto builder made before the direct
+    /// writer, field for field.
+    fn old_config_reload(
+        source: ReloadSource,
+        origin: &str,
+        result: ReloadResult,
+        why: Option<&str>,
+        now: u64,
+    ) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
+        use crate::otel::kv_str;
+        use opentelemetry_proto::tonic::{
+            common::v1::{any_value::Value, AnyValue},
+            logs::v1::{LogRecord, SeverityNumber},
+        };
+        let (severity, text, body) = match why {
+            None => (
+                SeverityNumber::Info,
+                "INFO",
+                format!("{origin}: policy reloaded"),
+            ),
+            Some(w) => (
+                SeverityNumber::Error,
+                "ERROR",
+                format!("{origin}: {w}; the previous policy stays in force"),
+            ),
+        };
+        let mut attributes = vec![
+            kv_str(attr::TAPIO_RELOAD_RESULT, result.name()),
+            kv_str(attr::TAPIO_CONFIG_SOURCE, source.name()),
+        ];
+        if source == ReloadSource::File {
+            attributes.push(kv_str(attr::TAPIO_CONFIG_PATH, origin));
+        }
+        LogRecord {
+            time_unix_nano: now,
+            observed_time_unix_nano: now,
+            severity_number: severity as i32,
+            severity_text: text.into(),
+            body: Some(AnyValue {
+                value: Some(Value::StringValue(body)),
+            }),
+            attributes,
+            event_name: event::TAPIO_CONFIG_RELOAD.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn config_reload_matches_the_old_mapping() {
+        use crate::otel::wire::{Encoder, RECORD_FIELD};
+        for source in ReloadSource::ALL {
+            for result in ReloadResult::ALL {
+                for why in [None, Some("probes.lsm: no such hook")] {
+                    let mut enc = Encoder::default();
+                    config_reload(&mut enc, source, "/etc/tapio.yaml", result, why, 77);
+                    let old = old_config_reload(source, "/etc/tapio.yaml", result, why, 77);
+                    let mut want = Vec::new();
+                    prost::encoding::message::encode(RECORD_FIELD, &old, &mut want);
+                    assert_eq!(enc.record(), &want[..], "{source:?} {result:?} {why:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn histogram_buckets_by_upper_bound() {

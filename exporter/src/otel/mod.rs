@@ -1,15 +1,14 @@
 //! What every probe shares on the way to OTLP: the names table, the
-//! resource and scope, the direct protobuf writers (`wire`), and the
-//! opentelemetry-proto builders of the probes that still map to messages
-//! (`logs`, `security`, `traces`) and of metrics.
+//! resource and scope, the direct writers (`wire` for protobuf, `json` for
+//! OTLP/JSON), span ids (`traces`) and the metrics builders. Which records
+//! a probe writes, and their shapes, live in the probe
+//! (`probes/<name>/otlp.rs`); nothing here knows a probe.
 
 pub mod json;
-pub mod logs;
 pub mod metrics;
 pub mod names;
 pub mod prometheus;
 pub mod resource;
-pub mod security;
 pub mod traces;
 pub mod wire;
 

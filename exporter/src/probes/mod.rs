@@ -6,6 +6,8 @@ pub mod dns;
 pub mod encrypted_dns;
 pub mod etcd;
 pub mod kernel;
+#[cfg(any(test, feature = "legacy-mapper"))]
+pub mod legacy;
 pub mod lsm;
 pub mod memory;
 pub mod network;
@@ -125,7 +127,8 @@ pub fn cstr(raw: &[core::ffi::c_char], len: usize) -> String {
         .map(|c| *c as u8)
         .take_while(|b| *b != 0)
         .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+    // Valid UTF-8 (nearly always) keeps the Vec: one allocation, not two.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[derive(Debug, thiserror::Error)]

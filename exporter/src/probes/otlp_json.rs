@@ -194,3 +194,57 @@ fn kernel_records() {
     let c = decode_io_uring_create(&b).unwrap();
     same_json!(LogRecord, |e| otlp::io_uring_create(e, &c, &ctx, &clock, 9));
 }
+
+#[test]
+fn security_records() {
+    use super::security::otlp::{self, fixtures};
+    let clock = WallClock::with_offset(3_000);
+    let wl = docker();
+    let contexts = [
+        Context::default(),
+        Context {
+            owner: Some("app"),
+            workload: Some(&wl),
+        },
+    ];
+    for ctx in &contexts {
+        for c in fixtures::credentials() {
+            same_json!(LogRecord, |e| otlp::credentials(e, &c, ctx, &clock, 9));
+        }
+        for ev in fixtures::events() {
+            for extra in fixtures::extras() {
+                same_json!(LogRecord, |e| otlp::event(e, &ev, &extra, ctx, &clock, 9));
+            }
+        }
+    }
+}
+
+#[test]
+fn agent_records() {
+    use crate::supervise::{failure_log, Failure, Task};
+    use crate::telemetry::{config_reload, ReloadResult, ReloadSource};
+    for source in ReloadSource::ALL {
+        for result in ReloadResult::ALL {
+            for why in [None, Some("probes.lsm: \"x\" is not a hook")] {
+                same_json!(LogRecord, |e| config_reload(
+                    e,
+                    source,
+                    "/etc/tapio/config.yaml",
+                    result,
+                    why,
+                    77
+                ));
+            }
+        }
+    }
+    for probe in [None, Some("process")] {
+        let f = Failure {
+            task: Task {
+                kind: "reader",
+                probe,
+            },
+            why: "panicked: \"boom\"".into(),
+        };
+        same_json!(LogRecord, |e| failure_log(e, &f, 5));
+    }
+}

@@ -7,10 +7,10 @@ use crate::clock::WallClock;
 use crate::dnsmsg;
 use crate::otel::{
     kv_bool, kv_int, kv_str,
-    logs::{common_attrs, ProcessContext},
     names::{attr, span},
     traces::IdGenerator,
 };
+use crate::probes::legacy::{common_attrs, ProcessContext};
 use crate::probes::{
     network::legacy::connection_attrs, network::Tuple, process::Common, DecodeError,
 };

@@ -108,8 +108,8 @@ mod tests {
     use super::*;
     use crate::dnsmsg::{self, build};
     use crate::enrich::cgroup;
-    use crate::otel::logs::ProcessContext;
     use crate::otel::wire::Encoder;
+    use crate::probes::legacy::ProcessContext;
     use crate::probes::process::Common;
     use opentelemetry_proto::tonic::trace::v1::Span;
     use prost::Message;

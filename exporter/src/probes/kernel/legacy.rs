@@ -4,8 +4,8 @@
 
 use super::{IoUringCreate, OomKill};
 use crate::clock::WallClock;
-use crate::otel::logs::{common_attrs, context_attrs, record, ProcessContext};
 use crate::otel::{kv_int, kv_str, names::attr, names::event};
+use crate::probes::legacy::{common_attrs, context_attrs, record, ProcessContext};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 
 /// `kernel.oom_kill` (WARN): the victim, what it held, who triggered it.

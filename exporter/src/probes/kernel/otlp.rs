@@ -137,8 +137,8 @@ mod tests {
     //! the records say.
     use super::super::{fixtures::tp_btf_bytes, legacy};
     use super::*;
-    use crate::otel::logs::ProcessContext;
     use crate::otel::wire::{Encoder, RECORD_FIELD};
+    use crate::probes::legacy::ProcessContext;
     use opentelemetry_proto::tonic::{
         common::v1::any_value::Value,
         logs::v1::{LogRecord, SeverityNumber},

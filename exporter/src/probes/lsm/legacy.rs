@@ -4,8 +4,8 @@
 
 use super::Decision;
 use crate::clock::WallClock;
-use crate::otel::logs::{common_attrs, record, ProcessContext};
 use crate::otel::{kv_int, kv_str, names::attr, names::event};
+use crate::probes::legacy::{common_attrs, record, ProcessContext};
 use crate::probes::process::Common;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 

@@ -6,10 +6,10 @@ use super::decode::{Outcome, Tuple};
 use crate::clock::WallClock;
 use crate::otel::{
     kv_f64, kv_int, kv_str,
-    logs::{common_attrs, record, ProcessContext},
     names::{attr, event, span},
     traces::IdGenerator,
 };
+use crate::probes::legacy::{common_attrs, record, ProcessContext};
 use crate::probes::{process::Common, DecodeError};
 use opentelemetry_proto::tonic::{
     common::v1::KeyValue,

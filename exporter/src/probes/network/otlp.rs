@@ -116,8 +116,8 @@ mod tests {
     use super::super::{decode::*, fixtures::*, legacy};
     use super::*;
     use crate::enrich::cgroup;
-    use crate::otel::logs::ProcessContext;
     use crate::otel::wire::Encoder;
+    use crate::probes::legacy::ProcessContext;
     use opentelemetry_proto::tonic::{logs::v1::LogRecord, trace::v1::Span};
     use prost::Message;
     use tapio_shared::{tapio_family, tapio_tcp_outcome as oc, tapio_tcp_tuple};

@@ -7,10 +7,10 @@ use super::decode::Common;
 use crate::clock::WallClock;
 use crate::otel::{
     kv_bool, kv_f64, kv_int, kv_str,
-    logs::{common_attrs, record, ProcessContext},
     names::{attr, event},
     rfc3339,
 };
+use crate::probes::legacy::{common_attrs, record, ProcessContext};
 use crate::probes::{cstr, DecodeError};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 use tapio_shared::{

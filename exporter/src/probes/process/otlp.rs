@@ -169,8 +169,8 @@ mod tests {
     use super::super::{decode::*, legacy};
     use super::*;
     use crate::enrich::cgroup::{self, Workload};
-    use crate::otel::logs::ProcessContext;
     use crate::otel::wire::Encoder;
+    use crate::probes::legacy::ProcessContext;
     use opentelemetry_proto::tonic::logs::v1::LogRecord;
     use prost::Message;
 

@@ -1,11 +1,12 @@
 //! The security probe: `ebpf/security.bpf.c` ↔ this module. Decodes
 //! credential changes and the other security records, resolves the watched
 //! paths of the config into the kernel's inode maps, and hands typed events
-//! to `otel::security` for mapping.
+//! to [`otlp`], which writes them as log records.
 
 use super::{cstr, process::Common, Attach, ProbeSpec, Variant};
 use crate::enrich::Enricher;
 use std::{
+    borrow::Cow,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
@@ -13,6 +14,10 @@ use tapio_shared::{
     read_record, record_kind, tapio_event_kind as kind, tapio_sec_cred, tapio_sec_event,
     tapio_sec_flags as flags, tapio_sec_op as op,
 };
+
+#[cfg(any(test, feature = "legacy-mapper"))]
+pub mod legacy;
+pub mod otlp;
 
 pub const NAME: &str = "security";
 pub const MAP_CFG: &str = "tapio_sec_cfg";
@@ -470,10 +475,34 @@ pub const CAPABILITIES: &[&str] = &[
 ];
 
 pub fn capability_name(cap: u64) -> String {
-    CAPABILITIES
-        .get(cap as usize)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| format!("CAP_{cap}"))
+    Capability(cap).to_string()
+}
+
+/// A capability's name, formatted where it is written.
+pub struct Capability(pub u64);
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match CAPABILITIES.get(self.0 as usize) {
+            Some(n) => f.write_str(n),
+            None => write!(f, "CAP_{}", self.0),
+        }
+    }
+}
+
+/// The names of the capabilities set in a mask, comma-separated (what
+/// `capability_names(mask).join(",")` is, without the Vec).
+pub struct Capabilities(pub u64);
+
+impl std::fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut sep = "";
+        for i in (0..64).filter(|i| self.0 & (1u64 << i) != 0) {
+            write!(f, "{sep}{}", Capability(i))?;
+            sep = ",";
+        }
+        Ok(())
+    }
 }
 
 /// Names of the capabilities set in `mask`.
@@ -485,7 +514,9 @@ pub fn capability_names(mask: u64) -> Vec<String> {
 }
 
 /// Names of the x86_64 syscalls this probe hooks.
-pub fn syscall_name(nr: u32) -> String {
+/// Borrowed for the syscalls named here: decoding a record allocates no
+/// name.
+pub fn syscall_name(nr: u32) -> Cow<'static, str> {
     let n = match nr {
         1 => "write",
         2 => "open",
@@ -540,9 +571,9 @@ pub fn syscall_name(nr: u32) -> String {
         329 => "pkey_mprotect",
         452 => "fchmodat2",
         0 => "",
-        n => return format!("syscall_{n}"),
+        n => return Cow::Owned(format!("syscall_{n}")),
     };
-    n.to_string()
+    Cow::Borrowed(n)
 }
 
 // Syscall numbers here (SYSCALLS, syscall_name) and in the BPF object
@@ -683,7 +714,7 @@ pub struct CredChange {
     pub new_cap_eff: u64,
     pub old_cap_prm: u64,
     pub new_cap_prm: u64,
-    pub syscall: String,
+    pub syscall: Cow<'static, str>,
     /// Seen at commit_creds (any path), not at a set*id/exec syscall pair.
     pub commit_creds: bool,
 }
@@ -757,7 +788,7 @@ pub struct SecEvent {
     pub common: Common,
     pub kind: Kind,
     pub ret: i64,
-    pub syscall: String,
+    pub syscall: Cow<'static, str>,
     pub target_pid: u32,
     pub ino: u64,
     pub dev: u32,
@@ -1105,6 +1136,17 @@ pub fn configure(
 // ---------------------------------------------------------------------
 // Handler
 
+/// What userspace looked up for a record (best effort, from /proc).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra {
+    pub target_exe: Option<String>,
+    pub target_comm: Option<String>,
+    /// The actor's executable (memfd exec).
+    pub exe: Option<String>,
+    pub file_path: Option<String>,
+    pub watch_path: Option<String>,
+}
+
 /// Turns security records into log records.
 pub struct Handler {
     pub emitter: crate::export::Emitter,
@@ -1190,45 +1232,48 @@ impl Handler {
         (exe, comm)
     }
 
-    fn map(
-        &mut self,
-        ev: &SecurityEvent,
-        observed: u64,
-    ) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
-        use crate::otel::{logs::ProcessContext, security};
-        let c = ev.common();
-        let ctx = ProcessContext {
-            owner: self.enricher.users.name(c.uid).map(str::to_string),
-            workload: self.enricher.workload(c.cgroup_id, c.pid),
-            info: None,
-        };
-        match ev {
-            SecurityEvent::Cred(cc) => security::credentials(cc, &ctx, &self.clock, observed),
-            SecurityEvent::Event(e) => {
-                let extra = match &e.kind {
-                    Kind::Ptrace { .. } | Kind::VmWritev => {
-                        let (exe, comm) = Self::target(e.target_pid);
-                        security::Extra {
-                            target_exe: exe,
-                            target_comm: comm,
-                            ..Default::default()
-                        }
-                    }
-                    Kind::MemfdExec { .. } => security::Extra {
-                        exe: std::fs::read_link(format!("/proc/{}/exe", c.pid))
-                            .ok()
-                            .map(|p| p.to_string_lossy().into_owned()),
-                        ..Default::default()
-                    },
-                    Kind::File { fd, level, .. } => security::Extra {
-                        file_path: Some(self.file_path(e, *fd, *level)),
-                        watch_path: self.watch_paths.get(e.watch as usize).cloned(),
-                        ..Default::default()
-                    },
-                    _ => security::Extra::default(),
-                };
-                security::event(e, &extra, &ctx, &self.clock, observed)
+    /// What /proc adds to a record, looked up while the process may still
+    /// be there.
+    fn extra(&self, e: &SecEvent) -> Extra {
+        match &e.kind {
+            Kind::Ptrace { .. } | Kind::VmWritev => {
+                let (exe, comm) = Self::target(e.target_pid);
+                Extra {
+                    target_exe: exe,
+                    target_comm: comm,
+                    ..Default::default()
+                }
             }
+            Kind::MemfdExec { .. } => Extra {
+                exe: std::fs::read_link(format!("/proc/{}/exe", e.common.pid))
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned()),
+                ..Default::default()
+            },
+            Kind::File { fd, level, .. } => Extra {
+                file_path: Some(self.file_path(e, *fd, *level)),
+                watch_path: self.watch_paths.get(e.watch as usize).cloned(),
+                ..Default::default()
+            },
+            _ => Extra::default(),
+        }
+    }
+
+    fn emit(&mut self, ev: &SecurityEvent, observed: u64) {
+        let extra = match ev {
+            SecurityEvent::Cred(_) => Extra::default(),
+            SecurityEvent::Event(e) => self.extra(e),
+        };
+        let c = ev.common();
+        let ctx = self.enricher.context(c.uid, c.cgroup_id, c.pid);
+        let clock = &self.clock;
+        match ev {
+            SecurityEvent::Cred(cc) => crate::encode_log!(self.emitter, |enc| otlp::credentials(
+                enc, cc, &ctx, clock, observed
+            )),
+            SecurityEvent::Event(e) => crate::encode_log!(self.emitter, |enc| otlp::event(
+                enc, e, &extra, &ctx, clock, observed
+            )),
         }
     }
 }
@@ -1243,8 +1288,7 @@ impl crate::reader::RecordHandler for Handler {
             return;
         };
         let observed = crate::clock::unix_ns();
-        let rec = self.map(&ev, observed);
-        self.emitter.log(rec);
+        self.emit(&ev, observed);
         let lat = crate::clock::boot_ns().saturating_sub(ev.common().ts_boot_ns);
         self.stats.latency.record_ns(lat);
     }

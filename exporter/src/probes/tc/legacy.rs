@@ -4,8 +4,8 @@
 
 use super::{breaker_state_name, BreakerChange, Flow};
 use crate::clock::WallClock;
-use crate::otel::logs::record;
 use crate::otel::{kv_bool, kv_int, kv_str, names::attr, names::event};
+use crate::probes::legacy::record;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 
 /// `network.flow.classified`: a flow's L7 protocol, decided by the tc probe.

@@ -4,8 +4,8 @@
 
 use super::Mitigation;
 use crate::clock::WallClock;
-use crate::otel::logs::record;
 use crate::otel::{kv_int, kv_str, names::attr, names::event, rfc3339};
+use crate::probes::legacy::record;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 
 /// An XDP auto-block started (WARN) or ended (INFO).

@@ -1,24 +1,15 @@
-//! Security probe events → OTLP log records (`security.*`).
+//! The opentelemetry-proto mapping of security records that [`super::otlp`]
+//! replaced, kept to compare with (the fidelity tests) and to measure
+//! against.
 
-use super::{
+use super::{capability_name, capability_names, CredChange, Extra, Kind, SecEvent};
+use crate::clock::WallClock;
+use crate::otel::{
     kv_bool, kv_int, kv_str,
-    logs::{common_attrs, record, ProcessContext},
     names::{attr, event},
 };
-use crate::clock::WallClock;
-use crate::probes::security::{capability_name, capability_names, CredChange, Kind, SecEvent};
+use crate::probes::legacy::{common_attrs, record, ProcessContext};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
-
-/// What userspace looked up for a record (best effort, from /proc).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Extra {
-    pub target_exe: Option<String>,
-    pub target_comm: Option<String>,
-    /// The actor's executable (memfd exec).
-    pub exe: Option<String>,
-    pub file_path: Option<String>,
-    pub watch_path: Option<String>,
-}
 
 fn int(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
@@ -401,125 +392,4 @@ pub fn event(
         body,
         a,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::probes::security::{decode, fixtures::*, SecurityEvent};
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    use tapio_shared::{tapio_sec_flags as flags, tapio_sec_op as op};
-
-    fn attr_of<'a>(r: &'a LogRecord, k: &str) -> Option<&'a Value> {
-        r.attributes
-            .iter()
-            .find(|a| a.key == k)
-            .and_then(|a| a.value.as_ref()?.value.as_ref())
-    }
-
-    #[test]
-    fn gaining_root_is_a_warning_with_old_and_new_ids() {
-        let SecurityEvent::Cred(c) = decode(&cred_bytes(1000, 0, 0, 1 << 21)).unwrap() else {
-            panic!()
-        };
-        let r = credentials(
-            &c,
-            &ProcessContext::default(),
-            &WallClock::with_offset(0),
-            0,
-        );
-        assert_eq!(r.event_name, "security.credentials.change");
-        assert_eq!(r.severity_text, "WARN");
-        assert_eq!(
-            attr_of(&r, "tapio.security.old.euid"),
-            Some(&Value::IntValue(1000))
-        );
-        assert_eq!(
-            attr_of(&r, "tapio.security.new.euid"),
-            Some(&Value::IntValue(0))
-        );
-        assert_eq!(
-            attr_of(&r, "tapio.security.capabilities.gained"),
-            Some(&Value::StringValue("CAP_SYS_ADMIN".into()))
-        );
-        assert_eq!(attr_of(&r, "process.pid"), Some(&Value::IntValue(1234)));
-    }
-
-    #[test]
-    fn file_change_and_ptrace_records() {
-        let b = event_bytes(
-            op::TAPIO_SEC_FILE_CHMOD,
-            0,
-            b"/etc/shadow",
-            [0, 0o600, 0, 0],
-            0,
-        );
-        let SecurityEvent::Event(e) = decode(&b).unwrap() else {
-            panic!()
-        };
-        let extra = Extra {
-            file_path: Some("/etc/shadow".into()),
-            watch_path: Some("/etc".into()),
-            ..Default::default()
-        };
-        let r = event(
-            &e,
-            &extra,
-            &ProcessContext::default(),
-            &WallClock::with_offset(0),
-            0,
-        );
-        assert_eq!(r.event_name, "security.file.change");
-        assert_eq!(
-            attr_of(&r, "tapio.security.file.operation"),
-            Some(&Value::StringValue("chmod".into()))
-        );
-        assert_eq!(
-            attr_of(&r, "tapio.security.file.mode"),
-            Some(&Value::StringValue("600".into()))
-        );
-        let b = event_bytes(op::TAPIO_SEC_PTRACE, 0, b"", [16, 0, 0, 0], -1);
-        let SecurityEvent::Event(e) = decode(&b).unwrap() else {
-            panic!()
-        };
-        let r = event(
-            &e,
-            &Extra::default(),
-            &ProcessContext::default(),
-            &WallClock::with_offset(0),
-            0,
-        );
-        assert_eq!(r.event_name, "security.ptrace");
-        assert_eq!(r.severity_text, "WARN");
-        assert_eq!(
-            attr_of(&r, "tapio.security.target.pid"),
-            Some(&Value::IntValue(4321))
-        );
-        assert_eq!(
-            attr_of(&r, "error.type"),
-            Some(&Value::StringValue("EPERM".into()))
-        );
-        let b = event_bytes(
-            op::TAPIO_SEC_MEMFD_EXEC,
-            flags::TAPIO_SEC_MEMFD_NAMED,
-            b"memfd:x",
-            [0; 4],
-            0,
-        );
-        let SecurityEvent::Event(e) = decode(&b).unwrap() else {
-            panic!()
-        };
-        let r = event(
-            &e,
-            &Extra::default(),
-            &ProcessContext::default(),
-            &WallClock::with_offset(0),
-            0,
-        );
-        assert_eq!(r.event_name, "security.memfd.exec");
-        assert_eq!(
-            attr_of(&r, "file.name"),
-            Some(&Value::StringValue("memfd:x".into()))
-        );
-    }
 }

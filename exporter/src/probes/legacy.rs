@@ -1,9 +1,11 @@
-//! Typed probe events → OTLP log records (`EventName` set, kernel time).
+//! What the opentelemetry-proto mappings the direct writers replaced
+//! (`probes/<name>/legacy.rs`) share: a LogRecord with its common process
+//! attributes. Kept, like them, only to compare with and to measure
+//! against.
 
-use super::{kv_int, kv_str, names::attr, names::event};
 use crate::enrich::{cgroup::Workload, ProcessInfo};
+use crate::otel::{kv_int, kv_str, names::attr};
 use crate::probes::process::Common;
-use crate::telemetry::{ReloadResult, ReloadSource};
 use opentelemetry_proto::tonic::{
     common::v1::{any_value::Value, AnyValue, KeyValue},
     logs::v1::{LogRecord, SeverityNumber},
@@ -18,7 +20,7 @@ pub struct ProcessContext {
     pub info: Option<ProcessInfo>,
 }
 
-pub(crate) fn record(
+pub fn record(
     name: &str,
     severity: SeverityNumber,
     time: u64,
@@ -48,7 +50,7 @@ fn severity_text(s: SeverityNumber) -> &'static str {
     }
 }
 
-pub(crate) fn common_attrs(c: &Common, ctx: &ProcessContext) -> Vec<KeyValue> {
+pub fn common_attrs(c: &Common, ctx: &ProcessContext) -> Vec<KeyValue> {
     let mut a = vec![
         kv_int(attr::PROCESS_PID, i64::from(c.pid)),
         kv_int(attr::PROCESS_PARENT_PID, i64::from(c.ppid)),
@@ -62,7 +64,7 @@ pub(crate) fn common_attrs(c: &Common, ctx: &ProcessContext) -> Vec<KeyValue> {
 }
 
 /// What enrichment added: owner name, container, pod, systemd unit.
-pub(crate) fn context_attrs(ctx: &ProcessContext, a: &mut Vec<KeyValue>) {
+pub fn context_attrs(ctx: &ProcessContext, a: &mut Vec<KeyValue>) {
     if let Some(o) = &ctx.owner {
         a.push(kv_str(attr::PROCESS_OWNER, o.clone()));
     }
@@ -75,32 +77,4 @@ pub(crate) fn context_attrs(ctx: &ProcessContext, a: &mut Vec<KeyValue>) {
     if let Some(unit) = &ctx.workload.systemd_unit {
         a.push(kv_str(attr::TAPIO_SYSTEMD_UNIT, unit.clone()));
     }
-}
-
-/// A config reload: INFO when the new policy is in force, ERROR (with the
-/// reason as the body) when the previous policy stays.
-/// A policy change from `source`; `origin` is the file's path or the OpAMP
-/// server's URL.
-pub fn config_reload(
-    source: ReloadSource,
-    origin: &str,
-    result: ReloadResult,
-    why: Option<&str>,
-    now: u64,
-) -> LogRecord {
-    let (severity, body) = match why {
-        None => (SeverityNumber::Info, format!("{origin}: policy reloaded")),
-        Some(w) => (
-            SeverityNumber::Error,
-            format!("{origin}: {w}; the previous policy stays in force"),
-        ),
-    };
-    let mut attrs = vec![
-        kv_str(attr::TAPIO_RELOAD_RESULT, result.name()),
-        kv_str(attr::TAPIO_CONFIG_SOURCE, source.name()),
-    ];
-    if source == ReloadSource::File {
-        attrs.push(kv_str(attr::TAPIO_CONFIG_PATH, origin.to_string()));
-    }
-    record(event::TAPIO_CONFIG_RELOAD, severity, now, now, body, attrs)
 }
