@@ -397,7 +397,11 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		struct iphdr ip;
 		if (bpf_skb_load_bytes(skb, p->l3_off, &ip, sizeof(ip)))
 			return -1;
-		if (ip.ihl < 5)
+		/* The version too: a frame whose ethertype says IPv4 but whose
+		 * header does not is not IPv4 (the stack drops it); without
+		 * this check chaos and the balancer acted on it (found by the
+		 * packet fuzzer). */
+		if (ip.version != 4 || ip.ihl < 5)
 			return -1;
 		p->family = 2;
 		p->l4proto = ip.protocol;
@@ -425,6 +429,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	} else if (proto == ETH_P_IPV6) {
 		struct ipv6hdr ip6;
 		if (bpf_skb_load_bytes(skb, p->l3_off, &ip6, sizeof(ip6)))
+			return -1;
+		if (ip6.version != 6)
 			return -1;
 		/* Extension headers are not walked: such packets are not
 		 * classified (they are rare on TCP/UDP paths). */

@@ -276,6 +276,11 @@ static __always_inline int parse(void *data, void *end, struct pkt *p)
 		__u32 ihl = ip->ihl * 4;
 		if (ip->version != 4 || ihl < sizeof(*ip))
 			return PARSE_MALFORMED;
+		/* Options cut off by the frame's end: the header cannot be read,
+		 * so the stack gets it (and drops it), counted as malformed, not
+		 * judged by its addresses. Found by the packet fuzzer. */
+		if (cur + ihl > end)
+			return PARSE_MALFORMED;
 		map4(&p->src, ip->saddr);
 		map4(&p->dst, ip->daddr);
 		p->proto = ip->protocol;
@@ -284,10 +289,7 @@ static __always_inline int parse(void *data, void *end, struct pkt *p)
 			p->fragment = 1;
 			return PARSE_OK;
 		}
-		void *l4 = cur + ihl;
-		if (l4 > end)
-			return PARSE_L4_MISSING;
-		return parse_l4(p, l4, end) ? PARSE_L4_MISSING : PARSE_OK;
+		return parse_l4(p, cur + ihl, end) ? PARSE_L4_MISSING : PARSE_OK;
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = cur;
@@ -323,9 +325,12 @@ static __always_inline int parse(void *data, void *end, struct pkt *p)
 					return PARSE_OK;
 				}
 			} else if (nh == 51) {
-				/* authentication header: (len + 2) * 4 bytes */
+				/* authentication header: (len + 2) * 4 bytes, 12 at
+				 * least (RFC 4302: SPI and sequence number); a shorter
+				 * one is malformed and nothing after it is read
+				 * (found by the packet fuzzer). */
 				__u8 *h = cur;
-				if ((void *)(h + 2) > end)
+				if ((void *)(h + 2) > end || h[1] == 0)
 					return PARSE_L4_MISSING;
 				nh = h[0];
 				cur += ((__u32)h[1] + 2) * 4;
