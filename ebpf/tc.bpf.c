@@ -909,7 +909,11 @@ static __always_inline int chaos(struct __sk_buff *skb, struct pkt *p, __u8 dir,
 			continue;
 		if (c->port && c->port != p->sport && c->port != p->dport)
 			continue;
-		if (c->loss_threshold && bpf_get_prandom_u32() < c->loss_threshold) {
+		/* U32_MAX is loss 1.0: every packet, not all but the one draw of
+		 * U32_MAX that `<` would let through (the packet fuzzer saw it). */
+		if (c->loss_threshold &&
+		    (c->loss_threshold == 0xffffffff ||
+		     bpf_get_prandom_u32() < c->loss_threshold)) {
 			__u64 *n = bpf_map_lookup_elem(&tapio_tc_chaos_drops, &slot);
 			if (n)
 				*n += 1;

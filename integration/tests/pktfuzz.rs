@@ -15,9 +15,8 @@
 //! query ever learned, so every response is unsolicited or oversize. The
 //! tc load balancer's conntrack, reverse NAT and fragment memory are
 //! modelled (one backend per service, so the choice is known); the
-//! classifier's per-flow counting is not. Chaos loss is 1.0, which the
-//! kernel draws as `prandom < u32::MAX`: one matching packet in 2^32
-//! escapes it.
+//! classifier's per-flow counting is not. Chaos loss is 1.0: every
+//! matching packet is dropped.
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use etherparse::{
@@ -1044,6 +1043,7 @@ chaos:
     let btf = aya::Btf::from_sys_fs().ok();
     let (mut loaded, names) = tapio::probes::tc::load(
         &tapio::config::TcProbe::default(),
+        &tapio::config::EncryptedDns::default(),
         ring,
         btf.as_ref(),
         false,
@@ -1245,6 +1245,7 @@ chaos:
     let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
     let (mut loaded, names) = tapio::probes::tc::load(
         &tapio::config::TcProbe::default(),
+        &tapio::config::EncryptedDns::default(),
         ring,
         btf.as_ref(),
         false,

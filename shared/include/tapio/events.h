@@ -666,7 +666,7 @@ struct tapio_tc_backend_stats {
 struct tapio_tc_chaos {
 	__u64 expires_ns;     /* CLOCK_BOOTTIME ns after which it does nothing */
 	__u64 delay_ns;       /* EDT delay added to matching egress packets */
-	__u32 loss_threshold; /* drop when bpf_get_prandom_u32() < this */
+	__u32 loss_threshold; /* drop when bpf_get_prandom_u32() < this; U32_MAX: always */
 	__u16 port;           /* host order; matches either port; 0 = any */
 	__u8 proto;           /* IPPROTO_TCP/UDP; 0 = any */
 	__u8 direction;       /* 0 ingress, 1 egress, 2 both */
