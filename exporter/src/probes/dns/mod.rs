@@ -462,6 +462,10 @@ impl crate::reader::RecordHandler for Handler {
         self.expire();
     }
 
+    fn end_wake(&mut self) {
+        self.emitter.flush();
+    }
+
     fn handle(&mut self, record: &[u8]) {
         let Some(p) = self.stats.decoded(decode(record)) else {
             return;
