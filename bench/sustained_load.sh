@@ -23,6 +23,12 @@
 # generator can (same split, execs capped at EXEC_BURST), bounded by
 # BURST_MAX_SECONDS. RING sets the three probes' ring_buffer_size (default:
 # Tapio's default, 1MiB). KEEP=1 keeps the work directory (logs, raw counts).
+# CALLGRIND=1 runs Tapio under valgrind's callgrind and prints its userspace
+# instructions per event and per record, counted from the load's start to
+# the drain's end: the figure to compare builds by on a busy machine (use
+# low rates, e.g. RATES=2000 DURATION=10: valgrind runs Tapio ~50x slower).
+# PERF_RECORD=1 records a perf profile of Tapio during the load (PERF_ARGS,
+# default -F 1999; e.g. PERF_ARGS="-F 3000 --call-graph dwarf,16384").
 set -euo pipefail
 DURATION=${DURATION:-60}
 RATES=${RATES:-10000 50000 100000 200000}
