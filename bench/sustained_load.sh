@@ -23,6 +23,12 @@
 # generator can (same split, execs capped at EXEC_BURST), bounded by
 # BURST_MAX_SECONDS. RING sets the three probes' ring_buffer_size (default:
 # Tapio's default, 1MiB). KEEP=1 keeps the work directory (logs, raw counts).
+# CALLGRIND=1 runs Tapio under valgrind's callgrind and prints its userspace
+# instructions per event and per record, counted from the load's start to
+# the drain's end: the figure to compare builds by on a busy machine (use
+# low rates, e.g. RATES=2000 DURATION=10: valgrind runs Tapio ~50x slower).
+# PERF_RECORD=1 records a perf profile of Tapio during the load (PERF_ARGS,
+# default -F 1999; e.g. PERF_ARGS="-F 3000 --call-graph dwarf,16384").
 set -euo pipefail
 DURATION=${DURATION:-60}
 RATES=${RATES:-10000 50000 100000 200000}
@@ -145,15 +151,22 @@ exporters:
 pipeline:
   traces: { schedule_delay: 1s }
 Y
-	TAPIO_LOG=info "$TAPIO" run --config "$work/cfg/tapio.yaml" >"$work/$label.tapio.out" 2>"$work/$label.tapio.err" &
+	local vg=()
+	# CALLGRIND=1: Tapio runs under valgrind's callgrind, counting only
+	# from the load's start to the drain's end: userspace instructions per
+	# event, a figure the machine's load does not move (CPU time on this
+	# shared VM does). Valgrind runs Tapio ~50x slower: keep rates low.
+	[ -n "${CALLGRIND:-}" ] && vg=(valgrind --tool=callgrind --instr-atstart=no
+		--callgrind-out-file="$work/$label.callgrind")
+	TAPIO_LOG=info "${vg[@]}" "$TAPIO" run --config "$work/cfg/tapio.yaml" >"$work/$label.tapio.out" 2>"$work/$label.tapio.err" &
 	local tp=$!
 	pids+=($tp)
-	for _ in $(seq 1 600); do
+	for _ in $(seq 1 1800); do
 		grep -q "tapio ready" "$work/$label.tapio.err" 2>/dev/null && break
 		kill -0 $tp 2>/dev/null || { echo "tapio exited:"; tail -20 "$work/$label.tapio.err"; exit 1; }
 		sleep 0.1
 	done
-	grep -q "tapio ready" "$work/$label.tapio.err" || { echo "tapio not ready in 60 s"; exit 1; }
+	grep -q "tapio ready" "$work/$label.tapio.err" || { echo "tapio not ready in 180 s"; exit 1; }
 	sleep 2
 
 	local c0 c1 c2 b0 b1 t0 t1 t2
@@ -168,12 +181,24 @@ Y
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	r0=$(cpu_ticks $rp)
 	k0=$(cpu_ticks $cp)
+	[ -n "${CALLGRIND:-}" ] && callgrind_control -i on $tp >/dev/null
 	c0=$(cpu_ticks $tp)
 	t0=$(date +%s.%N)
+	local perfp=""
+	if [ -n "${PERF_RECORD:-}" ]; then
+		# A flat profile of Tapio during the load (PERF_RECORD=1; kept
+		# in $work/LABEL.perf, so with KEEP=1).
+		perf record -q -e cpu-clock ${PERF_ARGS:--F 1999} -p $tp -o "$work/$label.perf" 2>/dev/null &
+		perfp=$!
+	fi
 	timeout --signal=INT $((${DURATION%.*} + BURST_MAX_SECONDS + 30)) \
 		"$GEN" "$@" --exec-path "$EXEC" --connect-port "$CPORT" --dns-port "$DPORT" \
 		>"$work/$label.gen.json"
 	c1=$(cpu_ticks $tp)
+	if [ -n "$perfp" ]; then
+		kill -INT $perfp 2>/dev/null || true
+		wait $perfp 2>/dev/null || true
+	fi
 	t1=$(date +%s.%N)
 	# Where Tapio's memory is at the end of the load (README, "Memory").
 	cp "/proc/$tp/smaps" "$work/$label.smaps" 2>/dev/null || true
@@ -193,6 +218,11 @@ Y
 	done
 	c2=$(cpu_ticks $tp)
 	t2=$(date +%s.%N)
+	local ir=0
+	if [ -n "${CALLGRIND:-}" ]; then
+		callgrind_control -d $tp >/dev/null
+		ir=$(cat "$work/$label.callgrind"* 2>/dev/null | sed -n 's/^summary: \([0-9]*\).*/\1/p' | head -1)
+	fi
 	curl -s --max-time 5 "http://127.0.0.1:$PROM/metrics" >"$work/$label.prom"
 	grep VmHWM "/proc/$tp/status" | awk '{print $2}' >"$work/$label.hwm"
 	# Whatever Tapio had sent by the scrape has reached the receiver by now.
@@ -200,12 +230,12 @@ Y
 	curl -s --max-time 5 "http://127.0.0.1:$CTL/counts" >"$work/$label.counts.json"
 	stop_all
 	python3 - "$work" "$label" "$c0" "$c1" "$c2" "$t0" "$t1" "$t2" "$TICK" "$b0" "$b1" "$EXEC" "$GEN" "$CPORT" "$DPORT" \
-		"$r0" "$r1" "$k0" "$k1" "$load" <<'PY' >>"$work/results.jsonl"
+		"$r0" "$r1" "$k0" "$k1" "$load" "${ir:-0}" <<'PY' >>"$work/results.jsonl"
 import json, os, re, sys
 work, label = sys.argv[1], sys.argv[2]
 c0, c1, c2 = map(int, sys.argv[3:6]); t0, t1, t2 = map(float, sys.argv[6:9]); tick = int(sys.argv[9])
 b0, b1 = int(sys.argv[10]), int(sys.argv[11]); exe, gen, cport, dport = sys.argv[12:16]
-r0, r1, k0, k1 = map(int, sys.argv[16:20]); loadavg = float(sys.argv[20])
+r0, r1, k0, k1 = map(int, sys.argv[16:20]); loadavg = float(sys.argv[20]); ir = int(sys.argv[21] or 0)
 g = json.load(open(f"{work}/{label}.gen.json"))
 rec = json.load(open(f"{work}/{label}.counts.json"))["records"]
 def got(signal, name, lab, errors=None):
@@ -296,6 +326,11 @@ print(json.dumps(dict(
     dropped=dropped, sent=sent, at_collector=at_rx, other=other,
     cpu_pct=100.0 * (c1 - c0) / tick / load_secs,
     cpu_us_per_event=1e6 * (c2 - c0) / tick / max(events, 1),
+    # Userspace instructions (callgrind, load and drain) per event and per
+    # record the receiver got; 0 without CALLGRIND.
+    ir_per_event=ir / max(events, 1),
+    # per record Tapio sent (the background's included: it costs the same)
+    ir_per_record=ir / max(sum(sent.values()), 1),
     bpf_ns_per_event=(b1 - b0) / max(events, 1),
     rotel_cpu_pct=100.0 * (r1 - r0) / tick / load_secs,
     receiver_cpu_pct=100.0 * (k1 - k0) / tick / load_secs,
@@ -355,6 +390,8 @@ print("\ngoals: 0 lost at 100k events/s for 60 s; < 1 % lost at a 1M burst; peak
 print("(CPU % is of one core during the load; CPU µs/event covers load and drain; BPF time runs in the traced tasks;")
 print("load avg: the 1-minute load average before the run, on a 2-core machine other agents share)\n")
 for r in rows:
+    if r.get("ir_per_event"):
+        print(f'{r["label"]}: callgrind: {r["ir_per_event"]:,.0f} userspace instructions per event, {r["ir_per_record"]:,.0f} per record sent (background included)')
     print(f'{r["label"]}: load {r["load_secs"]:.1f} s, drain {r["drain_secs"]:.1f} s; Tapio RSS before the load {r["rss0_kib"] / 1024:.1f} MiB (peak while starting {r["hwm0_kib"] / 1024:.1f}), peak during load and drain {r["hwm_kib"] / 1024:.1f} MiB; '
           f'during the load rotel used {r["rotel_cpu_pct"]:.0f} % and the receiver {r["receiver_cpu_pct"]:.0f} % of a core; load average before it {r["loadavg"]}')
     for name, k in r["kinds"].items():

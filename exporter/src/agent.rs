@@ -160,6 +160,10 @@ impl<H: reader::RecordHandler> reader::RecordHandler for FaultHook<H> {
         self.inner.on_wake();
     }
 
+    fn end_wake(&mut self) {
+        self.inner.end_wake();
+    }
+
     fn injected_read_error(&mut self) -> Option<std::io::Error> {
         self.read_error
             .then(|| std::io::Error::other("TAPIO_TEST_FAULT: reading the ring buffer failed"))
@@ -243,7 +247,7 @@ pub async fn run(
         pcfg.wakeup_interval,
         |_, stats| {
             Ok(probes::process::Handler {
-                emitter: exporter.emitter_for(probes::process::NAME),
+                emitter: exporter.emitter_for(probes::process::NAME).stashing(),
                 stats,
                 enricher: Enricher::default(),
                 clock: clock::WallClock::sample(),
@@ -269,7 +273,7 @@ pub async fn run(
                 telemetry.start_unix_ns,
             ));
             Ok(probes::network::Handler {
-                emitter: exporter.emitter_for(probes::network::NAME),
+                emitter: exporter.emitter_for(probes::network::NAME).stashing(),
                 stats,
                 enricher: Enricher::default(),
                 clock: clock::WallClock::sample(),
@@ -312,7 +316,7 @@ pub async fn run(
                 telemetry.start_unix_ns,
             ));
             Ok(probes::dns::Handler::new(
-                exporter.emitter_for(probes::dns::NAME),
+                exporter.emitter_for(probes::dns::NAME).stashing(),
                 stats,
                 dcfg.clone(),
                 histograms,

@@ -12,6 +12,9 @@ pub trait RecordHandler: Send + 'static {
     fn on_wake(&mut self) {}
     /// One record, as the kernel wrote it.
     fn handle(&mut self, record: &[u8]);
+    /// Called once per wake, after that wake's records (queue what the
+    /// handler held back, see [`crate::export::Emitter::stashing`]).
+    fn end_wake(&mut self) {}
     /// An error to take as the ring buffer's own, before reading a wake's
     /// records (a kernel wakeup or the interval's). Only the `TAPIO_TEST_FAULT=ringbuf:<probe>` hook returns
     /// one, to prove a reader whose ring buffer errors is reported.
@@ -47,6 +50,7 @@ pub async fn run<H: RecordHandler>(
                 while let Some(item) = rb.next() {
                     handler.handle(&item);
                 }
+                handler.end_wake();
                 guard.clear_ready();
             }
             _ = tick.tick() => {
@@ -58,6 +62,7 @@ pub async fn run<H: RecordHandler>(
                 while let Some(item) = rb.next() {
                     handler.handle(&item);
                 }
+                handler.end_wake();
             }
             _ = stop.cancelled() => {
                 handler.on_wake();
@@ -65,6 +70,7 @@ pub async fn run<H: RecordHandler>(
                 while let Some(item) = rb.next() {
                     handler.handle(&item);
                 }
+                handler.end_wake();
                 return Ok(());
             }
         }

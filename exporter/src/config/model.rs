@@ -1208,6 +1208,7 @@ pub struct QueueConfig {
     pub queue_size: usize,
     /// Export requests in flight at once per signal (the collector's key):
     /// one request at a time caps throughput at one batch per round trip.
+    /// The gRPC sink opens as many HTTP/2 connections (see `GrpcSink`).
     pub num_consumers: usize,
 }
 

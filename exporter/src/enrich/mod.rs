@@ -32,9 +32,13 @@ pub struct Context<'a> {
 /// allocating two strings.
 const SPARE_INFOS: usize = 64;
 
+/// Both caches are looked up for every record: foldhash, not SipHash, seeded
+/// per process (keys are cgroup ids and pids, which the kernel assigns).
+type Hasher = foldhash::fast::RandomState;
+
 pub struct Enricher {
-    workloads: LruCache<u64, Workload>,
-    processes: LruCache<u32, ProcessInfo>,
+    workloads: LruCache<u64, Workload, Hasher>,
+    processes: LruCache<u32, ProcessInfo, Hasher>,
     spare: Vec<ProcessInfo>,
     pub users: users::Users,
     /// Where `/proc` is (tests point it elsewhere).
@@ -51,8 +55,8 @@ impl Enricher {
     pub fn new(proc_root: &str) -> Self {
         let n = NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Self {
-            workloads: LruCache::new(n),
-            processes: LruCache::new(n),
+            workloads: LruCache::with_hasher(n, Hasher::default()),
+            processes: LruCache::with_hasher(n, Hasher::default()),
             spare: Vec::new(),
             users: users::Users::default(),
             proc_root: proc_root.to_string(),

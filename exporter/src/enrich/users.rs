@@ -9,9 +9,13 @@ use std::{
 
 const REREAD_AFTER: Duration = Duration::from_secs(5);
 
+/// Looked up for every record: foldhash, not std's SipHash (which showed in
+/// the agent's profile); seeded per process like the DNS matcher's map.
+type Names = HashMap<u32, String, foldhash::fast::RandomState>;
+
 pub struct Users {
     path: PathBuf,
-    names: HashMap<u32, String>,
+    names: Names,
     read_at: Option<Instant>,
 }
 
@@ -25,7 +29,7 @@ impl Users {
     pub fn from_file(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
-            names: HashMap::new(),
+            names: Names::default(),
             read_at: None,
         }
     }
@@ -47,7 +51,7 @@ impl Users {
     }
 }
 
-fn parse_passwd(text: &str) -> HashMap<u32, String> {
+fn parse_passwd(text: &str) -> Names {
     text.lines()
         .filter_map(|l| {
             let mut f = l.split(':');

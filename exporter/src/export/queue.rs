@@ -168,26 +168,7 @@ impl EncodedQueue {
                 let from = st.drop_oldest();
                 self.stats().drop_from(DropReason::QueueFull, from, 1);
             }
-            let fresh = st
-                .chunks
-                .back()
-                .is_none_or(|c| c.chunk.records >= self.batch_size);
-            if fresh {
-                let mut buf = st.free.pop().unwrap_or_default();
-                buf.clear();
-                buf.resize(self.headroom, 0);
-                let mut tags = st.free_tags.pop().unwrap_or_default();
-                tags.clear();
-                st.chunks.push_back(Filling {
-                    chunk: Chunk {
-                        buf,
-                        start: self.headroom,
-                        records: 0,
-                        sources: SourceCounts::default(),
-                    },
-                    tags,
-                });
-            }
+            self.open_chunk(&mut st);
             if let Some(c) = st.chunks.back_mut() {
                 write(&mut c.chunk.buf);
                 c.chunk.records += 1;
@@ -200,6 +181,68 @@ impl EncodedQueue {
         self.stats().queue_len.store(len as u64, Relaxed);
         if len == self.batch_size {
             self.batch_ready.notify_one();
+        }
+    }
+
+    /// Append records already encoded back to back (each a whole
+    /// length-delimited field, as [`EncodedQueue::push`] takes one), all
+    /// from `source`, under one lock: a reader hands over a wake's records
+    /// at once instead of locking, counting and maybe notifying per record.
+    /// The same as pushing them one by one: full queues drop their oldest
+    /// record per record added, chunks close at the batch size.
+    pub fn push_many(&self, source: Source, mut records: &[u8]) {
+        if records.is_empty() {
+            return;
+        }
+        let (before, len) = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let before = st.len;
+            while let Some(n) = field_len(records).filter(|n| *n <= records.len()) {
+                if st.len >= self.capacity {
+                    let from = st.drop_oldest();
+                    self.stats().drop_from(DropReason::QueueFull, from, 1);
+                }
+                self.open_chunk(&mut st);
+                if let Some(c) = st.chunks.back_mut() {
+                    c.chunk.buf.extend_from_slice(&records[..n]);
+                    c.chunk.records += 1;
+                    c.tags.push(source.0);
+                }
+                st.len += 1;
+                records = &records[n..];
+            }
+            // The emitters' stashes hold only whole records they wrote.
+            debug_assert!(records.is_empty(), "a partial record was stashed");
+            (before, st.len)
+        };
+        self.stats().mark_used(source);
+        self.stats().queue_len.store(len as u64, Relaxed);
+        if before < self.batch_size && len >= self.batch_size {
+            self.batch_ready.notify_one();
+        }
+    }
+
+    /// Start a chunk when there is none or the last one holds a batch.
+    fn open_chunk(&self, st: &mut Chunks) {
+        let fresh = st
+            .chunks
+            .back()
+            .is_none_or(|c| c.chunk.records >= self.batch_size);
+        if fresh {
+            let mut buf = st.free.pop().unwrap_or_default();
+            buf.clear();
+            buf.resize(self.headroom, 0);
+            let mut tags = st.free_tags.pop().unwrap_or_default();
+            tags.clear();
+            st.chunks.push_back(Filling {
+                chunk: Chunk {
+                    buf,
+                    start: self.headroom,
+                    records: 0,
+                    sources: SourceCounts::default(),
+                },
+                tags,
+            });
         }
     }
 
@@ -318,6 +361,45 @@ mod tests {
         prost::encoding::encode_varint(len as u64, &mut v);
         v.extend(std::iter::repeat_n(n, len));
         v
+    }
+
+    /// Records handed over together land exactly as if pushed one by
+    /// one: same chunks, same drops (counted per source), same order.
+    #[test]
+    fn push_many_is_push_one_by_one() {
+        let recs: Vec<Vec<u8>> = (0..11u8)
+            .map(|i| rec(i, 100 + usize::from(i) * 10))
+            .collect();
+        let drain = |q: &EncodedQueue| {
+            let mut out = Vec::new();
+            while let Some(c) = q.take() {
+                out.push((c.buf[c.start..].to_vec(), c.records, c.sources.0));
+            }
+            out
+        };
+        let t1 = Telemetry::new(0);
+        let one = EncodedQueue::new(7, 3, 2, t1.clone(), Signal::Logs);
+        let t2 = Telemetry::new(0);
+        let many = EncodedQueue::new(7, 3, 2, t2.clone(), Signal::Logs);
+        for r in &recs[..4] {
+            one.push(Source(1), r);
+        }
+        for r in &recs[4..] {
+            one.push(Source(2), r);
+        }
+        many.push_many(Source(1), &recs[..4].concat());
+        many.push_many(Source(2), &recs[4..].concat());
+        many.push_many(Source(2), &[]);
+        assert_eq!(many.len(), 7);
+        let (s1, s2) = (t1.signal(Signal::Logs), t2.signal(Signal::Logs));
+        assert_eq!(s2.dropped(DropReason::QueueFull), 4);
+        for src in [Source(1), Source(2)] {
+            assert_eq!(
+                s1.dropped_from(DropReason::QueueFull, src),
+                s2.dropped_from(DropReason::QueueFull, src)
+            );
+        }
+        assert_eq!(drain(&one), drain(&many));
     }
 
     #[test]

@@ -515,6 +515,10 @@ impl crate::reader::RecordHandler for Handler {
         self.expire();
     }
 
+    fn end_wake(&mut self) {
+        self.emitter.flush();
+    }
+
     fn handle(&mut self, record: &[u8]) {
         if tapio_shared::record_kind(record).ok()
             == Some(tapio_shared::tapio_event_kind::TAPIO_EVENT_DNS_ENCRYPTED as u32)

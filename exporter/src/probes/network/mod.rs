@@ -52,6 +52,10 @@ impl crate::reader::RecordHandler for Handler {
         self.clock = crate::clock::WallClock::sample();
     }
 
+    fn end_wake(&mut self) {
+        self.emitter.flush();
+    }
+
     fn handle(&mut self, record: &[u8]) {
         let Some(rec) = self.stats.decoded(decode(record)) else {
             return;
