@@ -35,58 +35,79 @@ pub const MAP_PORTS: &str = "tapio_etcd_ports";
 /// Per-CPU histogram of every request.
 pub const MAP_REQ_HIST: &str = "tapio_etcd_req_hist";
 
+/// The WAL sync programs, in both variants.
+const WAL_PROGRAMS: [(&str, Attach); 4] = [
+    (
+        PROG_FDATASYNC_ENTER,
+        Attach::TracePoint("syscalls", "sys_enter_fdatasync"),
+    ),
+    (
+        PROG_FSYNC_ENTER,
+        Attach::TracePoint("syscalls", "sys_enter_fsync"),
+    ),
+    (
+        PROG_SYNC_EXIT,
+        Attach::TracePoint("syscalls", "sys_exit_fdatasync"),
+    ),
+    (
+        PROG_SYNC_EXIT,
+        Attach::TracePoint("syscalls", "sys_exit_fsync"),
+    ),
+];
+
+/// Variant labels; `client_ports: []` asks for the WAL-only one.
+pub const VARIANT_REQUESTS: &str = "tracepoint+requests";
+pub const VARIANT_WAL: &str = "tracepoint";
+
 pub const SPEC: ProbeSpec = ProbeSpec {
     name: NAME,
     object: crate::bpf_objects::ETCD,
-    variants: &[Variant {
-        label: "tracepoint",
-        programs: &[
-            (
-                PROG_FDATASYNC_ENTER,
-                Attach::TracePoint("syscalls", "sys_enter_fdatasync"),
-            ),
-            (
-                PROG_FSYNC_ENTER,
-                Attach::TracePoint("syscalls", "sys_enter_fsync"),
-            ),
-            (
-                PROG_SYNC_EXIT,
-                Attach::TracePoint("syscalls", "sys_exit_fdatasync"),
-            ),
-            (
-                PROG_SYNC_EXIT,
-                Attach::TracePoint("syscalls", "sys_exit_fsync"),
-            ),
-            (
-                PROG_ACCEPT_EXIT,
-                Attach::TracePoint("syscalls", "sys_exit_accept4"),
-            ),
-            (
-                PROG_ACCEPT_EXIT,
-                Attach::TracePoint("syscalls", "sys_exit_accept"),
-            ),
-            (
-                PROG_CLOSE,
-                Attach::TracePoint("syscalls", "sys_enter_close"),
-            ),
-            (
-                PROG_IO_ENTER,
-                Attach::TracePoint("syscalls", "sys_enter_read"),
-            ),
-            (
-                PROG_IO_ENTER,
-                Attach::TracePoint("syscalls", "sys_enter_write"),
-            ),
-            (
-                PROG_READ_EXIT,
-                Attach::TracePoint("syscalls", "sys_exit_read"),
-            ),
-            (
-                PROG_WRITE_EXIT,
-                Attach::TracePoint("syscalls", "sys_exit_write"),
-            ),
-        ],
-    }],
+    // Request timing hooks every read/write/close on the host; without
+    // client ports (or where its programs are refused) only the WAL
+    // programs run.
+    variants: &[
+        Variant {
+            label: VARIANT_REQUESTS,
+            programs: &[
+                WAL_PROGRAMS[0],
+                WAL_PROGRAMS[1],
+                WAL_PROGRAMS[2],
+                WAL_PROGRAMS[3],
+                (
+                    PROG_ACCEPT_EXIT,
+                    Attach::TracePoint("syscalls", "sys_exit_accept4"),
+                ),
+                (
+                    PROG_ACCEPT_EXIT,
+                    Attach::TracePoint("syscalls", "sys_exit_accept"),
+                ),
+                (
+                    PROG_CLOSE,
+                    Attach::TracePoint("syscalls", "sys_enter_close"),
+                ),
+                (
+                    PROG_IO_ENTER,
+                    Attach::TracePoint("syscalls", "sys_enter_read"),
+                ),
+                (
+                    PROG_IO_ENTER,
+                    Attach::TracePoint("syscalls", "sys_enter_write"),
+                ),
+                (
+                    PROG_READ_EXIT,
+                    Attach::TracePoint("syscalls", "sys_exit_read"),
+                ),
+                (
+                    PROG_WRITE_EXIT,
+                    Attach::TracePoint("syscalls", "sys_exit_write"),
+                ),
+            ],
+        },
+        Variant {
+            label: VARIANT_WAL,
+            programs: &WAL_PROGRAMS,
+        },
+    ],
 };
 
 /// The kernel compares a task's comm: the executable's file name cut to
