@@ -480,12 +480,11 @@ pub async fn run(
     if !ecfg.executables.is_empty() {
         let ring = probes::RingConfig::new(ecfg.ring_buffer_size.0, ecfg.wakeup_interval)
             .sampled(1.0, ecfg.slow_threshold);
-        let requests = !ecfg.client_ports.is_empty();
         ctx.start(
-            &probes::etcd::SPEC,
+            probes::etcd::spec(&ecfg),
             ecfg.enabled,
             ring,
-            &|v| requests || v == probes::etcd::VARIANT_WAL,
+            &|_| true,
             ecfg.wakeup_interval,
             |loaded, stats| {
                 probes::etcd::configure(loaded, &ecfg)?;

@@ -55,7 +55,7 @@ const WAL_PROGRAMS: [(&str, Attach); 4] = [
     ),
 ];
 
-/// Variant labels; `client_ports: []` asks for the WAL-only one.
+/// Variant labels.
 pub const VARIANT_REQUESTS: &str = "tracepoint+requests";
 pub const VARIANT_WAL: &str = "tracepoint";
 
@@ -103,12 +103,30 @@ pub const SPEC: ProbeSpec = ProbeSpec {
                 ),
             ],
         },
-        Variant {
-            label: VARIANT_WAL,
-            programs: &WAL_PROGRAMS,
-        },
+        WAL_ONLY,
     ],
 };
+
+const WAL_ONLY: Variant = Variant {
+    label: VARIANT_WAL,
+    programs: &WAL_PROGRAMS,
+};
+
+/// The probe without request timing (`client_ports: []`).
+pub const SPEC_WAL_ONLY: ProbeSpec = ProbeSpec {
+    name: NAME,
+    object: crate::bpf_objects::ETCD,
+    variants: &[WAL_ONLY],
+};
+
+/// What to load for this config.
+pub fn spec(cfg: &EtcdProbe) -> &'static ProbeSpec {
+    if cfg.client_ports.is_empty() {
+        &SPEC_WAL_ONLY
+    } else {
+        &SPEC
+    }
+}
 
 /// The kernel compares a task's comm: the executable's file name cut to
 /// 15 bytes. A configured path counts by its file name.
@@ -322,6 +340,23 @@ mod tests {
         assert!(s.status.is_some());
         assert!(s.attributes.iter().any(|a| a.key == "error.type"));
         assert!(matches!(decode(&b[..40]), Err(DecodeError::Short(_))));
+    }
+
+    #[test]
+    fn no_client_ports_loads_no_read_write_hooks() {
+        let mut cfg = EtcdProbe::default();
+        assert_eq!(spec(&cfg).variants[0].label, VARIANT_REQUESTS);
+        // Refused request programs fall back to the WAL ones.
+        assert_eq!(spec(&cfg).variants.last().unwrap().label, VARIANT_WAL);
+        cfg.client_ports.clear();
+        let s = spec(&cfg);
+        assert_eq!(s.variants.len(), 1);
+        assert!(s.variants[0].programs.iter().all(|(p, _)| [
+            PROG_FDATASYNC_ENTER,
+            PROG_FSYNC_ENTER,
+            PROG_SYNC_EXIT
+        ]
+        .contains(p)));
     }
 
     #[test]
