@@ -499,7 +499,7 @@ pub async fn run(
         let ring = probes::RingConfig::new(ecfg.ring_buffer_size.0, ecfg.wakeup_interval)
             .sampled(1.0, ecfg.slow_threshold);
         ctx.start(
-            &probes::etcd::SPEC,
+            probes::etcd::spec(&ecfg),
             ecfg.enabled,
             ring,
             &|_| true,
@@ -509,7 +509,15 @@ pub async fn run(
                 let hist =
                     loaded.take_percpu_array(probes::etcd::NAME, probes::etcd::MAP_WAL_HIST)?;
                 exporter.add_metric_producer(probes::etcd::hist_producer(
+                    &otel::names::ETCD_WAL_FSYNC_DURATION,
                     hist,
+                    telemetry.start_unix_ns,
+                ));
+                let req =
+                    loaded.take_percpu_array(probes::etcd::NAME, probes::etcd::MAP_REQ_HIST)?;
+                exporter.add_metric_producer(probes::etcd::hist_producer(
+                    &otel::names::ETCD_REQUEST_DURATION,
+                    req,
                     telemetry.start_unix_ns,
                 ));
                 Ok(probes::etcd::Handler {

@@ -1,8 +1,9 @@
 //! The etcd probe against a real etcd (Debian's `etcd-server`, on
 //! loopback, in a data directory of the test's own): Tapio's WAL sync
 //! histogram must count what etcd's own `etcd_disk_wal_fsync_duration_seconds`
-//! counts over the same run. Needs root; under CI=true it fails rather than
-//! skips without.
+//! counts over the same run, and its request histogram the calls etcd's
+//! `grpc_server_handling_seconds` counts. Needs root; under CI=true it fails
+//! rather than skips without.
 
 use std::{
     io::{Read, Write},
@@ -40,9 +41,11 @@ struct Etcd {
 }
 
 impl Etcd {
-    fn start(exe: &str) -> Self {
+    /// On client port `c`, with the per-call gRPC histograms
+    /// (`--metrics=extensive`).
+    fn start(exe: &str, c: u16) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (c, p, m) = (free_port(), free_port(), free_port());
+        let (p, m) = (free_port(), free_port());
         let client = format!("http://127.0.0.1:{c}");
         let peer = format!("http://127.0.0.1:{p}");
         let child = Command::new(exe)
@@ -54,6 +57,7 @@ impl Etcd {
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=tapio-test={peer}"))
             .arg(format!("--listen-metrics-urls=http://127.0.0.1:{m}"))
+            .arg("--metrics=extensive")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -91,6 +95,22 @@ impl Etcd {
         )
     }
 
+    /// (count, sum seconds) of etcd's own handling-time histograms of
+    /// unary gRPC calls, over all methods.
+    fn unary_calls(&self) -> (u64, f64) {
+        let body = self.scrape().expect("etcd /metrics");
+        let mut got = (0, 0.0);
+        for l in body.lines().filter(|l| l.contains("grpc_type=\"unary\"")) {
+            let v = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            match (l.split('{').next(), v) {
+                (Some("grpc_server_handling_seconds_count"), Some(v)) => got.0 += v as u64,
+                (Some("grpc_server_handling_seconds_sum"), Some(v)) => got.1 += v,
+                _ => {}
+            }
+        }
+        got
+    }
+
     fn ctl(&self, args: &[&str]) {
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
@@ -113,14 +133,14 @@ impl Drop for Etcd {
     }
 }
 
-/// The last exported (count, sum) of Tapio's WAL histogram, and how many
-/// exports of it arrived.
-fn tapio_hist(rx: &Receiver) -> (usize, Option<(u64, f64)>) {
+/// The last exported (count, sum) of one of Tapio's histograms, and how
+/// many exports of it arrived.
+fn tapio_hist(rx: &Receiver, name: &str) -> (usize, Option<(u64, f64)>) {
     use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     let ms: Vec<_> = rx
         .metrics()
         .into_iter()
-        .filter(|m| m.name == "tapio.etcd.wal_fsync.duration")
+        .filter(|m| m.name == name)
         .collect();
     let last = ms.last().and_then(|m| match &m.data {
         Some(Data::Histogram(h)) => h.data_points.first().map(|p| (p.count, p.sum())),
@@ -128,6 +148,9 @@ fn tapio_hist(rx: &Receiver) -> (usize, Option<(u64, f64)>) {
     });
     (ms.len(), last)
 }
+
+const WAL: &str = "tapio.etcd.wal_fsync.duration";
+const REQ: &str = "tapio.etcd.request.duration";
 
 /// etcdctl puts and gets on a fresh single-member etcd: every WAL sync etcd
 /// times itself, Tapio counts from the kernel. Tapio's count is read from
@@ -139,39 +162,61 @@ fn tapio_hist(rx: &Receiver) -> (usize, Option<(u64, f64)>) {
 /// etcd's bbolt database, synced just as often, is not counted (it would
 /// double the count). With a zero span threshold every counted sync is
 /// also an `etcd.wal_fsync` span on a `*.wal` file of process `etcd`.
+///
+/// The same run's requests: Tapio follows every connection to etcd's
+/// client port from its accept (Tapio is up before etcd starts), so its
+/// request count equals the unary calls etcd's own
+/// `grpc_server_handling_seconds` counted (the 2×PUTS etcdctl calls plus
+/// whatever etcd's own gateway asked, both sides count those), read after
+/// the calls ended. Each of Tapio's times runs from the read that brought
+/// the request to the write that ended the answer, which encloses etcd's
+/// handler time, and lies inside the etcdctl process that made the call.
 #[test]
-fn wal_fsyncs_match_etcds_own_histogram() {
-    if !privileged_or_skip("wal_fsyncs_match_etcds_own_histogram") {
+fn wal_fsyncs_and_requests_match_etcds_own_histograms() {
+    if !privileged_or_skip("wal_fsyncs_and_requests_match_etcds_own_histograms") {
         return;
     }
     let Some(exe) = which("etcd") else {
         panic!("etcd is not installed (apt-get install etcd-server etcd-client; `make deps`)");
     };
     let rx = Receiver::start();
+    let client_port = free_port();
     let yaml = format!(
-        "probes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security: {{ enabled: false }}\n  kernel: {{ enabled: false }}\n  etcd: {{ enabled: true, slow_threshold: 0s, wakeup_interval: 0s }}\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  metrics: {{ export_interval: 300ms }}\n  traces: {{ schedule_delay: 100ms }}\n",
+        "probes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security: {{ enabled: false }}\n  kernel: {{ enabled: false }}\n  etcd: {{ enabled: true, slow_threshold: 0s, wakeup_interval: 0s, client_ports: [{client_port}] }}\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  metrics: {{ export_interval: 300ms }}\n  traces: {{ schedule_delay: 100ms }}\n",
         rx.grpc_endpoint()
     );
     let t = Tapio::start(BIN, &yaml, &[]);
-    let etcd = Etcd::start(&exe);
+    let etcd = Etcd::start(&exe, client_port);
     let end = Instant::now() + WAIT;
     while etcd.scrape().is_none() {
         assert!(Instant::now() < end, "etcd did not come up");
         std::thread::sleep(Duration::from_millis(200));
     }
     let (start_count, _) = etcd.wal_fsync();
+    let (calls_before, _) = etcd.unary_calls();
+    let ctl_start = Instant::now();
     for i in 0..PUTS {
         etcd.ctl(&["put", &format!("k{i}"), &format!("v{i}")]);
         etcd.ctl(&["get", &format!("k{i}")]);
     }
+    let ctl_time = ctl_start.elapsed().as_secs_f64();
     let (before, _) = etcd.wal_fsync();
     assert!(
         before >= start_count + PUTS as u64,
         "{PUTS} puts made only {} WAL syncs",
         before - start_count
     );
-    let (n0, _) = tapio_hist(&rx);
-    while tapio_hist(&rx).0 < n0 + 2 {
+    let (calls, etcd_req_sum) = etcd.unary_calls();
+    assert!(
+        calls >= calls_before + 2 * PUTS as u64,
+        "etcd counted {calls_before} then {calls} unary calls for {} etcdctl calls",
+        2 * PUTS
+    );
+    // The calls take most of WAIT under emulation: the exports get their
+    // own bound.
+    let end = Instant::now() + WAIT;
+    let (n0, _) = tapio_hist(&rx, WAL);
+    while tapio_hist(&rx, WAL).0 < n0 + 2 {
         assert!(
             Instant::now() < end,
             "no WAL histogram export; tapio stderr:\n{}",
@@ -179,7 +224,7 @@ fn wal_fsyncs_match_etcds_own_histogram() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (_, got) = tapio_hist(&rx);
+    let (_, got) = tapio_hist(&rx, WAL);
     let (count, sum) = got.expect("histogram point");
     let (after, etcd_sum) = etcd.wal_fsync();
     eprintln!(
@@ -214,6 +259,30 @@ fn wal_fsyncs_match_etcds_own_histogram() {
             Some("etcd")
         );
     }
+
+    // Requests: the export read above began after the last call ended.
+    let (_, got) = tapio_hist(&rx, REQ);
+    let (req_count, req_sum) = got.unwrap_or_else(|| {
+        panic!(
+            "no {REQ} export (etcd counted {calls} calls); tapio stderr:\n{}",
+            t.stderr()
+        )
+    });
+    let (calls_after, _) = etcd.unary_calls();
+    eprintln!(
+        "etcd counted {calls}..{calls_after} unary calls ({etcd_req_sum:.4} s handling), tapio {req_count} requests ({req_sum:.4} s); {} etcdctl runs took {ctl_time:.3} s",
+        2 * PUTS
+    );
+    assert_eq!(
+        (req_count, calls_after),
+        (calls, calls),
+        "tapio counted {req_count} requests, etcd {calls} then {calls_after} unary calls; tapio stderr:\n{}",
+        t.stderr()
+    );
+    assert!(
+        req_sum >= etcd_req_sum && req_sum <= ctl_time,
+        "tapio's request time {req_sum} s is not between etcd's handling time {etcd_req_sum} s and the etcdctl runs' {ctl_time} s"
+    );
     drop(etcd);
     t.terminate();
 }

@@ -178,8 +178,9 @@ pub struct Probes {
     /// systemd unit lifecycle from the units' cgroups:
     /// `systemd.unit.start`/`stop` logs, `tapio.systemd.unit.processes`.
     pub systemd: SystemdProbe,
-    /// etcd: WAL sync latency (`tapio.etcd.wal_fsync.duration`) and
-    /// `etcd.wal_fsync` spans for slow syncs.
+    /// etcd: WAL sync latency (`tapio.etcd.wal_fsync.duration`),
+    /// `etcd.wal_fsync` spans for slow syncs, and client request latency
+    /// (`tapio.etcd.request.duration`).
     pub etcd: EtcdProbe,
 }
 
@@ -204,6 +205,11 @@ pub struct EtcdProbe {
     /// a p99 over 10 ms slow.
     #[serde(with = "humantime_serde")]
     pub slow_threshold: Duration,
+    /// etcd's client ports: the local TCP ports of connections a watched
+    /// process accepts, whose gRPC requests are timed into
+    /// `tapio.etcd.request.duration` (plaintext h2c only). Empty turns
+    /// request timing off. At most 4.
+    pub client_ports: Vec<u16>,
 }
 
 impl Default for EtcdProbe {
@@ -214,6 +220,7 @@ impl Default for EtcdProbe {
             wakeup_interval: Duration::from_millis(100),
             executables: vec!["etcd".into()],
             slow_threshold: Duration::from_millis(100),
+            client_ports: vec![2379],
         }
     }
 }

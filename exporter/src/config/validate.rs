@@ -80,6 +80,23 @@ impl Probes {
                 format!("{} names: at most {max}", self.etcd.executables.len()),
             ));
         }
+        let max_ports = tapio_shared::TAPIO_ETCD_MAX_PORTS as usize;
+        if self.etcd.client_ports.len() > max_ports {
+            errs.push(ConfigError::new(
+                "probes.etcd.client_ports",
+                format!(
+                    "{} ports: at most {max_ports}",
+                    self.etcd.client_ports.len()
+                ),
+            ));
+        }
+        // 0 ends the kernel's list: it would hide the ports after it.
+        if let Some(i) = self.etcd.client_ports.iter().position(|p| *p == 0) {
+            errs.push(ConfigError::new(
+                format!("probes.etcd.client_ports[{i}]"),
+                "port 0 names no port",
+            ));
+        }
         for (i, e) in self.etcd.executables.iter().enumerate() {
             if e.trim().is_empty() || e.ends_with('/') {
                 errs.push(ConfigError::new(

@@ -587,6 +587,14 @@ pub const ETCD_WAL_FSYNC_DURATION: MetricDef = MetricDef {
     attributes: &[],
 };
 
+pub const ETCD_REQUEST_DURATION: MetricDef = MetricDef {
+    name: "tapio.etcd.request.duration",
+    unit: "s",
+    instrument: Instrument::Histogram,
+    description: "Time of every gRPC request/response call on a watched etcd process's plaintext client port (probes.etcd.client_ports), from the read(2) that brought its HTTP/2 HEADERS frame to the write(2) that ended its response stream, log2 buckets in the kernel; long-lived streams (Watch, LeaseKeepAlive) are not timed.",
+    attributes: &[],
+};
+
 pub const OOM_KILLS: MetricDef = MetricDef {
     name: "tapio.oom.kills",
     unit: "{kill}",
@@ -648,6 +656,7 @@ pub const METRICS: &[MetricDef] = &[
     MEMORY_ALLOCATIONS,
     MEMORY_ALLOCATED,
     ETCD_WAL_FSYNC_DURATION,
+    ETCD_REQUEST_DURATION,
     SYSTEMD_UNIT_PROCESSES,
 ];
 

@@ -1,13 +1,15 @@
 //! The etcd probe: `ebpf/etcd.bpf.c` ↔ this module. Every WAL sync of a
 //! watched etcd process is timed into `tapio.etcd.wal_fsync.duration` in
 //! the kernel; one slower than `slow_threshold` also arrives as a record
-//! and becomes an `etcd.wal_fsync` span.
+//! and becomes an `etcd.wal_fsync` span. Requests on etcd's client ports
+//! (gRPC over h2c), followed frame by frame through the process's
+//! read/write calls, are timed into `tapio.etcd.request.duration`.
 
 use super::{cstr, Attach, DecodeError, LoadError, Loaded, ProbeSpec, Variant};
 use crate::config::EtcdProbe;
 use tapio_shared::{
     read_record, record_kind, tapio_etcd_comm, tapio_etcd_fsync, tapio_event_kind as kind,
-    TAPIO_ETCD_MAX_COMMS,
+    TAPIO_ETCD_MAX_COMMS, TAPIO_ETCD_MAX_PORTS,
 };
 
 pub const NAME: &str = "etcd";
@@ -17,36 +19,114 @@ pub const PROG_FSYNC_ENTER: &str = "tapio_etcd_fsync_enter";
 /// One program for both exits.
 pub const PROG_SYNC_EXIT: &str = "tapio_etcd_sync_exit";
 
+pub const PROG_ACCEPT_EXIT: &str = "tapio_etcd_accept_exit";
+pub const PROG_CLOSE: &str = "tapio_etcd_close";
+/// One program for both read and write entries.
+pub const PROG_IO_ENTER: &str = "tapio_etcd_io_enter";
+pub const PROG_READ_EXIT: &str = "tapio_etcd_read_exit";
+pub const PROG_WRITE_EXIT: &str = "tapio_etcd_write_exit";
+
 /// The process names (comm) watched.
 pub const MAP_COMMS: &str = "tapio_etcd_comms";
 /// Per-CPU histogram of every WAL sync.
 pub const MAP_WAL_HIST: &str = "tapio_etcd_wal_hist";
+/// The client ports followed.
+pub const MAP_PORTS: &str = "tapio_etcd_ports";
+/// Per-CPU histogram of every request.
+pub const MAP_REQ_HIST: &str = "tapio_etcd_req_hist";
+
+/// The WAL sync programs, in both variants.
+const WAL_PROGRAMS: [(&str, Attach); 4] = [
+    (
+        PROG_FDATASYNC_ENTER,
+        Attach::TracePoint("syscalls", "sys_enter_fdatasync"),
+    ),
+    (
+        PROG_FSYNC_ENTER,
+        Attach::TracePoint("syscalls", "sys_enter_fsync"),
+    ),
+    (
+        PROG_SYNC_EXIT,
+        Attach::TracePoint("syscalls", "sys_exit_fdatasync"),
+    ),
+    (
+        PROG_SYNC_EXIT,
+        Attach::TracePoint("syscalls", "sys_exit_fsync"),
+    ),
+];
+
+/// Variant labels.
+pub const VARIANT_REQUESTS: &str = "tracepoint+requests";
+pub const VARIANT_WAL: &str = "tracepoint";
 
 pub const SPEC: ProbeSpec = ProbeSpec {
     name: NAME,
     object: crate::bpf_objects::ETCD,
-    variants: &[Variant {
-        label: "tracepoint",
-        programs: &[
-            (
-                PROG_FDATASYNC_ENTER,
-                Attach::TracePoint("syscalls", "sys_enter_fdatasync"),
-            ),
-            (
-                PROG_FSYNC_ENTER,
-                Attach::TracePoint("syscalls", "sys_enter_fsync"),
-            ),
-            (
-                PROG_SYNC_EXIT,
-                Attach::TracePoint("syscalls", "sys_exit_fdatasync"),
-            ),
-            (
-                PROG_SYNC_EXIT,
-                Attach::TracePoint("syscalls", "sys_exit_fsync"),
-            ),
-        ],
-    }],
+    // Request timing hooks every read/write/close on the host; without
+    // client ports (or where its programs are refused) only the WAL
+    // programs run.
+    variants: &[
+        Variant {
+            label: VARIANT_REQUESTS,
+            programs: &[
+                WAL_PROGRAMS[0],
+                WAL_PROGRAMS[1],
+                WAL_PROGRAMS[2],
+                WAL_PROGRAMS[3],
+                (
+                    PROG_ACCEPT_EXIT,
+                    Attach::TracePoint("syscalls", "sys_exit_accept4"),
+                ),
+                (
+                    PROG_ACCEPT_EXIT,
+                    Attach::TracePoint("syscalls", "sys_exit_accept"),
+                ),
+                (
+                    PROG_CLOSE,
+                    Attach::TracePoint("syscalls", "sys_enter_close"),
+                ),
+                (
+                    PROG_IO_ENTER,
+                    Attach::TracePoint("syscalls", "sys_enter_read"),
+                ),
+                (
+                    PROG_IO_ENTER,
+                    Attach::TracePoint("syscalls", "sys_enter_write"),
+                ),
+                (
+                    PROG_READ_EXIT,
+                    Attach::TracePoint("syscalls", "sys_exit_read"),
+                ),
+                (
+                    PROG_WRITE_EXIT,
+                    Attach::TracePoint("syscalls", "sys_exit_write"),
+                ),
+            ],
+        },
+        WAL_ONLY,
+    ],
 };
+
+const WAL_ONLY: Variant = Variant {
+    label: VARIANT_WAL,
+    programs: &WAL_PROGRAMS,
+};
+
+/// The probe without request timing (`client_ports: []`).
+pub const SPEC_WAL_ONLY: ProbeSpec = ProbeSpec {
+    name: NAME,
+    object: crate::bpf_objects::ETCD,
+    variants: &[WAL_ONLY],
+};
+
+/// What to load for this config.
+pub fn spec(cfg: &EtcdProbe) -> &'static ProbeSpec {
+    if cfg.client_ports.is_empty() {
+        &SPEC_WAL_ONLY
+    } else {
+        &SPEC
+    }
+}
 
 /// The kernel compares a task's comm: the executable's file name cut to
 /// 15 bytes. A configured path counts by its file name.
@@ -55,7 +135,7 @@ pub fn comm_of(exe: &str) -> String {
     name.bytes().take(15).map(char::from).collect()
 }
 
-/// Write the watched names into the kernel's table.
+/// Write the watched names and client ports into the kernel's tables.
 pub fn configure(loaded: &mut Loaded, cfg: &EtcdProbe) -> Result<(), LoadError> {
     let mut map: aya::maps::Array<aya::maps::MapData, tapio_etcd_comm> =
         super::take_map(&mut loaded.ebpf, NAME, MAP_COMMS)?;
@@ -75,15 +155,33 @@ pub fn configure(loaded: &mut Loaded, cfg: &EtcdProbe) -> Result<(), LoadError> 
             source,
         })?;
     }
+    let mut ports: aya::maps::Array<aya::maps::MapData, u32> =
+        super::take_map(&mut loaded.ebpf, NAME, MAP_PORTS)?;
+    for (i, port) in cfg
+        .client_ports
+        .iter()
+        .take(TAPIO_ETCD_MAX_PORTS as usize)
+        .enumerate()
+    {
+        ports
+            .set(i as u32, u32::from(*port), 0)
+            .map_err(|source| LoadError::Map {
+                probe: NAME,
+                map: MAP_PORTS,
+                source,
+            })?;
+    }
     Ok(())
 }
 
-/// `tapio.etcd.wal_fsync.duration`, cumulative since start.
+/// A cumulative histogram (`tapio.etcd.wal_fsync.duration` or
+/// `tapio.etcd.request.duration`) from its per-CPU kernel map.
 pub fn hist_producer(
+    def: &'static crate::otel::names::MetricDef,
     hist: aya::maps::PerCpuArray<aya::maps::MapData, tapio_shared::tapio_hist>,
     start_unix_ns: u64,
 ) -> crate::export::MetricProducer {
-    use crate::otel::{metrics::log2_histogram_seconds, names};
+    use crate::otel::metrics::log2_histogram_seconds;
     let hist = std::sync::Mutex::new(hist);
     Box::new(move |now| {
         let hist = crate::supervise::lock(&hist);
@@ -95,7 +193,7 @@ pub fn hist_producer(
             return Vec::new();
         }
         vec![log2_histogram_seconds(
-            &names::ETCD_WAL_FSYNC_DURATION,
+            def,
             start_unix_ns,
             now,
             vec![(Vec::new(), buckets, sum)],
@@ -242,6 +340,23 @@ mod tests {
         assert!(s.status.is_some());
         assert!(s.attributes.iter().any(|a| a.key == "error.type"));
         assert!(matches!(decode(&b[..40]), Err(DecodeError::Short(_))));
+    }
+
+    #[test]
+    fn no_client_ports_loads_no_read_write_hooks() {
+        let mut cfg = EtcdProbe::default();
+        assert_eq!(spec(&cfg).variants[0].label, VARIANT_REQUESTS);
+        // Refused request programs fall back to the WAL ones.
+        assert_eq!(spec(&cfg).variants.last().unwrap().label, VARIANT_WAL);
+        cfg.client_ports.clear();
+        let s = spec(&cfg);
+        assert_eq!(s.variants.len(), 1);
+        assert!(s.variants[0].programs.iter().all(|(p, _)| [
+            PROG_FDATASYNC_ENTER,
+            PROG_FSYNC_ENTER,
+            PROG_SYNC_EXIT
+        ]
+        .contains(p)));
     }
 
     #[test]

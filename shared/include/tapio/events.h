@@ -830,6 +830,11 @@ struct tapio_etcd_comm {
 	char comm[TAPIO_COMM_LEN];
 };
 
+/* etcd request latency: the client ports (local TCP ports of the
+ * connections a watched process accepts) the probe follows; slot i of the
+ * tapio_etcd_ports array (a __u32 port), 0 ends the list. */
+#define TAPIO_ETCD_MAX_PORTS 4
+
 /* An fdatasync/fsync of an etcd WAL file (name ending in .wal) by a
  * watched process: every one goes into the in-kernel histogram; one
  * slower than the slow threshold is also this record (a span). The
