@@ -344,11 +344,16 @@ mod tests {
 
     #[test]
     fn no_client_ports_loads_no_read_write_hooks() {
-        let mut cfg = EtcdProbe::default();
+        let mut cfg = EtcdProbe {
+            client_ports: vec![2379],
+            ..EtcdProbe::default()
+        };
         assert_eq!(spec(&cfg).variants[0].label, VARIANT_REQUESTS);
         // Refused request programs fall back to the WAL ones.
         assert_eq!(spec(&cfg).variants.last().unwrap().label, VARIANT_WAL);
         cfg.client_ports.clear();
+        // Off is the default: every read/write on the host would pay.
+        assert_eq!(cfg, EtcdProbe::default());
         let s = spec(&cfg);
         assert_eq!(s.variants.len(), 1);
         assert!(s.variants[0].programs.iter().all(|(p, _)| [
