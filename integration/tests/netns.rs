@@ -112,12 +112,26 @@ fn a_pod_network_setup_reads_as_a_timeline() {
     let (hi, pi) = (ino(&host), ino(&pod));
     // Changes inside a namespace are seen once Tapio has given it an id:
     // the create record says it has.
-    rx.wait_for_logs("both namespaces created and tracked", WAIT, |l| {
+    let tracked = |l: &Logs| {
         [hi, pi].iter().all(|i| {
             find(l, "network.namespace.create", |r| in_ns(r, *i))
                 .is_some_and(|r| int_attr(&r.attributes, "tapio.network.namespace.id").is_some())
         })
-    });
+    };
+    let end = std::time::Instant::now() + WAIT;
+    while !tracked(&rx.log_records()) {
+        if std::time::Instant::now() > end {
+            // What came instead, and why (Tapio's own log says).
+            for (_, r) in rx.log_records() {
+                eprintln!("{}: {:?} {:?}", r.event_name, r.body, r.attributes);
+            }
+            panic!(
+                "namespaces {hi} and {pi} not created and tracked in {WAIT:?}; tapio:\n{}",
+                t.stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let (hv, pv) = (format!("tvc{tag}h"), format!("tvc{tag}p"));
     let (h, p) = (&host.name, &pod.name);

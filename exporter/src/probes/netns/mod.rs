@@ -399,7 +399,9 @@ impl Handler {
         let ns = match self.tracker.track(r.netns_ino, &cands) {
             Ok(ns) => ns,
             Err(why) => {
-                tracing::debug!(
+                // Rare (a namespace gone within moments) and costly: its
+                // changes and deletion will not be seen.
+                tracing::warn!(
                     probe = NAME,
                     ino = r.netns_ino,
                     "namespace not tracked: {why}"
