@@ -116,13 +116,20 @@ impl Table {
         if self.by_nsid.len() >= MAX_TRACKED && !self.by_nsid.contains_key(&id) {
             return false;
         }
-        // A freed namespace's id is reused: the old entry goes.
+        // Ids and inode numbers are both reused: drop whatever the old
+        // entries of either said.
         if let Some(old) = self.by_nsid.insert(id, r) {
             if let Some(o) = old.ino {
-                self.by_ino.remove(&o);
+                if self.by_ino.get(&o) == Some(&id) {
+                    self.by_ino.remove(&o);
+                }
             }
         }
-        self.by_ino.insert(ino, id);
+        if let Some(old_id) = self.by_ino.insert(ino, id) {
+            if old_id != id {
+                self.by_nsid.remove(&old_id);
+            }
+        }
         true
     }
 
@@ -148,7 +155,9 @@ impl Table {
         match self.by_nsid.remove(&nsid) {
             Some(r) => {
                 if let Some(i) = r.ino {
-                    self.by_ino.remove(&i);
+                    if self.by_ino.get(&i) == Some(&nsid) {
+                        self.by_ino.remove(&i);
+                    }
                 }
                 r
             }
@@ -276,11 +285,11 @@ impl Tracker {
             nsid: None,
             path: path.clone(),
         };
-        if crate::supervise::lock(&self.table).tracked(ino) {
-            r.nsid = crate::supervise::lock(&self.table)
-                .by_ino
-                .get(&ino)
-                .copied();
+        // Only Tapio's own namespace is known without asking: inode numbers
+        // are reused at once, so a table entry may be a freed namespace
+        // whose RTM_DELNSID has not been read yet. The kernel's answer is
+        // the truth (an id it already gave is returned as is).
+        if ino == crate::supervise::lock(&self.table).own_ino {
             return Ok(r);
         }
         let Some(req) = self.requester.as_mut() else {
@@ -832,7 +841,11 @@ mod tests {
         assert!(t.tracked(10) && t.tracked(1) && !t.tracked(11));
         assert!(t.insert(r(11, 0)));
         assert!(!t.tracked(10));
-        assert_eq!(t.remove(0).ino, Some(11));
+        // inode 11 freed and reused before its id's deletion was read
+        assert!(t.insert(r(11, 1)));
+        assert_eq!(t.remove(0).nsid, Some(0));
+        assert!(t.tracked(11), "the new namespace's entry survives");
+        assert_eq!(t.remove(1).ino, Some(11));
         assert_eq!(t.get(None).ino, Some(1));
         assert_eq!(t.get(Some(7)).nsid, Some(7));
         assert!(t.is_empty());
