@@ -42,6 +42,8 @@ fn main() {
         .constified_enum_module("tapio_mem_allocator")
         .constified_enum_module("tapio_unit_op")
         .constified_enum_module("tapio_unit_flags")
+        .constified_enum_module("tapio_netns_via")
+        .constified_enum_module("tapio_cni_flags")
         .derive_default(true)
         .derive_debug(true)
         .impl_debug(false)

@@ -558,6 +558,58 @@ pub async fn run(
         },
     )?;
 
+    let ncfg = settings.probes.netns.clone();
+    if ncfg.enabled == Some(true) {
+        let ring = probes::RingConfig::new(ncfg.ring_buffer_size.0, ncfg.wakeup_interval);
+        let loaded = probes::netns::load(&ncfg, ring, Some(&btf));
+        // Listening before the existing namespaces get their ids, so no
+        // change in between is missed.
+        let listener = if ncfg.rtnetlink {
+            probes::netns::rtnl::Listener::new()
+                .map_err(|e| tracing::warn!(probe = "netns", "no rtnetlink listener: {e}"))
+                .ok()
+        } else {
+            None
+        };
+        let mut shared = None;
+        ctx.start_loaded(
+            probes::netns::NAME,
+            loaded,
+            ncfg.enabled,
+            ncfg.wakeup_interval,
+            |_, stats| {
+                let mut tracker = probes::netns::Tracker::new(listener.is_some());
+                if listener.is_some() {
+                    let n = tracker.adopt_existing();
+                    tracing::info!(
+                        probe = "netns",
+                        namespaces = n,
+                        "tracking network namespaces"
+                    );
+                }
+                shared = Some((tracker.table.clone(), stats.clone()));
+                Ok(probes::netns::Handler {
+                    emitter: exporter.emitter_for(probes::netns::NAME),
+                    stats,
+                    enricher: Enricher::default(),
+                    clock: clock::WallClock::sample(),
+                    tracker,
+                })
+            },
+        )?;
+        if let (Some(l), Some((table, stats))) = (listener, shared) {
+            let w = probes::netns::Watcher::new(
+                exporter.emitter_for(probes::netns::NAME),
+                stats,
+                table,
+            );
+            watch.spawn_infallible(
+                Task::of_probe("rtnetlink", probes::netns::NAME),
+                probes::netns::run_listener(w, l, stop.clone()),
+            );
+        }
+    }
+
     // Last, so Tapio's own BPF loads are done before it reports others'.
     let scfg = settings.probes.security.clone();
     let ring = probes::RingConfig::new(scfg.ring_buffer_size.0, scfg.wakeup_interval);

@@ -43,3 +43,6 @@ pub const GLOBAL_SLOW_NS: &str = "tapio_slow_ns";
 
 /// `ebpf/systemd.bpf.c`.
 pub static SYSTEMD: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/systemd.bpf.o"));
+
+/// `ebpf/netns.bpf.c`.
+pub static NETNS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netns.bpf.o"));

@@ -467,3 +467,33 @@ fn systemd_records_match_the_object_btf() {
     );
     assert_eq!(core::mem::size_of::<tapio_unit_event>(), 384);
 }
+
+#[test]
+fn netns_records_match_the_object_btf() {
+    let btf = btf_structs(tapio::bpf_objects::NETNS);
+    check_struct!(
+        btf,
+        tapio_netns_create {
+            hdr,
+            netns_ino,
+            parent_netns_ino,
+            via,
+            child_pid
+        }
+    );
+    check_struct!(
+        btf,
+        tapio_cni_exec {
+            hdr,
+            netns_ino,
+            flags,
+            env_len,
+            env_total,
+            filename_len,
+            filename,
+            env
+        }
+    );
+    assert_eq!(core::mem::size_of::<tapio_netns_create>(), 80);
+    assert_eq!(core::mem::size_of::<tapio_cni_exec>(), 8528);
+}

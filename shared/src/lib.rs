@@ -79,6 +79,8 @@ wire!(
     tapio_etcd_fsync,
     tapio_unit_state,
     tapio_unit_event,
+    tapio_netns_create,
+    tapio_cni_exec,
 );
 
 /// A ring-buffer record shorter than the struct it claims to be.

@@ -182,6 +182,10 @@ pub struct Probes {
     /// `etcd.wal_fsync` spans for slow syncs, and client request latency
     /// (`tapio.etcd.request.duration`).
     pub etcd: EtcdProbe,
+    /// Network namespaces and CNI plugins: `network.namespace.*`,
+    /// `network.interface.*`, `network.address.*`, `network.route.*`,
+    /// `cni.plugin.exec` logs (a pod's network setup as a timeline).
+    pub netns: NetnsProbe,
 }
 
 /// The etcd probe.
@@ -1082,6 +1086,43 @@ impl Default for SystemdProbe {
             ring_buffer_size: ByteSize(64 * 1024),
             wakeup_interval: Duration::from_millis(100),
             slices: vec!["system.slice".into(), "user.slice".into()],
+        }
+    }
+}
+
+/// The netns probe.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetnsProbe {
+    /// Off unless `true`: to follow interface, address and route changes
+    /// inside other namespaces Tapio gives each namespace it learns of an
+    /// id (nsid) in its own, as `ip netns set` would (see "Network
+    /// namespaces and CNI" in the README).
+    pub enabled: Option<bool>,
+    /// Ring-buffer size in bytes (power of two, at least 4 KiB). A
+    /// namespace record is 80 bytes, a CNI plugin record 8528.
+    pub ring_buffer_size: ByteSize,
+    /// Longest a record waits in the ring buffer (see `probes.process`).
+    #[serde(with = "humantime_serde")]
+    pub wakeup_interval: Duration,
+    /// Executables under this directory are CNI plugins (`cni.plugin.exec`).
+    /// Absolute, as the runtime executes them (libcni joins its CNI_PATH
+    /// entry and the plugin name; a symlinked directory is not resolved).
+    /// Empty: no plugin records.
+    pub cni_bin_dir: String,
+    /// Interface, address and route changes from rtnetlink, in Tapio's
+    /// namespace and every namespace it has an id for.
+    pub rtnetlink: bool,
+}
+
+impl Default for NetnsProbe {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            ring_buffer_size: ByteSize(256 * 1024),
+            wakeup_interval: Duration::from_millis(100),
+            cni_bin_dir: "/opt/cni/bin".into(),
+            rtnetlink: true,
         }
     }
 }

@@ -107,6 +107,7 @@ impl Probes {
         }
         self.dns.encrypted.validate(errs);
         self.systemd.validate(errs);
+        self.netns.validate(errs);
         self.xdp.validate(errs);
         self.lsm.validate(errs);
         self.security.validate(errs);
@@ -904,6 +905,33 @@ impl Pipeline {
                     "must be at least 100ms",
                 ));
             }
+        }
+    }
+}
+
+impl NetnsProbe {
+    fn validate(&self, errs: &mut Vec<ConfigError>) {
+        ringbuf_size(
+            "probes.netns.ring_buffer_size",
+            self.ring_buffer_size.0,
+            errs,
+        );
+        let d = &self.cni_bin_dir;
+        // The kernel compares the directory with its trailing '/'.
+        let max = tapio_shared::TAPIO_CNI_DIR_LEN as usize - 1;
+        if !d.is_empty() && (!d.starts_with('/') || d.trim_end_matches('/').len() + 1 > max) {
+            errs.push(ConfigError::new(
+                "probes.netns.cni_bin_dir",
+                format!("{d:?}: an absolute directory path of at most {max} bytes"),
+            ));
+        }
+        if d.split('/').any(|c| c == ".." || c == ".") {
+            errs.push(ConfigError::new(
+                "probes.netns.cni_bin_dir",
+                format!(
+                    "{d:?}: no `.` or `..` components (the kernel compares the path as executed)"
+                ),
+            ));
         }
     }
 }

@@ -32,6 +32,18 @@ pub mod event {
     pub const KERNEL_IO_URING_CREATE: &str = "kernel.io_uring.create";
     pub const SYSTEMD_UNIT_START: &str = "systemd.unit.start";
     pub const SYSTEMD_UNIT_STOP: &str = "systemd.unit.stop";
+    pub const NETWORK_NAMESPACE_CREATE: &str = "network.namespace.create";
+    pub const NETWORK_NAMESPACE_DELETE: &str = "network.namespace.delete";
+    pub const NETWORK_INTERFACE_CREATE: &str = "network.interface.create";
+    pub const NETWORK_INTERFACE_DELETE: &str = "network.interface.delete";
+    pub const NETWORK_INTERFACE_MOVE: &str = "network.interface.move";
+    pub const NETWORK_INTERFACE_UP: &str = "network.interface.up";
+    pub const NETWORK_INTERFACE_DOWN: &str = "network.interface.down";
+    pub const NETWORK_ADDRESS_ADD: &str = "network.address.add";
+    pub const NETWORK_ADDRESS_DELETE: &str = "network.address.delete";
+    pub const NETWORK_ROUTE_ADD: &str = "network.route.add";
+    pub const NETWORK_ROUTE_DELETE: &str = "network.route.delete";
+    pub const CNI_PLUGIN_EXEC: &str = "cni.plugin.exec";
 }
 
 /// Span names.
@@ -293,6 +305,44 @@ pub mod attr {
     pub const TAPIO_ETCD_SYSCALL: &str = "tapio.etcd.syscall";
     /// The WAL file's descriptor in the etcd process.
     pub const TAPIO_ETCD_FD: &str = "tapio.etcd.fd";
+    // netns probe (network namespaces, rtnetlink, CNI plugins)
+    /// A network namespace's inode number (`ls -iL /run/netns/x`,
+    /// `readlink /proc/<pid>/ns/net`): its one stable identity.
+    pub const TAPIO_NETNS_INODE: &str = "tapio.network.namespace.inode";
+    /// Its id (nsid) as Tapio's own namespace numbers it (`ip netns list-id`).
+    pub const TAPIO_NETNS_ID: &str = "tapio.network.namespace.id";
+    /// A bind mount that keeps it (`/run/netns/<name>`), when there is one.
+    pub const TAPIO_NETNS_PATH: &str = "tapio.network.namespace.path";
+    /// The namespace the creating task was in before.
+    pub const TAPIO_NETNS_PARENT_INODE: &str = "tapio.network.namespace.parent_inode";
+    /// How it was made: `unshare`, `clone`; `existing` for one found at start.
+    pub const TAPIO_NETNS_VIA: &str = "tapio.network.namespace.via";
+    /// Where an interface moved to (`network.interface.move`), or the
+    /// namespace a CNI call is for (CNI_NETNS, `cni.plugin.exec`).
+    pub const TAPIO_NETNS_TARGET_INODE: &str = "tapio.network.namespace.target.inode";
+    pub const TAPIO_NETNS_TARGET_ID: &str = "tapio.network.namespace.target.id";
+    /// The interface's index in its namespace.
+    pub const TAPIO_NETWORK_INTERFACE_INDEX: &str = "tapio.network.interface.index";
+    /// Its link kind (`veth`, `bridge`, `vxlan`...; IFLA_INFO_KIND).
+    pub const TAPIO_NETWORK_INTERFACE_KIND: &str = "tapio.network.interface.kind";
+    /// An interface address and its prefix length.
+    pub const TAPIO_NETWORK_ADDRESS: &str = "tapio.network.address";
+    pub const TAPIO_NETWORK_PREFIX_LENGTH: &str = "tapio.network.prefix_length";
+    /// A route's destination (`198.18.1.0/24`, `default`), gateway,
+    /// table (254 is main) and the interface it leaves through.
+    pub const TAPIO_NETWORK_ROUTE_DESTINATION: &str = "tapio.network.route.destination";
+    pub const TAPIO_NETWORK_ROUTE_GATEWAY: &str = "tapio.network.route.gateway";
+    pub const TAPIO_NETWORK_ROUTE_TABLE: &str = "tapio.network.route.table";
+    /// The CNI plugin (the executable's file name).
+    pub const TAPIO_CNI_PLUGIN: &str = "tapio.cni.plugin";
+    /// CNI_COMMAND: ADD, DEL, CHECK, VERSION, GC, STATUS.
+    pub const TAPIO_CNI_COMMAND: &str = "tapio.cni.command";
+    /// CNI_CONTAINERID: the sandbox (pod) container the call is for.
+    pub const TAPIO_CNI_CONTAINER_ID: &str = "tapio.cni.container_id";
+    /// CNI_NETNS: the namespace path the plugin was handed.
+    pub const TAPIO_CNI_NETNS: &str = "tapio.cni.netns";
+    /// CNI_IFNAME: the interface it is to make in that namespace.
+    pub const TAPIO_CNI_IFNAME: &str = "tapio.cni.ifname";
 }
 
 /// Kind of instrument a metric is exported as.
@@ -754,6 +804,54 @@ pub const LOG_EVENTS: &[(&str, &str)] = &[
     (
         event::SYSTEMD_UNIT_STOP,
         "A systemd unit's cgroup was removed: lifetime, exits, failed exits and OOM kills of its processes (WARN when any failed).",
+    ),
+    (
+        event::NETWORK_NAMESPACE_CREATE,
+        "A network namespace was made (unshare or clone with CLONE_NEWNET): its inode, the creator, the namespace it came from.",
+    ),
+    (
+        event::NETWORK_NAMESPACE_DELETE,
+        "A network namespace Tapio tracked was freed by the kernel (its last process and mount gone).",
+    ),
+    (
+        event::NETWORK_INTERFACE_CREATE,
+        "A network interface appeared (rtnetlink RTM_NEWLINK): name, index, kind, namespace.",
+    ),
+    (
+        event::NETWORK_INTERFACE_DELETE,
+        "A network interface was removed (rtnetlink RTM_DELLINK).",
+    ),
+    (
+        event::NETWORK_INTERFACE_MOVE,
+        "A network interface moved to another network namespace: from, to, its new index.",
+    ),
+    (
+        event::NETWORK_INTERFACE_UP,
+        "A network interface was set administratively up (IFF_UP).",
+    ),
+    (
+        event::NETWORK_INTERFACE_DOWN,
+        "A network interface was set administratively down.",
+    ),
+    (
+        event::NETWORK_ADDRESS_ADD,
+        "An address was added to an interface (rtnetlink RTM_NEWADDR).",
+    ),
+    (
+        event::NETWORK_ADDRESS_DELETE,
+        "An address was removed from an interface (RTM_DELADDR).",
+    ),
+    (
+        event::NETWORK_ROUTE_ADD,
+        "A route was added or replaced (RTM_NEWROUTE; not the kernel's own per-address routes).",
+    ),
+    (
+        event::NETWORK_ROUTE_DELETE,
+        "A route was removed (RTM_DELROUTE).",
+    ),
+    (
+        event::CNI_PLUGIN_EXEC,
+        "A CNI plugin was executed: plugin, CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME from its environment.",
     ),
 ];
 

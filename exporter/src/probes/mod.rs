@@ -10,6 +10,7 @@ pub mod kernel;
 pub mod legacy;
 pub mod lsm;
 pub mod memory;
+pub mod netns;
 pub mod network;
 #[cfg(test)]
 mod otlp_json;
@@ -108,6 +109,7 @@ pub const ALL: &[ProbeSpec] = &[
     kernel::SPEC,
     etcd::SPEC,
     systemd::SPEC,
+    netns::SPEC,
 ];
 
 /// A ring-buffer record that is not what its probe writes.
@@ -532,6 +534,17 @@ pub fn load(
             .override_global(GLOBAL_SAMPLE_THRESHOLD, &threshold, true)
             .override_global(GLOBAL_SLOW_NS, &slow_ns, false);
     }
+    load_with(spec, loader, btf, attach, wanted)
+}
+
+/// [`load`] with a loader the probe has set up (globals of its own).
+pub fn load_with(
+    spec: &ProbeSpec,
+    mut loader: EbpfLoader<'_>,
+    btf: Option<&Btf>,
+    attach: bool,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Loaded, LoadError> {
     let mut ebpf = loader
         .load(spec.object)
         .map_err(|source| LoadError::Object {

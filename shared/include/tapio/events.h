@@ -63,6 +63,8 @@ enum tapio_event_kind {
 	TAPIO_EVENT_IO_URING_CREATE = 71,
 	TAPIO_EVENT_ETCD_WAL_FSYNC = 80,
 	TAPIO_EVENT_UNIT = 81,
+	TAPIO_EVENT_NETNS_CREATE = 90,
+	TAPIO_EVENT_CNI_EXEC = 91,
 };
 
 /* DNS payload bytes copied per packet: the classic UDP message limit.
@@ -905,6 +907,59 @@ struct tapio_unit_event {
 	__u16 level;           /* cgroup level (the root is 0) */
 	__u32 _pad0;
 	char path[TAPIO_UNIT_PATH_LEN]; /* cgroup path from the v2 root, "/a.slice/b.service" */
+};
+
+/* Network namespaces and CNI plugins (the netns probe). Interface, address
+ * and route changes come from rtnetlink in userspace, not from here. */
+
+/* How a new network namespace was made. */
+enum tapio_netns_via {
+	TAPIO_NETNS_UNSHARE = 1, /* unshare(CLONE_NEWNET): the caller moved in */
+	TAPIO_NETNS_CLONE = 2,   /* clone/clone3(CLONE_NEWNET): a child born in it */
+};
+
+/* network.namespace.create: a task is in a network namespace its parent
+ * (clone) or itself a moment ago (unshare) was not in. The header is the
+ * task that made it (the parent for clone). */
+struct tapio_netns_create {
+	struct tapio_event_header hdr;
+	__u64 netns_ino;        /* the new namespace's inode (ns.inum) */
+	__u64 parent_netns_ino; /* the namespace the task was in before */
+	__u32 via;              /* enum tapio_netns_via */
+	__u32 child_pid;        /* clone: the child (tgid, in it); unshare: 0 */
+};
+
+/* The CNI bin directory the kernel matches exec paths against, with its
+ * trailing '/' (a .rodata global set by userspace before load). */
+#define TAPIO_CNI_DIR_LEN 128
+/* Environment bytes copied per CNI plugin exec. Runtimes (libcni) append
+ * the CNI_* variables after their own environment, so a longer one is
+ * copied from its end (flagged). */
+#define TAPIO_CNI_ENV_LEN 8192
+
+/* Bits of tapio_cni_exec.flags. */
+enum tapio_cni_flags {
+	/* filename did not fit in TAPIO_PATH_LEN. */
+	TAPIO_CNI_FILENAME_TRUNCATED = 1,
+	/* The environment was longer than TAPIO_CNI_ENV_LEN: env holds its
+	 * last TAPIO_CNI_ENV_LEN bytes (the first variable may be cut). */
+	TAPIO_CNI_ENV_TAIL = 2,
+	/* The environment could not be read; env_len is 0. */
+	TAPIO_CNI_ENV_UNREADABLE = 4,
+};
+
+/* cni.plugin.exec: a program under the CNI bin directory was executed.
+ * The header is the new image (the plugin). */
+struct tapio_cni_exec {
+	struct tapio_event_header hdr;
+	__u64 netns_ino;    /* the plugin's own network namespace at exec */
+	__u32 flags;        /* enum tapio_cni_flags bits */
+	__u32 env_len;      /* bytes used in env */
+	__u32 env_total;    /* the whole environment's size */
+	__u16 filename_len; /* bytes used in filename, without the NUL */
+	__u16 _pad0;
+	char filename[TAPIO_PATH_LEN]; /* path given to execve */
+	char env[TAPIO_CNI_ENV_LEN];   /* environment, NUL-separated NAME=value */
 };
 
 #pragma clang diagnostic pop
