@@ -29,11 +29,11 @@ use crate::supervise::{fault_injected, lock, Task, Watch};
 use crate::telemetry::{DropReason, Signal, Source, SourceCounts, Telemetry};
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
-    logs::v1::LogRecord,
     metrics::v1::{metric::Data, Metric, ResourceMetrics, ScopeMetrics},
     resource::v1::Resource,
-    trace::v1::Span,
 };
+#[cfg(any(test, feature = "legacy-mapper"))]
+use opentelemetry_proto::tonic::{logs::v1::LogRecord, trace::v1::Span};
 use queue::EncodedQueue;
 pub use sink::SinkError;
 use sink::{Payload, Sink};
@@ -256,14 +256,17 @@ impl Emitter {
         self.format
     }
 
-    /// A log record built as an opentelemetry-proto message (the probes
-    /// not yet writing their records directly).
+    /// A log record built as an opentelemetry-proto message: the old
+    /// mappings' path, kept for the benches and tests that compare with it
+    /// (every probe writes its records directly).
+    #[cfg(any(test, feature = "legacy-mapper"))]
     pub fn log(&self, r: LogRecord) {
         let format = self.format;
         self.logs.push_with(self.source, |b| message(format, &r, b));
     }
 
-    /// A span built as an opentelemetry-proto message.
+    /// A span built as an opentelemetry-proto message (see [`Self::log`]).
+    #[cfg(any(test, feature = "legacy-mapper"))]
     pub fn span(&self, s: Span) {
         let format = self.format;
         self.spans
@@ -371,6 +374,7 @@ fn written<'a>(
 
 /// A message as a queued record of `format`: protobuf, or its serde JSON
 /// (opentelemetry-proto's serde is OTLP/JSON) in the same framing.
+#[cfg(any(test, feature = "legacy-mapper"))]
 fn message<M: prost::Message + serde::Serialize>(format: Format, m: &M, b: &mut Vec<u8>) {
     match format {
         Format::Protobuf => prost::encoding::message::encode(wire::RECORD_FIELD, m, b),

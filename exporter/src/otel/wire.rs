@@ -189,6 +189,7 @@ impl Severity {
 }
 
 /// `Span.kind` values.
+pub const SPAN_KIND_INTERNAL: u64 = 1;
 pub const SPAN_KIND_CLIENT: u64 = 3;
 
 /// `Status.code` values.

@@ -231,45 +231,41 @@ pub fn decode(bytes: &[u8]) -> Result<WalFsync, DecodeError> {
     })
 }
 
-/// The span of a slow WAL sync.
-pub fn span(
+/// `etcd.wal_fsync`: a WAL sync over the slow threshold, with `error.type`
+/// (the errno's text) and an error status when the sync failed. Written
+/// straight to the wire (see `otel::wire`).
+pub fn write_span(
+    enc: &mut impl crate::otel::wire::Encode,
     f: &WalFsync,
     clock: &crate::clock::WallClock,
     ids: &mut crate::otel::traces::IdGenerator,
-) -> opentelemetry_proto::tonic::trace::v1::Span {
-    use crate::otel::{kv_int, kv_str, names};
-    use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span, Status};
+) {
+    use crate::otel::names::{attr, span};
+    use crate::otel::wire::{RecordWriter, StatusCode, SPAN_KIND_INTERNAL};
     let start = clock.to_unix_ns(f.start_boot_ns);
-    let mut attributes = vec![
-        kv_int(names::attr::PROCESS_PID, i64::from(f.common.pid)),
-        kv_int(names::attr::THREAD_ID, i64::from(f.common.tid)),
-        kv_str(names::attr::PROCESS_EXECUTABLE_NAME, f.common.comm.clone()),
-        kv_str(names::attr::FILE_NAME, f.file.clone()),
-        kv_str(names::attr::TAPIO_ETCD_SYSCALL, f.syscall),
-        kv_int(names::attr::TAPIO_ETCD_FD, i64::from(f.fd)),
-    ];
-    let status = if f.ret < 0 {
-        attributes.push(kv_str(
-            names::attr::ERROR_TYPE,
-            std::io::Error::from_raw_os_error((-f.ret) as i32).to_string(),
-        ));
-        Some(Status {
-            code: StatusCode::Error as i32,
-            message: String::new(),
-        })
+    let (trace_id, span_id) = (ids.trace_id_bytes(), ids.span_id_bytes());
+    let mut w = enc.span(
+        &trace_id,
+        &span_id,
+        span::ETCD_WAL_FSYNC,
+        SPAN_KIND_INTERNAL,
+        start,
+        start + f.duration_ns,
+    );
+    w.int(attr::PROCESS_PID, i64::from(f.common.pid));
+    w.int(attr::THREAD_ID, i64::from(f.common.tid));
+    w.str(attr::PROCESS_EXECUTABLE_NAME, &f.common.comm);
+    w.str(attr::FILE_NAME, &f.file);
+    w.str(attr::TAPIO_ETCD_SYSCALL, f.syscall);
+    w.int(attr::TAPIO_ETCD_FD, i64::from(f.fd));
+    if f.ret < 0 {
+        w.display(
+            attr::ERROR_TYPE,
+            std::io::Error::from_raw_os_error((-f.ret) as i32),
+        );
+        w.finish_span(StatusCode::Error, format_args!(""));
     } else {
-        None
-    };
-    Span {
-        trace_id: ids.trace_id(),
-        span_id: ids.span_id(),
-        name: names::span::ETCD_WAL_FSYNC.into(),
-        kind: SpanKind::Internal as i32,
-        start_time_unix_nano: start,
-        end_time_unix_nano: start + f.duration_ns,
-        attributes,
-        status,
-        ..Default::default()
+        w.finish_span(StatusCode::Unset, format_args!(""));
     }
 }
 
@@ -290,7 +286,8 @@ impl crate::reader::RecordHandler for Handler {
         let Some(f) = self.stats.decoded(decode(record)) else {
             return;
         };
-        self.emitter.span(span(&f, &self.clock, &mut self.ids));
+        let (clock, ids) = (&self.clock, &mut self.ids);
+        crate::encode_span!(self.emitter, |enc| write_span(enc, &f, clock, ids));
         let lat = crate::clock::boot_ns().saturating_sub(f.common.ts_boot_ns);
         self.stats.latency.record_ns(lat);
     }
@@ -299,6 +296,51 @@ impl crate::reader::RecordHandler for Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The prost mapping the direct writer replaced: the oracle of
+    /// `the_direct_span_matches_the_old_mapping`.
+    fn span(
+        f: &WalFsync,
+        clock: &crate::clock::WallClock,
+        ids: &mut crate::otel::traces::IdGenerator,
+    ) -> opentelemetry_proto::tonic::trace::v1::Span {
+        use crate::otel::{kv_int, kv_str, names};
+        use opentelemetry_proto::tonic::trace::v1::{
+            span::SpanKind, status::StatusCode, Span, Status,
+        };
+        let start = clock.to_unix_ns(f.start_boot_ns);
+        let mut attributes = vec![
+            kv_int(names::attr::PROCESS_PID, i64::from(f.common.pid)),
+            kv_int(names::attr::THREAD_ID, i64::from(f.common.tid)),
+            kv_str(names::attr::PROCESS_EXECUTABLE_NAME, f.common.comm.clone()),
+            kv_str(names::attr::FILE_NAME, f.file.clone()),
+            kv_str(names::attr::TAPIO_ETCD_SYSCALL, f.syscall),
+            kv_int(names::attr::TAPIO_ETCD_FD, i64::from(f.fd)),
+        ];
+        let status = if f.ret < 0 {
+            attributes.push(kv_str(
+                names::attr::ERROR_TYPE,
+                std::io::Error::from_raw_os_error((-f.ret) as i32).to_string(),
+            ));
+            Some(Status {
+                code: StatusCode::Error as i32,
+                message: String::new(),
+            })
+        } else {
+            None
+        };
+        Span {
+            trace_id: ids.trace_id(),
+            span_id: ids.span_id(),
+            name: names::span::ETCD_WAL_FSYNC.into(),
+            kind: SpanKind::Internal as i32,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + f.duration_ns,
+            attributes,
+            status,
+            ..Default::default()
+        }
+    }
 
     fn record() -> tapio_etcd_fsync {
         let mut r = tapio_etcd_fsync {
@@ -340,6 +382,37 @@ mod tests {
         assert!(s.status.is_some());
         assert!(s.attributes.iter().any(|a| a.key == "error.type"));
         assert!(matches!(decode(&b[..40]), Err(DecodeError::Short(_))));
+    }
+
+    #[test]
+    fn the_direct_span_matches_the_old_mapping() {
+        use prost::Message;
+        let clock = crate::clock::WallClock::with_offset(1_000);
+        for ret in [0, -5, -28] {
+            let mut r = record();
+            r.ret = ret;
+            let f = decode(tapio_shared::as_bytes(&r)).unwrap();
+            let mut want = span(&f, &clock, &mut crate::otel::traces::IdGenerator::seeded(1));
+            // The writer always writes a status; an empty one is Unset, as
+            // the old mapping's absent one was.
+            want.status.get_or_insert_with(Default::default);
+            let mut enc = crate::otel::wire::Encoder::default();
+            write_span(
+                &mut enc,
+                &f,
+                &clock,
+                &mut crate::otel::traces::IdGenerator::seeded(1),
+            );
+            let mut old = Vec::new();
+            prost::encoding::message::encode(crate::otel::wire::RECORD_FIELD, &want, &mut old);
+            assert_eq!(enc.record(), &old[..], "ret {ret}");
+            let mut body = &enc.record()[1..];
+            prost::encoding::decode_varint(&mut body).unwrap();
+            assert_eq!(
+                opentelemetry_proto::tonic::trace::v1::Span::decode(body).unwrap(),
+                want
+            );
+        }
     }
 
     #[test]
