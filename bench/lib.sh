@@ -31,3 +31,21 @@ prog_ns() {
 	read -r t c < <(prog_total "$1")
 	if [ "$c" -gt 0 ]; then echo "$((t / c)) $c"; else echo "n/a $c"; fi
 }
+
+# The load benches' binaries and collector (sets TAPIO, GEN, COUNT, ROTEL):
+# Tapio, the load generator and the receiver that counts, from a release
+# build; root; rotel; gcc for the exec target.
+load_tools() {
+	local bin=${CARGO_TARGET_DIR:-target}/release b
+	TAPIO=${TAPIO:-$bin/tapio}
+	GEN=$bin/load_gen
+	COUNT=$bin/otlp_count
+	for b in "$TAPIO" "$GEN" "$COUNT"; do
+		[ -x "$b" ] || { echo "build first: cargo build --release -p tapio -p tapio-integration ($b missing)"; exit 1; }
+	done
+	[ "$(id -u)" = 0 ] || { echo "needs root"; exit 1; }
+	ROTEL=${ROTEL_AGENT:-$(python3 -c 'import rotel,os;print(os.path.join(os.path.dirname(rotel.__file__),"rotel-agent"))' 2>/dev/null || true)}
+	[ -x "$ROTEL" ] || { echo "needs rotel: pip install rotel (or ROTEL_AGENT=path)"; exit 1; }
+	command -v gcc >/dev/null || { echo "needs gcc (for the exec target)"; exit 1; }
+	GEN=$(realpath "$GEN")
+}

@@ -25,18 +25,9 @@ CONNECT_RATE=${CONNECT_RATE:-300}
 DNS_RATE=${DNS_RATE:-300}
 WRITE_RATE=${WRITE_RATE:-20}
 RETRY=${RETRY:-5s}
-BIN=${CARGO_TARGET_DIR:-target}/release
-TAPIO=${TAPIO:-$BIN/tapio}
-GEN=$BIN/load_gen
-COUNT=$BIN/otlp_count
-for b in "$TAPIO" "$GEN" "$COUNT"; do
-	[ -x "$b" ] || { echo "build first: cargo build --release -p tapio -p tapio-integration ($b missing)"; exit 1; }
-done
-[ "$(id -u)" = 0 ] || { echo "needs root"; exit 1; }
-ROTEL=${ROTEL_AGENT:-$(python3 -c 'import rotel,os;print(os.path.join(os.path.dirname(rotel.__file__),"rotel-agent"))' 2>/dev/null || true)}
-[ -x "$ROTEL" ] || { echo "needs rotel: pip install rotel (or ROTEL_AGENT=path)"; exit 1; }
-command -v gcc >/dev/null || { echo "needs gcc (for the exec target)"; exit 1; }
-GEN=$(realpath "$GEN")
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+load_tools # TAPIO, GEN, COUNT, ROTEL
 THIRD=$((DURATION / 3))
 [ "$THIRD" -ge 30 ] || { echo "DURATION must be at least 90 s"; exit 1; }
 

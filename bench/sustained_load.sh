@@ -38,18 +38,9 @@ EXEC_MAX=${EXEC_MAX:-1000}
 EXEC_BURST=${EXEC_BURST:-5000}
 BURST_MAX_SECONDS=${BURST_MAX_SECONDS:-300}
 RING=${RING:-}
-BIN=${CARGO_TARGET_DIR:-target}/release
-TAPIO=${TAPIO:-$BIN/tapio}
-GEN=$BIN/load_gen
-COUNT=$BIN/otlp_count
-for b in "$TAPIO" "$GEN" "$COUNT"; do
-	[ -x "$b" ] || { echo "build first: cargo build --release -p tapio -p tapio-integration ($b missing)"; exit 1; }
-done
-[ "$(id -u)" = 0 ] || { echo "needs root"; exit 1; }
-ROTEL=${ROTEL_AGENT:-$(python3 -c 'import rotel,os;print(os.path.join(os.path.dirname(rotel.__file__),"rotel-agent"))' 2>/dev/null || true)}
-[ -x "$ROTEL" ] || { echo "needs rotel: pip install rotel (or ROTEL_AGENT=path)"; exit 1; }
-command -v gcc >/dev/null || { echo "needs gcc (for the exec target)"; exit 1; }
-GEN=$(realpath "$GEN")
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+load_tools # TAPIO, GEN, COUNT, ROTEL
 
 work=$(mktemp -d /tmp/tapio-sustained.XXXXXX)
 pids=()
@@ -73,8 +64,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 TICK=$(getconf CLK_TCK)
-# shellcheck source=bench/lib.sh
-source "$(dirname "$0")/lib.sh"
 
 # The exec target: a static binary that only exits, so an exec costs the
 # kernel's fork+exec and nothing else, at a path nothing else runs.
