@@ -599,7 +599,15 @@ impl Tapio {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let buf = stderr.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+            // Bytes, not `lines()`: one line that is not UTF-8 would end
+            // `lines()` and with it every later line and the ready signal.
+            let mut r = BufReader::new(err_pipe);
+            let mut raw = Vec::new();
+            while matches!(r.read_until(b'\n', &mut raw), Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&raw)
+                    .trim_end_matches('\n')
+                    .to_string();
+                raw.clear();
                 if line.contains("tapio ready") {
                     let _ = ready_tx.send(());
                 }

@@ -225,6 +225,10 @@ fn mount_of(ino: u64) -> Option<String> {
         .map(|(_, p)| p)
 }
 
+/// Waits for the bind mount of a namespace its creator no longer holds.
+const RETRIES: usize = 5;
+const RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// nsfs's f_type (`NSFS_MAGIC`).
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 
@@ -297,7 +301,22 @@ impl Tracker {
         };
         let mut all: Vec<String> = candidates.to_vec();
         all.extend(path);
-        let f = open_ns(ino, &all).ok_or("gone before it could be opened")?;
+        let mut f = open_ns(ino, &all);
+        // `ip netns add` unshares, bind-mounts the new namespace, then
+        // returns to its old one: read between the two, neither the task
+        // nor a mount is it (seen in the qemu guests). The mount follows
+        // within moments; a few short waits, only on this rare path.
+        for _ in 0..RETRIES {
+            if f.is_some() {
+                break;
+            }
+            std::thread::sleep(RETRY_WAIT);
+            if let Some(p) = mount_of(ino) {
+                r.path = Some(p.clone());
+                f = open_ns(ino, &[p]);
+            }
+        }
+        let f = f.ok_or("gone before it could be opened")?;
         r.nsid = req
             .nsid_for(f.as_raw_fd())
             .map_err(|_| "the kernel refused it an id")?;
