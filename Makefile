@@ -40,6 +40,9 @@ run: setup build
 ## privileged ones for real (they fail under CI=true without root).
 test: setup fmt clippy
 	set -o pipefail; $(CARGO) test --workspace --release 2>&1 | tee $(HOST_TESTS)
+	@# The security probe's other syscall path (the default is per-syscall
+	@# tracepoints): both are proven here and in the guests.
+	TAPIO_TEST_SECURITY_SYSCALLS=dispatch $(CARGO) test --release -p tapio --test security
 	$(MAKE) fuzz
 	TAPIO=$(TAPIO) HOST_TESTS=$(HOST_TESTS) bash integration/vm/run.sh
 

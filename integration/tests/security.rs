@@ -4,10 +4,10 @@
 //! `security.*` log record with the acting pid. Needs root; under CI=true
 //! it fails rather than skips without it.
 //!
-//! Every test runs the probe's default syscall path, the tp_btf
-//! sys_enter/sys_exit dispatcher; with `TAPIO_TEST_SECURITY_SYSCALLS=
-//! per_syscall` (a second pass, here and in the kernel matrix) the same
-//! tests run on the per-syscall tracepoint fallback. Each start checks the
+//! Every test runs the probe's default syscall path, one tracepoint pair
+//! per hooked syscall; with `TAPIO_TEST_SECURITY_SYSCALLS=dispatch` (a
+//! second pass, in `make test` and in the kernel matrix) the same tests run
+//! on the tp_btf sys_enter/sys_exit dispatcher. Each start checks the
 //! variant Tapio reports.
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -57,8 +57,9 @@ fn start(rx: &Receiver, security: &str) -> Tapio {
             found
         })
         .unwrap_or_else(|| panic!("no security variant in the ready line:\n{}", t.stderr()));
-    // The dispatcher needs only tp_btf (5.5+): every kernel Tapio supports.
-    let dispatch = mode != "per_syscall";
+    // Per-syscall tracepoints are the default; the dispatcher only when
+    // asked for (it needs only tp_btf, 5.5+: every kernel Tapio supports).
+    let dispatch = mode == "dispatch";
     assert_eq!(
         label.contains("+dispatch"),
         dispatch,

@@ -264,10 +264,10 @@ pub struct SecurityProbe {
     /// How the syscalls of the other signals (set*id/exec where no
     /// commit_creds hook loads, ptrace, process_vm_writev, mmap/mprotect,
     /// bpf, module loads, watched-file operations) are hooked: `auto` (one
-    /// `tp_btf/sys_enter` + `sys_exit` pair dispatching on the syscall
-    /// number where the kernel takes it, else one tracepoint per syscall),
-    /// or only `dispatch` or `per_syscall`. `tapio probes` shows which the
-    /// kernel takes.
+    /// tracepoint pair per hooked syscall, else one `tp_btf/sys_enter` +
+    /// `sys_exit` pair dispatching on the syscall number), or only
+    /// `per_syscall` or `dispatch`. `tapio probes` shows which the kernel
+    /// takes.
     pub syscalls: SecuritySyscalls,
     /// `security.ptrace`, `security.process_vm_writev`,
     /// `security.memfd.exec`, `security.memory.wx`.
@@ -314,7 +314,7 @@ impl Default for SecurityProbe {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecuritySyscalls {
-    /// Best first: the dispatcher, then per-syscall tracepoints.
+    /// Best first: per-syscall tracepoints, then the dispatcher.
     Auto,
     /// One `tp_btf/sys_enter` + `sys_exit` pair; a syscall of no configured
     /// family costs one array lookup.

@@ -299,16 +299,19 @@ const VARIANT_TP: Variant = Variant {
 /// Variant lists, best first, by (what is wanted, `syscalls`). Within each,
 /// the fentry, kprobe and tracepoint kinds are each one run (see [`spec`]);
 /// a capability hook outranks the cheaper syscall path (a signal more), the
-/// dispatcher outranks per-syscall tracepoints otherwise.
+/// per-syscall tracepoints outrank the dispatcher otherwise: measured side
+/// by side (`bench/security_overhead.sh`), they cost less on every hooked
+/// syscall and nothing on the others, which the dispatcher taxes with one
+/// program pair each (README, "Security probe: syscall hot loops").
 const CAP_AUTO: &[Variant] = &[
-    D_FENTRY_CAP,
     VARIANT_FENTRY_CAP,
-    D_KPROBE_CAP,
+    D_FENTRY_CAP,
     VARIANT_KPROBE_CAP,
-    D_BTF_CAP,
+    D_KPROBE_CAP,
     VARIANT_BTF_CAP,
-    D_BTF,
+    D_BTF_CAP,
     VARIANT_BTF,
+    D_BTF,
     VARIANT_TP_CAP,
     VARIANT_TP,
 ];
@@ -322,17 +325,17 @@ const CAP_PER_SYSCALL: &[Variant] = &[
     VARIANT_TP,
 ];
 const CREDS_AUTO: &[Variant] = &[
-    D_FENTRY,
     VARIANT_FENTRY,
-    D_KPROBE,
+    D_FENTRY,
     VARIANT_KPROBE,
-    D_BTF,
+    D_KPROBE,
     VARIANT_BTF,
+    D_BTF,
     VARIANT_TP,
 ];
 const CREDS_DISPATCH: &[Variant] = &[D_FENTRY, D_KPROBE, D_BTF];
 const CREDS_PER_SYSCALL: &[Variant] = &[VARIANT_FENTRY, VARIANT_KPROBE, VARIANT_BTF, VARIANT_TP];
-const TP_AUTO: &[Variant] = &[D_BTF, VARIANT_BTF, VARIANT_TP];
+const TP_AUTO: &[Variant] = &[VARIANT_BTF, D_BTF, VARIANT_TP];
 const TP_DISPATCH: &[Variant] = &[D_BTF];
 const TP_PER_SYSCALL: &[Variant] = &[VARIANT_BTF, VARIANT_TP];
 
@@ -1505,7 +1508,7 @@ mod tests {
                 .all(|(p, _)| !CAPABILITY_PROGRAMS.contains(p)));
         }
         cfg.capabilities = true;
-        assert_eq!(spec(&cfg).variants[0].label, "fentry+tp_btf+dispatch");
+        assert_eq!(spec(&cfg).variants[0].label, "fentry+tp_btf");
         assert!(spec(&cfg)
             .variants
             .iter()
@@ -1528,15 +1531,15 @@ mod tests {
         };
         assert_eq!(labels(&cfg).len(), 10);
         cfg.attach = A::Kprobe;
-        assert_eq!(labels(&cfg), ["kprobe+tp_btf+dispatch", "kprobe+tp_btf"]);
+        assert_eq!(labels(&cfg), ["kprobe+tp_btf", "kprobe+tp_btf+dispatch"]);
         cfg.attach = A::Tracepoint;
         assert_eq!(
             labels(&cfg),
             [
-                "tp_btf+dispatch+cap_capable",
                 "tp_btf+cap_capable",
-                "tp_btf+dispatch-no-capability",
+                "tp_btf+dispatch+cap_capable",
                 "tp_btf-no-capability",
+                "tp_btf+dispatch-no-capability",
                 "tracepoint+cap_capable",
                 "tracepoint-no-capability"
             ]
@@ -1546,14 +1549,14 @@ mod tests {
         assert_eq!(
             labels(&cfg),
             [
-                "fentry+tp_btf+dispatch-no-capability",
-                "fentry+tp_btf-no-capability"
+                "fentry+tp_btf-no-capability",
+                "fentry+tp_btf+dispatch-no-capability"
             ]
         );
     }
 
     #[test]
-    fn syscalls_picks_the_dispatcher_or_the_tracepoints() {
+    fn syscalls_picks_the_tracepoints_or_the_dispatcher() {
         use crate::config::{SecurityAttach as A, SecuritySyscalls as S};
         for (credentials, capabilities) in [(true, true), (true, false), (false, false)] {
             for attach in [A::Auto, A::Fentry, A::Kprobe, A::Tracepoint] {
@@ -1565,8 +1568,8 @@ mod tests {
                 };
                 let auto = spec(&cfg).variants;
                 assert!(
-                    auto[0].label.contains("+dispatch"),
-                    "the dispatcher is the default: {}",
+                    !auto[0].label.contains("+dispatch"),
+                    "per-syscall tracepoints are the default: {}",
                     auto[0].label
                 );
                 cfg.syscalls = S::Dispatch;
