@@ -16,9 +16,20 @@
  * seen: a TLS ClientHello leaving for a DoT port, or naming a configured
  * DoH resolver, becomes a tapio_dns_encrypted record with the socket's
  * owner (learnt at connect, as for DNS over TCP).
+ *
+ * probes.scope, by who sent the query, before any reserve:
+ *   a query       current when it is the sender; from a kernel thread,
+ *                 the socket owner learnt at send time (only in-scope
+ *                 owners are learnt);
+ *   a response    (softirq, current is anyone: on loopback the server)
+ *                 only for a flow an in-scope query left on
+ *                 (tapio_dns_scope_flows, filled only when scoped);
+ *   DNS over TCP and encrypted DNS (cgroup_skb): only for sockets whose
+ *                 owner was learnt at connect, which is in scope.
  */
 #include "tapio_bpf.h"
 #include "tapio_tls.h"
+#include "tapio_scope.h"
 
 TAPIO_PROBE_MAPS();
 
@@ -52,6 +63,17 @@ struct {
 	__type(key, __u16);
 	__type(value, __u8);
 } tapio_dns_enc_ports SEC(".maps");
+
+/* Flows (client -> server tuple, _pad0 = IP protocol) that an in-scope
+ * query left on, so their responses are recorded. Used only when a scope
+ * is set; userspace shrinks it to one entry otherwise. LRU: a flow whose
+ * response never comes is evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tapio_tcp_tuple);
+	__type(value, __u8);
+} tapio_dns_scope_flows SEC(".maps");
 
 /* Hashes (tapio_tls_name_hash) of the configured DoH resolver names. */
 struct {
@@ -255,24 +277,55 @@ static __always_inline int is_dns_port(__u16 port)
 	return bpf_map_lookup_elem(&tapio_dns_ports, &port) != NULL;
 }
 
+/* probes.scope for a packet of the tracepoint paths: a query by its
+ * sender (noting its flow), a response by its query's flow. `owner`: the
+ * learnt socket owner of a query sent from a kernel thread, or NULL. */
+static __always_inline int packet_in_scope(struct parsed *p, __u8 direction, int kthread,
+					   const struct sock_owner *owner)
+{
+	if (!tapio_scoped())
+		return 1;
+	struct tapio_tcp_tuple k = {};
+	fill_tuple(&k, p, direction);
+	k._pad0 = p->protocol;
+	if (direction == TAPIO_DNS_RESPONSE)
+		return bpf_map_lookup_elem(&tapio_dns_scope_flows, &k) != NULL;
+	/* Only in-scope owners are learnt (on_send). */
+	if (kthread ? !owner : !tapio_current_in_scope())
+		return 0;
+	__u8 one = 1;
+	if (bpf_map_update_elem(&tapio_dns_scope_flows, &k, &one, BPF_ANY))
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	return 1;
+}
+
 static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __u8 direction)
 {
 	if (p->payload_len == 0)
 		return; /* handshakes and bare ACKs */
+	struct task_struct *task = bpf_get_current_task_btf();
+	int kthread = direction == TAPIO_DNS_QUERY && (BPF_CORE_READ(task, flags) & PF_KTHREAD);
+	struct sock_owner *o = NULL;
+	const struct sock *s = NULL;
+	if (kthread) {
+		s = BPF_CORE_READ(skb, sk);
+		__u64 key = (__u64)s;
+		o = s ? bpf_map_lookup_elem(&tapio_dns_sock_owner, &key) : NULL;
+		if (o && o->ino != sock_ino(s))
+			o = NULL;
+	}
+	if (!packet_in_scope(p, direction, kthread, o))
+		return;
 	struct tapio_dns_packet *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 	if (!e)
 		return;
 	/* Zero the fixed part (the payload is bounded by payload_len). */
 	__builtin_memset(e, 0, offsetof(struct tapio_dns_packet, payload));
-	struct task_struct *task = bpf_get_current_task_btf();
-	if (direction == TAPIO_DNS_QUERY && (BPF_CORE_READ(task, flags) & PF_KTHREAD)) {
+	if (kthread) {
 		/* Sent later from a kernel thread (ksoftirqd after ARP/NDP): the
 		 * process is the socket's owner as learnt at send time, or
 		 * unknown; never the kernel thread. */
-		const struct sock *s = BPF_CORE_READ(skb, sk);
-		__u64 key = (__u64)s;
-		struct sock_owner *o = s ? bpf_map_lookup_elem(&tapio_dns_sock_owner, &key) : NULL;
-		if (o && o->ino == sock_ino(s))
+		if (o)
 			e->hdr = o->hdr;
 		e->hdr.ts_ns = bpf_ktime_get_boot_ns();
 		e->hdr.kind = TAPIO_EVENT_DNS_PACKET;
@@ -367,6 +420,8 @@ static __always_inline int on_send(const struct sock *sk)
 	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
 	if (proto != IPPROTO_UDP_ && proto != IPPROTO_TCP_)
 		return 0;
+	if (!tapio_current_in_scope())
+		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 key = (__u64)sk;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -432,6 +487,8 @@ int BPF_PROG(tapio_dns_tcp_connect_btf, const struct sock *sk, const int oldstat
 	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (!is_dns_port(dport) && !enc_port(dport))
 		return 0;
+	if (!tapio_current_in_scope())
+		return 0;
 	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 	struct tapio_event_header h = {};
 	tapio_fill_header(&h, bpf_get_current_task_btf(), TAPIO_EVENT_DNS_PACKET);
@@ -495,12 +552,15 @@ static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u
 {
 	if (p->payload_len == 0)
 		return;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct tapio_event_header *owner = bpf_map_lookup_elem(&tapio_dns_tcp_owner, &cookie);
+	/* Scoped: only owners learnt at connect are in scope. */
+	if (!owner && tapio_scoped())
+		return;
 	struct tapio_dns_packet *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 	if (!e)
 		return;
 	__builtin_memset(e, 0, offsetof(struct tapio_dns_packet, payload));
-	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct tapio_event_header *owner = bpf_map_lookup_elem(&tapio_dns_tcp_owner, &cookie);
 	if (owner)
 		e->hdr = *owner;
 	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
@@ -557,7 +617,7 @@ static __always_inline void encrypted(struct __sk_buff *skb, struct parsed *p, _
 		 * DNS-over-TCP sockets (every HTTPS connect fills one). */
 		bpf_map_delete_elem(&tapio_dns_tcp_owner, &cookie);
 	}
-	if (!how)
+	if (!how || (!owner && tapio_scoped()))
 		return;
 	struct tapio_dns_encrypted *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 	if (!e)

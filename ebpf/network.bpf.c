@@ -11,8 +11,16 @@
  * sampled, except failures and slow ones, which are always sent.
  *
  * Two attach paths with one body: tp_btf (typed) and the classic tracepoint.
+ *
+ * probes.scope is decided once per connection, when it enters the maps:
+ * an outbound one at SYN_SENT (connect(), the connecting task is current),
+ * an inbound one at SYN_RECV -> ESTABLISHED (softirq: by the cgroup its
+ * listening socket was created in). Later transitions and the close only
+ * look connections up, so an out-of-scope one is never tracked, recorded
+ * or counted in the histogram.
  */
 #include "tapio_bpf.h"
+#include "tapio_scope.h"
 
 TAPIO_PROBE_MAPS();
 
@@ -146,6 +154,8 @@ static __always_inline __u32 outcome_of(int err)
 
 static __always_inline void on_syn_sent(__u64 key)
 {
+	if (!tapio_current_in_scope())
+		return;
 	struct pending_connect p = {};
 	tapio_fill_header(&p.hdr, bpf_get_current_task_btf(), TAPIO_EVENT_TCP_CONNECT);
 	p.start_ns = p.hdr.ts_ns;
@@ -194,10 +204,12 @@ static __always_inline void on_connect_done(const struct sock *sk, __u64 key, in
 	bpf_map_delete_elem(&tapio_tcp_pending, &key);
 }
 
-static __always_inline void on_accepted(__u64 key)
+static __always_inline void on_accepted(const struct sock *sk, __u64 key)
 {
 	/* This runs in softirq: the accepting process is not known yet, so
 	 * the header only carries the time. */
+	if (!tapio_sock_in_scope(sk))
+		return;
 	struct live_conn c = {};
 	c.hdr.ts_ns = bpf_ktime_get_boot_ns();
 	c.hdr.kind = TAPIO_EVENT_TCP_CLOSE;
@@ -261,7 +273,7 @@ static __always_inline int handle(const struct sock *sk, int oldstate, int newst
 	else if (oldstate == TCP_SYN_SENT)
 		on_connect_done(sk, key, newstate);
 	else if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)
-		on_accepted(key);
+		on_accepted(sk, key);
 	else if (newstate == TCP_CLOSE)
 		on_close(sk, key);
 	return 0;

@@ -6,9 +6,14 @@
  *   - tp_btf (BTF-typed raw tracepoints): direct typed arguments, cheapest;
  *   - tracepoint (classic): works where tp_btf is refused.
  * Both share the same bodies; only the way they find the task differs.
+ *
+ * probes.scope: every hook here runs in the subject's own context (exec
+ * and exit in the task itself, fork in the parent), so the check is on
+ * current, before the reserve.
  */
 #include "tapio_bpf.h"
 #include "tapio_cgroup.h"
+#include "tapio_scope.h"
 
 TAPIO_PROBE_MAPS();
 
@@ -53,6 +58,8 @@ static __always_inline void read_args(struct tapio_process_exec *e, struct task_
 static __always_inline int emit_exec(struct task_struct *task, const char *filename,
 				     __u32 old_pid)
 {
+	if (!tapio_current_in_scope())
+		return 0;
 	struct tapio_process_exec *e =
 		tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 	if (!e)
@@ -100,6 +107,8 @@ static __always_inline int emit_exit(struct task_struct *task)
 	 * the group goes (signal->live dropped to zero before this point). */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
+	if (!tapio_current_in_scope())
+		return 0;
 	struct tapio_process_exit *e =
 		tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 	if (!e)
@@ -138,6 +147,10 @@ int BPF_PROG(tapio_fork_btf, struct task_struct *parent, struct task_struct *chi
 	__u32 child_tgid = BPF_CORE_READ(child, tgid);
 	/* A new thread is not a new process. */
 	if (child_pid != child_tgid)
+		return 0;
+	/* The parent's scope: a child created straight into another cgroup
+	 * (clone3 CLONE_INTO_CGROUP) is reported by its parent's. */
+	if (!tapio_current_in_scope())
 		return 0;
 	struct tapio_process_fork *e =
 		tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));

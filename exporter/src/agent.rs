@@ -42,6 +42,10 @@ pub enum RunError {
     Opamp(#[from] crate::opamp::OpampError),
     #[error("{task} failed: {why}")]
     TaskFailed { task: Task, why: String },
+    /// Checked at config validation too; here the cgroup may have gone
+    /// since.
+    #[error("probes.scope.cgroup: {0}")]
+    Scope(String),
     #[error("exporters.prometheus: cannot listen on {addr}: {source}")]
     Prometheus {
         addr: std::net::SocketAddr,
@@ -236,8 +240,22 @@ pub async fn run(
         policies: &mut policies,
     };
 
+    let scope = match &settings.probes.scope.cgroup {
+        Some(cg) => {
+            let s = probes::scope::resolve_here(cg).map_err(RunError::Scope)?;
+            tracing::info!(
+                cgroup = %cg,
+                id = s.id,
+                level = s.level,
+                "probes.scope: process, network and dns record only this cgroup and below"
+            );
+            Some(s)
+        }
+        None => None,
+    };
+
     let pcfg = settings.probes.process.clone();
-    let ring = probes::RingConfig::new(pcfg.ring_buffer_size.0, pcfg.wakeup_interval);
+    let ring = probes::RingConfig::new(pcfg.ring_buffer_size.0, pcfg.wakeup_interval).scoped(scope);
     let wanted = probes::process::Handler::wanted(&pcfg);
     ctx.start(
         &probes::process::SPEC,
@@ -258,7 +276,8 @@ pub async fn run(
 
     let ncfg = settings.probes.network.clone();
     let ring = probes::RingConfig::new(ncfg.ring_buffer_size.0, ncfg.wakeup_interval)
-        .sampled(ncfg.sample_rate, ncfg.slow_threshold);
+        .sampled(ncfg.sample_rate, ncfg.slow_threshold)
+        .scoped(scope);
     ctx.start(
         &probes::network::SPEC,
         ncfg.enabled,
@@ -283,7 +302,7 @@ pub async fn run(
     )?;
 
     let dcfg = settings.probes.dns.clone();
-    let ring = probes::RingConfig::new(dcfg.ring_buffer_size.0, dcfg.wakeup_interval);
+    let ring = probes::RingConfig::new(dcfg.ring_buffer_size.0, dcfg.wakeup_interval).scoped(scope);
     ctx.start(
         &probes::dns::SPEC,
         dcfg.enabled,

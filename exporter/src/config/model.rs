@@ -186,6 +186,24 @@ pub struct Probes {
     /// `network.interface.*`, `network.address.*`, `network.route.*`,
     /// `cni.plugin.exec` logs (a pod's network setup as a timeline).
     pub netns: NetnsProbe,
+    /// Which tasks the process, network and dns probes record (absent:
+    /// every task on the node).
+    pub scope: ProbeScope,
+}
+
+/// `probes.scope`: observe one workload's cgroup v2 subtree only. Decided
+/// in the kernel before a record is written, so tasks outside it cost no
+/// ring space and no export slot. Fixed at start (like every setting but
+/// policies, a change takes effect at the next restart).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeScope {
+    /// A cgroup v2 directory: a path relative to the cgroup2 mount
+    /// (`kubepods.slice`), a cgroup path as `/proc/<pid>/cgroup` prints it
+    /// (`/system.slice/foo.service`), or the directory itself
+    /// (`/sys/fs/cgroup/kubepods.slice`). Tasks in it or below it are
+    /// recorded. It must exist when Tapio starts.
+    pub cgroup: Option<String>,
 }
 
 /// The etcd probe.

@@ -101,6 +101,7 @@ fn readme_documents_every_config_key() {
     cfg.pipeline.metrics.export_interval = Some(std::time::Duration::from_secs(1));
     cfg.pipeline.shutdown_timeout = Some(std::time::Duration::from_secs(1));
     cfg.probes.process.enabled = Some(true);
+    cfg.probes.scope.cgroup = Some("kubepods.slice".into());
     cfg.exporters.prometheus = Some(PrometheusExporter::default());
     cfg.extensions.opamp = Some(OpampExtension {
         server: OpampServer {
@@ -126,4 +127,36 @@ fn readme_documents_every_config_key() {
             "README's configuration reference lacks `{k}:`"
         );
     }
+}
+
+/// `probes.scope.cgroup` names a cgroup that must exist: a missing one is
+/// an error at its key; this process's own cgroup, written relative to the
+/// cgroup2 mount, is accepted.
+#[test]
+fn scope_cgroup_must_exist_and_may_be_relative() {
+    let e = parse("probes:\n  scope:\n    cgroup: tapio-no-such-cgroup/x\n")
+        .expect_err("a missing cgroup is an error");
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].path, "probes.scope.cgroup", "{e}");
+    assert_eq!(e.0[0].line, Some(3), "{e}");
+    let Some(own) = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        })
+        .filter(|o| o != "/" && crate::probes::cgroup2_root().is_some())
+    else {
+        eprintln!("skipped the relative case: no cgroup v2 here");
+        return;
+    };
+    let rel = own.trim_start_matches('/');
+    let text = format!("probes:\n  scope:\n    cgroup: \"{rel}\"\n");
+    let c = parse(&text).expect("own cgroup, relative, is valid");
+    assert_eq!(c.probes.scope.cgroup.as_deref(), Some(rel));
+    let scope = crate::probes::scope::resolve_here(rel).expect("resolves");
+    assert_eq!(
+        scope.level as usize,
+        rel.split('/').filter(|c| !c.is_empty()).count()
+    );
 }

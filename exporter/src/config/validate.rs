@@ -105,6 +105,13 @@ impl Probes {
                 ));
             }
         }
+        // Resolved here, at start, so a missing cgroup is a config error
+        // naming the key rather than a probe that fails to load.
+        if let Some(cg) = &self.scope.cgroup {
+            if let Err(why) = crate::probes::scope::resolve_here(cg) {
+                errs.push(ConfigError::new("probes.scope.cgroup", why));
+            }
+        }
         self.dns.encrypted.validate(errs);
         self.systemd.validate(errs);
         self.netns.validate(errs);

@@ -15,6 +15,7 @@ pub mod network;
 #[cfg(test)]
 mod otlp_json;
 pub mod process;
+pub mod scope;
 pub mod security;
 pub mod systemd;
 pub mod tc;
@@ -470,6 +471,8 @@ pub struct RingConfig {
     pub wakeup_bytes: u64,
     /// `Some((threshold, slow_ns))` for objects with sampling globals.
     pub sampling: Option<(u32, u64)>,
+    /// `probes.scope`, for the objects that include `tapio_scope.h`.
+    pub scope: Option<scope::CgroupScope>,
 }
 
 /// `bpf_get_prandom_u32() <= threshold` keeps a record: rate 1.0 keeps all.
@@ -496,7 +499,14 @@ impl RingConfig {
             bytes,
             wakeup_bytes,
             sampling: None,
+            scope: None,
         }
+    }
+
+    /// Record only tasks in `scope` (None: every task).
+    pub fn scoped(mut self, scope: Option<scope::CgroupScope>) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// With the sampling globals set.
@@ -534,6 +544,21 @@ pub fn load(
             .override_global(GLOBAL_SAMPLE_THRESHOLD, &threshold, true)
             .override_global(GLOBAL_SLOW_NS, &slow_ns, false);
     }
+    let (scope_id, scope_level) = ring.scope.map_or((0, 0), |s| (s.id, s.level));
+    if ring.scope.is_some() {
+        loader
+            .override_global(scope::GLOBAL_CGROUP, &scope_id, true)
+            .override_global(scope::GLOBAL_LEVEL, &scope_level, true);
+    }
+    // Unscoped, the dns probe's flow map is never touched: one entry.
+    loader.map_max_entries(
+        scope::MAP_DNS_FLOWS,
+        if ring.scope.is_some() {
+            scope::DNS_FLOWS_SCOPED
+        } else {
+            1
+        },
+    );
     load_with(spec, loader, btf, attach, wanted)
 }
 
