@@ -27,20 +27,6 @@ TAPIO_ABI_BTF(tapio_etcd_fsync);
 const volatile __u64 tapio_slow_ns = 100000000;
 const volatile __u32 tapio_sample_threshold = 0xffffffff;
 
-/* Syscall tracepoint records (include/trace/syscall.h): fixed ABI. */
-struct sys_enter_ctx {
-	__u64 common;
-	__s32 nr;
-	__u32 _pad;
-	__u64 args[6];
-};
-struct sys_exit_ctx {
-	__u64 common;
-	__s32 nr;
-	__u32 _pad;
-	__s64 ret;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, TAPIO_ETCD_MAX_COMMS);

@@ -33,20 +33,6 @@ TAPIO_ABI_BTF(tapio_cni_exec);
 const volatile char tapio_cni_dir[TAPIO_CNI_DIR_LEN] = {};
 const volatile __u32 tapio_cni_dir_len = 0;
 
-/* The syscall context of syscalls/sys_{enter,exit}_* (tracefs format). */
-struct sys_enter_ctx {
-	__u64 common;
-	__s32 nr;
-	__u32 _pad;
-	__u64 args[6];
-};
-struct sys_exit_ctx {
-	__u64 common;
-	__s32 nr;
-	__u32 _pad;
-	__s64 ret;
-};
-
 /* Threads inside unshare(CLONE_NEWNET): their namespace at entry. LRU:
  * an entry whose exit was never seen ages out. */
 struct {

@@ -27,21 +27,6 @@ typedef struct tapio_sec_event tapio_sec_event;
 TAPIO_ABI_BTF(tapio_sec_cred);
 TAPIO_ABI_BTF(tapio_sec_event);
 
-/* Syscall tracepoint records (include/trace/syscall.h): the layout is
- * fixed ABI of the tracing subsystem, the same on every kernel. */
-struct sys_enter_ctx {
-	__u64 common;
-	__s32 nr;
-	__u32 _pad;
-	__u64 args[6];
-};
-struct sys_exit_ctx {
-	__u64 common;
-	__s32 nr;
-	__u32 _pad;
-	__s64 ret;
-};
-
 /* The per-syscall tracepoint program `name` (the fallback path): the
  * same body the dispatcher calls for that syscall. */
 #define SYSCALL_TP(event, name)                                                \

@@ -129,4 +129,20 @@ static __always_inline void tapio_fill_header(struct tapio_event_header *h,
 		__n + 1;                                                       \
 	})
 
+/* Syscall tracepoint records (include/trace/syscall.h,
+ * syscalls/sys_enter_* and sys_exit_*): the layout is fixed ABI of the
+ * tracing subsystem, the same on every kernel. */
+struct sys_enter_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__u64 args[6];
+};
+struct sys_exit_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__s64 ret;
+};
+
 #endif /* TAPIO_BPF_H */
