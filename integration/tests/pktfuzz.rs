@@ -18,7 +18,7 @@
 //! classifier's per-flow counting is not. Chaos loss is 1.0: every
 //! matching packet is dropped.
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use etherparse::{
     EtherType, Ethernet2HeaderSlice, IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice,
     Ipv6HeaderSlice, Ipv6RawExtHeaderSlice, SingleVlanHeaderSlice, UdpHeaderSlice,
@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 use tapio::config::{DnsAmplification, TcPolicy, XdpPolicy};
 use tapio::probes::xdp::{self, Reason};
 use tapio_integration::privileged_or_skip;
+#[path = "support/tc_test_run.rs"]
+mod tc_test_run;
+use tc_test_run::TcTestRun;
 
 const XDP_PASS: u32 = 2;
 const XDP_DROP: u32 = 1;
@@ -1039,19 +1042,7 @@ chaos:
         ],
         ..TcModel::default()
     };
-    let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
-    let btf = aya::Btf::from_sys_fs().ok();
-    let (mut loaded, names) = tapio::probes::tc::load(
-        &tapio::config::TcProbe::default(),
-        &tapio::config::EncryptedDns::default(),
-        ring,
-        btf.as_ref(),
-        false,
-    )
-    .expect("load tc object");
-    let mut shared =
-        tapio::probes::tc::Shared::new(&mut loaded, std::sync::Arc::new(names)).expect("maps");
-    shared.apply(&policy).expect("apply policy");
+    let mut t = TcTestRun::load(Some(&policy));
 
     let seeds = seeds();
     let n = packet_count();
@@ -1092,27 +1083,13 @@ chaos:
             Dir::Ingress => tapio::probes::tc::PROG_INGRESS,
             Dir::Egress => tapio::probes::tc::PROG_EGRESS,
         };
-        let prog: &mut SchedClassifier = loaded.ebpf.program_mut(name).unwrap().try_into().unwrap();
-        let mut o = TestRunOptions::new();
-        o.data_in = Some(&pkt);
-        o.data_out = Some(&mut out);
-        let r = match prog.test_run(o) {
-            Ok(r) => r,
-            Err(err) => panic!(
-                "BPF_PROG_TEST_RUN: {err} for {} bytes: {}",
-                pkt.len(),
-                hex(&pkt)
-            ),
-        };
+        let (verdict, len) = t.run_into(name, &pkt, &mut out);
         let e = model.step(&pkt, dir);
-        let got = &out[..r.data_size_out as usize];
+        let got = &out[..len];
         shot += u64::from(e.verdict == TC_ACT_SHOT);
         rewritten += u64::from(e.addr.is_some());
-        let wrong = if r.return_value != e.verdict {
-            Some(format!(
-                "verdict {:#x}, model {:#x}",
-                r.return_value, e.verdict
-            ))
+        let wrong = if verdict != e.verdict {
+            Some(format!("verdict {verdict:#x}, model {:#x}", e.verdict))
         } else if e.verdict == TC_ACT_SHOT {
             None
         } else {
@@ -1136,9 +1113,9 @@ chaos:
         // Keep conntrack far below its LRU size, so nothing the model
         // remembers is evicted in the kernel.
         if (i + 1) % 20_000 == 0 {
-            clear_map::<16, 16>(&mut loaded.ebpf, "tapio_tc_ct");
-            clear_map::<16, 8>(&mut loaded.ebpf, "tapio_tc_rnat");
-            clear_map::<12, 16>(&mut loaded.ebpf, "tapio_tc_frags");
+            clear_map::<16, 16>(&mut t.loaded().ebpf, "tapio_tc_ct");
+            clear_map::<16, 8>(&mut t.loaded().ebpf, "tapio_tc_rnat");
+            clear_map::<12, 16>(&mut t.loaded().ebpf, "tapio_tc_frags");
             model.forget();
         }
     }
@@ -1242,28 +1219,8 @@ chaos:
 ",
     )
     .expect("policy");
-    let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
-    let (mut loaded, names) = tapio::probes::tc::load(
-        &tapio::config::TcProbe::default(),
-        &tapio::config::EncryptedDns::default(),
-        ring,
-        btf.as_ref(),
-        false,
-    )
-    .expect("load tc object");
-    let mut shared =
-        tapio::probes::tc::Shared::new(&mut loaded, std::sync::Arc::new(names)).expect("maps");
-    shared.apply(&policy).expect("apply policy");
-    let mut tc_run = |name: &str, p: &[u8]| {
-        let prog: &mut SchedClassifier = loaded.ebpf.program_mut(name).unwrap().try_into().unwrap();
-        let mut out = vec![0u8; p.len() + 64];
-        let mut o = TestRunOptions::new();
-        o.data_in = Some(p);
-        o.data_out = Some(&mut out);
-        let r = prog.test_run(o).expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
-    };
+    let mut t = TcTestRun::load(Some(&policy));
+    let mut tc_run = |name: &str, p: &[u8]| t.run(name, p);
     let egress = tapio::probes::tc::PROG_EGRESS;
     let ingress = tapio::probes::tc::PROG_INGRESS;
     let v6_in_v4 = unhex(

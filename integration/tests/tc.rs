@@ -12,6 +12,9 @@ use std::{
 use tapio_integration::{
     point_value, privileged_or_skip, sh, str_attr, Dnsmasq, NetNs, NsPair, Receiver, Tapio,
 };
+#[path = "support/tc_test_run.rs"]
+mod tc_test_run;
+use tc_test_run::TcTestRun;
 #[path = "support/netns_progs.rs"]
 mod netns_progs;
 use netns_progs::{in_ns, tc_progs};
@@ -872,31 +875,13 @@ fn tcp_frame(
 
 #[test]
 fn classifies_crafted_flows_through_prog_test_run() {
-    use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
     if !tapio_integration::privileged_or_skip("tc::classifies_crafted_flows_through_prog_test_run")
     {
         return;
     }
-    let ring = tapio::probes::RingConfig::new(4096, std::time::Duration::ZERO);
-    let btf = aya::Btf::from_sys_fs().ok();
-    let (mut loaded, _) = tapio::probes::tc::load(
-        &tapio::config::TcProbe::default(),
-        &tapio::config::EncryptedDns::default(),
-        ring,
-        btf.as_ref(),
-        false,
-    )
-    .expect("load tc object");
+    let mut t = TcTestRun::load(None);
     let mut run = |frame: &[u8]| {
-        let p: &mut SchedClassifier = loaded
-            .ebpf
-            .program_mut(tapio::probes::tc::PROG_EGRESS)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let mut o = TestRunOptions::new();
-        o.data_in = Some(frame);
-        p.test_run(o).expect("BPF_PROG_TEST_RUN");
+        t.run(tapio::probes::tc::PROG_EGRESS, frame);
     };
     let (client, server) = ([198, 18, 0, 1], [198, 18, 0, 2]);
     const SYN: u8 = 0x02;
@@ -1001,7 +986,8 @@ fn classifies_crafted_flows_through_prog_test_run() {
         &server_settings,
     ));
     run(&tcp_frame(client, server, 41006, 8082, PSH_ACK, &request));
-    let m = loaded
+    let m = t
+        .loaded()
         .ebpf
         .map(tapio::probes::tc::MAP_COUNTS)
         .expect("counts map");
@@ -1068,34 +1054,16 @@ fn ones_sum(b: &[u8]) -> u16 {
 
 #[test]
 fn later_fragments_of_a_balanced_datagram_follow_the_first() {
-    use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
     if !privileged_or_skip("tc::later_fragments_of_a_balanced_datagram_follow_the_first") {
         return;
     }
-    let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
-    let btf = aya::Btf::from_sys_fs().ok();
-    let (mut loaded, names) = tapio::probes::tc::load(
-        &tapio::config::TcProbe::default(),
-        &tapio::config::EncryptedDns::default(),
-        ring,
-        btf.as_ref(),
-        false,
-    )
-    .expect("load tc object");
-    let mut shared =
-        tapio::probes::tc::Shared::new(&mut loaded, std::sync::Arc::new(names)).expect("maps");
     let policy: tapio::config::TcPolicy = serde_yaml_ng::from_str(
         "services:\n  - name: dns\n    address: 198.18.20.1:5353\n    protocol: udp\n    backends:\n      - { address: 198.18.11.2:8053 }\n",
     )
     .unwrap();
-    shared.apply(&policy).expect("apply policy");
+    let mut t = TcTestRun::load(Some(&policy));
     let mut run = |prog: &str, frame: &[u8]| -> Vec<u8> {
-        let p: &mut SchedClassifier = loaded.ebpf.program_mut(prog).unwrap().try_into().unwrap();
-        let mut out = vec![0u8; frame.len() + 64];
-        let mut o = TestRunOptions::new();
-        o.data_in = Some(frame);
-        o.data_out = Some(&mut out);
-        p.test_run(o).expect("BPF_PROG_TEST_RUN");
+        let mut out = t.run(prog, frame).1;
         out.truncate(frame.len());
         out
     };
@@ -1156,7 +1124,8 @@ fn later_fragments_of_a_balanced_datagram_follow_the_first() {
     assert_eq!(run(ingress, &orphan), orphan);
     let other = ip4_frame(client, [198, 18, 30, 1], 17, 0x5556, 3, &udp[24..]);
     assert_eq!(run(ingress, &other), other);
-    let m = loaded
+    let m = t
+        .loaded()
         .ebpf
         .map(tapio::probes::tc::MAP_FRAG_COUNTS)
         .expect("fragment counters");
@@ -1171,31 +1140,24 @@ fn later_fragments_of_a_balanced_datagram_follow_the_first() {
 /// policy, here a chaos experiment dropping every packet to port 9000.
 fn plant_leftover_tc(ns: &str, dev: &str) {
     use aya::programs::{tc, SchedClassifier, TcAttachType};
-    let ring = tapio::probes::RingConfig::new(4096, Duration::ZERO);
-    let btf = aya::Btf::from_sys_fs().ok();
-    let (mut loaded, names) = tapio::probes::tc::load(
-        &tapio::config::TcProbe::default(),
-        &tapio::config::EncryptedDns::default(),
-        ring,
-        btf.as_ref(),
-        false,
-    )
-    .expect("load tc object");
-    let mut shared =
-        tapio::probes::tc::Shared::new(&mut loaded, std::sync::Arc::new(names)).expect("maps");
     let policy: tapio::config::TcPolicy = serde_yaml_ng::from_str(
         "chaos:\n  experiments:\n    - { name: leftover, port: 9000, loss: 1.0, duration: 10m }\n",
     )
     .unwrap();
-    shared.apply(&policy).expect("apply policy");
+    let mut t = TcTestRun::load(Some(&policy));
     in_ns(ns, || {
         let _ = tc::qdisc_add_clsact(dev);
         for (prog, dir) in [
             (tapio::probes::tc::PROG_INGRESS, TcAttachType::Ingress),
             (tapio::probes::tc::PROG_EGRESS, TcAttachType::Egress),
         ] {
-            let p: &mut SchedClassifier =
-                loaded.ebpf.program_mut(prog).unwrap().try_into().unwrap();
+            let p: &mut SchedClassifier = t
+                .loaded()
+                .ebpf
+                .program_mut(prog)
+                .unwrap()
+                .try_into()
+                .unwrap();
             let id = p
                 .attach_with_options(dev, dir, tc::TcAttachOptions::Netlink(Default::default()))
                 .expect("clsact attach");
