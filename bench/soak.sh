@@ -155,11 +155,13 @@ print(n)
 PY
 pids+=($!)
 WP=$!
+# --max-seconds: load_gen stops at 300 s unless told otherwise (a bound for
+# its bursts), which cut every soak before this flag to its first 300 s.
 # Only load_gen in the scope: the shell moves itself into the cgroup and
 # becomes load_gen (whose own exec and exit are then two records more).
 timeout --signal=INT $((DURATION + 120)) \
 	sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
-	"$GEN" --duration "$DURATION" --exec-rate "$EXEC_RATE" --connect-rate "$CONNECT_RATE" --dns-rate "$DNS_RATE" \
+	"$GEN" --duration "$DURATION" --max-seconds "$DURATION" --exec-rate "$EXEC_RATE" --connect-rate "$CONNECT_RATE" --dns-rate "$DNS_RATE" \
 	--exec-path "$EXEC" --connect-port "$CPORT" --dns-port "$DPORT" >"$work/gen.json" &
 GP=$!
 pids+=($GP)
