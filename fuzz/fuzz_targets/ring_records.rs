@@ -3,6 +3,12 @@
 //! wrote, so a program bug or a struct mismatch must cost a decode error,
 //! never the agent.
 //!
+//! The memory-sample sums are kernel bytes too, though they come from a
+//! map, not the ring: every record is also read as (cgroup id, allocator,
+//! allocations, bytes) entries and folded into one running `Totals`, which
+//! must never go down; the cgroup names the kernel captures for them are
+//! the record's two halves.
+//!
 //! The input is a sequence of records, each a little-endian u16 length and
 //! that many bytes (the last one cut where the input ends). Each record is
 //! handed to every probe's real `RecordHandler` (decode, enrichment,
@@ -18,7 +24,9 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, Mutex};
 use tapio::export::{Batches, Emitter};
-use tapio::probes::{dns, kernel, lsm, network, process, security, tc, xdp};
+use tapio::probes::{
+    dns, etcd, kernel, lsm, memory, netns, network, process, security, systemd, tc, xdp,
+};
 use tapio::reader::RecordHandler;
 use tapio::telemetry::{Signal, Telemetry};
 
@@ -32,6 +40,7 @@ struct World {
     emitter: Emitter,
     xdp_names: xdp::IfNames,
     clock: tapio::clock::WallClock,
+    memory: memory::Totals,
 }
 
 fn world() -> World {
@@ -92,6 +101,29 @@ fn world() -> World {
             clock,
             state: Arc::new(Mutex::new(lsm_state)),
         }),
+        Box::new(etcd::Handler {
+            emitter: emitter.clone(),
+            stats: t.probe("etcd"),
+            clock,
+            ids: Default::default(),
+        }),
+        Box::new(systemd::Handler {
+            emitter: emitter.clone(),
+            stats: t.probe("systemd"),
+            enricher: enricher(),
+            clock,
+            slices: vec!["system.slice".into(), "user.slice".into()],
+            units: Default::default(),
+        }),
+        // Without rtnetlink the tracker never opens a namespace: the pids
+        // and CNI_NETNS paths in fuzzed records are arbitrary.
+        Box::new(netns::Handler {
+            emitter: emitter.clone(),
+            stats: t.probe("netns"),
+            enricher: enricher(),
+            clock,
+            tracker: netns::Tracker::new(false),
+        }),
     ];
     World {
         handlers,
@@ -99,6 +131,52 @@ fn world() -> World {
         emitter,
         xdp_names: Arc::new([(1, "lo".to_string())].into_iter().collect()),
         clock,
+        memory: Default::default(),
+    }
+}
+
+/// One read of the memory-usage map: 28-byte entries (cgroup id u64,
+/// allocator u32, allocations u64, bytes u64), as the producer sums them.
+fn memory_sums(totals: &mut memory::Totals, record: &[u8]) {
+    let u64_at = |b: &[u8], i: usize| {
+        u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
+    };
+    let read: Vec<(memory::Key, memory::Sums)> = record
+        .chunks_exact(28)
+        .map(|e| {
+            let alloc = u32::from_le_bytes(e[8..12].try_into().expect("4 bytes"));
+            ((u64_at(e, 0), alloc), (u64_at(e, 12), u64_at(e, 20)))
+        })
+        .collect();
+    let half = record.len() / 2;
+    let name = |b: &[u8]| {
+        let raw: Vec<core::ffi::c_char> = b.iter().map(|c| *c as core::ffi::c_char).collect();
+        tapio::probes::cstr(&raw, raw.len())
+    };
+    let (leaf, parent) = (name(&record[..half]), name(&record[half..]));
+    // Past MAX_SERIES the overflow path runs; start over well after it so
+    // the sums below stay cheap.
+    if totals.series.len() > memory::MAX_SERIES + 64 {
+        *totals = Default::default();
+    }
+    let sum = |t: &memory::Totals| {
+        t.series.values().fold((0u128, 0u128), |(a, b), (x, y)| {
+            (a + u128::from(*x), b + u128::from(*y))
+        })
+    };
+    let (before, n) = (sum(totals), totals.series.len());
+    totals.update(&read, |id| match id % 3 {
+        0 => tapio::enrich::cgroup::from_names(&leaf, &parent),
+        1 => tapio::enrich::cgroup::from_names("sshd.service", "system.slice"),
+        _ => Default::default(),
+    });
+    let after = sum(totals);
+    assert!(
+        after.0 >= before.0 && after.1 >= before.1 && totals.series.len() >= n,
+        "a memory total went down"
+    );
+    for s in totals.series.keys().take(4) {
+        let _ = memory::attributes(s, 100);
     }
 }
 
@@ -123,6 +201,7 @@ fuzz_target!(|data: &[u8]| {
                     enc, &m, clock, 0
                 ));
             }
+            memory_sums(&mut w.memory, record);
         }
         for h in w.handlers.iter_mut() {
             h.on_wake();

@@ -149,9 +149,12 @@ impl Totals {
                 }
                 s.workload = Workload::default();
             }
+            // Kernel sums are any u64 (and several cgroups share a series):
+            // a total stops at u64::MAX rather than wrap, which would read
+            // as a counter reset (and panics with overflow checks on).
             let t = self.series.entry(s).or_insert((0, 0));
-            t.0 += da;
-            t.1 += db;
+            t.0 = t.0.saturating_add(da);
+            t.1 = t.1.saturating_add(db);
         }
         // Keys gone from the map were evicted: forget them.
         self.last = seen;
@@ -294,6 +297,42 @@ mod tests {
         });
         assert_eq!(t.series.len(), 1);
         assert_eq!(t.series.values().next(), Some(&(15, 960)));
+    }
+
+    /// Found by the `ring_records` fuzz target: two entries of one series
+    /// whose bytes add past u64::MAX wrapped the total to less than it was
+    /// (the input repeats a key; two cgroups of one workload do the same).
+    #[test]
+    fn totals_saturate_instead_of_wrapping() {
+        // The fuzzer's input: a u16 record length, then 28-byte map entries
+        // (cgroup id u64, allocator u32, allocations u64, bytes u64).
+        let input: &[u8] = &[
+            0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0x00, 0x03, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x02, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f,
+            0x00, 0x3f,
+        ];
+        let read: Vec<(Key, Sums)> = input[2..]
+            .chunks_exact(28)
+            .map(|e| {
+                let u64_at = |i: usize| u64::from_le_bytes(e[i..i + 8].try_into().expect("8"));
+                let alloc = u32::from_le_bytes(e[8..12].try_into().expect("4"));
+                ((u64_at(0), alloc), (u64_at(12), u64_at(20)))
+            })
+            .collect();
+        assert_eq!(read.len(), 2);
+        let mut t = Totals::default();
+        t.update(&read, |_| Workload::default());
+        assert_eq!(t.series.values().next().map(|s| s.1), Some(u64::MAX));
+        // Two cgroups of one workload, distinct keys.
+        let mut t = Totals::default();
+        let w = |_| unit("a.service");
+        t.update(&[((1, 0), (1, u64::MAX - 1)), ((2, 0), (1, 2))], w);
+        let before = t.series.values().next().copied();
+        assert_eq!(before, Some((2, u64::MAX)));
+        t.update(&[((1, 0), (2, u64::MAX)), ((2, 0), (2, 3))], w);
+        assert_eq!(t.series.values().next().copied(), Some((4, u64::MAX)));
     }
 
     #[test]
