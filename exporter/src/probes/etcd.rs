@@ -250,7 +250,8 @@ pub fn write_span(
         span::ETCD_WAL_FSYNC,
         SPAN_KIND_INTERNAL,
         start,
-        start + f.duration_ns,
+        // Kernel bytes: a duration near u64::MAX must not wrap (fuzzed).
+        start.saturating_add(f.duration_ns),
     );
     w.int(attr::PROCESS_PID, i64::from(f.common.pid));
     w.int(attr::THREAD_ID, i64::from(f.common.tid));
@@ -261,12 +262,18 @@ pub fn write_span(
     if f.ret < 0 {
         w.display(
             attr::ERROR_TYPE,
-            std::io::Error::from_raw_os_error((-f.ret) as i32),
+            std::io::Error::from_raw_os_error(errno(f.ret)),
         );
         w.finish_span(StatusCode::Error, format_args!(""));
     } else {
         w.finish_span(StatusCode::Unset, format_args!(""));
     }
+}
+
+/// The errno of a failed sync's return value (`-errno`); a value no errno
+/// has (kernel bytes are untrusted) reads as 0 rather than overflowing.
+fn errno(ret: i64) -> i32 {
+    i32::try_from(ret.unsigned_abs()).unwrap_or(0)
 }
 
 /// Turns slow-sync records into spans.
@@ -320,7 +327,7 @@ mod tests {
         let status = if f.ret < 0 {
             attributes.push(kv_str(
                 names::attr::ERROR_TYPE,
-                std::io::Error::from_raw_os_error((-f.ret) as i32).to_string(),
+                std::io::Error::from_raw_os_error(errno(f.ret)).to_string(),
             ));
             Some(Status {
                 code: StatusCode::Error as i32,
@@ -335,7 +342,7 @@ mod tests {
             name: names::span::ETCD_WAL_FSYNC.into(),
             kind: SpanKind::Internal as i32,
             start_time_unix_nano: start,
-            end_time_unix_nano: start + f.duration_ns,
+            end_time_unix_nano: start.saturating_add(f.duration_ns),
             attributes,
             status,
             ..Default::default()
@@ -382,6 +389,34 @@ mod tests {
         assert!(s.status.is_some());
         assert!(s.attributes.iter().any(|a| a.key == "error.type"));
         assert!(matches!(decode(&b[..40]), Err(DecodeError::Short(_))));
+    }
+
+    /// Found by the CI fuzz pass (ring_records): a duration near u64::MAX
+    /// wrapped the span's end time, and a return value of i64::MIN has no
+    /// negation; both panicked with overflow checks on.
+    #[test]
+    fn extreme_kernel_values_saturate_instead_of_overflowing() {
+        let clock = crate::clock::WallClock::with_offset(1_000);
+        for (duration_ns, ret) in [(u64::MAX, 0), (u64::MAX - 1, i64::MIN), (1, i64::MIN)] {
+            let mut r = record();
+            r.duration_ns = duration_ns;
+            r.ret = ret;
+            let f = decode(tapio_shared::as_bytes(&r)).unwrap();
+            let mut enc = crate::otel::wire::Encoder::default();
+            write_span(
+                &mut enc,
+                &f,
+                &clock,
+                &mut crate::otel::traces::IdGenerator::seeded(1),
+            );
+            let mut body = &enc.record()[1..];
+            prost::encoding::decode_varint(&mut body).unwrap();
+            let s = <opentelemetry_proto::tonic::trace::v1::Span as prost::Message>::decode(body)
+                .unwrap();
+            assert!(s.end_time_unix_nano >= s.start_time_unix_nano);
+        }
+        assert_eq!(errno(-5), 5);
+        assert_eq!(errno(i64::MIN), 0);
     }
 
     #[test]
