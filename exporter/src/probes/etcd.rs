@@ -391,6 +391,18 @@ mod tests {
         assert!(matches!(decode(&b[..40]), Err(DecodeError::Short(_))));
     }
 
+    /// `f` as the direct writer encodes it (ids seeded as the oracle's).
+    fn written(f: &WalFsync, clock: &crate::clock::WallClock) -> crate::otel::wire::Encoder {
+        let mut enc = crate::otel::wire::Encoder::default();
+        write_span(
+            &mut enc,
+            f,
+            clock,
+            &mut crate::otel::traces::IdGenerator::seeded(1),
+        );
+        enc
+    }
+
     /// Found by the CI fuzz pass (ring_records): a duration near u64::MAX
     /// wrapped the span's end time, and a return value of i64::MIN has no
     /// negation; both panicked with overflow checks on.
@@ -402,13 +414,7 @@ mod tests {
             r.duration_ns = duration_ns;
             r.ret = ret;
             let f = decode(tapio_shared::as_bytes(&r)).unwrap();
-            let mut enc = crate::otel::wire::Encoder::default();
-            write_span(
-                &mut enc,
-                &f,
-                &clock,
-                &mut crate::otel::traces::IdGenerator::seeded(1),
-            );
+            let enc = written(&f, &clock);
             let mut body = &enc.record()[1..];
             prost::encoding::decode_varint(&mut body).unwrap();
             let s = <opentelemetry_proto::tonic::trace::v1::Span as prost::Message>::decode(body)
@@ -431,13 +437,7 @@ mod tests {
             // The writer always writes a status; an empty one is Unset, as
             // the old mapping's absent one was.
             want.status.get_or_insert_with(Default::default);
-            let mut enc = crate::otel::wire::Encoder::default();
-            write_span(
-                &mut enc,
-                &f,
-                &clock,
-                &mut crate::otel::traces::IdGenerator::seeded(1),
-            );
+            let enc = written(&f, &clock);
             let mut old = Vec::new();
             prost::encoding::message::encode(crate::otel::wire::RECORD_FIELD, &want, &mut old);
             assert_eq!(enc.record(), &old[..], "ret {ret}");
