@@ -246,21 +246,21 @@ pub trait RecordWriter {
     fn body(&mut self, args: fmt::Arguments<'_>);
     /// LogRecord.body as the concatenation of `parts` (no formatter).
     fn body_concat(&mut self, parts: &[&str]);
-    fn str(&mut self, key: &str, v: &str);
+    fn str(&mut self, key: &'static str, v: &str);
     /// A string attribute from bytes that may not be UTF-8 (replacement
     /// characters where they are not).
-    fn lossy(&mut self, key: &str, v: &[u8]);
+    fn lossy(&mut self, key: &'static str, v: &[u8]);
     /// A string attribute formatted in place (addresses, times, numbers).
-    fn display(&mut self, key: &str, v: impl fmt::Display);
+    fn display(&mut self, key: &'static str, v: impl fmt::Display);
     /// An IP address attribute.
-    fn ip(&mut self, key: &str, ip: std::net::IpAddr);
+    fn ip(&mut self, key: &'static str, ip: std::net::IpAddr);
     /// A Unix-ns time as RFC 3339 text.
-    fn time(&mut self, key: &str, unix_ns: u64);
-    fn int(&mut self, key: &str, v: i64);
-    fn f64(&mut self, key: &str, v: f64);
-    fn bool(&mut self, key: &str, v: bool);
+    fn time(&mut self, key: &'static str, unix_ns: u64);
+    fn int(&mut self, key: &'static str, v: i64);
+    fn f64(&mut self, key: &'static str, v: f64);
+    fn bool(&mut self, key: &'static str, v: bool);
     /// An array-of-strings attribute; `items` adds the elements.
-    fn str_array(&mut self, key: &str, items: impl FnOnce(&mut Items<'_, Self>))
+    fn str_array(&mut self, key: &'static str, items: impl FnOnce(&mut Items<'_, Self>))
     where
         Self: Sized,
     {
@@ -269,7 +269,7 @@ pub trait RecordWriter {
         self.array_close();
     }
     /// Start an array attribute (use [`RecordWriter::str_array`]).
-    fn array_open(&mut self, key: &str);
+    fn array_open(&mut self, key: &'static str);
     /// One string element, the concatenation of `parts`.
     fn item_concat(&mut self, parts: &[&str]);
     /// One string element, formatted in place.
@@ -372,7 +372,7 @@ const NO_MARK: Mark = Mark { body: 0, slot: 0 };
 impl ProtoWriter<'_> {
     /// A key and an AnyValue whose (oneof) field is written by `value`.
     #[inline]
-    fn kv_known(&mut self, key: &str, any_len: usize, value: impl FnOnce(&mut Vec<u8>)) {
+    fn kv_known(&mut self, key: &'static str, any_len: usize, value: impl FnOnce(&mut Vec<u8>)) {
         let b = &mut *self.buf;
         let kv_len = 1
             + encoded_len_varint(key.len() as u64)
@@ -389,7 +389,7 @@ impl ProtoWriter<'_> {
     }
 
     /// A string attribute from bytes already known to be UTF-8 text.
-    fn bytes_as_str(&mut self, key: &str, v: &[u8]) {
+    fn bytes_as_str(&mut self, key: &'static str, v: &[u8]) {
         let any_len = 1 + encoded_len_varint(v.len() as u64) + v.len();
         self.kv_known(key, any_len, |b| string(b, 1, v));
     }
@@ -418,13 +418,13 @@ impl RecordWriter for ProtoWriter<'_> {
         }
     }
 
-    fn str(&mut self, key: &str, v: &str) {
+    fn str(&mut self, key: &'static str, v: &str) {
         self.bytes_as_str(key, v.as_bytes());
     }
 
     /// A string attribute from bytes that may not be UTF-8 (replacement
     /// characters where they are not).
-    fn lossy(&mut self, key: &str, v: &[u8]) {
+    fn lossy(&mut self, key: &'static str, v: &[u8]) {
         match std::str::from_utf8(v) {
             Ok(s) => self.str(key, s),
             Err(_) => self.display(key, Lossy(v)),
@@ -432,7 +432,7 @@ impl RecordWriter for ProtoWriter<'_> {
     }
 
     /// A string attribute formatted in place (addresses, times, numbers).
-    fn display(&mut self, key: &str, v: impl fmt::Display) {
+    fn display(&mut self, key: &'static str, v: impl fmt::Display) {
         self.text.clear();
         let _ = write!(self.text, "{v}");
         let any_len = 1 + encoded_len_varint(self.text.len() as u64) + self.text.len();
@@ -443,7 +443,7 @@ impl RecordWriter for ProtoWriter<'_> {
 
     /// An IP address attribute (IPv4 written without the formatter: every
     /// connection and DNS record has two).
-    fn ip(&mut self, key: &str, ip: std::net::IpAddr) {
+    fn ip(&mut self, key: &'static str, ip: std::net::IpAddr) {
         match ip {
             std::net::IpAddr::V4(v4) => {
                 let mut tmp = [0u8; 15];
@@ -455,27 +455,27 @@ impl RecordWriter for ProtoWriter<'_> {
     }
 
     /// A Unix-ns time as RFC 3339 text.
-    fn time(&mut self, key: &str, unix_ns: u64) {
+    fn time(&mut self, key: &'static str, unix_ns: u64) {
         match crate::otel::Rfc3339(unix_ns).bytes() {
             Some(b) => self.bytes_as_str(key, &b),
             None => self.display(key, crate::otel::Rfc3339(unix_ns)),
         }
     }
 
-    fn int(&mut self, key: &str, v: i64) {
+    fn int(&mut self, key: &'static str, v: i64) {
         let any_len = 1 + encoded_len_varint(v as u64);
         self.kv_known(key, any_len, |b| varint(b, 3, v as u64));
     }
 
-    fn f64(&mut self, key: &str, v: f64) {
+    fn f64(&mut self, key: &'static str, v: f64) {
         self.kv_known(key, 9, |b| fixed64(b, 4, v.to_bits()));
     }
 
-    fn bool(&mut self, key: &str, v: bool) {
+    fn bool(&mut self, key: &'static str, v: bool) {
         self.kv_known(key, 2, |b| varint(b, 2, u64::from(v)));
     }
 
-    fn array_open(&mut self, key: &str) {
+    fn array_open(&mut self, key: &'static str) {
         let kv = open(self.buf, self.attr_field, 1);
         string(self.buf, 1, key.as_bytes());
         let any = open(self.buf, 2, 1);
