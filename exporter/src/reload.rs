@@ -165,8 +165,9 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Recommende
         .file_name()
         .map(OsStr::to_os_string)
         .unwrap_or_default();
+    let path = path.to_path_buf();
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| concerns(&e, &name)) {
+        if res.is_ok_and(|e| concerns(&e, &path, &name)) {
             // Full means a check is already pending, which will see this
             // change too.
             let _ = tx.try_send(());
@@ -177,17 +178,22 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Recommende
 }
 
 /// Whether an event in the config's directory can change what the config
-/// path reads: an event on the file itself, on a `..`-name (a ConfigMap
-/// swaps `..data` and its timestamped directories, never the file's own
-/// link), or one without a path (the inotify queue overflowed: anything
-/// may have changed). Writes to the directory's other files wake nobody:
-/// a config beside a busy log or state file would otherwise cost a wakeup
-/// and a re-read per write (measured: 0.77 µs of Tapio CPU per write).
-fn concerns(event: &notify::Event, name: &OsStr) -> bool {
+/// path reads: an event on the file itself, on the file it links to (an
+/// edit of the target is an edit of the config), on a `..`-name (a
+/// ConfigMap swaps `..data` and its timestamped directories, never the
+/// file's own link), or one without a path (the inotify queue overflowed:
+/// anything may have changed). Writes to the directory's other files wake
+/// nobody: a config beside a busy log or state file would otherwise cost a
+/// wakeup and a re-read per write (measured: 0.77 µs of Tapio CPU per
+/// write); they cost a `readlink` here instead.
+fn concerns(event: &notify::Event, path: &Path, name: &OsStr) -> bool {
     event.paths.is_empty()
         || event.paths.iter().any(|p| {
-            p.file_name()
-                .is_none_or(|n| n == name || n.as_encoded_bytes().starts_with(b".."))
+            p.file_name().is_none_or(|n| {
+                n == name
+                    || n.as_encoded_bytes().starts_with(b"..")
+                    || std::fs::read_link(path).is_ok_and(|t| t.file_name() == Some(n))
+            })
         })
 }
 
@@ -213,22 +219,31 @@ mod tests {
     }
 
     #[test]
-    fn only_the_config_and_configmap_swaps_concern_the_watch() {
+    fn only_the_config_its_target_and_configmap_swaps_concern_the_watch() {
         use notify::event::{CreateKind, EventKind, ModifyKind};
+        let d = tempfile::tempdir().expect("tempdir");
+        let cfg = d.path().join("tapio.yaml");
+        std::fs::write(&cfg, "probes: {}\n").expect("write");
         let name = OsStr::new("tapio.yaml");
-        let ev = |p: &str| {
-            notify::Event::new(EventKind::Modify(ModifyKind::Any)).add_path(PathBuf::from(p))
+        let ev = |n: &str| {
+            notify::Event::new(EventKind::Modify(ModifyKind::Any)).add_path(d.path().join(n))
         };
-        assert!(concerns(&ev("/etc/tapio/tapio.yaml"), name));
-        assert!(concerns(&ev("/etc/tapio/..data"), name));
-        assert!(concerns(&ev("/etc/tapio/..2026_12_06_00_00_00.1"), name));
-        assert!(concerns(&notify::Event::new(EventKind::Any), name));
-        assert!(!concerns(&ev("/etc/tapio/agent.log"), name));
-        assert!(!concerns(&ev("/etc/tapio/tapio.yaml.bak"), name));
+        assert!(concerns(&ev("tapio.yaml"), &cfg, name));
+        assert!(concerns(&ev("..data"), &cfg, name));
+        assert!(concerns(&ev("..2026_12_06_00_00_00.1"), &cfg, name));
+        assert!(concerns(&notify::Event::new(EventKind::Any), &cfg, name));
+        assert!(!concerns(&ev("agent.log"), &cfg, name));
+        assert!(!concerns(&ev("tapio.yaml.bak"), &cfg, name));
+        assert!(!concerns(&ev("prod.yaml"), &cfg, name));
         let create = notify::Event::new(EventKind::Create(CreateKind::File))
-            .add_path(PathBuf::from("/etc/tapio/x"))
-            .add_path(PathBuf::from("/etc/tapio/tapio.yaml"));
-        assert!(concerns(&create, name));
+            .add_path(d.path().join("x"))
+            .add_path(cfg.clone());
+        assert!(concerns(&create, &cfg, name));
+        // The config a link to a file beside it: that file's edits count.
+        std::fs::remove_file(&cfg).expect("rm");
+        std::os::unix::fs::symlink("prod.yaml", &cfg).expect("link");
+        assert!(concerns(&ev("prod.yaml"), &cfg, name));
+        assert!(!concerns(&ev("agent.log"), &cfg, name));
     }
 
     #[tokio::test]
@@ -254,6 +269,18 @@ mod tests {
         assert!(
             matches!(woke, Ok(Some(()))),
             "a write to the config did not wake it"
+        );
+        // Now a link to a file beside it: an edit of that file wakes it.
+        std::fs::write(d.path().join("prod.yaml"), "probes: {}\n").expect("write");
+        std::fs::remove_file(&cfg).expect("rm");
+        std::os::unix::fs::symlink("prod.yaml", &cfg).expect("link");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while rx.try_recv().is_ok() {}
+        std::fs::write(d.path().join("prod.yaml"), "probes: {}\n# edited\n").expect("write");
+        let woke = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert!(
+            matches!(woke, Ok(Some(()))),
+            "a write to the config's target did not wake it"
         );
     }
 
