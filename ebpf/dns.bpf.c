@@ -18,7 +18,8 @@
  * owner (learnt at connect, as for DNS over TCP).
  *
  * probes.scope, by who sent the query, before any reserve:
- *   a query       current when it is the sender; from a kernel thread,
+ *   a query       current when it is the sender; sent later from softirq
+ *                 (a kernel thread, or another process interrupted),
  *                 the socket owner learnt at send time (only in-scope
  *                 owners are learnt);
  *   a response    (softirq, current is anyone: on loopback the server)
@@ -279,8 +280,8 @@ static __always_inline int is_dns_port(__u16 port)
 
 /* probes.scope for a packet of the tracepoint paths: a query by its
  * sender (noting its flow), a response by its query's flow. `owner`: the
- * learnt socket owner of a query sent from a kernel thread, or NULL. */
-static __always_inline int packet_in_scope(struct parsed *p, __u8 direction, int kthread,
+ * learnt socket owner of a query sent later from softirq, or NULL. */
+static __always_inline int packet_in_scope(struct parsed *p, __u8 direction, int deferred,
 					   const struct sock_owner *owner)
 {
 	if (!tapio_scoped())
@@ -291,7 +292,7 @@ static __always_inline int packet_in_scope(struct parsed *p, __u8 direction, int
 	if (direction == TAPIO_DNS_RESPONSE)
 		return bpf_map_lookup_elem(&tapio_dns_scope_flows, &k) != NULL;
 	/* Only in-scope owners are learnt (on_send). */
-	if (kthread ? !owner : !tapio_current_in_scope())
+	if (deferred ? !owner : !tapio_current_in_scope())
 		return 0;
 	__u8 one = 1;
 	if (bpf_map_update_elem(&tapio_dns_scope_flows, &k, &one, BPF_ANY))
@@ -304,27 +305,36 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 	if (p->payload_len == 0)
 		return; /* handshakes and bare ACKs */
 	struct task_struct *task = bpf_get_current_task_btf();
-	int kthread = direction == TAPIO_DNS_QUERY && (BPF_CORE_READ(task, flags) & PF_KTHREAD);
+	/* A query sent later from softirq (a first packet to a new neighbour
+	 * waits for ARP/NDP and leaves with the answer) runs in a kernel
+	 * thread, or on the tail of an interrupt in whatever task was on the
+	 * CPU: a busy unrelated process then looks like the sender. The
+	 * socket's owner, learnt when its send returned, is the sender then;
+	 * current only when it is that process, or nothing was learnt (a
+	 * socket's first packet sent at once, before its send returns). */
+	int deferred = 0;
 	struct sock_owner *o = NULL;
-	const struct sock *s = NULL;
-	if (kthread) {
-		s = BPF_CORE_READ(skb, sk);
+	if (direction == TAPIO_DNS_QUERY) {
+		const struct sock *s = BPF_CORE_READ(skb, sk);
 		__u64 key = (__u64)s;
 		o = s ? bpf_map_lookup_elem(&tapio_dns_sock_owner, &key) : NULL;
 		if (o && o->ino != sock_ino(s))
 			o = NULL;
+		if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+			deferred = 1;
+		else if (o && o->hdr.pid != (__u32)(bpf_get_current_pid_tgid() >> 32))
+			deferred = 1;
 	}
-	if (!packet_in_scope(p, direction, kthread, o))
+	if (!packet_in_scope(p, direction, deferred, o))
 		return;
 	struct tapio_dns_packet *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 	if (!e)
 		return;
 	/* Zero the fixed part (the payload is bounded by payload_len). */
 	__builtin_memset(e, 0, offsetof(struct tapio_dns_packet, payload));
-	if (kthread) {
-		/* Sent later from a kernel thread (ksoftirqd after ARP/NDP): the
-		 * process is the socket's owner as learnt at send time, or
-		 * unknown; never the kernel thread. */
+	if (deferred) {
+		/* The socket's owner as learnt at send time, or unknown; never
+		 * the kernel thread or the task the softirq interrupted. */
 		if (o)
 			e->hdr = o->hdr;
 		e->hdr.ts_ns = bpf_ktime_get_boot_ns();
