@@ -15,6 +15,7 @@ fn main() {
         .allowlist_var("TAPIO_.*")
         .rustified_enum("tapio_event_kind")
         .constified_enum_module("tapio_lost_reason")
+        .constified_enum_module("tapio_twin_slot")
         .constified_enum_module("tapio_exec_flags")
         .constified_enum_module("tapio_tcp_outcome")
         .constified_enum_module("tapio_family")

@@ -123,6 +123,7 @@ impl StartCtx<'_> {
         let stats = self.telemetry.probe(name);
         stats.set_attach_type(loaded.variant);
         stats.set_kernel_lost_reader(loaded.lost_reader(name)?);
+        stats.set_recursion_reader(loaded.recursion_reader());
         let rb = loaded.take_ringbuf(name)?;
         let handler = make(&mut loaded, stats)?;
         let handler = FaultHook {

@@ -34,6 +34,8 @@ pub const CLANG: &str = include_str!(concat!(env!("OUT_DIR"), "/clang-used.txt")
 /// `ebpf/include/tapio_bpf.h`).
 pub const MAP_EVENTS: &str = "tapio_events";
 pub const MAP_LOST: &str = "tapio_lost";
+/// Per-CPU slots of a tp_btf program's twin (`enum tapio_twin_slot`).
+pub const MAP_TWIN: &str = "tapio_twin";
 
 /// `.rodata` global: ring-buffer bytes that trigger a wakeup (tapio_bpf.h).
 pub const GLOBAL_WAKEUP_BYTES: &str = "tapio_wakeup_bytes";

@@ -18,6 +18,7 @@ pub mod opamp;
 pub mod otel;
 pub mod policy;
 pub mod probes;
+pub mod prog_info;
 pub mod reader;
 pub mod reload;
 pub mod supervise;

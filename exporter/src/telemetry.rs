@@ -19,9 +19,18 @@ pub const KERNEL_LOST_REASONS: [&str;
     tapio_shared::tapio_lost_reason::TAPIO_LOST_REASON_MAX as usize] =
     ["ringbuf_full", "map_full", "read_error"];
 
+/// Reason of the program runs the kernel skipped because the program was
+/// already running on that CPU: read from the kernel's program info, not
+/// counted by the programs.
+pub const RECURSION: &str = "recursion";
+
 /// Reads a probe's per-CPU kernel loss counters, summed over CPUs, indexed
 /// like [`KERNEL_LOST_REASONS`].
 pub type KernelLostReader = Box<dyn Fn() -> Option<Vec<u64>> + Send + Sync>;
+
+/// Reads how many runs the kernel skipped of a probe's programs because
+/// one was already running on that CPU ([`crate::prog_info`]).
+pub type RecursionReader = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// Upper bounds (ns) of the pipeline-latency buckets: 50 µs to 10 s.
 const LATENCY_BOUNDS_NS: &[u64] = &[
@@ -99,6 +108,7 @@ pub struct ProbeStats {
     pub latency: Histogram,
     attach_type: Mutex<String>,
     kernel_lost: Mutex<Option<KernelLostReader>>,
+    recursion: Mutex<Option<RecursionReader>>,
     /// Probe-specific userspace losses (e.g. dns `unmatched`), by reason.
     user_lost: Mutex<Vec<(&'static str, u64)>>,
     /// Its reader task failed: nothing reads its ring buffer any more.
@@ -140,6 +150,10 @@ impl ProbeStats {
         *lock(&self.kernel_lost) = Some(r);
     }
 
+    pub fn set_recursion_reader(&self, r: RecursionReader) {
+        *lock(&self.recursion) = Some(r);
+    }
+
     /// The probe's reader failed: `tapio.probe.attached` reports 0.
     pub fn set_failed(&self) {
         self.failed.store(true, Relaxed);
@@ -150,7 +164,8 @@ impl ProbeStats {
         u64::from(!self.failed.load(Relaxed))
     }
 
-    /// Losses by reason name: the kernel's, then userspace decode errors.
+    /// Losses by reason name: the kernel's (its counters, then the program
+    /// runs it skipped as recursion), then userspace decode errors.
     pub fn lost(&self) -> Vec<(&'static str, u64)> {
         let mut out: Vec<(&'static str, u64)> =
             KERNEL_LOST_REASONS.iter().map(|r| (*r, 0)).collect();
@@ -159,6 +174,8 @@ impl ProbeStats {
                 slot.1 = n;
             }
         }
+        let recursion = lock(&self.recursion).as_ref().map_or(0, |f| f());
+        out.push((RECURSION, recursion));
         out.push(("decode_error", self.decode_errors.load(Relaxed)));
         out.extend(lock(&self.user_lost).iter().copied());
         out
@@ -483,6 +500,7 @@ impl Telemetry {
             latency: Histogram::default(),
             attach_type: Mutex::new(String::new()),
             kernel_lost: Mutex::new(None),
+            recursion: Mutex::new(None),
             user_lost: Mutex::new(Vec::new()),
             failed: AtomicBool::new(false),
         });
@@ -642,7 +660,16 @@ mod tests {
         assert_eq!(t.probe("process").received.load(Relaxed), 2);
         assert_eq!(t.probes().len(), 1);
         let lost = t.probe("process").lost();
-        assert_eq!(lost.len(), 4);
-        assert_eq!(lost[3], ("decode_error", 0));
+        assert_eq!(lost.len(), 5);
+        assert_eq!(lost[3], (RECURSION, 0));
+        assert_eq!(lost[4], ("decode_error", 0));
+    }
+
+    #[test]
+    fn recursion_is_read_from_its_reader() {
+        let t = Telemetry::new(0);
+        let p = t.probe("network");
+        p.set_recursion_reader(Box::new(|| 7));
+        assert!(p.lost().contains(&(RECURSION, 7)));
     }
 }

@@ -22,7 +22,7 @@ pub mod tc;
 pub mod xdp;
 
 use crate::bpf_objects::{
-    GLOBAL_SAMPLE_THRESHOLD, GLOBAL_SLOW_NS, GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST,
+    GLOBAL_SAMPLE_THRESHOLD, GLOBAL_SLOW_NS, GLOBAL_WAKEUP_BYTES, MAP_EVENTS, MAP_LOST, MAP_TWIN,
 };
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
@@ -708,6 +708,35 @@ impl Loaded {
             probe,
             map,
             source,
+        })
+    }
+
+    /// A reader of the runs the kernel skipped of this probe's loaded
+    /// programs because one was already running on that CPU (summed), less
+    /// those a `_nested` twin did in their place (`tapio_twin`'s covered
+    /// slot; `crate::prog_info`). Takes the twin map out of the object.
+    pub fn recursion_reader(&mut self) -> crate::telemetry::RecursionReader {
+        let twin: Option<PerCpuArray<MapData, u64>> = self
+            .ebpf
+            .take_map(MAP_TWIN)
+            .and_then(|m| PerCpuArray::try_from(m).ok());
+        let fds: Vec<aya::programs::ProgramFd> = self
+            .ebpf
+            .programs()
+            .filter(|(n, _)| !n.ends_with(crate::prog_info::NESTED_SUFFIX))
+            .filter_map(|(_, p)| p.fd().ok()?.try_clone().ok())
+            .collect();
+        Box::new(move || {
+            use std::os::fd::AsFd;
+            let misses: u64 = fds
+                .iter()
+                .filter_map(|fd| crate::prog_info::recursion_misses(fd.as_fd()))
+                .sum();
+            let covered = twin.as_ref().map_or(0, |m| {
+                m.get(&tapio_shared::tapio_twin_slot::TAPIO_TWIN_COVERED, 0)
+                    .map_or(0, |v| v.iter().sum::<u64>())
+            });
+            misses.saturating_sub(covered)
         })
     }
 

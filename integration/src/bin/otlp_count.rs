@@ -6,11 +6,15 @@
 //! the first `--match KEY=VALUE` the record's attributes satisfy (`other`
 //! when none does), and failed spans get their `error.type`. Counts data
 //! points per metric name and keeps the latest value of every sum point
-//! (Tapio's own counters). `GET /counts` on the control address returns the
-//! counts as JSON; they are printed once more on SIGTERM/SIGINT.
+//! (Tapio's own counters). Each `--tag KEY` the record carries is appended
+//! to its label as `|KEY=value` (e.g. the close logs' direction, to see which
+//! end of a connection a missing record was). `GET /counts` on the control
+//! address returns the counts as JSON; they are printed once more on
+//! SIGTERM/SIGINT.
 //!
 //!   otlp_count --grpc 127.0.0.1:4317 --control 127.0.0.1:4399 \
-//!       --match process.executable.path=/tmp/x --match server.port=5300
+//!       --match process.executable.path=/tmp/x --match server.port=5300 \
+//!       --tag tapio.connection.direction
 
 use anyhow::{bail, Context, Result};
 use opentelemetry_proto::tonic::{
@@ -56,24 +60,32 @@ struct Counts {
 
 struct State {
     matchers: Vec<(String, String)>,
+    tags: Vec<String>,
     counts: Mutex<Counts>,
 }
 
 impl State {
     fn label(&self, attrs: &[KeyValue]) -> String {
-        for (k, v) in &self.matchers {
-            let got = attrs.iter().find(|a| &a.key == k).and_then(|a| {
+        let value = |k: &str| {
+            attrs.iter().find(|a| a.key == k).and_then(|a| {
                 match a.value.as_ref()?.value.as_ref()? {
                     Value::StringValue(s) => Some(s.clone()),
                     Value::IntValue(i) => Some(i.to_string()),
                     _ => None,
                 }
-            });
-            if got.as_deref() == Some(v.as_str()) {
-                return format!("{k}={v}");
+            })
+        };
+        let mut label = self
+            .matchers
+            .iter()
+            .find(|(k, v)| value(k).as_deref() == Some(v.as_str()))
+            .map_or_else(|| "other".to_string(), |(k, v)| format!("{k}={v}"));
+        for k in &self.tags {
+            if let Some(v) = value(k) {
+                label.push_str(&format!("|{k}={v}"));
             }
         }
-        "other".to_string()
+        label
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -216,12 +228,14 @@ struct Args {
     grpc: SocketAddr,
     control: SocketAddr,
     matchers: Vec<(String, String)>,
+    tags: Vec<String>,
 }
 
 fn parse_args() -> Result<Args> {
     let mut grpc = None;
     let mut control = None;
     let mut matchers = Vec::new();
+    let mut tags = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -235,6 +249,7 @@ fn parse_args() -> Result<Args> {
                     .with_context(|| format!("--match {v}: want KEY=VALUE"))?;
                 matchers.push((k.to_string(), x.to_string()));
             }
+            "--tag" => tags.push(val()?),
             _ => bail!("unknown argument {a}"),
         }
     }
@@ -242,6 +257,7 @@ fn parse_args() -> Result<Args> {
         grpc: grpc.context("--grpc ADDR is required")?,
         control: control.context("--control ADDR is required")?,
         matchers,
+        tags,
     })
 }
 
@@ -250,6 +266,7 @@ async fn main() -> Result<()> {
     let args = parse_args()?;
     let state = Arc::new(State {
         matchers: args.matchers,
+        tags: args.tags,
         counts: Mutex::default(),
     });
     let grpc = tokio::net::TcpListener::bind(args.grpc)

@@ -109,6 +109,17 @@ enum tapio_family {
  * 2^40 ns is 18 minutes, far past any SYN retry budget. */
 #define TAPIO_HIST_BUCKETS 40
 
+/* Slots of the per-CPU `tapio_twin` array of a probe whose tp_btf program
+ * has a twin doing the runs the kernel skips for it as recursion
+ * (ebpf/network.bpf.c). */
+enum tapio_twin_slot {
+	/* 1 while the first program is mid-run on this CPU. */
+	TAPIO_TWIN_RUNNING = 0,
+	/* Runs the twin did: misses of the first program it covered. */
+	TAPIO_TWIN_COVERED = 1,
+	TAPIO_TWIN_SLOTS = 2,
+};
+
 /* Why an event did not reach userspace whole. Index into each probe's
  * per-CPU `tapio_lost` array map. */
 enum tapio_lost_reason {

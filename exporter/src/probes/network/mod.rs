@@ -17,6 +17,9 @@ use super::{Attach, ProbeSpec, Variant};
 
 pub const NAME: &str = "network";
 pub const PROG_STATE_BTF: &str = "tapio_tcp_state_btf";
+/// Does the state changes the kernel skips for `PROG_STATE_BTF` because it
+/// was already running on that CPU (`ebpf/network.bpf.c`).
+pub const PROG_STATE_BTF_NESTED: &str = "tapio_tcp_state_btf_nested";
 pub const PROG_STATE_TP: &str = "tapio_tcp_state_tp";
 pub const MAP_HIST: &str = "tapio_tcp_hist";
 
@@ -26,7 +29,13 @@ pub const SPEC: ProbeSpec = ProbeSpec {
     variants: &[
         Variant {
             label: "tp_btf",
-            programs: &[(PROG_STATE_BTF, Attach::BtfTracePoint("inet_sock_set_state"))],
+            programs: &[
+                (PROG_STATE_BTF, Attach::BtfTracePoint("inet_sock_set_state")),
+                (
+                    PROG_STATE_BTF_NESTED,
+                    Attach::BtfTracePoint("inet_sock_set_state"),
+                ),
+            ],
         },
         Variant {
             label: "tracepoint",
