@@ -167,12 +167,13 @@ Y
 	# the peak below is the load's.
 	grep VmHWM "/proc/$tp/status" | awk '{print $2}' >"$work/$label.hwm0"
 	echo 5 >"/proc/$tp/clear_refs"
-	local r0 r1 k0 k1 load
+	local r0 r1 k0 k1 load s0 s2
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	r0=$(cpu_ticks $rp)
 	k0=$(cpu_ticks $cp)
 	[ -n "${CALLGRIND:-}" ] && callgrind_control -i on $tp >/dev/null
 	c0=$(cpu_ticks $tp)
+	s0=$(awk '{print $15}' "/proc/$tp/stat")
 	t0=$(date +%s.%N)
 	local perfp=""
 	if [ -n "${PERF_RECORD:-}" ]; then
@@ -215,6 +216,7 @@ Y
 	ss -Htan state all "( sport = :$CPORT or dport = :$CPORT )" | awk '{print $1}' | sort | uniq -c |
 		awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}' >"$work/$label.open1"
 	c2=$(cpu_ticks $tp)
+	s2=$(awk '{print $15}' "/proc/$tp/stat")
 	t2=$(date +%s.%N)
 	local ir=0
 	if [ -n "${CALLGRIND:-}" ]; then
@@ -228,7 +230,7 @@ Y
 	curl -s --max-time 5 "http://127.0.0.1:$CTL/counts" >"$work/$label.counts.json"
 	stop_all
 	python3 - "$work" "$label" "$c0" "$c1" "$c2" "$t0" "$t1" "$t2" "$TICK" "$b0" "$b1" "$EXEC" "$GEN" "$CPORT" "$DPORT" \
-		"$r0" "$r1" "$k0" "$k1" "$load" "${ir:-0}" <<'PY' >>"$work/results.jsonl"
+		"$r0" "$r1" "$k0" "$k1" "$load" "${ir:-0}" "$s0" "$s2" <<'PY' >>"$work/results.jsonl"
 import json, os, re, sys
 work, label = sys.argv[1], sys.argv[2]
 c0, c1, c2 = map(int, sys.argv[3:6]); t0, t1, t2 = map(float, sys.argv[6:9]); tick = int(sys.argv[9])
@@ -332,6 +334,7 @@ print(json.dumps(dict(
     dropped=dropped, sent=sent, at_collector=at_rx, other=other,
     cpu_pct=100.0 * (c1 - c0) / tick / load_secs,
     cpu_us_per_event=1e6 * (c2 - c0) / tick / max(events, 1),
+    sys_us_per_event=1e6 * (int(sys.argv[23]) - int(sys.argv[22])) / tick / max(events, 1),
     # Userspace instructions (callgrind, load and drain) per event and per
     # record the receiver got; 0 without CALLGRIND.
     ir_per_event=ir / max(events, 1),
@@ -398,7 +401,7 @@ print("load avg: the 1-minute load average before the run, on a 2-core machine o
 for r in rows:
     if r.get("ir_per_event"):
         print(f'{r["label"]}: callgrind: {r["ir_per_event"]:,.0f} userspace instructions per event, {r["ir_per_record"]:,.0f} per record sent (background included)')
-    print(f'{r["label"]}: load {r["load_secs"]:.1f} s, drain {r["drain_secs"]:.1f} s; Tapio RSS before the load {r["rss0_kib"] / 1024:.1f} MiB (peak while starting {r["hwm0_kib"] / 1024:.1f}), peak during load and drain {r["hwm_kib"] / 1024:.1f} MiB; '
+    print(f'{r["label"]}: load {r["load_secs"]:.1f} s, drain {r["drain_secs"]:.1f} s; Tapio CPU {r["cpu_us_per_event"]:.2f} µs per event, of which in the kernel (system time: its syscalls, and the loopback TCP receive its sends run) {r.get("sys_us_per_event", 0):.2f}; Tapio RSS before the load {r["rss0_kib"] / 1024:.1f} MiB (peak while starting {r["hwm0_kib"] / 1024:.1f}), peak during load and drain {r["hwm_kib"] / 1024:.1f} MiB; '
           f'during the load rotel used {r["rotel_cpu_pct"]:.0f} % and the receiver {r["receiver_cpu_pct"]:.0f} % of a core; load average before it {r["loadavg"]}')
     for name, k in r["kinds"].items():
         lost = ", ".join(f"{a} {b}" for a, b in sorted(k["lost"].items())) or "none"

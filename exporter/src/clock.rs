@@ -28,6 +28,13 @@ pub fn unix_ns() -> u64 {
 pub struct WallClock {
     /// unix_ns - boot_ns, sampled at `sample()`.
     offset: i128,
+    /// Both clocks when sampled: a reader samples once per wake, and the
+    /// records of that wake take it as their "now" (observed time, pipeline
+    /// latency) instead of two clock reads each (3 % of the agent's CPU
+    /// under load; the records handled before one in the same wake, well
+    /// under a millisecond of work, are not in its latency).
+    boot_ns: u64,
+    unix_ns: u64,
 }
 
 impl WallClock {
@@ -40,12 +47,28 @@ impl WallClock {
         let mid = (b0 as i128 + b1 as i128) / 2;
         Self {
             offset: r as i128 - mid,
+            boot_ns: b1,
+            unix_ns: r,
         }
     }
 
     /// A clock with a fixed offset, for tests.
     pub fn with_offset(offset: i128) -> Self {
-        Self { offset }
+        Self {
+            offset,
+            boot_ns: boot_ns(),
+            unix_ns: unix_ns(),
+        }
+    }
+
+    /// CLOCK_BOOTTIME when sampled.
+    pub fn sampled_boot_ns(&self) -> u64 {
+        self.boot_ns
+    }
+
+    /// Unix time when sampled.
+    pub fn sampled_unix_ns(&self) -> u64 {
+        self.unix_ns
     }
 
     pub fn to_unix_ns(&self, boot_ns: u64) -> u64 {

@@ -550,7 +550,7 @@ impl crate::reader::RecordHandler for Handler {
             }
         }
         self.messages[slot] = msg;
-        let lat = crate::clock::boot_ns().saturating_sub(p.hdr.ts_ns);
+        let lat = self.clock.sampled_boot_ns().saturating_sub(p.hdr.ts_ns);
         self.stats.latency.record_ns(lat);
     }
 }

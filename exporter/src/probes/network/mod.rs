@@ -78,13 +78,13 @@ impl crate::reader::RecordHandler for Handler {
                 crate::encode_span!(self.emitter, |enc| otlp::connect(enc, r, &ctx, clock, ids));
             }
             Record::Close(r) => {
-                let observed = crate::clock::unix_ns();
+                let observed = self.clock.sampled_unix_ns();
                 crate::encode_log!(self.emitter, |enc| otlp::close(
                     enc, r, &ctx, clock, observed
                 ));
             }
         }
-        let lat = crate::clock::boot_ns().saturating_sub(rec.header().ts_ns);
+        let lat = self.clock.sampled_boot_ns().saturating_sub(rec.header().ts_ns);
         self.stats.latency.record_ns(lat);
     }
 }

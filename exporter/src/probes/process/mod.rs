@@ -153,13 +153,13 @@ impl crate::reader::RecordHandler for Handler {
         let Some(rec) = self.stats.decoded(decode(record)) else {
             return;
         };
-        let observed = crate::clock::unix_ns();
+        let observed = self.clock.sampled_unix_ns();
         match &rec {
             Record::Exec(r) => self.exec(r, observed),
             Record::Exit(r) => self.exit(r, observed),
             Record::Fork(r) => self.fork(r, observed),
         }
-        let lat = crate::clock::boot_ns().saturating_sub(rec.header().ts_ns);
+        let lat = self.clock.sampled_boot_ns().saturating_sub(rec.header().ts_ns);
         self.stats.latency.record_ns(lat);
     }
 }
