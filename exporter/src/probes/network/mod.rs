@@ -84,7 +84,10 @@ impl crate::reader::RecordHandler for Handler {
                 ));
             }
         }
-        let lat = self.clock.sampled_boot_ns().saturating_sub(rec.header().ts_ns);
+        let lat = self
+            .clock
+            .sampled_boot_ns()
+            .saturating_sub(rec.header().ts_ns);
         self.stats.latency.record_ns(lat);
     }
 }

@@ -159,7 +159,10 @@ impl crate::reader::RecordHandler for Handler {
             Record::Exit(r) => self.exit(r, observed),
             Record::Fork(r) => self.fork(r, observed),
         }
-        let lat = self.clock.sampled_boot_ns().saturating_sub(rec.header().ts_ns);
+        let lat = self
+            .clock
+            .sampled_boot_ns()
+            .saturating_sub(rec.header().ts_ns);
         self.stats.latency.record_ns(lat);
     }
 }
