@@ -125,16 +125,19 @@ fn append_name(msg: &[u8], mut off: usize, name: &mut String) -> Result<usize, P
                     name.push('.');
                 }
                 let plain = |c: &u8| c.is_ascii_graphic() && *c != b'.' && *c != b'\\';
-                match std::str::from_utf8(label) {
-                    Ok(text) if text.bytes().all(|c| plain(&c)) => name.push_str(text),
-                    _ => {
-                        for &c in label {
-                            // Keep names printable; escape the rest like dig does.
-                            if plain(&c) {
-                                name.push(c as char);
-                            } else {
-                                let _ = write!(name, "\\{c:03}");
-                            }
+                if label.iter().all(plain) {
+                    // SAFETY: every byte is ASCII, so the String stays UTF-8.
+                    // Not `str::from_utf8` + `push_str`: validating what was
+                    // just checked byte by byte was 7 % of a DNS record's
+                    // instructions.
+                    unsafe { name.as_mut_vec() }.extend_from_slice(label);
+                } else {
+                    for &c in label {
+                        // Keep names printable; escape the rest like dig does.
+                        if plain(&c) {
+                            name.push(c as char);
+                        } else {
+                            let _ = write!(name, "\\{c:03}");
                         }
                     }
                 }
