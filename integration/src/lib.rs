@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::{
     collector::{
         logs::v1::{
             logs_service_server::{LogsService, LogsServiceServer},
-            ExportLogsServiceRequest, ExportLogsServiceResponse,
+            ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
         },
         metrics::v1::{
             metrics_service_server::{MetricsService, MetricsServiceServer},
@@ -64,6 +64,21 @@ pub struct Received {
     pub http_requests: usize,
     /// Header values seen (lower-case names), for header tests.
     pub headers: Vec<(String, String)>,
+    /// What the gRPC logs service answers.
+    pub answer: Answer,
+}
+
+/// How the gRPC logs service answers an export (tests of a client's status
+/// handling); the other services always accept.
+#[derive(Default, Debug, Clone)]
+pub enum Answer {
+    /// Accepted, nothing rejected.
+    #[default]
+    Accept,
+    /// Accepted with this many records rejected (OTLP partial success).
+    Reject(i64),
+    /// Refused with this status; the request is not kept.
+    Fail(tonic::Code, String),
 }
 
 type Store = Arc<Mutex<Received>>;
@@ -89,8 +104,19 @@ impl LogsService for Grpc {
         req: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         note_headers(&self.0, req.metadata());
-        self.0.lock().unwrap().logs.push(req.into_inner());
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+        let mut s = self.0.lock().unwrap();
+        let rejected = match &s.answer {
+            Answer::Accept => 0,
+            Answer::Reject(n) => *n,
+            Answer::Fail(code, msg) => return Err(tonic::Status::new(*code, msg.clone())),
+        };
+        s.logs.push(req.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: rejected,
+                error_message: "rejected by the test".into(),
+            }),
+        }))
     }
 }
 
@@ -296,6 +322,11 @@ impl Receiver {
 
     pub fn http_endpoint(&self) -> String {
         format!("http://{}", self.http_addr)
+    }
+
+    /// From now on the gRPC logs service answers so.
+    pub fn answer(&self, a: Answer) {
+        self.store.lock().unwrap().answer = a;
     }
 
     pub fn received(&self) -> Received {

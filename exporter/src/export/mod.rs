@@ -158,7 +158,7 @@ impl Framer {
 
     fn headroom(&self) -> usize {
         match self {
-            Framer::Protobuf(f) => f.headroom(),
+            Framer::Protobuf(f) => f.headroom() + grpc::MESSAGE_PREFIX,
             Framer::Json { logs, spans } => logs.headroom().max(spans.headroom()),
         }
     }
@@ -167,20 +167,27 @@ impl Framer {
     /// into the room the chunk left in front of its records.
     fn frame(&self, signal: Signal, mut c: queue::Chunk) -> (Payload, SourceCounts) {
         let n = c.sources;
-        let (json, at) = match self {
-            Framer::Protobuf(f) => (false, f.frame(&mut c.buf, c.start)),
+        let (json, at, grpc_at) = match self {
+            Framer::Protobuf(f) => {
+                let at = f.frame(&mut c.buf, c.start);
+                (false, at, grpc::prefix_message(&mut c.buf, at))
+            }
             Framer::Json { logs, spans } => {
                 let f = if signal == Signal::Traces {
                     spans
                 } else {
                     logs
                 };
-                (true, f.frame(&mut c.buf, c.start))
+                (true, f.frame(&mut c.buf, c.start), None)
             }
         };
         let e = sink::Encoded {
             signal,
-            frame: Arc::new(sink::Frame { buf: c.buf, at }),
+            frame: Arc::new(sink::Frame {
+                buf: c.buf,
+                at,
+                grpc_at,
+            }),
         };
         (
             if json {

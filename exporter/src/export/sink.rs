@@ -37,6 +37,10 @@ pub struct Encoded {
 pub struct Frame {
     pub buf: Vec<u8>,
     pub at: usize,
+    /// Where the request starts as a gRPC message, its 5-byte prefix
+    /// written in front of `at` (protobuf requests): the gRPC sink sends
+    /// `buf[grpc_at..]` as the HTTP/2 body as it is.
+    pub grpc_at: Option<usize>,
 }
 
 impl Encoded {
