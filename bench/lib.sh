@@ -49,3 +49,21 @@ load_tools() {
 	command -v gcc >/dev/null || { echo "needs gcc (for the exec target)"; exit 1; }
 	GEN=$(realpath "$GEN")
 }
+
+# free_ports N: N free loopback TCP ports, below the ephemeral range: a port
+# the kernel hands out (bind to 0) can be taken, before the chain binds it,
+# by one of the hundreds of thousands of connections a load run makes (a run
+# failed so: "Address already in use" for the receiver).
+free_ports() {
+	python3 -c '
+import random,socket,sys
+lo=int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ss=[]
+for port in random.sample(range(10000, lo), lo - 10000):
+    s=socket.socket()
+    try: s.bind(("127.0.0.1",port))
+    except OSError: s.close(); continue
+    ss.append(s)
+    if len(ss) == int(sys.argv[1]): break
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}

@@ -62,11 +62,7 @@ printf 'void _start(void) { __asm__ volatile("mov $60, %%eax\\n xor %%edi, %%edi
 gcc -O2 -static -nostdlib -o "$EXEC" "$work/exec.c"
 mkdir -p "$work/watched"
 
-read -r RX CTL RG RH PROM CPORT DPORT < <(python3 -c '
-import socket
-ss=[socket.socket() for _ in range(7)]
-for s in ss: s.bind(("127.0.0.1",0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
+read -r RX CTL RG RH PROM CPORT DPORT < <(free_ports 7)
 
 wait_port() {
 	for _ in $(seq 1 200); do

@@ -71,13 +71,6 @@ EXEC="$work/tapio-load-exec"
 printf 'void _start(void) { __asm__ volatile("mov $60, %%eax\\n xor %%edi, %%edi\\n syscall"); }\n' >"$work/exec.c"
 gcc -O2 -static -nostdlib -o "$EXEC" "$work/exec.c"
 
-free_ports() {
-	python3 -c '
-import socket,sys
-ss=[socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss: s.bind(("127.0.0.1",0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
-}
 
 wait_port() {
 	for _ in $(seq 1 200); do

@@ -9,7 +9,9 @@
 //!   batched and prost-encoded (the `legacy` mappers, as the handlers ran
 //!   them before the direct encoder);
 //! - new: the probes' real handlers, writing protobuf straight from the
-//!   record into the exporter's queue, batches framed in place;
+//!   record into the exporter's queue, batches framed in place (the exec,
+//!   connect and DNS handlers' emitters stash a wake's records and queue
+//!   them together, as in the agent; a wake here is 64 records);
 //! - JSON: the same handlers and mapping calls writing OTLP/JSON (the
 //!   stdout sink's format), batches framed in place into one line each.
 //!
@@ -356,7 +358,7 @@ fn main() {
             let (emitter, batches) =
                 Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
             let mut h = process::Handler {
-                emitter,
+                emitter: emitter.stashing(),
                 stats: telemetry.probe(process::NAME),
                 enricher: Enricher::default(),
                 clock,
@@ -368,6 +370,7 @@ fn main() {
                     h.handle(b);
                     out += drain_new(&batches, Signal::Logs, false);
                 }
+                h.end_wake();
                 out + drain_new(&batches, Signal::Logs, true)
             };
             run(); // warm-up: caches and buffers reach their steady size
@@ -414,7 +417,7 @@ fn main() {
             let (emitter, batches) =
                 Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
             let mut h = network::Handler {
-                emitter,
+                emitter: emitter.stashing(),
                 stats: telemetry.probe(network::NAME),
                 enricher: Enricher::default(),
                 clock,
@@ -427,6 +430,7 @@ fn main() {
                     h.handle(b);
                     out += drain_new(&batches, Signal::Traces, false);
                 }
+                h.end_wake();
                 out + drain_new(&batches, Signal::Traces, true)
             };
             run();
@@ -518,7 +522,7 @@ fn main() {
             let (emitter, batches) =
                 Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
             let mut h = dns::Handler::new(
-                emitter,
+                emitter.stashing(),
                 telemetry.probe(dns::NAME),
                 cfg.clone(),
                 dns::DnsHistograms::default(),
@@ -532,6 +536,7 @@ fn main() {
                     h.handle(answer);
                     out += drain_new(&batches, Signal::Traces, false);
                 }
+                h.end_wake();
                 out + drain_new(&batches, Signal::Traces, true)
             };
             run();

@@ -130,7 +130,7 @@ fn append_name(msg: &[u8], mut off: usize, name: &mut String) -> Result<usize, P
                     // Not `str::from_utf8` + `push_str`: validating what was
                     // just checked byte by byte was 7 % of a DNS record's
                     // instructions.
-                    unsafe { name.as_mut_vec() }.extend_from_slice(label);
+                    crate::otel::wire::put(unsafe { name.as_mut_vec() }, label);
                 } else {
                     for &c in label {
                         // Keep names printable; escape the rest like dig does.

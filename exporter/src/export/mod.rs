@@ -96,6 +96,10 @@ pub struct Emitter {
     source: Source,
     /// Records written but not yet queued ([`Emitter::stashing`]).
     stash: Option<Box<Stash>>,
+    /// The stash whose buffer an encoder holds while a record is written
+    /// into it, and its length before: set only during the write, so a
+    /// panicking mapping's emitter can take the buffer back when dropped.
+    lent: Option<(Signal, usize)>,
 }
 
 /// A reader's records of one wake, queued together by [`Emitter::flush`].
@@ -105,6 +109,24 @@ struct Stash {
     logs_n: usize,
     spans: Vec<u8>,
     spans_n: usize,
+}
+
+impl Stash {
+    fn buffer(&mut self, signal: Signal) -> &mut Vec<u8> {
+        if signal == Signal::Traces {
+            &mut self.spans
+        } else {
+            &mut self.logs
+        }
+    }
+
+    fn count(&mut self, signal: Signal) -> &mut usize {
+        if signal == Signal::Traces {
+            &mut self.spans_n
+        } else {
+            &mut self.logs_n
+        }
+    }
 }
 
 /// Records a stash holds before it queues them without waiting for the
@@ -123,13 +145,19 @@ impl Clone for Emitter {
             json: self.json.clone(),
             source: self.source,
             stash: self.stash.as_ref().map(|_| Box::default()),
+            lent: None,
         }
     }
 }
 
 impl Drop for Emitter {
-    /// Nothing written is left uncounted: a stash is queued on the way out.
+    /// Nothing written is left uncounted: a stash is queued on the way out
+    /// (after taking it back from the encoder if a mapping panicked while
+    /// writing into it).
     fn drop(&mut self) {
+        if let Some((signal, before)) = self.lent.take() {
+            self.give_back(signal, before);
+        }
         self.flush();
     }
 }
@@ -210,6 +238,7 @@ impl Emitter {
             json: json::Encoder::default(),
             source: Source::AGENT,
             stash: None,
+            lent: None,
         }
     }
 
@@ -281,40 +310,82 @@ impl Emitter {
     }
 
     /// A log record written by `write` straight into this emitter's buffer
-    /// of its format, then queued. Use [`encode_log!`](crate::encode_log),
-    /// which hands a generic mapping the encoder it is given.
+    /// of its format (its stash, if it has one), then queued. Use
+    /// [`encode_log!`](crate::encode_log), which hands a generic mapping the
+    /// encoder it is given.
     pub fn encode_log(&mut self, write: impl FnOnce(Encoders<'_>)) {
-        let source = self.source;
-        let rec = written(self.format, &mut self.enc, &mut self.json, write);
-        match self.stash.as_deref_mut() {
-            Some(st) => {
-                st.logs.extend_from_slice(rec);
-                st.logs_n += 1;
-                if st.logs_n >= STASH_RECORDS {
-                    self.logs.push_many(source, &st.logs);
-                    st.logs.clear();
-                    st.logs_n = 0;
-                }
-            }
-            None => self.logs.push(source, rec),
+        if self.stash.is_some() {
+            self.stash_record(Signal::Logs, write);
+        } else {
+            let rec = written(self.format, &mut self.enc, &mut self.json, write);
+            self.logs.push(self.source, rec);
         }
     }
 
     /// A span written by `write`, then queued ([`encode_span!`](crate::encode_span)).
     pub fn encode_span(&mut self, write: impl FnOnce(Encoders<'_>)) {
-        let source = self.source;
-        let rec = written(self.format, &mut self.enc, &mut self.json, write);
-        match self.stash.as_deref_mut() {
-            Some(st) => {
-                st.spans.extend_from_slice(rec);
-                st.spans_n += 1;
-                if st.spans_n >= STASH_RECORDS {
-                    self.spans.push_many(source, &st.spans);
-                    st.spans.clear();
-                    st.spans_n = 0;
-                }
-            }
-            None => self.spans.push(source, rec),
+        if self.stash.is_some() {
+            self.stash_record(Signal::Traces, write);
+        } else {
+            let rec = written(self.format, &mut self.enc, &mut self.json, write);
+            self.spans.push(self.source, rec);
+        }
+    }
+
+    /// Write a record at the end of the stash of `signal`, the encoder
+    /// appending to the stash's buffer itself; queue the stash when it
+    /// holds [`STASH_RECORDS`].
+    fn stash_record(&mut self, signal: Signal, write: impl FnOnce(Encoders<'_>)) {
+        let Some(st) = self.stash.as_deref_mut() else {
+            return;
+        };
+        let out = st.buffer(signal);
+        let before = out.len();
+        match self.format {
+            Format::Protobuf => self.enc.record_buf().lend(out),
+            Format::Json => self.json.record_buf().lend(out),
+        }
+        self.lent = Some((signal, before));
+        match self.format {
+            Format::Protobuf => write(Encoders::Protobuf(&mut self.enc)),
+            Format::Json => write(Encoders::Json(&mut self.json)),
+        }
+        self.lent = None;
+        if self.give_back(signal, before) {
+            self.flush_if_full(signal);
+        }
+    }
+
+    /// Return the stash buffer the encoder was lent; whether it gained a
+    /// whole record (else it is as it was).
+    fn give_back(&mut self, signal: Signal, before: usize) -> bool {
+        let Some(st) = self.stash.as_deref_mut() else {
+            return false;
+        };
+        let out = st.buffer(signal);
+        let whole = match self.format {
+            Format::Protobuf => self.enc.record_buf().give_back(out, before),
+            Format::Json => self.json.record_buf().give_back(out, before),
+        };
+        if whole {
+            *st.count(signal) += 1;
+        }
+        whole
+    }
+
+    fn flush_if_full(&mut self, signal: Signal) {
+        let Some(st) = self.stash.as_deref_mut() else {
+            return;
+        };
+        if *st.count(signal) >= STASH_RECORDS {
+            let queue = if signal == Signal::Traces {
+                &self.spans
+            } else {
+                &self.logs
+            };
+            queue.push_many(self.source, st.buffer(signal));
+            st.buffer(signal).clear();
+            *st.count(signal) = 0;
         }
     }
 
@@ -980,6 +1051,92 @@ mod tests {
             .collect();
         assert_eq!(names[..3], ["a", "b", "c"]);
         assert_eq!(names.last(), Some(&"d"));
+    }
+
+    fn log(e: &mut Emitter, body: &'static str) {
+        crate::encode_log!(e, |enc| {
+            use crate::otel::wire::{Encode, RecordWriter, Severity};
+            let mut w = enc.log(5, Severity::Info);
+            w.body_concat(&[body]);
+            w.int("n", 7);
+            w.finish_log(6, "x")
+        });
+    }
+
+    fn request_bytes(b: &Batches, signal: Signal) -> Vec<u8> {
+        match b.take(signal) {
+            Some((Payload::Encoded(e) | Payload::Json(e), _)) => e.frame.buf[e.frame.at..].to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Records written straight into a stash are the bytes the plain path
+    /// queues, in both formats, logs and spans interleaved.
+    #[test]
+    fn a_stash_holds_the_bytes_the_plain_path_queues() {
+        for format in [Format::Protobuf, Format::Json] {
+            let t = Telemetry::new(0);
+            let r = Resource::default();
+            let (mut plain, pb) = Emitter::standalone_as(format, &r, 4096, 4096, t.clone());
+            let (e, sb) = Emitter::standalone_as(format, &r, 4096, 4096, t.clone());
+            let mut stashing = e.stashing();
+            for e in [&mut plain, &mut stashing] {
+                for i in 0..(2 * STASH_RECORDS + 3) {
+                    if i % 3 == 0 {
+                        span(e, "s");
+                    } else {
+                        log(e, "l");
+                    }
+                }
+                e.flush();
+            }
+            for signal in [Signal::Logs, Signal::Traces] {
+                let (a, b) = (request_bytes(&pb, signal), request_bytes(&sb, signal));
+                assert!(!a.is_empty(), "{format:?} {signal:?}");
+                assert_eq!(a, b, "{format:?} {signal:?}");
+            }
+        }
+    }
+
+    /// A mapping that writes no record, or panics in the middle of one,
+    /// leaves the stash with the whole records it had, and they are queued
+    /// when the emitter is dropped.
+    #[test]
+    fn a_record_not_written_or_cut_short_leaves_the_stash_whole() {
+        for format in [Format::Protobuf, Format::Json] {
+            let t = Telemetry::new(0);
+            let (e, b) = Emitter::standalone_as(format, &Resource::default(), 64, 64, t.clone());
+            let mut e = e.stashing();
+            log(&mut e, "a");
+            e.encode_log(|_| {});
+            let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::encode_log!(e, |enc| {
+                    use crate::otel::wire::{Encode, RecordWriter, Severity};
+                    let mut w = enc.log(5, Severity::Info);
+                    w.int("n", 1);
+                    panic!("a mapping bug");
+                })
+            }));
+            assert!(cut.is_err());
+            drop(e);
+            assert_eq!(b.len(Signal::Logs), 1, "{format:?}");
+            let (p, n) = b.take(Signal::Logs).unwrap();
+            assert_eq!(n, 1);
+            let req = match p {
+                Payload::Encoded(enc) => match enc.decode().unwrap() {
+                    Payload::Logs(req) => req,
+                    _ => panic!("not logs"),
+                },
+                Payload::Json(enc) => serde_json::from_slice::<
+                    opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+                >(&enc.frame.buf[enc.frame.at..])
+                .unwrap(),
+                _ => panic!("not encoded"),
+            };
+            let recs = &req.resource_logs[0].scope_logs[0].log_records;
+            assert_eq!(recs.len(), 1);
+            assert_eq!(recs[0].event_name, "x");
+        }
     }
 
     /// A producer that panicked while the producers lock was held (a

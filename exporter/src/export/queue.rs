@@ -1,6 +1,7 @@
 //! A bounded FIFO that drops its oldest records when full, counting them.
 //! The export path's memory is bounded by these queues' capacities.
 
+use crate::otel::wire::field_len;
 use crate::telemetry::{DropReason, Signal, SignalStats, Source, SourceCounts, Telemetry};
 use std::{
     collections::VecDeque,
@@ -122,14 +123,6 @@ pub struct Chunk {
 /// Spare buffers kept beyond those in use: enough for the batch in flight
 /// and the one filling, without holding a burst's worth of memory.
 const SPARE_BUFFERS: usize = 4;
-
-/// Length of the length-delimited field at the start of `b` (key, length
-/// and body), or None if it is not one.
-fn field_len(b: &[u8]) -> Option<usize> {
-    let mut rest = b.get(1..)?;
-    let len = prost::encoding::decode_varint(&mut rest).ok()? as usize;
-    Some(b.len() - rest.len() + len)
-}
 
 impl EncodedQueue {
     pub fn new(

@@ -14,7 +14,8 @@
 //! spaces (JSON whitespace), the header goes into the chunk's headroom.
 
 use super::wire::{
-    self, close, open, Encode, Lossy, Mark, RecordWriter, Severity, StatusCode, RECORD_FIELD,
+    self, close, open, Encode, Lossy, Mark, RecordBuf, RecordWriter, Severity, StatusCode,
+    RECORD_FIELD,
 };
 use crate::telemetry::Signal;
 use std::fmt::{self, Write as _};
@@ -171,7 +172,7 @@ fn double(buf: &mut Vec<u8>, v: f64) {
 /// The reusable buffer a producer writes OTLP/JSON records into.
 #[derive(Default)]
 pub struct Encoder {
-    buf: Vec<u8>,
+    buf: RecordBuf,
 }
 
 impl Clone for Encoder {
@@ -185,14 +186,13 @@ impl Encoder {
     /// The last finished record's JSON object (without the queue's length
     /// prefix).
     pub fn json(&self) -> &[u8] {
-        let mut rest = self.buf.get(1..).unwrap_or_default();
+        let mut rest = self.buf.record().get(1..).unwrap_or_default();
         let _ = prost::encoding::decode_varint(&mut rest);
         rest
     }
 
-    fn start(&mut self) -> Mark {
-        self.buf.clear();
-        open(&mut self.buf, RECORD_FIELD, 2)
+    pub(crate) fn record_buf(&mut self) -> &mut RecordBuf {
+        &mut self.buf
     }
 }
 
@@ -200,8 +200,8 @@ impl Encode for Encoder {
     type Writer<'a> = JsonWriter<'a>;
 
     fn log(&mut self, time_unix_ns: u64, severity: Severity) -> JsonWriter<'_> {
-        let mark = self.start();
-        let b = &mut self.buf;
+        let b = self.buf.begin();
+        let mark = open(b, RECORD_FIELD, 2);
         b.push(b'{');
         if time_unix_ns != 0 {
             b.extend_from_slice(b"\"timeUnixNano\":");
@@ -213,7 +213,7 @@ impl Encode for Encoder {
         b.extend_from_slice(b",\"severityText\":");
         quoted(b, severity.text().as_bytes());
         JsonWriter {
-            buf: &mut self.buf,
+            buf: b,
             mark,
             attrs: false,
             first_item: false,
@@ -229,8 +229,8 @@ impl Encode for Encoder {
         start_unix_ns: u64,
         end_unix_ns: u64,
     ) -> JsonWriter<'_> {
-        let mark = self.start();
-        let b = &mut self.buf;
+        let b = self.buf.begin();
+        let mark = open(b, RECORD_FIELD, 2);
         b.extend_from_slice(b"{\"traceId\":");
         hex(b, trace_id);
         b.extend_from_slice(b",\"spanId\":");
@@ -250,7 +250,7 @@ impl Encode for Encoder {
             int_string(b, end_unix_ns);
         }
         JsonWriter {
-            buf: &mut self.buf,
+            buf: b,
             mark,
             attrs: false,
             first_item: false,
@@ -258,7 +258,7 @@ impl Encode for Encoder {
     }
 
     fn record(&self) -> &[u8] {
-        &self.buf
+        self.buf.record()
     }
 }
 

@@ -152,8 +152,27 @@ impl Default for Text {
 impl Text {
     fn push(&mut self, b: &[u8]) {
         let end = (self.len + b.len()).min(self.buf.len());
-        let n = end - self.len;
-        self.buf[self.len..end].copy_from_slice(&b[..n]);
+        let (dst, b) = (&mut self.buf[self.len..end], &b[..end - self.len]);
+        // The pieces are 1–20 bytes: two fixed-size moves instead of a
+        // memcpy call (see `wire::put`).
+        macro_rules! two_moves {
+            ($k:literal) => {
+                if let (Some(x), Some(y)) = (b.first_chunk::<$k>(), b.last_chunk::<$k>()) {
+                    let n = dst.len();
+                    dst[..$k].copy_from_slice(x);
+                    dst[n - $k..].copy_from_slice(y);
+                    self.len = end;
+                    return;
+                }
+            };
+        }
+        match b.len() {
+            4..=7 => two_moves!(4),
+            8..=16 => two_moves!(8),
+            17..=32 => two_moves!(16),
+            _ => {}
+        }
+        dst.copy_from_slice(b);
         self.len = end;
     }
 
