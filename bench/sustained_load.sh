@@ -23,6 +23,8 @@
 # generator can (same split, execs capped at EXEC_BURST), bounded by
 # BURST_MAX_SECONDS. RING sets the three probes' ring_buffer_size (default:
 # Tapio's default, 1MiB). KEEP=1 keeps the work directory (logs, raw counts).
+# SHOW_OTHER=N has the receiver print the first N background records (those
+# not the generator's) into LABEL.count.err.
 # CALLGRIND=1 runs Tapio under valgrind's callgrind and prints its userspace
 # instructions per event and per record, counted from the load's start to
 # the drain's end: the figure to compare builds by on a busy machine (use
@@ -99,7 +101,7 @@ run_one() {
 	"$COUNT" --grpc "127.0.0.1:$RX" --control "127.0.0.1:$CTL" \
 		--match "server.port=$CPORT" --match "server.port=$DPORT" \
 		--match "process.executable.name=$(basename "$EXEC")" --match "process.executable.name=$(basename "$GEN")" \
-		--tag tapio.connection.direction \
+		--tag tapio.connection.direction --show-other "${SHOW_OTHER:-0}" \
 		>"$work/$label.count.json" 2>"$work/$label.count.err" &
 	local cp=$!
 	pids+=($cp)

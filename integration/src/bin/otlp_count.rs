@@ -10,7 +10,9 @@
 //! to its label as `|KEY=value` (e.g. the close logs' direction, to see which
 //! end of a connection a missing record was). `GET /counts` on the control
 //! address returns the counts as JSON; they are printed once more on
-//! SIGTERM/SIGINT.
+//! SIGTERM/SIGINT. `--show-other N` prints the first N records that match
+//! no `--match` (name, body, attributes) to stderr, one per line: what the
+//! "background" of a run was.
 //!
 //!   otlp_count --grpc 127.0.0.1:4317 --control 127.0.0.1:4399 \
 //!       --match process.executable.path=/tmp/x --match server.port=5300 \
@@ -62,6 +64,8 @@ struct State {
     matchers: Vec<(String, String)>,
     tags: Vec<String>,
     counts: Mutex<Counts>,
+    /// How many more unmatched records to print (`--show-other`).
+    show_other: std::sync::atomic::AtomicUsize,
 }
 
 impl State {
@@ -86,6 +90,30 @@ impl State {
             }
         }
         label
+    }
+
+    /// Print an unmatched record while `--show-other` allows.
+    fn show(&self, label: &str, name: &str, body: String, attrs: &[KeyValue]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !label.starts_with("other") {
+            return;
+        }
+        let left = self
+            .show_other
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        if left.is_ok() {
+            let kv: Vec<String> = attrs
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}={:?}",
+                        a.key,
+                        a.value.as_ref().and_then(|v| v.value.as_ref())
+                    )
+                })
+                .collect();
+            eprintln!("other: {name} body={body:?} {}", kv.join(" "));
+        }
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -118,7 +146,10 @@ impl LogsService for Svc {
         for rl in &req.resource_logs {
             for sl in &rl.scope_logs {
                 for r in &sl.log_records {
-                    let key = format!("logs {} {}", r.event_name, self.0.label(&r.attributes));
+                    let label = self.0.label(&r.attributes);
+                    let body = format!("{:?}", r.body.as_ref().and_then(|b| b.value.as_ref()));
+                    self.0.show(&label, &r.event_name, body, &r.attributes);
+                    let key = format!("logs {} {label}", r.event_name);
                     *local.entry(key).or_default() += 1;
                 }
             }
@@ -143,7 +174,9 @@ impl TraceService for Svc {
         for rs in &req.resource_spans {
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
-                    let mut key = format!("traces {} {}", s.name, self.0.label(&s.attributes));
+                    let label = self.0.label(&s.attributes);
+                    self.0.show(&label, &s.name, String::new(), &s.attributes);
+                    let mut key = format!("traces {} {label}", s.name);
                     let failed = s
                         .status
                         .as_ref()
@@ -229,6 +262,7 @@ struct Args {
     control: SocketAddr,
     matchers: Vec<(String, String)>,
     tags: Vec<String>,
+    show_other: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -236,6 +270,7 @@ fn parse_args() -> Result<Args> {
     let mut control = None;
     let mut matchers = Vec::new();
     let mut tags = Vec::new();
+    let mut show_other = 0;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -250,6 +285,7 @@ fn parse_args() -> Result<Args> {
                 matchers.push((k.to_string(), x.to_string()));
             }
             "--tag" => tags.push(val()?),
+            "--show-other" => show_other = val()?.parse().context("--show-other")?,
             _ => bail!("unknown argument {a}"),
         }
     }
@@ -258,6 +294,7 @@ fn parse_args() -> Result<Args> {
         control: control.context("--control ADDR is required")?,
         matchers,
         tags,
+        show_other,
     })
 }
 
@@ -268,6 +305,7 @@ async fn main() -> Result<()> {
         matchers: args.matchers,
         tags: args.tags,
         counts: Mutex::default(),
+        show_other: args.show_other.into(),
     });
     let grpc = tokio::net::TcpListener::bind(args.grpc)
         .await
