@@ -374,10 +374,16 @@ impl Emitter {
     }
 
     fn flush_if_full(&mut self, signal: Signal) {
+        self.queue_stash(signal, STASH_RECORDS);
+    }
+
+    /// Queue the stash of `signal` if it holds at least `min` records.
+    fn queue_stash(&mut self, signal: Signal, min: usize) {
         let Some(st) = self.stash.as_deref_mut() else {
             return;
         };
-        if *st.count(signal) >= STASH_RECORDS {
+        let n = *st.count(signal);
+        if n > 0 && n >= min {
             let queue = if signal == Signal::Traces {
                 &self.spans
             } else {
@@ -402,19 +408,8 @@ impl Emitter {
 
     /// Queue what the stash holds.
     pub fn flush(&mut self) {
-        let source = self.source;
-        if let Some(st) = self.stash.as_deref_mut() {
-            if st.logs_n > 0 {
-                self.logs.push_many(source, &st.logs);
-                st.logs.clear();
-                st.logs_n = 0;
-            }
-            if st.spans_n > 0 {
-                self.spans.push_many(source, &st.spans);
-                st.spans.clear();
-                st.spans_n = 0;
-            }
-        }
+        self.queue_stash(Signal::Logs, 1);
+        self.queue_stash(Signal::Traces, 1);
     }
 
     /// The same queues, its records counted as `source`'s.

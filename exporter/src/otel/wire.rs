@@ -204,10 +204,10 @@ pub(crate) fn field_len(b: &[u8]) -> Option<usize> {
 }
 
 /// An encoder's buffer: one record at a time, or, while it is lent a stash
-/// ([`RecordBuf::append_into`]), records appended to that stash.
+/// ([`RecordBuf::lend`]), records appended to that stash.
 #[derive(Default)]
 pub(crate) struct RecordBuf {
-    pub(crate) buf: Vec<u8>,
+    buf: Vec<u8>,
     /// Where the record being (or last) written starts.
     start: usize,
     appending: bool,

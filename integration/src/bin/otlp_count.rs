@@ -34,7 +34,7 @@ use opentelemetry_proto::tonic::{
             ExportTraceServiceRequest, ExportTraceServiceResponse,
         },
     },
-    common::v1::{any_value::Value, KeyValue},
+    common::v1::{any_value::Value, AnyValue, KeyValue},
     metrics::v1::{metric::Data, number_data_point},
     trace::v1::status::StatusCode,
 };
@@ -93,7 +93,7 @@ impl State {
     }
 
     /// Print an unmatched record while `--show-other` allows.
-    fn show(&self, label: &str, name: &str, body: String, attrs: &[KeyValue]) {
+    fn show(&self, label: &str, name: &str, body: Option<&AnyValue>, attrs: &[KeyValue]) {
         use std::sync::atomic::Ordering::Relaxed;
         if !label.starts_with("other") {
             return;
@@ -112,6 +112,7 @@ impl State {
                     )
                 })
                 .collect();
+            let body = body.and_then(|b| b.value.as_ref());
             eprintln!("other: {name} body={body:?} {}", kv.join(" "));
         }
     }
@@ -147,8 +148,8 @@ impl LogsService for Svc {
             for sl in &rl.scope_logs {
                 for r in &sl.log_records {
                     let label = self.0.label(&r.attributes);
-                    let body = format!("{:?}", r.body.as_ref().and_then(|b| b.value.as_ref()));
-                    self.0.show(&label, &r.event_name, body, &r.attributes);
+                    self.0
+                        .show(&label, &r.event_name, r.body.as_ref(), &r.attributes);
                     let key = format!("logs {} {label}", r.event_name);
                     *local.entry(key).or_default() += 1;
                 }
@@ -175,7 +176,7 @@ impl TraceService for Svc {
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
                     let label = self.0.label(&s.attributes);
-                    self.0.show(&label, &s.name, String::new(), &s.attributes);
+                    self.0.show(&label, &s.name, None, &s.attributes);
                     let mut key = format!("traces {} {label}", s.name);
                     let failed = s
                         .status
