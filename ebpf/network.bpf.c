@@ -152,6 +152,27 @@ static __always_inline __u32 outcome_of(int err)
 	}
 }
 
+#define EEXIST 17
+
+/*
+ * Start tracking the socket at `key`. An entry still there means the
+ * kernel freed and reused that socket without a transition we saw (a
+ * close or connect result traced by no program): the record its end
+ * would have made is lost, so it is counted before the entry is replaced.
+ * The second update only runs in that rare case.
+ */
+static __always_inline void track(void *map, __u64 *key, const void *val)
+{
+	long err = bpf_map_update_elem(map, key, val, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		if (sampled_in())
+			tapio_count_lost(&tapio_lost, TAPIO_LOST_END_UNSEEN);
+		err = bpf_map_update_elem(map, key, val, BPF_ANY);
+	}
+	if (err)
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+}
+
 static __always_inline void on_syn_sent(__u64 key)
 {
 	if (!tapio_current_in_scope())
@@ -159,8 +180,7 @@ static __always_inline void on_syn_sent(__u64 key)
 	struct pending_connect p = {};
 	tapio_fill_header(&p.hdr, bpf_get_current_task_btf(), TAPIO_EVENT_TCP_CONNECT);
 	p.start_ns = p.hdr.ts_ns;
-	if (bpf_map_update_elem(&tapio_tcp_pending, &key, &p, BPF_ANY))
-		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	track(&tapio_tcp_pending, &key, &p);
 }
 
 static __always_inline void on_connect_done(const struct sock *sk, __u64 key, int newstate)
@@ -182,8 +202,7 @@ static __always_inline void on_connect_done(const struct sock *sk, __u64 key, in
 		struct live_conn c = {};
 		c.hdr = p->hdr;
 		c.established_ns = now;
-		if (bpf_map_update_elem(&tapio_tcp_conns, &key, &c, BPF_ANY))
-			tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+		track(&tapio_tcp_conns, &key, &c);
 	}
 
 	int keep = outcome != TAPIO_TCP_OK || (tapio_slow_ns && dur >= tapio_slow_ns) || sampled_in();
@@ -215,15 +234,23 @@ static __always_inline void on_accepted(const struct sock *sk, __u64 key)
 	c.hdr.kind = TAPIO_EVENT_TCP_CLOSE;
 	c.established_ns = c.hdr.ts_ns;
 	c.inbound = 1;
-	if (bpf_map_update_elem(&tapio_tcp_conns, &key, &c, BPF_ANY))
-		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	track(&tapio_tcp_conns, &key, &c);
 }
 
-static __always_inline void on_close(const struct sock *sk, __u64 key)
+static __always_inline void on_close(const struct sock *sk, __u64 key, int oldstate)
 {
 	struct live_conn *c = bpf_map_lookup_elem(&tapio_tcp_conns, &key);
 	if (!c)
 		return;
+	/* A socket that never was established (a listener, a child reset in
+	 * SYN_RECV) found an entry: its address's last connection ended
+	 * unseen; this socket's close is not that connection's. */
+	if (oldstate == TCP_LISTEN || oldstate == TCP_SYN_RECV) {
+		if (sampled_in())
+			tapio_count_lost(&tapio_lost, TAPIO_LOST_END_UNSEEN);
+		bpf_map_delete_elem(&tapio_tcp_conns, &key);
+		return;
+	}
 	if (sampled_in()) {
 		struct tapio_tcp_close *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 		if (e) {
@@ -275,7 +302,7 @@ static __always_inline int handle(const struct sock *sk, int oldstate, int newst
 	else if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)
 		on_accepted(sk, key);
 	else if (newstate == TCP_CLOSE)
-		on_close(sk, key);
+		on_close(sk, key, oldstate);
 	return 0;
 }
 

@@ -17,7 +17,7 @@ use std::sync::{
 /// ones are indexed by `enum tapio_lost_reason` in the shared header.
 pub const KERNEL_LOST_REASONS: [&str;
     tapio_shared::tapio_lost_reason::TAPIO_LOST_REASON_MAX as usize] =
-    ["ringbuf_full", "map_full", "read_error"];
+    ["ringbuf_full", "map_full", "read_error", "end_unseen"];
 
 /// Reason of the program runs the kernel skipped because the program was
 /// already running on that CPU: read from the kernel's program info, not

@@ -379,7 +379,7 @@ pub const EVENTS_LOST: MetricDef = MetricDef {
     name: "tapio.events.lost",
     unit: "{event}",
     instrument: Instrument::Counter,
-    description: "Events that never became a signal, by probe and reason (ringbuf_full, map_full, read_error counted in the kernel; recursion: program runs the kernel skipped because the program was already running on that CPU, each possibly an event; decode_error and probe-specific ones in userspace).",
+    description: "Events that never became a signal, by probe and reason (ringbuf_full, map_full, read_error, end_unseen counted in the kernel; recursion: program runs the kernel skipped because the program was already running on that CPU, each possibly an event; decode_error and probe-specific ones in userspace).",
     attributes: &[attr::TAPIO_PROBE, attr::TAPIO_REASON],
 };
 

@@ -130,7 +130,12 @@ enum tapio_lost_reason {
 	TAPIO_LOST_MAP_FULL = 1,
 	/* A kernel or user memory read failed; the event was dropped. */
 	TAPIO_LOST_READ_ERROR = 2,
-	TAPIO_LOST_REASON_MAX = 3,
+	/* A tracked object's key came back while its entry was still there:
+	 * the kernel reused a socket whose end (connect result, close) no
+	 * program saw, so the record that end would have made is lost.
+	 * Counted when the record would have been sampled in. */
+	TAPIO_LOST_END_UNSEEN = 3,
+	TAPIO_LOST_REASON_MAX = 4,
 };
 
 /* Bits of tapio_process_exec.flags. */
