@@ -660,9 +660,10 @@ mod tests {
         assert_eq!(t.probe("process").received.load(Relaxed), 2);
         assert_eq!(t.probes().len(), 1);
         let lost = t.probe("process").lost();
-        assert_eq!(lost.len(), 5);
-        assert_eq!(lost[3], (RECURSION, 0));
-        assert_eq!(lost[4], ("decode_error", 0));
+        assert_eq!(lost.len(), 6);
+        assert_eq!(lost[3], ("end_unseen", 0));
+        assert_eq!(lost[4], (RECURSION, 0));
+        assert_eq!(lost[5], ("decode_error", 0));
     }
 
     #[test]

@@ -1274,6 +1274,10 @@ impl Default for RetryConfig {
 pub struct QueueConfig {
     /// Capacity per signal, in records (log records or spans).
     pub queue_size: usize,
+    /// Capacity per signal in encoded bytes, whichever bound is reached
+    /// first: a record bound alone lets big records (long command lines)
+    /// take many times the memory typical ones do.
+    pub queue_bytes: ByteSize,
     /// Export requests in flight at once per signal (the collector's key):
     /// one request at a time caps throughput at one batch per round trip.
     /// The gRPC sink opens as many HTTP/2 connections (see `GrpcSink`).
@@ -1284,6 +1288,7 @@ impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             queue_size: 16384,
+            queue_bytes: ByteSize(8 << 20),
             num_consumers: 4,
         }
     }

@@ -43,6 +43,8 @@ pub struct OtlpSettings {
     pub tls: TlsConfig,
     pub retry: RetryConfig,
     pub queue_size: usize,
+    /// Encoded bytes per signal the queue holds at most.
+    pub queue_bytes: u64,
     /// Requests in flight at once per signal.
     pub num_consumers: usize,
 }
@@ -61,6 +63,14 @@ impl SinkSettings {
         match self {
             SinkSettings::Stdout { queue_size } => *queue_size,
             SinkSettings::Otlp(o) => o.queue_size,
+        }
+    }
+
+    /// The queue's byte bound per signal (stdout's is the default one).
+    pub fn queue_bytes(&self) -> u64 {
+        match self {
+            SinkSettings::Stdout { .. } => QueueConfig::default().queue_bytes.0,
+            SinkSettings::Otlp(o) => o.queue_bytes,
         }
     }
 
@@ -244,6 +254,7 @@ impl Resolver<'_> {
             tls,
             retry: file.retry_on_failure.clone(),
             queue_size: file.sending_queue.queue_size,
+            queue_bytes: file.sending_queue.queue_bytes.0,
             num_consumers: file.sending_queue.num_consumers,
         }
     }

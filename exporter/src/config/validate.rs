@@ -705,6 +705,10 @@ impl Exporters {
     }
 }
 
+/// A queue's byte bound: below a batch of small records nothing batches.
+const MIN_QUEUE_BYTES: u64 = 64 << 10;
+const MAX_QUEUE_BYTES: u64 = 4 << 30;
+
 /// Requests in flight per signal: more only adds memory (a batch each).
 const MAX_CONSUMERS: usize = 64;
 
@@ -776,6 +780,13 @@ impl OtlpExporter {
             self.sending_queue.queue_size,
             errs,
         );
+        let b = self.sending_queue.queue_bytes.0;
+        if !(MIN_QUEUE_BYTES..=MAX_QUEUE_BYTES).contains(&b) {
+            errs.push(ConfigError::new(
+                format!("{base}.sending_queue.queue_bytes"),
+                format!("{b}: must be from 64KiB to 4GiB"),
+            ));
+        }
         let n = self.sending_queue.num_consumers;
         if n == 0 || n > MAX_CONSUMERS {
             errs.push(ConfigError::new(

@@ -484,6 +484,7 @@ mod tests {
             tls: TlsConfig::default(),
             retry: RetryConfig::default(),
             queue_size: 16,
+            queue_bytes: 1 << 20,
             num_consumers: 2,
         })
         .expect("sink")

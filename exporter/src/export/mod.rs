@@ -548,6 +548,7 @@ impl Exporter {
             },
         };
         let cap = settings.sink.queue_size();
+        let cap_bytes = settings.sink.queue_bytes();
         let format = match &settings.sink {
             crate::config::SinkSettings::Stdout { .. } => Format::Json,
             crate::config::SinkSettings::Otlp(_) => Format::Protobuf,
@@ -556,20 +557,26 @@ impl Exporter {
         let room = framer.headroom();
         let emitter = Emitter::new(
             format,
-            Arc::new(EncodedQueue::new(
-                cap,
-                settings.logs.max_batch,
-                room,
-                telemetry.clone(),
-                Signal::Logs,
-            )),
-            Arc::new(EncodedQueue::new(
-                cap,
-                settings.traces.max_batch,
-                room,
-                telemetry.clone(),
-                Signal::Traces,
-            )),
+            Arc::new(
+                EncodedQueue::new(
+                    cap,
+                    settings.logs.max_batch,
+                    room,
+                    telemetry.clone(),
+                    Signal::Logs,
+                )
+                .with_max_bytes(cap_bytes),
+            ),
+            Arc::new(
+                EncodedQueue::new(
+                    cap,
+                    settings.traces.max_batch,
+                    room,
+                    telemetry.clone(),
+                    Signal::Traces,
+                )
+                .with_max_bytes(cap_bytes),
+            ),
         );
         let shared = Arc::new(Shared {
             sink,

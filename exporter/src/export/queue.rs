@@ -83,6 +83,8 @@ impl<T> BoundedQueue<T> {
 pub struct EncodedQueue {
     state: Mutex<Chunks>,
     capacity: usize,
+    /// Bound on the records' encoded bytes (unbounded unless set).
+    max_bytes: usize,
     /// A full batch is ready: wake the exporter before its timer.
     pub batch_ready: Notify,
     batch_size: usize,
@@ -101,7 +103,15 @@ struct Chunks {
     /// Source tag vectors of taken chunks, for reuse.
     free_tags: Vec<Vec<u8>>,
     len: usize,
+    /// Encoded bytes of the `len` records.
+    bytes: usize,
+    /// Mean bytes per record of the chunks taken lately: what a new
+    /// chunk reserves for a batch.
+    record_bytes: usize,
 }
+
+/// What `record_bytes` starts at, before any chunk was taken.
+const FIRST_RECORD_BYTES: usize = 256;
 
 /// A chunk in the queue: its records and, per record, its source.
 struct Filling {
@@ -109,6 +119,13 @@ struct Filling {
     /// The source of every record ever written to the chunk; the live
     /// ones are the last `chunk.records` (drops take from the front).
     tags: Vec<u8>,
+    /// Bytes the chunk was opened for: a record that would take it past
+    /// them starts the next chunk instead. A buffer that grew by doubling
+    /// to fit a batch sat in up to twice the memory its records took, and
+    /// a full queue is dozens of chunks per signal.
+    limit: usize,
+    /// No more records go in (the next one did not fit `limit`).
+    closed: bool,
 }
 
 /// Up to a batch of records: `buf[start..]`, each a length-delimited field.
@@ -135,6 +152,7 @@ impl EncodedQueue {
         Self {
             state: Mutex::new(Chunks::default()),
             capacity: capacity.max(1),
+            max_bytes: usize::MAX,
             batch_ready: Notify::new(),
             batch_size: batch_size.max(1),
             headroom,
@@ -143,13 +161,31 @@ impl EncodedQueue {
         }
     }
 
+    /// Also bound the queue by its records' encoded bytes: a record that
+    /// would take it past `max_bytes` drops the oldest ones (counted) first.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX).max(1);
+        self
+    }
+
     fn stats(&self) -> &SignalStats {
         self.telemetry.signal(self.signal)
     }
 
+    /// Drop the oldest records, counted, until `need` more bytes and one
+    /// more record fit (or the queue is empty).
+    fn make_room(&self, st: &mut Chunks, need: usize) {
+        while st.len > 0
+            && (st.len >= self.capacity || st.bytes.saturating_add(need) > self.max_bytes)
+        {
+            let from = st.drop_oldest();
+            self.stats().drop_from(DropReason::QueueFull, from, 1);
+        }
+    }
+
     /// Append one encoded record (`wire::Encoder::record`) from `source`.
     pub fn push(&self, source: Source, record: &[u8]) {
-        self.push_with(source, |buf| buf.extend_from_slice(record));
+        self.push_many(source, record);
     }
 
     /// Append one record that `write` encodes in place (for records still
@@ -157,17 +193,21 @@ impl EncodedQueue {
     pub fn push_with(&self, source: Source, write: impl FnOnce(&mut Vec<u8>)) {
         let len = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.len >= self.capacity {
-                let from = st.drop_oldest();
-                self.stats().drop_from(DropReason::QueueFull, from, 1);
-            }
+            // Its size is known once written: a mean record's room will do.
+            let need = st.mean_record();
+            self.make_room(&mut st, need);
+            self.close_if_short(&mut st, need);
             self.open_chunk(&mut st);
+            let mut wrote = 0;
             if let Some(c) = st.chunks.back_mut() {
+                let at = c.chunk.buf.len();
                 write(&mut c.chunk.buf);
+                wrote = c.chunk.buf.len() - at;
                 c.chunk.records += 1;
                 c.tags.push(source.0);
             }
             st.len += 1;
+            st.bytes += wrote;
             st.len
         };
         self.stats().mark_used(source);
@@ -191,12 +231,13 @@ impl EncodedQueue {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let before = st.len;
             while !records.is_empty() {
-                if st.len >= self.capacity {
-                    let from = st.drop_oldest();
-                    self.stats().drop_from(DropReason::QueueFull, from, 1);
-                }
+                let Some(first) = field_len(records).filter(|n| *n <= records.len()) else {
+                    break;
+                };
+                self.make_room(&mut st, first);
                 self.open_chunk(&mut st);
                 let free = self.capacity - st.len;
+                let free_bytes = self.max_bytes.saturating_sub(st.bytes).max(first);
                 let Some(c) = st.chunks.back_mut() else {
                     break;
                 };
@@ -204,23 +245,36 @@ impl EncodedQueue {
                 // one copy: per record it was a memmove call (a tenth of the
                 // agent's CPU under load went to memmove).
                 let room = free.min(self.batch_size - c.chunk.records);
+                let bytes = c.limit.saturating_sub(c.chunk.buf.len());
                 let (mut span, mut k) = (0, 0);
                 while k < room {
-                    match field_len(&records[span..]).filter(|n| span + n <= records.len()) {
-                        Some(n) => {
-                            span += n;
-                            k += 1;
-                        }
-                        None => break,
+                    let Some(n) = field_len(&records[span..]).filter(|n| span + n <= records.len())
+                    else {
+                        break;
+                    };
+                    // An empty chunk takes a record of any size.
+                    if span + n > bytes && (k > 0 || c.chunk.records > 0) {
+                        c.closed = true;
+                        break;
                     }
+                    // The next one makes room first (next time round).
+                    if span + n > free_bytes {
+                        break;
+                    }
+                    span += n;
+                    k += 1;
                 }
                 if k == 0 {
+                    if c.closed {
+                        continue;
+                    }
                     break;
                 }
                 c.chunk.buf.extend_from_slice(&records[..span]);
                 c.chunk.records += k;
                 c.tags.extend(std::iter::repeat_n(source.0, k));
                 st.len += k;
+                st.bytes += span;
                 records = &records[span..];
             }
             // The emitters' stashes hold only whole records they wrote.
@@ -234,15 +288,36 @@ impl EncodedQueue {
         }
     }
 
-    /// Start a chunk when there is none or the last one holds a batch.
+    /// Close the last chunk if a record of `need` bytes would take it
+    /// past its limit.
+    fn close_if_short(&self, st: &mut Chunks, need: usize) {
+        if let Some(c) = st.chunks.back_mut() {
+            if c.chunk.records > 0 && c.chunk.buf.len() + need > c.limit {
+                c.closed = true;
+            }
+        }
+    }
+
+    /// Start a chunk when there is none or the last one is closed or
+    /// holds a batch.
     fn open_chunk(&self, st: &mut Chunks) {
         let fresh = st
             .chunks
             .back()
-            .is_none_or(|c| c.chunk.records >= self.batch_size);
+            .is_none_or(|c| c.closed || c.chunk.records >= self.batch_size);
         if fresh {
-            let mut buf = st.free.pop().unwrap_or_default();
+            // A batch of mean records and an eighth more, so that a batch
+            // a little over the mean still fits.
+            let mean = st.mean_record();
+            let limit = self.headroom + self.batch_size.saturating_mul(mean + mean / 8);
+            // A spare sized for much bigger records than today's is let go.
+            let mut buf = st
+                .free
+                .pop()
+                .filter(|b| b.capacity() <= limit.saturating_mul(2))
+                .unwrap_or_default();
             buf.clear();
+            buf.reserve_exact(limit);
             buf.resize(self.headroom, 0);
             let mut tags = st.free_tags.pop().unwrap_or_default();
             tags.clear();
@@ -254,6 +329,8 @@ impl EncodedQueue {
                     sources: SourceCounts::default(),
                 },
                 tags,
+                limit,
+                closed: false,
             });
         }
     }
@@ -261,8 +338,19 @@ impl EncodedQueue {
     /// The oldest chunk: at most a batch of records, oldest first.
     pub fn take(&self) -> Option<Chunk> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let Filling { mut chunk, tags } = st.chunks.pop_front()?;
+        let Filling {
+            mut chunk, tags, ..
+        } = st.chunks.pop_front()?;
         st.len -= chunk.records;
+        let bytes = chunk.buf.len() - chunk.start;
+        st.bytes -= bytes;
+        if let Some(mean) = bytes.checked_div(chunk.records) {
+            st.record_bytes = if st.record_bytes == 0 {
+                mean
+            } else {
+                (3 * st.record_bytes + mean) / 4
+            };
+        }
         chunk.sources = live_sources(&tags, chunk.records);
         if st.free_tags.len() < SPARE_BUFFERS {
             st.free_tags.push(tags);
@@ -312,6 +400,14 @@ fn live_sources(tags: &[u8], records: usize) -> SourceCounts {
 }
 
 impl Chunks {
+    fn mean_record(&self) -> usize {
+        if self.record_bytes == 0 {
+            FIRST_RECORD_BYTES
+        } else {
+            self.record_bytes
+        }
+    }
+
     /// Drop the oldest record; returns its source.
     fn drop_oldest(&mut self) -> Source {
         let Some(f) = self.chunks.front_mut() else {
@@ -332,10 +428,12 @@ impl Chunks {
                 c.start += n;
                 c.records -= 1;
                 self.len -= 1;
+                self.bytes -= n;
             }
             _ => {
                 if let Some(f) = self.chunks.pop_front() {
                     self.len -= f.chunk.records;
+                    self.bytes -= f.chunk.buf.len() - f.chunk.start;
                     if self.free.len() < SPARE_BUFFERS {
                         self.free.push(f.chunk.buf);
                     }
@@ -421,13 +519,16 @@ mod tests {
         fn push_many_is_push_one_by_one_for_any_grouping(
             capacity in 1usize..20,
             batch in 1usize..8,
+            max_bytes in 200u64..4000,
             groups in proptest::collection::vec(
                 (0u8..3, proptest::collection::vec(1usize..300, 0..9)), 0..8),
         ) {
             let t1 = Telemetry::new(0);
-            let one = EncodedQueue::new(capacity, batch, 2, t1.clone(), Signal::Logs);
+            let one = EncodedQueue::new(capacity, batch, 2, t1.clone(), Signal::Logs)
+                .with_max_bytes(max_bytes);
             let t2 = Telemetry::new(0);
-            let many = EncodedQueue::new(capacity, batch, 2, t2.clone(), Signal::Logs);
+            let many = EncodedQueue::new(capacity, batch, 2, t2.clone(), Signal::Logs)
+                .with_max_bytes(max_bytes);
             let mut i = 0u8;
             for (src, lens) in &groups {
                 let recs: Vec<Vec<u8>> = lens.iter().map(|n| { i = i.wrapping_add(1); rec(i, *n) }).collect();
@@ -456,6 +557,81 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A chunk reserves a batch of the mean record and is not grown past
+    /// that: records bigger than the mean start the next chunk (all kept,
+    /// in order) instead of doubling the buffer.
+    #[test]
+    fn chunks_are_sized_by_the_mean_record_and_not_grown() {
+        let t = Telemetry::new(0);
+        let (batch, head) = (64, 5);
+        let q = EncodedQueue::new(10_000, batch, head, t, Signal::Logs);
+        let small: Vec<u8> = (0..batch as u8).flat_map(|i| rec(i, 297)).collect();
+        // Before any is taken, a mean of 256 is assumed: batches of these
+        // come out a few records short until it is learnt.
+        for _ in 0..8 {
+            q.push_many(Source(1), &small);
+            while let Some(c) = q.take() {
+                q.recycle(c.buf);
+            }
+        }
+        // Learnt: 300 bytes a record; a chunk holds a batch of them.
+        q.push_many(Source(1), &small);
+        let c = q.take().unwrap();
+        assert_eq!(c.records, batch);
+        assert!(
+            c.buf.capacity() <= head + batch * (300 + 300 / 8),
+            "{}",
+            c.buf.capacity()
+        );
+        q.recycle(c.buf);
+
+        let big: Vec<Vec<u8>> = (0..batch as u8).map(|i| rec(i, 597)).collect();
+        for r in &big {
+            q.push(Source(2), r);
+        }
+        let mut got = Vec::new();
+        while let Some(c) = q.take() {
+            assert!(
+                c.records < batch,
+                "a chunk took a whole batch of bigger records"
+            );
+            assert!(
+                c.buf.capacity() < head + batch * 600,
+                "grew to {}",
+                c.buf.capacity()
+            );
+            got.extend_from_slice(&c.buf[c.start..]);
+        }
+        assert_eq!(got, big.concat());
+    }
+
+    /// The byte bound drops the oldest records (counted) for a new one
+    /// that would pass it; a record bigger than the bound is kept alone.
+    #[test]
+    fn encoded_queue_bounds_its_bytes() {
+        let t = Telemetry::new(0);
+        let q = EncodedQueue::new(1000, 4, 2, t.clone(), Signal::Logs).with_max_bytes(1000);
+        for i in 0..10u8 {
+            q.push(Source(1), &rec(i, 297));
+        }
+        let st = t.signal(Signal::Logs);
+        assert_eq!((q.len(), st.dropped(DropReason::QueueFull)), (3, 7));
+        let drain = |q: &EncodedQueue| {
+            let mut got = Vec::new();
+            while let Some(c) = q.take() {
+                got.extend_from_slice(&c.buf[c.start..]);
+            }
+            got
+        };
+        assert_eq!(drain(&q), [rec(7, 297), rec(8, 297), rec(9, 297)].concat());
+        q.push_many(Source(1), &[rec(1, 297), rec(2, 297)].concat());
+        q.push(Source(2), &rec(3, 1997));
+        assert_eq!((q.len(), st.dropped(DropReason::QueueFull)), (1, 9));
+        q.push_many(Source(1), &[rec(4, 297), rec(5, 297)].concat());
+        assert_eq!((q.len(), st.dropped(DropReason::QueueFull)), (2, 10));
+        assert_eq!(drain(&q), [rec(4, 297), rec(5, 297)].concat());
     }
 
     #[test]
