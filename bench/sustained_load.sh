@@ -22,7 +22,8 @@
 # DNS lookups split the rest evenly. BURST events go out as fast as the
 # generator can (same split, execs capped at EXEC_BURST), bounded by
 # BURST_MAX_SECONDS. RING sets the three probes' ring_buffer_size (default:
-# Tapio's default, 1MiB). KEEP=1 keeps the work directory (logs, raw counts).
+# Tapio's default, 1MiB); QUEUE_BYTES the export queues' byte bound per signal
+# (sending_queue.queue_bytes, default 8MiB). KEEP=1 keeps the work directory.
 # SHOW_OTHER=N has the receiver print the first N background records (those
 # not the generator's) into LABEL.count.err.
 # CALLGRIND=1 runs Tapio under valgrind's callgrind and prints its userspace
@@ -113,6 +114,9 @@ run_one() {
 	wait_port "$RG" rotel
 	local ring=""
 	[ -n "$RING" ] && ring=", ring_buffer_size: $RING"
+	# QUEUE_BYTES: the export queues' byte bound per signal (default 8MiB).
+	local queue=""
+	[ -n "${QUEUE_BYTES:-}" ] && queue=", sending_queue: { queue_bytes: $QUEUE_BYTES }"
 	# Probes process, network, dns on (fail if they cannot load), the rest
 	# off. dns.timeout 2s and traces.schedule_delay 1s only shorten the
 	# drain after the load (a batch still leaves at 512 records).
@@ -131,7 +135,7 @@ probes:
   kernel: { enabled: false }
   tc: { enabled: false }
 exporters:
-  otlp: { endpoint: "http://127.0.0.1:$RG" }
+  otlp: { endpoint: "http://127.0.0.1:$RG"$queue }
   prometheus: { endpoint: "127.0.0.1:$PROM" }
 pipeline:
   traces: { schedule_delay: 1s }

@@ -538,6 +538,24 @@ mod tests {
                 many.push_many(Source(*src), &recs.concat());
             }
             proptest::prop_assert_eq!(one.len(), many.len());
+            // Against the plain model: the newest records that fit both
+            // bounds stay, every other one is counted dropped.
+            let all: Vec<Vec<u8>> = {
+                let mut j = 0u8;
+                groups.iter().flat_map(|(_, lens)| lens.iter().map(|n| { j = j.wrapping_add(1); rec(j, *n) }).collect::<Vec<_>>()).collect()
+            };
+            let mut kept: std::collections::VecDeque<&Vec<u8>> = Default::default();
+            let mut kept_bytes = 0;
+            for r in &all {
+                while !kept.is_empty() && (kept.len() >= capacity || kept_bytes + r.len() > max_bytes as usize) {
+                    kept_bytes -= kept.pop_front().map_or(0, |k| k.len());
+                }
+                kept.push_back(r);
+                kept_bytes += r.len();
+            }
+            proptest::prop_assert_eq!(many.len(), kept.len());
+            proptest::prop_assert_eq!(t2.signal(Signal::Logs).dropped(DropReason::QueueFull) as usize, all.len() - kept.len());
+            let expect: Vec<u8> = kept.iter().flat_map(|r| r.iter().copied()).collect();
             let (s1, s2) = (t1.signal(Signal::Logs), t2.signal(Signal::Logs));
             for src in [Source(0), Source(1), Source(2)] {
                 proptest::prop_assert_eq!(
@@ -545,17 +563,20 @@ mod tests {
                     s2.dropped_from(DropReason::QueueFull, src)
                 );
             }
+            let mut got = Vec::new();
             loop {
                 match (one.take(), many.take()) {
                     (None, None) => break,
                     (Some(a), Some(b)) => {
                         proptest::prop_assert_eq!(&a.buf[a.start..], &b.buf[b.start..]);
+                        got.extend_from_slice(&b.buf[b.start..]);
                         proptest::prop_assert_eq!(a.records, b.records);
                         proptest::prop_assert_eq!(a.sources.0, b.sources.0);
                     }
                     (a, b) => proptest::prop_assert!(false, "one {} many {}", a.is_some(), b.is_some()),
                 }
             }
+            proptest::prop_assert_eq!(got, expect);
         }
     }
 
