@@ -163,7 +163,10 @@ static __always_inline __u32 outcome_of(int err)
  */
 static __always_inline void track(void *map, __u64 *key, const void *val)
 {
-	long err = bpf_map_update_elem(map, key, val, BPF_NOEXIST);
+	/* int: before 6.4 the verifier calls the map's update directly and
+	 * that returned an int, so r0's upper half is not the sign of the
+	 * error; a 64-bit compare with -EEXIST never matched on 6.1. */
+	int err = bpf_map_update_elem(map, key, val, BPF_NOEXIST);
 	if (err == -EEXIST) {
 		if (sampled_in())
 			tapio_count_lost(&tapio_lost, TAPIO_LOST_END_UNSEEN);
