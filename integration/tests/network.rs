@@ -314,6 +314,8 @@ fn maps_of(pid: u32, name: &str) -> Vec<aya::maps::MapData> {
     found
 }
 
+/// Size of `struct live_conn` (ebpf/network.bpf.c): a kernel-only map value,
+/// not in the ABI header; aya checks it against the map's value size.
 const LIVE_CONN: usize = std::mem::size_of::<tapio_shared::tapio_event_header>() + 16;
 /// bpf_map_update_elem's flag: fail if the key is there.
 const BPF_NOEXIST: u64 = 1;
