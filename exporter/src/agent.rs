@@ -721,7 +721,7 @@ pub async fn run(
     // and loading left ~17 MiB of freed heap that glibc keeps: give both
     // back before the steady state (README, "Memory").
     drop(btf);
-    release_free_memory();
+    crate::heap::release_free_memory();
     if running.is_empty() {
         exporter.shutdown(settings.shutdown_timeout).await;
         return Err(RunError::NoProbes);
@@ -814,14 +814,4 @@ fn report_failure(f: &supervise::Failure, telemetry: &Telemetry, exporter: &Expo
     let now = clock::unix_ns();
     let mut emitter = exporter.emitter();
     crate::encode_log!(emitter, |enc| supervise::failure_log(enc, f, now));
-}
-
-/// Return the allocator's free pages to the kernel (glibc keeps freed heap
-/// mapped; this is what RSS counts).
-pub(crate) fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

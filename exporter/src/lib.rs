@@ -14,6 +14,7 @@ pub mod dnsmsg;
 pub mod enrich;
 pub mod export;
 pub mod features;
+pub mod heap;
 pub mod opamp;
 pub mod otel;
 pub mod policy;

@@ -115,6 +115,7 @@ fn run(path: Option<PathBuf>, collector: Option<PathBuf>) -> Result<ExitCode> {
     let source = path.map(|p| (p, file));
     // reqwest is built without a default TLS provider; pick ring, as tonic does.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    tapio::heap::keep_big_buffers_mapped();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

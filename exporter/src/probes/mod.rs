@@ -528,14 +528,13 @@ pub fn load(
     attach: bool,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Loaded, LoadError> {
-    let mut loader = EbpfLoader::new();
+    let mut loader = EbpfLoader::with_btf(btf);
     // aya 0.14 has no wrapper type for task storage (the security probe's
     // per-task syscall state) and refuses such maps unless allowed; they are
     // still created from their BTF definition like any other map, and only
     // the BPF side uses them.
     loader
         .allow_unsupported_maps()
-        .btf(btf)
         .map_max_entries(MAP_EVENTS, ring.bytes)
         .override_global(GLOBAL_WAKEUP_BYTES, &ring.wakeup_bytes, true);
     let (threshold, slow_ns) = ring.sampling.unwrap_or((u32::MAX, 0));

@@ -953,8 +953,7 @@ pub type LoadedPrograms = (Ebpf, Vec<&'static str>, BTreeMap<u32, String>);
 
 /// Load every program (those the kernel refuses are reported per hook).
 pub fn load(ring: RingConfig, btf: Option<&Btf>) -> Result<LoadedPrograms, LoadError> {
-    let mut ebpf = EbpfLoader::new()
-        .btf(btf)
+    let mut ebpf = EbpfLoader::with_btf(btf)
         .map_max_entries(MAP_EVENTS, ring.bytes)
         .override_global(GLOBAL_WAKEUP_BYTES, &ring.wakeup_bytes, true)
         .load(crate::bpf_objects::LSM)

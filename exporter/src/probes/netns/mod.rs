@@ -76,9 +76,8 @@ pub fn load(
     btf: Option<&aya::Btf>,
 ) -> Result<super::Loaded, LoadError> {
     let (dir, len) = cni_dir_global(&cfg.cni_bin_dir);
-    let mut loader = aya::EbpfLoader::new();
+    let mut loader = aya::EbpfLoader::with_btf(btf);
     loader
-        .btf(btf)
         .map_max_entries(crate::bpf_objects::MAP_EVENTS, ring.bytes)
         .override_global(
             crate::bpf_objects::GLOBAL_WAKEUP_BYTES,

@@ -270,9 +270,8 @@ pub fn load(
     btf: Option<&aya::Btf>,
     attach: bool,
 ) -> Result<(Loaded, IfNames), LoadError> {
-    let mut loader = aya::EbpfLoader::new();
+    let mut loader = aya::EbpfLoader::with_btf(btf);
     loader
-        .btf(btf)
         .map_max_entries(MAP_EVENTS, ring.bytes)
         .override_global(GLOBAL_WAKEUP_BYTES, &ring.wakeup_bytes, true);
     if attach {

@@ -311,8 +311,7 @@ fn attach_err(why: String) -> LoadError {
 /// Load the object with `ring` sizing and the policy installed, without
 /// attaching (also what `tapio probes` checks).
 pub fn load_only(ring: RingConfig, btf: Option<&Btf>) -> Result<(Ebpf, PolicyMaps), LoadError> {
-    let mut ebpf = EbpfLoader::new()
-        .btf(btf)
+    let mut ebpf = EbpfLoader::with_btf(btf)
         .map_max_entries(MAP_EVENTS, ring.bytes)
         .override_global(GLOBAL_WAKEUP_BYTES, &ring.wakeup_bytes, true)
         .load(crate::bpf_objects::XDP)
