@@ -300,6 +300,66 @@ static __always_inline int packet_in_scope(struct parsed *p, __u8 direction, int
 	return 1;
 }
 
+/* A packet record cut after `cap` payload bytes (TAPIO_DNS_PAYLOAD_SMALL
+ * or TAPIO_DNS_PAYLOAD), and the copy's length in [1, cap]. `cap` is a
+ * constant at every call (inlined), so the ring reserve's size and the
+ * copy's bound are constants the verifier sees. */
+#define PACKET_SIZE(cap) (offsetof(struct tapio_dns_packet, payload) + (cap))
+#define COPY_LEN(want, cap)                                                    \
+	((cap) == TAPIO_DNS_PAYLOAD_SMALL ? TAPIO_LEN_1_TO(want, TAPIO_DNS_PAYLOAD_SMALL) \
+					  : TAPIO_LEN_1_TO(want, TAPIO_DNS_PAYLOAD))
+
+/* The record for one packet, `cap` payload bytes long (a constant: the
+ * ring reserve and the copy's bound must be known to the verifier). */
+static __always_inline void emit_sized(const struct sk_buff *skb, struct parsed *p, __u8 direction,
+				       int deferred, struct sock_owner *o, struct task_struct *task,
+				       const __u32 cap)
+{
+	struct tapio_dns_packet *e = tapio_reserve(&tapio_events, &tapio_lost, PACKET_SIZE(cap));
+	if (!e)
+		return;
+	/* Zero the fixed part (the payload is bounded by payload_len). */
+	__builtin_memset(e, 0, offsetof(struct tapio_dns_packet, payload));
+	if (deferred) {
+		/* The socket's owner as learnt at send time, or unknown; never
+		 * the kernel thread or the task the softirq interrupted. */
+		if (o)
+			e->hdr = o->hdr;
+		e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+		e->hdr.kind = TAPIO_EVENT_DNS_PACKET;
+	} else {
+		tapio_fill_header(&e->hdr, task, TAPIO_EVENT_DNS_PACKET);
+	}
+	e->direction = direction;
+	e->protocol = p->protocol;
+	e->wire_len = p->payload_len > 0xffff ? 0xffff : p->payload_len;
+	fill_tuple(&e->tuple, p, direction);
+
+	/* Only the linear part of the skb can be read here; beyond it the
+	 * payload sits in page fragments. */
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned char *data = BPF_CORE_READ(skb, data);
+	__u32 linear_end = (__u32)(data - head) + BPF_CORE_READ(skb, len) - BPF_CORE_READ(skb, data_len);
+	__u32 want = p->payload_len;
+	if (want > cap) {
+		want = cap;
+		e->flags |= TAPIO_DNS_TRUNCATED;
+	}
+	if (p->payload_off + want > linear_end) {
+		e->flags |= TAPIO_DNS_NOT_CAPTURED;
+		tapio_submit(&tapio_events, e);
+		return;
+	}
+	__u64 n = COPY_LEN(want, cap);
+	if (bpf_probe_read_kernel(e->payload, n, head + p->payload_off)) {
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_READ_ERROR);
+		bpf_ringbuf_discard(e, 0);
+		return;
+	}
+	e->payload_len = want;
+	tapio_submit(&tapio_events, e);
+}
+
 static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __u8 direction)
 {
 	if (p->payload_len == 0)
@@ -327,50 +387,12 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 	}
 	if (!packet_in_scope(p, direction, deferred, o))
 		return;
-	struct tapio_dns_packet *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
-	if (!e)
-		return;
-	/* Zero the fixed part (the payload is bounded by payload_len). */
-	__builtin_memset(e, 0, offsetof(struct tapio_dns_packet, payload));
-	if (deferred) {
-		/* The socket's owner as learnt at send time, or unknown; never
-		 * the kernel thread or the task the softirq interrupted. */
-		if (o)
-			e->hdr = o->hdr;
-		e->hdr.ts_ns = bpf_ktime_get_boot_ns();
-		e->hdr.kind = TAPIO_EVENT_DNS_PACKET;
-	} else {
-		tapio_fill_header(&e->hdr, task, TAPIO_EVENT_DNS_PACKET);
-	}
-	e->direction = direction;
-	e->protocol = p->protocol;
-	e->wire_len = p->payload_len > 0xffff ? 0xffff : p->payload_len;
-	fill_tuple(&e->tuple, p, direction);
-
-	/* Only the linear part of the skb can be read here; beyond it the
-	 * payload sits in page fragments. */
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	unsigned char *data = BPF_CORE_READ(skb, data);
-	__u32 linear_end = (__u32)(data - head) + BPF_CORE_READ(skb, len) - BPF_CORE_READ(skb, data_len);
-	__u32 want = p->payload_len;
-	if (want > TAPIO_DNS_PAYLOAD) {
-		want = TAPIO_DNS_PAYLOAD;
-		e->flags |= TAPIO_DNS_TRUNCATED;
-	}
-	if (p->payload_off + want > linear_end) {
-		e->flags |= TAPIO_DNS_NOT_CAPTURED;
-		tapio_submit(&tapio_events, e);
-		return;
-	}
-	__u64 n = TAPIO_LEN_1_TO(want, TAPIO_DNS_PAYLOAD);
-	if (bpf_probe_read_kernel(e->payload, n, head + p->payload_off)) {
-		tapio_count_lost(&tapio_lost, TAPIO_LOST_READ_ERROR);
-		bpf_ringbuf_discard(e, 0);
-		return;
-	}
-	e->payload_len = want;
-	tapio_submit(&tapio_events, e);
+	if (p->payload_len <= TAPIO_DNS_PAYLOAD_SMALL)
+		emit_sized(skb, p, direction, deferred, o, task, TAPIO_DNS_PAYLOAD_SMALL);
+	else
+		emit_sized(skb, p, direction, deferred, o, task, TAPIO_DNS_PAYLOAD);
 }
+
 
 /*
  * These hooks run for every packet on the host, so first look only at the
@@ -558,16 +580,10 @@ static __always_inline int parse_cg(struct __sk_buff *skb, struct parsed *p)
 	return 0;
 }
 
-static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u8 direction)
+static __always_inline void emit_cg_sized(struct __sk_buff *skb, struct parsed *p, __u8 direction,
+					  struct tapio_event_header *owner, const __u32 cap)
 {
-	if (p->payload_len == 0)
-		return;
-	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct tapio_event_header *owner = bpf_map_lookup_elem(&tapio_dns_tcp_owner, &cookie);
-	/* Scoped: only owners learnt at connect are in scope. */
-	if (!owner && tapio_scoped())
-		return;
-	struct tapio_dns_packet *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
+	struct tapio_dns_packet *e = tapio_reserve(&tapio_events, &tapio_lost, PACKET_SIZE(cap));
 	if (!e)
 		return;
 	__builtin_memset(e, 0, offsetof(struct tapio_dns_packet, payload));
@@ -580,11 +596,11 @@ static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u
 	e->wire_len = p->payload_len > 0xffff ? 0xffff : p->payload_len;
 	fill_tuple(&e->tuple, p, direction);
 	__u32 want = p->payload_len;
-	if (want > TAPIO_DNS_PAYLOAD) {
-		want = TAPIO_DNS_PAYLOAD;
+	if (want > cap) {
+		want = cap;
 		e->flags |= TAPIO_DNS_TRUNCATED;
 	}
-	__u64 n = TAPIO_LEN_1_TO(want, TAPIO_DNS_PAYLOAD);
+	__u64 n = COPY_LEN(want, cap);
 	if (bpf_skb_load_bytes(skb, p->payload_off, e->payload, n)) {
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_READ_ERROR);
 		bpf_ringbuf_discard(e, 0);
@@ -593,6 +609,22 @@ static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u
 	e->payload_len = n;
 	tapio_submit(&tapio_events, e);
 }
+
+static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u8 direction)
+{
+	if (p->payload_len == 0)
+		return;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct tapio_event_header *owner = bpf_map_lookup_elem(&tapio_dns_tcp_owner, &cookie);
+	/* Scoped: only owners learnt at connect are in scope. */
+	if (!owner && tapio_scoped())
+		return;
+	if (p->payload_len <= TAPIO_DNS_PAYLOAD_SMALL)
+		emit_cg_sized(skb, p, direction, owner, TAPIO_DNS_PAYLOAD_SMALL);
+	else
+		emit_cg_sized(skb, p, direction, owner, TAPIO_DNS_PAYLOAD);
+}
+
 
 /* Does the ClientHello at `off` name a configured DoH resolver? Global,
  * so the verifier checks it once. */

@@ -73,15 +73,20 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
         pair.a.name,
         pair.a_dev()
     ));
-    let _dnsmasq = Dnsmasq::start(
-        &pair.b,
-        "198.18.0.2,2001:db8::2",
-        &[
-            "--local=/tapio.test/",
-            "--host-record=www.tapio.test,198.18.0.10,2001:db8::10",
-            "--cname=alias.tapio.test,www.tapio.test",
-        ],
-    );
+    // many.tapio.test: 20 addresses, an answer of ~360 bytes, too long for
+    // the kernel's small record (TAPIO_DNS_PAYLOAD_SMALL): the full one.
+    let many: Vec<String> = (100..120).map(|i| format!("198.18.0.{i}")).collect();
+    let many_records: Vec<String> = many
+        .iter()
+        .map(|a| format!("--host-record=many.tapio.test,{a}"))
+        .collect();
+    let mut records = vec![
+        "--local=/tapio.test/",
+        "--host-record=www.tapio.test,198.18.0.10,2001:db8::10",
+        "--cname=alias.tapio.test,www.tapio.test",
+    ];
+    records.extend(many_records.iter().map(String::as_str));
+    let _dnsmasq = Dnsmasq::start(&pair.b, "198.18.0.2,2001:db8::2", &records);
     // dnsmasq answers once it is listening.
     let end = Instant::now() + WAIT;
     while !dig(&pair, &["+short", "@198.18.0.2", "www.tapio.test"])
@@ -194,6 +199,17 @@ fn dns_lookups_become_spans_with_answers_rcodes_and_timeouts() {
         Some("NXDOMAIN")
     );
     assert_ne!(s.status.as_ref().unwrap().code, StatusCode::Error as i32);
+
+    // A long answer: every address, from the full-size record.
+    let (pid, out, _) = dig(&pair, &["@198.18.0.2", "many.tapio.test", "A"]);
+    assert!(out.contains("198.18.0.119"), "{out}");
+    let s = wait_span(&rx, "many A", |s| {
+        int_attr(&s.attributes, "process.pid") == Some(pid)
+    });
+    // probes.dns.max_answers (16 by default) are kept: ~290 bytes in.
+    let got = strings(&s, "dns.answers");
+    assert_eq!(got.len(), 16, "{got:?}");
+    assert!(got.iter().all(|a| many.contains(a)), "{got:?}");
 
     // DNS over TCP: two queries on one connection (+keepopen), each its
     // own span, matched by transaction id behind the length prefixes.

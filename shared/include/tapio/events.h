@@ -70,6 +70,12 @@ enum tapio_event_kind {
 /* DNS payload bytes copied per packet: the classic UDP message limit.
  * Header and question always fit; long answer sections are cut (flagged). */
 #define TAPIO_DNS_PAYLOAD 512
+/* A packet whose payload fits in this many bytes (most queries and short
+ * answers) takes a record cut after them: 232 bytes instead of the whole
+ * struct's 616, so the ring holds 2.6x as many. Such a record is shorter
+ * than sizeof(struct tapio_dns_packet): its reader takes payload_len bytes
+ * from `payload` and must accept either size. */
+#define TAPIO_DNS_PAYLOAD_SMALL 128
 
 /* Bits of tapio_dns_packet.flags. */
 enum tapio_dns_flags {

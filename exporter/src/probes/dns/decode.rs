@@ -44,25 +44,33 @@ pub struct Packet<'a> {
 /// copied out (checked length, unaligned reads); the payload, most of the
 /// record, is borrowed rather than copied.
 pub fn decode(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
-    use core::mem::{offset_of, size_of};
+    use core::mem::offset_of;
     let k = record_kind(bytes)?;
     if k != kind::TAPIO_EVENT_DNS_PACKET as u32 {
         return Err(DecodeError::UnknownKind(k));
     }
-    let want = size_of::<tapio_dns_packet>();
-    if bytes.len() < want {
-        return Err(DecodeError::Short(tapio_shared::ShortRecord {
+    // A record ends after its payload's size class (TAPIO_DNS_PAYLOAD_SMALL
+    // bytes, or the whole struct): the fixed part and the payload it says
+    // it holds must be there, no more.
+    let payload_at = offset_of!(tapio_dns_packet, payload);
+    let short = |want| {
+        DecodeError::Short(tapio_shared::ShortRecord {
             want,
             got: bytes.len(),
-        }));
+        })
+    };
+    if bytes.len() < payload_at {
+        return Err(short(payload_at));
     }
     let u16_at = |off: usize| u16::from_ne_bytes([bytes[off], bytes[off + 1]]);
+    let n = usize::from(u16_at(offset_of!(tapio_dns_packet, payload_len)))
+        .min(TAPIO_DNS_PAYLOAD as usize);
+    if bytes.len() < payload_at + n {
+        return Err(short(payload_at + n));
+    }
     let hdr: tapio_event_header = read_record(bytes)?;
     let tuple: tapio_tcp_tuple = read_record(&bytes[offset_of!(tapio_dns_packet, tuple)..])?;
     let flags = u32::from(u16_at(offset_of!(tapio_dns_packet, flags)));
-    let payload_at = offset_of!(tapio_dns_packet, payload);
-    let n = usize::from(u16_at(offset_of!(tapio_dns_packet, payload_len)))
-        .min(TAPIO_DNS_PAYLOAD as usize);
     Ok(Packet {
         hdr,
         response: u32::from(bytes[offset_of!(tapio_dns_packet, direction)])
@@ -170,11 +178,24 @@ mod tests {
         assert_eq!(p.tuple.remote_port, 53);
         assert_eq!(dnsmsg::parse(p.payload, 4).unwrap().id, 5);
         assert!(decode(&[0; 7]).is_err());
-        // A dns kind with a short body is short, not misread.
-        assert!(matches!(
-            decode(&bytes[..bytes.len() - 1]),
-            Err(DecodeError::Short(_))
+        // A record cut after its payload (the kernel's small size class)
+        // is whole; one cut inside it is short, not misread.
+        let at = core::mem::offset_of!(tapio_dns_packet, payload);
+        let len = usize::from(u16::from_ne_bytes(
+            bytes[core::mem::offset_of!(tapio_dns_packet, payload_len)..][..2]
+                .try_into()
+                .unwrap(),
         ));
+        let cut = decode(&bytes[..at + len]).unwrap();
+        assert_eq!(cut.payload, p.payload);
+        let small = at + tapio_shared::TAPIO_DNS_PAYLOAD_SMALL as usize;
+        assert_eq!(decode(&bytes[..small]).unwrap().payload, p.payload);
+        for short in [at + len - 1, at - 1, 8] {
+            assert!(
+                matches!(decode(&bytes[..short]), Err(DecodeError::Short(_))),
+                "{short}"
+            );
+        }
         let mut resp = packet(true, &build::query(5, "a.test", 1), 1);
         let at = core::mem::offset_of!(tapio_dns_packet, payload_len);
         resp[at..at + 2].copy_from_slice(&9999u16.to_ne_bytes());
