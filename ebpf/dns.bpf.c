@@ -393,7 +393,6 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 		emit_sized(skb, p, direction, deferred, o, task, TAPIO_DNS_PAYLOAD);
 }
 
-
 /*
  * These hooks run for every packet on the host, so first look only at the
  * one port that matters (two bytes) and leave all other traffic after a
@@ -624,7 +623,6 @@ static __always_inline void emit_cg(struct __sk_buff *skb, struct parsed *p, __u
 	else
 		emit_cg_sized(skb, p, direction, owner, TAPIO_DNS_PAYLOAD);
 }
-
 
 /* Does the ClientHello at `off` name a configured DoH resolver? Global,
  * so the verifier checks it once. */
