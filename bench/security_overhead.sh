@@ -24,6 +24,7 @@
 # "alone". Asserts nothing.
 #
 #   N=200000 RUNS=5 bash bench/security_overhead.sh
+#   MODES=per_syscall BASE=/tmp/tapio-before N=200000 RUNS=7 bash bench/security_overhead.sh
 set -euo pipefail
 N=${N:-200000}
 RUNS=${RUNS:-5}
@@ -96,7 +97,11 @@ one() { # workload -> ns/call
 	esac
 }
 
-MODES="dispatch per_syscall"
+MODES=${MODES:-"dispatch per_syscall"}
+# BASE=<another tapio binary> adds a column: that build on the per-syscall
+# path, interleaved with the others (a change against the build before it,
+# in one run).
+if [ -n "${BASE:-}" ]; then MODES="$MODES base"; fi
 # The config lives in a directory of its own, as in a deployment
 # (/etc/tapio): Tapio watches its config's directory for reloads, and a
 # workload writing beside it would time Tapio's reload watcher waking on
@@ -143,7 +148,9 @@ PY
 
 run_tapio() { # mode -> pid (waits until ready, checks the variant)
 	rm -f "$work/tapio.err"
-	"$TAPIO" run --config "$(config "$1")" >"$work/tapio.json" 2>"$work/tapio.err" &
+	local bin=$TAPIO syscalls=$1
+	if [ "$1" = base ]; then bin=$BASE syscalls=per_syscall; fi
+	"$bin" run --config "$(config "$syscalls")" >"$work/tapio.json" 2>"$work/tapio.err" &
 	echo $! >"$work/tapio.pid"
 	wait_for "$work/tapio.err" "tapio ready"
 	local v
@@ -151,7 +158,7 @@ run_tapio() { # mode -> pid (waits until ready, checks the variant)
 	case "$1:$v" in
 	dispatch:*+dispatch*) ;;
 	per_syscall:*+dispatch*) echo "per_syscall attached $v" >&2; exit 1 ;;
-	per_syscall:*) ;;
+	per_syscall:* | base:*) ;;
 	*) echo "$1 attached $v" >&2; exit 1 ;;
 	esac
 	echo "$v" >"$work/variant-$1"

@@ -202,6 +202,7 @@ struct {
 #define PROT_WRITE_ 0x2
 #define PROT_EXEC_ 0x4
 #define O_TRUNC_ 01000
+#define FMODE_WRITE_ 0x2
 #define S_IFMT_ 00170000
 #define S_IFREG_ 0100000
 #define TMPFS_MAGIC_ 0x01021994
@@ -259,6 +260,26 @@ static __always_inline struct tapio_sec_event *scratch(void)
 	return e;
 }
 
+/* How many tasks have a record parked, system-wide. Every write() exits
+ * through a hooked tracepoint when files are watched, and nearly none has
+ * anything parked: one load of this (an inlined array lookup) sends it
+ * back before the task storage lookup. Counted on the 0 -> op and op -> 0
+ * transitions of a task's slot; a task that died with a record parked
+ * (its storage freed before any exit) leaves it one too high, which only
+ * sends exits to the lookup as before. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} tapio_sec_parked_tasks SEC(".maps");
+
+static __always_inline __s64 *parked_tasks(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&tapio_sec_parked_tasks, &zero);
+}
+
 /* Park `e` until the syscall's exit. */
 static __always_inline void park(struct tapio_sec_event *e)
 {
@@ -268,15 +289,30 @@ static __always_inline void park(struct tapio_sec_event *e)
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
 		return;
 	}
+	__s64 *n = parked_tasks();
+	if (n && !p->op)
+		__sync_fetch_and_add(n, 1);
 	bpf_probe_read_kernel(p, sizeof(*p), e);
 }
 
 /* What this task parked at its syscall's entry, NULL if nothing. */
 static __always_inline struct tapio_sec_event *parked(void)
 {
+	__s64 *n = parked_tasks();
+	if (n && *n <= 0)
+		return 0;
 	struct tapio_sec_event *p =
 		bpf_task_storage_get(&tapio_sec_pending, bpf_get_current_task_btf(), 0, 0);
 	return p && p->op ? p : 0;
+}
+
+/* The exit took `e`: its slot is free again. */
+static __always_inline void unpark(struct tapio_sec_event *e)
+{
+	e->op = 0;
+	__s64 *n = parked_tasks();
+	if (n)
+		__sync_fetch_and_add(n, -1);
 }
 
 /* Copy `e` to the ring buffer and submit it. */
@@ -408,6 +444,91 @@ SEC("tracepoint/syscalls/sys_exit_setuid")
 int tapio_sec_cred_exit(struct sys_exit_ctx *ctx)
 {
 	return cred_exit(ctx->nr);
+}
+
+/* ---- Credentials at the syscall exits only (tp_btf kernels) ----------
+ *
+ * The enter/exit pair above pays two tracepoints per set*id, and a
+ * set*id that changes nothing costs ~90 ns alone: the pair doubled it.
+ * Here each task carries the credentials it was last seen with (task
+ * storage), and only the exits of the set*id/exec syscalls look: the
+ * current ones against that, a record when they differ. The snapshot is
+ * taken when a task is born (tp_btf/sched_process_fork, the child's
+ * credentials as copy_process left them) and, for the tasks alive when
+ * Tapio starts, by a task iterator run once after the hooks attach; an
+ * exit that finds none (a task the iterator had not reached yet) takes
+ * one and reports nothing, as the pair does for a syscall it entered
+ * before Tapio. Values are compared, not cred pointers: a freed cred's
+ * address is reused. A change by a path without a hooked exit (capset,
+ * unshare, keyctl: commit_creds sees those where it can be hooked)
+ * shows at the task's next hooked exit, under that syscall. */
+struct cred_seen {
+	struct cred_snap snap;
+	__u64 valid; /* snap holds the task's credentials */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct cred_seen);
+} tapio_sec_cred_seen SEC(".maps");
+
+static __always_inline struct cred_seen *cred_seen_of(struct task_struct *task)
+{
+	struct cred_seen *s =
+		bpf_task_storage_get(&tapio_sec_cred_seen, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
+	return s;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(tapio_sec_cred_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct cred_seen *s = cred_seen_of(child);
+	if (s) {
+		snap_cred(&s->snap, child);
+		s->valid = 1;
+	}
+	return 0;
+}
+
+/* Every task alive at the start (threads included), once: a snapshot
+ * where the fork hook or an exit has not taken one. */
+SEC("iter/task")
+int tapio_sec_cred_iter(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	if (!task)
+		return 0;
+	struct cred_seen *s = cred_seen_of(task);
+	if (s && !s->valid) {
+		snap_cred(&s->snap, task);
+		s->valid = 1;
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_setuid")
+int tapio_sec_cred_seen_exit(struct sys_exit_ctx *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct cred_seen *s = cred_seen_of(task);
+	if (!s)
+		return 0;
+	struct cred_snap now = {};
+	snap_cred(&now, task);
+	if (__builtin_memcmp(&now.ids, &s->snap.ids, sizeof(now.ids)) == 0 &&
+	    now.cap_eff == s->snap.cap_eff && now.cap_prm == s->snap.cap_prm && s->valid)
+		return 0;
+	/* setfsuid/setfsgid return the previous fsuid, not 0: change is what
+	 * counts, so the return value is not checked. */
+	if (s->valid)
+		emit_cred_change(task, &s->snap, &now, ctx->nr, TAPIO_SEC_CRED_SYSCALL);
+	s->snap = now;
+	s->valid = 1;
+	return 0;
 }
 
 /* The same snapshot from any cred pointer (commit_creds' argument: a BTF
@@ -833,8 +954,14 @@ struct {
 /* Is the dentry's inode, or one of its first `depth` ancestors, watched?
  * Returns the watch index + 1 (0: no) and the level in *level. The walk
  * follows d_parent, which never leaves the filesystem, so the device is
- * read once. Per level: two reads, a filter bit, rarely a lookup. */
-#define DEFINE_WATCHED_DENTRY(fn, RD)                                        \
+ * read once. Per level: two reads, a filter bit, rarely a lookup.
+ * DEVS: look the device up in tapio_sec_watch_devs before walking. Worth
+ * it where each level is two bpf_probe_read_kernel calls (RD_CORE); with
+ * plain loads (RD_BTF) a level costs less than that hash lookup, which
+ * found the device on every write to the filesystem of a watched
+ * directory (the root filesystem, typically), so the BTF walk goes
+ * straight to the filter bits (the watch_ino key holds the device). */
+#define DEFINE_WATCHED_DENTRY(fn, RD, DEVS)                                  \
 	static __always_inline __u32 fn(struct dentry *d, __u32 depth,       \
 					  __u64 *ino_out, __u32 *dev_out,      \
 					  __u32 *level)                        \
@@ -858,7 +985,9 @@ struct {
 			*level = 0;                                            \
 			return *w + 1;                                         \
 		}                                                              \
-		if (!depth || !bpf_map_lookup_elem(&tapio_sec_watch_devs, &k.dev)) \
+		if (!depth)                                                    \
+			return 0;                                              \
+		if (DEVS && !bpf_map_lookup_elem(&tapio_sec_watch_devs, &k.dev)) \
 			return 0;                                              \
 		for (__u32 i = 1; i <= MAX_FIM_DEPTH; i++) {                   \
 			if (i > depth)                                         \
@@ -882,8 +1011,8 @@ struct {
 		return 0;                                                      \
 	}
 
-DEFINE_WATCHED_DENTRY(watched_dentry, RD_CORE)
-DEFINE_WATCHED_DENTRY(watched_dentry_btf, RD_BTF)
+DEFINE_WATCHED_DENTRY(watched_dentry, RD_CORE, 1)
+DEFINE_WATCHED_DENTRY(watched_dentry_btf, RD_BTF, 0)
 
 /* What an fd-based op's file matched. */
 struct fd_hit {
@@ -961,16 +1090,19 @@ static __always_inline int fd_op_enter(struct sys_enter_ctx *ctx, __u32 op, int 
 	__u32 depth = cfg(CFG_FIM_DEPTH);
 	__u32 w;
 	int fast;
+	__u32 fmode;
 	struct file *fb = fd_file_btf(task, fd, &fast);
 	if (fast) {
 		if (!fb)
 			return 0;
 		w = file_watched_btf(fb, regular_only, depth, &h);
+		fmode = w ? fb->f_mode : 0;
 	} else {
 		struct file *f = fd_file(task, fd);
 		if (!f)
 			return 0;
 		w = file_watched(f, regular_only, depth, &h);
+		fmode = w ? BPF_CORE_READ(f, f_mode) : 0;
 	}
 	if (!w)
 		return 0;
@@ -978,6 +1110,11 @@ static __always_inline int fd_op_enter(struct sys_enter_ctx *ctx, __u32 op, int 
 	__u32 dev = h.dev, level = h.level;
 	__u64 suppressed = 0;
 	if (op == TAPIO_SEC_FILE_WRITE) {
+		/* Not open for writing: the kernel refuses it (EBADF) before
+		 * it touches the file, and it is not reported (the write is
+		 * reported at entry, see below). */
+		if (!(fmode & FMODE_WRITE_))
+			return 0;
 		/* One record per (process, file) per window; the next record
 		 * says how many writes it stands for. */
 		struct write_key wk = { .ino = ino, .dev = dev, .tgid = self_tgid() };
@@ -1010,6 +1147,18 @@ static __always_inline int fd_op_enter(struct sys_enter_ctx *ctx, __u32 op, int 
 	e->arg1 = op == TAPIO_SEC_FILE_WRITE ? suppressed : ctx->args[1];
 	e->arg2 = op == TAPIO_SEC_FILE_CHOWN ? ctx->args[2] : level;
 	set_name_kernel(e, h.name);
+	if (op == TAPIO_SEC_FILE_WRITE) {
+		/* A write is reported as it enters, as file-integrity hooks at
+		 * the permission check do: no exit program runs for the write
+		 * family, whose exit tracepoint was the largest part of what an
+		 * unwatched write paid (README, "Security probe: syscall hot
+		 * loops"). What the exit added is the outcome; a write to a
+		 * file open for writing rarely fails (ENOSPC, EDQUOT, EIO, a
+		 * signal), and an attempt on a watched file is worth telling. */
+		tapio_fill_header(&e->hdr, task, TAPIO_EVENT_SEC);
+		emit(e);
+		return 0;
+	}
 	park(e);
 	return 0;
 }
@@ -1353,12 +1502,12 @@ static __always_inline int exit_common(__s64 ret)
 		tapio_fill_header(&e->hdr, bpf_get_current_task_btf(), TAPIO_EVENT_SEC);
 		emit(e);
 	}
-	e->op = 0;
+	unpark(e);
 	return 0;
 }
 
 /* One exit program per family, so a family that is off in the config
- * adds no hook (the file family would otherwise tax every write()). */
+ * adds no hook. */
 SEC("tracepoint/syscalls/sys_exit_ptrace")
 int tapio_sec_exit_inject(struct sys_exit_ctx *ctx)
 {
@@ -1377,7 +1526,9 @@ int tapio_sec_exit_module(struct sys_exit_ctx *ctx)
 	return exit_common(ctx->ret);
 }
 
-SEC("tracepoint/syscalls/sys_exit_write")
+/* The file family's exits (ftruncate, fchmod, fchown, the opens, unlink,
+ * chmod, chown, truncate, rename): not the writes, reported at entry. */
+SEC("tracepoint/syscalls/sys_exit_ftruncate")
 int tapio_sec_exit_file(struct sys_exit_ctx *ctx)
 {
 	return exit_common(ctx->ret);

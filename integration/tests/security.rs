@@ -29,10 +29,20 @@ fn syscalls_mode() -> String {
     std::env::var("TAPIO_TEST_SECURITY_SYSCALLS").unwrap_or_else(|_| "auto".to_string())
 }
 
+/// `probes.security.attach` for this pass: `auto` (default) or what
+/// `TAPIO_TEST_SECURITY_ATTACH` says; the kernel matrix runs the
+/// credential tests once more with `tracepoint`, so the syscall path
+/// (the task iterator and fork hook included) is proven on kernels that
+/// would otherwise hook commit_creds.
+fn attach_mode() -> String {
+    std::env::var("TAPIO_TEST_SECURITY_ATTACH").unwrap_or_else(|_| "auto".to_string())
+}
+
 fn start(rx: &Receiver, security: &str) -> Tapio {
     let mode = syscalls_mode();
+    let attach = attach_mode();
     let yaml = format!(
-        "probes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security:\n    enabled: true\n    wakeup_interval: 10ms\n    syscalls: {mode}\n{security}\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n",
+        "probes:\n  process: {{ enabled: false }}\n  network: {{ enabled: false }}\n  dns: {{ enabled: false }}\n  security:\n    enabled: true\n    wakeup_interval: 10ms\n    syscalls: {mode}\n    attach: {attach}\n{security}\nexporters:\n  otlp:\n    endpoint: {}\npipeline:\n  logs: {{ schedule_delay: 100ms }}\n",
         rx.grpc_endpoint()
     );
     let t = Tapio::start(BIN, &yaml, &[]);
@@ -137,7 +147,9 @@ fn setuid_and_setuid_exec_are_reported_with_old_and_new_ids() {
     // Seen by the set*id syscall pair where the kernel refuses both
     // fentry and kprobes (this machine), else at commit_creds.
     let hook = s(r, "tapio.security.credentials.hook");
-    let expect = if tapio::probes::kprobes_available() || !refuses_trampolines() {
+    let expect = if attach_mode() == "tracepoint" {
+        "syscall"
+    } else if tapio::probes::kprobes_available() || !refuses_trampolines() {
         "commit_creds"
     } else {
         "syscall"
@@ -193,6 +205,88 @@ fn setuid_and_setuid_exec_are_reported_with_old_and_new_ids() {
 }
 
 #[test]
+fn a_process_older_than_tapio_has_its_credential_changes_reported() {
+    if !privileged_or_skip("a_process_older_than_tapio_has_its_credential_changes_reported") {
+        return;
+    }
+    // Started before Tapio, with a second thread: on the syscall path
+    // without an enter program (tp_btf kernels), what each thread had
+    // before comes from the task iterator Tapio runs at its start, and a
+    // thread the iterator missed would report nothing. glibc's setresuid
+    // changes every thread (each runs the syscall), so both report.
+    let mut child = Command::new(PY)
+        .args([
+            "-c",
+            r#"
+import os, sys, threading
+go = threading.Event()
+t = threading.Thread(target=go.wait)
+t.start()
+sys.stdin.readline()
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+go.set()
+t.join()
+print(os.getresuid(), flush=True)
+"#,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let pid = i64::from(child.id());
+    // The interpreter and its thread are up before Tapio loads.
+    std::thread::sleep(Duration::from_millis(300));
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "go").expect("tell the old process to go");
+    }
+    let out = child.wait_with_output().expect("old process");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "(65534, 65534, 65534)"
+    );
+    let setresuid = |l: &[(
+        opentelemetry_proto::tonic::resource::v1::Resource,
+        LogRecord,
+    )]| {
+        let mut tids: Vec<i64> = of(l, "security.credentials.change", pid)
+            .filter(|r| s(r, "tapio.security.syscall").as_deref() == Some("setresuid"))
+            .filter_map(|r| i(r, "thread.id"))
+            .collect();
+        tids.sort_unstable();
+        tids.dedup();
+        tids
+    };
+    let logs = rx.wait_for_logs("setresuid of both threads", WAIT, |l| {
+        setresuid(l).len() == 2
+    });
+    for r in of(&logs, "security.credentials.change", pid)
+        .filter(|r| s(r, "tapio.security.syscall").as_deref() == Some("setresuid"))
+    {
+        assert_eq!(i(r, "tapio.security.old.uid"), Some(0), "{r:?}");
+        assert_eq!(i(r, "tapio.security.new.uid"), Some(65534), "{r:?}");
+        assert_eq!(
+            i(r, "tapio.security.old.gid"),
+            Some(65534),
+            "setresgid came first"
+        );
+    }
+    assert!(
+        of(&logs, "security.credentials.change", pid).any(|r| s(r, "tapio.security.syscall")
+            .as_deref()
+            == Some("setresgid")
+            && i(r, "tapio.security.old.gid") == Some(0)),
+        "setresgid from gid 0"
+    );
+    t.terminate();
+}
+
+#[test]
 fn watched_files_are_reported_and_unwatched_are_not() {
     if !privileged_or_skip("watched_files_are_reported_and_unwatched_are_not") {
         return;
@@ -206,6 +300,7 @@ fn watched_files_are_reported_and_unwatched_are_not() {
     std::fs::create_dir(format!("{d}/conf.d")).unwrap();
     std::fs::create_dir(format!("{d}/conf.d/deep")).unwrap();
     std::fs::write(format!("{d}/conf.d/deep/inner"), b"a").unwrap();
+    std::fs::write(format!("{d}/conf.d/readonly"), b"a").unwrap();
     let rx = Receiver::start();
     let t = start(
         &rx,
@@ -236,6 +331,15 @@ fd = os.open(d + "/watched", os.O_WRONLY | os.O_APPEND)
 for _ in range(1000):
     os.write(fd, b"x")
 os.close(fd)
+# A write is reported as it enters; one the kernel refuses because the
+# file is not open for writing (EBADF) is not. Left open, so that a
+# wrong record would carry this file's path (from /proc/<pid>/fd).
+ro = os.open(d + "/conf.d/readonly", os.O_RDONLY)
+try:
+    os.write(ro, b"x")
+    raise SystemExit("a write through a read-only fd succeeded")
+except OSError:
+    pass
 os.chmod(d + "/watched", 0o600)
 os.rename(d + "/watched", d + "/moved")
 os.chdir(d)
@@ -320,6 +424,12 @@ os.unlink(d + "/victim")
         "{summary:#?}"
     );
     assert_eq!(with("unlink", &format!("{d}/victim")), 1, "{summary:#?}");
+    assert!(
+        !recs
+            .iter()
+            .any(|r| s(r, "file.path").unwrap_or_default().contains("readonly")),
+        "a refused write reported: {summary:#?}"
+    );
     for r in &recs {
         assert_eq!(r.severity_text, "WARN");
         assert!(

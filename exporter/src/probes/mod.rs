@@ -57,6 +57,10 @@ pub enum Attach {
     /// `kprobe/<function>` or `kretprobe/<function>` (the program's section
     /// says which); needs CONFIG_KPROBES.
     KProbe(&'static str),
+    /// `iter/<target>` (5.8+), run once where it stands in the list (after
+    /// the hooks before it attached): a walk of every kernel object of the
+    /// kind, e.g. `task`, to fill a map the hooks then keep up to date.
+    Iter(&'static str),
 }
 
 /// Which way a cgroup_skb program sees packets.
@@ -339,6 +343,16 @@ fn try_variant(
                         trampoline!(FExit, "fexit")
                     }
                 }
+                Attach::Iter(target) => {
+                    let btf = btf.ok_or("kernel BTF unavailable (/sys/kernel/btf/vmlinux)")?;
+                    let p: &mut aya::programs::Iter = p.try_into().map_err(|e| describe(&e))?;
+                    p.load(target, btf)
+                        .map_err(|e| format!("{prog}: iter/{target}: {}", describe(&e)))?;
+                    loaded.push(prog);
+                    if attach {
+                        run_iter(p).map_err(|e| format!("{prog}: iter/{target}: {e}"))?;
+                    }
+                }
                 Attach::KProbe(func) => {
                     // A kprobe program loads on kernels without kprobes
                     // (the type only needs BPF events); only attaching
@@ -409,6 +423,18 @@ fn try_variant(
         }
     }
     result
+}
+
+/// Run an iterator program once: reading its link's file to the end
+/// walks every object (the program writes nothing there); the link goes
+/// with the file.
+fn run_iter(p: &mut aya::programs::Iter) -> Result<(), String> {
+    let id = p.attach().map_err(|e| describe(&e))?;
+    let link = p.take_link(id).map_err(|e| describe(&e))?;
+    let mut file = link.into_file().map_err(|e| e.to_string())?;
+    std::io::copy(&mut file, &mut std::io::sink())
+        .map(|_| ())
+        .map_err(|e| format!("read: {e}"))
 }
 
 /// Is tracefs mounted (so that a missing event really is missing)?
@@ -810,6 +836,7 @@ mod tests {
                         | Attach::BtfTracePoint(..)
                         | Attach::OptionalBtfTracePoint(..)
                         | Attach::CgroupSkb(..)
+                        | Attach::Iter(..)
                 ))));
         }
     }

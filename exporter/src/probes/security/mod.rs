@@ -34,6 +34,9 @@ pub const CFG_WRITE_WINDOW: u32 = 2;
 
 pub const PROG_CRED_ENTER: &str = "tapio_sec_cred_enter";
 pub const PROG_CRED_EXIT: &str = "tapio_sec_cred_exit";
+pub const PROG_CRED_FORK: &str = "tapio_sec_cred_fork";
+pub const PROG_CRED_SEEN_EXIT: &str = "tapio_sec_cred_seen_exit";
+pub const PROG_CRED_ITER: &str = "tapio_sec_cred_iter";
 pub const PROG_CAPABLE: &str = "tapio_sec_capable";
 pub const PROG_CAPABLE_FEXIT: &str = "tapio_sec_capable_fexit";
 pub const PROG_CAPABLE_KP: &str = "tapio_sec_capable_kp";
@@ -96,7 +99,8 @@ const fn opt(name: &'static str) -> Attach {
 /// (`dispatch`: the tp_btf sys_enter/sys_exit pair, which hooks whatever
 /// `configure` puts in its table; else one tracepoint per syscall), in how
 /// credentials are seen (`syscall_creds`: the set*id/exec pairs;
-/// `commit_creds`: none of those, a commit_creds hook among the extras
+/// `syscall_creds_seen`: their exits only, against each task's last seen
+/// credentials; `commit_creds`: none of those, a commit_creds hook among the extras
 /// sees every path), and in the exec and capability hooks.
 ///
 /// The extras come first: a function hook the kernel refuses (fentry
@@ -136,6 +140,26 @@ macro_rules! programs {
             (PROG_CRED_EXIT, tp("sys_exit_setfsgid")),
             (PROG_CRED_EXIT, tp("sys_exit_execve")),
             (PROG_CRED_EXIT, tp("sys_exit_execveat")),
+        ] $($extra),*)
+    };
+    // Credentials at the set*id/exec exits only, against what each task
+    // was last seen with (security.bpf.c, "Credentials at the syscall
+    // exits only"): births snapshot first, then the exits attach, then
+    // the iterator snapshots every task alive, so no task falls between.
+    (syscall_creds_seen; $($extra:expr),* $(,)?) => {
+        programs!(@all [
+            (PROG_CRED_FORK, Attach::BtfTracePoint("sched_process_fork")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_setuid")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_setgid")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_setreuid")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_setregid")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_setresuid")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_setresgid")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_setfsuid")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_setfsgid")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_execve")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_execveat")),
+            (PROG_CRED_ITER, Attach::Iter("task")),
         ] $($extra),*)
     };
     (commit_creds; $($extra:expr),* $(,)?) => {
@@ -185,11 +209,8 @@ macro_rules! programs {
             ("tapio_sec_rename_enter", opt("sys_enter_rename")),
             ("tapio_sec_renameat_enter", opt("sys_enter_renameat")),
             ("tapio_sec_renameat_enter", tp("sys_enter_renameat2")),
-            (PROG_EXIT_FILE, tp("sys_exit_write")),
-            (PROG_EXIT_FILE, tp("sys_exit_pwrite64")),
-            (PROG_EXIT_FILE, tp("sys_exit_writev")),
-            (PROG_EXIT_FILE, tp("sys_exit_pwritev")),
-            (PROG_EXIT_FILE, opt("sys_exit_pwritev2")),
+            // No exit for the write family: a write is reported as it
+            // enters (see fd_op_enter in security.bpf.c).
             (PROG_EXIT_FILE, tp("sys_exit_ftruncate")),
             (PROG_EXIT_FILE, tp("sys_exit_fchmod")),
             (PROG_EXIT_FILE, tp("sys_exit_fchown")),
@@ -277,7 +298,7 @@ const D_BTF_CAP: Variant = Variant {
 };
 const VARIANT_BTF_CAP: Variant = Variant {
     label: "tp_btf+cap_capable",
-    programs: programs!(syscall_creds; EXEC_BTF, CAP_TP),
+    programs: programs!(syscall_creds_seen; EXEC_BTF, CAP_TP),
 };
 const D_BTF: Variant = Variant {
     label: "tp_btf+dispatch-no-capability",
@@ -285,7 +306,7 @@ const D_BTF: Variant = Variant {
 };
 const VARIANT_BTF: Variant = Variant {
     label: "tp_btf-no-capability",
-    programs: programs!(syscall_creds; EXEC_BTF),
+    programs: programs!(syscall_creds_seen; EXEC_BTF),
 };
 const VARIANT_TP_CAP: Variant = Variant {
     label: "tracepoint+cap_capable",
@@ -1164,9 +1185,8 @@ impl Handler {
     /// The program names the config wants attached.
     pub fn wanted(cfg: &crate::config::SecurityProbe) -> impl Fn(&str) -> bool + '_ {
         move |prog| match prog {
-            PROG_CRED_ENTER | PROG_CRED_EXIT | PROG_COMMIT_CREDS | PROG_COMMIT_CREDS_KP => {
-                cfg.credentials
-            }
+            PROG_CRED_ENTER | PROG_CRED_EXIT | PROG_CRED_FORK | PROG_CRED_SEEN_EXIT
+            | PROG_CRED_ITER | PROG_COMMIT_CREDS | PROG_COMMIT_CREDS_KP => cfg.credentials,
             p if CAPABILITY_PROGRAMS.contains(&p) => cfg.capabilities,
             PROG_PTRACE | PROG_VM_WRITEV | PROG_MMAP | PROG_MPROTECT | PROG_EXEC_BTF
             | PROG_EXEC_TP | PROG_EXIT_INJECT => cfg.code_injection,
@@ -1679,10 +1699,12 @@ mod tests {
 
     #[test]
     fn the_dispatcher_hooks_exactly_what_the_tracepoints_hook() {
-        // VARIANT_BTF_CAP attaches one tracepoint per syscall of every
-        // family: the dispatcher's table must name the same syscalls, each
-        // with the body of the program that tracepoint runs.
-        let per_syscall: Vec<(&str, &str)> = VARIANT_BTF_CAP
+        // VARIANT_TP_CAP attaches one enter tracepoint per syscall of
+        // every family (VARIANT_BTF_CAP the same, bar the set*id/exec
+        // enters: it hooks their exits only): the dispatcher's table must
+        // name the same syscalls, each with the body of the program that
+        // tracepoint runs.
+        let per_syscall: Vec<(&str, &str)> = VARIANT_TP_CAP
             .programs
             .iter()
             .filter_map(|(p, a)| match a {
@@ -1745,7 +1767,7 @@ mod tests {
             let pairs = v
                 .programs
                 .iter()
-                .any(|(p, _)| [PROG_CRED_ENTER, PROG_CRED_EXIT].contains(p));
+                .any(|(p, _)| [PROG_CRED_ENTER, PROG_CRED_EXIT, PROG_CRED_SEEN_EXIT].contains(p));
             // The dispatcher takes set*id/exec into its table exactly when
             // no commit_creds hook loads (see `configure`).
             let (dispatch, commit_seen) = variant_syscalls(v.label).unwrap();
@@ -1766,6 +1788,34 @@ mod tests {
             .variants
             .iter()
             .all(|v| !v.label.contains("fentry") && !v.label.contains("kprobe")));
+    }
+
+    #[test]
+    fn exit_only_credentials_see_births_before_the_exits_and_the_living_after() {
+        // The fork hook attaches before the exits and the task iterator
+        // runs after them: a task born in between is snapshotted at
+        // birth, one alive before by the walk, none falls between.
+        let mut seen = 0;
+        for v in SPEC.variants.iter().chain(SPEC_NO_CAPABILITY.variants) {
+            let at = |name: &str| v.programs.iter().position(|(p, _)| *p == name);
+            let exits: Vec<usize> = (0..v.programs.len())
+                .filter(|&i| v.programs[i].0 == PROG_CRED_SEEN_EXIT)
+                .collect();
+            let (Some(fork), Some(iter)) = (at(PROG_CRED_FORK), at(PROG_CRED_ITER)) else {
+                assert!(exits.is_empty(), "{}: exits without snapshots", v.label);
+                continue;
+            };
+            seen += 1;
+            assert_eq!(exits.len(), 10, "{}", v.label);
+            assert!(exits.iter().all(|&i| fork < i && i < iter), "{}", v.label);
+            assert!(
+                at(PROG_CRED_ENTER).is_none(),
+                "{}: enter and exit-only",
+                v.label
+            );
+            assert_eq!(v.programs[iter].1, Attach::Iter("task"));
+        }
+        assert!(seen >= 2, "the tp_btf per-syscall variants use it");
     }
 
     #[test]
