@@ -23,7 +23,8 @@
 # generator can (same split, execs capped at EXEC_BURST), bounded by
 # BURST_MAX_SECONDS. RING sets the three probes' ring_buffer_size (default:
 # Tapio's default, 1MiB); QUEUE_BYTES the export queues' byte bound per signal
-# (sending_queue.queue_bytes, default 8MiB). KEEP=1 keeps the work directory.
+# (sending_queue.queue_bytes, default 8MiB); CONSUMERS its requests in flight
+# (sending_queue.num_consumers, default 4). KEEP=1 keeps the work directory.
 # SHOW_OTHER=N has the receiver print the first N background records (those
 # not the generator's) into LABEL.count.err.
 # CALLGRIND=1 runs Tapio under valgrind's callgrind and prints its userspace
@@ -127,8 +128,12 @@ run_one() {
 	local ring=""
 	[ -n "$RING" ] && ring=", ring_buffer_size: $RING"
 	# QUEUE_BYTES: the export queues' byte bound per signal (default 8MiB).
+	# CONSUMERS: export requests in flight per signal (num_consumers, 4).
+	local sq=""
+	[ -n "${QUEUE_BYTES:-}" ] && sq="queue_bytes: $QUEUE_BYTES"
+	[ -n "${CONSUMERS:-}" ] && sq="${sq:+$sq, }num_consumers: $CONSUMERS"
 	local queue=""
-	[ -n "${QUEUE_BYTES:-}" ] && queue=", sending_queue: { queue_bytes: $QUEUE_BYTES }"
+	[ -n "$sq" ] && queue=", sending_queue: { $sq }"
 	# Probes process, network, dns on (fail if they cannot load), the rest
 	# off. dns.timeout 2s and traces.schedule_delay 1s only shorten the
 	# drain after the load (a batch still leaves at 512 records).
