@@ -287,6 +287,49 @@ print(os.getresuid(), flush=True)
 }
 
 #[test]
+fn a_thread_changing_only_its_own_credentials_is_reported() {
+    if !privileged_or_skip("a_thread_changing_only_its_own_credentials_is_reported") {
+        return;
+    }
+    // A thread started after Tapio calls setresuid through the raw
+    // syscall (glibc's wrapper would change every thread): only it
+    // changes. On the exits-only path a thread has no snapshot of its own
+    // until its first hooked exit (births are snapshotted per process),
+    // so its old ids come from its process's.
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    let (pid, out) = python(
+        r#"
+import ctypes, os, threading
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_setresuid = 117  # x86_64
+res = {}
+def change():
+    res["tid"] = threading.get_native_id()
+    res["rc"] = libc.syscall(SYS_setresuid, 65534, 65534, 65534)
+th = threading.Thread(target=change)
+th.start()
+th.join()
+print(res["tid"], res["rc"], os.getresuid()[0], flush=True)
+"#,
+    );
+    let mut f = out.split_whitespace();
+    let tid: i64 = f.next().and_then(|v| v.parse().ok()).expect("thread id");
+    assert_eq!(f.next(), Some("0"), "the thread's setresuid: {out}");
+    assert_eq!(f.next(), Some("0"), "the main thread kept uid 0: {out}");
+    let logs = rx.wait_for_logs("the thread's setresuid", WAIT, |l| {
+        of(l, "security.credentials.change", pid).any(|r| i(r, "thread.id") == Some(tid))
+    });
+    let recs: Vec<&LogRecord> = of(&logs, "security.credentials.change", pid).collect();
+    assert_eq!(recs.len(), 1, "only the thread changed: {recs:#?}");
+    let r = recs[0];
+    assert_eq!(s(r, "tapio.security.syscall").as_deref(), Some("setresuid"));
+    assert_eq!(i(r, "tapio.security.old.uid"), Some(0), "{r:?}");
+    assert_eq!(i(r, "tapio.security.new.uid"), Some(65534), "{r:?}");
+    t.terminate();
+}
+
+#[test]
 fn watched_files_are_reported_and_unwatched_are_not() {
     if !privileged_or_skip("watched_files_are_reported_and_unwatched_are_not") {
         return;
