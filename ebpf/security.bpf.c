@@ -453,15 +453,19 @@ int tapio_sec_cred_exit(struct sys_exit_ctx *ctx)
  * Here each task carries the credentials it was last seen with (task
  * storage), and only the exits of the set*id/exec syscalls look: the
  * current ones against that, a record when they differ. The snapshot is
- * taken when a task is born (tp_btf/sched_process_fork, the child's
- * credentials as copy_process left them) and, for the tasks alive when
- * Tapio starts, by a task iterator run once after the hooks attach; an
- * exit that finds none (a task the iterator had not reached yet) takes
- * one and reports nothing, as the pair does for a syscall it entered
- * before Tapio. Values are compared, not cred pointers: a freed cred's
- * address is reused. A change by a path without a hooked exit (capset,
- * unshare, keyctl: commit_creds sees those where it can be hooked)
- * shows at the task's next hooked exit, under that syscall. */
+ * taken when a process is born (tp_btf/sched_process_fork, the child's
+ * credentials as copy_process left them), for the tasks alive when Tapio
+ * starts by a task iterator run once after the hooks attach, and at each
+ * hooked exit. A thread born since the start is compared with its
+ * process's snapshot at its first hooked exit; an exit that finds neither
+ * takes one and reports nothing, as the pair does for a syscall entered
+ * before Tapio. That includes a thread born since the start that execs
+ * (it becomes the leader, with no snapshot of its own): a setuid exec
+ * from such a thread is not reported on this path. Values are compared,
+ * not cred pointers: a freed cred's address is reused. A change by a
+ * path without a hooked exit (capset, unshare, keyctl: commit_creds sees
+ * those where it can be hooked) shows at the task's next hooked exit,
+ * under that syscall. */
 struct cred_seen {
 	struct cred_snap snap;
 	__u64 valid; /* snap holds the task's credentials */

@@ -222,6 +222,7 @@ import os, sys, threading
 go = threading.Event()
 t = threading.Thread(target=go.wait)
 t.start()
+print("ready", flush=True)
 sys.stdin.readline()
 os.setresgid(65534, 65534, 65534)
 os.setresuid(65534, 65534, 65534)
@@ -235,8 +236,12 @@ print(os.getresuid(), flush=True)
         .spawn()
         .expect("spawn python3");
     let pid = i64::from(child.id());
-    // The interpreter and its thread are up before Tapio loads.
-    std::thread::sleep(Duration::from_millis(300));
+    // The interpreter and its thread are up before Tapio loads (a thread
+    // born after the start would take its process's snapshot instead).
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut ready).expect("the old process's ready line");
+    assert_eq!(ready.trim(), "ready");
     let rx = Receiver::start();
     let t = start(&rx, "");
     {
@@ -244,12 +249,10 @@ print(os.getresuid(), flush=True)
         let mut stdin = child.stdin.take().expect("stdin");
         writeln!(stdin, "go").expect("tell the old process to go");
     }
-    let out = child.wait_with_output().expect("old process");
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "(65534, 65534, 65534)"
-    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("the old process's ids");
+    assert!(child.wait().expect("old process").success());
+    assert_eq!(rest.trim(), "(65534, 65534, 65534)");
     let setresuid = |l: &[(
         opentelemetry_proto::tonic::resource::v1::Resource,
         LogRecord,
