@@ -459,13 +459,14 @@ int tapio_sec_cred_exit(struct sys_exit_ctx *ctx)
  * hooked exit. A thread born since the start is compared with its
  * process's snapshot at its first hooked exit; an exit that finds neither
  * takes one and reports nothing, as the pair does for a syscall entered
- * before Tapio. That includes a thread born since the start that execs
- * (it becomes the leader, with no snapshot of its own): a setuid exec
- * from such a thread is not reported on this path. Values are compared,
- * not cred pointers: a freed cred's address is reused. A change by a
- * path without a hooked exit (capset, unshare, keyctl: commit_creds sees
- * those where it can be hooked) shows at the task's next hooked exit,
- * under that syscall. */
+ * before Tapio. A thread born since the start that execs becomes the
+ * leader and its process's snapshot goes with the old leader, so the
+ * exec's entry gives such a thread a snapshot of its own first (see
+ * tapio_sec_cred_seen_exec). Values are compared,
+ * not cred pointers: a freed cred's address is reused. capset, unshare
+ * and setns have exits here too; a change by a path without one (keyctl,
+ * a kernel-internal commit: commit_creds sees those where it can be
+ * hooked) shows at the task's next hooked exit, under that syscall. */
 struct cred_seen {
 	struct cred_snap snap;
 	__u64 valid; /* snap holds the task's credentials */
@@ -518,6 +519,35 @@ int tapio_sec_cred_iter(struct bpf_iter__task *ctx)
 		snap_cred(&s->snap, task);
 		s->valid = 1;
 	}
+	return 0;
+}
+
+/* execve/execveat entry, threads only. An exec from a thread that is not
+ * its process's main thread makes it the leader (de_thread) and releases
+ * the old leader, its snapshot with it: the exit would find neither and a
+ * setuid exec would go unreported. Such a thread takes its own snapshot
+ * here, its process's (what it was last seen with) or, if there is none,
+ * its current credentials. A main thread's exec (nearly all) returns
+ * after two loads. */
+SEC("tracepoint/syscalls/sys_enter_execve")
+int tapio_sec_cred_seen_exec(struct sys_enter_ctx *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *leader = task->group_leader;
+	if (!leader || leader == task)
+		return 0;
+	struct cred_seen *s = bpf_task_storage_get(&tapio_sec_cred_seen, task, 0, 0);
+	if (s && s->valid)
+		return 0;
+	struct cred_seen *l = bpf_task_storage_get(&tapio_sec_cred_seen, leader, 0, 0);
+	s = cred_seen_of(task);
+	if (!s)
+		return 0;
+	if (l && l->valid)
+		s->snap = l->snap;
+	else
+		snap_cred(&s->snap, task);
+	s->valid = 1;
 	return 0;
 }
 

@@ -205,6 +205,152 @@ fn setuid_and_setuid_exec_are_reported_with_old_and_new_ids() {
 }
 
 #[test]
+fn a_setuid_exec_from_a_thread_is_reported() {
+    if !privileged_or_skip("a_setuid_exec_from_a_thread_is_reported") {
+        return;
+    }
+    // nobody's python starts a thread (after Tapio) that execs a
+    // setuid-root copy of `id`. The exec makes that thread the leader and
+    // releases the old one; on the exits-only path the exec's entry must
+    // have given the thread a snapshot of its own, or the exit compares
+    // against nothing and the euid 0 it gained goes unreported.
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let suid = dir.path().join("suid-id");
+    std::fs::copy("/usr/bin/id", &suid).unwrap();
+    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let script = format!(
+        "import os, threading\n\
+         t = threading.Thread(target=lambda: os.execv({p:?}, [{p:?}]))\n\
+         t.start()\n\
+         t.join()\n",
+        p = suid.display().to_string()
+    );
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", PY, "-c"])
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = i64::from(child.id());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("euid=0"),
+        "the thread's exec: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two execs in that pid: setpriv's of python (nobody's, losing root's
+    // capabilities) and the thread's of `id`, the one gaining euid 0.
+    let gained = |r: &&LogRecord| {
+        s(r, "tapio.security.syscall").as_deref() == Some("execve")
+            && i(r, "tapio.security.new.euid") == Some(0)
+    };
+    let logs = rx.wait_for_logs("the thread's setuid exec", WAIT, |l| {
+        of(l, "security.credentials.change", pid).any(|r| gained(&r))
+    });
+    let r = of(&logs, "security.credentials.change", pid)
+        .find(gained)
+        .unwrap();
+    assert_eq!(i(r, "tapio.security.old.euid"), Some(65534), "{r:?}");
+    assert_eq!(i(r, "tapio.security.new.uid"), Some(65534), "{r:?}");
+    assert_eq!(r.severity_text, "WARN");
+    t.terminate();
+}
+
+#[test]
+fn capset_and_a_new_user_namespace_are_reported_under_their_syscalls() {
+    if !privileged_or_skip("capset_and_a_new_user_namespace_are_reported_under_their_syscalls") {
+        return;
+    }
+    // Root drops CAP_NET_RAW by capset, becomes nobody, then unshares a
+    // user namespace, in which it holds every capability. Each change
+    // must be reported under the syscall that made it: on the syscall
+    // paths (this machine) capset and unshare have hooks of their own,
+    // else the exits-only path would show them at the next set*id/exec.
+    let rx = Receiver::start();
+    let t = start(&rx, "");
+    let (pid, out) = python(
+        r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+class Header(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class Data(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+hdr = Header(0x20080522, 0)
+data = (Data * 2)()
+assert libc.capget(ctypes.byref(hdr), data) == 0, ctypes.get_errno()
+CAP_NET_RAW = 13
+data[0].effective &= ~(1 << CAP_NET_RAW)
+data[0].permitted &= ~(1 << CAP_NET_RAW)
+assert libc.capset(ctypes.byref(hdr), data) == 0, ctypes.get_errno()
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+CLONE_NEWUSER = 0x10000000
+print(libc.unshare(CLONE_NEWUSER), ctypes.get_errno(), flush=True)
+"#,
+    );
+    // The kernel refuses CLONE_NEWUSER (EPERM) to a chrooted caller: the
+    // kernel-matrix guests run the tests chrooted into this machine's
+    // root (their smoke boot runs an unprivileged `unshare -U` unchrooted).
+    // Anywhere else it must work.
+    // (Where init's root cannot be read, e.g. this machine's sandbox, we
+    // take it that we are not chrooted and require the unshare.)
+    let chrooted = {
+        use std::os::unix::fs::MetadataExt;
+        let root = std::fs::metadata("/").expect("stat /");
+        std::fs::metadata("/proc/1/root")
+            .is_ok_and(|init| (root.dev(), root.ino()) != (init.dev(), init.ino()))
+    };
+    let unshared = out.trim() == "0 0";
+    if chrooted && out.trim() == "-1 1" {
+        eprintln!("chrooted: unshare(CLONE_NEWUSER) refused (EPERM), its record not checked");
+    } else {
+        assert!(unshared, "unshare(CLONE_NEWUSER) as nobody: {out}");
+    }
+    let by = |l: &[(
+        opentelemetry_proto::tonic::resource::v1::Resource,
+        LogRecord,
+    )],
+              call: &str| {
+        of(l, "security.credentials.change", pid)
+            .find(|r| s(r, "tapio.security.syscall").as_deref() == Some(call))
+            .cloned()
+    };
+    let logs = rx.wait_for_logs("capset and unshare records", WAIT, |l| {
+        by(l, "capset").is_some() && (!unshared || by(l, "unshare").is_some())
+    });
+    let capset = by(&logs, "capset").unwrap();
+    assert_eq!(
+        s(&capset, "tapio.security.capabilities.lost").as_deref(),
+        Some("CAP_NET_RAW"),
+        "{capset:?}"
+    );
+    assert_eq!(i(&capset, "tapio.security.new.uid"), Some(0));
+    if !unshared {
+        t.terminate();
+        return;
+    }
+    let unshare = by(&logs, "unshare").unwrap();
+    assert_eq!(i(&unshare, "tapio.security.old.euid"), Some(65534));
+    assert!(
+        s(&unshare, "tapio.security.capabilities.gained")
+            .is_some_and(|c| c.contains("CAP_SYS_ADMIN")),
+        "{unshare:?}"
+    );
+    assert_eq!(
+        unshare.severity_text, "WARN",
+        "an unprivileged user gaining capabilities"
+    );
+    t.terminate();
+}
+
+#[test]
 fn a_process_older_than_tapio_has_its_credential_changes_reported() {
     if !privileged_or_skip("a_process_older_than_tapio_has_its_credential_changes_reported") {
         return;

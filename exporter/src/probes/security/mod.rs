@@ -37,6 +37,7 @@ pub const PROG_CRED_EXIT: &str = "tapio_sec_cred_exit";
 pub const PROG_CRED_FORK: &str = "tapio_sec_cred_fork";
 pub const PROG_CRED_SEEN_EXIT: &str = "tapio_sec_cred_seen_exit";
 pub const PROG_CRED_ITER: &str = "tapio_sec_cred_iter";
+pub const PROG_CRED_SEEN_EXEC: &str = "tapio_sec_cred_seen_exec";
 pub const PROG_CAPABLE: &str = "tapio_sec_capable";
 pub const PROG_CAPABLE_FEXIT: &str = "tapio_sec_capable_fexit";
 pub const PROG_CAPABLE_KP: &str = "tapio_sec_capable_kp";
@@ -130,6 +131,9 @@ macro_rules! programs {
             (PROG_CRED_ENTER, tp("sys_enter_setfsgid")),
             (PROG_CRED_ENTER, tp("sys_enter_execve")),
             (PROG_CRED_ENTER, tp("sys_enter_execveat")),
+            (PROG_CRED_ENTER, tp("sys_enter_capset")),
+            (PROG_CRED_ENTER, tp("sys_enter_unshare")),
+            (PROG_CRED_ENTER, tp("sys_enter_setns")),
             (PROG_CRED_EXIT, tp("sys_exit_setuid")),
             (PROG_CRED_EXIT, tp("sys_exit_setgid")),
             (PROG_CRED_EXIT, tp("sys_exit_setreuid")),
@@ -140,6 +144,9 @@ macro_rules! programs {
             (PROG_CRED_EXIT, tp("sys_exit_setfsgid")),
             (PROG_CRED_EXIT, tp("sys_exit_execve")),
             (PROG_CRED_EXIT, tp("sys_exit_execveat")),
+            (PROG_CRED_EXIT, tp("sys_exit_capset")),
+            (PROG_CRED_EXIT, tp("sys_exit_unshare")),
+            (PROG_CRED_EXIT, tp("sys_exit_setns")),
         ] $($extra),*)
     };
     // Credentials at the set*id/exec exits only, against what each task
@@ -149,6 +156,8 @@ macro_rules! programs {
     (syscall_creds_seen; $($extra:expr),* $(,)?) => {
         programs!(@all [
             (PROG_CRED_FORK, Attach::BtfTracePoint("sched_process_fork")),
+            (PROG_CRED_SEEN_EXEC, tp("sys_enter_execve")),
+            (PROG_CRED_SEEN_EXEC, tp("sys_enter_execveat")),
             (PROG_CRED_SEEN_EXIT, tp("sys_exit_setuid")),
             (PROG_CRED_SEEN_EXIT, tp("sys_exit_setgid")),
             (PROG_CRED_SEEN_EXIT, tp("sys_exit_setreuid")),
@@ -159,6 +168,9 @@ macro_rules! programs {
             (PROG_CRED_SEEN_EXIT, tp("sys_exit_setfsgid")),
             (PROG_CRED_SEEN_EXIT, tp("sys_exit_execve")),
             (PROG_CRED_SEEN_EXIT, tp("sys_exit_execveat")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_capset")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_unshare")),
+            (PROG_CRED_SEEN_EXIT, tp("sys_exit_setns")),
             (PROG_CRED_ITER, Attach::Iter("task")),
         ] $($extra),*)
     };
@@ -635,6 +647,12 @@ pub const SYSCALLS: &[(u32, &str, u32, Family)] = {
         (123, "setfsgid", h::TAPIO_SEC_SYS_CRED, Credentials),
         (59, "execve", h::TAPIO_SEC_SYS_CRED, Credentials),
         (322, "execveat", h::TAPIO_SEC_SYS_CRED, Credentials),
+        // The other paths to new credentials a syscall takes: capability
+        // sets, a new user namespace (its owner gets every capability in
+        // it), joining one.
+        (126, "capset", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (272, "unshare", h::TAPIO_SEC_SYS_CRED, Credentials),
+        (308, "setns", h::TAPIO_SEC_SYS_CRED, Credentials),
         (101, "ptrace", h::TAPIO_SEC_SYS_PTRACE, CodeInjection),
         (
             311,
@@ -1186,7 +1204,9 @@ impl Handler {
     pub fn wanted(cfg: &crate::config::SecurityProbe) -> impl Fn(&str) -> bool + '_ {
         move |prog| match prog {
             PROG_CRED_ENTER | PROG_CRED_EXIT | PROG_CRED_FORK | PROG_CRED_SEEN_EXIT
-            | PROG_CRED_ITER | PROG_COMMIT_CREDS | PROG_COMMIT_CREDS_KP => cfg.credentials,
+            | PROG_CRED_SEEN_EXEC | PROG_CRED_ITER | PROG_COMMIT_CREDS | PROG_COMMIT_CREDS_KP => {
+                cfg.credentials
+            }
             p if CAPABILITY_PROGRAMS.contains(&p) => cfg.capabilities,
             PROG_PTRACE | PROG_VM_WRITEV | PROG_MMAP | PROG_MPROTECT | PROG_EXEC_BTF
             | PROG_EXEC_TP | PROG_EXIT_INJECT => cfg.code_injection,
@@ -1624,6 +1644,9 @@ mod tests {
                 "setfsgid" => libc::SYS_setfsgid,
                 "execve" => libc::SYS_execve,
                 "execveat" => libc::SYS_execveat,
+                "capset" => libc::SYS_capset,
+                "unshare" => libc::SYS_unshare,
+                "setns" => libc::SYS_setns,
                 "ptrace" => libc::SYS_ptrace,
                 "process_vm_writev" => libc::SYS_process_vm_writev,
                 "mmap" => libc::SYS_mmap,
@@ -1806,8 +1829,19 @@ mod tests {
                 continue;
             };
             seen += 1;
-            assert_eq!(exits.len(), 10, "{}", v.label);
+            assert_eq!(exits.len(), 13, "{}", v.label);
             assert!(exits.iter().all(|&i| fork < i && i < iter), "{}", v.label);
+            // A thread's exec takes its snapshot at entry, before the exit
+            // that compares against it can run.
+            let execs: Vec<usize> = (0..v.programs.len())
+                .filter(|&i| v.programs[i].0 == PROG_CRED_SEEN_EXEC)
+                .collect();
+            assert_eq!(execs.len(), 2, "{}", v.label);
+            assert!(
+                execs.iter().all(|&i| exits.iter().all(|&e| i < e)),
+                "{}",
+                v.label
+            );
             assert!(
                 at(PROG_CRED_ENTER).is_none(),
                 "{}: enter and exit-only",
