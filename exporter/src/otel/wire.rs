@@ -475,28 +475,138 @@ pub struct ProtoWriter<'a> {
 const NO_MARK: Mark = Mark { body: 0, slot: 0 };
 
 impl ProtoWriter<'_> {
-    /// A key and an AnyValue whose (oneof) field is written by `value`.
+    /// A string attribute from bytes already known to be UTF-8 text.
     #[inline]
-    fn kv_known(&mut self, key: &'static str, any_len: usize, value: impl FnOnce(&mut Vec<u8>)) {
-        let b = &mut *self.buf;
-        let kv_len = 1
-            + encoded_len_varint(key.len() as u64)
-            + key.len()
-            + 1
-            + encoded_len_varint(any_len as u64)
-            + any_len;
-        encode_key(self.attr_field, WireType::LengthDelimited, b);
-        encode_varint(kv_len as u64, b);
-        string(b, 1, key.as_bytes());
-        encode_key(2, WireType::LengthDelimited, b);
-        encode_varint(any_len as u64, b);
-        value(b);
+    fn bytes_as_str(&mut self, key: &'static str, v: &[u8]) {
+        let any_len = 1 + len_varint(v.len() as u64) + v.len();
+        let mut o = Attr::open(self.buf, self.attr_field, key, any_len);
+        o.byte(0x0a); // AnyValue.string_value
+        o.varint(v.len() as u64);
+        o.bytes(v);
+        o.close();
+    }
+}
+
+/// `encoded_len_varint`, with the one-byte case (nearly every length and
+/// tag an attribute has) a compare instead of prost's arithmetic.
+#[inline(always)]
+fn len_varint(v: u64) -> usize {
+    if v < 0x80 {
+        1
+    } else {
+        encoded_len_varint(v)
+    }
+}
+
+/// One KeyValue written in a single pass into room reserved for all of
+/// it. The attribute writers are the encoder's innermost loop (~20 per
+/// record): through `Vec::push` each of their six to eight pieces paid a
+/// capacity check and a length store, which made `bytes_as_str` and `int`
+/// a sixth of the agent's CPU under load (perf, sustained-load bench).
+/// Here the length is known up front, so the room is reserved once and
+/// the pieces are stored through a pointer.
+struct Attr<'a> {
+    buf: &'a mut Vec<u8>,
+    /// Where the next byte goes, within the reserved room.
+    p: *mut u8,
+    /// End of the attribute: `close` checks every byte was written.
+    end: *mut u8,
+}
+
+impl<'a> Attr<'a> {
+    /// Reserve a whole KeyValue (field `attr_field`, `key`, an AnyValue of
+    /// `any_len` bytes) and write everything up to the AnyValue's body.
+    #[inline(always)]
+    fn open(buf: &'a mut Vec<u8>, attr_field: u32, key: &'static str, any_len: usize) -> Self {
+        let kv_len =
+            1 + len_varint(key.len() as u64) + key.len() + 1 + len_varint(any_len as u64) + any_len;
+        let tag = u64::from((attr_field << 3) | WireType::LengthDelimited as u32);
+        let total = len_varint(tag) + len_varint(kv_len as u64) + kv_len;
+        buf.reserve(total);
+        let len = buf.len();
+        // SAFETY: `reserve` made room for `total` bytes after `len`; `end`
+        // is one past them, inside (or at the end of) the allocation.
+        let p = unsafe { buf.as_mut_ptr().add(len) };
+        let end = unsafe { p.add(total) };
+        let mut o = Attr { buf, p, end };
+        o.varint(tag);
+        o.varint(kv_len as u64);
+        o.byte(0x0a); // KeyValue.key
+        o.varint(key.len() as u64);
+        o.bytes(key.as_bytes());
+        o.byte(0x12); // KeyValue.value
+        o.varint(any_len as u64);
+        o
     }
 
-    /// A string attribute from bytes already known to be UTF-8 text.
-    fn bytes_as_str(&mut self, key: &'static str, v: &[u8]) {
-        let any_len = 1 + encoded_len_varint(v.len() as u64) + v.len();
-        self.kv_known(key, any_len, |b| string(b, 1, v));
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        debug_assert!(self.p < self.end);
+        // SAFETY: the sizes `open` reserved for are exactly what the
+        // writers write (`close` asserts it in debug builds, the unit tests
+        // compare every kind with prost), so `p` is inside the room.
+        unsafe {
+            self.p.write(b);
+            self.p = self.p.add(1);
+        }
+    }
+
+    #[inline(always)]
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    #[inline(always)]
+    fn le64(&mut self, v: u64) {
+        for b in v.to_le_bytes() {
+            self.byte(b);
+        }
+    }
+
+    /// Copy `s`: short strings as two fixed-size moves (see [`put`]).
+    #[inline(always)]
+    fn bytes(&mut self, s: &[u8]) {
+        let n = s.len();
+        debug_assert!(n <= self.end as usize - self.p as usize);
+        // SAFETY: room for `n` bytes at `p` (as in `byte`); `s` is a
+        // separate buffer (a borrowed value or key, never `buf` itself).
+        unsafe {
+            let (src, dst) = (s.as_ptr(), self.p);
+            macro_rules! two_moves {
+                ($k:literal) => {{
+                    std::ptr::copy_nonoverlapping(src, dst, $k);
+                    std::ptr::copy_nonoverlapping(src.add(n - $k), dst.add(n - $k), $k);
+                }};
+            }
+            match n {
+                0 => {}
+                1..=3 => {
+                    for i in 0..n {
+                        dst.add(i).write(*src.add(i));
+                    }
+                }
+                4..=7 => two_moves!(4),
+                8..=15 => two_moves!(8),
+                16..=32 => two_moves!(16),
+                _ => std::ptr::copy_nonoverlapping(src, dst, n),
+            }
+            self.p = self.p.add(n);
+        }
+    }
+
+    #[inline(always)]
+    fn close(self) {
+        assert!(self.p == self.end, "an attribute's size was miscounted");
+        // SAFETY: every byte up to `end` was written (just checked), and
+        // `end - as_ptr()` is within the capacity `open` reserved.
+        unsafe {
+            let n = self.end.offset_from(self.buf.as_ptr()) as usize;
+            self.buf.set_len(n);
+        }
     }
 }
 
@@ -540,9 +650,8 @@ impl RecordWriter for ProtoWriter<'_> {
     fn display(&mut self, key: &'static str, v: impl fmt::Display) {
         self.text.clear();
         let _ = write!(self.text, "{v}");
-        let any_len = 1 + encoded_len_varint(self.text.len() as u64) + self.text.len();
         let text = std::mem::take(self.text);
-        self.kv_known(key, any_len, |b| string(b, 1, text.as_bytes()));
+        self.bytes_as_str(key, text.as_bytes());
         *self.text = text;
     }
 
@@ -568,16 +677,25 @@ impl RecordWriter for ProtoWriter<'_> {
     }
 
     fn int(&mut self, key: &'static str, v: i64) {
-        let any_len = 1 + encoded_len_varint(v as u64);
-        self.kv_known(key, any_len, |b| varint(b, 3, v as u64));
+        let any_len = 1 + len_varint(v as u64);
+        let mut o = Attr::open(self.buf, self.attr_field, key, any_len);
+        o.byte(0x18); // AnyValue.int_value
+        o.varint(v as u64);
+        o.close();
     }
 
     fn f64(&mut self, key: &'static str, v: f64) {
-        self.kv_known(key, 9, |b| fixed64(b, 4, v.to_bits()));
+        let mut o = Attr::open(self.buf, self.attr_field, key, 9);
+        o.byte(0x21); // AnyValue.double_value
+        o.le64(v.to_bits());
+        o.close();
     }
 
     fn bool(&mut self, key: &'static str, v: bool) {
-        self.kv_known(key, 2, |b| varint(b, 2, u64::from(v)));
+        let mut o = Attr::open(self.buf, self.attr_field, key, 2);
+        o.byte(0x10); // AnyValue.bool_value
+        o.byte(u8::from(v));
+        o.close();
     }
 
     fn array_open(&mut self, key: &'static str) {
@@ -796,6 +914,13 @@ mod tests {
         }
     }
 
+    /// A key past 127 bytes: its length is a two-byte varint.
+    const LONG_KEY: &str = concat!(
+        "a.key.long.enough.to.need.two.length.bytes.",
+        "a.key.long.enough.to.need.two.length.bytes.",
+        "a.key.long.enough.to.need.two.length.bytes."
+    );
+
     #[test]
     fn values_of_every_kind_match_prost() {
         let mut enc = Encoder::default();
@@ -806,6 +931,14 @@ mod tests {
         w.bool("b", true);
         w.lossy("l", b"a\xffb");
         w.display("ip", std::net::Ipv4Addr::LOCALHOST);
+        // Every size class of the copy, and lengths of two-byte varints.
+        let sizes = [0, 1, 3, 4, 7, 8, 15, 16, 32, 33, 127, 128, 300];
+        let texts: Vec<String> = sizes.iter().map(|&n| "y".repeat(n)).collect();
+        for t in &texts {
+            w.str(LONG_KEY, t);
+        }
+        w.int("max", i64::MAX);
+        w.bool("f", false);
         w.str_array("a", |a| {
             a.concat(&["o", "", "ne"]);
             a.display(format_args!("{}", "x".repeat(200)));
@@ -832,6 +965,16 @@ mod tests {
                 kv("b", Value::BoolValue(true)),
                 kv("l", Value::StringValue("a\u{fffd}b".into())),
                 kv("ip", Value::StringValue("127.0.0.1".into())),
+            ]
+            .into_iter()
+            .chain(
+                texts
+                    .iter()
+                    .map(|t| kv(LONG_KEY, Value::StringValue(t.clone()))),
+            )
+            .chain([
+                kv("max", Value::IntValue(i64::MAX)),
+                kv("f", Value::BoolValue(false)),
                 kv(
                     "a",
                     Value::ArrayValue(ArrayValue {
@@ -839,7 +982,8 @@ mod tests {
                     }),
                 ),
                 kv("empty", Value::ArrayValue(ArrayValue { values: vec![] })),
-            ],
+            ])
+            .collect(),
             ..Default::default()
         };
         assert_eq!(got, want);
