@@ -117,7 +117,7 @@ fn run(path: Option<PathBuf>, collector: Option<PathBuf>) -> Result<ExitCode> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     tapio::heap::keep_big_buffers_mapped();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(settings.worker_threads)
         .enable_all()
         .thread_name("tapio")
         .build()

@@ -100,6 +100,8 @@ pub struct Settings {
     pub traces: BatchSettings,
     pub metric_interval: Duration,
     pub shutdown_timeout: Duration,
+    /// `pipeline.worker_threads` (default 1).
+    pub worker_threads: usize,
     /// Resource attributes from config and environment (host and service
     /// attributes are added by `otel::resource`).
     pub resource: Vec<(String, AttrValue)>,
@@ -366,6 +368,7 @@ impl Config {
                 .pipeline
                 .shutdown_timeout
                 .unwrap_or(Duration::from_secs(5)),
+            worker_threads: self.pipeline.worker_threads.unwrap_or(1),
             resource,
             prometheus: self
                 .exporters
@@ -481,6 +484,10 @@ mod tests {
         assert_eq!(s.logs.schedule_delay, Duration::from_secs(1));
         assert_eq!(s.traces.schedule_delay, Duration::from_secs(5));
         assert_eq!(s.metric_interval, Duration::from_secs(60));
+        assert_eq!(s.worker_threads, 1);
+        let mut c = Config::default();
+        c.pipeline.worker_threads = Some(3);
+        assert_eq!(c.resolve(&env(&[])).unwrap().worker_threads, 3);
     }
 
     #[test]

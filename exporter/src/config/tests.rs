@@ -100,6 +100,7 @@ fn readme_documents_every_config_key() {
     cfg.pipeline.logs.max_export_batch_size = Some(1);
     cfg.pipeline.metrics.export_interval = Some(std::time::Duration::from_secs(1));
     cfg.pipeline.shutdown_timeout = Some(std::time::Duration::from_secs(1));
+    cfg.pipeline.worker_threads = Some(1);
     cfg.probes.process.enabled = Some(true);
     cfg.probes.scope.cgroup = Some("kubepods.slice".into());
     cfg.exporters.prometheus = Some(PrometheusExporter::default());

@@ -901,6 +901,10 @@ fn positive(path: &str, d: Duration, errs: &mut Vec<ConfigError>) {
     }
 }
 
+/// More threads than this would only contend: readers and exporters are
+/// a handful of tasks.
+const MAX_WORKER_THREADS: usize = 64;
+
 impl Pipeline {
     fn validate(&self, errs: &mut Vec<ConfigError>) {
         for (name, b) in [("logs", &self.logs), ("traces", &self.traces)] {
@@ -914,6 +918,14 @@ impl Pipeline {
                         format!("{n}: must be from 1 to {MAX_BATCH}"),
                     ));
                 }
+            }
+        }
+        if let Some(n) = self.worker_threads {
+            if n == 0 || n > MAX_WORKER_THREADS {
+                errs.push(ConfigError::new(
+                    "pipeline.worker_threads",
+                    format!("{n}: must be from 1 to {MAX_WORKER_THREADS}"),
+                ));
             }
         }
         if let Some(d) = self.metrics.export_interval {
