@@ -39,7 +39,8 @@ load_tools() {
 	local bin=${CARGO_TARGET_DIR:-target}/release b
 	TAPIO=${TAPIO:-$bin/tapio}
 	GEN=$bin/load_gen
-	COUNT=$bin/otlp_count
+	# OTLP_COUNT: another build of the receiver (to compare receivers).
+	COUNT=${OTLP_COUNT:-$bin/otlp_count}
 	for b in "$TAPIO" "$GEN" "$COUNT"; do
 		[ -x "$b" ] || { echo "build first: cargo build --release -p tapio -p tapio-integration ($b missing)"; exit 1; }
 	done

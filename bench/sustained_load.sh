@@ -37,7 +37,7 @@
 # (also an OTLP/gRPC server). On a 2-core machine rotel takes ~65 % of a
 # core at ~45k events/s and becomes the chain's limit; without it, what is
 # left is Tapio's and the generator's (the "rotel" CPU column then repeats
-# the receiver's).
+# the receiver's). OTLP_COUNT=PATH runs another build of the receiver.
 set -euo pipefail
 DURATION=${DURATION:-60}
 RATES=${RATES:-10000 50000 100000 200000}
