@@ -1330,7 +1330,8 @@ pub struct BatchConfig {
     /// `OTEL_BLRP_SCHEDULE_DELAY` / `OTEL_BSP_SCHEDULE_DELAY`, else 1s.
     #[serde(with = "humantime_serde")]
     pub schedule_delay: Option<Duration>,
-    /// Most records in one export request. Default 512.
+    /// Most records in one export request (fewer when a request would take
+    /// more than its share of `sending_queue.queue_bytes`). Default 2048.
     pub max_export_batch_size: Option<usize>,
 }
 

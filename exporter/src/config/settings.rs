@@ -84,6 +84,14 @@ impl SinkSettings {
     }
 }
 
+/// Records per export request unless configured. The OTel SDKs' 512 made
+/// Tapio pay ~120 µs per request besides its records (h2 framing, the
+/// export task's wakeups, the response): 2048 took 12-14 % off its CPU per
+/// event under load (README, "A receiver that counts from the bytes"). The
+/// requests in flight count against `sending_queue.queue_bytes`, so the
+/// bigger requests cost no memory beyond the bound.
+pub const DEFAULT_MAX_BATCH: usize = 2048;
+
 /// One signal's batching, resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSettings {
@@ -311,7 +319,7 @@ impl Resolver<'_> {
         let max_batch = file
             .max_export_batch_size
             .or_else(|| self.count(&format!("{prefix}_MAX_EXPORT_BATCH_SIZE")))
-            .unwrap_or(512);
+            .unwrap_or(DEFAULT_MAX_BATCH);
         BatchSettings {
             schedule_delay: schedule_delay.max(Duration::from_millis(1)),
             max_batch,

@@ -555,6 +555,7 @@ impl Exporter {
         };
         let framer = Framer::new(format, &resource);
         let room = framer.headroom();
+        let consumers = settings.sink.consumers().max(1);
         let emitter = Emitter::new(
             format,
             Arc::new(
@@ -565,7 +566,8 @@ impl Exporter {
                     telemetry.clone(),
                     Signal::Logs,
                 )
-                .with_max_bytes(cap_bytes),
+                .with_max_bytes(cap_bytes)
+                .with_requests_in_flight(consumers),
             ),
             Arc::new(
                 EncodedQueue::new(
@@ -575,7 +577,8 @@ impl Exporter {
                     telemetry.clone(),
                     Signal::Traces,
                 )
-                .with_max_bytes(cap_bytes),
+                .with_max_bytes(cap_bytes)
+                .with_requests_in_flight(consumers),
             ),
         );
         let shared = Arc::new(Shared {
@@ -593,7 +596,6 @@ impl Exporter {
         let logs_q = emitter.logs.clone();
         let sh = shared.clone();
         let logs_batch = settings.logs;
-        let consumers = settings.sink.consumers().max(1);
         let w_logs = tokio::spawn(async move {
             batch_loop(
                 sh,
@@ -793,10 +795,14 @@ async fn batch_loop(
                 }
             }
             let Some(chunk) = q.take() else { break };
+            // In the queues' byte bound until the request ends, so that an
+            // outage's retries cannot hold memory beyond it.
+            let held = queue::Held::new(&q, chunk.buf.len() - chunk.start);
             let (payload, n) = sh.framer.frame(signal, chunk);
             let (sh2, q2) = (sh.clone(), q.clone());
             inflight.spawn(async move {
                 deliver(&sh2, &payload, &n, signal, None).await;
+                drop(held);
                 if let Payload::Encoded(e) | Payload::Json(e) = payload {
                     if let Ok(f) = Arc::try_unwrap(e.frame) {
                         q2.recycle(f.buf);

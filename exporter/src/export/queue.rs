@@ -83,8 +83,13 @@ impl<T> BoundedQueue<T> {
 pub struct EncodedQueue {
     state: Mutex<Chunks>,
     capacity: usize,
-    /// Bound on the records' encoded bytes (unbounded unless set).
+    /// Bound on the records' encoded bytes, queued and in flight
+    /// ([`EncodedQueue::hold`]); unbounded unless set.
     max_bytes: usize,
+    /// Most bytes a chunk (one request) opens for: a share of `max_bytes`
+    /// ([`EncodedQueue::with_requests_in_flight`]), so that the requests in
+    /// flight leave room in the bound for records to queue.
+    chunk_bytes: usize,
     /// A full batch is ready: wake the exporter before its timer.
     pub batch_ready: Notify,
     batch_size: usize,
@@ -105,6 +110,8 @@ struct Chunks {
     len: usize,
     /// Encoded bytes of the `len` records.
     bytes: usize,
+    /// Encoded bytes of taken chunks whose requests are still in flight.
+    held: usize,
     /// Mean bytes per record of the chunks taken lately: what a new
     /// chunk reserves for a batch.
     record_bytes: usize,
@@ -153,6 +160,7 @@ impl EncodedQueue {
             state: Mutex::new(Chunks::default()),
             capacity: capacity.max(1),
             max_bytes: usize::MAX,
+            chunk_bytes: usize::MAX,
             batch_ready: Notify::new(),
             batch_size: batch_size.max(1),
             headroom,
@@ -168,6 +176,27 @@ impl EncodedQueue {
         self
     }
 
+    /// Up to `n` requests will be in flight at once, each holding its
+    /// chunk's bytes in the bound until it ends: a chunk opens for at most
+    /// a `2 n`-th of the bound, so those requests take at most half of it.
+    /// (Without this, a batch of 2,048 records of ~650 bytes made each of
+    /// four requests per signal ~1.3 MB outside an 8 MiB bound.) Call after
+    /// [`EncodedQueue::with_max_bytes`].
+    pub fn with_requests_in_flight(mut self, n: usize) -> Self {
+        self.chunk_bytes = self.max_bytes / n.max(1).saturating_mul(2);
+        self
+    }
+
+    fn hold(&self, bytes: usize) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.held = st.held.saturating_add(bytes);
+    }
+
+    fn release(&self, bytes: usize) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.held = st.held.saturating_sub(bytes);
+    }
+
     fn stats(&self) -> &SignalStats {
         self.telemetry.signal(self.signal)
     }
@@ -176,7 +205,8 @@ impl EncodedQueue {
     /// more record fit (or the queue is empty).
     fn make_room(&self, st: &mut Chunks, need: usize) {
         while st.len > 0
-            && (st.len >= self.capacity || st.bytes.saturating_add(need) > self.max_bytes)
+            && (st.len >= self.capacity
+                || st.bytes.saturating_add(st.held).saturating_add(need) > self.max_bytes)
         {
             let from = st.drop_oldest();
             self.stats().drop_from(DropReason::QueueFull, from, 1);
@@ -237,7 +267,10 @@ impl EncodedQueue {
                 self.make_room(&mut st, first);
                 self.open_chunk(&mut st);
                 let free = self.capacity - st.len;
-                let free_bytes = self.max_bytes.saturating_sub(st.bytes).max(first);
+                let free_bytes = self
+                    .max_bytes
+                    .saturating_sub(st.bytes.saturating_add(st.held))
+                    .max(first);
                 let Some(c) = st.chunks.back_mut() else {
                     break;
                 };
@@ -309,7 +342,11 @@ impl EncodedQueue {
             // A batch of mean records and an eighth more, so that a batch
             // a little over the mean still fits.
             let mean = st.mean_record();
-            let limit = self.headroom + self.batch_size.saturating_mul(mean + mean / 8);
+            let limit = self.headroom.saturating_add(
+                self.batch_size
+                    .saturating_mul(mean + mean / 8)
+                    .min(self.chunk_bytes),
+            );
             // A spare sized for much bigger records than today's is let go.
             let mut buf = st
                 .free
@@ -387,6 +424,30 @@ impl EncodedQueue {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A taken chunk's bytes, in a request now: they count against the queue's
+/// byte bound until this is dropped (the request sent or given up, or its
+/// task gone).
+pub struct Held {
+    queue: Arc<EncodedQueue>,
+    bytes: usize,
+}
+
+impl Held {
+    pub fn new(queue: &Arc<EncodedQueue>, bytes: usize) -> Self {
+        queue.hold(bytes);
+        Self {
+            queue: queue.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.queue.release(self.bytes);
     }
 }
 
@@ -653,6 +714,47 @@ mod tests {
         q.push_many(Source(1), &[rec(4, 297), rec(5, 297)].concat());
         assert_eq!((q.len(), st.dropped(DropReason::QueueFull)), (2, 10));
         assert_eq!(drain(&q), [rec(4, 297), rec(5, 297)].concat());
+    }
+
+    /// Bytes in requests in flight count against the byte bound until
+    /// the request ends; chunks open for at most a share of the bound so
+    /// that those requests leave room to queue.
+    #[test]
+    fn requests_in_flight_count_against_the_byte_bound() {
+        let t = Telemetry::new(0);
+        let q = Arc::new(
+            EncodedQueue::new(1000, 100, 2, t.clone(), Signal::Logs)
+                .with_max_bytes(6000)
+                .with_requests_in_flight(2),
+        );
+        let st = t.signal(Signal::Logs);
+        for i in 0..12u8 {
+            q.push(Source(1), &rec(i, 297));
+        }
+        // A chunk opens for 6000 / 4 bytes: five 300-byte records.
+        let c = q.take().unwrap();
+        assert_eq!(c.records, 5);
+        let held = Held::new(&q, c.buf.len() - c.start);
+        // 1500 bytes held + 7 records queued: the bound (20 records of 300
+        // bytes) leaves room for 15 queued, so the ninth more drops the
+        // oldest.
+        for i in 12..21u8 {
+            q.push(Source(1), &rec(i, 297));
+        }
+        assert_eq!((q.len(), st.dropped(DropReason::QueueFull)), (15, 1));
+        // The request ended: its room is the queue's again.
+        drop(held);
+        for i in 21..26u8 {
+            q.push(Source(1), &rec(i, 297));
+        }
+        assert_eq!((q.len(), st.dropped(DropReason::QueueFull)), (20, 1));
+        let mut got = Vec::new();
+        while let Some(c) = q.take() {
+            assert!(c.buf.len() - c.start <= 1500, "{}", c.buf.len() - c.start);
+            got.extend_from_slice(&c.buf[c.start..]);
+        }
+        let want: Vec<u8> = (6..26u8).flat_map(|i| rec(i, 297)).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
