@@ -67,8 +67,12 @@ impl OpampServer {
 
     /// Every AgentToServer it got, with its checks.
     fn messages(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.join("messages.jsonl"))
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(self.dir.join("messages.jsonl")).unwrap_or_default();
+        // The server appends a line longer than Python's 8 KiB buffer in
+        // more than one write: the last line may still be half written
+        // (a CI run read one cut at 8,192 bytes). Only whole lines count.
+        let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+        whole
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line"))
             .collect()
