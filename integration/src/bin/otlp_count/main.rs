@@ -153,22 +153,22 @@ impl State {
         })
     }
 
-    /// Count an ExportLogsServiceRequest: `logs {event_name} {label}`.
-    fn count_logs(&self, req: Bytes) -> Result<(), tonic::Status> {
+    /// Count every record of an export request under the key `one` writes
+    /// for it (given the record's bytes, a scratch for its attributes and
+    /// the cleared key).
+    fn count_records(
+        &self,
+        req: Bytes,
+        mut one: impl FnMut(Bytes, &mut Vec<lean::KeyValue>, &mut String) -> Result<(), tonic::Status>,
+    ) -> Result<(), tonic::Status> {
         let mut local = HashMap::new();
         let mut kvs = Vec::new();
         let mut key = String::new();
         for res in lean::Request::decode(req).map_err(bad)?.resources {
             for scope in res.scopes {
                 for rec in scope.records {
-                    let r = lean::LogRecord::decode(rec).map_err(bad)?;
-                    decode_attrs(&r.attributes, &mut kvs)?;
-                    let name = String::from_utf8_lossy(&r.event_name);
                     key.clear();
-                    let _ = write!(key, "logs {name} ");
-                    if !self.label(&kvs, &mut key) && self.take_show() {
-                        self.show(&name, r.body.as_ref(), &r.attributes);
-                    }
+                    one(rec, &mut kvs, &mut key)?;
                     bump(&mut local, &key);
                 }
             }
@@ -177,41 +177,45 @@ impl State {
         Ok(())
     }
 
+    /// Count an ExportLogsServiceRequest: `logs {event_name} {label}`.
+    fn count_logs(&self, req: Bytes) -> Result<(), tonic::Status> {
+        self.count_records(req, |rec, kvs, key| {
+            let r = lean::LogRecord::decode(rec).map_err(bad)?;
+            decode_attrs(&r.attributes, kvs)?;
+            let name = String::from_utf8_lossy(&r.event_name);
+            let _ = write!(key, "logs {name} ");
+            if !self.label(kvs, key) && self.take_show() {
+                self.show(&name, r.body.as_ref(), &r.attributes);
+            }
+            Ok(())
+        })
+    }
+
     /// Count an ExportTraceServiceRequest: `traces {name} {label}`, and
     /// ` error.type=…` for a failed span.
     fn count_spans(&self, req: Bytes) -> Result<(), tonic::Status> {
-        let mut local = HashMap::new();
-        let mut kvs = Vec::new();
-        let mut key = String::new();
-        for res in lean::Request::decode(req).map_err(bad)?.resources {
-            for scope in res.scopes {
-                for rec in scope.records {
-                    let s = lean::Span::decode(rec).map_err(bad)?;
-                    decode_attrs(&s.attributes, &mut kvs)?;
-                    let name = String::from_utf8_lossy(&s.name);
-                    key.clear();
-                    let _ = write!(key, "traces {name} ");
-                    if !self.label(&kvs, &mut key) && self.take_show() {
-                        self.show(&name, None, &s.attributes);
+        self.count_records(req, |rec, kvs, key| {
+            let s = lean::Span::decode(rec).map_err(bad)?;
+            decode_attrs(&s.attributes, kvs)?;
+            let name = String::from_utf8_lossy(&s.name);
+            let _ = write!(key, "traces {name} ");
+            if !self.label(kvs, key) && self.take_show() {
+                self.show(&name, None, &s.attributes);
+            }
+            let failed = s
+                .status
+                .as_ref()
+                .is_some_and(|st| st.code == StatusCode::Error as i32);
+            if failed {
+                match value_of(kvs, "error.type") {
+                    Some(lean::Value::Str(why)) => {
+                        let _ = write!(key, " error.type={}", String::from_utf8_lossy(why));
                     }
-                    let failed = s
-                        .status
-                        .as_ref()
-                        .is_some_and(|st| st.code == StatusCode::Error as i32);
-                    if failed {
-                        match value_of(&kvs, "error.type") {
-                            Some(lean::Value::Str(why)) => {
-                                let _ = write!(key, " error.type={}", String::from_utf8_lossy(why));
-                            }
-                            _ => key.push_str(" error.type=?"),
-                        }
-                    }
-                    bump(&mut local, &key);
+                    _ => key.push_str(" error.type=?"),
                 }
             }
-        }
-        self.add(local);
-        Ok(())
+            Ok(())
+        })
     }
 }
 
