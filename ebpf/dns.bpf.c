@@ -44,11 +44,17 @@ TAPIO_ABI_BTF(tapio_dns_encrypted);
 #define IPPROTO_UDP_ 17
 #define IPPROTO_TCP_ 6
 
-/* Server ports to trace (host order); filled by userspace from config. */
+/*
+ * Server ports to trace: [port (host order)] = 1, filled by userspace from
+ * config. An array over every port, not a hash of the few configured: the
+ * per-packet hooks look a port up for every packet on the host, and an
+ * array lookup is a bounds check and an add the JIT inlines where a hash
+ * lookup is a call, a jhash and a bucket walk (64 KiB, once).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16);
-	__type(key, __u16);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
 	__type(value, __u8);
 } tapio_dns_ports SEC(".maps");
 
@@ -59,9 +65,9 @@ struct {
 #define ENC_DOH 2
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16);
-	__type(key, __u16);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
 	__type(value, __u8);
 } tapio_dns_enc_ports SEC(".maps");
 
@@ -98,7 +104,8 @@ struct {
 
 static __always_inline __u8 enc_port(__u16 port)
 {
-	__u8 *v = bpf_map_lookup_elem(&tapio_dns_enc_ports, &port);
+	__u32 k = port;
+	__u8 *v = bpf_map_lookup_elem(&tapio_dns_enc_ports, &k);
 	return v ? *v : 0;
 }
 
@@ -118,11 +125,12 @@ struct {
 } tapio_dns_sock_owner SEC(".maps");
 
 /* Inode number of the socket a sock belongs to (0 if none). */
-static __always_inline __u64 sock_ino(const struct sock *sk)
+static __always_inline __u64 sock_ino(const struct sock *sk, const int btf)
 {
-	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+	struct socket *so = TAPIO_RD(btf, sk, sk_socket);
 	if (!so)
 		return 0;
+	/* container_of leaves the typed pointer: a probe read either way. */
 	struct socket_alloc *sa = container_of(so, struct socket_alloc, socket);
 	return BPF_CORE_READ(sa, vfs_inode.i_ino);
 }
@@ -168,17 +176,18 @@ struct parsed {
 /* Parse IP and UDP/TCP headers. On egress the stack has set the header
  * offsets; on receive (`from_data`) skb->data is the IP header and the
  * transport offset is computed here, since drivers leave it unset. */
-static __always_inline int parse(const struct sk_buff *skb, struct parsed *p, int from_data)
+static __always_inline int parse(const struct sk_buff *skb, struct parsed *p, int from_data,
+				 const int btf)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned char *head = TAPIO_RD(btf, skb, head);
 	if (!head)
 		return -1;
 	__u32 nh, th = 0;
 	if (from_data) {
-		nh = BPF_CORE_READ(skb, data) - head;
+		nh = TAPIO_RD(btf, skb, data) - head;
 	} else {
-		nh = BPF_CORE_READ(skb, network_header);
-		th = BPF_CORE_READ(skb, transport_header);
+		nh = TAPIO_RD(btf, skb, network_header);
+		th = TAPIO_RD(btf, skb, transport_header);
 		if (nh == 0xffff || th == 0xffff)
 			return -1;
 	}
@@ -275,7 +284,9 @@ static __always_inline void fill_tuple(struct tapio_tcp_tuple *t, const struct p
 
 static __always_inline int is_dns_port(__u16 port)
 {
-	return bpf_map_lookup_elem(&tapio_dns_ports, &port) != NULL;
+	__u32 k = port;
+	__u8 *v = bpf_map_lookup_elem(&tapio_dns_ports, &k);
+	return v && *v;
 }
 
 /* probes.scope for a packet of the tracepoint paths: a query by its
@@ -312,8 +323,8 @@ static __always_inline int packet_in_scope(struct parsed *p, __u8 direction, int
 /* The record for one packet, `cap` payload bytes long (a constant: the
  * ring reserve and the copy's bound must be known to the verifier). */
 static __always_inline void emit_sized(const struct sk_buff *skb, struct parsed *p, __u8 direction,
-				       int deferred, struct sock_owner *o, struct task_struct *task,
-				       const __u32 cap)
+				       int deferred, struct sock_owner *o, const __u32 cap,
+				       const int btf)
 {
 	struct tapio_dns_packet *e = tapio_reserve(&tapio_events, &tapio_lost, PACKET_SIZE(cap));
 	if (!e)
@@ -328,7 +339,7 @@ static __always_inline void emit_sized(const struct sk_buff *skb, struct parsed 
 		e->hdr.ts_ns = bpf_ktime_get_boot_ns();
 		e->hdr.kind = TAPIO_EVENT_DNS_PACKET;
 	} else {
-		tapio_fill_header(&e->hdr, task, TAPIO_EVENT_DNS_PACKET);
+		tapio_fill_header_current(&e->hdr, TAPIO_EVENT_DNS_PACKET);
 	}
 	e->direction = direction;
 	e->protocol = p->protocol;
@@ -337,9 +348,10 @@ static __always_inline void emit_sized(const struct sk_buff *skb, struct parsed 
 
 	/* Only the linear part of the skb can be read here; beyond it the
 	 * payload sits in page fragments. */
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	unsigned char *data = BPF_CORE_READ(skb, data);
-	__u32 linear_end = (__u32)(data - head) + BPF_CORE_READ(skb, len) - BPF_CORE_READ(skb, data_len);
+	unsigned char *head = TAPIO_RD(btf, skb, head);
+	unsigned char *data = TAPIO_RD(btf, skb, data);
+	__u32 linear_end =
+		(__u32)(data - head) + TAPIO_RD(btf, skb, len) - TAPIO_RD(btf, skb, data_len);
 	__u32 want = p->payload_len;
 	if (want > cap) {
 		want = cap;
@@ -360,7 +372,8 @@ static __always_inline void emit_sized(const struct sk_buff *skb, struct parsed 
 	tapio_submit(&tapio_events, e);
 }
 
-static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __u8 direction)
+static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __u8 direction,
+				 const int btf)
 {
 	if (p->payload_len == 0)
 		return; /* handshakes and bare ACKs */
@@ -375,12 +388,12 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 	int deferred = 0;
 	struct sock_owner *o = NULL;
 	if (direction == TAPIO_DNS_QUERY) {
-		const struct sock *s = BPF_CORE_READ(skb, sk);
+		const struct sock *s = TAPIO_RD(btf, skb, sk);
 		__u64 key = (__u64)s;
 		o = s ? bpf_map_lookup_elem(&tapio_dns_sock_owner, &key) : NULL;
-		if (o && o->ino != sock_ino(s))
+		if (o && o->ino != sock_ino(s, btf))
 			o = NULL;
-		if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+		if (task->flags & PF_KTHREAD)
 			deferred = 1;
 		else if (o && o->hdr.pid != (__u32)(bpf_get_current_pid_tgid() >> 32))
 			deferred = 1;
@@ -388,9 +401,9 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 	if (!packet_in_scope(p, direction, deferred, o))
 		return;
 	if (p->payload_len <= TAPIO_DNS_PAYLOAD_SMALL)
-		emit_sized(skb, p, direction, deferred, o, task, TAPIO_DNS_PAYLOAD_SMALL);
+		emit_sized(skb, p, direction, deferred, o, TAPIO_DNS_PAYLOAD_SMALL, btf);
 	else
-		emit_sized(skb, p, direction, deferred, o, task, TAPIO_DNS_PAYLOAD);
+		emit_sized(skb, p, direction, deferred, o, TAPIO_DNS_PAYLOAD, btf);
 }
 
 /*
@@ -399,18 +412,19 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
  * couple of reads; the full parse runs for DNS ports only. A non-UDP/TCP
  * packet whose bytes happen to match is refused by the full parse.
  */
-static __always_inline int port_is_dns(const struct sk_buff *skb, int from_data, int src)
+static __always_inline int port_is_dns(const struct sk_buff *skb, int from_data, int src,
+				       const int btf)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned char *head = TAPIO_RD(btf, skb, head);
 	__u32 th;
 	if (from_data) {
-		__u32 nh = BPF_CORE_READ(skb, data) - head;
+		__u32 nh = TAPIO_RD(btf, skb, data) - head;
 		__u8 vihl;
 		if (bpf_probe_read_kernel(&vihl, 1, head + nh))
 			return 0;
 		th = (vihl >> 4) == 6 ? nh + 40 : nh + (vihl & 0xf) * 4;
 	} else {
-		th = BPF_CORE_READ(skb, transport_header);
+		th = TAPIO_RD(btf, skb, transport_header);
 		if (th == 0xffff)
 			return 0;
 	}
@@ -420,49 +434,56 @@ static __always_inline int port_is_dns(const struct sk_buff *skb, int from_data,
 	return is_dns_port(bpf_ntohs(port));
 }
 
-static __always_inline int on_egress(const struct sk_buff *skb)
+static __always_inline int on_egress(const struct sk_buff *skb, const int btf)
 {
 	struct parsed p = {};
-	if (!port_is_dns(skb, 0, 0))
+	if (!port_is_dns(skb, 0, 0, btf))
 		return 0;
-	if (parse(skb, &p, 0) || !is_dns_port(p.dport))
+	if (parse(skb, &p, 0, btf) || !is_dns_port(p.dport))
 		return 0;
 	if (p.protocol == IPPROTO_TCP_ && tcp_via_cgroup())
 		return 0;
-	emit(skb, &p, TAPIO_DNS_QUERY);
+	emit(skb, &p, TAPIO_DNS_QUERY, btf);
 	return 0;
 }
 
-static __always_inline int on_receive(const struct sk_buff *skb)
+static __always_inline int on_receive(const struct sk_buff *skb, const int btf)
 {
 	struct parsed p = {};
-	if (!port_is_dns(skb, 1, 1))
+	if (!port_is_dns(skb, 1, 1, btf))
 		return 0;
-	if (parse(skb, &p, 1) || !is_dns_port(p.sport))
+	if (parse(skb, &p, 1, btf) || !is_dns_port(p.sport))
 		return 0;
 	if (p.protocol == IPPROTO_TCP_ && tcp_via_cgroup())
 		return 0;
-	emit(skb, &p, TAPIO_DNS_RESPONSE);
+	emit(skb, &p, TAPIO_DNS_RESPONSE, btf);
 	return 0;
 }
 
-static __always_inline int on_send(const struct sock *sk)
+static __always_inline int on_send(const struct sock *sk, const int btf)
 {
-	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	__u16 proto = TAPIO_RD(btf, sk, sk_protocol);
 	if (proto != IPPROTO_UDP_ && proto != IPPROTO_TCP_)
+		return 0;
+	/* A connected socket (every TCP one) names its peer's port: one not
+	 * talking to a DNS port sends no query, so it is not learnt (this
+	 * runs for every send on the host; learning every new connection
+	 * churned the LRU map). An unconnected UDP socket (sendto) has no
+	 * port yet and is learnt. */
+	__u16 dport = bpf_ntohs(TAPIO_RD(btf, sk, __sk_common.skc_dport));
+	if (dport && !is_dns_port(dport))
 		return 0;
 	if (!tapio_current_in_scope())
 		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 key = (__u64)sk;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 ino = sock_ino(sk);
+	__u64 ino = sock_ino(sk, btf);
 	struct sock_owner *cur = bpf_map_lookup_elem(&tapio_dns_sock_owner, &key);
 	/* Only write when the owner changes: this runs for every send. */
 	if (cur && cur->hdr.pid == tgid && cur->ino == ino)
 		return 0;
 	struct sock_owner o = {};
-	tapio_fill_header(&o.hdr, task, TAPIO_EVENT_DNS_PACKET);
+	tapio_fill_header_current(&o.hdr, TAPIO_EVENT_DNS_PACKET);
 	o.ino = ino;
 	bpf_map_update_elem(&tapio_dns_sock_owner, &key, &o, BPF_ANY);
 	return 0;
@@ -471,37 +492,37 @@ static __always_inline int on_send(const struct sock *sk)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tapio_dns_send_btf, struct sock *sk, int ret, int flags)
 {
-	return on_send(sk);
+	return on_send(sk, 1);
 }
 
 SEC("tracepoint/sock/sock_send_length")
 int tapio_dns_send_tp(struct trace_event_raw_sock_msg_length *ctx)
 {
-	return on_send((const struct sock *)BPF_CORE_READ(ctx, sk));
+	return on_send((const struct sock *)BPF_CORE_READ(ctx, sk), 0);
 }
 
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tapio_dns_egress_btf, struct sk_buff *skb)
 {
-	return on_egress(skb);
+	return on_egress(skb, 1);
 }
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tapio_dns_receive_btf, struct sk_buff *skb)
 {
-	return on_receive(skb);
+	return on_receive(skb, 1);
 }
 
 SEC("tracepoint/net/net_dev_queue")
 int tapio_dns_egress_tp(struct trace_event_raw_net_dev_template *ctx)
 {
-	return on_egress((const struct sk_buff *)BPF_CORE_READ(ctx, skbaddr));
+	return on_egress((const struct sk_buff *)BPF_CORE_READ(ctx, skbaddr), 0);
 }
 
 SEC("tracepoint/net/netif_receive_skb")
 int tapio_dns_receive_tp(struct trace_event_raw_net_dev_template *ctx)
 {
-	return on_receive((const struct sk_buff *)BPF_CORE_READ(ctx, skbaddr));
+	return on_receive((const struct sk_buff *)BPF_CORE_READ(ctx, skbaddr), 0);
 }
 
 /*
@@ -513,16 +534,16 @@ int tapio_dns_receive_tp(struct trace_event_raw_net_dev_template *ctx)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tapio_dns_tcp_connect_btf, const struct sock *sk, const int oldstate, const int newstate)
 {
-	if (newstate != TCP_SYN_SENT || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_)
+	if (newstate != TCP_SYN_SENT || sk->sk_protocol != IPPROTO_TCP_)
 		return 0;
-	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	__u16 dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (!is_dns_port(dport) && !enc_port(dport))
 		return 0;
 	if (!tapio_current_in_scope())
 		return 0;
 	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 	struct tapio_event_header h = {};
-	tapio_fill_header(&h, bpf_get_current_task_btf(), TAPIO_EVENT_DNS_PACKET);
+	tapio_fill_header_current(&h, TAPIO_EVENT_DNS_PACKET);
 	if (bpf_map_update_elem(&tapio_dns_tcp_owner, &cookie, &h, BPF_ANY))
 		tapio_count_lost(&tapio_lost, TAPIO_LOST_MAP_FULL);
 	return 0;

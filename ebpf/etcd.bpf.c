@@ -164,8 +164,7 @@ int tapio_etcd_sync_exit(struct sys_exit_ctx *ctx)
 		struct tapio_etcd_fsync *e =
 			tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 		if (e) {
-			tapio_fill_header(&e->hdr, bpf_get_current_task_btf(),
-					  TAPIO_EVENT_ETCD_WAL_FSYNC);
+			tapio_fill_header_current(&e->hdr, TAPIO_EVENT_ETCD_WAL_FSYNC);
 			e->hdr.ts_ns = now;
 			e->start_ns = in->start_ns;
 			e->duration_ns = ns;

@@ -257,7 +257,7 @@ int tapio_io_uring_create_tp(struct trace_event_raw_io_uring_create *ctx)
 		tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 	if (!e)
 		return 0;
-	tapio_fill_header(&e->hdr, bpf_get_current_task_btf(), TAPIO_EVENT_IO_URING_CREATE);
+	tapio_fill_header_current(&e->hdr, TAPIO_EVENT_IO_URING_CREATE);
 	e->fd = ctx->fd;
 	e->sq_entries = ctx->sq_entries;
 	e->cq_entries = ctx->cq_entries;

@@ -88,15 +88,19 @@ static __always_inline int sampled_in(void)
 	       bpf_get_prandom_u32() <= tapio_sample_threshold;
 }
 
-static __always_inline void read_tuple(struct tapio_tcp_tuple *t, const struct sock *sk)
+static __always_inline void read_tuple(struct tapio_tcp_tuple *t, const struct sock *sk,
+				       const int btf)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = TAPIO_RD(btf, sk, __sk_common.skc_family);
 	t->family = family;
 	/* inet_sport, not skc_num: the TCP_CLOSE transition is traced after
 	 * inet_put_port() has zeroed skc_num, while inet_sport survives. */
 	t->sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
-	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (family == AF_INET6) {
+	t->dport = bpf_ntohs(TAPIO_RD(btf, sk, __sk_common.skc_dport));
+	if (family == AF_INET6 && btf) {
+		__builtin_memcpy(t->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(t->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
+	} else if (family == AF_INET6) {
 		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
@@ -105,18 +109,23 @@ static __always_inline void read_tuple(struct tapio_tcp_tuple *t, const struct s
 		__builtin_memset(t->daddr, 0, 16);
 		t->saddr[10] = t->saddr[11] = 0xff;
 		t->daddr[10] = t->daddr[11] = 0xff;
-		BPF_CORE_READ_INTO((__u32 *)&t->saddr[12], sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)&t->daddr[12], sk, __sk_common.skc_daddr);
+		__u32 saddr = TAPIO_RD(btf, sk, __sk_common.skc_rcv_saddr);
+		__u32 daddr = TAPIO_RD(btf, sk, __sk_common.skc_daddr);
+		__builtin_memcpy(&t->saddr[12], &saddr, 4);
+		__builtin_memcpy(&t->daddr[12], &daddr, 4);
 	}
 }
 
 /* IPv6 on the wire: an AF_INET6 socket whose peer is not v4-mapped. */
-static __always_inline int wire_is_v6(const struct sock *sk)
+static __always_inline int wire_is_v6(const struct sock *sk, const int btf)
 {
-	if (BPF_CORE_READ(sk, __sk_common.skc_family) != AF_INET6)
+	if (TAPIO_RD(btf, sk, __sk_common.skc_family) != AF_INET6)
 		return 0;
 	__u32 a[4] = {};
-	BPF_CORE_READ_INTO(&a, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32);
+	if (btf)
+		__builtin_memcpy(a, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32, 16);
+	else
+		BPF_CORE_READ_INTO(&a, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32);
 	return !(a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff));
 }
 
@@ -181,12 +190,13 @@ static __always_inline void on_syn_sent(__u64 key)
 	if (!tapio_current_in_scope())
 		return;
 	struct pending_connect p = {};
-	tapio_fill_header(&p.hdr, bpf_get_current_task_btf(), TAPIO_EVENT_TCP_CONNECT);
+	tapio_fill_header_current(&p.hdr, TAPIO_EVENT_TCP_CONNECT);
 	p.start_ns = p.hdr.ts_ns;
 	track(&tapio_tcp_pending, &key, &p);
 }
 
-static __always_inline void on_connect_done(const struct sock *sk, __u64 key, int newstate)
+static __always_inline void on_connect_done(const struct sock *sk, __u64 key, int newstate,
+					    const int btf)
 {
 	struct pending_connect *p = bpf_map_lookup_elem(&tapio_tcp_pending, &key);
 	if (!p)
@@ -196,10 +206,10 @@ static __always_inline void on_connect_done(const struct sock *sk, __u64 key, in
 	int err = 0;
 	__u32 outcome = TAPIO_TCP_OK;
 	if (newstate != TCP_ESTABLISHED) {
-		err = BPF_CORE_READ(sk, sk_err);
+		err = TAPIO_RD(btf, sk, sk_err);
 		outcome = outcome_of(err);
 	}
-	hist_add(outcome, wire_is_v6(sk), dur);
+	hist_add(outcome, wire_is_v6(sk, btf), dur);
 
 	if (newstate == TCP_ESTABLISHED) {
 		struct live_conn c = {};
@@ -215,10 +225,10 @@ static __always_inline void on_connect_done(const struct sock *sk, __u64 key, in
 			e->hdr = p->hdr;
 			e->start_ns = p->start_ns;
 			e->end_ns = now;
-			e->sock_cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+			e->sock_cookie = TAPIO_RD(btf, sk, __sk_common.skc_cookie.counter);
 			e->outcome = outcome;
 			e->error = err;
-			read_tuple(&e->tuple, sk);
+			read_tuple(&e->tuple, sk, btf);
 			e->tuple._pad0 = 0;
 			tapio_submit(&tapio_events, e);
 		}
@@ -240,7 +250,7 @@ static __always_inline void on_accepted(const struct sock *sk, __u64 key)
 	track(&tapio_tcp_conns, &key, &c);
 }
 
-static __always_inline void on_close(const struct sock *sk, __u64 key, int oldstate)
+static __always_inline void on_close(const struct sock *sk, __u64 key, int oldstate, const int btf)
 {
 	struct live_conn *c = bpf_map_lookup_elem(&tapio_tcp_conns, &key);
 	if (!c)
@@ -261,14 +271,14 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, int oldst
 			e->hdr.kind = TAPIO_EVENT_TCP_CLOSE;
 			if (c->inbound) {
 				/* Best effort: the task closing it, when in process context. */
-				tapio_fill_header(&e->hdr, bpf_get_current_task_btf(), TAPIO_EVENT_TCP_CLOSE);
+				tapio_fill_header_current(&e->hdr, TAPIO_EVENT_TCP_CLOSE);
 			}
 			e->hdr.ts_ns = bpf_ktime_get_boot_ns();
 			e->established_ns = c->established_ns;
 			const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 			/* Payload only: bytes_acked counts our SYN (active open) and
 			 * our FIN once acked; bytes_received counts the peer's FIN. */
-			__u8 shut = BPF_CORE_READ(sk, sk_shutdown);
+			__u8 shut = TAPIO_RD(btf, sk, sk_shutdown);
 			__u64 acked = BPF_CORE_READ(tp, bytes_acked);
 			__u64 rcvd = BPF_CORE_READ(tp, bytes_received);
 			__u64 ctl = c->inbound ? 0 : 1;
@@ -280,9 +290,9 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, int oldst
 				rcvd -= 1;
 			e->bytes_received = rcvd;
 			e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-			e->sock_cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+			e->sock_cookie = TAPIO_RD(btf, sk, __sk_common.skc_cookie.counter);
 			e->inbound = c->inbound;
-			read_tuple(&e->tuple, sk);
+			read_tuple(&e->tuple, sk, btf);
 			e->tuple._pad0 = 0;
 			tapio_submit(&tapio_events, e);
 		}
@@ -290,22 +300,22 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, int oldst
 	bpf_map_delete_elem(&tapio_tcp_conns, &key);
 }
 
-static __always_inline int handle(const struct sock *sk, int oldstate, int newstate)
+static __always_inline int handle(const struct sock *sk, int oldstate, int newstate, const int btf)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (TAPIO_RD(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = TAPIO_RD(btf, sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	__u64 key = (__u64)sk;
 	if (newstate == TCP_SYN_SENT)
 		on_syn_sent(key);
 	else if (oldstate == TCP_SYN_SENT)
-		on_connect_done(sk, key, newstate);
+		on_connect_done(sk, key, newstate, btf);
 	else if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)
 		on_accepted(sk, key);
 	else if (newstate == TCP_CLOSE)
-		on_close(sk, key, oldstate);
+		on_close(sk, key, oldstate, btf);
 	return 0;
 }
 
@@ -342,7 +352,7 @@ int BPF_PROG(tapio_tcp_state_btf, const struct sock *sk, const int oldstate, con
 	__u64 *running = bpf_map_lookup_elem(&tapio_twin, &slot);
 	if (running)
 		*running = 1;
-	handle(sk, oldstate, newstate);
+	handle(sk, oldstate, newstate, 1);
 	if (running)
 		*running = 0;
 	return 0;
@@ -360,7 +370,7 @@ int BPF_PROG(tapio_tcp_state_btf_nested, const struct sock *sk, const int oldsta
 	__u64 *covered = bpf_map_lookup_elem(&tapio_twin, &slot);
 	if (covered)
 		*covered += 1;
-	return handle(sk, oldstate, newstate);
+	return handle(sk, oldstate, newstate, 1);
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
@@ -369,5 +379,5 @@ int tapio_tcp_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (BPF_CORE_READ(ctx, protocol) != IPPROTO_TCP)
 		return 0;
 	return handle((const struct sock *)BPF_CORE_READ(ctx, skaddr), BPF_CORE_READ(ctx, oldstate),
-		      BPF_CORE_READ(ctx, newstate));
+		      BPF_CORE_READ(ctx, newstate), 0);
 }

@@ -1554,7 +1554,7 @@ static __always_inline int exit_common(__s64 ret)
 	}
 	if (keep) {
 		e->ret = ret;
-		tapio_fill_header(&e->hdr, bpf_get_current_task_btf(), TAPIO_EVENT_SEC);
+		tapio_fill_header_current(&e->hdr, TAPIO_EVENT_SEC);
 		emit(e);
 	}
 	unpark(e);

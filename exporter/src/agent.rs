@@ -311,14 +311,15 @@ pub async fn run(
         &|_| true,
         dcfg.wakeup_interval,
         |loaded, stats| {
-            loaded.fill_u16_set(probes::dns::NAME, probes::dns::MAP_PORTS, &dcfg.ports)?;
+            let ports: Vec<(u16, u8)> = dcfg.ports.iter().map(|&p| (p, 1)).collect();
+            loaded.fill_port_array(probes::dns::NAME, probes::dns::MAP_PORTS, &ports)?;
             if [probes::dns::VARIANT_TCP, probes::dns::VARIANT_TCP_NO_OWNER]
                 .contains(&loaded.variant)
             {
                 loaded.set_u32(probes::dns::NAME, probes::dns::MAP_CFG, 0, 1)?;
                 // Encrypted DNS is read by the cgroup_skb programs only.
                 let enc = &dcfg.encrypted;
-                loaded.fill_u16_map(
+                loaded.fill_port_array(
                     probes::dns::NAME,
                     probes::dns::MAP_ENC_PORTS,
                     &probes::encrypted_dns::port_kinds(enc),

@@ -673,28 +673,9 @@ impl Loaded {
             .map_err(|source| LoadError::Map { probe, map, source })
     }
 
-    /// Put every value of `keys` into the hash map `map` (a set: u16 -> 1).
-    pub fn fill_u16_set(
-        &mut self,
-        probe: &'static str,
-        map: &'static str,
-        keys: &[u16],
-    ) -> Result<(), LoadError> {
-        let m = self
-            .ebpf
-            .map_mut(map)
-            .ok_or(LoadError::MissingMap { probe, map })?;
-        let mut set: aya::maps::HashMap<_, u16, u8> = aya::maps::HashMap::try_from(m)
-            .map_err(|source| LoadError::Map { probe, map, source })?;
-        for k in keys {
-            set.insert(k, 1, 0)
-                .map_err(|source| LoadError::Map { probe, map, source })?;
-        }
-        Ok(())
-    }
-
-    /// Write `(port, value)` pairs into a `u16 -> u8` kernel map.
-    pub fn fill_u16_map(
+    /// Set `(port, value)` in a per-port array (`[u16::MAX + 1] -> u8`,
+    /// 0 meaning "not this kind of port").
+    pub fn fill_port_array(
         &mut self,
         probe: &'static str,
         map: &'static str,
@@ -704,10 +685,11 @@ impl Loaded {
             .ebpf
             .map_mut(map)
             .ok_or(LoadError::MissingMap { probe, map })?;
-        let mut set: aya::maps::HashMap<_, u16, u8> = aya::maps::HashMap::try_from(m)
+        let mut ports: aya::maps::Array<_, u8> = aya::maps::Array::try_from(m)
             .map_err(|source| LoadError::Map { probe, map, source })?;
-        for (k, v) in entries {
-            set.insert(k, v, 0)
+        for (port, v) in entries {
+            ports
+                .set(u32::from(*port), v, 0)
                 .map_err(|source| LoadError::Map { probe, map, source })?;
         }
         Ok(())
@@ -739,7 +721,9 @@ impl Loaded {
     /// A reader of the runs the kernel skipped of this probe's loaded
     /// programs because one was already running on that CPU (summed), less
     /// those a `_nested` twin did in their place (`tapio_twin`'s covered
-    /// slot; `crate::prog_info`). Takes the twin map out of the object.
+    /// slot), leaving out the programs whose skipped runs cannot be events
+    /// (`crate::prog_info::misses_may_be_events`). Takes the twin map out
+    /// of the object.
     pub fn recursion_reader(&mut self) -> crate::telemetry::RecursionReader {
         let twin: Option<PerCpuArray<MapData, u64>> = self
             .ebpf
@@ -748,7 +732,7 @@ impl Loaded {
         let fds: Vec<aya::programs::ProgramFd> = self
             .ebpf
             .programs()
-            .filter(|(n, _)| !n.ends_with(crate::prog_info::NESTED_SUFFIX))
+            .filter(|(n, _)| crate::prog_info::misses_may_be_events(n))
             .filter_map(|(_, p)| p.fd().ok()?.try_clone().ok())
             .collect();
         Box::new(move || {
