@@ -692,11 +692,50 @@ static __always_inline void encrypted(struct __sk_buff *skb, struct parsed *p, _
 	tapio_submit(&tapio_events, e);
 }
 
+/*
+ * Whether a packet may be one of ours, read from the linear data with
+ * direct packet access (loads, no helper call): a non-TCP one is not, nor
+ * a TCP one whose server-side port (`egress`: the destination, a DNS or an
+ * encrypted-DNS port; else the source, a DNS port) is not configured.
+ * These programs see every packet of every local socket; the full parse
+ * (three bpf_skb_load_bytes calls) runs only for the rest, and for a
+ * packet whose headers are not all in the linear data (returns 1: let the
+ * full parse decide).
+ */
+static __always_inline int cg_may_be_dns(struct __sk_buff *skb, int egress)
+{
+	__u8 *b = (__u8 *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	if ((void *)(b + 10) > end)
+		return 1;
+	__u32 th;
+	__u8 proto;
+	if ((b[0] >> 4) == 4) {
+		proto = b[9];
+		th = (b[0] & 0xf) * 4;
+	} else if ((b[0] >> 4) == 6) {
+		proto = b[6];
+		th = 40;
+	} else {
+		return 1;
+	}
+	if (proto != IPPROTO_TCP_)
+		return 0;
+	__u8 *ports = b + th;
+	if ((void *)(ports + 4) > end)
+		return 1;
+	if (egress) {
+		__u16 dport = ((__u16)ports[2] << 8) | ports[3];
+		return is_dns_port(dport) || enc_port(dport);
+	}
+	return is_dns_port(((__u16)ports[0] << 8) | ports[1]);
+}
+
 SEC("cgroup_skb/egress")
 int tapio_dns_tcp_egress(struct __sk_buff *skb)
 {
 	struct parsed p = {};
-	if (parse_cg(skb, &p))
+	if (!cg_may_be_dns(skb, 1) || parse_cg(skb, &p))
 		return 1;
 	if (is_dns_port(p.dport)) {
 		emit_cg(skb, &p, TAPIO_DNS_QUERY);
@@ -713,7 +752,7 @@ SEC("cgroup_skb/ingress")
 int tapio_dns_tcp_ingress(struct __sk_buff *skb)
 {
 	struct parsed p = {};
-	if (!parse_cg(skb, &p) && is_dns_port(p.sport))
+	if (cg_may_be_dns(skb, 0) && !parse_cg(skb, &p) && is_dns_port(p.sport))
 		emit_cg(skb, &p, TAPIO_DNS_RESPONSE);
 	return 1;
 }
