@@ -122,30 +122,16 @@ impl Probes {
     }
 }
 
-/// Most DoT and DoH ports together (the kernel's port maps hold 16).
-pub const MAX_ENCRYPTED_DNS_PORTS: usize = 16;
-
 impl EncryptedDns {
     fn validate(&self, errs: &mut Vec<ConfigError>) {
         const P: &str = "probes.dns.encrypted";
-        let mut ports: Vec<u16> = self
+        // Any number of ports: the kernel's maps are per-port arrays.
+        if self
             .dot_ports
             .iter()
             .chain(&self.doh_ports)
-            .copied()
-            .collect();
-        ports.sort_unstable();
-        ports.dedup();
-        if ports.len() > MAX_ENCRYPTED_DNS_PORTS {
-            errs.push(ConfigError::new(
-                format!("{P}.dot_ports"),
-                format!(
-                    "{} distinct DoT and DoH ports: at most {MAX_ENCRYPTED_DNS_PORTS}",
-                    ports.len()
-                ),
-            ));
-        }
-        if ports.contains(&0) {
+            .any(|&p| p == 0)
+        {
             errs.push(ConfigError::new(
                 format!("{P}.dot_ports"),
                 "port 0 is no server port",
