@@ -326,18 +326,54 @@ static __always_inline int handle(const struct sock *sk, int oldstate, int newst
  * loopback listener's child socket becoming established while a connect
  * or close is traced) is skipped and only counted in the program's
  * recursion_misses. Measured at ~40k loopback connections/s: 16-30 skipped
- * runs in 20 s, each a missing inbound close log. So a twin, attached
- * beside it, does those runs: it works only while the first one is between
- * its two stores of `running` on its CPU, which for a new run there means
- * the kernel skipped the first one for it. Between entering the first
- * program and its first store (and after its last) the kernel still
- * skips it and the twin does not know: those few runs are lost, and
- * counted, since every run the twin does is one the first one missed:
- * tapio.events.lost{reason="recursion"} = misses - twin runs, which
- * userspace reads (prog_info). The twin's own misses lose nothing: it is
- * busy only when the first one is not (returning early, or doing a nested
- * run, and softirqs do not nest).
+ * runs in 20 s, each a missing record. So a twin, attached after it, does
+ * those runs, and only those:
+ *
+ * the first program pushes its event (socket, old and new state) on a
+ * per-CPU stack as it starts, and the twin, which the tracepoint runs
+ * after it for the same event, looks for that event on the stack. Found:
+ * the first program ran for it; the twin pops it (and whatever lies above
+ * it: events of interrupts nested between the two whose twin run was
+ * skipped) and is done. Not found: the kernel skipped the first program
+ * for it, wherever in that run the interrupt came (a flag the first
+ * program sets left blind windows before its first store and after its
+ * last, whose skipped runs were counted lost and, when they were closes,
+ * counted again as end_unseen when the socket was reused); the twin
+ * handles the event and counts it covered. So every covered run is a
+ * missed one done, and tapio.events.lost{reason="recursion"} = misses -
+ * covered (userspace reads both, prog_info and `tapio_twin`) is exactly
+ * the runs neither did: both busy on that CPU, which needs a state change
+ * in a hard interrupt nested in a softirq nested in the first program.
+ *
+ * An entry is left behind only when the twin is skipped right after its
+ * pop (an interrupt in its last instructions): harmless, as it names an
+ * event already handled, and swept out once the stack is full by age (no
+ * live entry waits a second between the two programs). The order of the
+ * two on the tracepoint is the order they were attached in: first, then
+ * twin (probes/network/mod.rs lists them so).
  */
+#define TWIN_DEPTH 16
+#define TWIN_STALE_JIFFIES 1000 /* at least a second at any HZ up to 1000 */
+
+struct twin_entry {
+	__u64 sk;
+	__u64 states; /* old << 32 | new */
+	__u64 jiffies;
+};
+
+struct twin_stack {
+	__u64 depth;
+	struct twin_entry e[TWIN_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct twin_stack);
+} tapio_twin_stack SEC(".maps");
+
+/* Runs the twin did (TAPIO_TWIN_COVERED), read by userspace. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TAPIO_TWIN_SLOTS);
@@ -345,16 +381,41 @@ struct {
 	__type(value, __u64);
 } tapio_twin SEC(".maps");
 
+/* Keep the entries younger than TWIN_STALE_JIFFIES, in order. */
+static __always_inline __u64 twin_sweep(struct twin_stack *s, __u64 now)
+{
+	__u64 kept = 0;
+	for (int i = 0; i < TWIN_DEPTH; i++) {
+		if (now - s->e[i].jiffies > TWIN_STALE_JIFFIES)
+			continue;
+		if (kept != (__u64)i)
+			s->e[kept & (TWIN_DEPTH - 1)] = s->e[i];
+		kept++;
+	}
+	return kept;
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tapio_tcp_state_btf, const struct sock *sk, const int oldstate, const int newstate)
 {
-	__u32 slot = TAPIO_TWIN_RUNNING;
-	__u64 *running = bpf_map_lookup_elem(&tapio_twin, &slot);
-	if (running)
-		*running = 1;
+	__u32 zero = 0;
+	struct twin_stack *s = bpf_map_lookup_elem(&tapio_twin_stack, &zero);
+	if (s) {
+		__u64 now = bpf_jiffies64();
+		__u64 d = s->depth;
+		if (d >= TWIN_DEPTH)
+			d = twin_sweep(s, now);
+		if (d < TWIN_DEPTH) {
+			struct twin_entry *e = &s->e[d];
+			e->sk = (__u64)sk;
+			e->states = (__u64)(__u32)oldstate << 32 | (__u32)newstate;
+			e->jiffies = now;
+			/* The depth last: a twin nested before it does not see a
+			 * half-written entry. */
+			s->depth = d + 1;
+		}
+	}
 	handle(sk, oldstate, newstate, 1);
-	if (running)
-		*running = 0;
 	return 0;
 }
 
@@ -362,11 +423,21 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tapio_tcp_state_btf_nested, const struct sock *sk, const int oldstate,
 	     const int newstate)
 {
-	__u32 slot = TAPIO_TWIN_RUNNING;
-	__u64 *running = bpf_map_lookup_elem(&tapio_twin, &slot);
-	if (!running || !*running)
+	__u32 zero = 0;
+	struct twin_stack *s = bpf_map_lookup_elem(&tapio_twin_stack, &zero);
+	if (!s)
 		return 0;
-	slot = TAPIO_TWIN_COVERED;
+	__u64 d = s->depth;
+	__u64 states = (__u64)(__u32)oldstate << 32 | (__u32)newstate;
+	for (int i = TWIN_DEPTH - 1; i >= 0; i--) {
+		if ((__u64)i >= d)
+			continue;
+		if (s->e[i].sk == (__u64)sk && s->e[i].states == states) {
+			s->depth = i;
+			return 0;
+		}
+	}
+	__u32 slot = TAPIO_TWIN_COVERED;
 	__u64 *covered = bpf_map_lookup_elem(&tapio_twin, &slot);
 	if (covered)
 		*covered += 1;

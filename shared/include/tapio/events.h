@@ -119,11 +119,9 @@ enum tapio_family {
  * has a twin doing the runs the kernel skips for it as recursion
  * (ebpf/network.bpf.c). */
 enum tapio_twin_slot {
-	/* 1 while the first program is mid-run on this CPU. */
-	TAPIO_TWIN_RUNNING = 0,
 	/* Runs the twin did: misses of the first program it covered. */
-	TAPIO_TWIN_COVERED = 1,
-	TAPIO_TWIN_SLOTS = 2,
+	TAPIO_TWIN_COVERED = 0,
+	TAPIO_TWIN_SLOTS = 1,
 };
 
 /* Why an event did not reach userspace whole. Index into each probe's

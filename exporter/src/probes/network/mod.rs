@@ -18,7 +18,7 @@ use super::{Attach, ProbeSpec, Variant};
 pub const NAME: &str = "network";
 pub const PROG_STATE_BTF: &str = "tapio_tcp_state_btf";
 /// Does the state changes the kernel skips for `PROG_STATE_BTF` because it
-/// was already running on that CPU (`ebpf/network.bpf.c`).
+/// was already running on that CPU, and only those (`ebpf/network.bpf.c`).
 pub const PROG_STATE_BTF_NESTED: &str = "tapio_tcp_state_btf_nested";
 pub const PROG_STATE_TP: &str = "tapio_tcp_state_tp";
 pub const MAP_HIST: &str = "tapio_tcp_hist";
@@ -29,6 +29,9 @@ pub const SPEC: ProbeSpec = ProbeSpec {
     variants: &[
         Variant {
             label: "tp_btf",
+            // In this order: a tracepoint runs its programs in the order
+            // they were attached, and the twin looks for what the first
+            // one pushed for the same event (ebpf/network.bpf.c).
             programs: &[
                 (PROG_STATE_BTF, Attach::BtfTracePoint("inet_sock_set_state")),
                 (
