@@ -26,6 +26,11 @@ pub struct ProcessInfo {
 pub struct Context<'a> {
     pub owner: Option<&'a str>,
     pub workload: Option<&'a Workload>,
+    /// Which state of the caches `owner` and `workload` were borrowed
+    /// from: equal generations and equal pointers mean equal text, so a
+    /// writer may reuse what it encoded for them (see
+    /// `RecordWriter::cached`). 0: not from an [`Enricher`], never reused.
+    pub generation: u64,
 }
 
 /// Spare [`ProcessInfo`]s kept for reuse: an exec refills one instead of
@@ -43,6 +48,10 @@ pub struct Enricher {
     pub users: users::Users,
     /// Where `/proc` is (tests point it elsewhere).
     proc_root: String,
+    /// Bumped whenever a workload is stored: an LRU `put` may reuse an
+    /// evicted entry's memory, so a pointer into the cache names the same
+    /// text only within one generation. Starts at 1 (0 means "not ours").
+    generation: u64,
 }
 
 impl Default for Enricher {
@@ -60,13 +69,19 @@ impl Enricher {
             spare: Vec::new(),
             users: users::Users::default(),
             proc_root: proc_root.to_string(),
+            generation: 1,
         }
+    }
+
+    fn put_workload(&mut self, cgroup_id: u64, w: Workload) {
+        self.generation += 1;
+        self.workloads.put(cgroup_id, w);
     }
 
     /// Learn a cgroup's workload from the names the kernel captured.
     pub fn learn_cgroup(&mut self, cgroup_id: u64, leaf: &str, parent: &str) -> Workload {
         let w = cgroup::from_names(leaf, parent);
-        self.workloads.put(cgroup_id, w.clone());
+        self.put_workload(cgroup_id, w.clone());
         w
     }
 
@@ -85,7 +100,7 @@ impl Enricher {
         match path {
             Some(p) => {
                 let w = cgroup::from_path(&p);
-                self.workloads.put(cgroup_id, w.clone());
+                self.put_workload(cgroup_id, w.clone());
                 w
             }
             None => Workload::default(),
@@ -125,7 +140,7 @@ impl Enricher {
                 &String::from_utf8_lossy(leaf),
                 &String::from_utf8_lossy(parent),
             );
-            self.workloads.put(cgroup_id, w);
+            self.put_workload(cgroup_id, w);
         }
     }
 
@@ -147,9 +162,13 @@ impl Enricher {
             // Fills the cache when /proc knows the task.
             let _ = self.workload(cgroup_id, pid);
         }
+        let (owner, users_generation) = self.users.name_and_generation(uid);
         Context {
-            owner: self.users.name(uid),
+            owner,
             workload: self.workloads.get(&cgroup_id),
+            // Users count their re-reads of /etc/passwd from 0; both
+            // counters only grow, so the sum changes whenever either did.
+            generation: self.generation + users_generation,
         }
     }
 

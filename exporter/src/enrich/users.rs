@@ -17,6 +17,8 @@ pub struct Users {
     path: PathBuf,
     names: Names,
     read_at: Option<Instant>,
+    /// How many times `names` was replaced (see `Context::generation`).
+    generation: u64,
 }
 
 impl Default for Users {
@@ -31,6 +33,7 @@ impl Users {
             path: path.into(),
             names: Names::default(),
             read_at: None,
+            generation: 0,
         }
     }
 
@@ -38,16 +41,23 @@ impl Users {
         self.read_at = Some(Instant::now());
         if let Ok(text) = std::fs::read_to_string(&self.path) {
             self.names = parse_passwd(&text);
+            self.generation += 1;
         }
     }
 
     pub fn name(&mut self, uid: u32) -> Option<&str> {
+        self.name_and_generation(uid).0
+    }
+
+    /// The name, and how many times the names were re-read: a name's
+    /// pointer names the same text only while that count stays.
+    pub fn name_and_generation(&mut self, uid: u32) -> (Option<&str>, u64) {
         // The clock is read only for unknown uids.
         if !self.names.contains_key(&uid) && self.read_at.is_none_or(|t| t.elapsed() > REREAD_AFTER)
         {
             self.reload();
         }
-        self.names.get(&uid).map(String::as_str)
+        (self.names.get(&uid).map(String::as_str), self.generation)
     }
 }
 

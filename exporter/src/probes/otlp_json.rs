@@ -38,6 +38,7 @@ fn process_records() {
     let ctx = Context {
         owner: Some("root"),
         workload: Some(&wl),
+        generation: 0,
     };
     for (args, flags) in [
         (&b"/bin/sh\0-c\0echo \"hi\"\\\0"[..], 0),
@@ -85,6 +86,7 @@ fn network_records() {
     let ctx = Context {
         owner: Some("root"),
         workload: Some(&wl),
+        generation: 0,
     };
     let mut t6 = tapio_tcp_tuple {
         family: tapio_family::TAPIO_AF_INET6 as u16,
@@ -126,6 +128,7 @@ fn dns_records() {
     let ctx = Context {
         owner: Some("root"),
         workload: Some(&wl),
+        generation: 0,
     };
     let bytes = packet(
         false,
@@ -177,6 +180,7 @@ fn kernel_records() {
     let ctx = Context {
         owner: Some("app"),
         workload: Some(&wl),
+        generation: 0,
     };
     for b in [fixtures::tp_btf_bytes(), fixtures::pid_only_bytes()] {
         let k = decode(&b).unwrap();
@@ -205,6 +209,7 @@ fn security_records() {
         Context {
             owner: Some("app"),
             workload: Some(&wl),
+            generation: 0,
         },
     ];
     for ctx in &contexts {

@@ -174,6 +174,7 @@ mod tests {
         let ctx = Context {
             owner: None,
             workload: None,
+            generation: 0,
         };
         let mut enc = Encoder::default();
         let clock = WallClock::with_offset(0);
@@ -243,6 +244,7 @@ mod tests {
             let ctx = Context {
                 owner: Some("root"),
                 workload: Some(&wl),
+                generation: 0,
             };
             let mut enc = Encoder::default();
             query(&mut enc, &l, &ctx, max, &clock, &mut IdGenerator::seeded(4));

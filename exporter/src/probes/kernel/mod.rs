@@ -456,6 +456,7 @@ impl Handler {
         let ctx = crate::enrich::Context {
             owner: k.uid.and_then(|u| self.enricher.users.name(u)),
             workload: Some(&workload),
+            generation: 0,
         };
         let clock = &self.clock;
         crate::encode_log!(self.emitter, |enc| otlp::oom_kill(

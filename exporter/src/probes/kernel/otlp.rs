@@ -153,6 +153,7 @@ mod tests {
         let c = Context {
             owner: ctx.owner.as_deref(),
             workload: Some(&ctx.workload),
+            generation: 0,
         };
         oom_kill(&mut enc, k, &c, clock, observed);
         let old = legacy::oom_kill(k, ctx, clock, observed);
@@ -229,6 +230,7 @@ mod tests {
             let new_ctx = Context {
                 owner: Some("app"),
                 workload: Some(&wl),
+                generation: 0,
             };
             io_uring_create(&mut enc, &c, &new_ctx, &clock, 9);
             let old = legacy::io_uring_create(&c, &ctx, &clock, 9);

@@ -300,6 +300,7 @@ mod tests {
                 let ctx = Context {
                     owner: Some("root"),
                     workload: Some(&wl),
+                    generation: 0,
                 };
                 let old_ctx = ProcessContext {
                     owner: Some("root".into()),

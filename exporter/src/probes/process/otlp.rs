@@ -15,6 +15,34 @@ use tapio_shared::{tapio_event_header, tapio_process_exit, tapio_process_fork};
 /// The attributes of the task a record describes and what enrichment added
 /// (owner, container, pod, systemd unit). Every probe's records carry them.
 pub fn process_attrs(w: &mut impl RecordWriter, h: &tapio_event_header, ctx: &Context<'_>) {
+    if ctx.generation == 0 {
+        // Not borrowed from the enricher's caches: nothing says what the
+        // pointers name, so nothing is reused.
+        write_process_attrs(w, h, ctx);
+        return;
+    }
+    // comm up to its NUL: the kernel does not always clear what follows.
+    let mut name = [0u8; 16];
+    let c = comm(h);
+    let n = c.len().min(name.len());
+    name[..n].copy_from_slice(&c[..n]);
+    let name = u128::from_le_bytes(name);
+    let (lo, hi) = (name as u64, (name >> 64) as u64);
+    let key = [
+        u64::from(h.tid) | u64::from(h.pid) << 32,
+        u64::from(h.ppid) | u64::from(h.uid) << 32,
+        h.cgroup_id,
+        lo,
+        hi,
+        ctx.owner.map_or(0, |o| o.as_ptr() as u64),
+        ctx.owner.map_or(0, |o| o.len() as u64),
+        ctx.workload.map_or(0, |wl| std::ptr::from_ref(wl) as u64),
+        ctx.generation,
+    ];
+    w.cached(&key, |w| write_process_attrs(w, h, ctx));
+}
+
+fn write_process_attrs(w: &mut impl RecordWriter, h: &tapio_event_header, ctx: &Context<'_>) {
     w.int(attr::PROCESS_PID, i64::from(h.pid));
     w.int(attr::PROCESS_PARENT_PID, i64::from(h.ppid));
     w.int(attr::THREAD_ID, i64::from(h.tid));
@@ -193,6 +221,7 @@ mod tests {
             Context {
                 owner,
                 workload: wl,
+                generation: 0,
             },
             ProcessContext {
                 owner: owner.map(str::to_string),
@@ -280,5 +309,94 @@ mod tests {
         let mut enc = Encoder::default();
         fork(&mut enc, &r, &ctx, &clock, 0);
         same(&enc, &legacy::process_fork(&f, &old_ctx, &clock, 0));
+    }
+
+    /// A process's attributes copied from an earlier record are the bytes
+    /// writing them would give, and a change of any input (the header's
+    /// fields, comm, the owner, the workload, the caches' generation) is
+    /// written anew, for logs and for spans alike (their tags differ).
+    #[test]
+    fn reused_process_attributes_are_the_ones_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("passwd"),
+            "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n",
+        )
+        .unwrap();
+        let mut e = crate::enrich::Enricher::new(dir.path().to_str().unwrap());
+        e.users = crate::enrich::users::Users::from_file(dir.path().join("passwd"));
+        e.learn_cgroup(
+            7,
+            &format!("docker-{}.scope", "a".repeat(64)),
+            "system.slice",
+        );
+        e.learn_cgroup(8, "app.service", "system.slice");
+        let clock = WallClock::with_offset(0);
+        let bytes = fixtures::fork_bytes();
+        let Record::Fork(r) = decode(&bytes).unwrap() else {
+            panic!()
+        };
+        let base = r;
+        let mut variants = vec![base];
+        let mut v = base;
+        v.hdr.tid += 1;
+        variants.push(v);
+        let mut v = base;
+        v.hdr.comm[3] = b'z' as core::ffi::c_char;
+        variants.push(v);
+        let mut v = base;
+        v.hdr.uid = 1000;
+        variants.push(v);
+        let mut v = base;
+        v.hdr.cgroup_id = 7;
+        variants.push(v);
+        let mut v = base;
+        v.hdr.cgroup_id = 8;
+        v.hdr.ppid += 9;
+        variants.push(v);
+
+        let mut reused = Encoder::default();
+        let mut check = |e: &mut crate::enrich::Enricher, f: &tapio_process_fork| {
+            let ctx = e.context(f.hdr.uid, f.hdr.cgroup_id, f.hdr.pid);
+            assert_ne!(ctx.generation, 0);
+            let fresh_ctx = Context {
+                generation: 0,
+                ..ctx
+            };
+            let mut fresh = Encoder::default();
+            fork(&mut fresh, f, &fresh_ctx, &clock, 0);
+            // Twice: the second copies what the first wrote.
+            for _ in 0..2 {
+                fork(&mut reused, f, &ctx, &clock, 0);
+                assert_eq!(reused.record(), fresh.record());
+            }
+            // A span between them: same key, another attribute field.
+            let span = |enc: &mut Encoder, c: &Context<'_>| {
+                let mut w = enc.span(&[1; 16], &[2; 8], "s", 1, 1, 2);
+                process_attrs(&mut w, &f.hdr, c);
+                w.finish_span(crate::otel::wire::StatusCode::Ok, format_args!(""));
+            };
+            span(&mut fresh, &fresh_ctx);
+            span(&mut reused, &ctx);
+            assert_eq!(reused.record(), fresh.record());
+        };
+        for f in variants.iter().chain(variants.iter().rev()) {
+            check(&mut e, f);
+        }
+        // The workload of cgroup 7 learnt anew (in place: the same pointer)
+        // makes another generation, so the copy made under the old one is
+        // not used.
+        check(&mut e, &variants[4]);
+        e.learn_cgroup(
+            7,
+            &format!("docker-{}.scope", "b".repeat(64)),
+            "system.slice",
+        );
+        check(&mut e, &variants[4]);
+        let ctx = e.context(1, 7, variants[4].hdr.pid);
+        let mut enc = Encoder::default();
+        fork(&mut enc, &variants[4], &ctx, &clock, 0);
+        let text = String::from_utf8_lossy(enc.record()).into_owned();
+        assert!(text.contains(&"b".repeat(64)) && !text.contains(&"a".repeat(64)));
     }
 }

@@ -523,6 +523,7 @@ mod tests {
                 Context {
                     owner: Some("app"),
                     workload: Some(wl),
+                    generation: 0,
                 },
                 ProcessContext {
                     owner: Some("app".into()),
