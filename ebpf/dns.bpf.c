@@ -45,30 +45,43 @@ TAPIO_ABI_BTF(tapio_dns_encrypted);
 #define IPPROTO_TCP_ 6
 
 /*
- * Server ports to trace: [port (host order)] = 1, filled by userspace from
- * config. An array over every port, not a hash of the few configured: the
- * per-packet hooks look a port up for every packet on the host, and an
- * array lookup is a bounds check and an add the JIT inlines where a hash
- * lookup is a call, a jhash and a bucket walk (64 KiB, once).
+ * Per-port values (host order), filled by userspace from config: word
+ * port / 16 holds port's 4-bit value at bit (port % 16) * 4. An array
+ * over every port, not a hash of the few configured: the per-packet hooks
+ * look a port up for every packet on the host, and an array lookup is a
+ * bounds check and an add the JIT inlines where a hash lookup is a call,
+ * a jhash and a bucket walk. Nibbles in 8-byte words, not a byte per
+ * port: an array's elements take 8 bytes each, so 65,536 one-byte values
+ * would hold 512 KiB of kernel memory per map, where this holds 32 KiB.
  */
+#define PORT_WORDS (65536 / 16)
+
+static __always_inline __u8 port_value(void *map, __u16 port)
+{
+	__u32 k = port / 16;
+	__u64 *v = bpf_map_lookup_elem(map, &k);
+	return v ? (*v >> ((port % 16) * 4)) & 0xf : 0;
+}
+
+/* DNS server ports: value 1. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, PORT_WORDS);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u64);
 } tapio_dns_ports SEC(".maps");
 
-/* Encrypted DNS server ports (host order): value bits ENC_DOT (a DoT
- * port: any ClientHello counts) and ENC_DOH (a port DoH resolvers listen
- * on: a ClientHello counts when it names one). Filled by userspace. */
+/* Encrypted DNS server ports: value bits ENC_DOT (a DoT port: any
+ * ClientHello counts) and ENC_DOH (a port DoH resolvers listen on: a
+ * ClientHello counts when it names one). */
 #define ENC_DOT 1
 #define ENC_DOH 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, PORT_WORDS);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u64);
 } tapio_dns_enc_ports SEC(".maps");
 
 /* Flows (client -> server tuple, _pad0 = IP protocol) that an in-scope
@@ -104,9 +117,7 @@ struct {
 
 static __always_inline __u8 enc_port(__u16 port)
 {
-	__u32 k = port;
-	__u8 *v = bpf_map_lookup_elem(&tapio_dns_enc_ports, &k);
-	return v ? *v : 0;
+	return port_value(&tapio_dns_enc_ports, port);
 }
 
 /* Who owns a socket, learnt in process context (sock_send_length), for
@@ -284,9 +295,7 @@ static __always_inline void fill_tuple(struct tapio_tcp_tuple *t, const struct p
 
 static __always_inline int is_dns_port(__u16 port)
 {
-	__u32 k = port;
-	__u8 *v = bpf_map_lookup_elem(&tapio_dns_ports, &k);
-	return v && *v;
+	return port_value(&tapio_dns_ports, port) != 0;
 }
 
 /* probes.scope for a packet of the tracepoint paths: a query by its

@@ -258,6 +258,17 @@ where
     T::try_from(m).map_err(|source| LoadError::Map { probe, map, source })
 }
 
+/// The words of a per-port nibble array holding `entries` (values above
+/// 15 keep their low four bits; every kind of port is 1-3).
+fn port_words(entries: &[(u16, u8)]) -> std::collections::BTreeMap<u32, u64> {
+    let mut words = std::collections::BTreeMap::new();
+    for &(port, v) in entries {
+        *words.entry(u32::from(port / 16)).or_insert(0u64) |=
+            u64::from(v & 0xf) << ((port % 16) * 4);
+    }
+    words
+}
+
 /// Load (and when `attach`, attach) every program of `v` whose role
 /// `wanted` accepts. On failure the programs loaded so far are unloaded.
 fn try_variant(
@@ -673,8 +684,9 @@ impl Loaded {
             .map_err(|source| LoadError::Map { probe, map, source })
     }
 
-    /// Set `(port, value)` in a per-port array (`[u16::MAX + 1] -> u8`,
-    /// 0 meaning "not this kind of port").
+    /// Set `(port, value)` in a per-port array of 4-bit values, 16 ports
+    /// to a `u64` word (word `port / 16`, bits `(port % 16) * 4`; 0 means
+    /// "not this kind of port"; see `port_value` in ebpf/dns.bpf.c).
     pub fn fill_port_array(
         &mut self,
         probe: &'static str,
@@ -685,11 +697,11 @@ impl Loaded {
             .ebpf
             .map_mut(map)
             .ok_or(LoadError::MissingMap { probe, map })?;
-        let mut ports: aya::maps::Array<_, u8> = aya::maps::Array::try_from(m)
+        let mut words: aya::maps::Array<_, u64> = aya::maps::Array::try_from(m)
             .map_err(|source| LoadError::Map { probe, map, source })?;
-        for (port, v) in entries {
-            ports
-                .set(u32::from(*port), v, 0)
+        for (index, word) in port_words(entries) {
+            words
+                .set(index, word, 0)
                 .map_err(|source| LoadError::Map { probe, map, source })?;
         }
         Ok(())
@@ -776,6 +788,24 @@ impl Loaded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each port's value lands in its word's nibble, as `port_value` in
+    /// ebpf/dns.bpf.c reads it back.
+    #[test]
+    fn port_values_are_nibbles_of_their_word() {
+        let entries = [(53u16, 1u8), (853, 1), (443, 3), (0xffff, 2), (48, 1)];
+        let words = port_words(&entries);
+        let read = |port: u16| {
+            (words.get(&u32::from(port / 16)).copied().unwrap_or(0) >> ((port % 16) * 4)) & 0xf
+        };
+        for (port, v) in entries {
+            assert_eq!(read(port), u64::from(v), "port {port}");
+        }
+        for port in [0u16, 52, 54, 49, 442, 444, 852, 0xfffe] {
+            assert_eq!(read(port), 0, "port {port}");
+        }
+        assert_eq!(words.len(), 5 - 1); // 48 and 53 share word 3
+    }
 
     #[test]
     fn cstr_stops_at_nul_and_len() {
