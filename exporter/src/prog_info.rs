@@ -61,8 +61,10 @@ pub const NESTED_SUFFIX: &str = "_nested";
 pub const PROCESS_CONTEXT_ONLY: &[&str] = &["tapio_dns_tcp_connect_btf"];
 
 /// Whether the runs the kernel skipped of the program `name` may have been
-/// events: not for a `_nested` twin (busy only when its namesake is not)
-/// nor for the [`PROCESS_CONTEXT_ONLY`] programs.
+/// events: not for a `_nested` twin (a run skipped because the twin was
+/// busy is one its namesake did, or, when both were skipped, one already
+/// in the namesake's misses) nor for the [`PROCESS_CONTEXT_ONLY`]
+/// programs.
 pub fn misses_may_be_events(name: &str) -> bool {
     !name.ends_with(NESTED_SUFFIX) && !PROCESS_CONTEXT_ONLY.contains(&name)
 }
