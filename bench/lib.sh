@@ -11,6 +11,9 @@ wait_for() {
 }
 
 # Median of the numbers on stdin.
+# IRQ-work interrupts so far, all CPUs (/proc/interrupts' IWI row): a
+# ring buffer's forced wakeup raises one.
+irq_work() { awk '$1 == "IWI:" {s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s}' /proc/interrupts; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Total run_time_ns and run_cnt of every loaded BPF program whose name

@@ -370,3 +370,44 @@ fn collector_config_supplies_the_endpoint() {
     assert_sh_exit_7(&rx);
     t.terminate();
 }
+
+/// The kernel wakes a reader whose ring holds a wakeup's worth of records
+/// (an eighth of the ring) with no help from the interval's drain, here an
+/// hour: forced wakeups are rate-limited per object (`tapio_submit`,
+/// ebpf/include/tapio_bpf.h), and a limit that left a filled ring asleep
+/// would lose nothing here but deliver nothing before the hour.
+#[test]
+fn a_ring_past_its_wakeup_threshold_wakes_the_reader() {
+    if !privileged_or_skip("a_ring_past_its_wakeup_threshold_wakes_the_reader") {
+        return;
+    }
+    let rx = Receiver::start();
+    let yaml = config(
+        "otlp",
+        &rx.grpc_endpoint(),
+        "probes:\n  process: { ring_buffer_size: 64KiB, wakeup_interval: 1h }\n  network: { enabled: false }\n  dns: { enabled: false }\n  security: { enabled: false }\n  kernel: { enabled: false }",
+    );
+    let t = Tapio::start(BIN, &yaml, &[]);
+    // 300 processes: fork, exec and exit records, hundreds of KiB through
+    // a 64 KiB ring whose wakeups come at 8 KiB.
+    let mut pids = std::collections::HashSet::new();
+    for _ in 0..300 {
+        let mut c = Command::new("/bin/true").spawn().expect("spawn true");
+        pids.insert(i64::from(c.id()));
+        c.wait().expect("wait true");
+    }
+    // All but the records after the last wakeup (under 8 KiB, a few
+    // processes' worth) arrive while Tapio runs.
+    let logs = rx.wait_for_logs("execs of /bin/true before any drain", WAIT, |logs| {
+        let seen = logs
+            .iter()
+            .filter(|(_, r)| {
+                r.event_name == "process.exec"
+                    && int_attr(&r.attributes, "process.pid").is_some_and(|p| pids.contains(&p))
+            })
+            .count();
+        seen >= 250
+    });
+    assert!(!logs.is_empty());
+    t.terminate();
+}
