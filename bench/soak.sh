@@ -193,8 +193,9 @@ for _ in $(seq 1 400); do
 	[ $same -ge 5 ] && break
 done
 curl -s --max-time 5 "http://127.0.0.1:$PROM/metrics" >"$work/prom"
-# What the network probe still tracks in the kernel (its LRU maps): with the
-# load over and every socket closed, both are empty unless a close was
+# What the network probe still tracks in the kernel (its LRU map, and the
+# map of connects in progress builds before 2026-12-07 had): with the load
+# over and every socket closed, they are empty unless a close was
 # missed (an entry left behind) or an entry vanished early (none left, a
 # close record short). bpftool cuts names to 15 characters.
 bpftool map show -j | python3 -c '

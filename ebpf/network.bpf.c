@@ -46,28 +46,22 @@ const volatile __u64 tapio_slow_ns = 0;
 #define RCV_SHUTDOWN 1
 #define SEND_SHUTDOWN 2
 
-/* Kernel-only map values: never read by userspace, so not in the ABI. */
-struct pending_connect {
-	struct tapio_event_header hdr;
-	__u64 start_ns;
-};
-
+/* Kernel-only map value: never read by userspace, so not in the ABI. One
+ * entry per connection from SYN_SENT (or, inbound, ESTABLISHED) to its
+ * close: a connect in progress is an entry with established_ns 0, made
+ * established in place, so an outbound connection costs one LRU insert
+ * and one delete (a map of connects in progress besides cost it a second
+ * insert and delete, ~0.3 us a connection). */
 struct live_conn {
 	struct tapio_event_header hdr;
-	__u64 established_ns;
+	__u64 start_ns;       /* connect(): SYN_SENT; inbound: as established */
+	__u64 established_ns; /* 0 while connecting */
 	__u32 inbound;
 	__u32 _pad;
 };
 
 /* Keyed by socket address. LRU: a socket whose close we never see (state
  * changes outside TCP, missed events) is evicted instead of leaking. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct pending_connect);
-} tapio_tcp_pending SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
@@ -88,14 +82,59 @@ static __always_inline int sampled_in(void)
 	       bpf_get_prandom_u32() <= tapio_sample_threshold;
 }
 
+/* The tcp_sock fields a close record needs. */
+struct tcp_counts {
+	__u64 acked, rcvd;
+	__u32 snd_una, write_seq, srtt_us;
+};
+
+/*
+ * The tp_btf path reads them with plain loads through the tcp_sock that
+ * bpf_skc_to_tcp_sock() types (a cast of the traced `struct sock *` would
+ * not be allowed past struct sock's end); each BPF_CORE_READ is a probe
+ * read call, five of them per close.
+ */
+static __always_inline void read_tcp_counts(struct tcp_counts *n, const struct sock *sk,
+					    const int btf)
+{
+	if (btf) {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+		if (!tp) {
+			__builtin_memset(n, 0, sizeof(*n));
+			return;
+		}
+		n->acked = tp->bytes_acked;
+		n->rcvd = tp->bytes_received;
+		n->snd_una = tp->snd_una;
+		n->write_seq = tp->write_seq;
+		n->srtt_us = tp->srtt_us;
+		return;
+	}
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	n->acked = BPF_CORE_READ(tp, bytes_acked);
+	n->rcvd = BPF_CORE_READ(tp, bytes_received);
+	n->snd_una = BPF_CORE_READ(tp, snd_una);
+	n->write_seq = BPF_CORE_READ(tp, write_seq);
+	n->srtt_us = BPF_CORE_READ(tp, srtt_us);
+}
+
+/* inet_sport, not skc_num: the TCP_CLOSE transition is traced after
+ * inet_put_port() has zeroed skc_num, while inet_sport survives. */
+static __always_inline __u16 inet_sport(const struct sock *sk, const int btf)
+{
+	if (btf) {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+		return tp ? tp->inet_conn.icsk_inet.inet_sport : 0;
+	}
+	return BPF_CORE_READ((const struct inet_sock *)sk, inet_sport);
+}
+
 static __always_inline void read_tuple(struct tapio_tcp_tuple *t, const struct sock *sk,
 				       const int btf)
 {
 	__u16 family = TAPIO_RD(btf, sk, __sk_common.skc_family);
 	t->family = family;
-	/* inet_sport, not skc_num: the TCP_CLOSE transition is traced after
-	 * inet_put_port() has zeroed skc_num, while inet_sport survives. */
-	t->sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	t->sport = bpf_ntohs(inet_sport(sk, btf));
 	t->dport = bpf_ntohs(TAPIO_RD(btf, sk, __sk_common.skc_dport));
 	if (family == AF_INET6 && btf) {
 		__builtin_memcpy(t->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
@@ -189,18 +228,26 @@ static __always_inline void on_syn_sent(__u64 key)
 {
 	if (!tapio_current_in_scope())
 		return;
-	struct pending_connect p = {};
-	tapio_fill_header_current(&p.hdr, TAPIO_EVENT_TCP_CONNECT);
-	p.start_ns = p.hdr.ts_ns;
-	track(&tapio_tcp_pending, &key, &p);
+	struct live_conn c = {};
+	tapio_fill_header_current(&c.hdr, TAPIO_EVENT_TCP_CONNECT);
+	c.start_ns = c.hdr.ts_ns;
+	track(&tapio_tcp_conns, &key, &c);
 }
 
 static __always_inline void on_connect_done(const struct sock *sk, __u64 key, int newstate,
 					    const int btf)
 {
-	struct pending_connect *p = bpf_map_lookup_elem(&tapio_tcp_pending, &key);
+	struct live_conn *p = bpf_map_lookup_elem(&tapio_tcp_conns, &key);
 	if (!p)
 		return;
+	if (p->established_ns) {
+		/* Not this connect's (its SYN_SENT went unseen): the end of the
+		 * address's last connection, which no program saw. */
+		if (sampled_in())
+			tapio_count_lost(&tapio_lost, TAPIO_LOST_END_UNSEEN);
+		bpf_map_delete_elem(&tapio_tcp_conns, &key);
+		return;
+	}
 	__u64 now = bpf_ktime_get_boot_ns();
 	__u64 dur = now - p->start_ns;
 	int err = 0;
@@ -210,13 +257,6 @@ static __always_inline void on_connect_done(const struct sock *sk, __u64 key, in
 		outcome = outcome_of(err);
 	}
 	hist_add(outcome, wire_is_v6(sk, btf), dur);
-
-	if (newstate == TCP_ESTABLISHED) {
-		struct live_conn c = {};
-		c.hdr = p->hdr;
-		c.established_ns = now;
-		track(&tapio_tcp_conns, &key, &c);
-	}
 
 	int keep = outcome != TAPIO_TCP_OK || (tapio_slow_ns && dur >= tapio_slow_ns) || sampled_in();
 	if (keep) {
@@ -233,7 +273,10 @@ static __always_inline void on_connect_done(const struct sock *sk, __u64 key, in
 			tapio_submit(&tapio_events, e);
 		}
 	}
-	bpf_map_delete_elem(&tapio_tcp_pending, &key);
+	if (newstate == TCP_ESTABLISHED)
+		p->established_ns = now;
+	else
+		bpf_map_delete_elem(&tapio_tcp_conns, &key);
 }
 
 static __always_inline void on_accepted(const struct sock *sk, __u64 key)
@@ -245,6 +288,7 @@ static __always_inline void on_accepted(const struct sock *sk, __u64 key)
 	struct live_conn c = {};
 	c.hdr.ts_ns = bpf_ktime_get_boot_ns();
 	c.hdr.kind = TAPIO_EVENT_TCP_CLOSE;
+	c.start_ns = c.hdr.ts_ns;
 	c.established_ns = c.hdr.ts_ns;
 	c.inbound = 1;
 	track(&tapio_tcp_conns, &key, &c);
@@ -264,6 +308,13 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, int oldst
 		bpf_map_delete_elem(&tapio_tcp_conns, &key);
 		return;
 	}
+	/* Still connecting as far as we saw: its connect result was traced
+	 * by neither program (counted as recursion), so it has no close
+	 * record either, as when connects in progress had a map of their own. */
+	if (!c->established_ns) {
+		bpf_map_delete_elem(&tapio_tcp_conns, &key);
+		return;
+	}
 	if (sampled_in()) {
 		struct tapio_tcp_close *e = tapio_reserve(&tapio_events, &tapio_lost, sizeof(*e));
 		if (e) {
@@ -275,21 +326,19 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, int oldst
 			}
 			e->hdr.ts_ns = bpf_ktime_get_boot_ns();
 			e->established_ns = c->established_ns;
-			const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+			struct tcp_counts n;
+			read_tcp_counts(&n, sk, btf);
 			/* Payload only: bytes_acked counts our SYN (active open) and
 			 * our FIN once acked; bytes_received counts the peer's FIN. */
 			__u8 shut = TAPIO_RD(btf, sk, sk_shutdown);
-			__u64 acked = BPF_CORE_READ(tp, bytes_acked);
-			__u64 rcvd = BPF_CORE_READ(tp, bytes_received);
 			__u64 ctl = c->inbound ? 0 : 1;
-			if ((shut & SEND_SHUTDOWN) &&
-			    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+			if ((shut & SEND_SHUTDOWN) && n.snd_una == n.write_seq)
 				ctl += 1;
-			e->bytes_sent = acked > ctl ? acked - ctl : 0;
-			if ((shut & RCV_SHUTDOWN) && rcvd > 0)
-				rcvd -= 1;
-			e->bytes_received = rcvd;
-			e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+			e->bytes_sent = n.acked > ctl ? n.acked - ctl : 0;
+			if ((shut & RCV_SHUTDOWN) && n.rcvd > 0)
+				n.rcvd -= 1;
+			e->bytes_received = n.rcvd;
+			e->srtt_us = n.srtt_us >> 3;
 			e->sock_cookie = TAPIO_RD(btf, sk, __sk_common.skc_cookie.counter);
 			e->inbound = c->inbound;
 			read_tuple(&e->tuple, sk, btf);

@@ -316,7 +316,7 @@ fn maps_of(pid: u32, name: &str) -> Vec<aya::maps::MapData> {
 
 /// Size of `struct live_conn` (ebpf/network.bpf.c): a kernel-only map value,
 /// not in the ABI header; aya checks it against the map's value size.
-const LIVE_CONN: usize = std::mem::size_of::<tapio_shared::tapio_event_header>() + 16;
+const LIVE_CONN: usize = std::mem::size_of::<tapio_shared::tapio_event_header>() + 24;
 /// bpf_map_update_elem's flag: fail if the key is there.
 const BPF_NOEXIST: u64 = 1;
 type Conns = aya::maps::HashMap<aya::maps::MapData, u64, [u8; LIVE_CONN]>;
