@@ -177,6 +177,7 @@ Y
 
 	local c0 c1 c2 b0 b1 t0 t1 t2 w0 w1
 	read -r b0 _ < <(prog_total tapio_)
+	bpftool prog show -j >"$work/$label.progs0" 2>/dev/null || true
 	w0=$(irq_work)
 	grep VmRSS "/proc/$tp/status" | awk '{print $2}' >"$work/$label.rss0"
 	# The start's peak (programs loading, the kernel's BTF parsed: freed
@@ -213,6 +214,7 @@ Y
 	r1=$(cpu_ticks $rp)
 	k1=$(cpu_ticks $cp)
 	read -r b1 _ < <(prog_total tapio_)
+	bpftool prog show -j >"$work/$label.progs1" 2>/dev/null || true
 	w1=$(irq_work)
 
 	# The generator's connections still open once it has exited: orphans
@@ -347,6 +349,21 @@ sent = {s: psum("tapio_export_sent_total", tapio_signal=s) for s in ("logs", "tr
 at_rx = {s: sum(v for k, v in rec.items() if k.startswith(s + " ")) for s in ("logs", "traces")}
 events = E + C + Dans
 load_secs = t1 - t0
+# Each of Tapio's programs over the load (bpf_stats): [ns, runs].
+def prog_stats(suffix):
+    try:
+        return {p["id"]: p for p in json.load(open(f"{work}/{label}.progs{suffix}"))}
+    except (OSError, ValueError):
+        return {}
+p0, p1 = prog_stats(0), prog_stats(1)
+progs = {}
+for i, p in p1.items():
+    n = p.get("name", "")
+    if n.startswith("tapio_") and i in p0:
+        runs = p.get("run_cnt", 0) - p0[i].get("run_cnt", 0)
+        if runs > 0:
+            a = progs.setdefault(n, [0, 0])
+            a[0] += p.get("run_time_ns", 0) - p0[i].get("run_time_ns", 0); a[1] += runs
 print(json.dumps(dict(
     label=label, load_secs=load_secs, drain_secs=t2 - t1, events=events, kinds=kinds,
     dropped=dropped, sent=sent, at_collector=at_rx, other=other,
@@ -361,6 +378,7 @@ print(json.dumps(dict(
     bpf_ns_per_event=(b1 - b0) / max(events, 1),
     # IRQ-work interrupts on the machine during the load, per 1,000 events:
     # a forced ring-buffer wakeup is one (a self-IPI, dear in a VM).
+    progs=progs,
     irq_work_per_kevent=1e3 * (int(sys.argv[25]) - int(sys.argv[24])) / max(events, 1),
     rotel_cpu_pct=100.0 * (r1 - r0) / tick / load_secs,
     receiver_cpu_pct=100.0 * (k1 - k0) / tick / load_secs,
@@ -425,6 +443,10 @@ for r in rows:
         print(f'{r["label"]}: callgrind: {r["ir_per_event"]:,.0f} userspace instructions per event, {r["ir_per_record"]:,.0f} per record sent (background included)')
     print(f'{r["label"]}: load {r["load_secs"]:.1f} s, drain {r["drain_secs"]:.1f} s; Tapio CPU {r["cpu_us_per_event"]:.2f} µs per event, of which in the kernel (system time: its syscalls, and the loopback TCP receive its sends run) {r.get("sys_us_per_event", 0):.2f}; IRQ-work interrupts (forced ring-buffer wakeups) {r.get("irq_work_per_kevent", 0):.1f} per 1,000 events; Tapio RSS before the load {r["rss0_kib"] / 1024:.1f} MiB (peak while starting {r["hwm0_kib"] / 1024:.1f}), peak during load and drain {r["hwm_kib"] / 1024:.1f} MiB; '
           f'during the load rotel used {r["rotel_cpu_pct"]:.0f} % and the receiver {r["receiver_cpu_pct"]:.0f} % of a core; load average before it {r["loadavg"]}')
+    top = sorted(r.get("progs", {}).items(), key=lambda kv: -kv[1][0])[:8]
+    if top:
+        print(f'  BPF programs over the load (bpf_stats, its own ~25-70 ns per run included; runs/s, ns per run): '
+              + "; ".join(f"{n} {c / r['load_secs']:,.0f}/s {t / c:,.0f}" for n, (t, c) in top))
     for name, k in r["kinds"].items():
         lost = ", ".join(f"{a} {b}" for a, b in sorted(k["lost"].items())) or "none"
         dr = ", ".join(f"{a} {b}" for a, b in sorted(k["dropped"].items())) or "none"
