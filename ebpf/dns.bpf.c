@@ -184,34 +184,81 @@ struct parsed {
 	__u8 daddr[16];
 };
 
-/* Parse IP and UDP/TCP headers. On egress the stack has set the header
- * offsets; on receive (`from_data`) skb->data is the IP header and the
- * transport offset is computed here, since drivers leave it unset. */
-static __always_inline int parse(const struct sk_buff *skb, struct parsed *p, int from_data,
-				 const int btf)
+/*
+ * The first PEEK bytes from a packet's network header, read with one probe
+ * read: the fixed IPv4 header and a TCP header (40 bytes) or IPv6's and a
+ * TCP header (60), so the port check and the parse of nearly every packet
+ * read no header twice. A probe read is a call whose fixed cost dwarfs its
+ * bytes: these hooks made two per packet and five per DNS response before.
+ * Bytes past a short packet's end are whatever its buffer holds there (the
+ * read stays inside the skb's head allocation, which skb_shared_info
+ * ends): every length is still checked against the headers' own.
+ */
+#define PEEK 64
+
+struct peek {
+	unsigned char *head;
+	__u32 nh, th; /* network and transport header offsets from head */
+	__u8 b[PEEK];
+};
+
+/* On egress the stack has set the header offsets; on receive (`from_data`)
+ * skb->data is the IP header and the transport offset is computed here,
+ * since drivers leave it unset. */
+static __always_inline int peek(const struct sk_buff *skb, struct peek *pk, int from_data,
+				const int btf)
 {
-	unsigned char *head = TAPIO_RD(btf, skb, head);
-	if (!head)
+	pk->head = TAPIO_RD(btf, skb, head);
+	if (!pk->head)
 		return -1;
-	__u32 nh, th = 0;
 	if (from_data) {
-		nh = TAPIO_RD(btf, skb, data) - head;
+		pk->nh = TAPIO_RD(btf, skb, data) - pk->head;
 	} else {
-		nh = TAPIO_RD(btf, skb, network_header);
-		th = TAPIO_RD(btf, skb, transport_header);
-		if (nh == 0xffff || th == 0xffff)
+		pk->nh = TAPIO_RD(btf, skb, network_header);
+		pk->th = TAPIO_RD(btf, skb, transport_header);
+		if (pk->nh == 0xffff || pk->th == 0xffff)
 			return -1;
 	}
-	if (nh > 0xffff)
+	if (pk->nh > 0xffff)
 		return -1;
-	__u8 vihl;
-	if (bpf_probe_read_kernel(&vihl, 1, head + nh))
+	if (bpf_probe_read_kernel(pk->b, PEEK, pk->head + pk->nh))
 		return -1;
+	__u8 vihl = pk->b[0];
+	if (from_data)
+		pk->th = pk->nh + ((vihl >> 4) == 6 ? 40 : (vihl & 0xf) * 4);
+	return 0;
+}
+
+/* `len` bytes at `off` from the network header: from the peek when they
+ * lie in it at one of the fixed headers' ends (0, 20, 40: constant offsets
+ * into the stack buffer), else read from the packet. */
+static __always_inline int hdr_read(void *dst, const __u32 len, const struct peek *pk, __u32 off)
+{
+	if (off == 0 && len <= PEEK) {
+		__builtin_memcpy(dst, pk->b, len);
+		return 0;
+	}
+	if (off == 20 && 20 + len <= PEEK) {
+		__builtin_memcpy(dst, pk->b + 20, len);
+		return 0;
+	}
+	if (off == 40 && 40 + len <= PEEK) {
+		__builtin_memcpy(dst, pk->b + 40, len);
+		return 0;
+	}
+	return bpf_probe_read_kernel(dst, len, pk->head + pk->nh + off);
+}
+
+/* Parse IP and UDP/TCP headers. */
+static __always_inline int parse(const struct peek *pk, struct parsed *p)
+{
+	__u32 nh = pk->nh, th = pk->th;
+	__u8 vihl = pk->b[0];
 	__u32 ip_payload; /* bytes after the fixed IP header */
 	__u32 ip_hdr_len; /* the fixed IP header: IHL for v4, 40 for v6 */
 	if ((vihl >> 4) == 4) {
 		struct iphdr ip;
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+		if (hdr_read(&ip, sizeof(ip), pk, 0))
 			return -1;
 		p->protocol = ip.protocol;
 		p->v6 = 0;
@@ -227,15 +274,13 @@ static __always_inline int parse(const struct sk_buff *skb, struct parsed *p, in
 			return -1;
 		ip_payload = tot - ihl;
 		ip_hdr_len = ihl;
-		if (from_data)
-			th = nh + ihl;
 		/* Fragments: only the first carries ports, and a DNS message is
 		 * rarely fragmented; userspace counts what does not parse. */
 		if (bpf_ntohs(ip.frag_off) & 0x1fff)
 			return -1;
 	} else if ((vihl >> 4) == 6) {
 		struct ipv6hdr ip6;
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+		if (hdr_read(&ip6, sizeof(ip6), pk, 0))
 			return -1;
 		/* Extension headers are not walked: DNS over IPv6 does not use them. */
 		p->protocol = ip6.nexthdr;
@@ -244,14 +289,14 @@ static __always_inline int parse(const struct sk_buff *skb, struct parsed *p, in
 		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
 		ip_payload = bpf_ntohs(ip6.payload_len);
 		ip_hdr_len = 40;
-		if (from_data)
-			th = nh + 40;
 	} else {
 		return -1;
 	}
+	if (th < nh + ip_hdr_len)
+		return -1;
 	if (p->protocol == IPPROTO_UDP_) {
 		struct udphdr uh;
-		if (bpf_probe_read_kernel(&uh, sizeof(uh), head + th))
+		if (hdr_read(&uh, sizeof(uh), pk, th - nh))
 			return -1;
 		p->sport = bpf_ntohs(uh.source);
 		p->dport = bpf_ntohs(uh.dest);
@@ -262,13 +307,11 @@ static __always_inline int parse(const struct sk_buff *skb, struct parsed *p, in
 		p->payload_len = ulen - 8;
 	} else if (p->protocol == IPPROTO_TCP_) {
 		struct tcphdr tcp;
-		if (bpf_probe_read_kernel(&tcp, sizeof(tcp), head + th))
+		if (hdr_read(&tcp, sizeof(tcp), pk, th - nh))
 			return -1;
 		p->sport = bpf_ntohs(tcp.source);
 		p->dport = bpf_ntohs(tcp.dest);
 		__u32 doff = tcp.doff * 4;
-		if (th < nh + ip_hdr_len)
-			return -1;
 		/* Extension headers between the fixed IP header and TCP. */
 		__u32 ext = th - nh - ip_hdr_len;
 		if (ip_payload < ext + doff)
@@ -417,38 +460,25 @@ static __always_inline void emit(const struct sk_buff *skb, struct parsed *p, __
 
 /*
  * These hooks run for every packet on the host, so first look only at the
- * one port that matters (two bytes) and leave all other traffic after a
- * couple of reads; the full parse runs for DNS ports only. A non-UDP/TCP
- * packet whose bytes happen to match is refused by the full parse.
+ * one port that matters, from the peek's bytes (one probe read), and leave
+ * all other traffic there; the full parse runs for DNS ports only. A
+ * non-UDP/TCP packet whose bytes happen to match is refused by it.
  */
-static __always_inline int port_is_dns(const struct sk_buff *skb, int from_data, int src,
-				       const int btf)
+static __always_inline int port_is_dns(const struct peek *pk, int src)
 {
-	unsigned char *head = TAPIO_RD(btf, skb, head);
-	__u32 th;
-	if (from_data) {
-		__u32 nh = TAPIO_RD(btf, skb, data) - head;
-		__u8 vihl;
-		if (bpf_probe_read_kernel(&vihl, 1, head + nh))
-			return 0;
-		th = (vihl >> 4) == 6 ? nh + 40 : nh + (vihl & 0xf) * 4;
-	} else {
-		th = TAPIO_RD(btf, skb, transport_header);
-		if (th == 0xffff)
-			return 0;
-	}
-	__be16 port;
-	if (bpf_probe_read_kernel(&port, 2, head + th + (src ? 0 : 2)))
+	__be16 ports[2];
+	if (pk->th < pk->nh || hdr_read(ports, sizeof(ports), pk, pk->th - pk->nh))
 		return 0;
-	return is_dns_port(bpf_ntohs(port));
+	return is_dns_port(bpf_ntohs(ports[src ? 0 : 1]));
 }
 
 static __always_inline int on_egress(const struct sk_buff *skb, const int btf)
 {
+	struct peek pk;
 	struct parsed p = {};
-	if (!port_is_dns(skb, 0, 0, btf))
+	if (peek(skb, &pk, 0, btf) || !port_is_dns(&pk, 0))
 		return 0;
-	if (parse(skb, &p, 0, btf) || !is_dns_port(p.dport))
+	if (parse(&pk, &p) || !is_dns_port(p.dport))
 		return 0;
 	if (p.protocol == IPPROTO_TCP_ && tcp_via_cgroup())
 		return 0;
@@ -458,10 +488,11 @@ static __always_inline int on_egress(const struct sk_buff *skb, const int btf)
 
 static __always_inline int on_receive(const struct sk_buff *skb, const int btf)
 {
+	struct peek pk;
 	struct parsed p = {};
-	if (!port_is_dns(skb, 1, 1, btf))
+	if (peek(skb, &pk, 1, btf) || !port_is_dns(&pk, 1))
 		return 0;
-	if (parse(skb, &p, 1, btf) || !is_dns_port(p.sport))
+	if (parse(&pk, &p) || !is_dns_port(p.sport))
 		return 0;
 	if (p.protocol == IPPROTO_TCP_ && tcp_via_cgroup())
 		return 0;
