@@ -10,16 +10,22 @@ wait_for() {
 	return 1
 }
 
-# Median of the numbers on stdin.
 # IRQ-work interrupts so far, all CPUs (/proc/interrupts' IWI row): a
 # ring buffer's forced wakeup raises one.
 irq_work() { awk '$1 == "IWI:" {s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s}' /proc/interrupts; }
+
+# Median of the numbers on stdin.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Total run_time_ns and run_cnt of every loaded BPF program whose name
 # starts with $1 (needs kernel.bpf_stats_enabled=1).
 prog_total() {
-	bpftool prog show -j | python3 -c '
+	bpftool prog show -j | prog_sum "$1"
+}
+
+# The same, of a `bpftool prog show -j` listing on stdin.
+prog_sum() {
+	python3 -c '
 import json,sys
 pre=sys.argv[1]; t=c=0
 for p in json.load(sys.stdin):

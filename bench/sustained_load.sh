@@ -176,8 +176,9 @@ Y
 	sleep 2
 
 	local c0 c1 c2 b0 b1 t0 t1 t2 w0 w1
-	read -r b0 _ < <(prog_total tapio_)
-	bpftool prog show -j >"$work/$label.progs0" 2>/dev/null || true
+	# One listing gives the total and the per-program figures.
+	bpftool prog show -j >"$work/$label.progs0"
+	read -r b0 _ < <(prog_sum tapio_ <"$work/$label.progs0")
 	w0=$(irq_work)
 	grep VmRSS "/proc/$tp/status" | awk '{print $2}' >"$work/$label.rss0"
 	# The start's peak (programs loading, the kernel's BTF parsed: freed
@@ -213,8 +214,8 @@ Y
 	cp "/proc/$tp/smaps" "$work/$label.smaps" 2>/dev/null || true
 	r1=$(cpu_ticks $rp)
 	k1=$(cpu_ticks $cp)
-	read -r b1 _ < <(prog_total tapio_)
-	bpftool prog show -j >"$work/$label.progs1" 2>/dev/null || true
+	bpftool prog show -j >"$work/$label.progs1"
+	read -r b1 _ < <(prog_sum tapio_ <"$work/$label.progs1")
 	w1=$(irq_work)
 
 	# The generator's connections still open once it has exited: orphans
@@ -376,9 +377,9 @@ print(json.dumps(dict(
     # per record Tapio sent (the background's included: it costs the same)
     ir_per_record=ir / max(sum(sent.values()), 1),
     bpf_ns_per_event=(b1 - b0) / max(events, 1),
+    progs=progs,
     # IRQ-work interrupts on the machine during the load, per 1,000 events:
     # a forced ring-buffer wakeup is one (a self-IPI, dear in a VM).
-    progs=progs,
     irq_work_per_kevent=1e3 * (int(sys.argv[25]) - int(sys.argv[24])) / max(events, 1),
     rotel_cpu_pct=100.0 * (r1 - r0) / tick / load_secs,
     receiver_cpu_pct=100.0 * (k1 - k0) / tick / load_secs,
