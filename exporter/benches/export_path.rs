@@ -359,7 +359,7 @@ fn main() {
                 Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
             let mut h = process::Handler {
                 emitter: emitter.stashing(),
-                stats: telemetry.probe(process::NAME),
+                stats: tapio::telemetry::ReaderStats::new(telemetry.probe(process::NAME)),
                 enricher: Enricher::default(),
                 clock,
                 config: Default::default(),
@@ -418,7 +418,7 @@ fn main() {
                 Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
             let mut h = network::Handler {
                 emitter: emitter.stashing(),
-                stats: telemetry.probe(network::NAME),
+                stats: tapio::telemetry::ReaderStats::new(telemetry.probe(network::NAME)),
                 enricher: Enricher::default(),
                 clock,
                 ids: IdGenerator::seeded(1),

@@ -267,7 +267,7 @@ pub async fn run(
         |_, stats| {
             Ok(probes::process::Handler {
                 emitter: exporter.emitter_for(probes::process::NAME).stashing(),
-                stats,
+                stats: crate::telemetry::ReaderStats::new(stats),
                 enricher: Enricher::default(),
                 clock: clock::WallClock::sample(),
                 config: pcfg.clone(),
@@ -294,7 +294,7 @@ pub async fn run(
             ));
             Ok(probes::network::Handler {
                 emitter: exporter.emitter_for(probes::network::NAME).stashing(),
-                stats,
+                stats: crate::telemetry::ReaderStats::new(stats),
                 enricher: Enricher::default(),
                 clock: clock::WallClock::sample(),
                 ids: otel::traces::IdGenerator::default(),

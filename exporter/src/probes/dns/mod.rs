@@ -23,7 +23,7 @@ use super::{network::Tuple, Attach, ProbeSpec, SkbDirection, Variant};
 use crate::{
     dnsmsg,
     enrich::Enricher,
-    telemetry::{Histogram, ProbeStats},
+    telemetry::{Histogram, HistogramTally, ProbeStats},
 };
 use std::{
     collections::HashMap,
@@ -172,6 +172,11 @@ pub const SPEC: ProbeSpec = ProbeSpec {
 /// counted (`tapio.events.lost{reason=pending_evicted}`).
 const MAX_PENDING: usize = 65_536;
 
+/// How old the kernel loss counts may get while no query is expiring: under
+/// load a query's baseline is about this stale, so a loss up to this long
+/// before it was sent may still count against it.
+const LOST_READ_EVERY_NS: u64 = 10_000_000;
+
 /// Query ↔ response key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
@@ -207,10 +212,11 @@ pub struct Pending {
     pub sent_boot_ns: u64,
     pub name: String,
     pub qtype: u16,
-    /// The probe's kernel losses (all reasons, summed) as read at the
-    /// start of the wake before the one that handled the query: the query
-    /// was written to the ring buffer after that read (else that wake
-    /// would have drained it), so no loss after its send is missed.
+    /// The probe's kernel losses (all reasons, summed) as read at an
+    /// earlier wake than the one that handled the query: the query was
+    /// written to the ring buffer after that read (else that wake would
+    /// have drained it), so no loss after its send is missed
+    /// ([`Handler::refresh_kernel_lost`]).
     pub lost_at_send: u64,
 }
 
@@ -301,7 +307,7 @@ const SPARE_NAMES: usize = 1024;
 
 pub struct Handler {
     pub emitter: crate::export::Emitter,
-    pub stats: Arc<ProbeStats>,
+    pub stats: crate::telemetry::ReaderStats,
     pub enricher: Enricher,
     pub clock: crate::clock::WallClock,
     pub ids: crate::otel::traces::IdGenerator,
@@ -315,12 +321,15 @@ pub struct Handler {
     spare_names: Vec<String>,
     /// The histograms this handler has recorded into, by rcode (16: timed
     /// out, 17: events lost) and transport: found in the shared map once,
-    /// not per lookup.
-    local_histograms: [[Option<Arc<Histogram>>; 2]; 18],
-    /// The probe's kernel losses as read at the start of this wake and of
-    /// the one before.
+    /// not per lookup, and counted into once per wake.
+    local_histograms: [[Option<HistogramTally>; 2]; 18],
+    /// The probe's kernel losses as last read ([`Handler::read_kernel_lost`]),
+    /// and when (boot ns).
     kernel_lost: u64,
-    kernel_lost_before: u64,
+    kernel_lost_read_ns: u64,
+    /// Kernel losses read before any record of this wake was written: a
+    /// query's count at send time is at least this.
+    lost_baseline: u64,
     encrypted: EncryptedCounts,
 }
 
@@ -333,7 +342,7 @@ impl Handler {
     ) -> Self {
         Self {
             emitter,
-            stats,
+            stats: crate::telemetry::ReaderStats::new(stats),
             enricher: Enricher::default(),
             clock: crate::clock::WallClock::sample(),
             ids: crate::otel::traces::IdGenerator::default(),
@@ -345,7 +354,8 @@ impl Handler {
             spare_names: Vec::new(),
             local_histograms: Default::default(),
             kernel_lost: 0,
-            kernel_lost_before: 0,
+            kernel_lost_read_ns: 0,
+            lost_baseline: 0,
             encrypted: EncryptedCounts::default(),
         }
     }
@@ -377,9 +387,31 @@ impl Handler {
         *counts.entry(series).or_default() += 1;
     }
 
+    /// Read the kernel's loss counters when a query is about to time out
+    /// (which they classify) or the last read is `LOST_READ_EVERY_NS` old;
+    /// not every wake: that is a map lookup syscall per reason, 3 % of a
+    /// loaded agent's CPU at ~1,000 wakes a second.
+    ///
+    /// The baseline a query sent in this wake starts from must be read
+    /// before any of the wake's records was written. A read at an earlier
+    /// wake is: the records of this wake were all written after the
+    /// previous wake began (it drained the ring). This wake's own read is
+    /// not, so a wake that reads keeps the earlier value as the baseline.
+    fn refresh_kernel_lost(&mut self, now: u64) {
+        let timeout = self.config.timeout.as_nanos() as u64;
+        let expiring = self
+            .pending
+            .oldest_sent()
+            .is_some_and(|sent| now.saturating_sub(sent) >= timeout);
+        self.lost_baseline = self.kernel_lost;
+        if expiring || now.saturating_sub(self.kernel_lost_read_ns) >= LOST_READ_EVERY_NS {
+            self.kernel_lost = self.read_kernel_lost();
+            self.kernel_lost_read_ns = now;
+        }
+    }
+
     /// The probe's kernel losses, every reason summed (a full ring buffer
-    /// is the one that drops responses; read once per wake, not per
-    /// record).
+    /// is the one that drops responses).
     fn read_kernel_lost(&self) -> u64 {
         self.stats
             .lost()
@@ -419,7 +451,7 @@ impl Handler {
             sent_boot_ns: p.hdr.ts_ns,
             name,
             qtype: q.qtype,
-            lost_at_send: self.kernel_lost_before,
+            lost_at_send: self.lost_baseline,
         };
         if let Some((_, evicted)) = self.pending.insert(key, pending) {
             self.stats.lose("pending_evicted", 1);
@@ -460,7 +492,7 @@ impl Handler {
         let col = usize::from(l.key.transport == Transport::Tcp);
         let h = self.local_histograms[row][col].get_or_insert_with(|| {
             let mut hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-            hs.entry((end, l.key.transport)).or_default().clone()
+            HistogramTally::new(hs.entry((end, l.key.transport)).or_default().clone())
         });
         h.record_ns(dur);
         let always = rcode != Some(0) || dur >= self.config.slow_threshold.as_nanos() as u64;
@@ -478,8 +510,7 @@ impl Handler {
     }
 
     /// End every query older than the timeout as a timed-out lookup.
-    fn expire(&mut self) {
-        let now = crate::clock::boot_ns();
+    fn expire(&mut self, now: u64) {
         let timeout = self.config.timeout.as_nanos() as u64;
         // Queries enter in time order, so the first is the oldest.
         while let Some((key, query)) = self
@@ -517,13 +548,19 @@ impl Handler {
 impl crate::reader::RecordHandler for Handler {
     fn on_wake(&mut self) {
         self.clock = crate::clock::WallClock::sample();
-        self.kernel_lost_before = self.kernel_lost;
-        self.kernel_lost = self.read_kernel_lost();
-        self.expire();
+        // One time for both: a query the refresh did not see expiring is
+        // not expired below with an older loss count.
+        let now = self.clock.sampled_boot_ns();
+        self.refresh_kernel_lost(now);
+        self.expire(now);
     }
 
     fn end_wake(&mut self) {
         self.emitter.flush();
+        self.stats.flush();
+        for h in self.local_histograms.iter_mut().flatten().flatten() {
+            h.flush();
+        }
     }
 
     fn handle(&mut self, record: &[u8]) {
@@ -558,7 +595,7 @@ impl crate::reader::RecordHandler for Handler {
         }
         self.messages[slot] = msg;
         let lat = self.clock.sampled_boot_ns().saturating_sub(p.hdr.ts_ns);
-        self.stats.latency.record_ns(lat);
+        self.stats.record_latency_ns(lat);
     }
 }
 
@@ -688,6 +725,8 @@ mod tests {
             1_003_000_000,
         ));
         assert_eq!(h.pending.len(), 0);
+        // A wake's counts reach the shared histograms at its end.
+        h.end_wake();
         let hs = h.histograms.lock().unwrap();
         let hist = hs.get(&(End::Answered(0), Transport::Udp)).unwrap();
         assert_eq!(hist.snapshot().count(), 1);
@@ -717,7 +756,12 @@ mod tests {
         let stats = t.probe(NAME);
         let ringbuf_full = Arc::new(AtomicU64::new(5));
         let rf = ringbuf_full.clone();
-        stats.set_kernel_lost_reader(Box::new(move || Some(vec![rf.load(Relaxed), 0, 0])));
+        let reads = Arc::new(AtomicU64::new(0));
+        let counted = reads.clone();
+        stats.set_kernel_lost_reader(Box::new(move || {
+            counted.fetch_add(1, Relaxed);
+            Some(vec![rf.load(Relaxed), 0, 0])
+        }));
         let resource = crate::otel::resource::build(&[]);
         let (emitter, batches) = crate::export::Emitter::standalone(&resource, 64, 64, t.clone());
         let config = crate::config::DnsProbe {
@@ -744,6 +788,14 @@ mod tests {
         h.handle(&query(3, "full.tapio.test"));
         h.on_wake();
         assert_eq!(h.pending.len(), 0);
+        // Wakes with no query to expire read the counters once per
+        // LOST_READ_EVERY_NS, not each time (100 wakes take far less).
+        let before = reads.load(Relaxed);
+        for _ in 0..100 {
+            h.on_wake();
+        }
+        assert!(reads.load(Relaxed) - before < 50, "read on every wake");
+        h.end_wake();
         let hs = h.histograms.lock().unwrap();
         let count = |e| hs.get(&(e, Transport::Udp)).map(|h| h.snapshot().count());
         assert_eq!(count(End::EventsLost), Some(2));

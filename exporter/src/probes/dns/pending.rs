@@ -66,6 +66,17 @@ impl PendingQueries {
         self.map.remove(k)
     }
 
+    /// The send time of the oldest pending query.
+    pub fn oldest_sent(&mut self) -> Option<u64> {
+        while let Some(&(k, sent)) = self.order.front() {
+            if self.live(&k, sent) {
+                return Some(sent);
+            }
+            self.order.pop_front();
+        }
+        None
+    }
+
     /// The oldest pending query, if `old` says its send time is old enough.
     pub fn pop_oldest_if(&mut self, old: impl Fn(u64) -> bool) -> Option<(Key, Pending)> {
         while let Some(&(k, sent)) = self.order.front() {

@@ -53,7 +53,7 @@ pub const SPEC: ProbeSpec = ProbeSpec {
 /// Turns network records into spans and logs.
 pub struct Handler {
     pub emitter: crate::export::Emitter,
-    pub stats: std::sync::Arc<crate::telemetry::ProbeStats>,
+    pub stats: crate::telemetry::ReaderStats,
     pub enricher: crate::enrich::Enricher,
     pub clock: crate::clock::WallClock,
     pub ids: crate::otel::traces::IdGenerator,
@@ -66,6 +66,7 @@ impl crate::reader::RecordHandler for Handler {
 
     fn end_wake(&mut self) {
         self.emitter.flush();
+        self.stats.flush();
     }
 
     fn handle(&mut self, record: &[u8]) {
@@ -91,7 +92,7 @@ impl crate::reader::RecordHandler for Handler {
             .clock
             .sampled_boot_ns()
             .saturating_sub(rec.header().ts_ns);
-        self.stats.latency.record_ns(lat);
+        self.stats.record_latency_ns(lat);
     }
 }
 

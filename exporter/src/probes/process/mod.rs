@@ -60,7 +60,7 @@ pub const SPEC: ProbeSpec = ProbeSpec {
 /// Turns process records into log records.
 pub struct Handler {
     pub emitter: crate::export::Emitter,
-    pub stats: std::sync::Arc<crate::telemetry::ProbeStats>,
+    pub stats: crate::telemetry::ReaderStats,
     pub enricher: crate::enrich::Enricher,
     pub clock: crate::clock::WallClock,
     pub config: crate::config::ProcessProbe,
@@ -147,6 +147,7 @@ impl crate::reader::RecordHandler for Handler {
 
     fn end_wake(&mut self) {
         self.emitter.flush();
+        self.stats.flush();
     }
 
     fn handle(&mut self, record: &[u8]) {
@@ -163,6 +164,6 @@ impl crate::reader::RecordHandler for Handler {
             .clock
             .sampled_boot_ns()
             .saturating_sub(rec.header().ts_ns);
-        self.stats.latency.record_ns(lat);
+        self.stats.record_latency_ns(lat);
     }
 }
