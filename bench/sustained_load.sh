@@ -38,6 +38,9 @@
 # core at ~45k events/s and becomes the chain's limit; without it, what is
 # left is Tapio's and the generator's (the "rotel" CPU column then repeats
 # the receiver's). OTLP_COUNT=PATH runs another build of the receiver.
+# TRANSPORT=unix (with COLLECTOR=none): Tapio sends to the receiver's Unix
+# socket (endpoint unix:///…, a collector's `transport: unix`) instead of
+# loopback TCP, whose receive path runs in the sender's writev.
 set -euo pipefail
 DURATION=${DURATION:-60}
 RATES=${RATES:-10000 50000 100000 200000}
@@ -49,6 +52,8 @@ BURST_MAX_SECONDS=${BURST_MAX_SECONDS:-300}
 RING=${RING:-}
 COLLECTOR=${COLLECTOR:-rotel}
 case "$COLLECTOR" in rotel | none) ;; *) echo "COLLECTOR is rotel or none" >&2; exit 2 ;; esac
+TRANSPORT=${TRANSPORT:-tcp}
+case "$COLLECTOR/$TRANSPORT" in */tcp | none/unix) ;; *) echo "TRANSPORT is tcp, or unix with COLLECTOR=none (rotel listens on TCP only)" >&2; exit 2 ;; esac
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 load_tools # TAPIO, GEN, COUNT, ROTEL
@@ -107,7 +112,12 @@ run_one() {
 	local RX CTL_ RG RH PROM CPORT DPORT
 	read -r RX CTL_ RG RH PROM CPORT DPORT < <(free_ports 7)
 	CTL=$CTL_
-	"$COUNT" --grpc "127.0.0.1:$RX" --control "127.0.0.1:$CTL" \
+	local listen=(--grpc "127.0.0.1:$RX") endpoint="http://127.0.0.1:$RX"
+	if [ "$TRANSPORT" = unix ]; then
+		listen=(--grpc-unix "$work/otlp.sock")
+		endpoint="unix://$work/otlp.sock"
+	fi
+	"$COUNT" "${listen[@]}" --control "127.0.0.1:$CTL" \
 		--match "server.port=$CPORT" --match "server.port=$DPORT" \
 		--match "process.executable.name=$(basename "$EXEC")" --match "process.executable.name=$(basename "$GEN")" \
 		--tag tapio.connection.direction --show-other "${SHOW_OTHER:-0}" \
@@ -122,8 +132,7 @@ run_one() {
 		rp=$!
 		pids+=($rp)
 		wait_port "$RG" rotel
-	else
-		RG=$RX
+		endpoint="http://127.0.0.1:$RG"
 	fi
 	local ring=""
 	[ -n "$RING" ] && ring=", ring_buffer_size: $RING"
@@ -152,7 +161,7 @@ probes:
   kernel: { enabled: false }
   tc: { enabled: false }
 exporters:
-  otlp: { endpoint: "http://127.0.0.1:$RG"$queue }
+  otlp: { endpoint: "$endpoint"$queue }
   prometheus: { endpoint: "127.0.0.1:$PROM" }
 pipeline:
   traces: { schedule_delay: 1s }
@@ -412,12 +421,13 @@ print(e, c, n - e - c)' "$BURST" "$EXEC_SHARE" "$EXEC_BURST")
 		--exec-count "$ec" --connect-count "$cc" --dns-count "$dc"
 fi
 
-COLLECTOR=$COLLECTOR python3 - "$work/results.jsonl" "$DURATION" <<'PY'
+COLLECTOR=$COLLECTOR TRANSPORT=$TRANSPORT python3 - "$work/results.jsonl" "$DURATION" <<'PY'
 import json, os, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 dur = sys.argv[2]
 chain = "Tapio -> counting receiver (no collector)" if os.environ.get("COLLECTOR") == "none" else "Tapio -> rotel -> counting receiver"
-print(f"\nsustained load: exec + TCP connect + UDP DNS on loopback, {chain} (OTLP/gRPC), {dur} s per rate")
+wire = "OTLP/gRPC over a Unix socket" if os.environ.get("TRANSPORT") == "unix" else "OTLP/gRPC over loopback TCP"
+print(f"\nsustained load: exec + TCP connect + UDP DNS on loopback, {chain} ({wire}), {dur} s per rate")
 print("event = one exec (3 records: process.fork, process.exec, process.exit logs), one connect (1 tcp.connect span")
 print("+ 2 network.connection.close logs), one DNS lookup (1 dns.query span); the generator's own counts are the truth.")
 print("records are what the receiver should get; lost = tapio.events.lost in records (DNS: packets / 2, see the script);")

@@ -196,7 +196,16 @@ pub struct Receiver {
     store: Store,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The Unix socket the gRPC receiver listens on instead of `grpc_addr`
+    /// ([`Receiver::start_unix`]).
+    pub grpc_socket: Option<std::path::PathBuf>,
     stop: Option<(oneshot::Sender<()>, oneshot::Sender<()>)>,
+}
+
+/// Where the gRPC receiver listens.
+enum GrpcListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener, std::path::PathBuf),
 }
 
 impl Receiver {
@@ -243,7 +252,22 @@ impl Receiver {
         })
         .join()
         .expect("netns thread");
-        Self::start_listeners(g, h, None)
+        Self::start_listeners(GrpcListener::Tcp(g), h, None)
+    }
+
+    /// Start with the gRPC receiver on the Unix socket `path` (as a
+    /// collector's OTLP receiver with `transport: unix`); HTTP on loopback.
+    pub fn start_unix(path: &std::path::Path) -> Self {
+        let _ = std::fs::remove_file(path);
+        let g = std::os::unix::net::UnixListener::bind(path).expect("bind gRPC socket");
+        let h = std::net::TcpListener::bind("127.0.0.1:0").expect("bind HTTP receiver");
+        Self::start_listeners(GrpcListener::Unix(g, path.to_path_buf()), h, None)
+    }
+
+    /// `unix:///path` of [`Receiver::start_unix`]'s socket.
+    pub fn grpc_unix_endpoint(&self) -> String {
+        let p = self.grpc_socket.as_ref().expect("started with start_unix");
+        format!("unix://{}", p.display())
     }
 
     fn start_with(
@@ -253,11 +277,11 @@ impl Receiver {
     ) -> Self {
         let g = std::net::TcpListener::bind(grpc).expect("bind gRPC receiver");
         let h = std::net::TcpListener::bind(http).expect("bind HTTP receiver");
-        Self::start_listeners(g, h, tls)
+        Self::start_listeners(GrpcListener::Tcp(g), h, tls)
     }
 
     fn start_listeners(
-        g: std::net::TcpListener,
+        g: GrpcListener,
         h: std::net::TcpListener,
         tls: Option<tonic::transport::ServerTlsConfig>,
     ) -> Self {
@@ -269,33 +293,50 @@ impl Receiver {
         let store: Store = Arc::default();
         let (gtx, grx) = oneshot::channel::<()>();
         let (htx, hrx) = oneshot::channel::<()>();
-        g.set_nonblocking(true).expect("nonblocking");
         h.set_nonblocking(true).expect("nonblocking");
-        let (gl, hl) = rt.block_on(async {
-            let gl = tokio::net::TcpListener::from_std(g).expect("gRPC listener");
-            let hl = tokio::net::TcpListener::from_std(h).expect("HTTP listener");
-            (gl, hl)
-        });
-        let grpc_addr = gl.local_addr().expect("gRPC addr");
+        let hl =
+            rt.block_on(async { tokio::net::TcpListener::from_std(h).expect("HTTP listener") });
         let http_addr = hl.local_addr().expect("HTTP addr");
+        let (grpc_addr, grpc_socket) = match &g {
+            GrpcListener::Tcp(l) => (l.local_addr().expect("gRPC addr"), None),
+            GrpcListener::Unix(_, p) => (SocketAddr::from(([0, 0, 0, 0], 0)), Some(p.clone())),
+        };
         let svc = Grpc(store.clone());
         let gz = tonic::codec::CompressionEncoding::Gzip;
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).expect("server TLS config");
         }
+        let router = builder
+            .add_service(LogsServiceServer::new(svc.clone()).accept_compressed(gz))
+            .add_service(TraceServiceServer::new(svc.clone()).accept_compressed(gz))
+            .add_service(MetricsServiceServer::new(svc).accept_compressed(gz));
+        let stopped = async {
+            let _ = grx.await;
+        };
         rt.spawn(async move {
-            let _ = builder
-                .add_service(LogsServiceServer::new(svc.clone()).accept_compressed(gz))
-                .add_service(TraceServiceServer::new(svc.clone()).accept_compressed(gz))
-                .add_service(MetricsServiceServer::new(svc).accept_compressed(gz))
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(gl),
-                    async {
-                        let _ = grx.await;
-                    },
-                )
-                .await;
+            let _ = match g {
+                GrpcListener::Tcp(l) => {
+                    l.set_nonblocking(true).expect("nonblocking");
+                    let l = tokio::net::TcpListener::from_std(l).expect("gRPC listener");
+                    router
+                        .serve_with_incoming_shutdown(
+                            tokio_stream::wrappers::TcpListenerStream::new(l),
+                            stopped,
+                        )
+                        .await
+                }
+                GrpcListener::Unix(l, _) => {
+                    l.set_nonblocking(true).expect("nonblocking");
+                    let l = tokio::net::UnixListener::from_std(l).expect("gRPC socket");
+                    router
+                        .serve_with_incoming_shutdown(
+                            tokio_stream::wrappers::UnixListenerStream::new(l),
+                            stopped,
+                        )
+                        .await
+                }
+            };
         });
         let app = axum::Router::new()
             .route("/v1/{signal}", axum::routing::post(http_export))
@@ -312,6 +353,7 @@ impl Receiver {
             store,
             grpc_addr,
             http_addr,
+            grpc_socket,
             stop: Some((gtx, htx)),
         }
     }

@@ -349,6 +349,22 @@ fn process_events_over_grpc_with_mutual_tls() {
     t.terminate();
 }
 
+/// OTLP/gRPC to a collector's Unix socket (`unix:///path`, the collector's
+/// `transport: unix`): the records arrive over it, none over TCP.
+#[test]
+fn process_events_over_grpc_on_a_unix_socket() {
+    if !privileged_or_skip("process_events_over_grpc_on_a_unix_socket") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tapio-uds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rx = Receiver::start_unix(&dir.join("otlp.sock"));
+    let t = Tapio::start(BIN, &config("otlp", &rx.grpc_unix_endpoint(), ""), &[]);
+    assert_sh_exit_7(&rx);
+    t.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A sidecar next to a collector reads the collector's own YAML for the
 /// OTLP receiver endpoint: no endpoint in Tapio's config at all.
 #[test]

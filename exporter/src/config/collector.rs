@@ -6,7 +6,8 @@
 //! gRPC is preferred over HTTP, `0.0.0.0`/`::`/empty hosts become loopback
 //! (a sidecar shares the pod's network), and a receiver with `tls` gets an
 //! `https://` endpoint with the CA from the receiver's `client_ca_file` or
-//! `ca_file` when one is set.
+//! `ca_file` when one is set. A gRPC receiver with `transport: unix`
+//! listens on the socket its `endpoint` names: `unix://` plus that path.
 
 use super::{ConfigError, OtlpExporter, TlsConfig};
 use serde_yaml_ng::Value;
@@ -46,8 +47,13 @@ fn protocol(p: &Value, default_endpoint: &str) -> OtlpExporter {
         .and_then(|t| get(t, "client_ca_file").or_else(|| get(t, "ca_file")))
         .and_then(Value::as_str)
         .map(str::to_string);
+    let unix = get(p, "transport").and_then(Value::as_str) == Some("unix");
     OtlpExporter {
-        endpoint: Some(client_url(endpoint, tls.is_some())),
+        endpoint: Some(if unix {
+            format!("unix://{endpoint}")
+        } else {
+            client_url(endpoint, tls.is_some())
+        }),
         tls: TlsConfig {
             ca_file: ca,
             ..Default::default()
@@ -98,6 +104,15 @@ pub fn from_collector_yaml(text: &str) -> Result<FromCollector, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unix_socket_receiver_is_dialled_on_its_socket() {
+        let y = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: /run/otelcol/otlp.sock\n        transport: unix\n";
+        let Ok(FromCollector::Grpc(o)) = from_collector_yaml(y) else {
+            panic!("grpc expected")
+        };
+        assert_eq!(o.endpoint.as_deref(), Some("unix:///run/otelcol/otlp.sock"));
+    }
 
     #[test]
     fn prefers_grpc_and_dials_loopback_for_wildcards() {

@@ -15,7 +15,7 @@ pub use bytesize::ByteSize;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use settings::{process_env, BatchSettings, OtlpSettings, Protocol, Settings, SinkSettings};
-pub use validate::check_endpoint;
+pub use validate::{check_endpoint, check_otlp_endpoint, unix_socket_path};
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! Precedence, per setting: the config file, then the environment, then the
 //! built-in default (the OpenTelemetry SDK defaults where one exists).
 
-use super::{check_endpoint, model::*, ConfigError};
+use super::{check_otlp_endpoint, model::*, ConfigError};
 use std::time::Duration;
 
 /// Reads an environment variable; a function so tests need not touch the
@@ -201,7 +201,7 @@ impl Resolver<'_> {
             Some(e) => e,
             None => match (self.env)("OTEL_EXPORTER_OTLP_ENDPOINT") {
                 Some(e) => {
-                    if let Err(m) = check_endpoint(&e) {
+                    if let Err(m) = check_otlp_endpoint(&e, protocol == Protocol::Grpc) {
                         self.errs
                             .push(ConfigError::new("env OTEL_EXPORTER_OTLP_ENDPOINT", m));
                     }
@@ -396,6 +396,12 @@ pub fn tls_without_https(endpoint: &str, tls: &TlsConfig) -> Option<String> {
         || tls.cert_file.is_some()
         || tls.key_file.is_some()
         || tls.server_name.is_some();
+    if set && endpoint.starts_with("unix:") {
+        return Some(format!(
+            "TLS is configured but `{endpoint}` is a Unix socket, over which Tapio sends \
+             without TLS (the socket file's permissions say who may connect); remove tls"
+        ));
+    }
     let plain = reqwest::Url::parse(endpoint).is_ok_and(|u| u.scheme() == "http");
     (set && plain).then(|| {
         format!(

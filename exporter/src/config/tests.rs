@@ -31,6 +31,16 @@ fn good_file_parses() {
     );
 }
 
+/// A collector's Unix socket is a gRPC endpoint like any other.
+#[test]
+fn unix_socket_endpoint_parses() {
+    let c = parse("exporters:\n  otlp:\n    endpoint: unix:///run/otelcol/otlp.sock\n").unwrap();
+    let ep = c.exporters.otlp.unwrap().endpoint.unwrap();
+    assert_eq!(super::unix_socket_path(&ep), Some("/run/otelcol/otlp.sock"));
+    assert_eq!(super::unix_socket_path("unix:///"), None);
+    assert_eq!(super::unix_socket_path("http://localhost:4317"), None);
+}
+
 /// Every `testdata/config-*.yaml` is invalid; its `# expect:` lines are the
 /// exact errors (`path (line N): message` prefixes) `parse` must report, and
 /// nothing else.

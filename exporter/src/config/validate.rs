@@ -670,10 +670,10 @@ impl Exporters {
             ));
         }
         if let Some(o) = &self.otlp {
-            o.validate("exporters.otlp", errs);
+            o.validate("exporters.otlp", true, errs);
         }
         if let Some(o) = &self.otlphttp {
-            o.validate("exporters.otlphttp", errs);
+            o.validate("exporters.otlphttp", false, errs);
         }
         if let Some(s) = &self.stdout {
             if let Some(q) = s.queue_size {
@@ -707,6 +707,35 @@ fn queue_size(path: &str, n: usize, errs: &mut Vec<ConfigError>) {
     }
 }
 
+/// The socket path of a `unix:///absolute/path` endpoint: the form gRPC
+/// clients take and the collector's OTLP receiver serves with
+/// `transport: unix`.
+pub fn unix_socket_path(endpoint: &str) -> Option<&str> {
+    endpoint
+        .strip_prefix("unix://")
+        .filter(|p| p.starts_with('/') && p.len() > 1)
+}
+
+/// An OTLP exporter's endpoint: [`check_endpoint`]'s, or for gRPC also a
+/// collector's Unix socket, `unix:///absolute/path`.
+pub fn check_otlp_endpoint(text: &str, grpc: bool) -> Result<(), String> {
+    if !text.starts_with("unix:") {
+        return check_endpoint(text);
+    }
+    if !grpc {
+        return Err(format!(
+            "`{text}`: a Unix socket is for the gRPC exporter (exporters.otlp); \
+             OTLP/HTTP goes to http(s)://host:port"
+        ));
+    }
+    match unix_socket_path(text) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "`{text}`: write a Unix socket as unix:///absolute/path (e.g. unix:///run/otelcol/otlp.sock)"
+        )),
+    }
+}
+
 /// An OTLP endpoint: `http://host:port` or `https://host:port[/base]`.
 pub fn check_endpoint(text: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(text)
@@ -729,9 +758,9 @@ fn readable(path: &str, file: &Option<String>, errs: &mut Vec<ConfigError>) {
 }
 
 impl OtlpExporter {
-    fn validate(&self, base: &str, errs: &mut Vec<ConfigError>) {
+    fn validate(&self, base: &str, grpc: bool, errs: &mut Vec<ConfigError>) {
         if let Some(ep) = &self.endpoint {
-            if let Err(m) = check_endpoint(ep) {
+            if let Err(m) = check_otlp_endpoint(ep, grpc) {
                 errs.push(ConfigError::new(format!("{base}.endpoint"), m));
             }
         }

@@ -52,6 +52,37 @@ pub struct GrpcSink {
     gzip: bool,
 }
 
+/// Connects a channel to a collector's Unix socket instead of TCP. Over
+/// loopback TCP the sender's `writev` also runs the receiver's TCP/IP
+/// input path (loopback delivers in the sender's context): 5.7 µs of
+/// system time per 16 KiB write here, against 2.0–2.3 µs over a Unix
+/// socket (`writev` was 30 % of Tapio's CPU under the sustained load).
+#[derive(Clone)]
+struct UnixConnector(Arc<str>);
+
+impl tonic::codegen::Service<http::Uri> for UnixConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let path = self.0.clone();
+        Box::pin(async move {
+            let s = tokio::net::UnixStream::connect(&*path).await?;
+            Ok(hyper_util::rt::TokioIo::new(s))
+        })
+    }
+}
+
 fn read(path: &str) -> Result<Vec<u8>, SinkError> {
     std::fs::read(path).map_err(|e| SinkError::Tls(format!("{path}: {e}")))
 }
@@ -62,7 +93,14 @@ impl GrpcSink {
             endpoint: o.endpoint.clone(),
             message: m,
         };
-        let mut ep = Endpoint::from_shared(o.endpoint.clone())
+        let socket = crate::config::unix_socket_path(&o.endpoint);
+        // A Unix socket's requests still need an authority: `localhost`, as
+        // gRPC's own clients send for `unix:` targets.
+        let uri = match socket {
+            Some(_) => "http://localhost".to_string(),
+            None => o.endpoint.clone(),
+        };
+        let mut ep = Endpoint::from_shared(uri)
             .map_err(|e| bad(e.to_string()))?
             .timeout(o.timeout)
             .connect_timeout(o.timeout.min(Duration::from_secs(5)))
@@ -102,7 +140,10 @@ impl GrpcSink {
             // Lazy: Tapio starts (and keeps its probes running) while the
             // collector is still coming up.
             channels: (0..o.num_consumers.max(1))
-                .map(|_| ep.connect_lazy())
+                .map(|_| match socket {
+                    Some(path) => ep.connect_with_connector_lazy(UnixConnector(path.into())),
+                    None => ep.connect_lazy(),
+                })
                 .collect(),
             next: Arc::default(),
             metadata,

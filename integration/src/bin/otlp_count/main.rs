@@ -12,7 +12,8 @@
 //! address returns the counts as JSON; they are printed once more on
 //! SIGTERM/SIGINT. `--show-other N` prints the first N records that match
 //! no `--match` (name, body, attributes) to stderr, one per line: what the
-//! "background" of a run was.
+//! "background" of a run was. `--grpc-unix PATH` listens on a Unix socket
+//! instead of `--grpc`'s TCP address (a collector's `transport: unix`).
 //!
 //!   otlp_count --grpc 127.0.0.1:4317 --control 127.0.0.1:4399 \
 //!       --match process.executable.path=/tmp/x --match server.port=5300 \
@@ -305,11 +306,18 @@ impl MetricsService for Svc {
 }
 
 struct Args {
-    grpc: SocketAddr,
+    grpc: Grpc,
     control: SocketAddr,
     matchers: Vec<(String, String, Option<i64>)>,
     tags: Vec<String>,
     show_other: usize,
+}
+
+/// Where the gRPC server listens: TCP, or a Unix socket (a collector's
+/// `transport: unix`).
+enum Grpc {
+    Tcp(SocketAddr),
+    Unix(std::path::PathBuf),
 }
 
 fn parse_args() -> Result<Args> {
@@ -322,7 +330,8 @@ fn parse_args() -> Result<Args> {
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
-            "--grpc" => grpc = Some(val()?.parse().context("--grpc")?),
+            "--grpc" => grpc = Some(Grpc::Tcp(val()?.parse().context("--grpc")?)),
+            "--grpc-unix" => grpc = Some(Grpc::Unix(val()?.into())),
             "--control" => control = Some(val()?.parse().context("--control")?),
             "--match" => {
                 let v = val()?;
@@ -339,7 +348,7 @@ fn parse_args() -> Result<Args> {
         }
     }
     Ok(Args {
-        grpc: grpc.context("--grpc ADDR is required")?,
+        grpc: grpc.context("--grpc ADDR or --grpc-unix PATH is required")?,
         control: control.context("--control ADDR is required")?,
         matchers,
         tags,
@@ -356,9 +365,6 @@ async fn main() -> Result<()> {
         counts: Mutex::default(),
         show_other: args.show_other.into(),
     });
-    let grpc = tokio::net::TcpListener::bind(args.grpc)
-        .await
-        .with_context(|| format!("bind {}", args.grpc))?;
     let control = tokio::net::TcpListener::bind(args.control)
         .await
         .with_context(|| format!("bind {}", args.control))?;
@@ -368,15 +374,28 @@ async fn main() -> Result<()> {
     let logs: lean::Handler = Arc::new(move |req| st.count_logs(req));
     let st = state.clone();
     let spans: lean::Handler = Arc::new(move |req| st.count_spans(req));
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(lean::LeanService::<lean::Logs>::new(logs, MAX_MESSAGE))
         .add_service(lean::LeanService::<lean::Traces>::new(spans, MAX_MESSAGE))
         .add_service(
             MetricsServiceServer::new(svc)
                 .accept_compressed(gz)
                 .max_decoding_message_size(MAX_MESSAGE),
-        )
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc));
+        );
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &args.grpc {
+        Grpc::Tcp(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("bind {addr}"))?;
+            Box::pin(router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l)))
+        }
+        Grpc::Unix(path) => {
+            let _ = std::fs::remove_file(path);
+            let l = tokio::net::UnixListener::bind(path)
+                .with_context(|| format!("bind {}", path.display()))?;
+            Box::pin(router.serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(l)))
+        }
+    };
     let st = state.clone();
     let app = axum::Router::new().route(
         "/counts",
