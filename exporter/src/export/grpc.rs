@@ -54,9 +54,10 @@ pub struct GrpcSink {
 
 /// Connects a channel to a collector's Unix socket instead of TCP. Over
 /// loopback TCP the sender's `writev` also runs the receiver's TCP/IP
-/// input path (loopback delivers in the sender's context): 5.7 µs of
-/// system time per 16 KiB write here, against 2.0–2.3 µs over a Unix
-/// socket (`writev` was 30 % of Tapio's CPU under the sustained load).
+/// input path (loopback delivers in the sender's context): 5.6 µs of
+/// system time per 16 KiB write here, against 1.9 µs over a Unix socket
+/// (`bench/socket_send.py`; `writev` was 30 % of Tapio's CPU under the
+/// sustained load).
 #[derive(Clone)]
 struct UnixConnector(Arc<str>);
 
