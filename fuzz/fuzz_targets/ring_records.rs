@@ -62,14 +62,14 @@ fn world() -> World {
     let handlers: Vec<Box<dyn RecordHandler>> = vec![
         Box::new(process::Handler {
             emitter: emitter.clone(),
-            stats: t.probe("process"),
+            stats: tapio::telemetry::ReaderStats::new(t.probe("process")),
             enricher: enricher(),
             clock,
             config: Default::default(),
         }),
         Box::new(network::Handler {
             emitter: emitter.clone(),
-            stats: t.probe("network"),
+            stats: tapio::telemetry::ReaderStats::new(t.probe("network")),
             enricher: enricher(),
             clock,
             ids: Default::default(),
