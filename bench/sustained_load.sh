@@ -18,8 +18,10 @@
 #   DURATION=5 RATES="2000 10000" BURST=0 bash bench/sustained_load.sh   # a short check
 #
 # Rates are events per second over all kinds: execs take EXEC_SHARE of it
-# (at most EXEC_MAX/s: fork+exec is far dearer than a packet), connects and
-# DNS lookups split the rest evenly. BURST events go out as fast as the
+# (at most EXEC_MAX/s: fork+exec is far dearer than a packet), connects take
+# CONNECT_SHARE of the rest (default 0.5) and DNS lookups the remainder
+# (a connect costs the generator a loopback handshake, accept and two
+# closes; a lookup two datagrams). BURST events go out as fast as the
 # generator can (same split, execs capped at EXEC_BURST), bounded by
 # BURST_MAX_SECONDS. RING sets the three probes' ring_buffer_size (default:
 # Tapio's default, 1MiB); QUEUE_BYTES the export queues' byte bound per signal
@@ -46,6 +48,7 @@ DURATION=${DURATION:-60}
 RATES=${RATES:-10000 50000 100000 200000}
 BURST=${BURST:-1000000}
 EXEC_SHARE=${EXEC_SHARE:-0.02}
+CONNECT_SHARE=${CONNECT_SHARE:-0.5}
 EXEC_MAX=${EXEC_MAX:-1000}
 EXEC_BURST=${EXEC_BURST:-5000}
 BURST_MAX_SECONDS=${BURST_MAX_SECONDS:-300}
@@ -404,18 +407,18 @@ sysctl -qw kernel.bpf_stats_enabled=1
 for R in $RATES; do
 	read -r er cr dr < <(python3 -c '
 import sys
-r, share, cap = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-e = min(r * share, cap); rest = (r - e) / 2
-print(e, rest, rest)' "$R" "$EXEC_SHARE" "$EXEC_MAX")
+r, share, cap, cs = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+e = min(r * share, cap); c = (r - e) * cs
+print(e, c, r - e - c)' "$R" "$EXEC_SHARE" "$EXEC_MAX" "$CONNECT_SHARE")
 	echo "rate $R/s for ${DURATION}s: exec $er/s, connect $cr/s, dns $dr/s ..." >&2
 	run_one "rate-$R" --duration "$DURATION" --exec-rate "$er" --connect-rate "$cr" --dns-rate "$dr"
 done
 if [ "$BURST" -gt 0 ]; then
 	read -r ec cc dc < <(python3 -c '
 import sys
-n, share, cap = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-e = min(int(n * share), cap); c = (n - e) // 2
-print(e, c, n - e - c)' "$BURST" "$EXEC_SHARE" "$EXEC_BURST")
+n, share, cap, cs = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+e = min(int(n * share), cap); c = int((n - e) * cs)
+print(e, c, n - e - c)' "$BURST" "$EXEC_SHARE" "$EXEC_BURST" "$CONNECT_SHARE")
 	echo "burst of $BURST: exec $ec, connect $cc, dns $dc, as fast as possible ..." >&2
 	run_one "burst-$BURST" --burst --max-seconds "$BURST_MAX_SECONDS" \
 		--exec-count "$ec" --connect-count "$cc" --dns-count "$dc"

@@ -472,10 +472,39 @@ static __always_inline int port_is_dns(const struct peek *pk, int src)
 	return is_dns_port(bpf_ntohs(ports[src ? 0 : 1]));
 }
 
+/*
+ * Egress packets of local TCP sockets are decided from the socket, with a
+ * few loads instead of the peek's probe read: nearly every packet a busy
+ * host sends. Its peer's port is the packet's destination, so one not to a
+ * DNS port is no query; with the cgroup_skb programs loaded none is ours.
+ * A request or timewait socket (SYN-ACK, RST, last ACK) is TCP by its
+ * state; its sk_protocol is not there to read. Not for UDP: a connected
+ * UDP socket may still sendto() another address. Unconnected sockets and
+ * forwarded packets (no socket) are peeked. Typed loads: tp_btf only.
+ */
+static __always_inline int tcp_egress_not_dns(const struct sk_buff *skb, const int btf)
+{
+	if (!btf)
+		return 0;
+	const struct sock *sk = TAPIO_RD(btf, skb, sk);
+	if (!sk)
+		return 0;
+	__u8 state = TAPIO_RD(btf, sk, __sk_common.skc_state);
+	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV &&
+	    TAPIO_RD(btf, sk, sk_protocol) != IPPROTO_TCP_)
+		return 0;
+	if (tcp_via_cgroup())
+		return 1;
+	__u16 dport = bpf_ntohs(TAPIO_RD(btf, sk, __sk_common.skc_dport));
+	return dport && !is_dns_port(dport);
+}
+
 static __always_inline int on_egress(const struct sk_buff *skb, const int btf)
 {
 	struct peek pk;
 	struct parsed p = {};
+	if (tcp_egress_not_dns(skb, btf))
+		return 0;
 	if (peek(skb, &pk, 0, btf) || !port_is_dns(&pk, 0))
 		return 0;
 	if (parse(&pk, &p) || !is_dns_port(p.dport))
