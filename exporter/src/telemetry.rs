@@ -54,6 +54,11 @@ const LATENCY_BOUNDS_NS: &[u64] = &[
     10_000_000_000,
 ];
 
+/// The bucket of `ns`: the first whose upper bound is at least `ns`.
+fn bucket(ns: u64) -> usize {
+    LATENCY_BOUNDS_NS.partition_point(|&b| b < ns)
+}
+
 /// A cumulative explicit-bucket histogram of nanosecond values.
 pub struct Histogram {
     counts: Vec<AtomicU64>,
@@ -87,8 +92,7 @@ impl Default for Histogram {
 
 impl Histogram {
     pub fn record_ns(&self, ns: u64) {
-        let i = LATENCY_BOUNDS_NS.partition_point(|&b| b < ns);
-        self.counts[i].fetch_add(1, Relaxed);
+        self.counts[bucket(ns)].fetch_add(1, Relaxed);
         self.sum_ns.fetch_add(ns, Relaxed);
     }
 
@@ -123,8 +127,7 @@ struct LocalHistogram {
 
 impl LocalHistogram {
     fn record_ns(&mut self, ns: u64) {
-        let i = LATENCY_BOUNDS_NS.partition_point(|&b| b < ns);
-        self.counts[i] += 1;
+        self.counts[bucket(ns)] += 1;
         self.sum_ns = self.sum_ns.wrapping_add(ns);
     }
 }

@@ -538,11 +538,15 @@ impl crate::reader::RecordHandler for Handler {
 
 /// The socket addresses of `urls` (`scheme://host[:port][/path]`; the port
 /// defaults by scheme), resolved now. Unresolvable ones are logged and
-/// skipped: they cannot be protected, and must not stop the policy.
+/// skipped: they cannot be protected, and must not stop the policy. A
+/// Unix socket (`unix:///path`) sends no packets a policy could touch.
 pub fn resolve_endpoints(urls: &[String]) -> Vec<SocketAddr> {
     use std::net::ToSocketAddrs;
     let mut out = Vec::new();
     for url in urls {
+        if crate::config::unix_socket_path(url).is_some() {
+            continue;
+        }
         let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
         let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
         let authority = authority.rsplit('@').next().unwrap_or(authority);
@@ -1376,6 +1380,7 @@ mod tests {
             "https://[2001:db8::1]/v1/opamp".into(),
             "http://198.18.0.3".into(),
             "http://user@198.18.0.4:8080/x?y".into(),
+            "unix:///run/otelcol/otlp.sock".into(),
         ]);
         let want: Vec<SocketAddr> = [
             "198.18.0.2:4317",
