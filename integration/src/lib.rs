@@ -791,12 +791,32 @@ pub struct Rotel {
     pub http_addr: SocketAddr,
 }
 
+/// The python3 the tests run, as the interpreter's own path, resolved once.
+/// `python3` on PATH may be pyenv's shim, a chain of bash scripts that
+/// costs ~0.1 s per start here and 3-4 s in the emulated guests of
+/// integration/vm (the interpreter alone: ~1 s there), and the tests start
+/// python hundreds of times. The interpreter it resolves to is the same one,
+/// with the same packages and the same `python3` name in /proc.
+pub fn python3() -> &'static str {
+    static PYTHON3: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON3.get_or_init(|| {
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "python3".into())
+    })
+}
+
 /// Path of `rotel-agent`: `$ROTEL_AGENT`, else the PyPI package's.
 pub fn rotel_agent() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("ROTEL_AGENT") {
         return Some(PathBuf::from(p));
     }
-    let out = Command::new("python3")
+    let out = Command::new(python3())
         .args([
             "-c",
             "import rotel,os;print(os.path.join(os.path.dirname(rotel.__file__),'rotel-agent'))",

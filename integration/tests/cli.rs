@@ -168,6 +168,38 @@ fn probes_reports_attach_types_for_this_kernel() {
     }
 }
 
+/// `tapio probes lsm tc` reports those two probes only; an unknown name
+/// is an error that lists the names.
+#[test]
+fn probes_reports_only_the_probes_named() {
+    let out = Command::new(BIN).args(["probes", "nope"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no probe named \"nope\"") && err.contains("process, network, dns"),
+        "{err}"
+    );
+    if !privileged_or_skip("probes_reports_only_the_probes_named") {
+        return;
+    }
+    let out = Command::new(BIN)
+        .args(["probes", "lsm", "tc"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let reported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("probes "))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        reported,
+        ["lsm", "tc"].into_iter().collect(),
+        "only the named probes:\n{text}"
+    );
+}
+
 /// With no config and no OTEL_* variables, records go to stdout as
 /// OTLP-JSON lines.
 #[test]

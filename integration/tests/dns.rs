@@ -323,7 +323,7 @@ fn python_tls(port: u16, sni: &str) -> std::process::Child {
         "{}/../integration/tests/tc_client.py",
         env!("CARGO_MANIFEST_DIR")
     );
-    let mut c = std::process::Command::new("python3")
+    let mut c = std::process::Command::new(tapio_integration::python3())
         .arg("-u")
         .arg(script)
         .args(["tls", "127.0.0.1", &port.to_string(), sni])

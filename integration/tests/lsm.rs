@@ -330,7 +330,7 @@ fn bpf_lsm_rules_are_enforced_or_refused_loudly() {
         .map(|l| l.contains("bpf"))
         .unwrap_or(false)
         && Command::new(BIN)
-            .arg("probes")
+            .args(["probes", "lsm"])
             .output()
             .map(|o| {
                 String::from_utf8_lossy(&o.stdout)
@@ -386,7 +386,7 @@ fn bpf_lsm_rules_are_enforced_or_refused_loudly() {
         "{err}"
     );
     assert_eq!(gauge("keep-hostname", "refused"), Some(1));
-    let probes = Command::new(BIN).arg("probes").output().unwrap();
+    let probes = Command::new(BIN).args(["probes", "lsm"]).output().unwrap();
     let text = String::from_utf8_lossy(&probes.stdout);
     assert!(
         text.lines()
@@ -661,7 +661,7 @@ fn keep_bpf_deny_does_not_stop_the_next_tapio() {
     kill9(t);
     // BPF_PROG_LOAD of a two-instruction socket filter by another process.
     let load = || {
-        let out = Command::new("python3")
+        let out = Command::new(tapio_integration::python3())
             .args([
                 "-c",
                 "import ctypes,struct,os\n\
@@ -914,7 +914,10 @@ fn in_private_net(cg: &TestCgroup, script: &str) -> String {
             "-n",
             "sh",
             "-c",
-            "ip link set lo up && ip addr add 198.18.1.1/32 dev lo && exec python3 -c \"$0\"",
+            &format!(
+                "ip link set lo up && ip addr add 198.18.1.1/32 dev lo && exec {} -c \"$0\"",
+                tapio_integration::python3()
+            ),
             script,
         ],
     )

@@ -239,7 +239,7 @@ fn timeout_and_unreachable_between_namespaces() {
     let connect = |ip: &str| {
         let code = format!("import errno, socket\ns=socket.socket()\ntry:\n  s.connect(('{ip}', 9))\nexcept OSError as e:\n  print(errno.errorcode[e.errno])\n");
         pair.a
-            .command("python3")
+            .command(tapio_integration::python3())
             .args(["-c", &code])
             .stdout(std::process::Stdio::piped())
             .spawn()

@@ -33,7 +33,7 @@ impl OpampServer {
     fn start(dir: &Path, port: u16) -> Self {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../integration/tests/opamp_server.py");
-        let mut child = Command::new("python3")
+        let mut child = Command::new(tapio_integration::python3())
             .arg(script)
             .arg("--dir")
             .arg(dir)

@@ -113,7 +113,7 @@ fn of<'a>(
 /// Asked of `tapio probes`, which loads every variant for real.
 fn refuses_trampolines() -> bool {
     let out = Command::new(BIN)
-        .arg("probes")
+        .args(["probes", "security"])
         .output()
         .expect("tapio probes");
     String::from_utf8_lossy(&out.stdout)
@@ -832,7 +832,7 @@ fn capability_use_is_reported_once_per_process_and_capability() {
     // (the Debian guests): any security variant not labelled
     // `-no-capability` that loads here.
     let probes = std::process::Command::new(BIN)
-        .arg("probes")
+        .args(["probes", "security"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&probes.stdout);

@@ -86,7 +86,7 @@ impl Drop for Bg {
 }
 
 fn py(ns: &NetNs, args: &[&str]) -> Bg {
-    let mut c = ns.command("python3");
+    let mut c = ns.command(tapio_integration::python3());
     c.arg("-u").arg(client_py()).args(args);
     Bg::spawn(c)
 }
@@ -104,7 +104,7 @@ fn wait_port(ns: &NetNs, addr: &str) {
     let end = Instant::now() + WAIT;
     while Instant::now() < end {
         let ok = ns
-            .command("python3")
+            .command(tapio_integration::python3())
             .args([
                 "-c",
                 &format!(
@@ -339,7 +339,7 @@ fn classifies_and_counts_each_protocol_exactly() {
     // Servers.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    let mut http = b.command("python3");
+    let mut http = b.command(tapio_integration::python3());
     http.args(["-m", "http.server", "8080", "--bind", srv])
         .current_dir(&d);
     let _http = Bg::spawn(http);
@@ -795,7 +795,7 @@ fn sidecar_redirected_traffic_counts_under_the_original_destination() {
     let side = py(&pair.a, &["sidecar", "15001", "1337"]);
     assert_eq!(side.line("sidecar"), "ready");
     let dir = tempfile::tempdir().unwrap();
-    let mut http = pair.b.command("python3");
+    let mut http = pair.b.command(tapio_integration::python3());
     http.args(["-m", "http.server", "80", "--bind", "198.18.0.2"])
         .current_dir(dir.path());
     let _http = Bg::spawn(http);
@@ -836,7 +836,7 @@ fn sidecar_redirected_traffic_counts_under_the_original_destination() {
 }
 
 fn probes_text() -> String {
-    let out = Command::new(BIN).arg("probes").output().unwrap();
+    let out = Command::new(BIN).args(["probes", "tc"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -1468,7 +1468,7 @@ fn relay(ns: &NetNs, listen: &str, to: u16) -> Bg {
     let script = format!(
         "import socket,threading\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('{ip}',{port}))\nl.listen(64)\nprint('ready',flush=True)\ndef pipe(a,b):\n  try:\n    while True:\n      d=a.recv(65536)\n      if not d: break\n      b.sendall(d)\n  except OSError: pass\n  try: b.shutdown(socket.SHUT_WR)\n  except OSError: pass\nwhile True:\n  c,_=l.accept()\n  u=socket.create_connection(('127.0.0.1',{to}))\n  threading.Thread(target=pipe,args=(c,u),daemon=True).start()\n  threading.Thread(target=pipe,args=(u,c),daemon=True).start()"
     );
-    let mut c = ns.command("python3");
+    let mut c = ns.command(tapio_integration::python3());
     c.args(["-u", "-c", &script]);
     let r = Bg::spawn(c);
     assert_eq!(r.line("relay"), "ready");
@@ -1514,7 +1514,7 @@ fn chaos_never_cuts_tapios_own_collector() {
 /// An h2c server that reads whatever comes and answers nothing: enough
 /// for the client's requests to reach the wire.
 fn h2c_sink(ns: &NetNs, addr: &str, port: &str) -> Bg {
-    let mut c = ns.command("python3");
+    let mut c = ns.command(tapio_integration::python3());
     c.args([
         "-c",
         &format!(
@@ -1599,8 +1599,11 @@ fn tells_dot_and_doh_from_other_tls() {
     let (_c, s, r) = exchange(a, &["tls", srv, "853", "any.tapio-tc.test"]);
     assert_flow(&rx, &pair, "dot", &iface, (s, r));
     // The configured name, in another case.
-    let (_c, s, r) = exchange(a, &["tls", srv, "443", "DoH.Tapio-TC.test"]);
+    let (doh, s, r) = exchange(a, &["tls", srv, "443", "DoH.Tapio-TC.test"]);
     assert_flow(&rx, &pair, "doh", &iface, (s, r));
+    // s_server serves one connection at a time: the held DoH client would
+    // keep the next one waiting out its hold (20 s).
+    drop(doh);
     let (_c, s, r) = exchange(a, &["tls", srv, "443", "www.tapio-tc.test"]);
     assert_flow(&rx, &pair, "tls", &iface, (s, r));
 

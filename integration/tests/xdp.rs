@@ -472,7 +472,7 @@ fn send_udp(ns: &NetNs, dst: &str, n: u32) -> f64 {
         "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nt=time.monotonic()\nfor i in range({n}):\n  s.sendto(b'x'*32,('{dst}',9))\n  if i % 25 == 24: time.sleep(0.001)\nprint(time.monotonic()-t)"
     );
     let out = ns
-        .command("python3")
+        .command(tapio_integration::python3())
         .args(["-c", &script])
         .output()
         .expect("python3");
@@ -492,7 +492,7 @@ fn tcp_connects(ns: &NetNs, dst: &str, port: u16) -> bool {
         "import socket\ns=socket.socket()\ns.settimeout(2)\ntry:\n  s.connect(('{dst}',{port}))\n  print('ok')\nexcept ConnectionRefusedError:\n  print('refused')\nexcept OSError:\n  print('timeout')"
     );
     let out = ns
-        .command("python3")
+        .command(tapio_integration::python3())
         .args(["-c", &script])
         .output()
         .expect("python3");
@@ -670,7 +670,7 @@ fn syn_flood_auto_blocks_a_source_then_expires() {
     let script = "import socket\nfor _ in range(200):\n  s=socket.socket(); s.setblocking(False)\n  try: s.connect(('198.18.1.1',81))\n  except BlockingIOError: pass\n  s.close()";
     let out = lab
         .attacker
-        .command("python3")
+        .command(tapio_integration::python3())
         .args(["-c", script])
         .output()
         .unwrap();
@@ -728,7 +728,7 @@ struct Py {
 impl Py {
     fn spawn(ns: &NetNs, script: &str) -> Self {
         let mut child = ns
-            .command("python3")
+            .command(tapio_integration::python3())
             .args(["-u", "-c", script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -772,7 +772,7 @@ fn spoof_syns(ns: &NetNs, src: &str, n: u32) {
         "import socket,struct\nsrc,dst=socket.inet_aton('{src}'),socket.inet_aton('198.18.2.1')\ndef csum(b):\n  s=sum(struct.unpack('!%dH'%(len(b)//2),b))\n  while s>>16: s=(s&0xffff)+(s>>16)\n  return ~s&0xffff\nr=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_RAW)\nfor i in range({n}):\n  t=struct.pack('!HHIIBBHHH',20000+i,7000,i,0,0x50,0x02,65535,0,0)\n  c=csum(src+dst+struct.pack('!BBH',0,6,len(t))+t)\n  t=t[:16]+struct.pack('!H',c)+t[18:]\n  ip=struct.pack('!BBHHHBBH4s4s',0x45,0,40,i+1,0,64,6,0,src,dst)\n  r.sendto(ip+t,('198.18.2.1',0))"
     );
     let out = ns
-        .command("python3")
+        .command(tapio_integration::python3())
         .args(["-c", &script])
         .output()
         .expect("python3");
@@ -922,7 +922,7 @@ fn relay(ns: &NetNs, listen: &str, to: u16) -> Relay {
         "import socket,threading\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('{ip}',{port}))\nl.listen(64)\nprint('ready',flush=True)\ndef pipe(a,b):\n  try:\n    while True:\n      d=a.recv(65536)\n      if not d: break\n      b.sendall(d)\n  except OSError: pass\n  try: b.shutdown(socket.SHUT_WR)\n  except OSError: pass\nwhile True:\n  c,_=l.accept()\n  u=socket.create_connection(('127.0.0.1',{to}))\n  threading.Thread(target=pipe,args=(c,u),daemon=True).start()\n  threading.Thread(target=pipe,args=(u,c),daemon=True).start()"
     );
     let mut child = ns
-        .command("python3")
+        .command(tapio_integration::python3())
         .args(["-u", "-c", &script])
         .stdout(Stdio::piped())
         .spawn()
@@ -1035,7 +1035,7 @@ fn dns_amplification_drops_spoofed_responses_but_not_real_ones() {
     let script = "import socket\nfor src in ('198.18.1.2','198.18.2.2'):\n  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n  s.setsockopt(socket.SOL_IP,19,1)\n  s.bind((src,53))\n  for i in range(50): s.sendto(i.to_bytes(2,'big')+b'\\x81\\x80'+b'A'*3000,('198.18.1.1',33333))";
     let out = lab
         .attacker
-        .command("python3")
+        .command(tapio_integration::python3())
         .args(["-c", script])
         .output()
         .unwrap();
@@ -1051,7 +1051,7 @@ fn dns_amplification_drops_spoofed_responses_but_not_real_ones() {
     let script = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('198.18.1.2',53))\nfor i in range(40): s.sendto(i.to_bytes(2,'big')+b'\\x81\\x80'+b'A'*100,('198.18.1.1',33333))";
     let out = lab
         .attacker
-        .command("python3")
+        .command(tapio_integration::python3())
         .args(["-c", script])
         .output()
         .unwrap();

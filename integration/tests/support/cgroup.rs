@@ -31,7 +31,7 @@ impl TestCgroup {
 
     /// Run `python3 -c script` inside the cgroup; returns its stdout.
     pub fn python(&self, script: &str) -> String {
-        self.run("python3", &["-c", script])
+        self.run(tapio_integration::python3(), &["-c", script])
     }
 
     pub fn run(&self, prog: &str, args: &[&str]) -> String {
@@ -114,7 +114,7 @@ pub fn v1_memcg(tag: &str) -> PathBuf {
 /// The python3 interpreter itself, not a wrapper script (pyenv shims
 /// exec by the name they were called with, which our symlinks change).
 pub fn real_python() -> PathBuf {
-    let out = Command::new("python3")
+    let out = Command::new(tapio_integration::python3())
         .args([
             "-c",
             "import os, sys; print(os.path.realpath(sys.executable))",
