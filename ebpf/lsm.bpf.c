@@ -259,9 +259,17 @@ static __always_inline int in_container(__u32 slot1)
 	return 0;
 }
 
-/* Whether `r`'s conditions hold for the current task. */
-static __always_inline int conditions_hold(struct tapio_lsm_rule *r, int exempt)
+/* Whether the conditions of the rule in `slot` hold for the current task.
+ * A global function, so the verifier checks its loops (cgroup levels, comm
+ * bytes) once per program instead of once per rule of first_match's chain
+ * walk, at each of its call sites: the connect/bind/sendmsg programs took
+ * ~0.1 s each to verify, and Tapio with an LSM policy ~0.8 s to start
+ * (~10 s in an emulated guest). Scalars only (see net_walk). */
+__attribute__((noinline)) int conditions_hold(__u32 slot, __u32 exempt)
 {
+	struct tapio_lsm_rule *r = bpf_map_lookup_elem(&lsm_rules, &slot);
+	if (!r)
+		return 0;
 	if (exempt && !(r->flags & TAPIO_LSM_R_INCLUDE_TAPIO))
 		return 0;
 	if (r->uid != ANY_U32 && (__u32)bpf_get_current_uid_gid() != r->uid)
@@ -308,7 +316,7 @@ __attribute__((noinline)) __u32 first_match(__u32 gen, __u32 first, __u32 hook, 
 		 * subtree rule chained after it still applies. */
 		if (r->hook == hook && (!r->access || (r->access & access)) &&
 		    (!(mode & M_PREFIX) || (r->flags & TAPIO_LSM_R_PREFIX)) &&
-		    conditions_hold(r, mode & M_EXEMPT))
+		    conditions_hold(slot, mode & M_EXEMPT))
 			return cur;
 		cur = r->next;
 	}
