@@ -35,7 +35,13 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Which probes and attach types this kernel supports, and why not.
-    Probes,
+    Probes {
+        /// Only these probes (e.g. `lsm security`); default: all. Each
+        /// variant is loaded for real, so all of them take the verifier
+        /// seconds, an emulated or small machine much longer.
+        #[arg(value_name = "PROBE")]
+        only: Vec<String>,
+    },
 }
 
 fn init_logs(filter: &str) {
@@ -58,7 +64,7 @@ fn main() -> ExitCode {
             collector_config,
         } => run(config, collector_config),
         Command::CheckConfig { files } => check_config(&files),
-        Command::Probes => probes_report(),
+        Command::Probes { only } => probes_report(&only),
     };
     match result {
         Ok(code) => code,
@@ -171,7 +177,26 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-fn probes_report() -> Result<ExitCode> {
+/// Every name `tapio probes` reports on, in its order.
+fn probe_names() -> impl Iterator<Item = &'static str> {
+    probes::ALL.iter().map(|s| s.name).chain([
+        probes::xdp::NAME,
+        probes::lsm::NAME,
+        probes::tc::NAME,
+    ])
+}
+
+fn probes_report(only: &[String]) -> Result<ExitCode> {
+    if let Some(unknown) = only
+        .iter()
+        .find(|n| !probe_names().any(|p| p == n.as_str()))
+    {
+        anyhow::bail!(
+            "no probe named {unknown:?} (probes: {})",
+            probe_names().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
     if features::privileged() {
         features::mount_pseudo_filesystems();
     }
@@ -196,7 +221,7 @@ fn probes_report() -> Result<ExitCode> {
     let btf = aya::Btf::from_sys_fs().ok();
     println!("\nprobes (each variant loaded for real, best first; nothing is attached):");
     let mut all_ok = true;
-    for spec in probes::ALL {
+    for spec in probes::ALL.iter().filter(|s| wanted(s.name)) {
         for v in spec.variants {
             let single = std::slice::from_ref(v);
             let one = probes::ProbeSpec {
@@ -220,28 +245,53 @@ fn probes_report() -> Result<ExitCode> {
             }
         }
     }
-    // Interface probes attach where config says; what the kernel decides
-    // per interface (native or generic XDP, tcx or clsact) shows in `tapio
-    // run`'s log and `tapio.attach_type`.
+    if wanted(probes::xdp::NAME) {
+        all_ok &= xdp_report(btf.as_ref());
+    }
+    if wanted(probes::lsm::NAME) {
+        all_ok &= lsm_report(btf.as_ref());
+    }
+    if wanted(probes::tc::NAME) {
+        all_ok &= tc_report(btf.as_ref());
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// XDP: the filter and its egress learner, loaded, not attached. Interface
+/// probes attach where config says; what the kernel decides per interface
+/// (native or generic XDP, tcx or clsact) shows in `tapio run`'s log and
+/// `tapio.attach_type`.
+fn xdp_report(btf: Option<&aya::Btf>) -> bool {
     let ring = probes::RingConfig::new(4096, std::time::Duration::ZERO);
     let tcx = aya::util::KernelVersion::current()
         .map(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
         .unwrap_or(false);
     let egress = if tcx { "tcx" } else { "clsact" };
-    match probes::xdp::load_only(ring, btf.as_ref()) {
-        Ok(_) => println!(
-            "  {:<10} {:<12} yes  egress learner via {egress}; native or generic XDP chosen per interface",
-            probes::xdp::NAME,
-            "xdp"
-        ),
+    match probes::xdp::load_only(ring, btf) {
+        Ok(_) => {
+            println!(
+                "  {:<10} {:<12} yes  egress learner via {egress}; native or generic XDP chosen per interface",
+                probes::xdp::NAME,
+                "xdp"
+            );
+            true
+        }
         Err(e) => {
-            all_ok = false;
             println!("  {:<10} {:<12} no   {e}", probes::xdp::NAME, "xdp");
+            false
         }
     }
-    // Enforcement: each hook loads on its own; a refused hook means its
-    // rules are refused at `tapio run`, with this reason.
-    match probes::lsm::load(ring, btf.as_ref()) {
+}
+
+/// Enforcement: each hook loads on its own; a refused hook means its rules
+/// are refused at `tapio run`, with this reason.
+fn lsm_report(btf: Option<&aya::Btf>) -> bool {
+    let ring = probes::RingConfig::new(4096, std::time::Duration::ZERO);
+    match probes::lsm::load(ring, btf) {
         Ok((_, _, refused)) => {
             for h in 1..tapio_shared::tapio_lsm_hook::TAPIO_LSM_HOOK_MAX {
                 let name = probes::lsm::hook_name(h);
@@ -250,18 +300,13 @@ fn probes_report() -> Result<ExitCode> {
                     Some(why) => println!("  {:<10} {:<12} no   {why}", probes::lsm::NAME, name),
                 }
             }
+            true
         }
         Err(e) => {
-            all_ok = false;
             println!("  {:<10} {:<12} no   {e}", probes::lsm::NAME, "all");
+            false
         }
     }
-    all_ok &= tc_report(btf.as_ref());
-    Ok(if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 /// The tc probe attaches to interfaces from config, so it is not in
