@@ -39,12 +39,11 @@ run: setup build
 ## test: install what is missing, then lint and run every test, the
 ## privileged ones for real (they fail under CI=true without root).
 test: setup fmt clippy
-	set -o pipefail; $(CARGO) test --workspace --release 2>&1 | tee $(HOST_TESTS)
-	@# The security probe's other syscall path (the default is per-syscall
-	@# tracepoints): both are proven here and in the guests.
-	TAPIO_TEST_SECURITY_SYSCALLS=dispatch $(CARGO) test --release -p tapio --test security
-	$(MAKE) fuzz
-	TAPIO=$(TAPIO) HOST_TESTS=$(HOST_TESTS) bash integration/vm/run.sh
+	@# Every test binary first: the kernel matrix runs them in its guests.
+	$(CARGO) test --workspace --release --no-run
+	@# The host's tests, the dispatcher pass, the fuzz pass, and the kernel
+	@# matrix beside them (integration/run-tests.sh says why).
+	CARGO=$(CARGO) MAKE=$(MAKE) TAPIO=$(TAPIO) HOST_TESTS=$(HOST_TESTS) bash integration/run-tests.sh
 
 ## matrix: only the kernel matrix (Debian 6.1 and 6.12 guests under qemu:
 ## the smoke boot and the privileged test binaries in each), rewriting the
