@@ -43,7 +43,7 @@ test: setup fmt clippy
 	$(CARGO) test --workspace --release --no-run
 	@# The host's tests, the dispatcher pass, the fuzz pass, and the kernel
 	@# matrix beside them (integration/run-tests.sh says why).
-	CARGO=$(CARGO) MAKE=$(MAKE) TAPIO=$(TAPIO) HOST_TESTS=$(HOST_TESTS) bash integration/run-tests.sh
+	CARGO='$(CARGO)' TAPIO='$(TAPIO)' HOST_TESTS='$(HOST_TESTS)' bash integration/run-tests.sh
 
 ## matrix: only the kernel matrix (Debian 6.1 and 6.12 guests under qemu:
 ## the smoke boot and the privileged test binaries in each), rewriting the

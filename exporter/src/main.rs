@@ -39,7 +39,7 @@ enum Command {
         /// Only these probes (e.g. `lsm security`); default: all. Every
         /// variant is loaded for real: all of them keep the verifier busy
         /// ~4 s on a 2-core VM, about a minute in an emulated guest.
-        #[arg(value_name = "PROBE")]
+        #[arg(value_name = "PROBE", value_parser = clap::builder::PossibleValuesParser::new(probe_names()))]
         only: Vec<String>,
     },
 }
@@ -177,7 +177,8 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-/// Every name `tapio probes` reports on, in its order.
+/// Every name `tapio probes` reports on, in its order (clap checks the
+/// names given against these).
 fn probe_names() -> impl Iterator<Item = &'static str> {
     probes::ALL.iter().map(|s| s.name).chain([
         probes::xdp::NAME,
@@ -187,15 +188,6 @@ fn probe_names() -> impl Iterator<Item = &'static str> {
 }
 
 fn probes_report(only: &[String]) -> Result<ExitCode> {
-    if let Some(unknown) = only
-        .iter()
-        .find(|n| !probe_names().any(|p| p == n.as_str()))
-    {
-        anyhow::bail!(
-            "no probe named {unknown:?} (probes: {})",
-            probe_names().collect::<Vec<_>>().join(", ")
-        );
-    }
     let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
     if features::privileged() {
         features::mount_pseudo_filesystems();

@@ -232,10 +232,10 @@ fn policy_churn_under_traffic_never_lifts_the_deny_and_leaks_nothing() {
         Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "echo $$ > {} && exec {} -c \"$0\" \"$@\"",
-                procs.display(),
-                tapio_integration::python3()
+                "echo $$ > {} && exec \"$PY\" -c \"$0\" \"$@\"",
+                procs.display()
             ))
+            .env("PY", tapio_integration::python3())
             .arg(PROBER)
             .args([d.to_string(), f.to_string(), stop.display().to_string()])
             .stdout(Stdio::piped())

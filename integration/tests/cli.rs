@@ -169,14 +169,14 @@ fn probes_reports_attach_types_for_this_kernel() {
 }
 
 /// `tapio probes lsm tc` reports those two probes only; an unknown name
-/// is an error that lists the names.
+/// is a usage error that lists the names.
 #[test]
 fn probes_reports_only_the_probes_named() {
     let out = Command::new(BIN).args(["probes", "nope"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a usage error: {err}");
     assert!(
-        err.contains("no probe named \"nope\"") && err.contains("process, network, dns"),
+        err.contains("invalid value 'nope'") && err.contains("process, network, dns"),
         "{err}"
     );
     if !privileged_or_skip("probes_reports_only_the_probes_named") {

@@ -924,11 +924,9 @@ fn in_private_net(cg: &TestCgroup, script: &str) -> String {
             "-n",
             "sh",
             "-c",
-            &format!(
-                "ip link set lo up && ip addr add 198.18.1.1/32 dev lo && exec {} -c \"$0\"",
-                tapio_integration::python3()
-            ),
+            "ip link set lo up && ip addr add 198.18.1.1/32 dev lo && exec \"$1\" -c \"$0\"",
             script,
+            tapio_integration::python3(),
         ],
     )
 }
