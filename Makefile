@@ -6,10 +6,11 @@ CARGO ?= cargo
 # Debian 12 packages the build and the tests need. bpftool reads the
 # objects' BTF in a test; dnsmasq and dig are the DNS tests' server and
 # client; libbpf-tools and bpftrace are the benchmarks' baselines;
-# prometheus scrapes Tapio's /metrics in its test.
+# prometheus scrapes Tapio's /metrics in its test; procps's pkill ends the
+# kernel matrix when `make test` is interrupted.
 APT_PACKAGES := etcd-server etcd-client clang-19 llvm-19 libclang-19-dev libbpf-dev linux-libc-dev bpftool libbpf-tools python3-pip iputils-ping \
 	dnsmasq-base bind9-dnsutils iproute2 bpftrace qemu-system-x86 busybox-static cpio \
-	redis-server postgresql openssl nftables iperf3 netsniff-ng xz-utils kmod prometheus
+	redis-server postgresql openssl nftables iperf3 netsniff-ng xz-utils kmod prometheus procps
 TAPIO := $(or $(CARGO_TARGET_DIR),target)/release/tapio
 # The host's test output, for the host column of the kernel matrix.
 HOST_TESTS := $(or $(CARGO_TARGET_DIR),target)/host-tests.log
