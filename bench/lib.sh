@@ -12,6 +12,9 @@ wait_for() {
 
 # IRQ-work interrupts so far, all CPUs (/proc/interrupts' IWI row): a
 # ring buffer's forced wakeup raises one.
+# Context switches of every thread of process $1 (voluntary: it slept and
+# was woken; nonvoluntary: preempted).
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 irq_work() { awk '$1 == "IWI:" {s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s}' /proc/interrupts; }
 
 # Median of the numbers on stdin.

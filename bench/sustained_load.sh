@@ -187,11 +187,12 @@ Y
 	grep -q "tapio ready" "$work/$label.tapio.err" || { echo "tapio not ready in 180 s"; exit 1; }
 	sleep 2
 
-	local c0 c1 c2 b0 b1 t0 t1 t2 w0 w1
+	local c0 c1 c2 b0 b1 t0 t1 t2 w0 w1 x0 x1
 	# One listing gives the total and the per-program figures.
 	bpftool prog show -j >"$work/$label.progs0"
 	read -r b0 _ < <(prog_sum tapio_ <"$work/$label.progs0")
 	w0=$(irq_work)
+	x0=$(ctx_switches $tp)
 	grep VmRSS "/proc/$tp/status" | awk '{print $2}' >"$work/$label.rss0"
 	# The start's peak (programs loading, the kernel's BTF parsed: freed
 	# once loaded) is not the steady state: keep it, then reset VmHWM so
@@ -229,6 +230,7 @@ Y
 	bpftool prog show -j >"$work/$label.progs1"
 	read -r b1 _ < <(prog_sum tapio_ <"$work/$label.progs1")
 	w1=$(irq_work)
+	x1=$(ctx_switches $tp)
 
 	# The generator's connections still open once it has exited: orphans
 	# its acceptor closed (FIN_WAIT1, LAST_ACK...) whose close the kernel
@@ -263,7 +265,7 @@ Y
 	curl -s --max-time 5 "http://127.0.0.1:$CTL/counts" >"$work/$label.counts.json"
 	stop_all
 	python3 - "$work" "$label" "$c0" "$c1" "$c2" "$t0" "$t1" "$t2" "$TICK" "$b0" "$b1" "$EXEC" "$GEN" "$CPORT" "$DPORT" \
-		"$r0" "$r1" "$k0" "$k1" "$load" "${ir:-0}" "$s0" "$s2" "$w0" "$w1" <<'PY' >>"$work/results.jsonl"
+		"$r0" "$r1" "$k0" "$k1" "$load" "${ir:-0}" "$s0" "$s2" "$w0" "$w1" "$x0" "$x1" <<'PY' >>"$work/results.jsonl"
 import json, os, re, sys
 work, label = sys.argv[1], sys.argv[2]
 c0, c1, c2 = map(int, sys.argv[3:6]); t0, t1, t2 = map(float, sys.argv[6:9]); tick = int(sys.argv[9])
@@ -393,6 +395,9 @@ print(json.dumps(dict(
     # IRQ-work interrupts on the machine during the load, per 1,000 events:
     # a forced ring-buffer wakeup is one (a self-IPI, dear in a VM).
     irq_work_per_kevent=1e3 * (int(sys.argv[25]) - int(sys.argv[24])) / max(events, 1),
+    # Tapio's context switches during the load, per 1,000 events: each is
+    # a sleep and a wakeup (a trip through the hypervisor on this VM).
+    ctx_per_kevent=1e3 * (int(sys.argv[27]) - int(sys.argv[26])) / max(events, 1),
     rotel_cpu_pct=100.0 * (r1 - r0) / tick / load_secs,
     receiver_cpu_pct=100.0 * (k1 - k0) / tick / load_secs,
     loadavg=loadavg,
@@ -455,7 +460,7 @@ print("load avg: the 1-minute load average before the run, on a 2-core machine o
 for r in rows:
     if r.get("ir_per_event"):
         print(f'{r["label"]}: callgrind: {r["ir_per_event"]:,.0f} userspace instructions per event, {r["ir_per_record"]:,.0f} per record sent (background included)')
-    print(f'{r["label"]}: load {r["load_secs"]:.1f} s, drain {r["drain_secs"]:.1f} s; Tapio CPU {r["cpu_us_per_event"]:.2f} µs per event, of which in the kernel (system time: its syscalls, and the loopback TCP receive its sends run) {r.get("sys_us_per_event", 0):.2f}; IRQ-work interrupts (forced ring-buffer wakeups) {r.get("irq_work_per_kevent", 0):.1f} per 1,000 events; Tapio RSS before the load {r["rss0_kib"] / 1024:.1f} MiB (peak while starting {r["hwm0_kib"] / 1024:.1f}), peak during load and drain {r["hwm_kib"] / 1024:.1f} MiB; '
+    print(f'{r["label"]}: load {r["load_secs"]:.1f} s, drain {r["drain_secs"]:.1f} s; Tapio CPU {r["cpu_us_per_event"]:.2f} µs per event, of which in the kernel (system time: its syscalls, and the loopback TCP receive its sends run) {r.get("sys_us_per_event", 0):.2f}; IRQ-work interrupts (forced ring-buffer wakeups) {r.get("irq_work_per_kevent", 0):.1f} and Tapio context switches {r.get("ctx_per_kevent", 0):.1f} per 1,000 events; Tapio RSS before the load {r["rss0_kib"] / 1024:.1f} MiB (peak while starting {r["hwm0_kib"] / 1024:.1f}), peak during load and drain {r["hwm_kib"] / 1024:.1f} MiB; '
           f'during the load rotel used {r["rotel_cpu_pct"]:.0f} % and the receiver {r["receiver_cpu_pct"]:.0f} % of a core; load average before it {r["loadavg"]}')
     top = sorted(r.get("progs", {}).items(), key=lambda kv: -kv[1][0])[:8]
     if top:

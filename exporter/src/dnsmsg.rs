@@ -97,6 +97,20 @@ pub fn read_name_into(msg: &[u8], off: usize, name: &mut String) -> Result<usize
     append_name(msg, off, name)
 }
 
+/// Label bytes written as they are: printable ASCII but the separator and
+/// the escape (a table: the three comparisons per byte showed in the
+/// parse of every message).
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_graphic() && b != b'.' && b != b'\\';
+        c += 1;
+    }
+    t
+};
+
 /// A name appended to what `name` holds already.
 fn append_name(msg: &[u8], mut off: usize, name: &mut String) -> Result<usize, ParseError> {
     let base = name.len();
@@ -124,7 +138,7 @@ fn append_name(msg: &[u8], mut off: usize, name: &mut String) -> Result<usize, P
                 if name.len() > base {
                     name.push('.');
                 }
-                let plain = |c: &u8| c.is_ascii_graphic() && *c != b'.' && *c != b'\\';
+                let plain = |c: &u8| PLAIN[usize::from(*c)];
                 if label.iter().all(plain) {
                     // SAFETY: every byte is ASCII, so the String stays UTF-8.
                     // Not `str::from_utf8` + `push_str`: validating what was
@@ -277,8 +291,18 @@ pub fn parse_into(msg: &[u8], max_answers: usize, m: &mut Message) -> Result<(),
                 break;
             }
             let a = slot(&mut m.answers, na);
+            // An answer's name is nearly always a pointer to the first
+            // question's (offset 12, parsed above as the same text):
+            // copied, not walked again.
+            let next = if msg.get(off..off + 2) == Some(&[0xC0, 0x0C]) && nq > 0 {
+                a.name.clear();
+                a.name.push_str(&m.questions[0].name);
+                Ok(off + 2)
+            } else {
+                read_name_into(msg, off, &mut a.name)
+            };
             // A cut capture ends the answers, it does not fail the message.
-            let Ok(next) = read_name_into(msg, off, &mut a.name) else {
+            let Ok(next) = next else {
                 m.answers_cut = true;
                 break;
             };

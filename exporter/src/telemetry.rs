@@ -291,6 +291,17 @@ impl ProbeStats {
 
     /// Losses by reason name: the kernel's (its counters, then the program
     /// runs it skipped as recursion), then userspace decode errors.
+    /// The kernel's loss counters ([`KERNEL_LOST_REASONS`]) summed: what
+    /// [`ProbeStats::lost`] reports of them, without its other readers
+    /// (the recursion count is a `BPF_OBJ_GET_INFO_BY_FD` per program,
+    /// for a reader that asks a hundred times a second).
+    pub fn kernel_lost_total(&self) -> u64 {
+        lock(&self.kernel_lost)
+            .as_ref()
+            .and_then(|f| f())
+            .map_or(0, |counts| counts.iter().sum())
+    }
+
     pub fn lost(&self) -> Vec<(&'static str, u64)> {
         let mut out: Vec<(&'static str, u64)> =
             KERNEL_LOST_REASONS.iter().map(|r| (*r, 0)).collect();
@@ -832,5 +843,26 @@ mod tests {
         let p = t.probe("network");
         p.set_recursion_reader(Box::new(|| 7));
         assert!(p.lost().contains(&(RECURSION, 7)));
+    }
+
+    /// The DNS reader's frequent read sums the kernel's counters and asks
+    /// nothing of the recursion reader (a syscall per program).
+    #[test]
+    fn kernel_lost_total_reads_only_the_kernel_counters() {
+        let t = Telemetry::new(0);
+        let p = t.probe("dns");
+        assert_eq!(p.kernel_lost_total(), 0);
+        let asked = Arc::new(AtomicU64::new(0));
+        let a = asked.clone();
+        p.set_recursion_reader(Box::new(move || {
+            a.fetch_add(1, Relaxed);
+            5
+        }));
+        p.set_kernel_lost_reader(Box::new(|| Some(vec![3, 0, 1, 2])));
+        p.lose("unmatched", 4);
+        assert_eq!(p.kernel_lost_total(), 6);
+        assert_eq!(asked.load(Relaxed), 0);
+        let all: u64 = p.lost().iter().map(|(_, n)| n).sum();
+        assert_eq!((all, asked.load(Relaxed)), (6 + 5 + 4, 1));
     }
 }

@@ -829,19 +829,33 @@ pub fn ipv4_text(o: [u8; 4], out: &mut [u8; 15]) -> usize {
             out[n] = b'.';
             n += 1;
         }
-        if b >= 100 {
-            out[n] = b'0' + b / 100;
-            n += 1;
-        }
-        if b >= 10 {
-            out[n] = b'0' + (b / 10) % 10;
-            n += 1;
-        }
-        out[n] = b'0' + b % 10;
-        n += 1;
+        // Three bytes stored whatever the octet's length (the last ones
+        // are overwritten or past the text): no branch per digit.
+        let (digits, len) = OCTET_TEXT[usize::from(b)];
+        out[n..n + 3].copy_from_slice(&digits);
+        n += usize::from(len);
     }
     n
 }
+
+/// Each octet's decimal digits and their count: an address is written in
+/// every connection's and DNS lookup's records, up to four times.
+static OCTET_TEXT: [([u8; 3], u8); 256] = {
+    let mut t = [([0u8; 3], 0u8); 256];
+    let mut b = 0;
+    while b < 256 {
+        let (h, d, u) = ((b / 100) as u8, ((b / 10) % 10) as u8, (b % 10) as u8);
+        t[b] = if b >= 100 {
+            ([b'0' + h, b'0' + d, b'0' + u], 3)
+        } else if b >= 10 {
+            ([b'0' + d, b'0' + u, 0], 2)
+        } else {
+            ([b'0' + u, 0, 0], 1)
+        };
+        b += 1;
+    }
+    t
+};
 
 /// The fixed part of every export request of one signal: the resource and
 /// the scope, encoded once; [`BatchFramer::frame`] puts them in front of a
@@ -1049,12 +1063,16 @@ mod tests {
 
     #[test]
     fn fast_text_matches_display() {
-        for o in [
-            [0, 0, 0, 0],
-            [255, 255, 255, 255],
-            [198, 18, 0, 9],
-            [10, 100, 99, 1],
-        ] {
+        // Every octet value in every position, and the widest text.
+        let every = (0..=255u8).flat_map(|b| {
+            [
+                [b, 9, 10, 100],
+                [99, b, 0, 255],
+                [1, 10, b, 7],
+                [200, 2, 3, b],
+            ]
+        });
+        for o in every.chain([[255, 255, 255, 255], [0, 0, 0, 0]]) {
             let mut t = [0; 15];
             let n = ipv4_text(o, &mut t);
             assert_eq!(&t[..n], std::net::Ipv4Addr::from(o).to_string().as_bytes());

@@ -413,12 +413,7 @@ impl Handler {
     /// The probe's kernel losses, every reason summed (a full ring buffer
     /// is the one that drops responses).
     fn read_kernel_lost(&self) -> u64 {
-        self.stats
-            .lost()
-            .iter()
-            .filter(|(r, _)| crate::telemetry::KERNEL_LOST_REASONS.contains(r))
-            .map(|(_, n)| n)
-            .sum()
+        self.stats.kernel_lost_total()
     }
 
     fn recycle(&mut self, p: Pending) {
@@ -438,22 +433,26 @@ impl Handler {
             id: msg.id,
         };
         // A retransmission of the same query keeps the first send time.
-        if self.pending.contains(&key) {
+        let spare = &mut self.spare_names;
+        let lost_at_send = self.lost_baseline;
+        let inserted = self.pending.insert_new(key, || {
+            let mut name = spare.pop().unwrap_or_default();
+            name.clear();
+            name.push_str(&q.name);
+            Pending {
+                hdr: p.hdr,
+                sent_boot_ns: p.hdr.ts_ns,
+                name,
+                qtype: q.qtype,
+                lost_at_send,
+            }
+        });
+        let Some(evicted) = inserted else {
             return;
-        }
+        };
         // Fill the workload cache now, while the querying task is alive.
         self.enricher.warm(p.hdr.cgroup_id, p.hdr.pid);
-        let mut name = self.spare_names.pop().unwrap_or_default();
-        name.clear();
-        name.push_str(&q.name);
-        let pending = Pending {
-            hdr: p.hdr,
-            sent_boot_ns: p.hdr.ts_ns,
-            name,
-            qtype: q.qtype,
-            lost_at_send: self.lost_baseline,
-        };
-        if let Some((_, evicted)) = self.pending.insert(key, pending) {
+        if let Some((_, evicted)) = evicted {
             self.stats.lose("pending_evicted", 1);
             self.recycle(evicted);
         }

@@ -33,10 +33,6 @@ impl PendingQueries {
         self.map.len()
     }
 
-    pub fn contains(&self, k: &Key) -> bool {
-        self.map.contains_key(k)
-    }
-
     fn live(&self, k: &Key, sent: u64) -> bool {
         self.map.get(k).is_some_and(|p| p.sent_boot_ns == sent)
     }
@@ -51,6 +47,41 @@ impl PendingQueries {
         };
         self.order.push_back((k, p.sent_boot_ns));
         self.map.insert(k, p);
+        self.trim_order();
+        evicted
+    }
+
+    /// [`PendingQueries::insert`] unless `k` is pending already (a
+    /// retransmission keeps its first send time): one hash of the key
+    /// where `contains` and `insert` made two. `p` is made only when it
+    /// goes in; `None` when `k` was pending, else what went out to make
+    /// room.
+    pub fn insert_new(
+        &mut self,
+        k: Key,
+        p: impl FnOnce() -> Pending,
+    ) -> Option<Option<(Key, Pending)>> {
+        if self.map.len() >= self.capacity {
+            // Full: evict only for a key that is new (the rare path).
+            if self.map.contains_key(&k) {
+                return None;
+            }
+            return Some(self.insert(k, p()));
+        }
+        match self.map.entry(k) {
+            std::collections::hash_map::Entry::Occupied(_) => None,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let p = v.insert(p());
+                self.order.push_back((k, p.sent_boot_ns));
+                self.trim_order();
+                Some(None)
+            }
+        }
+    }
+
+    /// Answered queries stay in `order` until they reach its front; bound
+    /// it when many pile up behind an old one.
+    fn trim_order(&mut self) {
         // Answered queries leave their entry in `order` until it reaches
         // the front; bound that.
         if self.order.len() > 2 * self.capacity {
@@ -58,7 +89,6 @@ impl PendingQueries {
             self.order
                 .retain(|(k, sent)| map.get(k).is_some_and(|p| p.sent_boot_ns == *sent));
         }
-        evicted
     }
 
     /// The query answered by a response with key `k`.
@@ -123,6 +153,25 @@ mod tests {
             qtype: 1,
             lost_at_send: 0,
         }
+    }
+
+    #[test]
+    fn insert_new_keeps_the_first_send_and_evicts_only_for_a_new_key() {
+        let mut p = PendingQueries::new(2);
+        assert!(matches!(p.insert_new(key(1), || query(10)), Some(None)));
+        // A retransmission: refused, its Pending never made.
+        assert!(p.insert_new(key(1), || unreachable!()).is_none());
+        assert!(matches!(p.insert_new(key(2), || query(20)), Some(None)));
+        // Full: a retransmission still evicts nothing.
+        assert!(p.insert_new(key(2), || unreachable!()).is_none());
+        assert_eq!(p.len(), 2);
+        // Full: a new key pushes the oldest out.
+        let Some(Some((k, q))) = p.insert_new(key(3), || query(30)) else {
+            panic!("the oldest query was not evicted");
+        };
+        assert_eq!((k, q.sent_boot_ns), (key(1), 10));
+        assert_eq!(p.remove(&key(2)).map(|q| q.sent_boot_ns), Some(20));
+        assert_eq!(p.oldest_sent(), Some(30));
     }
 
     #[test]
