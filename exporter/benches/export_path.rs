@@ -44,7 +44,8 @@ use tapio::{
 };
 use tapio_shared::{
     as_bytes, tapio_dns_packet, tapio_event_header, tapio_event_kind as kind, tapio_process_exec,
-    tapio_sec_cred, tapio_sec_event, tapio_sec_op, tapio_tcp_connect, tapio_tcp_tuple,
+    tapio_sec_cred, tapio_sec_event, tapio_sec_op, tapio_tcp_close, tapio_tcp_connect,
+    tapio_tcp_tuple,
 };
 
 struct Counting;
@@ -157,6 +158,33 @@ fn connect_record(i: usize) -> Vec<u8> {
         },
         error: if refused { 111 } else { 0 },
         tuple: tuple(40_000 + (i % 20_000) as u16, 443),
+    };
+    as_bytes(&r).to_vec()
+}
+
+/// A connection's close as the sustained-load bench's generator makes
+/// them: one process, its connecting thread's outbound close (even `i`)
+/// and its accepting thread's inbound one (odd `i`), as on a busy client
+/// or server (the other rows give every record a process of its own).
+fn close_record(i: usize) -> Vec<u8> {
+    let inbound = i % 2 == 1;
+    let mut hdr = header(kind::TAPIO_EVENT_TCP_CLOSE, i);
+    hdr.pid = 5000;
+    hdr.tid = if inbound { 5002 } else { 5001 };
+    let port = 40_000 + (i % 20_000) as u16;
+    let r = tapio_tcp_close {
+        hdr,
+        established_ns: 1_000_000_000 - 250_000_000 - i as u64,
+        bytes_sent: 517 + (i % 3000) as u64,
+        bytes_received: 12_345 + i as u64,
+        sock_cookie: i as u64,
+        inbound: u32::from(inbound),
+        srtt_us: 35 + (i % 200) as u32,
+        tuple: if inbound {
+            tuple(443, port)
+        } else {
+            tuple(port, 443)
+        },
     };
     as_bytes(&r).to_vec()
 }
@@ -294,7 +322,7 @@ fn drain_new(b: &Batches, s: Signal, all: bool) -> usize {
 fn main() {
     // EXPORT_PATH_ONLY=new: only the new path (for profiling).
     let only_new = std::env::var("EXPORT_PATH_ONLY").is_ok_and(|v| v == "new");
-    // EXPORT_PATH_KIND=exec|connect|dns|capability|credentials: one kind only.
+    // EXPORT_PATH_KIND=exec|connect|close|dns|capability|credentials: one kind only.
     let kind = std::env::var("EXPORT_PATH_KIND").unwrap_or_default();
     let want = |k: &str| kind.is_empty() || kind == k;
     let telemetry = Telemetry::new(0);
@@ -438,6 +466,64 @@ fn main() {
         };
         let (new, json) = (new_as(Format::Protobuf), new_as(Format::Json));
         rows.push(("connect → tcp.connect span", old, new, json));
+    }
+
+    // ---- TCP close → network.connection.close logs
+    if want("close") {
+        let closes: Vec<Vec<u8>> = (0..N).map(close_record).collect();
+        let old = if only_new {
+            Run {
+                us: f64::NAN,
+                allocs: f64::NAN,
+                bytes: 0,
+            }
+        } else {
+            let mut enricher = Enricher::default();
+            learn(&mut enricher);
+            let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Logs);
+            measure(N, || {
+                let mut out = 0;
+                for b in &closes {
+                    if let Ok(network::legacy::NetworkEvent::Close(c)) = network::legacy::decode(b)
+                    {
+                        let cm = &c.common;
+                        let ctx = ProcessContext {
+                            owner: enricher.users.name(cm.uid).map(str::to_string),
+                            workload: enricher.workload(cm.cgroup_id, cm.pid),
+                            info: None,
+                        };
+                        q.push(network::legacy::connection_close(&c, &ctx, &clock, 1));
+                    }
+                    out += drain_old(&q, false, |r| logs_payload(&resource, r));
+                }
+                out + drain_old(&q, true, |r| logs_payload(&resource, r))
+            })
+        };
+        let new_as = |format| {
+            let (emitter, batches) =
+                Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
+            let mut h = network::Handler {
+                emitter: emitter.stashing(),
+                stats: tapio::telemetry::ReaderStats::new(telemetry.probe(network::NAME)),
+                enricher: Enricher::default(),
+                clock,
+                ids: IdGenerator::seeded(1),
+            };
+            learn(&mut h.enricher);
+            let mut run = || {
+                let mut out = 0;
+                for b in &closes {
+                    h.handle(b);
+                    out += drain_new(&batches, Signal::Logs, false);
+                }
+                h.end_wake();
+                out + drain_new(&batches, Signal::Logs, true)
+            };
+            run();
+            measure(N, run)
+        };
+        let (new, json) = (new_as(Format::Protobuf), new_as(Format::Json));
+        rows.push(("close → network.connection.close log", old, new, json));
     }
 
     // ---- DNS query + response → dns.query spans (per lookup)
