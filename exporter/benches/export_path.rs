@@ -1,5 +1,5 @@
 //! CPU cost and heap allocations per record of Tapio's userspace path, end
-//! to end, for exec, connect, DNS and security (capability use, credential
+//! to end, for exec, connect, close, DNS and security (capability use, credential
 //! change) records as the kernel writes them (no root needed):
 //!
 //!   decode → enrich → map/encode → bounded queue → batch → request bytes
@@ -276,6 +276,24 @@ struct Run {
 }
 
 /// Median over RUNS (by CPU) of `f`, which handles `n` records.
+/// The old path's figures when only the new one runs (`EXPORT_PATH_ONLY=new`).
+fn skipped() -> Run {
+    Run {
+        us: f64::NAN,
+        allocs: f64::NAN,
+        bytes: 0,
+    }
+}
+
+/// The owned context the old mappers took, as their handlers built it.
+fn legacy_ctx(e: &mut Enricher, c: &tapio::probes::process::Common) -> ProcessContext {
+    ProcessContext {
+        owner: e.users.name(c.uid).map(str::to_string),
+        workload: e.workload(c.cgroup_id, c.pid),
+        info: None,
+    }
+}
+
 fn measure(n: usize, mut f: impl FnMut() -> usize) -> Run {
     let mut runs = Vec::new();
     for _ in 0..RUNS {
@@ -340,15 +358,40 @@ fn main() {
         );
     };
 
+    // The network handler's new path over `records` (the connect and
+    // close rows), protobuf then JSON.
+    let network_new = |records: &[Vec<u8>], signal: Signal| {
+        let new_as = |format| {
+            let (emitter, batches) =
+                Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
+            let mut h = network::Handler {
+                emitter: emitter.stashing(),
+                stats: tapio::telemetry::ReaderStats::new(telemetry.probe(network::NAME)),
+                enricher: Enricher::default(),
+                clock,
+                ids: IdGenerator::seeded(1),
+            };
+            learn(&mut h.enricher);
+            let mut run = || {
+                let mut out = 0;
+                for b in records {
+                    h.handle(b);
+                    out += drain_new(&batches, signal, false);
+                }
+                h.end_wake();
+                out + drain_new(&batches, signal, true)
+            };
+            run();
+            measure(N, run)
+        };
+        (new_as(Format::Protobuf), new_as(Format::Json))
+    };
+
     // ---- exec → process.exec log records
     if want("exec") {
         let execs: Vec<Vec<u8>> = (0..N).map(exec_record).collect();
         let old = if only_new {
-            Run {
-                us: f64::NAN,
-                allocs: f64::NAN,
-                bytes: 0,
-            }
+            skipped()
         } else {
             let mut enricher = Enricher::default();
             let q = BoundedQueue::new(N, BATCH, telemetry.clone(), Signal::Logs);
@@ -412,11 +455,7 @@ fn main() {
     if want("connect") {
         let connects: Vec<Vec<u8>> = (0..N).map(connect_record).collect();
         let old = if only_new {
-            Run {
-                us: f64::NAN,
-                allocs: f64::NAN,
-                bytes: 0,
-            }
+            skipped()
         } else {
             let mut enricher = Enricher::default();
             learn(&mut enricher);
@@ -429,11 +468,7 @@ fn main() {
                         network::legacy::decode(b)
                     {
                         let cm = &c.common;
-                        let ctx = ProcessContext {
-                            owner: enricher.users.name(cm.uid).map(str::to_string),
-                            workload: enricher.workload(cm.cgroup_id, cm.pid),
-                            info: None,
-                        };
+                        let ctx = legacy_ctx(&mut enricher, cm);
                         q.push(network::legacy::tcp_connect(&c, &ctx, &clock, &mut ids));
                     }
                     out += drain_old(&q, false, |s| spans_payload(&resource, s));
@@ -441,30 +476,7 @@ fn main() {
                 out + drain_old(&q, true, |s| spans_payload(&resource, s))
             })
         };
-        let new_as = |format| {
-            let (emitter, batches) =
-                Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
-            let mut h = network::Handler {
-                emitter: emitter.stashing(),
-                stats: tapio::telemetry::ReaderStats::new(telemetry.probe(network::NAME)),
-                enricher: Enricher::default(),
-                clock,
-                ids: IdGenerator::seeded(1),
-            };
-            learn(&mut h.enricher);
-            let mut run = || {
-                let mut out = 0;
-                for b in &connects {
-                    h.handle(b);
-                    out += drain_new(&batches, Signal::Traces, false);
-                }
-                h.end_wake();
-                out + drain_new(&batches, Signal::Traces, true)
-            };
-            run();
-            measure(N, run)
-        };
-        let (new, json) = (new_as(Format::Protobuf), new_as(Format::Json));
+        let (new, json) = network_new(&connects, Signal::Traces);
         rows.push(("connect → tcp.connect span", old, new, json));
     }
 
@@ -472,11 +484,7 @@ fn main() {
     if want("close") {
         let closes: Vec<Vec<u8>> = (0..N).map(close_record).collect();
         let old = if only_new {
-            Run {
-                us: f64::NAN,
-                allocs: f64::NAN,
-                bytes: 0,
-            }
+            skipped()
         } else {
             let mut enricher = Enricher::default();
             learn(&mut enricher);
@@ -487,11 +495,7 @@ fn main() {
                     if let Ok(network::legacy::NetworkEvent::Close(c)) = network::legacy::decode(b)
                     {
                         let cm = &c.common;
-                        let ctx = ProcessContext {
-                            owner: enricher.users.name(cm.uid).map(str::to_string),
-                            workload: enricher.workload(cm.cgroup_id, cm.pid),
-                            info: None,
-                        };
+                        let ctx = legacy_ctx(&mut enricher, cm);
                         q.push(network::legacy::connection_close(&c, &ctx, &clock, 1));
                     }
                     out += drain_old(&q, false, |r| logs_payload(&resource, r));
@@ -499,30 +503,7 @@ fn main() {
                 out + drain_old(&q, true, |r| logs_payload(&resource, r))
             })
         };
-        let new_as = |format| {
-            let (emitter, batches) =
-                Emitter::standalone_as(format, &resource, N, BATCH, telemetry.clone());
-            let mut h = network::Handler {
-                emitter: emitter.stashing(),
-                stats: tapio::telemetry::ReaderStats::new(telemetry.probe(network::NAME)),
-                enricher: Enricher::default(),
-                clock,
-                ids: IdGenerator::seeded(1),
-            };
-            learn(&mut h.enricher);
-            let mut run = || {
-                let mut out = 0;
-                for b in &closes {
-                    h.handle(b);
-                    out += drain_new(&batches, Signal::Logs, false);
-                }
-                h.end_wake();
-                out + drain_new(&batches, Signal::Logs, true)
-            };
-            run();
-            measure(N, run)
-        };
-        let (new, json) = (new_as(Format::Protobuf), new_as(Format::Json));
+        let (new, json) = network_new(&closes, Signal::Logs);
         rows.push(("close → network.connection.close log", old, new, json));
     }
 
@@ -531,11 +512,7 @@ fn main() {
         let lookups: Vec<[Vec<u8>; 2]> = (0..N).map(dns_records).collect();
         let cfg = tapio::config::DnsProbe::default();
         let old = if only_new {
-            Run {
-                us: f64::NAN,
-                allocs: f64::NAN,
-                bytes: 0,
-            }
+            skipped()
         } else {
             let mut enricher = Enricher::default();
             learn(&mut enricher);
@@ -553,11 +530,7 @@ fn main() {
                         if let Ok(m) = tapio::dnsmsg::parse(&p.payload, cfg.max_answers) {
                             if let Some(qn) = m.questions.first() {
                                 let c = &p.common;
-                                let ctx = ProcessContext {
-                                    owner: enricher.users.name(c.uid).map(str::to_string),
-                                    workload: enricher.workload(c.cgroup_id, c.pid),
-                                    info: None,
-                                };
+                                let ctx = legacy_ctx(&mut enricher, c);
                                 let key = dns::Key {
                                     tuple: p.tuple,
                                     transport: p.transport,
@@ -650,11 +623,7 @@ fn main() {
         }
         let records: Vec<Vec<u8>> = (0..N).map(make).collect();
         let old = if only_new {
-            Run {
-                us: f64::NAN,
-                allocs: f64::NAN,
-                bytes: 0,
-            }
+            skipped()
         } else {
             let mut enricher = Enricher::default();
             learn(&mut enricher);
@@ -666,11 +635,7 @@ fn main() {
                     // message built and queued.
                     if let Ok(ev) = security::decode(b) {
                         let c = ev.common();
-                        let ctx = ProcessContext {
-                            owner: enricher.users.name(c.uid).map(str::to_string),
-                            workload: enricher.workload(c.cgroup_id, c.pid),
-                            info: None,
-                        };
+                        let ctx = legacy_ctx(&mut enricher, c);
                         q.push(match &ev {
                             security::SecurityEvent::Cred(cc) => {
                                 security::legacy::credentials(cc, &ctx, &clock, 1)
