@@ -12,10 +12,13 @@ wait_for() {
 
 # IRQ-work interrupts so far, all CPUs (/proc/interrupts' IWI row): a
 # ring buffer's forced wakeup raises one.
-# Context switches of every thread of process $1 (voluntary: it slept and
-# was woken; nonvoluntary: preempted).
-ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 irq_work() { awk '$1 == "IWI:" {s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s}' /proc/interrupts; }
+
+# Context switches so far of every live thread of process $1 (voluntary:
+# it slept and was woken; nonvoluntary: preempted). A thread that exits
+# takes its count along (Tapio's threads live as long as it does); under
+# CALLGRIND=1 the process is valgrind, which runs one thread at a time.
+ctx_switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 
 # Median of the numbers on stdin.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

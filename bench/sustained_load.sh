@@ -192,7 +192,7 @@ Y
 	bpftool prog show -j >"$work/$label.progs0"
 	read -r b0 _ < <(prog_sum tapio_ <"$work/$label.progs0")
 	w0=$(irq_work)
-	x0=$(ctx_switches $tp)
+	x0=$(ctx_switches "$tp")
 	grep VmRSS "/proc/$tp/status" | awk '{print $2}' >"$work/$label.rss0"
 	# The start's peak (programs loading, the kernel's BTF parsed: freed
 	# once loaded) is not the steady state: keep it, then reset VmHWM so
@@ -230,7 +230,7 @@ Y
 	bpftool prog show -j >"$work/$label.progs1"
 	read -r b1 _ < <(prog_sum tapio_ <"$work/$label.progs1")
 	w1=$(irq_work)
-	x1=$(ctx_switches $tp)
+	x1=$(ctx_switches "$tp")
 
 	# The generator's connections still open once it has exited: orphans
 	# its acceptor closed (FIN_WAIT1, LAST_ACK...) whose close the kernel

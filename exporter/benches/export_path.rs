@@ -275,7 +275,6 @@ struct Run {
     bytes: usize,
 }
 
-/// Median over RUNS (by CPU) of `f`, which handles `n` records.
 /// The old path's figures when only the new one runs (`EXPORT_PATH_ONLY=new`).
 fn skipped() -> Run {
     Run {
@@ -294,6 +293,7 @@ fn legacy_ctx(e: &mut Enricher, c: &tapio::probes::process::Common) -> ProcessCo
     }
 }
 
+/// Median over RUNS (by CPU) of `f`, which handles `n` records.
 fn measure(n: usize, mut f: impl FnMut() -> usize) -> Run {
     let mut runs = Vec::new();
     for _ in 0..RUNS {

@@ -556,6 +556,43 @@ mod tests {
         assert_eq!(parse(&mx, 16).unwrap().answers[0].data, "10 m.test");
     }
 
+    /// A question whose label needs escapes, answered through the pointer
+    /// to it (copied) and through a pointer to the same name elsewhere
+    /// (walked): the same dig-style text both ways.
+    #[test]
+    fn escaped_names_read_the_same_through_the_question_pointer() {
+        let mut m = build::header(9, 0x8180, 1, 2);
+        let label = [b'.', b'\\', b' ', 0xFF, b'a'];
+        m.push(label.len() as u8);
+        m.extend_from_slice(&label);
+        m.extend(build::name("test"));
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        // Answer 1 names the question by 0xC00C, answer 2 by a pointer to
+        // its own copy of the name, written as labels in answer 1's data
+        // (a CNAME) at a known offset.
+        let a1 = m.len();
+        m.extend_from_slice(&[0xC0, 0x0C, 0, 5, 0, 1, 0, 0, 0, 60]);
+        let target = {
+            let mut t = vec![label.len() as u8];
+            t.extend_from_slice(&label);
+            t.extend(build::name("test"));
+            t
+        };
+        m.extend_from_slice(&(target.len() as u16).to_be_bytes());
+        let copy_at = m.len();
+        m.extend_from_slice(&target);
+        m.extend_from_slice(&[0xC0 | (copy_at >> 8) as u8, copy_at as u8]);
+        m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 0, 7]);
+        let p = parse(&m, 8).unwrap();
+        let want = "\\046\\092\\032\\255a.test";
+        assert_eq!(p.questions[0].name, want);
+        assert_eq!(p.answers.len(), 2, "{p:?}");
+        assert_eq!(p.answers[0].name, want);
+        assert_eq!(p.answers[0].data, want, "the CNAME's data, walked");
+        assert_eq!(p.answers[1].name, want);
+        assert!(a1 > 12 && !p.answers_cut);
+    }
+
     #[test]
     fn truncated_answers_keep_the_question() {
         let full = cname_response(7, "alias.tapio.test", "www.tapio.test", [1, 2, 3, 4]);

@@ -289,8 +289,6 @@ impl ProbeStats {
         u64::from(!self.failed.load(Relaxed))
     }
 
-    /// Losses by reason name: the kernel's (its counters, then the program
-    /// runs it skipped as recursion), then userspace decode errors.
     /// The kernel's loss counters ([`KERNEL_LOST_REASONS`]) summed: what
     /// [`ProbeStats::lost`] reports of them, without its other readers
     /// (the recursion count is a `BPF_OBJ_GET_INFO_BY_FD` per program,
@@ -299,9 +297,13 @@ impl ProbeStats {
         lock(&self.kernel_lost)
             .as_ref()
             .and_then(|f| f())
-            .map_or(0, |counts| counts.iter().sum())
+            .map_or(0, |counts| {
+                counts.iter().take(KERNEL_LOST_REASONS.len()).sum()
+            })
     }
 
+    /// Losses by reason name: the kernel's (its counters, then the program
+    /// runs it skipped as recursion), then userspace decode errors.
     pub fn lost(&self) -> Vec<(&'static str, u64)> {
         let mut out: Vec<(&'static str, u64)> =
             KERNEL_LOST_REASONS.iter().map(|r| (*r, 0)).collect();

@@ -207,7 +207,9 @@ pub type BlockKey = [u64; 9];
 /// (a connecting thread's span and close log, the accepting thread's close
 /// log, a resolver's lookups). Any entry may hold any key (looked up by
 /// the key's first word and the record kind, then the whole key); a miss
-/// writes the block as before and replaces the entries in turn. Until
+/// writes the block as before and replaces the entries in turn (first in,
+/// first out: more than 8 live blocks would miss every time; a reader
+/// sees a few threads at a time). Until
 /// 2026-12-07 the entry was picked by `(tid ^ field) % 4`: two threads
 /// whose tids differ in the low bits, each writing spans and logs, took
 /// the same two entries in turn and missed on 40 % of the network and DNS

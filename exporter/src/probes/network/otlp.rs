@@ -89,7 +89,14 @@ pub fn close(
     let secs = lived_ns as f64 / 1e9;
     let mut w = enc.log(clock.to_unix_ns(r.hdr.ts_ns), Severity::Info);
     let mut text = Text::default();
-    close_body(&mut text, dir, &t, lived_ns, r.bytes_sent, r.bytes_received);
+    close_body(
+        &mut text,
+        inbound,
+        &t,
+        lived_ns,
+        r.bytes_sent,
+        r.bytes_received,
+    );
     w.body_concat(&[text.as_str()]);
     connection_attrs(&mut w, &t, !inbound, "tcp");
     if r.hdr.pid != 0 {
@@ -114,8 +121,8 @@ pub fn close(
 /// text `format_args!` made, written without the formatter (it was a fifth
 /// of a busy agent's instructions: two close logs per connection, each with
 /// two addresses, four integers and a float through `core::fmt`).
-fn close_body(out: &mut Text, dir: &str, t: &Tuple, lived_ns: u64, sent: u64, received: u64) {
-    out.push(dir.as_bytes());
+fn close_body(out: &mut Text, inbound: bool, t: &Tuple, lived_ns: u64, sent: u64, received: u64) {
+    out.push(if inbound { b"inbound" } else { b"outbound" });
     out.push(b" tcp ");
     out.ip(t.local);
     out.push(b":");
@@ -153,7 +160,14 @@ impl Default for Text {
 }
 
 impl Text {
+    /// ASCII only (`as_str` relies on it): literals, digits, addresses;
+    /// other text goes through `write_str`.
     fn push(&mut self, b: &[u8]) {
+        debug_assert!(b.is_ascii());
+        self.put(b);
+    }
+
+    fn put(&mut self, b: &[u8]) {
         let end = (self.len + b.len()).min(self.buf.len());
         let (dst, b) = (&mut self.buf[self.len..end], &b[..end - self.len]);
         // The pieces are 1–20 bytes: two fixed-size moves instead of a
@@ -240,7 +254,7 @@ impl Text {
 impl std::fmt::Write for Text {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.non_ascii |= !s.is_ascii();
-        self.push(s.as_bytes());
+        self.put(s.as_bytes());
         Ok(())
     }
 }
@@ -361,7 +375,7 @@ mod tests {
                     t.local, t.local_port, t.remote, t.remote_port, sent, rcvd
                 );
                 let mut got = Text::default();
-                close_body(&mut got, "outbound", &t, *ns, sent, rcvd);
+                close_body(&mut got, false, &t, *ns, sent, rcvd);
                 assert_eq!(got.as_str(), want, "{ns} ns");
             }
         }
