@@ -38,8 +38,9 @@ impl PendingQueries {
     }
 
     /// Add a query (its key must not be pending); returns the oldest one
-    /// when it had to make room.
-    pub fn insert(&mut self, k: Key, p: Pending) -> Option<(Key, Pending)> {
+    /// when it had to make room. Callers go through
+    /// [`PendingQueries::insert_new`].
+    fn insert(&mut self, k: Key, p: Pending) -> Option<(Key, Pending)> {
         let evicted = if self.map.len() >= self.capacity {
             self.pop_oldest_if(|_| true)
         } else {
@@ -82,8 +83,6 @@ impl PendingQueries {
     /// Answered queries stay in `order` until they reach its front; bound
     /// it when many pile up behind an old one.
     fn trim_order(&mut self) {
-        // Answered queries leave their entry in `order` until it reaches
-        // the front; bound that.
         if self.order.len() > 2 * self.capacity {
             let map = &self.map;
             self.order
